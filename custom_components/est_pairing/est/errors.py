@@ -1,0 +1,108 @@
+"""The library's one exception hierarchy; the HTTP layer maps it to status codes in one table."""
+
+from __future__ import annotations
+
+
+class EstError(Exception):
+    """Base class: the message is a one-line reason safe to show to the peer."""
+
+
+# --- what a request can be refused for (server side; the client raises the same classes) ---
+
+
+class MalformedRequest(EstError):
+    """Undecodable base64/DER, a bad CSR signature, a CSR no policy could ever accept."""
+
+
+class AuthenticationRequired(EstError):
+    """No usable credentials, or wrong ones: the client must authenticate (again)."""
+
+
+class NotAllowed(EstError):
+    """Authenticated, but the policy (or the owner) does not allow this request."""
+
+
+class CertificateRevoked(NotAllowed):
+    """The presented certificate, or the key in the request, has been revoked."""
+
+
+class UnknownResource(EstError):
+    """Unknown path, label or operation."""
+
+
+class MethodNotAllowed(EstError):
+    """The operation exists but not with this HTTP method."""
+
+    def __init__(self, message: str, allowed: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.allowed = allowed
+
+
+class UnsupportedMediaType(EstError):
+    """The request body's media type is not the one the operation takes."""
+
+
+class RequestTooLarge(EstError):
+    """The request body exceeds the size limit."""
+
+
+class RequestTimeout(EstError):
+    """The request body did not arrive in time."""
+
+
+class RetryLater(EstError):
+    """The request cannot be answered now; the peer should retry after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class LockedOut(RetryLater):
+    """Too many wrong secrets for this identity (or overall): locked until the window passes."""
+
+
+class Busy(RetryLater):
+    """The server is at a bound (pending requests, connections); not the client's fault."""
+
+
+class OperationNotSupported(EstError):
+    """An EST operation this server does not offer (full CMC)."""
+
+
+class CAFailure(EstError):
+    """The CA could not complete an operation that was valid (storage, signing)."""
+
+
+# --- client-side outcomes that have no server-side twin ---
+
+
+class ProtocolError(EstError):
+    """The server's answer does not follow RFC 7030 (wrong type, undecodable body, bad status)."""
+
+
+class FingerprintMismatch(EstError):
+    """The CA the server presented does not match the fingerprint the owner gave."""
+
+
+class ApprovalTimeout(EstError):
+    """The owner did not approve the request within the client's overall timeout."""
+
+
+class ServerNotFound(EstError):
+    """No EST server was found by browsing the local network."""
+
+
+# --- owner-side outcomes (the host application's approval screens) ---
+
+
+class PendingRequestGone(EstError):
+    """The request the owner acts on is no longer pending (expired, approved or rejected)."""
+
+
+class WrongPin(AuthenticationRequired):
+    """The PIN the owner typed differs from the one the appliance sent."""
+
+    def __init__(self, message: str, attempts_left: int) -> None:
+        super().__init__(message)
+        self.attempts_left = attempts_left

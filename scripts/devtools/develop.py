@@ -1,0 +1,166 @@
+"""Run a real Home Assistant with this integration loaded from the repository (scripts/develop).
+
+Creates ``config/`` on first run (configuration.yaml, and custom_components/est_pairing as a link to
+the repository, so edits apply on restart), installs what Home Assistant would install at start-up,
+then runs ``hass -c config`` until Ctrl-C.
+
+``--isolated`` runs Home Assistant inside a private network namespace (``ip netns``, root only) with
+loopback only, so none of its mDNS leaves this machine; http://127.0.0.1:8123 outside is forwarded
+to it. Other commands join the namespace with ``ip netns exec est-dev ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+from pathlib import Path
+import shutil
+import signal
+import subprocess
+import sys
+
+ROOT = Path(__file__).resolve().parents[2]
+NETNS = "est-dev"
+HTTP_PORT = 8123
+CONFIGURATION = """\
+# Created by scripts/develop: a Home Assistant for developing EST Appliance Pairing.
+homeassistant:
+  name: Home
+  time_zone: UTC
+  country: US
+  unit_system: metric
+  currency: EUR
+
+logger:
+  default: warning
+  logs:
+    custom_components.est_pairing: debug
+    homeassistant.components.zeroconf: info
+
+frontend:
+config:
+"""
+
+
+def prepare_config(config: Path) -> None:
+    """Create the configuration directory once; link the integration into it."""
+    config.mkdir(exist_ok=True)
+    configuration = config / "configuration.yaml"
+    if not configuration.exists():
+        configuration.write_text(CONFIGURATION)
+    link = config / "custom_components" / "est_pairing"
+    link.parent.mkdir(exist_ok=True)
+    if not link.is_symlink():
+        if link.exists():
+            shutil.rmtree(link)
+        link.symlink_to(ROOT / "custom_components" / "est_pairing")
+
+
+def install_requirements(config: Path) -> None:
+    """Let Home Assistant install its start-up requirements while the network is reachable."""
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "devtools" / "install_ha_requirements.py"),
+            str(config),
+            "est_pairing",
+            "config",
+        ],
+        check=True,
+    )
+
+
+def create_namespace() -> None:
+    """A network namespace with loopback up and multicast routed over it (for mDNS)."""
+    if os.geteuid() != 0:
+        sys.exit("scripts/develop --isolated needs root (it creates a network namespace)")
+    if not Path(f"/run/netns/{NETNS}").exists():
+        subprocess.run(["ip", "netns", "add", NETNS], check=True)
+    ip = ["ip", "-n", NETNS]
+    subprocess.run([*ip, "link", "set", "lo", "up"], check=True)
+    subprocess.run([*ip, "link", "set", "lo", "multicast", "on"], check=True)
+    subprocess.run([*ip, "route", "replace", "224.0.0.0/4", "dev", "lo"], check=True)
+
+
+def delete_namespace() -> None:
+    """Remove the namespace (processes still inside keep it alive until they exit)."""
+    subprocess.run(["ip", "netns", "delete", NETNS], check=False)
+
+
+async def forward(port: int) -> asyncio.Server:
+    """Listen on 127.0.0.1:port here; connect each client to 127.0.0.1:port in the namespace.
+
+    The listening socket is bound before entering the namespace, so it stays outside; sockets made
+    afterwards belong to the namespace.
+    """
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except OSError:
+            pass
+        finally:
+            writer.close()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            inner_reader, inner_writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            writer.close()
+            return
+        await asyncio.gather(pipe(reader, inner_writer), pipe(inner_reader, writer))
+
+    server = await asyncio.start_server(handle, "127.0.0.1", port)
+    namespace = os.open(f"/run/netns/{NETNS}", os.O_RDONLY)
+    try:
+        os.setns(namespace, os.CLONE_NEWNET)
+    finally:
+        os.close(namespace)
+    return server
+
+
+async def run(args: argparse.Namespace) -> int:
+    """Start Home Assistant (isolated or not) and wait for it to exit."""
+    config = ROOT / "config"
+    command = [sys.executable, "-m", "homeassistant", "-c", str(config)]
+    server = None
+    if args.isolated:
+        create_namespace()
+        command = ["ip", "netns", "exec", NETNS, *command]
+        server = await forward(HTTP_PORT)
+    process = await asyncio.create_subprocess_exec(*command)
+    print(f"scripts/develop: Home Assistant starting at http://127.0.0.1:{HTTP_PORT}", flush=True)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, process.send_signal, signal.SIGTERM)
+    try:
+        return await process.wait()
+    finally:
+        if server is not None:
+            server.close()
+        if args.isolated:
+            delete_namespace()
+
+
+def main() -> None:
+    """Entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
+    parser.add_argument(
+        "--isolated",
+        action="store_true",
+        help="run inside a private network namespace: no mDNS leaves this machine (root)",
+    )
+    args = parser.parse_args()
+    config = ROOT / "config"
+    prepare_config(config)
+    install_requirements(config)
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(asyncio.run(run(args)))
+
+
+if __name__ == "__main__":
+    main()

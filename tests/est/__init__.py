@@ -1,0 +1,1 @@
+"""Tests for the protocol library (no Home Assistant needed by the code under test)."""
