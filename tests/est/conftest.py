@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
 import pytest
+
+from custom_components.est_pairing.est.ca import HouseholdCA
+from custom_components.est_pairing.est.client import EstClient
+from custom_components.est_pairing.est.service import EstService, ServiceConfig
+from custom_components.est_pairing.est.storage import JournalFile, JsonFileStore
+from custom_components.est_pairing.est.tls import ListenerNames
 
 
 @pytest.fixture(autouse=True)
@@ -18,3 +30,58 @@ def zeroconf() -> None:
 @pytest.fixture(autouse=True)
 def allow_loopback_sockets(socket_enabled: None) -> None:
     """Real TLS listeners on 127.0.0.1 (the Home Assistant plugin blocks sockets by default)."""
+
+
+@pytest.fixture(scope="session")
+def ca() -> HouseholdCA:
+    """One household CA for the whole session (key generation is the slow part)."""
+    return HouseholdCA.create("Test")
+
+
+@pytest.fixture(scope="session")
+def certificate(ca: HouseholdCA) -> x509.Certificate:
+    """Any certificate: the CA's own."""
+    return ca.certificate
+
+
+@dataclass
+class RunningServer:
+    """A standalone EST service on 127.0.0.1 with its files in a temporary directory."""
+
+    service: EstService
+    data_dir: Path
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.service.port}"
+
+    def client(self) -> EstClient:
+        return EstClient(self.url, self.service.ca.certificate)
+
+
+def make_service(data_dir: Path, **config: Any) -> EstService:
+    """An EstService over files in ``data_dir`` (the standalone command's stores)."""
+    return EstService(
+        ServiceConfig(
+            "Test",
+            port=0,
+            bind_host="127.0.0.1",
+            names=ListenerNames.from_hosts(["localhost", "127.0.0.1"]),
+            **config,
+        ),
+        ca_store=JsonFileStore(data_dir / "ca.json"),
+        policy_store=JsonFileStore(data_dir / "policy.json"),
+        ledger_journal=JournalFile(data_dir / "ledger.jsonl"),
+    )
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
+    """A running server with appliance ``oven`` pre-registered with PIN 123456."""
+    service = make_service(tmp_path)
+    await service.load()
+    service.policy.preregister("oven", "123456")
+    service.policy.retry_after = 1
+    await service.start()
+    yield RunningServer(service, tmp_path)
+    await service.stop()

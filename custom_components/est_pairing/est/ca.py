@@ -1,0 +1,289 @@
+"""The household CA: create or load the root, issue appliance and listener certificates, sign CRLs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+import hashlib
+import ipaddress
+from typing import Literal
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from .limits import CA_VALIDITY_DAYS, CRL_VALIDITY_DAYS
+
+type CurveName = Literal["P-256", "P-384"]
+type IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+_CURVES: dict[CurveName, ec.EllipticCurve] = {"P-256": ec.SECP256R1(), "P-384": ec.SECP384R1()}
+_BACKDATE = timedelta(minutes=5)  # tolerate appliances whose clocks run a little behind
+
+
+def sha256_fingerprint(der: bytes) -> str:
+    """Lower-case hex SHA-256, the fingerprint format used everywhere in this project."""
+    return hashlib.sha256(der).hexdigest()
+
+
+def certificate_fingerprint(certificate: x509.Certificate) -> str:
+    """SHA-256 over the certificate's DER."""
+    return sha256_fingerprint(certificate.public_bytes(serialization.Encoding.DER))
+
+
+def public_key_fingerprint(public_key: CertificatePublicKeyTypes) -> str:
+    """SHA-256 over the SubjectPublicKeyInfo DER (stable across re-issued certificates)."""
+    return sha256_fingerprint(
+        public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+
+
+def format_fingerprint(fingerprint: str, *, groups: int | None = None) -> str:
+    """``ab12 cd34 ...`` groups of four for people to compare; ``groups`` keeps only the first few."""
+    chunks = [fingerprint[i : i + 4].upper() for i in range(0, len(fingerprint), 4)]
+    return " ".join(chunks[:groups] if groups else chunks)
+
+
+@dataclass(frozen=True, slots=True)
+class RevokedCertificate:
+    """One CRL entry."""
+
+    serial_number: int
+    revoked_at: datetime
+    reason: x509.ReasonFlags
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedName:
+    """Subject and subject-alternative names a certificate will carry, as the policy granted them."""
+
+    common_name: str
+    dns_names: tuple[str, ...] = ()
+    ip_addresses: tuple[IPAddress, ...] = ()
+
+
+class HouseholdCA:
+    """A self-signed root that signs every appliance and listener certificate in the household."""
+
+    def __init__(self, certificate: x509.Certificate, private_key: ec.EllipticCurvePrivateKey) -> None:
+        self.certificate = certificate
+        self._private_key = private_key
+        self.fingerprint = certificate_fingerprint(certificate)
+        self._ski = x509.SubjectKeyIdentifier.from_public_key(certificate.public_key())
+        self._aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(self._ski)
+
+    def __repr__(self) -> str:
+        return f"HouseholdCA({self.certificate.subject.rfc4514_string()!r}, sha256={self.fingerprint})"
+
+    @classmethod
+    def create(cls, name: str, *, curve: CurveName = "P-256", now: datetime | None = None) -> HouseholdCA:
+        """Create a new root: EC key, 20 years, CA:TRUE pathlen 0, keyCertSign + cRLSign."""
+        now = now or datetime.now(UTC)
+        key = ec.generate_private_key(_CURVES[curve])
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} Household CA")])
+        ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - _BACKDATE)
+            .not_valid_after(now + timedelta(days=CA_VALIDITY_DAYS))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=False,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(ski, critical=False)
+            .sign(key, _hash_for(key))
+        )
+        return cls(certificate, key)
+
+    @classmethod
+    def from_pem(cls, certificate_pem: bytes, private_key_pem: bytes) -> HouseholdCA:
+        """Load a root written by :meth:`to_pem`."""
+        certificate = x509.load_pem_x509_certificate(certificate_pem)
+        key = serialization.load_pem_private_key(private_key_pem, password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise TypeError("the household CA key must be an EC key")
+        if key.public_key() != certificate.public_key():
+            raise ValueError("the household CA key does not match its certificate")
+        return cls(certificate, key)
+
+    def to_pem(self) -> tuple[bytes, bytes]:
+        """Certificate and unencrypted PKCS#8 key (the caller stores the key 0600)."""
+        return (
+            self.certificate.public_bytes(serialization.Encoding.PEM),
+            self._private_key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ),
+        )
+
+    @property
+    def certificate_pem(self) -> bytes:
+        """The root certificate as PEM."""
+        return self.certificate.public_bytes(serialization.Encoding.PEM)
+
+    @property
+    def not_valid_after(self) -> datetime:
+        """When the household CA itself expires."""
+        return self.certificate.not_valid_after_utc
+
+    def issue_appliance_certificate(
+        self,
+        *,
+        public_key: CertificatePublicKeyTypes,
+        name: IssuedName,
+        server_auth: bool,
+        serial_number: int,
+        not_before: datetime,
+        not_after: datetime,
+        crl_url: str | None,
+    ) -> x509.Certificate:
+        """An end-entity certificate for an appliance: clientAuth, serverAuth only if granted."""
+        usages = [ExtendedKeyUsageOID.CLIENT_AUTH]
+        if server_auth:
+            usages.append(ExtendedKeyUsageOID.SERVER_AUTH)
+        key_agreement = isinstance(public_key, ec.EllipticCurvePublicKey)
+        return self._sign_end_entity(
+            public_key=public_key,
+            name=name,
+            usages=usages,
+            key_agreement=key_agreement,
+            serial_number=serial_number,
+            not_before=not_before,
+            not_after=min(not_after, self.not_valid_after),
+            crl_url=crl_url,
+        )
+
+    def issue_listener_certificate(
+        self,
+        *,
+        public_key: CertificatePublicKeyTypes,
+        dns_names: Sequence[str],
+        ip_addresses: Sequence[IPAddress],
+        not_before: datetime,
+        not_after: datetime,
+    ) -> x509.Certificate:
+        """The EST listener's own TLS certificate: serverAuth, never keyCertSign."""
+        common_name = dns_names[0] if dns_names else str(ip_addresses[0])
+        return self._sign_end_entity(
+            public_key=public_key,
+            name=IssuedName(common_name, tuple(dns_names), tuple(ip_addresses)),
+            usages=[ExtendedKeyUsageOID.SERVER_AUTH],
+            key_agreement=False,
+            serial_number=x509.random_serial_number(),
+            not_before=not_before,
+            not_after=min(not_after, self.not_valid_after),
+            crl_url=None,
+        )
+
+    def _sign_end_entity(
+        self,
+        *,
+        public_key: CertificatePublicKeyTypes,
+        name: IssuedName,
+        usages: list[x509.ObjectIdentifier],
+        key_agreement: bool,
+        serial_number: int,
+        not_before: datetime,
+        not_after: datetime,
+        crl_url: str | None,
+    ) -> x509.Certificate:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name.common_name)]))
+            .issuer_name(self.certificate.subject)
+            .public_key(public_key)
+            .serial_number(serial_number)
+            .not_valid_before(not_before)
+            .not_valid_after(not_after)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=key_agreement,
+                    key_cert_sign=False,
+                    crl_sign=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+            .add_extension(self._aki, critical=False)
+        )
+        general_names: list[x509.GeneralName] = [x509.DNSName(dns) for dns in name.dns_names]
+        general_names += [x509.IPAddress(address) for address in name.ip_addresses]
+        if general_names:
+            builder = builder.add_extension(x509.SubjectAlternativeName(general_names), critical=False)
+        if crl_url:
+            builder = builder.add_extension(
+                x509.CRLDistributionPoints(
+                    [
+                        x509.DistributionPoint(
+                            full_name=[x509.UniformResourceIdentifier(crl_url)],
+                            relative_name=None,
+                            reasons=None,
+                            crl_issuer=None,
+                        )
+                    ]
+                ),
+                critical=False,
+            )
+        return builder.sign(self._private_key, _hash_for(self._private_key))
+
+    def sign_crl(
+        self, revoked: Iterable[RevokedCertificate], *, crl_number: int, now: datetime
+    ) -> x509.CertificateRevocationList:
+        """A CRL over every revoked certificate, valid for a week (re-signed before then)."""
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(self.certificate.subject)
+            .last_update(now - _BACKDATE)
+            .next_update(now + timedelta(days=CRL_VALIDITY_DAYS))
+            .add_extension(x509.CRLNumber(crl_number), critical=False)
+            .add_extension(self._aki, critical=False)
+        )
+        for entry in revoked:
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder()
+                .serial_number(entry.serial_number)
+                .revocation_date(entry.revoked_at)
+                .add_extension(x509.CRLReason(entry.reason), critical=False)
+                .build()
+            )
+        return builder.sign(self._private_key, _hash_for(self._private_key))
+
+    def issued(self, certificate: x509.Certificate) -> bool:
+        """Whether this CA signed the certificate (signature checked, not just the issuer name)."""
+        try:
+            certificate.verify_directly_issued_by(self.certificate)
+        except (ValueError, TypeError, InvalidSignature):
+            return False
+        return True
+
+
+def _hash_for(key: ec.EllipticCurvePrivateKey) -> hashes.SHA256 | hashes.SHA384:
+    return hashes.SHA384() if key.curve.key_size > 256 else hashes.SHA256()

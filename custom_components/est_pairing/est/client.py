@@ -1,0 +1,423 @@
+"""Reference EST client (appliances, tests, benchmarks): bootstrap, enroll, re-enroll, keys.
+
+Bootstrap follows RFC 7030 §4.1.1: /cacerts is fetched over a provisional, unverified TLS session
+that carries no credentials; the CA is accepted only if it matches an out-of-band fingerprint (or,
+without one, on first use, which the caller must tell its user about); every later request verifies
+the server against that CA.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+import re
+import ssl
+from typing import Self
+
+import aiohttp
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.hazmat.primitives.asymmetric.types import (
+    CertificateIssuerPrivateKeyTypes,
+    PrivateKeyTypes,
+)
+from cryptography.x509.oid import NameOID
+
+from .ca import certificate_fingerprint
+from .csr import ApplianceDetails
+from .errors import (
+    ApprovalTimeout,
+    CertificateRevoked,
+    EstError,
+    FingerprintMismatch,
+    MethodNotAllowed,
+    NotAllowed,
+    ProtocolError,
+    RetryLater,
+)
+from .status import ERROR_FOR_STATUS
+from .tls import client_ssl_context
+from .wire import (
+    CRL_PATH,
+    CSRATTRS,
+    EST_PATH,
+    MULTIPART_MIXED,
+    PKCS7_MIME,
+    PKCS8,
+    PKCS10,
+    PKIX_CRL,
+    CsrAttribute,
+    basic_authorization,
+    decode_body,
+    decode_certs_only,
+    decode_csrattrs,
+    decode_multipart,
+    encode_base64,
+    media_type,
+)
+
+_NAME_ATTRIBUTE = x509.ObjectIdentifier("2.5.4.41")
+_MIN_WAIT, _MAX_WAIT = 1, 3600
+_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """The server answered 202: ask again after ``retry_after`` seconds."""
+
+    retry_after: int
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Bootstrap:
+    """The CA a server presented, and whether it was checked against an out-of-band fingerprint."""
+
+    ca_certificate: x509.Certificate
+    fingerprint: str
+    verified_out_of_band: bool
+
+
+def normalize_fingerprint(text: str) -> str:
+    """``AB:12 cd-34...`` -> ``ab12cd34...``; raises ValueError unless it is a SHA-256 in hex."""
+    compact = re.sub(r"[\s:.-]", "", text).lower()
+    if not _HEX.fullmatch(compact):
+        raise ValueError("a CA fingerprint is 64 hexadecimal digits (SHA-256)")
+    return compact
+
+
+def build_csr(
+    private_key: CertificateIssuerPrivateKeyTypes,
+    appliance_id: str,
+    *,
+    details: ApplianceDetails | None = None,
+    dns_names: Iterable[str] = (),
+) -> x509.CertificateSigningRequest:
+    """A request as the appliance-maker profile describes it (docs/appliance-profile.md)."""
+    details = details or ApplianceDetails()
+    attributes = [x509.NameAttribute(NameOID.COMMON_NAME, appliance_id)]
+    for oid, value in (
+        (NameOID.ORGANIZATION_NAME, details.manufacturer),
+        (NameOID.ORGANIZATIONAL_UNIT_NAME, details.model),
+        (NameOID.SERIAL_NUMBER, details.serial_number),
+        (_NAME_ATTRIBUTE, details.name),
+    ):
+        if value:
+            attributes.append(x509.NameAttribute(oid, value))
+    builder = x509.CertificateSigningRequestBuilder().subject_name(x509.Name(attributes))
+    names = [x509.DNSName(name) for name in dns_names]
+    if names:
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    return _sign_csr(builder, private_key)
+
+
+def renewal_csr(
+    private_key: CertificateIssuerPrivateKeyTypes, current: x509.Certificate
+) -> x509.CertificateSigningRequest:
+    """A re-enrollment request: Subject and SubjectAltName copied from the current certificate."""
+    builder = x509.CertificateSigningRequestBuilder().subject_name(current.subject)
+    try:
+        san = current.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        builder = builder.add_extension(san.value, critical=san.critical)
+    except x509.ExtensionNotFound:
+        pass
+    return _sign_csr(builder, private_key)
+
+
+def _sign_csr(
+    builder: x509.CertificateSigningRequestBuilder, private_key: CertificateIssuerPrivateKeyTypes
+) -> x509.CertificateSigningRequest:
+    algorithm = None if isinstance(private_key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+    return builder.sign(private_key, algorithm)
+
+
+class EstClient:
+    """Talks to one EST server whose CA is known (see :meth:`bootstrap`)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        ca_certificate: x509.Certificate,
+        *,
+        label: str | None = None,
+        session: aiohttp.ClientSession | None = None,
+        request_timeout: float = 30.0,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.ca_certificate = ca_certificate
+        self._prefix = f"{self.base_url}{EST_PATH}" + (f"/{label}" if label else "")
+        self._session = session
+        self._owns_session = session is None
+        self._timeout = aiohttp.ClientTimeout(total=request_timeout)
+        self._ssl = client_ssl_context(ca_certificate)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the session if this client created it."""
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+        self._session = None
+
+    # --- bootstrap ----------------------------------------------------------------------------------
+
+    @staticmethod
+    async def fetch_ca(
+        base_url: str,
+        *,
+        expected_fingerprint: str | None = None,
+        label: str | None = None,
+        request_timeout: float = 30.0,
+    ) -> Bootstrap:
+        """Provisional /cacerts (§4.1.1): no server verification, no credentials sent.
+
+        With ``expected_fingerprint`` the CA must match it, else FingerprintMismatch. Without it
+        the self-signed CA in the answer is returned for trust on first use.
+        """
+        url = f"{base_url.rstrip('/')}{EST_PATH}" + (f"/{label}" if label else "") + "/cacerts"
+        connector = aiohttp.TCPConnector(ssl=client_ssl_context(None), force_close=True)
+        async with (
+            aiohttp.ClientSession(
+                connector=connector, timeout=aiohttp.ClientTimeout(total=request_timeout)
+            ) as session,
+            session.get(url) as response,
+        ):
+            body = await _checked_body(response, PKCS7_MIME)
+        certificates = decode_certs_only(body)
+        roots = [c for c in certificates if c.issuer == c.subject] or certificates
+        if expected_fingerprint is None:
+            root = roots[0]
+            return Bootstrap(root, certificate_fingerprint(root), verified_out_of_band=False)
+        expected = normalize_fingerprint(expected_fingerprint)
+        for certificate in certificates:
+            if certificate_fingerprint(certificate) == expected:
+                return Bootstrap(certificate, expected, verified_out_of_band=True)
+        raise FingerprintMismatch(
+            f"the server's CA has fingerprint {certificate_fingerprint(roots[0])}, "
+            f"not the expected {expected}"
+        )
+
+    # --- operations ---------------------------------------------------------------------------------
+
+    async def cacerts(self) -> list[x509.Certificate]:
+        """/cacerts over the verified session."""
+        async with self._request("GET", "cacerts") as response:
+            return decode_certs_only(await _checked_body(response, PKCS7_MIME))
+
+    async def csrattrs(self) -> list[CsrAttribute]:
+        """/csrattrs; an empty list when the server has none (204 or 404)."""
+        async with self._request("GET", "csrattrs") as response:
+            if response.status in (204, 404):
+                return []
+            return decode_csrattrs(decode_body(await _checked_body(response, CSRATTRS)))
+
+    async def crl(self) -> x509.CertificateRevocationList:
+        """The CRL the server publishes."""
+        async with self._request("GET", url=f"{self.base_url}{CRL_PATH}") as response:
+            return x509.load_der_x509_crl(await _checked_body(response, PKIX_CRL))
+
+    async def simpleenroll(
+        self,
+        csr: x509.CertificateSigningRequest,
+        *,
+        username: str | None = None,
+        password: str = "",
+        client_ssl: ssl.SSLContext | None = None,
+    ) -> x509.Certificate | Pending:
+        """One simpleenroll attempt: the certificate, or Pending."""
+        async with self._request(
+            "POST", "simpleenroll", csr=csr, username=username, password=password, ssl=client_ssl
+        ) as response:
+            if response.status == 202:
+                return await _pending(response)
+            return self._issued_to(csr, await _checked_body(response, PKCS7_MIME))
+
+    async def enroll(
+        self,
+        csr: x509.CertificateSigningRequest,
+        *,
+        username: str | None = None,
+        password: str = "",
+        client_ssl: ssl.SSLContext | None = None,
+        approval_timeout: float = 600.0,
+        on_pending: Callable[[Pending], None] | None = None,
+    ) -> x509.Certificate:
+        """simpleenroll, following 202/Retry-After until approved or ``timeout`` runs out."""
+        return await self._until_approved(
+            lambda: self.simpleenroll(csr, username=username, password=password, client_ssl=client_ssl),
+            approval_timeout=approval_timeout,
+            on_pending=on_pending,
+        )
+
+    async def reenroll(
+        self,
+        csr: x509.CertificateSigningRequest,
+        certificate: x509.Certificate,
+        private_key: PrivateKeyTypes,
+    ) -> x509.Certificate:
+        """simplereenroll, authenticated by the current certificate; ``csr`` may carry a new key."""
+        client_ssl = await asyncio.to_thread(
+            client_ssl_context, self.ca_certificate, certificate=certificate, private_key=private_key
+        )
+        try:
+            async with self._request("POST", "simplereenroll", csr=csr, ssl=client_ssl) as response:
+                return self._issued_to(csr, await _checked_body(response, PKCS7_MIME))
+        except NotAllowed as err:
+            if "revoked" in str(err):
+                raise CertificateRevoked(str(err)) from None
+            raise
+
+    async def serverkeygen(
+        self,
+        csr: x509.CertificateSigningRequest,
+        *,
+        username: str | None = None,
+        password: str = "",
+        approval_timeout: float = 600.0,
+        on_pending: Callable[[Pending], None] | None = None,
+    ) -> tuple[PrivateKeyTypes, x509.Certificate]:
+        """serverkeygen, following 202 like :meth:`enroll`; returns the key and its certificate."""
+
+        async def attempt() -> tuple[PrivateKeyTypes, x509.Certificate] | Pending:
+            async with self._request(
+                "POST", "serverkeygen", csr=csr, username=username, password=password
+            ) as response:
+                if response.status == 202:
+                    return await _pending(response)
+                content_type = response.headers.get("Content-Type", "")
+                body = await _checked_body(response, MULTIPART_MIXED)
+                return self._key_and_certificate(body, content_type)
+
+        return await self._until_approved(attempt, approval_timeout=approval_timeout, on_pending=on_pending)
+
+    # --- helpers ------------------------------------------------------------------------------------
+
+    async def _until_approved[T](
+        self,
+        attempt: Callable[[], Awaitable[T | Pending]],
+        *,
+        approval_timeout: float,
+        on_pending: Callable[[Pending], None] | None,
+    ) -> T:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + approval_timeout
+        while True:
+            result = await attempt()
+            if not isinstance(result, Pending):
+                return result
+            if on_pending is not None:
+                on_pending(result)
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise ApprovalTimeout(f"the owner did not approve within {approval_timeout:g} s")
+            await asyncio.sleep(min(result.retry_after, remaining))
+
+    def _session_or_new(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+            self._owns_session = True
+        return self._session
+
+    @asynccontextmanager
+    async def _request(
+        self,
+        method: str,
+        operation: str = "",
+        *,
+        url: str | None = None,
+        csr: x509.CertificateSigningRequest | None = None,
+        username: str | None = None,
+        password: str = "",
+        ssl: ssl.SSLContext | None = None,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """One request over the verified session; refusals (4xx, 5xx) raise library errors."""
+        headers = {}
+        data = None
+        if csr is not None:
+            headers["Content-Type"] = PKCS10
+            data = encode_base64(csr.public_bytes(serialization.Encoding.DER))
+        if username is not None:
+            headers["Authorization"] = basic_authorization(username, password)
+        async with self._session_or_new().request(
+            method,
+            url or f"{self._prefix}/{operation}",
+            data=data,
+            headers=headers,
+            ssl=ssl or self._ssl,
+            timeout=self._timeout,
+        ) as response:
+            if response.status >= 400:
+                raise _error_for(response, await response.text(errors="replace"))
+            yield response
+
+    def _issued_to(self, csr: x509.CertificateSigningRequest, body: bytes) -> x509.Certificate:
+        certificates = decode_certs_only(body)
+        mine = [c for c in certificates if c.public_key() == csr.public_key()]
+        if not mine:
+            raise ProtocolError("the server returned a certificate for a different key")
+        self._check_issued(mine[0])
+        return mine[0]
+
+    def _key_and_certificate(
+        self, body: bytes, content_type: str
+    ) -> tuple[PrivateKeyTypes, x509.Certificate]:
+        parts = dict(decode_multipart(body, content_type))
+        if PKCS8 not in parts or PKCS7_MIME not in parts:
+            raise ProtocolError("serverkeygen response lacks the PKCS#8 or the PKCS#7 part")
+        try:
+            private_key = serialization.load_der_private_key(parts[PKCS8], password=None)
+        except ValueError:
+            raise ProtocolError("serverkeygen key part is not PKCS#8") from None
+        certificates = decode_certs_only(parts[PKCS7_MIME])
+        mine = [c for c in certificates if c.public_key() == private_key.public_key()]
+        if not mine:
+            raise ProtocolError("serverkeygen certificate does not match its key")
+        self._check_issued(mine[0])
+        return private_key, mine[0]
+
+    def _check_issued(self, certificate: x509.Certificate) -> None:
+        try:
+            certificate.verify_directly_issued_by(self.ca_certificate)
+        except Exception:  # noqa: BLE001 - any failure means "not from our CA"
+            raise ProtocolError("the issued certificate does not chain to the household CA") from None
+
+
+def _error_for(response: aiohttp.ClientResponse, reason: str) -> EstError:
+    reason = reason.strip() or response.reason or "no reason given"
+    line = f"{response.status}: {reason.splitlines()[0]}"
+    cls = ERROR_FOR_STATUS.get(response.status, ProtocolError)
+    if issubclass(cls, RetryLater):
+        return cls(line, _retry_after(response))
+    if issubclass(cls, MethodNotAllowed):
+        return cls(line, tuple(response.headers.get("Allow", "").replace(" ", "").split(",")))
+    return cls(line)
+
+
+async def _checked_body(response: aiohttp.ClientResponse, expected_type: str) -> bytes:
+    if response.status >= 400:
+        raise _error_for(response, await response.text(errors="replace"))
+    if response.status != 200:
+        raise ProtocolError(f"unexpected status {response.status}")
+    got = media_type(response.headers.get("Content-Type"))
+    if got != media_type(expected_type):
+        raise ProtocolError(f"expected {expected_type}, got {got or 'no content type'}")
+    return await response.read()
+
+
+async def _pending(response: aiohttp.ClientResponse) -> Pending:
+    return Pending(_retry_after(response), (await response.text(errors="replace")).strip())
+
+
+def _retry_after(response: aiohttp.ClientResponse) -> int:
+    try:
+        seconds = int(response.headers.get("Retry-After", ""))
+    except ValueError:
+        seconds = 5
+    return min(max(seconds, _MIN_WAIT), _MAX_WAIT)

@@ -1,0 +1,175 @@
+"""What a certificate request asks for: its key, names and usages, and the appliance details it carries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+import ipaddress
+import re
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from .ca import public_key_fingerprint
+from .errors import MalformedRequest, NotAllowed
+from .limits import MAX_RSA_BITS, MAX_SAN_ENTRIES, MAX_SUBJECT_BYTES, MIN_RSA_BITS
+
+type IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+_ACCEPTED_CURVES = {"secp256r1": "P-256", "secp384r1": "P-384"}
+_NAME_ATTRIBUTE = x509.ObjectIdentifier("2.5.4.41")  # id-at-name: a friendly name
+_DETAIL_LENGTH = 64
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+@dataclass(frozen=True, slots=True)
+class ApplianceDetails:
+    """What an appliance says about itself (request subject or factory certificate), for display only.
+
+    The appliance-maker profile (docs/appliance-profile.md) maps them to subject attributes:
+    name -> id-at-name (2.5.4.41), model -> OU, manufacturer -> O, serial number -> serialNumber.
+    """
+
+    name: str | None = None
+    model: str | None = None
+    manufacturer: str | None = None
+    serial_number: str | None = None
+
+    @classmethod
+    def from_name(cls, subject: x509.Name) -> ApplianceDetails:
+        """Pick the details out of an X.509 name, trimmed and stripped of control characters."""
+        return cls(
+            name=_attribute(subject, _NAME_ATTRIBUTE) or _attribute(subject, NameOID.COMMON_NAME),
+            model=_attribute(subject, NameOID.ORGANIZATIONAL_UNIT_NAME),
+            manufacturer=_attribute(subject, NameOID.ORGANIZATION_NAME),
+            serial_number=_attribute(subject, NameOID.SERIAL_NUMBER),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateRequest:
+    """A PKCS#10 request that passed the checks every policy shares."""
+
+    csr: x509.CertificateSigningRequest
+    public_key: CertificatePublicKeyTypes
+    key_fingerprint: str
+    key_description: str
+    common_name: str | None
+    dns_names: tuple[str, ...]
+    ip_addresses: tuple[IPAddress, ...]
+    wants_server_auth: bool
+    details: ApplianceDetails
+
+    @property
+    def subject(self) -> x509.Name:
+        """The subject exactly as requested."""
+        return self.csr.subject
+
+
+def inspect_request(csr: x509.CertificateSigningRequest) -> CertificateRequest:
+    """Check a signature-verified request for what no policy accepts; describe what it asks for."""
+    try:
+        public_key = csr.public_key()
+    except (ValueError, TypeError, NotImplementedError):
+        raise MalformedRequest("certificate request key type is not supported") from None
+    key_description = _check_key(public_key)
+    if len(csr.subject.public_bytes()) > MAX_SUBJECT_BYTES:
+        raise MalformedRequest(f"certificate request subject is over {MAX_SUBJECT_BYTES} bytes")
+    try:
+        extensions = csr.extensions
+    except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType):
+        raise MalformedRequest("certificate request extensions cannot be parsed") from None
+    _refuse_ca_powers(extensions)
+    dns_names, ip_addresses = _requested_names(extensions)
+    try:
+        usages = extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        wants_server_auth = ExtendedKeyUsageOID.SERVER_AUTH in usages
+    except x509.ExtensionNotFound:
+        wants_server_auth = False
+    return CertificateRequest(
+        csr=csr,
+        public_key=public_key,
+        key_fingerprint=public_key_fingerprint(public_key),
+        key_description=key_description,
+        common_name=_attribute(csr.subject, NameOID.COMMON_NAME, trim=False),
+        dns_names=dns_names,
+        ip_addresses=ip_addresses,
+        wants_server_auth=wants_server_auth or bool(dns_names or ip_addresses),
+        details=ApplianceDetails.from_name(csr.subject),
+    )
+
+
+def describe_key(public_key: CertificatePublicKeyTypes) -> str:
+    """A short human description: ``EC P-256``, ``RSA 2048``, ``Ed25519``."""
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        curve = public_key.curve.name
+        return f"EC {_ACCEPTED_CURVES.get(curve, curve)}"
+    if isinstance(public_key, rsa.RSAPublicKey):
+        return f"RSA {public_key.key_size}"
+    if isinstance(public_key, ed25519.Ed25519PublicKey):
+        return "Ed25519"
+    return type(public_key).__name__
+
+
+def _check_key(public_key: CertificatePublicKeyTypes) -> str:
+    description = describe_key(public_key)
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        if public_key.curve.name not in _ACCEPTED_CURVES:
+            raise MalformedRequest(
+                f"certificate request key uses curve {public_key.curve.name}; use P-256 or P-384"
+            )
+    elif isinstance(public_key, rsa.RSAPublicKey):
+        if not MIN_RSA_BITS <= public_key.key_size <= MAX_RSA_BITS:
+            raise MalformedRequest(
+                f"certificate request has an {description}-bit key; "
+                f"RSA keys must be {MIN_RSA_BITS} to {MAX_RSA_BITS} bits"
+            )
+    elif not isinstance(public_key, ed25519.Ed25519PublicKey):
+        raise MalformedRequest(f"certificate request key type {description} is not supported")
+    return description
+
+
+def _refuse_ca_powers(extensions: x509.Extensions) -> None:
+    try:
+        if extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
+            raise NotAllowed("certificate request asks to be a CA (basicConstraints CA:TRUE)")
+    except x509.ExtensionNotFound:
+        pass
+    try:
+        usage = extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return
+    if usage.key_cert_sign or usage.crl_sign:
+        raise NotAllowed("certificate request asks for keyCertSign or cRLSign")
+
+
+def _requested_names(extensions: x509.Extensions) -> tuple[tuple[str, ...], tuple[IPAddress, ...]]:
+    try:
+        names = extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return (), ()
+    if len(names) > MAX_SAN_ENTRIES:
+        raise MalformedRequest(
+            f"certificate request asks for {len(names)} alternative names; "
+            f"at most {MAX_SAN_ENTRIES} are accepted"
+        )
+    dns_names = tuple(names.get_values_for_type(x509.DNSName))
+    ip_addresses: tuple[IPAddress, ...] = tuple(
+        address
+        for address in names.get_values_for_type(x509.IPAddress)
+        if isinstance(address, ipaddress.IPv4Address | ipaddress.IPv6Address)
+    )
+    if len(dns_names) + len(ip_addresses) != len(names):
+        raise NotAllowed("certificate request asks for alternative names other than DNS or IP")
+    return dns_names, ip_addresses
+
+
+def _attribute(name: x509.Name, oid: x509.ObjectIdentifier, *, trim: bool = True) -> str | None:
+    values = name.get_attributes_for_oid(oid)
+    if not values or not isinstance(values[0].value, str):
+        return None
+    value = values[0].value
+    if trim:
+        value = _UNPRINTABLE.sub("", value).strip()[:_DETAIL_LENGTH]
+    return value or None

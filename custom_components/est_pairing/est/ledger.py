@@ -1,0 +1,264 @@
+"""The ledger of issued certificates: recorded durably before any response leaves.
+
+Events go to a :class:`~.storage.JournalStore`. Concurrent enrollments share one write and one fsync
+(group commit), so throughput does not hinge on the disk's sync latency, and nothing here scans the
+whole ledger: enrollment cost does not grow with the number of certificates already issued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+import logging
+import sys
+from typing import Any
+
+from cryptography import x509
+
+from .ca import RevokedCertificate, public_key_fingerprint
+from .errors import CAFailure
+from .storage import Event, JournalStore
+
+_LOGGER = logging.getLogger(__name__)
+_COMPACT_MIN = 64  # compact once the journal holds this many events beyond the records themselves
+
+
+@dataclass(slots=True)
+class CertificateRecord:
+    """One issued certificate. Times are POSIX seconds (compact: the ledger may hold 10^5 of them)."""
+
+    serial_number: int
+    appliance_id: str
+    subject: str
+    key_fingerprint: str
+    not_before: int
+    not_after: int
+    revoked_at: int | None = None
+    revocation_reason: str | None = None
+
+    @property
+    def revoked(self) -> bool:
+        """Whether the certificate was revoked."""
+        return self.revoked_at is not None
+
+    def expired(self, now: datetime) -> bool:
+        """Whether the certificate is past its notAfter."""
+        return now.timestamp() >= self.not_after
+
+    @property
+    def expires(self) -> datetime:
+        """NotAfter as an aware datetime."""
+        return datetime.fromtimestamp(self.not_after, UTC)
+
+
+type LedgerListener = Callable[[CertificateRecord], None]
+
+
+class Ledger:
+    """Issued certificates by serial, by appliance, and the revoked ones for the CRL."""
+
+    def __init__(self, journal: JournalStore) -> None:
+        self._journal = journal
+        self._records: dict[int, CertificateRecord] = {}
+        self._by_appliance: dict[str, list[int]] = {}
+        self._revoked: dict[int, CertificateRecord] = {}
+        self._reserved: set[int] = set()
+        self._crl_number = 0
+        self._events_since_compaction = 0
+        self._queue: list[tuple[Event, asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
+        self._listeners: list[LedgerListener] = []
+
+    async def load(self) -> None:
+        """Replay the journal."""
+        events = await self._journal.read()
+        for event in events:
+            self._apply(event)
+        self._events_since_compaction = max(0, len(events) - len(self._records) - 1)
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    @property
+    def crl_number(self) -> int:
+        """Increases with every revocation: the number of the current CRL."""
+        return self._crl_number
+
+    def get(self, serial_number: int) -> CertificateRecord | None:
+        """The record of one certificate."""
+        return self._records.get(serial_number)
+
+    def for_appliance(self, appliance_id: str) -> list[CertificateRecord]:
+        """Every certificate an appliance was issued, oldest first."""
+        return [self._records[serial] for serial in self._by_appliance.get(appliance_id, ())]
+
+    def latest(self, appliance_id: str) -> CertificateRecord | None:
+        """The appliance's newest certificate."""
+        serials = self._by_appliance.get(appliance_id)
+        return self._records[serials[-1]] if serials else None
+
+    def appliances(self) -> list[str]:
+        """Every appliance id with at least one certificate."""
+        return list(self._by_appliance)
+
+    def revoked(self) -> Iterator[RevokedCertificate]:
+        """CRL entries for every revoked certificate."""
+        for record in self._revoked.values():
+            yield RevokedCertificate(
+                serial_number=record.serial_number,
+                revoked_at=datetime.fromtimestamp(record.revoked_at or 0, UTC),
+                reason=x509.ReasonFlags(record.revocation_reason or "unspecified"),
+            )
+
+    def reserve_serial(self, serial_number: int) -> bool:
+        """Claim a serial for a certificate about to be signed; False if it was ever used."""
+        if serial_number in self._records or serial_number in self._reserved:
+            return False
+        self._reserved.add(serial_number)
+        return True
+
+    def release_serial(self, serial_number: int) -> None:
+        """Give back a reserved serial that was not issued after all."""
+        self._reserved.discard(serial_number)
+
+    def subscribe(self, listener: LedgerListener) -> Callable[[], None]:
+        """Call ``listener`` with every new or changed record; returns the unsubscribe callable."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    async def record_issued(self, certificate: x509.Certificate, appliance_id: str) -> CertificateRecord:
+        """Record a certificate durably; only then may it be handed out."""
+        event: Event = {
+            "op": "issued",
+            "serial": format(certificate.serial_number, "x"),
+            "appliance": appliance_id,
+            "subject": certificate.subject.rfc4514_string(),
+            "key": public_key_fingerprint(certificate.public_key()),
+            "not_before": int(certificate.not_valid_before_utc.timestamp()),
+            "not_after": int(certificate.not_valid_after_utc.timestamp()),
+        }
+        try:
+            await self._commit(event)
+        finally:
+            self._reserved.discard(certificate.serial_number)
+        return self._records[certificate.serial_number]
+
+    async def revoke(
+        self, serial_number: int, *, reason: x509.ReasonFlags, when: datetime
+    ) -> CertificateRecord:
+        """Revoke one certificate (idempotent)."""
+        record = self._records.get(serial_number)
+        if record is None:
+            raise KeyError(serial_number)
+        if not record.revoked:
+            await self._commit(
+                {
+                    "op": "revoked",
+                    "serial": format(serial_number, "x"),
+                    "at": int(when.timestamp()),
+                    "reason": reason.value,
+                }
+            )
+        return record
+
+    async def revoke_appliance(
+        self, appliance_id: str, *, reason: x509.ReasonFlags, when: datetime
+    ) -> list[CertificateRecord]:
+        """Revoke every unrevoked certificate of an appliance; returns them."""
+        records = [r for r in self.for_appliance(appliance_id) if not r.revoked]
+        for record in records:
+            await self.revoke(record.serial_number, reason=reason, when=when)
+        return records
+
+    # --- journal ----------------------------------------------------------------------------------
+
+    async def _commit(self, event: Event) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append((event, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_queue(), name="est ledger writer")
+        await asyncio.shield(future)
+
+    async def _write_queue(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue, []
+            events = [event for event, _ in batch]
+            try:
+                await self._journal.append(events)
+            except Exception as err:
+                _LOGGER.exception("Could not write the certificate ledger")
+                for _, future in batch:
+                    future.set_exception(CAFailure(f"could not record the certificate: {err}"))
+                continue
+            for event, future in batch:
+                record = self._apply(event)
+                future.set_result(None)
+                if record is not None:
+                    for listener in list(self._listeners):
+                        listener(record)
+            self._events_since_compaction += len(events)
+            await self._compact_if_due()
+
+    async def _compact_if_due(self) -> None:
+        if self._events_since_compaction < max(_COMPACT_MIN, len(self._records)):
+            return
+        try:
+            await self._journal.compact(
+                [
+                    {"op": "meta", "crl_number": self._crl_number},
+                    *(_snapshot_event(record) for record in self._records.values()),
+                ]
+            )
+        except Exception:
+            _LOGGER.exception("Could not compact the certificate ledger; will retry")
+            return
+        self._events_since_compaction = 0
+
+    def _apply(self, event: Event) -> CertificateRecord | None:
+        if event["op"] == "meta":
+            self._crl_number = max(self._crl_number, event["crl_number"])
+            return None
+        serial = int(event["serial"], 16)
+        if event["op"] == "issued":
+            if serial in self._records:
+                _LOGGER.error("Ledger lists serial %x twice; keeping the first", serial)
+                return None
+            record = CertificateRecord(
+                serial_number=serial,
+                appliance_id=sys.intern(event["appliance"]),
+                subject=sys.intern(event["subject"]),
+                key_fingerprint=event["key"],
+                not_before=event["not_before"],
+                not_after=event["not_after"],
+                revoked_at=event.get("revoked_at"),
+                revocation_reason=event.get("reason"),
+            )
+            self._records[serial] = record
+            self._by_appliance.setdefault(record.appliance_id, []).append(serial)
+            if record.revoked:
+                self._revoked[serial] = record
+            return record
+        record = self._records[serial]
+        record.revoked_at = event["at"]
+        record.revocation_reason = event["reason"]
+        self._revoked[serial] = record
+        self._crl_number += 1
+        return record
+
+
+def _snapshot_event(record: CertificateRecord) -> Event:
+    event: dict[str, Any] = {
+        "op": "issued",
+        "serial": format(record.serial_number, "x"),
+        "appliance": record.appliance_id,
+        "subject": record.subject,
+        "key": record.key_fingerprint,
+        "not_before": record.not_before,
+        "not_after": record.not_after,
+    }
+    if record.revoked:
+        event["revoked_at"] = record.revoked_at
+        event["reason"] = record.revocation_reason
+    return event

@@ -1,0 +1,48 @@
+"""Every bound the listener and the policy enforce, in one place (docs/reliability.md explains each)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+# Requests
+MAX_BODY_BYTES: Final = 16 * 1024  # a P-384 or RSA-4096 CSR in base64 is under 4 KiB
+MAX_SUBJECT_BYTES: Final = 1024  # DER of the CSR subject
+MAX_SAN_ENTRIES: Final = 8
+MAX_LABEL_LENGTH: Final = 64
+MAX_APPLIANCE_ID_LENGTH: Final = 64
+MAX_SECRET_LENGTH: Final = 128
+
+# Keys the issuance policy accepts
+MIN_RSA_BITS: Final = 2048
+MAX_RSA_BITS: Final = 8192
+
+# Connections (seconds)
+TLS_HANDSHAKE_TIMEOUT: Final = 10.0
+HEADER_TIMEOUT: Final = 10.0  # the request line and headers must arrive within this
+BODY_TIMEOUT: Final = 15.0  # the whole body must arrive within this
+KEEPALIVE_TIMEOUT: Final = 15.0  # an idle connection is closed after this
+MAX_CONNECTIONS: Final = 256  # more concurrent connections get closed at once
+
+# Owner approval
+PENDING_MAX: Final = 64  # pending first-enrollment requests overall
+PENDING_MAX_PER_IDENTITY: Final = 4  # distinct keys one identity may have waiting
+PENDING_MAX_PER_ADDRESS: Final = 8  # pending requests from one source address
+PENDING_TTL: Final = 24 * 3600.0  # a request nobody approved is forgotten after this
+PENDING_IDLE_TTL: Final = 15 * 60.0  # ... or after the appliance stopped retrying this long
+RETRY_AFTER_PENDING: Final = 5  # seconds an appliance waits between polls while pending
+REJECTED_MAX: Final = 1024  # remembered rejections (identity + key)
+
+# Wrong secrets
+FREE_ATTEMPTS: Final = 5  # wrong secrets before an identity is locked
+LOCKOUT_BASE: Final = 60.0  # first lockout; doubles with every further wrong secret
+LOCKOUT_MAX: Final = 3600.0  # at most one guess an hour once locked: 10^6 guesses take a century
+FAILURE_MEMORY: Final = 24 * 3600.0  # a quiet day forgives earlier wrong secrets
+GLOBAL_FAILURES_PER_MINUTE: Final = 60  # wrong secrets across all identities before everyone waits
+OWNER_PIN_ATTEMPTS: Final = 3  # wrong PINs typed by the owner before the pairing flow stops
+
+# Certificates
+DEFAULT_VALIDITY_DAYS: Final = 365
+CA_VALIDITY_DAYS: Final = 20 * 365 + 5
+LISTENER_VALIDITY_DAYS: Final = 397
+LISTENER_RENEW_BEFORE_DAYS: Final = 30
+CRL_VALIDITY_DAYS: Final = 7

@@ -1,0 +1,462 @@
+"""Who may enroll: pre-registrations, owner approvals, pending requests, rejections (pure, no I/O).
+
+The host application (Home Assistant, or the standalone command) drives it: it approves or rejects
+pending requests, pre-registers appliances, and persists :meth:`EnrollmentPolicy.export` whenever
+``on_change`` fires.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+import hashlib
+import hmac
+import secrets
+import time
+from typing import Any
+
+from cryptography import x509
+
+from .ca import certificate_fingerprint
+from .csr import ApplianceDetails, CertificateRequest
+from .errors import (
+    AuthenticationRequired,
+    Busy,
+    CertificateRevoked,
+    LockedOut,
+    MalformedRequest,
+    NotAllowed,
+    PendingRequestGone,
+    WrongPin,
+)
+from .issuance import appliance_id_from, check_appliance_id
+from .limits import (
+    MAX_SECRET_LENGTH,
+    OWNER_PIN_ATTEMPTS,
+    PENDING_IDLE_TTL,
+    PENDING_MAX,
+    PENDING_MAX_PER_ADDRESS,
+    PENDING_MAX_PER_IDENTITY,
+    PENDING_TTL,
+    REJECTED_MAX,
+    RETRY_AFTER_PENDING,
+)
+from .throttle import SecretThrottle
+from .wire import BasicCredentials
+
+STATE_VERSION = 1
+
+
+class CredentialKind(StrEnum):
+    """How an appliance proves who it is on first enrollment."""
+
+    PIN = "pin"  # HTTP Basic with the PIN printed on the appliance (or a one-time secret)
+    FINGERPRINT = "fingerprint"  # HTTP Basic with an empty password: the owner compares fingerprints
+    FACTORY = "factory"  # a factory certificate chaining to a configured manufacturer CA
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """Who a first-enrollment request says it is. The secret never appears in ``repr``."""
+
+    identity: str
+    appliance_id: str
+    kind: CredentialKind
+    secret: str = field(default="", repr=False)
+    factory_fingerprint: str | None = None
+    factory_issuer: str | None = None
+    details: ApplianceDetails = field(default_factory=ApplianceDetails)
+
+    @classmethod
+    def from_basic(cls, credentials: BasicCredentials) -> Claim:
+        """Username = appliance id; password = PIN, or empty for fingerprint comparison."""
+        appliance_id = check_appliance_id(credentials.username)
+        if len(credentials.password) > MAX_SECRET_LENGTH:
+            raise MalformedRequest(f"secret is longer than {MAX_SECRET_LENGTH} characters")
+        kind = CredentialKind.PIN if credentials.password else CredentialKind.FINGERPRINT
+        return cls(f"id:{appliance_id}", appliance_id, kind, credentials.password)
+
+    @classmethod
+    def from_factory_certificate(cls, certificate: x509.Certificate) -> Claim:
+        """Identity = the factory certificate's fingerprint; the id comes from its serial or CN."""
+        fingerprint = certificate_fingerprint(certificate)
+        details = ApplianceDetails.from_name(certificate.subject)
+        appliance_id = appliance_id_from(
+            details.serial_number or details.name, fallback=f"factory-{fingerprint[:12]}"
+        )
+        return cls(
+            f"factory:{fingerprint}",
+            appliance_id,
+            CredentialKind.FACTORY,
+            factory_fingerprint=fingerprint,
+            factory_issuer=certificate.issuer.rfc4514_string(),
+            details=details,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """An appliance the owner approved or pre-registered.
+
+    ``keys`` are the public-key fingerprints the owner approved. A pre-registration has none: any key
+    presented with the right secret is accepted, so the appliance enrolls unattended.
+    """
+
+    appliance_id: str
+    identity: str
+    kind: CredentialKind
+    secret_digest: str | None
+    keys: frozenset[str]
+    details: ApplianceDetails
+    approved_at: float
+    preregistered: bool = False
+
+    def accepts_key(self, key_fingerprint: str) -> bool:
+        """Whether a request with this key needs no further approval."""
+        return self.preregistered or key_fingerprint in self.keys
+
+
+@dataclass(slots=True)
+class PendingEnrollment:
+    """A well-formed first-enrollment request waiting for the owner."""
+
+    request_id: str
+    identity: str
+    appliance_id: str
+    kind: CredentialKind
+    secret_digest: str | None = field(repr=False)
+    key_fingerprint: str
+    key_description: str
+    details: ApplianceDetails
+    address: str | None
+    first_seen: float
+    last_seen: float
+    factory_fingerprint: str | None = None
+    factory_issuer: str | None = None
+    replaces: str | None = None  # identity of an appliance already paired under this id
+    owner_pin_failures: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Approved:
+    """Issue a certificate to this appliance now."""
+
+    appliance_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AwaitingOwner:
+    """Answer 202: the owner has not decided yet."""
+
+    pending: PendingEnrollment
+    retry_after: int
+    new: bool
+
+
+type Decision = Approved | AwaitingOwner
+
+
+def request_id_for(identity: str, key_fingerprint: str) -> str:
+    """A short stable handle for one (identity, key) request, for flows and the command line."""
+    return hashlib.sha256(f"{identity}\0{key_fingerprint}".encode()).hexdigest()[:20]
+
+
+def digest_secret(secret: str) -> str:
+    """Salted SHA-256 of a secret: stored and compared instead of the secret itself."""
+    salt = secrets.token_hex(16)
+    return f"{salt}${hashlib.sha256(bytes.fromhex(salt) + secret.encode()).hexdigest()}"
+
+
+def secret_matches(secret: str, digest: str | None) -> bool:
+    """Constant-time comparison of a presented secret with a stored digest (None = no secret)."""
+    if digest is None:
+        return hmac.compare_digest(secret.encode(), b"")
+    salt, _, expected = digest.partition("$")
+    actual = hashlib.sha256(bytes.fromhex(salt) + secret.encode()).hexdigest()
+    return hmac.compare_digest(actual, expected)
+
+
+class EnrollmentPolicy:
+    """Decides first enrollments; records the owner's decisions."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.time, auto_approve: bool = False) -> None:
+        self._clock = clock
+        self.auto_approve = auto_approve  # test benches only: approve every well-formed request
+        self.retry_after = RETRY_AFTER_PENDING  # seconds a waiting appliance is told to wait
+        self.throttle = SecretThrottle(clock)
+        self._registrations: dict[str, Registration] = {}
+        self._pending: dict[str, PendingEnrollment] = {}
+        self._rejected: OrderedDict[str, float] = OrderedDict()
+        self._revoked_keys: set[str] = set()
+        self.on_change: Callable[[], None] = _nothing
+        self.on_pending_added: Callable[[PendingEnrollment], None] = _nothing_pending
+        self.on_pending_removed: Callable[[PendingEnrollment], None] = _nothing_pending
+
+    # --- requests ---------------------------------------------------------------------------------
+
+    def authorize(self, claim: Claim, request: CertificateRequest, address: str | None) -> Decision:
+        """Approve at once, keep waiting for the owner, or raise the reason to refuse."""
+        key = request.key_fingerprint
+        if key in self._revoked_keys:
+            raise CertificateRevoked(
+                "this key's certificate was revoked; the appliance needs a new key and the owner's approval"
+            )
+        self.throttle.check(claim.identity)
+        registration = self._registrations.get(claim.appliance_id)
+        if registration is not None and registration.identity == claim.identity:
+            self._check_secret(claim, registration.secret_digest)
+            if registration.accepts_key(key):
+                return Approved(registration.appliance_id)
+        if self.auto_approve:
+            return Approved(claim.appliance_id)
+        request_id = request_id_for(claim.identity, key)
+        if request_id in self._rejected:
+            raise NotAllowed("the owner rejected this appliance")
+        now = self._clock()
+        self._expire(now)
+        if (pending := self._pending.get(request_id)) is not None:
+            self._check_secret(claim, pending.secret_digest)
+            pending.last_seen = now
+            pending.address = address
+            return AwaitingOwner(pending, self.retry_after, new=False)
+        self._check_room(claim.identity, address)
+        pending = PendingEnrollment(
+            request_id=request_id,
+            identity=claim.identity,
+            appliance_id=claim.appliance_id,
+            kind=claim.kind,
+            secret_digest=digest_secret(claim.secret) if claim.secret else None,
+            key_fingerprint=key,
+            key_description=request.key_description,
+            details=_merge(claim.details, request.details),
+            address=address,
+            first_seen=now,
+            last_seen=now,
+            factory_fingerprint=claim.factory_fingerprint,
+            factory_issuer=claim.factory_issuer,
+            replaces=registration.identity if registration is not None else None,
+        )
+        self._pending[request_id] = pending
+        self.on_pending_added(pending)
+        return AwaitingOwner(pending, self.retry_after, new=True)
+
+    def check_key(self, key_fingerprint: str) -> None:
+        """Refuse a key whose certificate was revoked (re-enrollment uses this too)."""
+        if key_fingerprint in self._revoked_keys:
+            raise CertificateRevoked("this key's certificate was revoked")
+
+    def _check_secret(self, claim: Claim, digest: str | None) -> None:
+        if claim.kind is CredentialKind.FACTORY and digest is None:
+            return
+        if secret_matches(claim.secret, digest):
+            if digest is not None:
+                self.throttle.success(claim.identity)
+            return
+        self.throttle.failure(claim.identity)
+        raise AuthenticationRequired(f"wrong secret for appliance {claim.appliance_id}")
+
+    def _check_room(self, identity: str, address: str | None) -> None:
+        if len(self._pending) >= PENDING_MAX:
+            raise Busy("too many requests are waiting for the owner", RETRY_AFTER_PENDING * 12)
+        waiting = list(self._pending.values())
+        if sum(p.identity == identity for p in waiting) >= PENDING_MAX_PER_IDENTITY:
+            raise Busy("too many keys are waiting for this appliance id", RETRY_AFTER_PENDING * 12)
+        if address and sum(p.address == address for p in waiting) >= PENDING_MAX_PER_ADDRESS:
+            raise Busy("too many requests are waiting from this address", RETRY_AFTER_PENDING * 12)
+
+    def _expire(self, now: float) -> None:
+        for pending in list(self._pending.values()):
+            if now - pending.first_seen > PENDING_TTL or now - pending.last_seen > PENDING_IDLE_TTL:
+                self._drop_pending(pending)
+
+    def _drop_pending(self, pending: PendingEnrollment) -> None:
+        if self._pending.pop(pending.request_id, None) is not None:
+            self.on_pending_removed(pending)
+
+    # --- the owner's decisions --------------------------------------------------------------------
+
+    def pending_requests(self) -> list[PendingEnrollment]:
+        """Requests waiting for the owner, oldest first."""
+        self._expire(self._clock())
+        return sorted(self._pending.values(), key=lambda pending: pending.first_seen)
+
+    def pending_request(self, request_id: str) -> PendingEnrollment:
+        """One waiting request, or PendingRequestGone."""
+        self._expire(self._clock())
+        if (pending := self._pending.get(request_id)) is None:
+            raise PendingRequestGone("this request is no longer waiting for approval")
+        return pending
+
+    def approve(self, request_id: str, *, pin: str | None = None) -> Registration:
+        """Approve a pending request; its next retry gets the certificate.
+
+        ``pin`` is what the owner typed; ``None`` means the owner confirmed the fingerprints match.
+        """
+        pending = self.pending_request(request_id)
+        if pin is not None:
+            self._check_owner_pin(pending, pin)
+        current = self._registrations.get(pending.appliance_id)
+        keys = {pending.key_fingerprint}
+        if current is not None and current.identity == pending.identity:
+            keys |= current.keys
+        registration = Registration(
+            appliance_id=pending.appliance_id,
+            identity=pending.identity,
+            kind=pending.kind,
+            secret_digest=pending.secret_digest,
+            keys=frozenset(keys),
+            details=pending.details,
+            approved_at=self._clock(),
+        )
+        self._registrations[registration.appliance_id] = registration
+        self._drop_pending(pending)
+        self.on_change()
+        return registration
+
+    def _check_owner_pin(self, pending: PendingEnrollment, pin: str) -> None:
+        if pending.secret_digest is None:
+            raise NotAllowed("this appliance sent no PIN; compare the fingerprints instead")
+        self.throttle.check(pending.identity)
+        if secret_matches(pin.strip(), pending.secret_digest):
+            return
+        pending.owner_pin_failures += 1
+        attempts_left = OWNER_PIN_ATTEMPTS - pending.owner_pin_failures
+        if attempts_left > 0:
+            self.throttle.failure(pending.identity)
+            raise WrongPin("the PIN does not match the one the appliance sent", attempts_left)
+        self.throttle.lock(pending.identity)
+        self._drop_pending(pending)
+        until = self.throttle.locked_until(pending.identity) or self._clock()
+        raise LockedOut(
+            "too many wrong PINs; the appliance is locked for a while",
+            max(1, int(until - self._clock())),
+        )
+
+    def reject(self, request_id: str) -> None:
+        """The owner said no: this identity and key get 403 from now on."""
+        pending = self._pending.get(request_id)
+        self._rejected[request_id] = self._clock()
+        self._rejected.move_to_end(request_id)
+        while len(self._rejected) > REJECTED_MAX:
+            self._rejected.popitem(last=False)
+        if pending is not None:
+            self._drop_pending(pending)
+        self.on_change()
+
+    def preregister(
+        self, appliance_id: str, secret: str, details: ApplianceDetails | None = None
+    ) -> Registration:
+        """Let an appliance enroll unattended with this id and secret (any key)."""
+        check_appliance_id(appliance_id)
+        if not secret:
+            raise MalformedRequest("a pre-registration needs a secret")
+        if len(secret) > MAX_SECRET_LENGTH:
+            raise MalformedRequest(f"secret is longer than {MAX_SECRET_LENGTH} characters")
+        registration = Registration(
+            appliance_id=appliance_id,
+            identity=f"id:{appliance_id}",
+            kind=CredentialKind.PIN,
+            secret_digest=digest_secret(secret),
+            keys=frozenset(),
+            details=details or ApplianceDetails(),
+            approved_at=self._clock(),
+            preregistered=True,
+        )
+        self._registrations[appliance_id] = registration
+        self.on_change()
+        return registration
+
+    def remove(self, appliance_id: str, revoked_keys: Iterable[str] = ()) -> None:
+        """Forget an appliance; its revoked keys can never enroll again."""
+        self._registrations.pop(appliance_id, None)
+        self._revoked_keys.update(revoked_keys)
+        for pending in list(self._pending.values()):
+            if pending.appliance_id == appliance_id:
+                self._drop_pending(pending)
+        self.on_change()
+
+    def registration(self, appliance_id: str) -> Registration | None:
+        """The appliance's registration, if it is paired or pre-registered."""
+        return self._registrations.get(appliance_id)
+
+    def registrations(self) -> list[Registration]:
+        """Every paired or pre-registered appliance."""
+        return list(self._registrations.values())
+
+    def locked(self, identity: str) -> bool:
+        """Whether this identity is locked out now."""
+        try:
+            self.throttle.check(identity)
+        except LockedOut:
+            return True
+        return False
+
+    # --- persistence ------------------------------------------------------------------------------
+
+    def export(self) -> dict[str, Any]:
+        """Everything worth keeping across restarts (pending requests are not: appliances retry)."""
+        return {
+            "version": STATE_VERSION,
+            "registrations": [_registration_to_dict(r) for r in self._registrations.values()],
+            "rejected": dict(self._rejected),
+            "revoked_keys": sorted(self._revoked_keys),
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Load what :meth:`export` produced."""
+        self._registrations = {
+            r.appliance_id: r for r in map(_registration_from_dict, state.get("registrations", []))
+        }
+        self._rejected = OrderedDict(state.get("rejected", {}))
+        self._revoked_keys = set(state.get("revoked_keys", []))
+
+
+def _merge(first: ApplianceDetails, second: ApplianceDetails) -> ApplianceDetails:
+    return replace(
+        first,
+        name=first.name or second.name,
+        model=first.model or second.model,
+        manufacturer=first.manufacturer or second.manufacturer,
+        serial_number=first.serial_number or second.serial_number,
+    )
+
+
+def _registration_to_dict(registration: Registration) -> dict[str, Any]:
+    return {
+        "appliance_id": registration.appliance_id,
+        "identity": registration.identity,
+        "kind": registration.kind.value,
+        "secret_digest": registration.secret_digest,
+        "keys": sorted(registration.keys),
+        "details": {
+            "name": registration.details.name,
+            "model": registration.details.model,
+            "manufacturer": registration.details.manufacturer,
+            "serial_number": registration.details.serial_number,
+        },
+        "approved_at": registration.approved_at,
+        "preregistered": registration.preregistered,
+    }
+
+
+def _registration_from_dict(data: dict[str, Any]) -> Registration:
+    return Registration(
+        appliance_id=data["appliance_id"],
+        identity=data["identity"],
+        kind=CredentialKind(data["kind"]),
+        secret_digest=data["secret_digest"],
+        keys=frozenset(data["keys"]),
+        details=ApplianceDetails(**data["details"]),
+        approved_at=data["approved_at"],
+        preregistered=data["preregistered"],
+    )
+
+
+def _nothing() -> None:
+    return None
+
+
+def _nothing_pending(_pending: PendingEnrollment) -> None:
+    return None

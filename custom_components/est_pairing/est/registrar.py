@@ -1,0 +1,231 @@
+"""The EST operations over one household CA: what the HTTP layer calls (the CA interface of RFC 7030).
+
+A request flows one way: the server parses it (wire), the registrar asks the enrollment policy who
+may enroll and the issuance policy what they may get, the CA signs, the ledger records, and only
+then does the certificate go back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import (
+    CertificateIssuerPrivateKeyTypes,
+    CertificatePublicKeyTypes,
+)
+
+from .ca import HouseholdCA
+from .csr import inspect_request
+from .errors import AuthenticationRequired, CAFailure, CertificateRevoked, NotAllowed
+from .issuance import Grant, IssuancePolicy
+from .ledger import CertificateRecord, Ledger
+from .limits import CRL_VALIDITY_DAYS
+from .policy import AwaitingOwner, Claim, EnrollmentPolicy
+from .wire import BasicCredentials, CsrAttribute
+
+_BACKDATE = timedelta(minutes=5)
+_SECP256R1 = x509.ObjectIdentifier("1.2.840.10045.3.1.7")
+_ECDSA_WITH_SHA256 = x509.ObjectIdentifier("1.2.840.10045.4.3.2")
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """Who is on the other end of a request, as TLS and HTTP established it."""
+
+    address: str | None
+    credentials: BasicCredentials | None = None
+    certificate_chain: tuple[x509.Certificate, ...] = ()  # verified by TLS, leaf first
+
+
+@dataclass(frozen=True, slots=True)
+class Issued:
+    """A certificate recorded in the ledger and ready to hand out."""
+
+    certificate: x509.Certificate
+    record: CertificateRecord
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedWithKey:
+    """A server-generated key and its certificate (serverkeygen)."""
+
+    issued: Issued
+    private_key: CertificateIssuerPrivateKeyTypes
+
+    def private_key_der(self) -> bytes:
+        """Unencrypted PKCS#8 DER (never PKCS#1), as §4.4.2 carries it."""
+        return self.private_key.private_bytes(
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+
+class Registrar:
+    """Enroll, re-enroll, generate keys, publish the CA and its CRL."""
+
+    def __init__(
+        self,
+        *,
+        ca: HouseholdCA,
+        ledger: Ledger,
+        policy: EnrollmentPolicy,
+        issuance: IssuancePolicy,
+        manufacturer_cas: Sequence[x509.Certificate] = (),
+        crl_url: str | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.ca = ca
+        self.ledger = ledger
+        self.policy = policy
+        self.issuance = issuance
+        self.manufacturer_cas = tuple(manufacturer_cas)
+        self.crl_url = crl_url
+        self._now = now
+        self._crl: tuple[int, datetime, bytes] | None = None
+
+    # --- unauthenticated ----------------------------------------------------------------------------
+
+    def ca_certificates(self) -> list[x509.Certificate]:
+        """What /cacerts returns: the household root."""
+        return [self.ca.certificate]
+
+    def csr_attributes(self) -> list[CsrAttribute]:
+        """What /csrattrs returns: bare OIDs only (some clients understand nothing else)."""
+        return [CsrAttribute(_SECP256R1), CsrAttribute(_ECDSA_WITH_SHA256)]
+
+    def crl(self) -> bytes:
+        """The current CRL (DER), re-signed after a revocation or half-way through its validity."""
+        now = self._now()
+        number = self.ledger.crl_number
+        if (
+            self._crl is None
+            or self._crl[0] != number
+            or now - self._crl[1] > timedelta(days=CRL_VALIDITY_DAYS / 2)
+        ):
+            crl = self.ca.sign_crl(self.ledger.revoked(), crl_number=number, now=now)
+            self._crl = (number, now, crl.public_bytes(serialization.Encoding.DER))
+        return self._crl[2]
+
+    # --- enrollment ---------------------------------------------------------------------------------
+
+    async def enroll(self, peer: Peer, csr: x509.CertificateSigningRequest) -> Issued | AwaitingOwner:
+        """Simpleenroll (§4.2.1): first enrollment, which the owner approves."""
+        request = inspect_request(csr)
+        claim = self._claim(peer)
+        grant = self.issuance.grant(request, claim.appliance_id)  # refuse before asking the owner
+        decision = self.policy.authorize(claim, request, peer.address)
+        if isinstance(decision, AwaitingOwner):
+            return decision
+        return await self._sign_and_record(request.public_key, grant, decision.appliance_id)
+
+    async def reenroll(self, peer: Peer, csr: x509.CertificateSigningRequest) -> Issued:
+        """Simplereenroll (§4.2.2): renew with the current certificate; rekey allowed."""
+        request = inspect_request(csr)
+        if not peer.certificate_chain:
+            raise AuthenticationRequired(
+                "re-enrollment needs the current certificate as the TLS client certificate"
+            )
+        current = peer.certificate_chain[0]
+        if not self.ca.issued(current):
+            raise NotAllowed("re-enrollment needs a certificate issued by this household CA")
+        record = self.ledger.get(current.serial_number)
+        if record is None:
+            raise NotAllowed("the presented certificate is not in this CA's ledger")
+        if record.revoked:
+            raise CertificateRevoked("the presented certificate has been revoked")
+        now = self._now()
+        if not current.not_valid_before_utc <= now < current.not_valid_after_utc:
+            raise NotAllowed("the presented certificate has expired; enroll again")
+        self.policy.check_key(request.key_fingerprint)
+        grant = self.issuance.grant_renewal(request, current)
+        return await self._sign_and_record(request.public_key, grant, record.appliance_id)
+
+    async def serverkeygen(
+        self, peer: Peer, csr: x509.CertificateSigningRequest
+    ) -> IssuedWithKey | AwaitingOwner:
+        """Serverkeygen (§4.4): like enroll, but the server makes the key.
+
+        RSA-2048 when the request's own key is RSA, else EC P-256; the request's key only proves
+        possession.
+        """
+        request = inspect_request(csr)
+        claim = self._claim(peer)
+        grant = self.issuance.grant(request, claim.appliance_id)
+        decision = self.policy.authorize(claim, request, peer.address)
+        if isinstance(decision, AwaitingOwner):
+            return decision
+        want_rsa = isinstance(request.public_key, rsa.RSAPublicKey)
+        private_key = await asyncio.to_thread(_generate_key, want_rsa=want_rsa)
+        issued = await self._sign_and_record(private_key.public_key(), grant, decision.appliance_id)
+        return IssuedWithKey(issued, private_key)
+
+    async def revoke_appliance(
+        self,
+        appliance_id: str,
+        *,
+        reason: x509.ReasonFlags = x509.ReasonFlags.cessation_of_operation,
+    ) -> list[CertificateRecord]:
+        """Revoke every certificate of an appliance and forget its registration."""
+        records = await self.ledger.revoke_appliance(appliance_id, reason=reason, when=self._now())
+        self.policy.remove(appliance_id, [r.key_fingerprint for r in self.ledger.for_appliance(appliance_id)])
+        return records
+
+    # --- helpers ------------------------------------------------------------------------------------
+
+    def _claim(self, peer: Peer) -> Claim:
+        if peer.certificate_chain:
+            leaf = peer.certificate_chain[0]
+            if self.ca.issued(leaf):
+                raise NotAllowed("already enrolled: renew with simplereenroll")
+            anchor = peer.certificate_chain[-1]
+            if anchor not in self.manufacturer_cas:
+                raise NotAllowed("the client certificate is not from a configured manufacturer")
+            if not leaf.not_valid_before_utc <= self._now() < leaf.not_valid_after_utc:
+                raise NotAllowed("the factory certificate is not valid now")
+            return Claim.from_factory_certificate(leaf)
+        if peer.credentials is None:
+            raise AuthenticationRequired(
+                "authenticate with the appliance id and PIN (HTTP Basic) or a factory certificate"
+            )
+        return Claim.from_basic(peer.credentials)
+
+    async def _sign_and_record(
+        self, public_key: CertificatePublicKeyTypes, grant: Grant, appliance_id: str
+    ) -> Issued:
+        serial = self._reserve_serial()
+        now = self._now()
+        try:
+            certificate = self.ca.issue_appliance_certificate(
+                public_key=public_key,
+                name=grant.name,
+                server_auth=grant.server_auth,
+                serial_number=serial,
+                not_before=now - _BACKDATE,
+                not_after=now + timedelta(days=self.issuance.validity_days),
+                crl_url=self.crl_url,
+            )
+        except Exception:
+            self.ledger.release_serial(serial)
+            raise
+        record = await self.ledger.record_issued(certificate, appliance_id)
+        return Issued(certificate, record)
+
+    def _reserve_serial(self) -> int:
+        for _ in range(8):
+            serial = x509.random_serial_number()  # 159 random bits
+            if self.ledger.reserve_serial(serial):
+                return serial
+        raise CAFailure("could not draw an unused serial number")
+
+
+def _generate_key(*, want_rsa: bool) -> CertificateIssuerPrivateKeyTypes:
+    if want_rsa:
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return ec.generate_private_key(ec.SECP256R1())

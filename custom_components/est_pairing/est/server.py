@@ -1,0 +1,444 @@
+"""The EST listener: aiohttp routes that map HTTP to registrar calls, and the guarded TLS site.
+
+Every answer has a Content-Length, every base64 body a ``Content-Transfer-Encoding: base64``, and
+every refusal is ``text/plain`` with a one-line reason and the status from :data:`STATUS`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+import logging
+import ssl
+from typing import Final
+
+from aiohttp import hdrs, web
+from aiohttp.typedefs import Middleware
+from cryptography import x509
+
+from .errors import (
+    AuthenticationRequired,
+    EstError,
+    MalformedRequest,
+    MethodNotAllowed,
+    OperationNotSupported,
+    RequestTimeout,
+    RequestTooLarge,
+    RetryLater,
+    UnknownResource,
+    UnsupportedMediaType,
+)
+from .limits import (
+    BODY_TIMEOUT,
+    HEADER_TIMEOUT,
+    KEEPALIVE_TIMEOUT,
+    MAX_BODY_BYTES,
+    MAX_CONNECTIONS,
+    TLS_HANDSHAKE_TIMEOUT,
+)
+from .policy import AwaitingOwner
+from .registrar import Issued, Peer, Registrar
+from .status import status_for
+from .wire import (
+    CERTS_ONLY,
+    CRL_PATH,
+    CSRATTRS,
+    EST_PATH,
+    PKCS7_MIME,
+    PKCS8,
+    PKCS10,
+    PKIX_CRL,
+    TRANSFER_ENCODING,
+    certs_only_der,
+    encode_base64,
+    encode_certs_only,
+    encode_csrattrs,
+    encode_multipart,
+    load_csr,
+    media_type,
+    parse_basic_authorization,
+)
+
+_LOGGER = logging.getLogger(__name__)
+
+DEFAULT_REALM: Final = "EST Appliance Pairing"
+DEFAULT_LABELS: Final = ("appliance",)
+
+_CLOSE_AFTER: Final = frozenset({408, 413})  # the rest of the body was not read: drop the connection
+_MAX_REASON: Final = 200
+
+type Handler = Callable[[web.Request], Awaitable[web.Response]]
+type NextHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Operation:
+    method: str
+    handler: Handler
+
+
+class EstApplication:
+    """Builds the aiohttp application for one registrar."""
+
+    def __init__(
+        self,
+        registrar: Registrar,
+        *,
+        labels: Iterable[str] = DEFAULT_LABELS,
+        realm: str = DEFAULT_REALM,
+    ) -> None:
+        self.registrar = registrar
+        self.labels = frozenset(labels)
+        self._challenge = 'Basic realm="{}", charset="UTF-8"'.format(realm.replace('"', "'"))
+        self._operations: dict[str, _Operation] = {
+            "cacerts": _Operation(hdrs.METH_GET, self._cacerts),
+            "csrattrs": _Operation(hdrs.METH_GET, self._csrattrs),
+            "simpleenroll": _Operation(hdrs.METH_POST, self._simpleenroll),
+            "simplereenroll": _Operation(hdrs.METH_POST, self._simplereenroll),
+            "serverkeygen": _Operation(hdrs.METH_POST, self._serverkeygen),
+            "fullcmc": _Operation(hdrs.METH_POST, self._fullcmc),
+        }
+
+    def build(self, guard: ConnectionGuard | None = None) -> web.Application:
+        """The application; ``guard`` (from :class:`EstListener`) times connections out."""
+        middlewares: list[Middleware] = [self._errors]
+        if guard is not None:
+            middlewares.insert(0, guard.middleware)
+        app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
+        app.router.add_route("*", f"{EST_PATH}/{{op}}", self._dispatch)
+        app.router.add_route("*", f"{EST_PATH}/{{label}}/{{op}}", self._dispatch)
+        app.router.add_route("*", CRL_PATH, self._crl)
+        return app
+
+    # --- plumbing -----------------------------------------------------------------------------------
+
+    @web.middleware
+    async def _errors(self, request: web.Request, handler: NextHandler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except EstError as err:
+            return self._refusal(err)
+        except web.HTTPException as err:  # the router's own 404s
+            return _text(err.status, err.reason)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            _LOGGER.exception("EST request %s %s failed", request.method, request.path)
+            return _text(500, "internal error; nothing was issued")
+
+    def _refusal(self, err: EstError) -> web.Response:
+        status = status_for(err)
+        response = _text(status, str(err))
+        if isinstance(err, AuthenticationRequired):
+            response.headers[hdrs.WWW_AUTHENTICATE] = self._challenge
+        elif isinstance(err, RetryLater):
+            response.headers[hdrs.RETRY_AFTER] = str(err.retry_after)
+        elif isinstance(err, MethodNotAllowed):
+            response.headers[hdrs.ALLOW] = ", ".join(err.allowed)
+        if status in _CLOSE_AFTER:
+            response.force_close()
+        if status >= 500:
+            _LOGGER.warning("EST answered %s: %s", status, err)
+        else:
+            _LOGGER.debug("EST refused a request with %s: %s", status, err)
+        return response
+
+    async def _dispatch(self, request: web.Request) -> web.Response:
+        label = request.match_info.get("label")
+        if label is not None and label not in self.labels:
+            raise UnknownResource("unknown EST label")
+        operation = self._operations.get(request.match_info["op"])
+        if operation is None:
+            raise UnknownResource("unknown EST operation")
+        if request.method != operation.method:
+            raise MethodNotAllowed(f"this operation takes {operation.method} only", (operation.method,))
+        return await operation.handler(request)
+
+    # --- operations ---------------------------------------------------------------------------------
+
+    async def _cacerts(self, request: web.Request) -> web.Response:
+        return _base64(PKCS7_MIME, encode_certs_only(self.registrar.ca_certificates()))
+
+    async def _csrattrs(self, request: web.Request) -> web.Response:
+        der = encode_csrattrs(self.registrar.csr_attributes())
+        return _base64(CSRATTRS, encode_base64(der))
+
+    async def _simpleenroll(self, request: web.Request) -> web.Response:
+        csr = await _read_csr(request)
+        outcome = await self.registrar.enroll(_peer(request), csr)
+        return _enrollment_response(outcome)
+
+    async def _simplereenroll(self, request: web.Request) -> web.Response:
+        csr = await _read_csr(request)
+        return _enrollment_response(await self.registrar.reenroll(_peer(request), csr))
+
+    async def _serverkeygen(self, request: web.Request) -> web.Response:
+        csr = await _read_csr(request)
+        outcome = await self.registrar.serverkeygen(_peer(request), csr)
+        if isinstance(outcome, AwaitingOwner):
+            return _enrollment_response(outcome)
+        body, content_type = encode_multipart(
+            [
+                (PKCS8, outcome.private_key_der()),
+                (CERTS_ONLY, certs_only_der([outcome.issued.certificate])),
+            ]
+        )
+        return web.Response(body=body, headers={hdrs.CONTENT_TYPE: content_type})
+
+    async def _fullcmc(self, request: web.Request) -> web.Response:
+        raise OperationNotSupported("full CMC is not offered; use simpleenroll")
+
+    async def _crl(self, request: web.Request) -> web.Response:
+        if request.method != hdrs.METH_GET:
+            raise MethodNotAllowed("the CRL is fetched with GET", (hdrs.METH_GET,))
+        return web.Response(body=self.registrar.crl(), headers={hdrs.CONTENT_TYPE: PKIX_CRL})
+
+
+# --- request and response helpers ---------------------------------------------------------------------
+
+
+def _peer(request: web.Request) -> Peer:
+    credentials = parse_basic_authorization(request.headers.get(hdrs.AUTHORIZATION))
+    chain: tuple[x509.Certificate, ...] = ()
+    transport = request.transport
+    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+    if isinstance(ssl_object, ssl.SSLObject | ssl.SSLSocket):
+        chain = tuple(x509.load_der_x509_certificate(der) for der in ssl_object.get_verified_chain())
+    return Peer(address=request.remote, credentials=credentials, certificate_chain=chain)
+
+
+async def _read_csr(request: web.Request) -> x509.CertificateSigningRequest:
+    if media_type(request.headers.get(hdrs.CONTENT_TYPE)) != PKCS10:
+        raise UnsupportedMediaType(f"send the certificate request as {PKCS10}")
+    return load_csr(await _read_body(request))
+
+
+async def _read_body(request: web.Request) -> bytes:
+    declared = request.content_length
+    if declared is not None and declared > MAX_BODY_BYTES:
+        raise RequestTooLarge(f"request body is over {MAX_BODY_BYTES} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT):
+            while chunk := await request.content.readany():
+                size += len(chunk)
+                if size > MAX_BODY_BYTES:
+                    raise RequestTooLarge(f"request body is over {MAX_BODY_BYTES} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestTimeout(f"request body did not arrive within {BODY_TIMEOUT:g} s") from None
+    if not chunks:
+        raise MalformedRequest("request body is empty")
+    return b"".join(chunks)
+
+
+def _enrollment_response(outcome: Issued | AwaitingOwner) -> web.Response:
+    if isinstance(outcome, AwaitingOwner):
+        response = _text(202, "waiting for the owner to approve this appliance")
+        response.headers[hdrs.RETRY_AFTER] = str(outcome.retry_after)
+        return response
+    return _base64(CERTS_ONLY, encode_certs_only([outcome.certificate]))
+
+
+def _base64(content_type: str, body: bytes) -> web.Response:
+    return web.Response(body=body, headers={hdrs.CONTENT_TYPE: content_type, TRANSFER_ENCODING: "base64"})
+
+
+def _text(status: int, reason: str) -> web.Response:
+    line = " ".join(reason.split())[:_MAX_REASON] or "error"
+    return web.Response(status=status, text=line + "\n", content_type="text/plain")
+
+
+# --- the listener -------------------------------------------------------------------------------------
+
+
+class ConnectionGuard:
+    """Caps concurrent connections and closes those that stall.
+
+    A connection must deliver its request headers within ``HEADER_TIMEOUT`` of opening (and within
+    ``KEEPALIVE_TIMEOUT + HEADER_TIMEOUT`` of its previous response): aiohttp alone waits forever
+    for headers that trickle in byte by byte.
+    """
+
+    def __init__(self, max_connections: int = MAX_CONNECTIONS) -> None:
+        self.max_connections = max_connections
+        self._connections: dict[asyncio.BaseProtocol, _GuardedProtocol] = {}
+
+    def __len__(self) -> int:
+        return len(self._connections)
+
+    def wrap(self, factory: Callable[[], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
+        """Wrap an aiohttp protocol factory."""
+        return lambda: _GuardedProtocol(self, factory())
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: NextHandler) -> web.StreamResponse:
+        """Stop the header clock while a request is handled; restart it afterwards."""
+        connection = self._connections.get(request.protocol)
+        if connection is not None:
+            connection.disarm()
+        try:
+            return await handler(request)
+        finally:
+            if connection is not None:
+                connection.arm(KEEPALIVE_TIMEOUT + HEADER_TIMEOUT)
+
+    def _admit(self, connection: _GuardedProtocol) -> bool:
+        if len(self._connections) >= self.max_connections:
+            return False
+        self._connections[connection.inner] = connection
+        return True
+
+    def _release(self, connection: _GuardedProtocol) -> None:
+        self._connections.pop(connection.inner, None)
+
+
+class _GuardedProtocol(asyncio.Protocol):
+    """Delegates to aiohttp's request handler; closes the connection when a timer runs out."""
+
+    def __init__(self, guard: ConnectionGuard, inner: asyncio.Protocol) -> None:
+        self._guard = guard
+        self.inner = inner
+        self._transport: asyncio.BaseTransport | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._admitted = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport
+        if not self._guard._admit(self):
+            _LOGGER.warning("EST listener at its %s-connection cap", self._guard.max_connections)
+            transport.close()
+            return
+        self._admitted = True
+        self.inner.connection_made(transport)
+        self.arm(HEADER_TIMEOUT)
+
+    def data_received(self, data: bytes) -> None:
+        if self._admitted:
+            self.inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received() if self._admitted else None
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.disarm()
+        self._guard._release(self)
+        if self._admitted:
+            self.inner.connection_lost(exc)
+
+    def arm(self, delay: float) -> None:
+        """Close the connection unless the next request starts within ``delay`` seconds."""
+        self.disarm()
+        self._timer = asyncio.get_running_loop().call_later(delay, self._expire)
+
+    def disarm(self) -> None:
+        """A request is being handled: no header deadline."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _expire(self) -> None:
+        self._timer = None
+        if self._transport is not None:
+            self._transport.close()
+
+
+class _GuardedSite(web.BaseSite):
+    """A TCP site that wraps each connection in the guard and bounds the TLS handshake."""
+
+    def __init__(
+        self,
+        runner: web.BaseRunner,
+        host: str | None,
+        port: int,
+        *,
+        ssl_context: ssl.SSLContext,
+        guard: ConnectionGuard,
+    ) -> None:
+        super().__init__(runner, ssl_context=ssl_context)
+        self._host = host
+        self._port = port
+        self._guard = guard
+
+    @property
+    def name(self) -> str:
+        return f"https://{self._host or '0.0.0.0'}:{self._port}"  # noqa: S104
+
+    @property
+    def bound_port(self) -> int:
+        """The port the socket is bound to."""
+        sockets = self._server.sockets if isinstance(self._server, asyncio.Server) else ()
+        return int(sockets[0].getsockname()[1]) if sockets else self._port
+
+    async def start(self) -> None:
+        await super().start()
+        server = self._runner.server
+        if server is None:
+            raise RuntimeError("runner is not set up")
+        self._server = await asyncio.get_running_loop().create_server(
+            self._guard.wrap(server),
+            self._host,
+            self._port,
+            ssl=self._ssl_context,
+            ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT,
+            backlog=self._backlog,
+            reuse_address=True,
+        )
+
+
+class EstListener:
+    """Runs an :class:`EstApplication` on its own HTTPS port."""
+
+    def __init__(
+        self,
+        application: EstApplication,
+        *,
+        host: str | None,
+        port: int,
+        ssl_context: ssl.SSLContext,
+        max_connections: int = MAX_CONNECTIONS,
+    ) -> None:
+        self.guard = ConnectionGuard(max_connections)
+        self._app = application.build(self.guard)
+        self._host = host
+        self._port = port
+        self.ssl_context = ssl_context
+        self._runner: web.AppRunner | None = None
+        self._site: _GuardedSite | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful when started on port 0)."""
+        return self._port if self._site is None else self._site.bound_port
+
+    async def start(self) -> None:
+        """Bind and serve. Raises OSError when the port cannot be bound."""
+        runner = web.AppRunner(
+            self._app,
+            access_log=None,
+            keepalive_timeout=KEEPALIVE_TIMEOUT,
+            shutdown_timeout=2.0,
+            handle_signals=False,
+        )
+        await runner.setup()
+        site = _GuardedSite(runner, self._host, self._port, ssl_context=self.ssl_context, guard=self.guard)
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner, self._site = runner, site
+
+    async def stop(self) -> None:
+        """Stop listening and close every connection."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+        self._runner = self._site = None

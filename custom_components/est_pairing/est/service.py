@@ -1,0 +1,219 @@
+"""A running EST server: the household CA, ledger, policy and listener over injected stores.
+
+The Home Assistant integration and the standalone command both run this, with different stores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+import logging
+import ssl
+import time
+from typing import Any
+
+from cryptography import x509
+
+from .ca import CurveName, HouseholdCA
+from .issuance import IssuancePolicy
+from .ledger import Ledger
+from .limits import DEFAULT_VALIDITY_DAYS
+from .policy import EnrollmentPolicy
+from .registrar import Registrar
+from .server import DEFAULT_LABELS, EstApplication, EstListener
+from .storage import DocumentStore, JournalStore
+from .tls import ListenerIdentity, ListenerNames, load_identity, server_ssl_context
+from .wire import CRL_PATH
+
+_LOGGER = logging.getLogger(__name__)
+CA_DOCUMENT_VERSION = 1
+
+
+@dataclass(slots=True)
+class ServiceConfig:
+    """How to run the server."""
+
+    ca_name: str
+    port: int
+    bind_host: str | None = None  # None: every interface
+    names: ListenerNames = field(default_factory=lambda: ListenerNames(("localhost",), ()))
+    labels: Sequence[str] = DEFAULT_LABELS
+    validity_days: int = DEFAULT_VALIDITY_DAYS
+    manufacturer_cas: Sequence[x509.Certificate] = ()
+    auto_approve: bool = False
+    curve: CurveName = "P-256"
+
+
+class EstService:
+    """Loads (or creates) the CA, ledger and approvals; runs the listener."""
+
+    def __init__(
+        self,
+        config: ServiceConfig,
+        *,
+        ca_store: DocumentStore,
+        policy_store: DocumentStore,
+        ledger_journal: JournalStore,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self._ca_store = ca_store
+        self._policy_store = policy_store
+        self._clock = clock
+        self.ledger = Ledger(ledger_journal)
+        self.policy = EnrollmentPolicy(clock=clock, auto_approve=config.auto_approve)
+        self.issuance = IssuancePolicy(validity_days=config.validity_days, reserved_names=config.names.all())
+        self._ca: HouseholdCA | None = None
+        self._identity: ListenerIdentity | None = None
+        self._registrar: Registrar | None = None
+        self._listener: EstListener | None = None
+        self._save_lock = asyncio.Lock()
+        self._saves: set[asyncio.Task[None]] = set()
+
+    # --- state --------------------------------------------------------------------------------------
+
+    @property
+    def ca(self) -> HouseholdCA:
+        """The household CA (after :meth:`load`)."""
+        if self._ca is None:
+            raise RuntimeError("EstService.load() has not run")
+        return self._ca
+
+    @property
+    def registrar(self) -> Registrar:
+        """The EST operations (after :meth:`load`)."""
+        if self._registrar is None:
+            raise RuntimeError("EstService.load() has not run")
+        return self._registrar
+
+    @property
+    def listener_identity(self) -> ListenerIdentity:
+        """The listener's current certificate and key."""
+        if self._identity is None:
+            raise RuntimeError("EstService.load() has not run")
+        return self._identity
+
+    @property
+    def port(self) -> int:
+        """The bound port once started, else the configured one."""
+        return self._listener.port if self._listener is not None else self.config.port
+
+    def now(self) -> datetime:
+        """The service clock as an aware datetime."""
+        return datetime.fromtimestamp(self._clock(), UTC)
+
+    async def load(self) -> bool:
+        """Load or create everything; True when the CA was created now."""
+        document = await self._ca_store.load()
+        created = document is None
+        if document is None:
+            self._ca = await asyncio.to_thread(
+                HouseholdCA.create, self.config.ca_name, curve=self.config.curve, now=self.now()
+            )
+            _LOGGER.info("Created the household CA %s", self._ca.fingerprint)
+        else:
+            self._ca, self._identity = _from_document(document)
+        if self._identity is None or self._identity.needs_renewal(self._ca, self.config.names, self.now()):
+            self._identity = ListenerIdentity.issue(self._ca, self.config.names, self.now())
+            created = True
+        if created:
+            await self._save_ca()
+        self.policy.restore(await self._policy_store.load() or {})
+        self.policy.on_change = self._schedule_policy_save
+        await self.ledger.load()
+        self._registrar = Registrar(
+            ca=self._ca,
+            ledger=self.ledger,
+            policy=self.policy,
+            issuance=self.issuance,
+            manufacturer_cas=self.config.manufacturer_cas,
+            crl_url=self.crl_url,
+            now=self.now,
+        )
+        return document is None
+
+    @property
+    def crl_url(self) -> str:
+        """Where the CRL is published (named in every certificate's CRL distribution point)."""
+        host = next(iter(self.config.names.all()), "localhost")
+        host = f"[{host}]" if ":" in host else host
+        return f"https://{host}:{self.port}{CRL_PATH}"
+
+    async def _save_ca(self) -> None:
+        ca_pem, ca_key = self.ca.to_pem()
+        listener_pem, listener_key = self.listener_identity.to_pem()
+        await self._ca_store.save(
+            {
+                "version": CA_DOCUMENT_VERSION,
+                "ca": {"certificate": ca_pem.decode(), "private_key": ca_key.decode()},
+                "listener": {
+                    "certificate": listener_pem.decode(),
+                    "private_key": listener_key.decode(),
+                },
+            }
+        )
+
+    def _schedule_policy_save(self) -> None:
+        task = asyncio.get_running_loop().create_task(self.save_policy(), name="est policy save")
+        self._saves.add(task)
+        task.add_done_callback(self._saves.discard)
+
+    async def save_policy(self) -> None:
+        """Persist approvals now (saves run one at a time, each writing the latest state)."""
+        async with self._save_lock:
+            await self._policy_store.save(self.policy.export())
+
+    async def flush(self) -> None:
+        """Wait for pending saves."""
+        while self._saves:
+            await asyncio.gather(*list(self._saves))
+
+    # --- listener -----------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Build the TLS context (in a thread: it loads files) and start serving."""
+        context = await asyncio.to_thread(self._ssl_context)
+        application = EstApplication(self.registrar, labels=self.config.labels)
+        listener = EstListener(
+            application, host=self.config.bind_host, port=self.config.port, ssl_context=context
+        )
+        await listener.start()
+        self._listener = listener
+        self.registrar.crl_url = self.crl_url  # the bound port is known now
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        anchors = [self.ca.certificate, *self.config.manufacturer_cas]
+        return server_ssl_context(self.listener_identity, anchors)
+
+    async def stop(self) -> None:
+        """Stop serving and finish pending saves."""
+        if self._listener is not None:
+            await self._listener.stop()
+            self._listener = None
+        await self.flush()
+
+    async def update_names(self, names: ListenerNames) -> bool:
+        """Re-issue the listener certificate if it does not cover ``names`` or nears expiry."""
+        self.config.names = names
+        self.issuance.reserved_names = names.all()
+        if not self.listener_identity.needs_renewal(self.ca, names, self.now()):
+            return False
+        self._identity = ListenerIdentity.issue(self.ca, names, self.now())
+        await self._save_ca()
+        if self._listener is not None:
+            await asyncio.to_thread(load_identity, self._listener.ssl_context, self._identity)
+        _LOGGER.info("Re-issued the EST listener certificate for %s", ", ".join(names.all()))
+        return True
+
+
+def _from_document(document: dict[str, Any]) -> tuple[HouseholdCA, ListenerIdentity | None]:
+    ca = HouseholdCA.from_pem(document["ca"]["certificate"].encode(), document["ca"]["private_key"].encode())
+    listener = document.get("listener")
+    identity = (
+        ListenerIdentity.from_pem(listener["certificate"].encode(), listener["private_key"].encode())
+        if listener
+        else None
+    )
+    return ca, identity

@@ -1,0 +1,180 @@
+"""Where state lives: the storage protocols the CA and ledger use, and their file-system backends.
+
+Files are written atomically (temporary file, fsync, rename, fsync of the directory) and readable by
+the owner only (0600): they hold the household CA key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+import contextlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Protocol
+
+type Document = dict[str, Any]
+type Event = dict[str, Any]
+
+_PRIVATE = 0o600
+_TAIL = 64 * 1024  # longer than any event; a torn final line is shorter
+
+
+class DocumentStore(Protocol):
+    """A JSON document saved and loaded as a whole (CA material, approvals)."""
+
+    async def load(self) -> Document | None:
+        """The saved document, or None if nothing was saved yet."""
+
+    async def save(self, document: Document) -> None:
+        """Replace the document durably."""
+
+
+class JournalStore(Protocol):
+    """An append-only event log with compaction (the certificate ledger)."""
+
+    async def read(self) -> list[Event]:
+        """Every event, oldest first."""
+
+    async def append(self, events: Sequence[Event]) -> None:
+        """Add events durably: when this returns they survive a crash."""
+
+    async def compact(self, events: Sequence[Event]) -> None:
+        """Replace the whole log with these events (same meaning, fewer lines)."""
+
+
+def write_private_atomically(path: Path, data: bytes, *, mode: int = _PRIVATE) -> None:
+    """Write a file (0600 unless told) so that a crash leaves either the old or the new content."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        temporary.unlink()  # left by a crash, perhaps with other permissions
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        temporary.replace(path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()
+        raise
+    _fsync_directory(path.parent)
+
+
+def _fsync_directory(directory: Path) -> None:
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+class JsonFileStore:
+    """A :class:`DocumentStore` in one JSON file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    async def load(self) -> Document | None:
+        """Read the file (in a thread: file I/O never runs on the event loop)."""
+        return await asyncio.to_thread(self._load)
+
+    def _load(self) -> Document | None:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        document = json.loads(text)
+        if not isinstance(document, dict):
+            raise TypeError(f"{self.path} does not hold a JSON object")
+        return document
+
+    async def save(self, document: Document) -> None:
+        """Write the file atomically, 0600."""
+        data = json.dumps(document, indent=1, sort_keys=True).encode()
+        await asyncio.to_thread(write_private_atomically, self.path, data)
+
+
+class JournalFile:
+    """A :class:`JournalStore` in a JSON-lines file, fsynced on every append.
+
+    A crash can tear only the last line, and only of an append that had not returned; such a line is
+    ignored on reading and cut off before the next append. A damaged line anywhere else is corruption
+    and raises.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    async def read(self) -> list[Event]:
+        """Every complete event in the file."""
+        return await asyncio.to_thread(self.read_sync)
+
+    def read_sync(self) -> list[Event]:
+        """Blocking :meth:`read`."""
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return []
+        lines = data.split(b"\n")
+        events: list[Event] = []
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                event = json.loads(line)
+            except ValueError:
+                if number == len(lines):  # torn final append: its response never left
+                    break
+                raise ValueError(f"{self.path}:{number} is not a JSON event") from None
+            events.append(event)
+        return events
+
+    async def append(self, events: Sequence[Event]) -> None:
+        """Append and fsync."""
+        await asyncio.to_thread(self.append_sync, events)
+
+    def append_sync(self, events: Sequence[Event]) -> None:
+        """Blocking :meth:`append`."""
+        payload = b"".join(_line(event) for event in events)
+        created = not self.path.exists()
+        if created:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, _PRIVATE)
+        try:
+            self._drop_torn_line(descriptor)
+            os.write(descriptor, payload)
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+        if created:
+            _fsync_directory(self.path.parent)
+
+    def _drop_torn_line(self, descriptor: int) -> None:
+        size = os.fstat(descriptor).st_size
+        if not size or os.pread(descriptor, 1, size - 1) == b"\n":
+            return
+        start = max(0, size - _TAIL)
+        cut = os.pread(descriptor, size - start, start).rfind(b"\n")
+        if cut < 0 and start:
+            raise ValueError(f"{self.path} ends with a line longer than {_TAIL} bytes")
+        os.ftruncate(descriptor, start + cut + 1)
+
+    async def compact(self, events: Sequence[Event]) -> None:
+        """Rewrite atomically."""
+        await asyncio.to_thread(self.compact_sync, events)
+
+    def compact_sync(self, events: Sequence[Event]) -> None:
+        """Blocking :meth:`compact`."""
+        write_private_atomically(self.path, b"".join(_line(event) for event in events))
+
+    def truncate_sync(self) -> None:
+        """Empty the journal (after its events were saved elsewhere)."""
+        write_private_atomically(self.path, b"")
+
+
+def _line(event: Event) -> bytes:
+    return json.dumps(event, separators=(",", ":"), sort_keys=True).encode() + b"\n"

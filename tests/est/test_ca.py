@@ -1,0 +1,257 @@
+"""The household CA, the listener's certificate, and what a request may ask for."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+import ipaddress
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+import pytest
+
+from custom_components.est_pairing.est.ca import (
+    HouseholdCA,
+    IssuedName,
+    RevokedCertificate,
+    format_fingerprint,
+)
+from custom_components.est_pairing.est.client import build_csr
+from custom_components.est_pairing.est.csr import ApplianceDetails, inspect_request
+from custom_components.est_pairing.est.errors import MalformedRequest, NotAllowed
+from custom_components.est_pairing.est.issuance import IssuancePolicy, appliance_id_from
+from custom_components.est_pairing.est.limits import CA_VALIDITY_DAYS
+from custom_components.est_pairing.est.tls import ListenerIdentity, ListenerNames
+
+NOW = datetime(2026, 11, 28, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(("curve", "size"), [("P-256", 256), ("P-384", 384)])
+def test_household_ca_profile(curve: str, size: int) -> None:
+    ca = HouseholdCA.create("Smith", curve=curve, now=NOW)  # type: ignore[arg-type]
+    certificate = ca.certificate
+    assert certificate.subject.rfc4514_string() == "CN=Smith Household CA"
+    assert certificate.issuer == certificate.subject
+    key = certificate.public_key()
+    assert isinstance(key, ec.EllipticCurvePublicKey) and key.curve.key_size == size
+    constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints)
+    assert constraints.critical and constraints.value.ca and constraints.value.path_length == 0
+    usage = certificate.extensions.get_extension_for_class(x509.KeyUsage).value
+    assert usage.key_cert_sign and usage.crl_sign and not usage.digital_signature
+    certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+    lifetime = certificate.not_valid_after_utc - NOW
+    assert timedelta(days=CA_VALIDITY_DAYS - 1) < lifetime <= timedelta(days=CA_VALIDITY_DAYS)
+    certificate.verify_directly_issued_by(certificate)
+
+
+def test_pem_round_trip_and_mismatch(ca: HouseholdCA) -> None:
+    certificate_pem, key_pem = ca.to_pem()
+    assert HouseholdCA.from_pem(certificate_pem, key_pem).fingerprint == ca.fingerprint
+    other_key = HouseholdCA.create("Other").to_pem()[1]
+    with pytest.raises(ValueError, match="does not match"):
+        HouseholdCA.from_pem(certificate_pem, other_key)
+
+
+def test_appliance_certificates_never_outlive_the_ca(ca: HouseholdCA) -> None:
+    certificate = ca.issue_appliance_certificate(
+        public_key=ed25519.Ed25519PrivateKey.generate().public_key(),
+        name=IssuedName("oven"),
+        server_auth=False,
+        serial_number=x509.random_serial_number(),
+        not_before=NOW,
+        not_after=NOW + timedelta(days=365 * 40),
+        crl_url=None,
+    )
+    assert certificate.not_valid_after_utc == ca.not_valid_after
+    usage = certificate.extensions.get_extension_for_class(x509.KeyUsage).value
+    assert not usage.key_agreement  # Ed25519 signs only
+    aki = certificate.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    ski = ca.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    assert aki.key_identifier == ski.digest
+    assert ca.issued(certificate)
+    assert not HouseholdCA.create("Other").issued(certificate)
+
+
+def test_crl_lists_revoked_serials(ca: HouseholdCA) -> None:
+    crl = ca.sign_crl([RevokedCertificate(1234, NOW, x509.ReasonFlags.key_compromise)], crl_number=7, now=NOW)
+    assert crl.is_signature_valid(ca.certificate.public_key())
+    assert crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number == 7
+    revoked = crl.get_revoked_certificate_by_serial_number(1234)
+    assert revoked is not None
+    assert revoked.extensions.get_extension_for_class(x509.CRLReason).value.reason.name == ("key_compromise")
+
+
+def test_listener_certificate(ca: HouseholdCA) -> None:
+    names = ListenerNames.from_hosts(
+        ["HomeAssistant.local.", "127.0.0.1", "[::1]", "0.0.0.0", "homeassistant.local"]
+    )
+    assert names.dns_names == ("homeassistant.local",)
+    assert names.ip_addresses == (ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"))
+    identity = ListenerIdentity.issue(ca, names, NOW)
+    certificate = identity.certificate
+    usage = certificate.extensions.get_extension_for_class(x509.KeyUsage).value
+    assert usage.digital_signature and not usage.key_cert_sign
+    eku = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(eku) == [ExtendedKeyUsageOID.SERVER_AUTH]
+    assert identity.covers(names)
+    assert not identity.needs_renewal(ca, names, NOW)
+    assert identity.needs_renewal(ca, ListenerNames.from_hosts(["10.0.0.2"]), NOW)
+    assert identity.needs_renewal(ca, names, NOW + timedelta(days=380))
+    assert identity.needs_renewal(HouseholdCA.create("Other"), names, NOW)
+    reloaded = ListenerIdentity.from_pem(*identity.to_pem())
+    assert reloaded.certificate == certificate
+
+
+def test_fingerprint_formatting() -> None:
+    assert format_fingerprint("ab12cd34ef56" + "0" * 52, groups=2) == "AB12 CD34"
+    assert len(format_fingerprint("a" * 64).split()) == 16
+
+
+# --- request inspection and issuance policy ----------------------------------------------------------
+
+
+def csr_with(
+    key: CertificateIssuerPrivateKeyTypes | None = None,
+    *,
+    subject: list[x509.NameAttribute] | None = None,
+    extensions: list[x509.ExtensionType] = (),  # type: ignore[assignment]
+) -> x509.CertificateSigningRequest:
+    key = key or ec.generate_private_key(ec.SECP256R1())
+    builder = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name(subject or [x509.NameAttribute(NameOID.COMMON_NAME, "oven")])
+    )
+    for extension in extensions:
+        builder = builder.add_extension(extension, critical=False)
+    algorithm = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+    return builder.sign(key, algorithm)
+
+
+def key_usage(**flags: bool) -> x509.KeyUsage:
+    fields = dict.fromkeys(
+        (
+            "digital_signature",
+            "content_commitment",
+            "key_encipherment",
+            "data_encipherment",
+            "key_agreement",
+            "key_cert_sign",
+            "crl_sign",
+            "encipher_only",
+            "decipher_only",
+        ),
+        False,
+    )
+    return x509.KeyUsage(**(fields | flags))
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "reason"),
+    [
+        (
+            lambda: csr_with(extensions=[x509.BasicConstraints(ca=True, path_length=None)]),
+            NotAllowed,
+            "CA:TRUE",
+        ),
+        (lambda: csr_with(extensions=[key_usage(key_cert_sign=True)]), NotAllowed, "keyCertSign"),
+        (lambda: csr_with(extensions=[key_usage(crl_sign=True)]), NotAllowed, "cRLSign"),
+        (
+            lambda: csr_with(
+                extensions=[x509.SubjectAlternativeName([x509.DNSName(f"n{i}") for i in range(1000)])]
+            ),
+            MalformedRequest,
+            "1000 alternative names",
+        ),
+        (
+            lambda: csr_with(extensions=[x509.SubjectAlternativeName([x509.RFC822Name("a@b.c")])]),
+            NotAllowed,
+            "other than DNS or IP",
+        ),
+        (
+            lambda: csr_with(subject=[x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "x" * 60)] * 1700),
+            MalformedRequest,
+            "subject is over",
+        ),
+        (
+            lambda: csr_with(rsa.generate_private_key(public_exponent=65537, key_size=1024)),
+            MalformedRequest,
+            "RSA 1024",
+        ),
+        (lambda: csr_with(ec.generate_private_key(ec.SECP256K1())), MalformedRequest, "secp256k1"),
+        (lambda: csr_with(ec.generate_private_key(ec.SECP521R1())), MalformedRequest, "secp521r1"),
+    ],
+)
+def test_requests_no_policy_accepts(make: object, error: type[Exception], reason: str) -> None:
+    with pytest.raises(error, match=reason):
+        inspect_request(make())
+
+
+@pytest.mark.parametrize(
+    ("key", "description"),
+    [
+        (lambda: ec.generate_private_key(ec.SECP256R1()), "EC P-256"),
+        (lambda: ec.generate_private_key(ec.SECP384R1()), "EC P-384"),
+        (lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048), "RSA 2048"),
+        (lambda: ed25519.Ed25519PrivateKey.generate(), "Ed25519"),
+    ],
+)
+def test_accepted_keys(key: object, description: str) -> None:
+    assert inspect_request(csr_with(key())).key_description == description
+
+
+def test_details_come_from_the_subject() -> None:
+    csr = build_csr(
+        ec.generate_private_key(ec.SECP256R1()),
+        "oven-7",
+        details=ApplianceDetails("Kitchen oven\x07", "OV-200", "Acme", "SN123"),
+    )
+    request = inspect_request(csr)
+    assert request.details == ApplianceDetails("Kitchen oven", "OV-200", "Acme", "SN123")
+    assert request.common_name == "oven-7"
+
+
+@pytest.mark.parametrize(
+    ("appliance_id", "dns_names", "reason"),
+    [
+        ("oven", ["homeassistant.local"], "may only be named"),
+        ("oven", ["fridge.local"], "may only be named"),
+        ("homeassistant", [], "a name this server answers to"),
+        ("fridge", [], "names 'oven'"),
+    ],
+)
+def test_issuance_refuses_names_it_did_not_grant(
+    appliance_id: str, dns_names: list[str], reason: str
+) -> None:
+    policy = IssuancePolicy(reserved_names=["homeassistant.local", "192.168.1.2"])
+    request = inspect_request(build_csr(ec.generate_private_key(ec.SECP256R1()), "oven", dns_names=dns_names))
+    with pytest.raises(NotAllowed, match=reason):
+        policy.grant(request, appliance_id)
+
+
+def test_issuance_grants_the_appliance_its_own_name() -> None:
+    policy = IssuancePolicy()
+    request = inspect_request(
+        build_csr(ec.generate_private_key(ec.SECP256R1()), "oven", dns_names=["Oven.local"])
+    )
+    grant = policy.grant(request, "oven")
+    assert grant.name.common_name == "oven" and grant.name.dns_names == ("Oven.local",)
+    assert grant.server_auth
+    with pytest.raises(NotAllowed, match="serverAuth"):
+        IssuancePolicy(allow_server_auth=False).grant(request, "oven")
+
+
+def test_ip_addresses_are_never_granted() -> None:
+    csr = csr_with(
+        extensions=[x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("10.0.0.7"))])]
+    )
+    with pytest.raises(NotAllowed, match="IP addresses"):
+        IssuancePolicy().grant(inspect_request(csr), "oven")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("SN 123/45", "SN-123-45"), ("", "fallback"), (None, "fallback"), ("..x..", "x"), ("a" * 100, "a" * 64)],
+)
+def test_appliance_ids_from_free_text(text: str | None, expected: str) -> None:
+    assert appliance_id_from(text, "fallback") == expected

@@ -1,0 +1,151 @@
+"""The reference client against the real listener: bootstrap, the 202 loop, errors it reports."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+import pytest
+
+from custom_components.est_pairing.est import wire
+from custom_components.est_pairing.est.ca import HouseholdCA, format_fingerprint
+from custom_components.est_pairing.est.client import (
+    EstClient,
+    Pending,
+    build_csr,
+    normalize_fingerprint,
+    renewal_csr,
+)
+from custom_components.est_pairing.est.errors import (
+    ApprovalTimeout,
+    AuthenticationRequired,
+    CertificateRevoked,
+    FingerprintMismatch,
+    LockedOut,
+    NotAllowed,
+    ProtocolError,
+    UnknownResource,
+)
+from custom_components.est_pairing.est.limits import FREE_ATTEMPTS
+
+from .conftest import RunningServer
+
+
+def key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+async def test_bootstrap_with_the_owners_fingerprint(server: RunningServer) -> None:
+    typed = format_fingerprint(server.service.ca.fingerprint).replace(" ", ":")
+    bootstrap = await EstClient.fetch_ca(server.url, expected_fingerprint=typed)
+    assert bootstrap.verified_out_of_band
+    assert bootstrap.ca_certificate == server.service.ca.certificate
+
+
+async def test_bootstrap_refuses_a_different_ca(server: RunningServer) -> None:
+    with pytest.raises(FingerprintMismatch, match=server.service.ca.fingerprint):
+        await EstClient.fetch_ca(server.url, expected_fingerprint="ab" * 32)
+
+
+async def test_bootstrap_on_first_use_reports_what_it_trusted(server: RunningServer) -> None:
+    bootstrap = await EstClient.fetch_ca(server.url, label="appliance")
+    assert not bootstrap.verified_out_of_band
+    assert bootstrap.fingerprint == server.service.ca.fingerprint
+
+
+def test_fingerprints_are_normalized() -> None:
+    assert normalize_fingerprint("AB:" * 31 + "AB") == "ab" * 32
+    with pytest.raises(ValueError, match="64 hexadecimal"):
+        normalize_fingerprint("abc")
+
+
+async def test_the_verified_session_refuses_another_ca(server: RunningServer) -> None:
+    async with EstClient(server.url, HouseholdCA.create("Impostor").certificate) as client:
+        with pytest.raises(aiohttp.ClientConnectorCertificateError):
+            await client.cacerts()
+
+
+async def test_every_operation(server: RunningServer) -> None:
+    async with server.client() as client:
+        assert await client.cacerts() == [server.service.ca.certificate]
+        assert len(await client.csrattrs()) == 2
+        oven_key = key()
+        certificate = await client.enroll(build_csr(oven_key, "oven"), username="oven", password="123456")
+        renewed = await client.reenroll(renewal_csr(oven_key, certificate), certificate, oven_key)
+        assert renewed.subject == certificate.subject
+        private_key, generated = await client.serverkeygen(
+            build_csr(rsa.generate_private_key(public_exponent=65537, key_size=2048), "oven"),
+            username="oven",
+            password="123456",
+        )
+        assert isinstance(private_key, rsa.RSAPrivateKey)
+        assert generated.public_key() == private_key.public_key()
+        await server.service.registrar.revoke_appliance("oven")
+        crl = await client.crl()
+        assert crl.get_revoked_certificate_by_serial_number(renewed.serial_number) is not None
+        with pytest.raises(CertificateRevoked):
+            await client.reenroll(renewal_csr(oven_key, renewed), renewed, oven_key)
+
+
+async def test_enroll_waits_for_the_owner(server: RunningServer) -> None:
+    seen: list[Pending] = []
+
+    async def owner() -> None:
+        while not server.service.policy.pending_requests():
+            await asyncio.sleep(0.01)
+        (pending,) = server.service.policy.pending_requests()
+        server.service.policy.approve(pending.request_id, pin="246810")
+
+    approval = asyncio.create_task(owner())
+    async with server.client() as client:
+        certificate = await asyncio.wait_for(
+            client.enroll(
+                build_csr(key(), "fridge"),
+                username="fridge",
+                password="246810",
+                on_pending=seen.append,
+            ),
+            timeout=30,
+        )
+    await approval
+    assert certificate.subject.rfc4514_string() == "CN=fridge"
+    assert seen and seen[0].retry_after >= 1
+
+
+async def test_enroll_gives_up_after_its_timeout(server: RunningServer) -> None:
+    async with server.client() as client:
+        with pytest.raises(ApprovalTimeout):
+            await client.enroll(
+                build_csr(key(), "fridge"), username="fridge", password="1", approval_timeout=0.1
+            )
+
+
+async def test_refusals_become_library_errors(server: RunningServer) -> None:
+    csr = build_csr(key(), "oven")
+    async with server.client() as client:
+        with pytest.raises(AuthenticationRequired, match="401"):
+            await client.simpleenroll(csr)
+        for _ in range(FREE_ATTEMPTS):
+            with pytest.raises(AuthenticationRequired, match="wrong secret"):
+                await client.simpleenroll(csr, username="oven", password="000000")
+        with pytest.raises(LockedOut) as locked:
+            await client.simpleenroll(csr, username="oven", password="123456")
+        assert locked.value.retry_after >= 1
+        fridge_csr = build_csr(key(), "fridge")
+        await client.simpleenroll(fridge_csr, username="fridge", password="")
+        (pending,) = server.service.policy.pending_requests()
+        server.service.policy.reject(pending.request_id)
+        with pytest.raises(NotAllowed, match="403"):
+            await client.simpleenroll(fridge_csr, username="fridge", password="")
+    async with EstClient(server.url, server.service.ca.certificate, label="nope") as client:
+        with pytest.raises(UnknownResource):
+            await client.cacerts()
+
+
+async def test_a_certificate_for_another_key_is_refused(server: RunningServer) -> None:
+    async with server.client() as client:
+        certificate = await client.enroll(build_csr(key(), "oven"), username="oven", password="123456")
+        body = wire.encode_certs_only([certificate])
+        with pytest.raises(ProtocolError, match="different key"):
+            client._issued_to(build_csr(key(), "oven"), body)

@@ -1,0 +1,142 @@
+"""The ledger and its journal: durable before the response, crash-tolerant, compacting."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+import json
+from pathlib import Path
+import stat
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+import pytest
+
+from custom_components.est_pairing.est.ca import HouseholdCA, IssuedName
+from custom_components.est_pairing.est.ledger import Ledger
+from custom_components.est_pairing.est.storage import JournalFile, JsonFileStore
+
+NOW = datetime(2026, 11, 28, tzinfo=UTC)
+
+
+def issue(ca: HouseholdCA, appliance_id: str = "oven") -> x509.Certificate:
+    return ca.issue_appliance_certificate(
+        public_key=ec.generate_private_key(ec.SECP256R1()).public_key(),
+        name=IssuedName(appliance_id),
+        server_auth=False,
+        serial_number=x509.random_serial_number(),
+        not_before=NOW,
+        not_after=NOW + timedelta(days=365),
+        crl_url=None,
+    )
+
+
+async def test_records_survive_a_restart(tmp_path: Path, ca: HouseholdCA) -> None:
+    journal = JournalFile(tmp_path / "ledger.jsonl")
+    ledger = Ledger(journal)
+    first = await ledger.record_issued(issue(ca), "oven")
+    await ledger.record_issued(issue(ca, "fridge"), "fridge")
+    await ledger.revoke(first.serial_number, reason=x509.ReasonFlags.key_compromise, when=NOW)
+    assert stat.S_IMODE((tmp_path / "ledger.jsonl").stat().st_mode) == 0o600
+
+    reloaded = Ledger(JournalFile(tmp_path / "ledger.jsonl"))
+    await reloaded.load()
+    assert len(reloaded) == 2
+    record = reloaded.get(first.serial_number)
+    assert record is not None and record.revoked and record.revocation_reason == "keyCompromise"
+    assert reloaded.crl_number == 1
+    assert [r.serial_number for r in reloaded.revoked()] == [first.serial_number]
+    assert reloaded.latest("fridge") is not None
+
+
+async def test_concurrent_issues_share_one_write(tmp_path: Path, ca: HouseholdCA) -> None:
+    writes: list[int] = []
+
+    class CountingJournal(JournalFile):
+        async def append(self, events: object) -> None:
+            writes.append(len(events))  # type: ignore[arg-type]
+            await super().append(events)  # type: ignore[arg-type]
+
+    ledger = Ledger(CountingJournal(tmp_path / "ledger.jsonl"))
+    certificates = [issue(ca, f"a{i}") for i in range(20)]
+    await asyncio.gather(*(ledger.record_issued(c, f"a{i}") for i, c in enumerate(certificates)))
+    assert sum(writes) == 20
+    assert len(writes) < 20
+    assert len(ledger) == 20
+
+
+async def test_a_torn_final_line_is_dropped_and_cut_before_the_next_append(
+    tmp_path: Path, ca: HouseholdCA
+) -> None:
+    path = tmp_path / "ledger.jsonl"
+    ledger = Ledger(JournalFile(path))
+    kept = await ledger.record_issued(issue(ca), "oven")
+    with path.open("ab") as handle:  # a crash in the middle of an append
+        handle.write(b'{"op":"issued","serial":"ab')
+    reloaded = Ledger(JournalFile(path))
+    await reloaded.load()
+    assert len(reloaded) == 1
+    await reloaded.record_issued(issue(ca, "fridge"), "fridge")
+    again = Ledger(JournalFile(path))
+    await again.load()
+    assert {r.appliance_id for r in (again.get(kept.serial_number), again.latest("fridge")) if r} == {
+        "oven",
+        "fridge",
+    }
+    assert all(json.loads(line) for line in path.read_text().splitlines())
+
+
+async def test_corruption_in_the_middle_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.jsonl"
+    path.write_text('{"op": "meta", "crl_number": 0}\nnot json\n{"op": "meta", "crl_number": 0}\n')
+    with pytest.raises(ValueError, match=":2 is not a JSON event"):
+        await JournalFile(path).read()
+
+
+async def test_compaction_keeps_meaning_and_bounds_the_file(tmp_path: Path, ca: HouseholdCA) -> None:
+    path = tmp_path / "ledger.jsonl"
+    ledger = Ledger(JournalFile(path))
+    records = [await ledger.record_issued(issue(ca, f"a{i}"), f"a{i}") for i in range(40)]
+    for record in records:
+        await ledger.revoke(record.serial_number, reason=x509.ReasonFlags.superseded, when=NOW)
+    lines = path.read_text().splitlines()
+    assert len(lines) < 80  # compacted at least once: 40 issues + 40 revocations
+    reloaded = Ledger(JournalFile(path))
+    await reloaded.load()
+    assert len(reloaded) == 40
+    assert all(r.revoked for r in map(reloaded.get, (r.serial_number for r in records)) if r)
+    assert reloaded.crl_number == 40
+
+
+async def test_serials_are_reserved_once(ca: HouseholdCA, tmp_path: Path) -> None:
+    ledger = Ledger(JournalFile(tmp_path / "ledger.jsonl"))
+    certificate = issue(ca)
+    assert ledger.reserve_serial(certificate.serial_number)
+    assert not ledger.reserve_serial(certificate.serial_number)
+    await ledger.record_issued(certificate, "oven")
+    assert not ledger.reserve_serial(certificate.serial_number)
+
+
+async def test_listeners_see_every_change(tmp_path: Path, ca: HouseholdCA) -> None:
+    ledger = Ledger(JournalFile(tmp_path / "ledger.jsonl"))
+    seen: list[tuple[str, bool]] = []
+    unsubscribe = ledger.subscribe(lambda r: seen.append((r.appliance_id, r.revoked)))
+    record = await ledger.record_issued(issue(ca), "oven")
+    await ledger.revoke_appliance("oven", reason=x509.ReasonFlags.cessation_of_operation, when=NOW)
+    unsubscribe()
+    await ledger.record_issued(issue(ca, "fridge"), "fridge")
+    assert seen == [("oven", False), ("oven", True)]
+    assert record.revoked
+
+
+async def test_json_store_writes_atomically_and_privately(tmp_path: Path) -> None:
+    store = JsonFileStore(tmp_path / "sub" / "state.json")
+    assert await store.load() is None
+    await store.save({"a": 1})
+    await store.save({"a": 2})
+    assert await store.load() == {"a": 2}
+    assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
+    assert [p.name for p in store.path.parent.iterdir()] == ["state.json"]
+    store.path.write_text("[1]")
+    with pytest.raises(TypeError):
+        await store.load()

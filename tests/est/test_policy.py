@@ -1,0 +1,250 @@
+"""Who may enroll: pending requests, the owner's decisions, and wrong-secret throttling."""
+
+from __future__ import annotations
+
+from cryptography.hazmat.primitives.asymmetric import ec
+import pytest
+
+from custom_components.est_pairing.est.client import build_csr
+from custom_components.est_pairing.est.csr import CertificateRequest, inspect_request
+from custom_components.est_pairing.est.errors import (
+    AuthenticationRequired,
+    Busy,
+    CertificateRevoked,
+    LockedOut,
+    MalformedRequest,
+    NotAllowed,
+    PendingRequestGone,
+    WrongPin,
+)
+from custom_components.est_pairing.est.limits import (
+    FREE_ATTEMPTS,
+    LOCKOUT_BASE,
+    LOCKOUT_MAX,
+    OWNER_PIN_ATTEMPTS,
+    PENDING_IDLE_TTL,
+    PENDING_MAX_PER_ADDRESS,
+    PENDING_MAX_PER_IDENTITY,
+)
+from custom_components.est_pairing.est.policy import (
+    Approved,
+    AwaitingOwner,
+    Claim,
+    CredentialKind,
+    EnrollmentPolicy,
+    digest_secret,
+    secret_matches,
+)
+from custom_components.est_pairing.est.wire import BasicCredentials
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def request(appliance_id: str = "oven") -> CertificateRequest:
+    return inspect_request(build_csr(ec.generate_private_key(ec.SECP256R1()), appliance_id))
+
+
+def claim(appliance_id: str = "oven", secret: str = "123456") -> Claim:
+    return Claim.from_basic(BasicCredentials(appliance_id, secret))
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def policy(clock: Clock) -> EnrollmentPolicy:
+    return EnrollmentPolicy(clock=clock)
+
+
+def test_claims_from_credentials() -> None:
+    assert claim().kind is CredentialKind.PIN
+    assert claim(secret="").kind is CredentialKind.FINGERPRINT
+    assert "123456" not in repr(claim())
+    with pytest.raises(MalformedRequest, match="appliance id"):
+        claim("../etc/passwd")
+    with pytest.raises(MalformedRequest, match="longer"):
+        claim(secret="x" * 500)
+
+
+def test_unknown_appliance_waits_and_the_owner_is_told_once(policy: EnrollmentPolicy) -> None:
+    seen = []
+    policy.on_pending_added = seen.append
+    oven = request()
+    first = policy.authorize(claim(), oven, "10.0.0.5")
+    assert isinstance(first, AwaitingOwner) and first.new
+    second = policy.authorize(claim(), oven, "10.0.0.6")
+    assert isinstance(second, AwaitingOwner) and not second.new
+    assert len(seen) == 1
+    assert seen[0].address == "10.0.0.6"
+    assert seen[0].key_fingerprint == oven.key_fingerprint
+
+
+def test_approval_with_the_right_pin_then_issue(policy: EnrollmentPolicy) -> None:
+    oven = request()
+    pending = policy.authorize(claim(), oven, None)
+    assert isinstance(pending, AwaitingOwner)
+    registration = policy.approve(pending.pending.request_id, pin=" 123456 ")
+    assert registration.keys == {oven.key_fingerprint}
+    assert policy.authorize(claim(), oven, None) == Approved("oven")
+    with pytest.raises(AuthenticationRequired):
+        policy.authorize(claim(secret="654321"), oven, None)
+    assert policy.pending_requests() == []
+
+
+def test_wrong_pins_typed_by_the_owner_stop_the_flow_and_lock(policy: EnrollmentPolicy) -> None:
+    pending = policy.authorize(claim(), request(), None)
+    assert isinstance(pending, AwaitingOwner)
+    request_id = pending.pending.request_id
+    for attempts_left in range(OWNER_PIN_ATTEMPTS - 1, 0, -1):
+        with pytest.raises(WrongPin) as wrong:
+            policy.approve(request_id, pin="000000")
+        assert wrong.value.attempts_left == attempts_left
+    with pytest.raises(LockedOut):
+        policy.approve(request_id, pin="000000")
+    with pytest.raises(PendingRequestGone):
+        policy.approve(request_id, pin="123456")
+    with pytest.raises(LockedOut):
+        policy.authorize(claim(), request(), None)
+
+
+def test_pin_approval_needs_a_pin_from_the_appliance(policy: EnrollmentPolicy) -> None:
+    pending = policy.authorize(claim(secret=""), request(), None)
+    assert isinstance(pending, AwaitingOwner)
+    with pytest.raises(NotAllowed, match="compare the fingerprints"):
+        policy.approve(pending.pending.request_id, pin="123456")
+    policy.approve(pending.pending.request_id)  # fingerprints confirmed
+    assert policy.registration("oven") is not None
+
+
+def test_rejection_is_remembered_for_that_key(policy: EnrollmentPolicy) -> None:
+    oven = request()
+    pending = policy.authorize(claim(), oven, None)
+    assert isinstance(pending, AwaitingOwner)
+    policy.reject(pending.pending.request_id)
+    with pytest.raises(NotAllowed, match="rejected"):
+        policy.authorize(claim(), oven, None)
+    assert isinstance(policy.authorize(claim(), request(), None), AwaitingOwner)
+
+
+def test_preregistration_accepts_any_key_with_the_secret(policy: EnrollmentPolicy) -> None:
+    policy.preregister("oven", "123456")
+    assert policy.authorize(claim(), request(), None) == Approved("oven")
+    assert policy.authorize(claim(), request(), None) == Approved("oven")
+    with pytest.raises(AuthenticationRequired):
+        policy.authorize(claim(secret="1"), request(), None)
+    with pytest.raises(MalformedRequest):
+        policy.preregister("oven", "")
+
+
+def test_revoked_keys_never_enroll_again(policy: EnrollmentPolicy) -> None:
+    policy.preregister("oven", "123456")
+    oven = request()
+    policy.remove("oven", [oven.key_fingerprint])
+    with pytest.raises(CertificateRevoked):
+        policy.authorize(claim(), oven, None)
+    assert isinstance(policy.authorize(claim(), request(), None), AwaitingOwner)
+
+
+def test_pending_requests_are_bounded(policy: EnrollmentPolicy) -> None:
+    for _ in range(PENDING_MAX_PER_IDENTITY):
+        policy.authorize(claim(), request(), None)
+    with pytest.raises(Busy, match="this appliance id"):
+        policy.authorize(claim(), request(), None)
+    for index in range(PENDING_MAX_PER_ADDRESS):
+        policy.authorize(claim(f"a{index}"), request(f"a{index}"), "10.0.0.9")
+    with pytest.raises(Busy, match="this address"):
+        policy.authorize(claim("b"), request("b"), "10.0.0.9")
+
+
+def test_pending_requests_expire_when_the_appliance_stops_asking(
+    policy: EnrollmentPolicy, clock: Clock
+) -> None:
+    removed = []
+    policy.on_pending_removed = removed.append
+    pending = policy.authorize(claim(), request(), None)
+    assert isinstance(pending, AwaitingOwner)
+    clock.now += PENDING_IDLE_TTL + 1
+    assert policy.pending_requests() == []
+    assert removed == [pending.pending]
+    with pytest.raises(PendingRequestGone):
+        policy.approve(pending.pending.request_id)
+
+
+def test_lockout_grows_and_ends_after_its_window(policy: EnrollmentPolicy, clock: Clock) -> None:
+    policy.preregister("oven", "123456")
+    oven = request()
+    for _ in range(FREE_ATTEMPTS):
+        with pytest.raises(AuthenticationRequired):
+            policy.authorize(claim(secret="000000"), oven, None)
+    with pytest.raises(LockedOut) as locked:
+        policy.authorize(claim(), oven, None)
+    assert locked.value.retry_after == LOCKOUT_BASE
+    for _ in range(10_000):  # hammering while locked is refused without extending the lockout
+        with pytest.raises(LockedOut):
+            policy.authorize(claim(secret="000000"), oven, None)
+    clock.now += LOCKOUT_BASE + 1
+    with pytest.raises(AuthenticationRequired):
+        policy.authorize(claim(secret="000001"), oven, None)
+    with pytest.raises(LockedOut) as longer:
+        policy.authorize(claim(), oven, None)
+    assert longer.value.retry_after == 2 * LOCKOUT_BASE
+    clock.now += 2 * LOCKOUT_BASE + 1
+    assert policy.authorize(claim(), oven, None) == Approved("oven")
+
+
+def test_a_million_guesses_take_more_than_a_century(policy: EnrollmentPolicy, clock: Clock) -> None:
+    policy.preregister("oven", "123456")
+    oven = request()
+    guesses, start = 0, clock.now
+    while guesses < 200:
+        try:
+            policy.authorize(claim(secret=f"{guesses:06d}x"), oven, None)
+        except LockedOut as locked:
+            clock.now += locked.retry_after
+        except AuthenticationRequired:
+            guesses += 1
+    rate = guesses / (clock.now - start)  # guesses per second once the lockout has grown
+    assert 1_000_000 / rate / (365 * 86400) > 100
+    assert clock.now - start >= (200 - FREE_ATTEMPTS - 10) * LOCKOUT_MAX
+
+
+def test_global_ceiling_on_wrong_secrets(policy: EnrollmentPolicy) -> None:
+    for index in range(60):
+        policy.preregister(f"a{index}", "123456")
+        with pytest.raises(AuthenticationRequired):
+            policy.authorize(claim(f"a{index}", "000000"), request(f"a{index}"), None)
+    policy.preregister("oven", "123456")
+    with pytest.raises(LockedOut, match="on this server"):
+        policy.authorize(claim(), request(), None)
+
+
+def test_export_and_restore_keep_decisions_but_not_secrets(policy: EnrollmentPolicy) -> None:
+    policy.preregister("oven", "123456")
+    oven = request("fridge")
+    pending = policy.authorize(claim("fridge", "777777"), oven, None)
+    assert isinstance(pending, AwaitingOwner)
+    policy.reject(pending.pending.request_id)
+    state = policy.export()
+    assert "123456" not in str(state) and "777777" not in str(state)
+    restored = EnrollmentPolicy()
+    restored.restore(state)
+    assert restored.authorize(claim(), request(), None) == Approved("oven")
+    with pytest.raises(NotAllowed):
+        restored.authorize(claim("fridge", "777777"), oven, None)
+
+
+def test_secret_digests() -> None:
+    digest = digest_secret("123456")
+    assert secret_matches("123456", digest)
+    assert not secret_matches("123457", digest)
+    assert digest != digest_secret("123456")  # salted
+    assert secret_matches("", None)
+    assert not secret_matches("x", None)

@@ -1,0 +1,416 @@
+"""The EST listener over real TLS on 127.0.0.1: every operation and every status path."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+import ssl
+
+import aiohttp
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from multidict import CIMultiDictProxy
+import pytest
+
+from custom_components.est_pairing.est import wire
+from custom_components.est_pairing.est.client import build_csr, renewal_csr
+from custom_components.est_pairing.est.limits import FREE_ATTEMPTS, MAX_BODY_BYTES
+from custom_components.est_pairing.est.tls import client_ssl_context
+
+from .conftest import RunningServer
+
+EST = "/.well-known/est"
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: CIMultiDictProxy[str]
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        return self.body.decode(errors="replace")
+
+
+@dataclass
+class Appliance:
+    """A key plus the CSR an appliance with this id sends."""
+
+    appliance_id: str
+    key: CertificateIssuerPrivateKeyTypes
+
+    @property
+    def csr(self) -> x509.CertificateSigningRequest:
+        return build_csr(self.key, self.appliance_id)
+
+    @property
+    def body(self) -> bytes:
+        return wire.encode_base64(self.csr.public_bytes(serialization.Encoding.DER))
+
+
+def appliance(appliance_id: str = "oven") -> Appliance:
+    return Appliance(appliance_id, ec.generate_private_key(ec.SECP256R1()))
+
+
+@pytest.fixture
+async def call(server: RunningServer) -> AsyncIterator[object]:
+    """``await call(method, path, body=..., auth=(user, pin), tls=(cert, key), headers=...)``."""
+    session = aiohttp.ClientSession()
+    anonymous = client_ssl_context(server.service.ca.certificate)
+
+    async def request(
+        method: str,
+        path: str,
+        *,
+        body: bytes | None = None,
+        content_type: str | None = wire.PKCS10,
+        auth: tuple[str, str] | None = None,
+        tls: tuple[x509.Certificate, CertificateIssuerPrivateKeyTypes] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Answer:
+        all_headers = dict(headers or {})
+        if body is not None and content_type:
+            all_headers["Content-Type"] = content_type
+        if auth is not None:
+            all_headers["Authorization"] = wire.basic_authorization(*auth)
+        context: ssl.SSLContext = anonymous
+        if tls is not None:
+            context = client_ssl_context(
+                server.service.ca.certificate, certificate=tls[0], private_key=tls[1]
+            )
+        async with session.request(
+            method, server.url + path, data=body, headers=all_headers, ssl=context
+        ) as response:
+            return Answer(response.status, response.headers, await response.read())
+
+    yield request
+    await session.close()
+
+
+def assert_refusal(answer: Answer, status: int, reason: str) -> None:
+    assert answer.status == status, answer.text
+    assert answer.headers["Content-Type"].startswith("text/plain")
+    assert int(answer.headers["Content-Length"]) == len(answer.body)
+    assert answer.text.count("\n") == 1
+    assert reason in answer.text
+
+
+def certificate_from(answer: Answer) -> x509.Certificate:
+    assert answer.status == 200, answer.text
+    assert answer.headers["Content-Type"] == wire.CERTS_ONLY
+    assert answer.headers["Content-Transfer-Encoding"] == "base64"
+    assert int(answer.headers["Content-Length"]) == len(answer.body)
+    (certificate,) = wire.decode_certs_only(answer.body)
+    return certificate
+
+
+# --- unauthenticated operations --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("prefix", [EST, f"{EST}/appliance"])
+async def test_cacerts(server: RunningServer, call: object, prefix: str) -> None:
+    answer = await call("GET", f"{prefix}/cacerts")
+    assert answer.status == 200
+    assert answer.headers["Content-Type"] == "application/pkcs7-mime"
+    assert answer.headers["Content-Transfer-Encoding"] == "base64"
+    assert int(answer.headers["Content-Length"]) == len(answer.body)
+    assert all(len(line) <= 64 for line in answer.body.split(b"\r\n"))
+    assert wire.decode_certs_only(answer.body) == [server.service.ca.certificate]
+
+
+@pytest.mark.parametrize("prefix", [EST, f"{EST}/appliance"])
+async def test_csrattrs(call: object, prefix: str) -> None:
+    answer = await call("GET", f"{prefix}/csrattrs")
+    assert answer.status == 200
+    assert answer.headers["Content-Type"] == "application/csrattrs"
+    assert answer.headers["Content-Transfer-Encoding"] == "base64"
+    attributes = wire.decode_csrattrs(wire.decode_body(answer.body))
+    assert [a.oid.dotted_string for a in attributes] == ["1.2.840.10045.3.1.7", "1.2.840.10045.4.3.2"]
+
+
+async def test_crl_is_signed_by_the_ca(server: RunningServer, call: object) -> None:
+    answer = await call("GET", "/crl")
+    assert answer.status == 200
+    assert answer.headers["Content-Type"] == "application/pkix-crl"
+    crl = x509.load_der_x509_crl(answer.body)
+    assert crl.is_signature_valid(server.service.ca.certificate.public_key())
+    assert len(crl) == 0
+
+
+# --- the status-code table ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs", "status", "reason"),
+    [
+        ("GET", f"{EST}/nosuchop", {}, 404, "unknown EST operation"),
+        ("GET", f"{EST}/nolabel/cacerts", {}, 404, "unknown EST label"),
+        ("GET", f"{EST}/../cacerts", {}, 404, ""),
+        ("GET", f"{EST}/appliance/extra/cacerts", {}, 404, ""),
+        ("GET", "/", {}, 404, ""),
+        ("POST", f"{EST}/cacerts", {"body": b"x"}, 405, "GET only"),
+        ("GET", f"{EST}/simpleenroll", {}, 405, "POST only"),
+        ("DELETE", f"{EST}/appliance/simplereenroll", {}, 405, "POST only"),
+        ("POST", "/crl", {"body": b"x"}, 405, "GET"),
+        ("POST", f"{EST}/fullcmc", {"body": b"x"}, 501, "full CMC"),
+        ("POST", f"{EST}/simpleenroll", {"body": b"MIIB", "content_type": "text/plain"}, 415, "pkcs10"),
+        ("POST", f"{EST}/simpleenroll", {"body": b"MIIB", "content_type": None}, 415, "pkcs10"),
+        ("POST", f"{EST}/simpleenroll", {"body": b"!!"}, 400, "not valid base64"),
+        ("POST", f"{EST}/simpleenroll", {"body": b"MAA="}, 400, "not a DER PKCS#10"),
+        ("POST", f"{EST}/simpleenroll", {"body": b""}, 400, "empty"),
+        ("POST", f"{EST}/simpleenroll", {"body": b"x" * (MAX_BODY_BYTES + 1)}, 413, "over"),
+        ("POST", f"{EST}/serverkeygen", {"body": b"@@"}, 400, "not valid base64"),
+        ("POST", f"{EST}/simplereenroll", {"body": b"@@"}, 400, "not valid base64"),
+    ],
+)
+async def test_refusals(
+    call: object, method: str, path: str, kwargs: dict[str, object], status: int, reason: str
+) -> None:
+    assert_refusal(await call(method, path, **kwargs), status, reason)
+
+
+async def test_media_type_parameters_and_case_are_accepted(call: object) -> None:
+    oven = appliance()
+    answer = await call(
+        "POST",
+        f"{EST}/simpleenroll",
+        body=oven.body,
+        content_type="Application/PKCS10; charset=us-ascii",
+        auth=("oven", "123456"),
+    )
+    assert certificate_from(answer).public_key() == oven.key.public_key()
+
+
+async def test_chunked_upload_is_accepted_and_over_limit_is_413(server: RunningServer) -> None:
+    oven = appliance()
+    context = client_ssl_context(server.service.ca.certificate)
+
+    async def chunks(data: bytes) -> AsyncIterator[bytes]:
+        for i in range(0, len(data), 100):
+            yield data[i : i + 100]
+
+    async with aiohttp.ClientSession() as session:
+        headers = {"Content-Type": wire.PKCS10, "Authorization": wire.basic_authorization("oven", "123456")}
+        async with session.post(
+            f"{server.url}{EST}/simpleenroll", data=chunks(oven.body), headers=headers, ssl=context
+        ) as response:
+            assert response.headers.get("Transfer-Encoding") is None
+            assert response.status == 200
+        async with session.post(
+            f"{server.url}{EST}/simpleenroll",
+            data=chunks(b"A" * (MAX_BODY_BYTES + 500)),
+            headers=headers,
+            ssl=context,
+        ) as response:
+            assert response.status == 413
+
+
+# --- first enrollment -------------------------------------------------------------------------------
+
+
+async def test_no_credentials_gets_a_quoted_basic_challenge(call: object) -> None:
+    answer = await call("POST", f"{EST}/simpleenroll", body=appliance().body)
+    assert_refusal(answer, 401, "authenticate")
+    assert answer.headers["WWW-Authenticate"].startswith('Basic realm="EST Appliance Pairing"')
+
+
+async def test_preregistered_appliance_enrolls_at_once(server: RunningServer, call: object) -> None:
+    oven = appliance()
+    answer = await call("POST", f"{EST}/simpleenroll", body=oven.body, auth=("oven", "123456"))
+    certificate = certificate_from(answer)
+    certificate.verify_directly_issued_by(server.service.ca.certificate)
+    assert certificate.subject == x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "oven")])
+    assert certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
+    usage = certificate.extensions.get_extension_for_class(x509.KeyUsage).value
+    assert usage.digital_signature and usage.key_agreement and not usage.key_cert_sign
+    eku = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(eku) == [ExtendedKeyUsageOID.CLIENT_AUTH]
+    assert certificate.serial_number.bit_length() > 64
+    cdp = certificate.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    assert cdp[0].full_name[0].value == f"https://localhost:{server.service.port}/crl"
+    assert server.service.ledger.get(certificate.serial_number) is not None
+
+
+async def test_wrong_pin_is_401_and_locks_out_after_free_attempts(call: object) -> None:
+    oven = appliance()
+    for _ in range(FREE_ATTEMPTS):
+        answer = await call("POST", f"{EST}/simpleenroll", body=oven.body, auth=("oven", "000000"))
+        assert_refusal(answer, 401, "wrong secret")
+    locked = await call("POST", f"{EST}/simpleenroll", body=oven.body, auth=("oven", "123456"))
+    assert_refusal(locked, 429, "locked")
+    assert int(locked.headers["Retry-After"]) >= 1
+
+
+async def test_unknown_appliance_waits_for_the_owner_then_gets_200(
+    server: RunningServer, call: object
+) -> None:
+    fridge = appliance("fridge")
+    first = await call("POST", f"{EST}/simpleenroll", body=fridge.body, auth=("fridge", "424242"))
+    assert first.status == 202
+    assert first.headers["Retry-After"].isdigit()
+    assert int(first.headers["Content-Length"]) == len(first.body)
+    (pending,) = server.service.policy.pending_requests()
+    assert pending.appliance_id == "fridge"
+    again = await call("POST", f"{EST}/simpleenroll", body=fridge.body, auth=("fridge", "424242"))
+    assert again.status == 202
+    assert len(server.service.policy.pending_requests()) == 1
+
+    server.service.policy.approve(pending.request_id, pin="424242")
+    answer = await call("POST", f"{EST}/simpleenroll", body=fridge.body, auth=("fridge", "424242"))
+    assert certificate_from(answer).public_key() == fridge.key.public_key()
+
+
+async def test_approval_is_for_that_key_only(server: RunningServer, call: object) -> None:
+    fridge, impostor = appliance("fridge"), appliance("fridge")
+    await call("POST", f"{EST}/simpleenroll", body=fridge.body, auth=("fridge", "424242"))
+    (pending,) = server.service.policy.pending_requests()
+    server.service.policy.approve(pending.request_id)
+    replay = await call("POST", f"{EST}/simpleenroll", body=impostor.body, auth=("fridge", "424242"))
+    assert replay.status == 202  # a new key waits for the owner again; never the approved key's cert
+    assert len(server.service.ledger) == 0
+
+
+async def test_rejected_appliance_gets_403(server: RunningServer, call: object) -> None:
+    fridge = appliance("fridge")
+    await call("POST", f"{EST}/simpleenroll", body=fridge.body, auth=("fridge", ""))
+    (pending,) = server.service.policy.pending_requests()
+    server.service.policy.reject(pending.request_id)
+    answer = await call("POST", f"{EST}/simpleenroll", body=fridge.body, auth=("fridge", ""))
+    assert_refusal(answer, 403, "rejected")
+
+
+@pytest.mark.parametrize(
+    ("builder", "status", "reason"),
+    [
+        (lambda k: build_csr(k, "fridge"), 403, "names 'fridge'"),
+        (lambda k: build_csr(k, "oven", dns_names=["homeassistant.local"]), 403, "may only be named"),
+        (lambda k: build_csr(k, "oven", dns_names=["oven.local"]), 200, ""),
+    ],
+)
+async def test_names_in_the_request(call: object, builder: object, status: int, reason: str) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = builder(key)
+    body = wire.encode_base64(csr.public_bytes(serialization.Encoding.DER))
+    answer = await call("POST", f"{EST}/simpleenroll", body=body, auth=("oven", "123456"))
+    if status == 200:
+        certificate = certificate_from(answer)
+        san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert san.get_values_for_type(x509.DNSName) == ["oven.local"]
+        eku = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        assert ExtendedKeyUsageOID.SERVER_AUTH in eku
+    else:
+        assert_refusal(answer, status, reason)
+
+
+async def test_weak_key_is_refused(call: object) -> None:
+    weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "oven")])
+    csr = x509.CertificateSigningRequestBuilder().subject_name(name).sign(weak, hashes.SHA256())
+    body = wire.encode_base64(csr.public_bytes(serialization.Encoding.DER))
+    answer = await call("POST", f"{EST}/simpleenroll", body=body, auth=("oven", "123456"))
+    assert_refusal(answer, 400, "RSA")
+
+
+# --- re-enrollment ----------------------------------------------------------------------------------
+
+
+async def enrolled(call: object) -> tuple[x509.Certificate, CertificateIssuerPrivateKeyTypes]:
+    oven = appliance()
+    answer = await call("POST", f"{EST}/simpleenroll", body=oven.body, auth=("oven", "123456"))
+    return certificate_from(answer), oven.key
+
+
+def renewal_body(key: CertificateIssuerPrivateKeyTypes, current: x509.Certificate) -> bytes:
+    return wire.encode_base64(renewal_csr(key, current).public_bytes(serialization.Encoding.DER))
+
+
+async def test_reenroll_same_key_and_rekey(server: RunningServer, call: object) -> None:
+    certificate, key = await enrolled(call)
+    same = await call(
+        "POST", f"{EST}/simplereenroll", body=renewal_body(key, certificate), tls=(certificate, key)
+    )
+    renewed = certificate_from(same)
+    assert renewed.subject == certificate.subject
+    assert renewed.serial_number != certificate.serial_number
+    new_key = ec.generate_private_key(ec.SECP384R1())
+    rekeyed = certificate_from(
+        await call(
+            "POST",
+            f"{EST}/appliance/simplereenroll",
+            body=renewal_body(new_key, certificate),
+            tls=(certificate, key),
+        )
+    )
+    assert rekeyed.public_key() == new_key.public_key()
+    assert [r.appliance_id for r in server.service.ledger.for_appliance("oven")] == ["oven"] * 3
+
+
+async def test_reenroll_refusals(server: RunningServer, call: object) -> None:
+    certificate, key = await enrolled(call)
+    body = renewal_body(key, certificate)
+    assert_refusal(await call("POST", f"{EST}/simplereenroll", body=body), 401, "client certificate")
+    other = wire.encode_base64(build_csr(key, "fridge").public_bytes(serialization.Encoding.DER))
+    assert_refusal(
+        await call("POST", f"{EST}/simplereenroll", body=other, tls=(certificate, key)),
+        403,
+        "subject differs",
+    )
+    with_san = build_csr(key, "oven", dns_names=["oven.local"])
+    assert_refusal(
+        await call(
+            "POST",
+            f"{EST}/simplereenroll",
+            body=wire.encode_base64(with_san.public_bytes(serialization.Encoding.DER)),
+            tls=(certificate, key),
+        ),
+        403,
+        "alternative names differ",
+    )
+    assert_refusal(
+        await call("POST", f"{EST}/simpleenroll", body=body, tls=(certificate, key)),
+        403,
+        "simplereenroll",
+    )
+    await server.service.registrar.revoke_appliance("oven")
+    assert_refusal(
+        await call("POST", f"{EST}/simplereenroll", body=body, tls=(certificate, key)),
+        403,
+        "revoked",
+    )
+    crl = x509.load_der_x509_crl((await call("GET", "/crl")).body)
+    assert crl.get_revoked_certificate_by_serial_number(certificate.serial_number) is not None
+
+
+# --- server-side key generation --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("request_key", "expected"),
+    [
+        (lambda: ec.generate_private_key(ec.SECP256R1()), ec.EllipticCurvePrivateKey),
+        (lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048), rsa.RSAPrivateKey),
+    ],
+)
+async def test_serverkeygen(server: RunningServer, call: object, request_key: object, expected: type) -> None:
+    oven = Appliance("oven", request_key())
+    answer = await call("POST", f"{EST}/serverkeygen", body=oven.body, auth=("oven", "123456"))
+    assert answer.status == 200, answer.text
+    content_type = answer.headers["Content-Type"]
+    assert "Content-Transfer-Encoding" not in answer.headers
+    assert int(answer.headers["Content-Length"]) == len(answer.body)
+    parts = dict(wire.decode_multipart(answer.body, content_type))
+    key = serialization.load_der_private_key(parts["application/pkcs8"], password=None)
+    assert isinstance(key, expected)
+    (certificate,) = wire.decode_certs_only(parts["application/pkcs7-mime"])
+    assert certificate.public_key() == key.public_key()
+    assert certificate.public_key() != oven.key.public_key()
+
+
+async def test_server_keeps_answering_concurrent_requests(call: object) -> None:
+    answers = await asyncio.gather(*(call("GET", f"{EST}/cacerts") for _ in range(20)))
+    assert {a.status for a in answers} == {200}

@@ -1,0 +1,209 @@
+"""Wire encodings: golden vectors from RFC 8951 / RFC 7030 and tables of malformed input."""
+
+from __future__ import annotations
+
+import base64
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+import pytest
+
+from custom_components.est_pairing.est import wire
+from custom_components.est_pairing.est.errors import (
+    AuthenticationRequired,
+    MalformedRequest,
+    ProtocolError,
+)
+
+# RFC 8951 §4: challengePassword; Attribute{id-ecPublicKey,{secp384r1}};
+# Attribute{extensionRequest,{macAddress}}; ecdsa-with-SHA384. 67 bytes of DER.
+RFC8951_CSRATTRS = (
+    "MEEGCSqGSIb3DQEJBzASBgcqhkjOPQIBMQcGBSuBBAAiMBYGCSqGSIb3DQEJDjEJBgcrBgEBAQEWBggqhkjOPQQDAw=="
+)
+# RFC 7030 Appendix A.2: macAddress; Attribute{2.999.1,{"Parse SET as 2.999.1 data"}};
+# challengePassword; Attribute{2.999.2,{2.999.3, 2.999.4, "Parse SET as 2.999.2 data"}};
+# brainpoolP384r1; sha384.
+RFC7030_CSRATTRS = (
+    "MHwGBysGAQEBARYwIgYDiDcBMRsTGVBhcnNlIFNFVCBhcyAyLjk5OS4xIGRhdGEGCSqGSIb3DQEJBzAsBgOINwIxJQYDiDcDBgOINwQT"
+    "GVBhcnNlIFNFVCBhcyAyLjk5OS4yIGRhdGEGCSskAwMCCAEBCwYJYIZIAWUDBAIC"
+)
+
+
+def make_csr(common_name: str = "oven") -> x509.CertificateSigningRequest:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    return x509.CertificateSigningRequestBuilder().subject_name(name).sign(key, hashes.SHA256())
+
+
+def test_rfc8951_golden_csrattrs_decode_and_reencode_byte_for_byte() -> None:
+    der = base64.b64decode(RFC8951_CSRATTRS)
+    assert len(der) == 67
+    attributes = wire.decode_csrattrs(der)
+    assert [a.oid.dotted_string for a in attributes] == [
+        "1.2.840.113549.1.9.7",
+        "1.2.840.10045.2.1",
+        "1.2.840.113549.1.9.14",
+        "1.2.840.10045.4.3.3",
+    ]
+    assert attributes[0].values == ()
+    assert attributes[1].values == (wire.encode_oid(x509.ObjectIdentifier("1.3.132.0.34")),)
+    assert wire.encode_csrattrs(attributes) == der
+
+
+def test_rfc7030_appendix_a2_csrattrs() -> None:
+    der = base64.b64decode(RFC7030_CSRATTRS)
+    attributes = wire.decode_csrattrs(der)
+    assert [a.oid.dotted_string for a in attributes] == [
+        "1.3.6.1.1.1.1.22",
+        "2.999.1",
+        "1.2.840.113549.1.9.7",
+        "2.999.2",
+        "1.3.36.3.3.2.8.1.1.11",
+        "2.16.840.1.101.3.4.2.2",
+    ]
+    assert len(attributes[3].values) == 3
+    assert wire.encode_csrattrs(attributes) == der
+
+
+def test_empty_csrattrs_is_valid_and_truncated_is_not() -> None:
+    assert wire.decode_csrattrs(base64.b64decode("MAA=")) == []
+    assert wire.encode_csrattrs([]) == base64.b64decode("MAA=")
+    with pytest.raises(ProtocolError):
+        wire.decode_csrattrs(base64.b64decode("MA=="))
+
+
+def test_csrattrs_trailing_data_is_rejected() -> None:
+    with pytest.raises(ProtocolError, match="trailing"):
+        wire.decode_csrattrs(base64.b64decode("MAA=") + b"\x00")
+
+
+def test_base64_is_wrapped_at_64_columns_with_crlf() -> None:
+    der = bytes(range(256)) * 3
+    encoded = wire.encode_base64(der)
+    lines = encoded.split(b"\r\n")
+    assert lines[-1] == b""
+    assert all(len(line) == 64 for line in lines[:-2])
+    assert 0 < len(lines[-2]) <= 64
+    assert base64.b64decode(b"".join(lines)) == der
+
+
+def _body_forms(der: bytes) -> dict[str, bytes]:
+    text = base64.b64encode(der)
+    pem = b"-----BEGIN CERTIFICATE REQUEST-----\n" + base64.encodebytes(der)
+    return {
+        "raw DER": der,
+        "base64, one line": text,
+        "base64, 64 columns": wire.encode_base64(der),
+        "base64, 76 columns LF": base64.encodebytes(der),
+        "base64, spaces and tabs": b" \t".join(text[i : i + 10] for i in range(0, len(text), 10)),
+        "base64, leading and trailing blank lines": b"\r\n\r\n" + text + b"\r\n\r\n",
+        "PEM armour": pem + b"-----END CERTIFICATE REQUEST-----\n",
+        "PEM armour, NEW label": pem.replace(b"CERTIFICATE", b"NEW CERTIFICATE")
+        + b"-----END NEW CERTIFICATE REQUEST-----\n",
+    }
+
+
+@pytest.mark.parametrize("form", list(_body_forms(b"0")))
+def test_every_accepted_request_form_gives_the_same_csr(form: str) -> None:
+    csr = make_csr()
+    der = csr.public_bytes(serialization.Encoding.DER)
+    assert wire.load_csr(_body_forms(der)[form]) == csr
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"", "empty"),
+        (b"   \r\n", "empty"),
+        (b"not base64 at all!", "not valid base64"),
+        (b"TUlJQkNqQ0Nh===", "not valid base64"),
+        (b"\xff\xfe\x00garbage", "not valid base64"),
+        (base64.b64encode(b"\x30\x03\x02\x01"), "not a DER PKCS#10"),
+        (b"\x30\x82\xff\xff truncated", "not a DER PKCS#10"),
+        (b"-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n", "without its END line"),
+        (b"====", "not valid base64"),
+    ],
+)
+def test_malformed_request_bodies(body: bytes, reason: str) -> None:
+    with pytest.raises(MalformedRequest, match=reason):
+        wire.load_csr(body)
+
+
+def test_a_certificate_is_not_a_csr(certificate: x509.Certificate) -> None:
+    with pytest.raises(MalformedRequest, match="not a DER PKCS#10"):
+        wire.load_csr(wire.encode_base64(certificate.public_bytes(serialization.Encoding.DER)))
+
+
+def test_csr_with_a_bad_signature_is_refused() -> None:
+    der = bytearray(make_csr().public_bytes(serialization.Encoding.DER))
+    der[-5] ^= 0x01  # inside the signature
+    with pytest.raises(MalformedRequest, match="signature"):
+        wire.load_csr(bytes(der))
+
+
+def test_certs_only_round_trip(certificate: x509.Certificate) -> None:
+    body = wire.encode_certs_only([certificate])
+    assert wire.decode_certs_only(body) == [certificate]
+    assert all(len(line) <= 64 for line in body.split(b"\r\n"))
+
+
+@pytest.mark.parametrize("body", [b"", b"bm90IHBrY3M3", b"\x30\x00"])
+def test_undecodable_pkcs7_is_a_protocol_error(body: bytes) -> None:
+    with pytest.raises(ProtocolError):
+        wire.decode_certs_only(body)
+
+
+def test_multipart_round_trip_with_part_headers() -> None:
+    body, content_type = wire.encode_multipart(
+        [(wire.PKCS8, b"\x30\x01\x00"), (wire.CERTS_ONLY, b"\x30\x02\x01\x02")]
+    )
+    assert content_type.startswith("multipart/mixed; boundary=")
+    assert body.count(b"Content-Transfer-Encoding: base64") == 2
+    assert b"Content-Type: application/pkcs8\r\n" in body
+    assert wire.decode_multipart(body, content_type) == [
+        ("application/pkcs8", b"\x30\x01\x00"),
+        ("application/pkcs7-mime", b"\x30\x02\x01\x02"),
+    ]
+
+
+def test_multipart_needs_its_media_type() -> None:
+    with pytest.raises(ProtocolError, match="multipart/mixed"):
+        wire.decode_multipart(b"", "application/pkcs7-mime")
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("application/pkcs10", "application/pkcs10"),
+        ("Application/PKCS10; charset=utf-8", "application/pkcs10"),
+        ("  application/pkcs10 ;name=x", "application/pkcs10"),
+        ("", ""),
+        (None, ""),
+    ],
+)
+def test_media_type(header: str | None, expected: str) -> None:
+    assert wire.media_type(header) == expected
+
+
+def test_basic_credentials_round_trip_and_repr_hides_the_password() -> None:
+    header = wire.basic_authorization("oven", "123456:with colon")
+    credentials = wire.parse_basic_authorization(header)
+    assert credentials == wire.BasicCredentials("oven", "123456:with colon")
+    assert "123456" not in repr(credentials)
+    assert wire.parse_basic_authorization(None) is None
+
+
+@pytest.mark.parametrize(
+    ("header", "error", "reason"),
+    [
+        ("Bearer abc", AuthenticationRequired, "only HTTP Basic"),
+        ("Basic %%%", MalformedRequest, "not valid base64"),
+        ("Basic " + base64.b64encode(b"\xff\xfe:x").decode(), MalformedRequest, "not UTF-8"),
+        ("Basic " + base64.b64encode(b"no-colon").decode(), MalformedRequest, "no ':'"),
+    ],
+)
+def test_bad_authorization_headers(header: str, error: type[Exception], reason: str) -> None:
+    with pytest.raises(error, match=reason):
+        wire.parse_basic_authorization(header)
