@@ -1,0 +1,410 @@
+"""The standalone EST server command (``scripts/est-server``): same code paths as the integration.
+
+    serve   --data-dir DIR [--host H] [--port P] [--user ID:SECRET]... [--client-ca PEM]...
+            [--auto-approve] [--validity-days N] [--name NAME] [--label L]...
+    approve ID --data-dir DIR [--key FINGERPRINT] [--pin PIN]
+    reject  ID --data-dir DIR [--key FINGERPRINT]
+    revoke  ID --data-dir DIR
+    list    --data-dir DIR [--json]
+
+The running server owns the state; the other commands talk to it over ``DIR/control.sock``. With no
+server running, ``list`` and ``revoke`` work on the files directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Iterator
+import contextlib
+from datetime import UTC, datetime
+import fcntl
+import json
+import logging
+import os
+from pathlib import Path
+import signal
+import socket
+import sys
+from typing import IO, Any, ClassVar
+
+from cryptography import x509
+
+from .ca import format_fingerprint
+from .errors import EstError
+from .policy import PendingEnrollment
+from .service import EstService, ServiceConfig
+from .storage import Document, JournalFile, JsonFileStore, write_private_atomically
+from .tls import ListenerNames
+
+_LOGGER = logging.getLogger(__name__)
+_PUBLIC = 0o644
+
+
+class PemDirectoryStore:
+    """The CA document as PEM files in the data directory: certificates 0644, keys 0600."""
+
+    _FILES: ClassVar[dict[tuple[str, str], tuple[str, int]]] = {
+        ("ca", "certificate"): ("ca.pem", _PUBLIC),
+        ("ca", "private_key"): ("ca.key", 0o600),
+        ("listener", "certificate"): ("listener.pem", _PUBLIC),
+        ("listener", "private_key"): ("listener.key", 0o600),
+    }
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    async def load(self) -> Document | None:
+        """Read the PEM files; None when there is no CA yet."""
+        return await asyncio.to_thread(self._load)
+
+    def _load(self) -> Document | None:
+        if not (self.directory / "ca.pem").exists():
+            return None
+        document: dict[str, Any] = {"version": 1}
+        for (section, field), (name, _) in self._FILES.items():
+            path = self.directory / name
+            if path.exists():
+                document.setdefault(section, {})[field] = path.read_text()
+        return document
+
+    async def save(self, document: Document) -> None:
+        """Write each PEM file atomically."""
+        await asyncio.to_thread(self._save, document)
+
+    def _save(self, document: Document) -> None:
+        for (section, field), (name, mode) in self._FILES.items():
+            if section in document:
+                write_private_atomically(self.directory / name, document[section][field].encode(), mode=mode)
+
+
+def open_service(data_dir: Path, config: ServiceConfig) -> EstService:
+    """An :class:`EstService` over the data directory's files."""
+    return EstService(
+        config,
+        ca_store=PemDirectoryStore(data_dir),
+        policy_store=JsonFileStore(data_dir / "approvals.json"),
+        ledger_journal=JournalFile(data_dir / "ledger.jsonl"),
+    )
+
+
+@contextlib.contextmanager
+def exclusive(data_dir: Path) -> Iterator[None]:
+    """Hold the data directory's lock (released by the kernel even on SIGKILL)."""
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    handle = (data_dir / "server.lock").open("w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise SystemExit(f"another est-server is using {data_dir}") from None
+    try:
+        yield
+    finally:
+        handle.close()
+
+
+# --- serve -------------------------------------------------------------------------------------------
+
+
+async def serve(args: argparse.Namespace) -> None:
+    """Run until SIGINT or SIGTERM."""
+    data_dir: Path = args.data_dir
+    hosts = [args.host, "localhost", "127.0.0.1"]
+    if args.host in {"0.0.0.0", "::", ""}:  # noqa: S104 - the owner asked for every interface
+        hosts.append(socket.gethostname())
+    config = ServiceConfig(
+        ca_name=args.name,
+        port=args.port,
+        bind_host=args.host or None,
+        names=ListenerNames.from_hosts(hosts),
+        labels=args.label or ("appliance",),
+        validity_days=args.validity_days,
+        manufacturer_cas=[c for path in args.client_ca for c in _load_certificates(path)],
+        auto_approve=args.auto_approve,
+    )
+    service = open_service(data_dir, config)
+    await service.load()
+    for user in args.user:
+        appliance_id, _, secret = user.partition(":")
+        service.policy.preregister(appliance_id, secret)
+    service.policy.on_pending_added = _announce_pending
+    await service.start()
+    control = await _start_control(service, data_dir / "control.sock")
+    print(f"listening on https://{_url_host(args.host)}:{service.port}/.well-known/est", flush=True)
+    print(f"CA SHA-256 {service.ca.fingerprint}", flush=True)
+    stopped = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stopped.set)
+    try:
+        await stopped.wait()
+    finally:
+        control.close()
+        await control.wait_closed()
+        _remove(data_dir / "control.sock")
+        await service.stop()
+        print("stopped", flush=True)
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _announce_pending(pending: PendingEnrollment) -> None:
+    print(
+        f"waiting for approval: {pending.appliance_id} ({pending.kind.value}) from "
+        f"{pending.address or 'unknown'}, key sha256 {format_fingerprint(pending.key_fingerprint, groups=4)}"
+        f" -- run: est-server approve {pending.appliance_id} --data-dir DIR",
+        flush=True,
+    )
+
+
+def _load_certificates(path: Path) -> list[x509.Certificate]:
+    return x509.load_pem_x509_certificates(path.read_bytes())
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+async def _start_control(service: EstService, path: Path) -> asyncio.Server:
+    _remove(path)  # left by a server that was killed; the lock says none is running
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request = json.loads(await reader.readline())
+            reply = await _control_command(service, request)
+        except (EstError, KeyError, ValueError) as err:
+            reply = {"ok": False, "error": str(err)}
+        writer.write(json.dumps(reply).encode() + b"\n")
+        await writer.drain()
+        writer.close()
+
+    previous = os.umask(0o177)
+    try:
+        return await asyncio.start_unix_server(handle, path)
+    finally:
+        os.umask(previous)
+
+
+async def _control_command(service: EstService, request: dict[str, Any]) -> dict[str, Any]:
+    command = request["command"]
+    if command == "list":
+        return {"ok": True, **_listing(service)}
+    if command == "revoke":
+        records = await service.registrar.revoke_appliance(request["appliance"])
+        await service.flush()
+        return {"ok": True, "message": f"revoked {len(records)} certificate(s)"}
+    pending = _select_pending(service, request["appliance"], request.get("key"))
+    if command == "approve":
+        service.policy.approve(pending.request_id, pin=request.get("pin"))
+        await service.flush()
+        return {"ok": True, "message": f"approved {pending.appliance_id}; it enrolls on its next retry"}
+    if command == "reject":
+        service.policy.reject(pending.request_id)
+        await service.flush()
+        return {"ok": True, "message": f"rejected {pending.appliance_id}"}
+    raise ValueError(f"unknown command {command}")
+
+
+def _select_pending(service: EstService, appliance: str, key: str | None) -> PendingEnrollment:
+    matches = [
+        p
+        for p in service.policy.pending_requests()
+        if appliance in (p.appliance_id, p.identity, p.request_id)
+        and (key is None or p.key_fingerprint.startswith(key.lower().replace(":", "").replace(" ", "")))
+    ]
+    if not matches:
+        raise ValueError(f"no pending request from {appliance}")
+    if len(matches) > 1:
+        raise ValueError(
+            f"{len(matches)} keys are waiting for {appliance}; choose one with --key: "
+            + ", ".join(format_fingerprint(p.key_fingerprint, groups=4) for p in matches)
+        )
+    return matches[0]
+
+
+def _listing(service: EstService) -> dict[str, Any]:
+    now = service.now()
+    certificates = []
+    for appliance_id in service.ledger.appliances():
+        for record in service.ledger.for_appliance(appliance_id):
+            status = "revoked" if record.revoked else "expired" if record.expired(now) else "valid"
+            certificates.append(
+                {
+                    "serial": format(record.serial_number, "x"),
+                    "appliance": record.appliance_id,
+                    "subject": record.subject,
+                    "expires": record.expires.isoformat(),
+                    "status": status,
+                }
+            )
+    return {
+        "ca_fingerprint": service.ca.fingerprint,
+        "pending": [
+            {
+                "appliance": p.appliance_id,
+                "kind": p.kind.value,
+                "key": p.key_fingerprint,
+                "key_type": p.key_description,
+                "address": p.address,
+                "since": datetime.fromtimestamp(p.first_seen, UTC).isoformat(),
+            }
+            for p in service.policy.pending_requests()
+        ],
+        "appliances": [
+            {
+                "appliance": r.appliance_id,
+                "kind": r.kind.value,
+                "preregistered": r.preregistered,
+                "keys": sorted(r.keys),
+            }
+            for r in service.policy.registrations()
+        ],
+        "certificates": certificates,
+    }
+
+
+# --- the other commands -----------------------------------------------------------------------------
+
+
+async def _ask_server(data_dir: Path, request: dict[str, Any]) -> dict[str, Any] | None:
+    """Send a command to the running server; None when none is running."""
+    try:
+        reader, writer = await asyncio.open_unix_connection(data_dir / "control.sock")
+    except (FileNotFoundError, ConnectionRefusedError):
+        return None
+    writer.write(json.dumps(request).encode() + b"\n")
+    await writer.drain()
+    reply: dict[str, Any] = json.loads(await reader.readline())
+    writer.close()
+    return reply
+
+
+async def command(args: argparse.Namespace, out: IO[str]) -> int:
+    """Approve / reject / revoke / list."""
+    request: dict[str, Any] = {"command": args.command}
+    if args.command in {"approve", "reject", "revoke"}:
+        request["appliance"] = args.appliance
+    if args.command in {"approve", "reject"}:
+        request["key"] = args.key
+    if args.command == "approve":
+        request["pin"] = args.pin
+    reply = await _ask_server(args.data_dir, request)
+    if reply is None:
+        reply = await _offline(args.data_dir, request)
+    if not reply["ok"]:
+        print(f"est-server {args.command}: {reply['error']}", file=sys.stderr)
+        return 1
+    if args.command == "list":
+        _print_listing(reply, out, as_json=args.json)
+    else:
+        print(reply["message"], file=out)
+    return 0
+
+
+async def _offline(data_dir: Path, request: dict[str, Any]) -> dict[str, Any]:
+    if request["command"] in {"approve", "reject"}:
+        return {
+            "ok": False,
+            "error": f"no est-server is running with {data_dir}; pending requests live in it",
+        }
+    if not (data_dir / "ca.pem").exists():
+        return {"ok": False, "error": f"{data_dir} holds no household CA"}
+    with exclusive(data_dir):
+        service = open_service(data_dir, ServiceConfig(ca_name="-", port=0))
+        await service.load()
+        try:
+            return await _control_command(service, request)
+        except (EstError, KeyError, ValueError) as err:
+            return {"ok": False, "error": str(err)}
+        finally:
+            await service.flush()
+
+
+def _print_listing(reply: dict[str, Any], out: IO[str], *, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({k: v for k, v in reply.items() if k != "ok"}, indent=2), file=out)
+        return
+    print(f"CA SHA-256 {reply['ca_fingerprint']}", file=out)
+    print(f"pending requests ({len(reply['pending'])}):", file=out)
+    for p in reply["pending"]:
+        print(
+            f"  {p['appliance']:<24} {p['kind']:<11} {p['key_type']:<9} "
+            f"key {format_fingerprint(p['key'], groups=4)}  from {p['address']}",
+            file=out,
+        )
+    print(f"appliances ({len(reply['appliances'])}):", file=out)
+    for a in reply["appliances"]:
+        how = "pre-registered" if a["preregistered"] else f"approved ({a['kind']})"
+        print(f"  {a['appliance']:<24} {how}", file=out)
+    print(f"certificates ({len(reply['certificates'])}):", file=out)
+    for c in reply["certificates"]:
+        print(
+            f"  {c['serial'][:16]:<16} {c['appliance']:<24} {c['status']:<8} expires {c['expires']}", file=out
+        )
+
+
+# --- entry point --------------------------------------------------------------------------------------
+
+
+def parser() -> argparse.ArgumentParser:
+    """Command-line arguments."""
+    root = argparse.ArgumentParser(prog="est-server", description="Standalone EST server (RFC 7030).")
+    commands = root.add_subparsers(dest="command", required=True)
+    serve_parser = commands.add_parser("serve", help="run the EST server")
+    serve_parser.add_argument("--data-dir", type=Path, required=True)
+    serve_parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve_parser.add_argument("--port", type=int, default=8443)
+    serve_parser.add_argument(
+        "--user", action="append", default=[], metavar="ID:SECRET", help="pre-approve an appliance"
+    )
+    serve_parser.add_argument(
+        "--client-ca",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="PEM",
+        help="manufacturer CA that factory certificates may chain to",
+    )
+    serve_parser.add_argument(
+        "--auto-approve", action="store_true", help="approve every well-formed request (test benches)"
+    )
+    serve_parser.add_argument("--validity-days", type=int, default=365)
+    serve_parser.add_argument("--name", default="Standalone", help="the CA is '<name> Household CA'")
+    serve_parser.add_argument("--label", action="append", default=[], help="an accepted EST label")
+    for name, help_text in (
+        ("approve", "approve a pending request"),
+        ("reject", "reject a pending request"),
+        ("revoke", "revoke an appliance's certificates"),
+    ):
+        sub = commands.add_parser(name, help=help_text)
+        sub.add_argument("appliance", metavar="ID")
+        sub.add_argument("--data-dir", type=Path, required=True)
+        if name != "revoke":
+            sub.add_argument("--key", help="fingerprint (prefix) of the key, when several wait")
+        if name == "approve":
+            sub.add_argument("--pin", help="check the appliance sent this PIN")
+    list_parser = commands.add_parser("list", help="pending requests and issued certificates")
+    list_parser.add_argument("--data-dir", type=Path, required=True)
+    list_parser.add_argument("--json", action="store_true")
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point."""
+    args = parser().parse_args(argv)
+    if args.command == "serve":
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        if args.validity_days < 1:
+            raise SystemExit("--validity-days must be at least 1")
+        with exclusive(args.data_dir):
+            asyncio.run(serve(args))
+        return 0
+    return asyncio.run(command(args, sys.stdout))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

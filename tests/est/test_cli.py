@@ -1,0 +1,136 @@
+"""The standalone command as a user runs it: a real process, signals, the control socket."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+import json
+import os
+from pathlib import Path
+import re
+import signal
+import stat
+import sys
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+import pytest
+
+from custom_components.est_pairing.est.client import EstClient, Pending, build_csr
+
+LIBRARY_PARENT = Path(__file__).parents[2] / "custom_components" / "est_pairing"
+
+
+def environment() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(LIBRARY_PARENT)}
+
+
+async def est_server(*args: str | Path) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "est.cli",
+        *map(str, args),
+        env=environment(),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, stdout.decode(), stderr.decode()
+
+
+class Serving:
+    def __init__(self, process: asyncio.subprocess.Process, url: str, fingerprint: str) -> None:
+        self.process, self.url, self.fingerprint = process, url, fingerprint
+
+    async def stop(self) -> str:
+        self.process.send_signal(signal.SIGTERM)
+        assert self.process.stdout is not None
+        rest = (await asyncio.wait_for(self.process.stdout.read(), 30)).decode()
+        assert await self.process.wait() == 0
+        return rest
+
+
+async def start(data_dir: Path, *extra: str) -> Serving:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "est.cli",
+        "serve",
+        "--data-dir",
+        str(data_dir),
+        "--port",
+        "0",
+        *extra,
+        env=environment(),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    assert process.stdout is not None
+    listening = (await asyncio.wait_for(process.stdout.readline(), 60)).decode()
+    match = re.fullmatch(r"listening on (https://127\.0\.0\.1:\d+)/\.well-known/est\n", listening)
+    assert match, listening
+    ca_line = (await process.stdout.readline()).decode()
+    assert ca_line.startswith("CA SHA-256 ")
+    return Serving(process, match.group(1), ca_line.split()[-1])
+
+
+@pytest.fixture
+async def serving(tmp_path: Path) -> AsyncIterator[Serving]:
+    server = await start(tmp_path, "--user", "oven:123456")
+    yield server
+    if server.process.returncode is None:
+        server.process.kill()
+        await server.process.wait()
+
+
+async def test_serve_approve_list_revoke_restart(serving: Serving, tmp_path: Path) -> None:
+    assert (tmp_path / "ca.pem").read_bytes().startswith(b"-----BEGIN CERTIFICATE-----")
+    assert stat.S_IMODE((tmp_path / "ca.key").stat().st_mode) == 0o600
+    ca = x509.load_pem_x509_certificate((tmp_path / "ca.pem").read_bytes())
+    async with EstClient(serving.url, ca) as client:
+        fridge_key = ec.generate_private_key(ec.SECP256R1())
+        csr = build_csr(fridge_key, "fridge")
+        assert isinstance(await client.simpleenroll(csr, username="fridge", password="999"), Pending)
+
+        code, _, stderr = await est_server("approve", "fridge", "--data-dir", tmp_path, "--pin", "1")
+        assert code == 1
+        assert "does not match" in stderr
+        code, stdout, _ = await est_server("approve", "fridge", "--data-dir", tmp_path, "--pin", "999")
+        assert code == 0, stdout
+        certificate = await client.simpleenroll(csr, username="fridge", password="999")
+        assert isinstance(certificate, x509.Certificate)
+
+    code, stdout, _ = await est_server("list", "--data-dir", tmp_path, "--json")
+    listing = json.loads(stdout)
+    assert listing["ca_fingerprint"] == serving.fingerprint
+    assert [c["appliance"] for c in listing["certificates"]] == ["fridge"]
+    assert {a["appliance"] for a in listing["appliances"]} == {"oven", "fridge"}
+
+    code, stdout, _ = await est_server("revoke", "fridge", "--data-dir", tmp_path)
+    assert (code, stdout) == (0, "revoked 1 certificate(s)\n")
+    assert "stopped" in await serving.stop()
+
+    code, stdout, _ = await est_server("list", "--data-dir", tmp_path)  # offline, from the files
+    assert code == 0
+    assert "revoked" in stdout
+
+    again = await start(tmp_path)
+    assert again.fingerprint == serving.fingerprint
+    await again.stop()
+
+
+async def test_one_server_per_data_directory(serving: Serving, tmp_path: Path) -> None:
+    code, _, stderr = await est_server("serve", "--data-dir", tmp_path, "--port", "0")
+    assert code != 0
+    assert "another est-server" in stderr
+
+
+async def test_approve_without_a_server_says_why(tmp_path: Path) -> None:
+    code, _, stderr = await est_server("approve", "x", "--data-dir", tmp_path)
+    assert code == 1
+    assert "no est-server is running" in stderr
+    code, _, stderr = await est_server("list", "--data-dir", tmp_path)
+    assert code == 1
+    assert "holds no household CA" in stderr
