@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
-from unittest.mock import MagicMock
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from unittest.mock import MagicMock, patch
 
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import device_registry as dr
 import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from custom_components.est_pairing.const import CONF_CA_NAME, CONF_PORT, DOMAIN
+from custom_components.est_pairing.est.client import EstClient
+from custom_components.est_pairing.runtime import EstRuntime
+
+ANNOUNCE_ADDRESSES = ["192.168.1.2"]
 
 
 @pytest.fixture(autouse=True)
@@ -16,3 +27,69 @@ def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
 def zeroconf(mock_async_zeroconf: MagicMock) -> MagicMock:
     """Home Assistant's shared zeroconf instance, mocked: nothing multicasts in unit tests."""
     return mock_async_zeroconf
+
+
+@pytest.fixture(autouse=True)
+def config_dir(hass: HomeAssistant, tmp_path: Path) -> Path:
+    """A configuration directory per test: the ledger journal is a real file beside .storage."""
+    hass.config.config_dir = str(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def loopback_only(socket_enabled: None) -> Iterator[None]:
+    """The real EST listener, bound to 127.0.0.1; Home Assistant's announce addresses fixed."""
+    with (
+        patch("custom_components.est_pairing.runtime.BIND_HOST", "127.0.0.1"),
+        patch(
+            "homeassistant.components.network.async_get_announce_addresses",
+            return_value=ANNOUNCE_ADDRESSES,
+        ),
+        patch("custom_components.est_pairing.runtime.socket.gethostname", return_value="ha-test"),
+    ):
+        yield
+
+
+@pytest.fixture
+def mock_config_entry() -> MockConfigEntry:
+    """The hub, on an ephemeral port."""
+    return MockConfigEntry(
+        domain=DOMAIN,
+        unique_id=DOMAIN,
+        title="Home Household CA",
+        data={CONF_CA_NAME: "Home", CONF_PORT: 0},
+    )
+
+
+@pytest.fixture
+async def init_integration(hass: HomeAssistant, mock_config_entry: MockConfigEntry) -> MockConfigEntry:
+    """The hub, set up."""
+    mock_config_entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(mock_config_entry.entry_id)
+    await hass.async_block_till_done()
+    return mock_config_entry
+
+
+@pytest.fixture
+def runtime(init_integration: MockConfigEntry) -> EstRuntime:
+    """The running hub's runtime."""
+    value: EstRuntime = init_integration.runtime_data
+    return value
+
+
+@pytest.fixture
+async def appliance_client(runtime: EstRuntime) -> AsyncIterator[EstClient]:
+    """The project's EST client, as an appliance that already trusts the household CA."""
+    client = EstClient(f"https://127.0.0.1:{runtime.service.port}", runtime.service.ca.certificate)
+    yield client
+    await client.close()
+
+
+def device_for(hass: HomeAssistant, identifier: str) -> dr.DeviceEntry | None:
+    """The device with identifier (DOMAIN, identifier), found the same way on every supported release."""
+    registry = dr.async_get(hass)
+    for entry in hass.config_entries.async_entries(DOMAIN):
+        for device in dr.async_entries_for_config_entry(registry, entry.entry_id):
+            if (DOMAIN, identifier) in device.identifiers:
+                return device
+    return None

@@ -1,22 +1,134 @@
-"""Setting up and unloading the hub."""
+"""Setting up, unloading and reloading the hub with its real listener and (mocked) mDNS."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+from pathlib import Path
+import socket
+from typing import Any
+from unittest.mock import MagicMock
+
+from cryptography.hazmat.primitives.asymmetric import ec
+from freezegun.api import FrozenDateTimeFactory
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant
-from pytest_homeassistant_custom_component.common import MockConfigEntry
+from homeassistant.helpers import issue_registry as ir
+from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 
-from custom_components.est_pairing.const import CONF_CA_NAME, CONF_PORT, DOMAIN
+from custom_components.est_pairing.const import CONF_PORT, DOMAIN, ISSUE_CA_EXPIRING, ISSUE_PORT_UNAVAILABLE
+from custom_components.est_pairing.est.client import EstClient, build_csr
+from custom_components.est_pairing.runtime import EstRuntime
+
+from .conftest import ANNOUNCE_ADDRESSES
 
 
-async def test_setup_and_unload(hass: HomeAssistant) -> None:
-    entry = MockConfigEntry(domain=DOMAIN, unique_id=DOMAIN, data={CONF_CA_NAME: "Home", CONF_PORT: 0})
-    entry.add_to_hass(hass)
+async def test_setup_announces_and_unload_withdraws(
+    hass: HomeAssistant, init_integration: MockConfigEntry, zeroconf: MagicMock
+) -> None:
+    runtime: EstRuntime = init_integration.runtime_data
+    assert init_integration.state is ConfigEntryState.LOADED
+    bootstrap = await EstClient.fetch_ca(f"https://127.0.0.1:{runtime.service.port}")
+    assert bootstrap.fingerprint == runtime.ca_fingerprint
 
-    assert await hass.config_entries.async_setup(entry.entry_id)
+    zeroconf.async_register_service.assert_awaited_once()
+    info = zeroconf.async_register_service.await_args.args[0]
+    assert info.type == "_est._tcp.local."
+    assert info.name == "Home Household CA._est._tcp.local."
+    assert info.port == runtime.service.port
+    assert info.server == "ha-test.local."
+    assert info.parsed_addresses() == ANNOUNCE_ADDRESSES
+    assert info.properties == {
+        b"path": b"/.well-known/est",
+        b"cafp": runtime.ca_fingerprint.encode(),
+        b"ver": b"1",
+    }
+    assert all(len(value or b"") < 255 for value in info.properties.values())
+    assert zeroconf.async_register_service.await_args.kwargs == {"allow_name_change": True}
+
+    names = runtime.service.listener_identity.names().all()
+    assert {"ha-test.local", "192.168.1.2", "127.0.0.1", "localhost"} <= set(names)
+
+    assert await hass.config_entries.async_unload(init_integration.entry_id)
+    await hass.async_block_till_done()
+    assert init_integration.state is ConfigEntryState.NOT_LOADED
+    zeroconf.async_unregister_service.assert_awaited_once_with(info)
+
+
+async def test_reload_keeps_the_ca_and_rebinds(
+    hass: HomeAssistant, init_integration: MockConfigEntry
+) -> None:
+    first: EstRuntime = init_integration.runtime_data
+    fingerprint = first.ca_fingerprint
+    assert await hass.config_entries.async_reload(init_integration.entry_id)
+    await hass.async_block_till_done()
+    second: EstRuntime = init_integration.runtime_data
+    assert second is not first
+    assert second.ca_fingerprint == fingerprint
+    async with EstClient(f"https://127.0.0.1:{second.service.port}", second.service.ca.certificate) as client:
+        assert await client.cacerts() == [second.service.ca.certificate]
+
+
+async def test_state_lives_in_private_stores_and_leaves_with_the_entry(
+    hass: HomeAssistant,
+    init_integration: MockConfigEntry,
+    hass_storage: dict[str, Any],
+    config_dir: Path,
+    appliance_client: EstClient,
+) -> None:
+    runtime: EstRuntime = init_integration.runtime_data
+    runtime.preregister("oven", "123456", None)
+    await appliance_client.enroll(
+        build_csr(ec.generate_private_key(ec.SECP256R1()), "oven"), username="oven", password="123456"
+    )
+    await runtime.service.flush()
+    await hass.async_block_till_done()
+    prefix = f"{DOMAIN}.{init_integration.entry_id}"
+    assert "PRIVATE KEY" in hass_storage[f"{prefix}.ca"]["data"]["ca"]["private_key"]
+    assert "123456" not in str(hass_storage[f"{prefix}.approvals"])
+    for store in (runtime.service._ca_store, runtime.service._policy_store):
+        assert store._store._private and store._store._atomic_writes
+    journal = config_dir / ".storage" / f"{prefix}.ledger_journal"
+    assert journal.stat().st_mode & 0o077 == 0
+    assert '"appliance":"oven"' in journal.read_text()
+
+    assert await hass.config_entries.async_remove(init_integration.entry_id)
+    await hass.async_block_till_done()
+    assert not [key for key in hass_storage if key.startswith(prefix)]
+    assert not journal.exists()
+
+
+async def test_port_in_use_is_a_repair_issue_and_setup_retries(
+    hass: HomeAssistant, mock_config_entry: MockConfigEntry
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        entry = MockConfigEntry(
+            domain=DOMAIN, unique_id=DOMAIN, data={**mock_config_entry.data, CONF_PORT: port}
+        )
+        entry.add_to_hass(hass)
+        await hass.config_entries.async_setup(entry.entry_id)
+        await hass.async_block_till_done()
+        assert entry.state is ConfigEntryState.SETUP_RETRY
+        issue = ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_PORT_UNAVAILABLE)
+        assert issue is not None
+        assert issue.translation_placeholders is not None
+        assert issue.translation_placeholders["port"] == str(port)
+
+    await hass.config_entries.async_reload(entry.entry_id)
     await hass.async_block_till_done()
     assert entry.state is ConfigEntryState.LOADED
+    assert ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_PORT_UNAVAILABLE) is None
 
-    assert await hass.config_entries.async_unload(entry.entry_id)
-    await hass.async_block_till_done()
-    assert entry.state is ConfigEntryState.NOT_LOADED
+
+async def test_ca_nearing_expiry_raises_a_repair_issue(
+    hass: HomeAssistant, init_integration: MockConfigEntry, freezer: FrozenDateTimeFactory
+) -> None:
+    runtime: EstRuntime = init_integration.runtime_data
+    assert ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_CA_EXPIRING) is None
+    freezer.move_to(runtime.service.ca.not_valid_after - timedelta(days=100))
+    async_fire_time_changed(hass)
+    await hass.async_block_till_done(wait_background_tasks=True)
+    issue = ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_CA_EXPIRING)
+    assert issue is not None

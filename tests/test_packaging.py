@@ -14,6 +14,8 @@ import homeassistant
 import pytest
 import yaml
 
+from custom_components.est_pairing import const
+
 ROOT = Path(__file__).parents[1]
 INTEGRATION = ROOT / "custom_components" / "est_pairing"
 MANIFEST = json.loads((INTEGRATION / "manifest.json").read_text())
@@ -31,6 +33,7 @@ HACS_KEYS = {
     "hacs",
 }
 FLOW_SECTIONS = {"ConfigFlow": "config", "OptionsFlow": "options", "OptionsFlowWithReload": "options"}
+REPAIR_FLOWS = {"RepairsFlow", "ConfirmRepairFlow"}
 
 
 def test_manifest_keys_and_order() -> None:
@@ -141,19 +144,20 @@ def _flow_section(node: ast.ClassDef) -> str | None:
         if name == "ConfigSubentryFlow":
             subentry = _class_constant(node, "SUBENTRY_TYPE")
             return f"config_subentries.{subentry}"
-        if name == "RepairsFlow":
+        if name in REPAIR_FLOWS:
             return f"issues.{_class_constant(node, 'ISSUE_ID')}.fix_flow"
     return None
 
 
 def _class_constant(node: ast.ClassDef, name: str) -> str:
     for item in node.body:
-        if (
-            isinstance(item, ast.Assign)
-            and any(isinstance(t, ast.Name) and t.id == name for t in item.targets)
-            and isinstance(item.value, ast.Constant)
+        if isinstance(item, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == name for t in item.targets
         ):
-            return str(item.value.value)
+            if isinstance(item.value, ast.Constant):
+                return str(item.value.value)
+            if isinstance(item.value, ast.Name):  # a name from const.py
+                return str(getattr(const, item.value.id))
     raise AssertionError(f"{node.name} needs a {name} constant for the translation check")
 
 

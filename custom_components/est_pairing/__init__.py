@@ -3,16 +3,67 @@
 from __future__ import annotations
 
 from homeassistant.config_entries import ConfigEntry
+from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
+from homeassistant.helpers import config_validation as cv, device_registry as dr
+from homeassistant.helpers.typing import ConfigType
 
-type EstConfigEntry = ConfigEntry[None]
+from .const import DOMAIN
+from .runtime import EstRuntime, HubSettings
+from .services import async_setup_services
+from .store import DocumentStore, LedgerJournal
+
+PLATFORMS: list[Platform] = [Platform.BUTTON, Platform.SENSOR]
+CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
+
+type EstConfigEntry = ConfigEntry[EstRuntime]
+
+
+async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
+    """Register the actions (they find the hub when called)."""
+    async_setup_services(hass)
+    return True
 
 
 async def async_setup_entry(hass: HomeAssistant, entry: EstConfigEntry) -> bool:
-    """Set up the household CA hub."""
+    """Load or create the household CA, start the EST listener and announce it."""
+    runtime = EstRuntime(hass, entry, HubSettings.from_entry(entry))
+    await runtime.async_start()
+    entry.runtime_data = runtime
+    entry.async_on_unload(entry.add_update_listener(_async_entry_updated))
+    await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     return True
 
 
 async def async_unload_entry(hass: HomeAssistant, entry: EstConfigEntry) -> bool:
-    """Unload the hub."""
+    """Stop the listener and withdraw the announcement."""
+    unloaded = await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
+    if unloaded:
+        await entry.runtime_data.async_stop()
+    return unloaded
+
+
+async def _async_entry_updated(hass: HomeAssistant, entry: EstConfigEntry) -> None:
+    """Reload for new settings; an added or removed appliance needs no reload."""
+    if HubSettings.from_entry(entry) != entry.runtime_data.settings:
+        await hass.config_entries.async_reload(entry.entry_id)
+    else:
+        await entry.runtime_data.async_sync_subentries()
+
+
+async def async_remove_entry(hass: HomeAssistant, entry: EstConfigEntry) -> None:
+    """Deleting the hub deletes the household CA, approvals and ledger from .storage."""
+    await DocumentStore(hass, entry.entry_id, "ca").remove()
+    await DocumentStore(hass, entry.entry_id, "approvals").remove()
+    await LedgerJournal(hass, entry.entry_id).remove()
+
+
+async def async_remove_config_entry_device(
+    hass: HomeAssistant, entry: EstConfigEntry, device: dr.DeviceEntry
+) -> bool:
+    """Removing an appliance's device revokes its certificates; the hub itself stays."""
+    appliance_ids = [key for domain, key in device.identifiers if domain == DOMAIN]
+    if not appliance_ids or appliance_ids[0] == entry.entry_id:
+        return False
+    await entry.runtime_data.async_remove_appliance(appliance_ids[0])
     return True

@@ -1,30 +1,352 @@
-"""Config flow: create the household CA hub."""
+"""Config flows: create the household CA hub, approve discovered appliances, options, pre-registration."""
 
 from __future__ import annotations
 
-from typing import Any
+import socket
+from typing import TYPE_CHECKING, Any
 
-from homeassistant.config_entries import ConfigFlow, ConfigFlowResult
+from cryptography import x509
+from homeassistant.config_entries import (
+    ConfigEntry,
+    ConfigEntryState,
+    ConfigFlow,
+    ConfigFlowResult,
+    ConfigSubentryFlow,
+    OptionsFlow,
+    SubentryFlowResult,
+)
+from homeassistant.core import callback
+from homeassistant.helpers.selector import (
+    BooleanSelector,
+    NumberSelector,
+    NumberSelectorConfig,
+    NumberSelectorMode,
+    TextSelector,
+    TextSelectorConfig,
+    TextSelectorType,
+)
+from homeassistant.helpers.typing import DiscoveryInfoType
 import voluptuous as vol
 
-from .const import CONF_CA_NAME, CONF_PORT, DEFAULT_PORT, DOMAIN
+from .const import (
+    CONF_APPLIANCE_ID,
+    CONF_CA_NAME,
+    CONF_MANUFACTURER_CAS,
+    CONF_NAME,
+    CONF_PIN,
+    CONF_PORT,
+    CONF_RENEWAL_DAYS,
+    CONF_VALIDITY_DAYS,
+    DEFAULT_PORT,
+    DEFAULT_RENEWAL_DAYS,
+    DEFAULT_VALIDITY_DAYS,
+    DOMAIN,
+    SUBENTRY_APPLIANCE,
+)
+from .est.ca import format_fingerprint
+from .est.errors import LockedOut, MalformedRequest, NotAllowed, PendingRequestGone, WrongPin
+from .est.issuance import check_appliance_id
+from .runtime import hub_runtime
+from .services import MIN_PIN_LENGTH
+
+if TYPE_CHECKING:
+    from .runtime import EstRuntime
+
+CONF_FINGERPRINTS_MATCH = "fingerprints_match"
+SHORT_FINGERPRINT_GROUPS = 4
+PORT_SELECTOR = NumberSelector(NumberSelectorConfig(min=1, max=65535, mode=NumberSelectorMode.BOX))
+USER_SCHEMA = vol.Schema(
+    {
+        vol.Required(CONF_CA_NAME): TextSelector(),
+        vol.Required(CONF_PORT): PORT_SELECTOR,
+    }
+)
+RECONFIGURE_SCHEMA = vol.Schema({vol.Required(CONF_PORT): PORT_SELECTOR})
+PIN_SCHEMA = vol.Schema(
+    {vol.Required(CONF_PIN): TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))}
+)
+FINGERPRINT_SCHEMA = vol.Schema({vol.Required(CONF_FINGERPRINTS_MATCH, default=False): BooleanSelector()})
+OPTIONS_SCHEMA = vol.Schema(
+    {
+        vol.Required(CONF_VALIDITY_DAYS): NumberSelector(
+            NumberSelectorConfig(min=1, max=3650, mode=NumberSelectorMode.BOX, unit_of_measurement="d")
+        ),
+        vol.Required(CONF_RENEWAL_DAYS): NumberSelector(
+            NumberSelectorConfig(min=1, max=365, mode=NumberSelectorMode.BOX, unit_of_measurement="d")
+        ),
+        vol.Optional(CONF_MANUFACTURER_CAS, default=""): TextSelector(TextSelectorConfig(multiline=True)),
+    }
+)
+APPLIANCE_SCHEMA = vol.Schema(
+    {
+        vol.Required(CONF_APPLIANCE_ID): TextSelector(),
+        vol.Required(CONF_PIN): TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD)),
+        vol.Optional(CONF_NAME): TextSelector(),
+    }
+)
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("", port))
+        except OSError:
+            return False
+    return True
+
+
+def _a_free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("", 0))
+        port: int = probe.getsockname()[1]
+    return port
 
 
 class EstPairingConfigFlow(ConfigFlow, domain=DOMAIN):
-    """Create the hub: name the household CA and pick the EST port."""
+    """Create the hub; approve (or reject) an appliance that asks to enroll."""
 
     VERSION = 1
 
+    def __init__(self) -> None:
+        self._discovery: dict[str, Any] = {}
+
+    @staticmethod
+    @callback
+    def async_get_options_flow(config_entry: ConfigEntry) -> EstOptionsFlow:
+        """Certificate lifetime, renewal window, manufacturer CAs."""
+        return EstOptionsFlow()
+
+    @classmethod
+    @callback
+    def async_get_supported_subentry_types(
+        cls, config_entry: ConfigEntry
+    ) -> dict[str, type[ConfigSubentryFlow]]:
+        """Appliances can be pre-registered from the hub."""
+        return {SUBENTRY_APPLIANCE: ApplianceSubentryFlow}
+
+    # --- the hub ------------------------------------------------------------------------------------
+
     async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
-        """Ask for the CA name and port."""
+        """Name the household CA and choose the EST port (checked before anything is created)."""
         await self.async_set_unique_id(DOMAIN)
         self._abort_if_unique_id_configured()
+        errors: dict[str, str] = {}
         if user_input is not None:
-            return self.async_create_entry(title=user_input[CONF_CA_NAME], data=user_input)
-        schema = vol.Schema(
-            {
-                vol.Required(CONF_CA_NAME, default=self.hass.config.location_name): str,
-                vol.Required(CONF_PORT, default=DEFAULT_PORT): int,
-            }
+            data = {CONF_CA_NAME: user_input[CONF_CA_NAME].strip(), CONF_PORT: int(user_input[CONF_PORT])}
+            if await self.hass.async_add_executor_job(_port_free, data[CONF_PORT]):
+                return self.async_create_entry(title=f"{data[CONF_CA_NAME]} Household CA", data=data)
+            errors[CONF_PORT] = "port_in_use"
+            suggested = {**data, CONF_PORT: await self.hass.async_add_executor_job(_a_free_port)}
+        else:
+            port = DEFAULT_PORT
+            if not await self.hass.async_add_executor_job(_port_free, port):
+                port = await self.hass.async_add_executor_job(_a_free_port)
+            suggested = {CONF_CA_NAME: self.hass.config.location_name, CONF_PORT: port}
+        return self.async_show_form(
+            step_id="user",
+            data_schema=self.add_suggested_values_to_schema(USER_SCHEMA, suggested),
+            errors=errors,
         )
-        return self.async_show_form(step_id="user", data_schema=schema)
+
+    async def async_step_reconfigure(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Move the EST listener to another port."""
+        entry = self._get_reconfigure_entry()
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            port = int(user_input[CONF_PORT])
+            if port == entry.data[CONF_PORT] or await self.hass.async_add_executor_job(_port_free, port):
+                self.hass.config_entries.async_update_entry(entry, data={**entry.data, CONF_PORT: port})
+                if entry.state is not ConfigEntryState.LOADED:  # loaded entries reload on update
+                    self.hass.config_entries.async_schedule_reload(entry.entry_id)
+                return self.async_abort(reason="reconfigure_successful")
+            errors[CONF_PORT] = "port_in_use"
+        return self.async_show_form(
+            step_id="reconfigure",
+            data_schema=self.add_suggested_values_to_schema(
+                RECONFIGURE_SCHEMA, user_input or {CONF_PORT: entry.data[CONF_PORT]}
+            ),
+            errors=errors,
+        )
+
+    # --- an appliance asks to enroll -------------------------------------------------------------------
+
+    async def async_step_integration_discovery(self, discovery_info: DiscoveryInfoType) -> ConfigFlowResult:
+        """One flow per appliance identity; the owner decides in the confirm step."""
+        self._discovery = dict(discovery_info)
+        await self.async_set_unique_id(discovery_info["identity"])
+        self._abort_if_unique_id_configured()
+        self.context["title_placeholders"] = {"name": discovery_info["name"]}
+        return await self.async_step_confirm()
+
+    async def async_step_confirm(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Show who asks; the owner types the PIN, compares fingerprints, or rejects."""
+        options = ["fingerprint", "reject"]
+        if self._discovery["kind"] == "pin":
+            options.insert(0, "pin")
+        return self.async_show_menu(
+            step_id="confirm", menu_options=options, description_placeholders=self._placeholders()
+        )
+
+    async def async_step_pin(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """The PIN printed on the appliance must equal the one it sent."""
+        errors: dict[str, str] = {}
+        placeholders = self._placeholders()
+        if user_input is not None:
+            try:
+                return self._approve(pin=user_input[CONF_PIN])
+            except WrongPin as err:
+                errors[CONF_PIN] = "wrong_pin"
+                placeholders["attempts_left"] = str(err.attempts_left)
+        return self.async_show_form(
+            step_id="pin", data_schema=PIN_SCHEMA, errors=errors, description_placeholders=placeholders
+        )
+
+    async def async_step_fingerprint(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """The owner confirms the key fingerprint matches the one the appliance shows."""
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            if user_input[CONF_FINGERPRINTS_MATCH]:
+                return self._approve(pin=None)
+            errors["base"] = "confirm_match"
+        return self.async_show_form(
+            step_id="fingerprint",
+            data_schema=FINGERPRINT_SCHEMA,
+            errors=errors,
+            description_placeholders=self._placeholders(),
+        )
+
+    async def async_step_reject(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Refuse: the appliance's next retry gets 403."""
+        runtime = hub_runtime(self.hass)
+        if runtime is None:
+            return self.async_abort(reason="not_running")
+        runtime.reject(self._discovery["request_id"])
+        return self.async_abort(reason="rejected", description_placeholders=self._placeholders())
+
+    async def async_step_ignore(self, user_input: dict[str, Any]) -> ConfigFlowResult:
+        """Ignoring a discovered appliance rejects it too."""
+        if (runtime := hub_runtime(self.hass)) is not None:
+            runtime.reject_identity(user_input["unique_id"])
+        return await super().async_step_ignore(user_input)
+
+    def _approve(self, *, pin: str | None) -> ConfigFlowResult:
+        runtime = hub_runtime(self.hass)
+        if runtime is None:
+            return self.async_abort(reason="not_running")
+        try:
+            runtime.approve(self._discovery["request_id"], pin=pin)
+        except PendingRequestGone:
+            return self.async_abort(reason="request_gone")
+        except LockedOut:
+            return self.async_abort(reason="locked_out")
+        except NotAllowed:
+            return self.async_abort(reason="no_pin_sent")
+        return self.async_abort(reason="approved", description_placeholders=self._placeholders())
+
+    def _placeholders(self) -> dict[str, str]:
+        info = self._discovery
+        fingerprint = info["key_fingerprint"]
+        return {
+            "name": info["name"],
+            "appliance_id": info["appliance_id"],
+            "model": info.get("model") or "-",
+            "manufacturer": info.get("manufacturer") or "-",
+            "serial_number": info.get("serial_number") or "-",
+            "address": info.get("address") or "-",
+            "key_type": info["key_type"],
+            "short_fingerprint": format_fingerprint(fingerprint, groups=SHORT_FINGERPRINT_GROUPS),
+            "fingerprint": format_fingerprint(fingerprint),
+            "factory_fingerprint": format_fingerprint(info["factory_fingerprint"])
+            if info.get("factory_fingerprint")
+            else "-",
+            "factory_issuer": info.get("factory_issuer") or "-",
+            "already_paired": "yes" if info.get("already_paired") else "no",
+            "attempts_left": "",
+        }
+
+
+class EstOptionsFlow(OptionsFlow):
+    """Certificate lifetime, renewal window, manufacturer CA certificates."""
+
+    async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """One form; the hub reloads with the new settings."""
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            options = {
+                CONF_VALIDITY_DAYS: int(user_input[CONF_VALIDITY_DAYS]),
+                CONF_RENEWAL_DAYS: int(user_input[CONF_RENEWAL_DAYS]),
+                CONF_MANUFACTURER_CAS: user_input.get(CONF_MANUFACTURER_CAS, "").strip(),
+            }
+            if options[CONF_RENEWAL_DAYS] >= options[CONF_VALIDITY_DAYS]:
+                errors[CONF_RENEWAL_DAYS] = "renewal_too_long"
+            elif (problem := _manufacturer_cas_problem(options[CONF_MANUFACTURER_CAS])) is not None:
+                errors[CONF_MANUFACTURER_CAS] = problem
+            else:
+                return self.async_create_entry(data=options)
+        current = user_input or {
+            CONF_VALIDITY_DAYS: self.config_entry.options.get(CONF_VALIDITY_DAYS, DEFAULT_VALIDITY_DAYS),
+            CONF_RENEWAL_DAYS: self.config_entry.options.get(CONF_RENEWAL_DAYS, DEFAULT_RENEWAL_DAYS),
+            CONF_MANUFACTURER_CAS: self.config_entry.options.get(CONF_MANUFACTURER_CAS, ""),
+        }
+        return self.async_show_form(
+            step_id="init",
+            data_schema=self.add_suggested_values_to_schema(OPTIONS_SCHEMA, current),
+            errors=errors,
+        )
+
+
+def _manufacturer_cas_problem(pem: str) -> str | None:
+    if not pem:
+        return None
+    try:
+        certificates = x509.load_pem_x509_certificates(pem.encode())
+    except ValueError:
+        return "invalid_pem"
+    for certificate in certificates:
+        try:
+            if not certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
+                return "not_a_ca"
+        except x509.ExtensionNotFound:
+            return "not_a_ca"
+    return None
+
+
+class ApplianceSubentryFlow(ConfigSubentryFlow):
+    """Pre-register an appliance (id + PIN) so it enrolls unattended when it appears."""
+
+    SUBENTRY_TYPE = SUBENTRY_APPLIANCE
+
+    async def async_step_user(self, user_input: dict[str, Any] | None = None) -> SubentryFlowResult:
+        """Id, PIN and an optional name."""
+        entry = self._get_entry()
+        if entry.state is not ConfigEntryState.LOADED:
+            return self.async_abort(reason="not_running")
+        runtime: EstRuntime = entry.runtime_data
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            appliance_id = user_input[CONF_APPLIANCE_ID].strip()
+            name = (user_input.get(CONF_NAME) or "").strip() or None
+            try:
+                check_appliance_id(appliance_id)
+            except MalformedRequest:
+                errors[CONF_APPLIANCE_ID] = "invalid_appliance_id"
+            else:
+                if len(user_input[CONF_PIN]) < MIN_PIN_LENGTH:
+                    errors[CONF_PIN] = "pin_too_short"
+                elif any(s.unique_id == appliance_id for s in entry.subentries.values()):
+                    errors[CONF_APPLIANCE_ID] = "already_paired"
+                else:
+                    registration = runtime.service.policy.preregister(appliance_id, user_input[CONF_PIN])
+                    return self.async_create_entry(
+                        title=name or registration.appliance_id,
+                        data={CONF_APPLIANCE_ID: appliance_id},
+                        unique_id=appliance_id,
+                    )
+        return self.async_show_form(
+            step_id="user",
+            data_schema=self.add_suggested_values_to_schema(
+                APPLIANCE_SCHEMA, {k: v for k, v in (user_input or {}).items() if k != CONF_PIN}
+            ),
+            errors=errors,
+        )

@@ -2,12 +2,39 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Final
 
 DOMAIN: Final = "est_pairing"
 NAME: Final = "EST Appliance Pairing"
 
+# Config entry data (set up and reconfigure) and options
 CONF_CA_NAME: Final = "ca_name"
 CONF_PORT: Final = "port"
+CONF_VALIDITY_DAYS: Final = "validity_days"
+CONF_RENEWAL_DAYS: Final = "renewal_days"
+CONF_MANUFACTURER_CAS: Final = "manufacturer_cas"
 
 DEFAULT_PORT: Final = 8443
+DEFAULT_VALIDITY_DAYS: Final = 365
+DEFAULT_RENEWAL_DAYS: Final = 30
+
+# Appliances are config subentries of the hub
+SUBENTRY_APPLIANCE: Final = "appliance"
+CONF_APPLIANCE_ID: Final = "appliance_id"
+CONF_PIN: Final = "pin"
+CONF_NAME: Final = "name"
+
+# mDNS announcement (TXT keys are this project's: docs/appliance-profile.md)
+SERVICE_TYPE: Final = "_est._tcp.local."
+EST_PATH: Final = "/.well-known/est"
+TXT_VERSION: Final = "1"
+
+# Repair issues
+ISSUE_PORT_UNAVAILABLE: Final = "port_unavailable"
+ISSUE_CA_EXPIRING: Final = "ca_expiring"
+ISSUE_LISTENER_NAMES: Final = "listener_names"
+CA_EXPIRY_WARNING: Final = timedelta(days=365)
+
+# How often certificate states (valid -> expiring -> expired) and the network names are re-checked
+REFRESH_INTERVAL: Final = timedelta(hours=1)

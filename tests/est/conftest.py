@@ -28,6 +28,16 @@ def zeroconf() -> None:
 
 
 @pytest.fixture(autouse=True)
+def config_dir() -> None:
+    """No Home Assistant configuration directory."""
+
+
+@pytest.fixture(autouse=True)
+def loopback_only() -> None:
+    """The Home Assistant tests' patches do not apply here."""
+
+
+@pytest.fixture(autouse=True)
 def allow_loopback_sockets(socket_enabled: None) -> None:
     """Real TLS listeners on 127.0.0.1 (the Home Assistant plugin blocks sockets by default)."""
 

@@ -222,8 +222,8 @@ class Ledger:
             return None
         serial = int(event["serial"], 16)
         if event["op"] == "issued":
-            if serial in self._records:
-                _LOGGER.error("Ledger lists serial %x twice; keeping the first", serial)
+            if serial in self._records:  # replayed after a crash between snapshot and truncation
+                _LOGGER.debug("Ledger lists serial %x twice; keeping the first", serial)
                 return None
             record = CertificateRecord(
                 serial_number=serial,
@@ -241,6 +241,8 @@ class Ledger:
                 self._revoked[serial] = record
             return record
         record = self._records[serial]
+        if record.revoked:  # replayed: already counted
+            return record
         record.revoked_at = event["at"]
         record.revocation_reason = event["reason"]
         self._revoked[serial] = record

@@ -1,0 +1,43 @@
+"""The revoke button of each appliance."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from homeassistant.components.button import ButtonEntity, ButtonEntityDescription
+from homeassistant.const import EntityCategory
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+
+from .entity import ApplianceEntity, async_add_appliance_entities
+from .est.errors import EstError
+from .exceptions import translated
+
+if TYPE_CHECKING:
+    from . import EstConfigEntry
+
+PARALLEL_UPDATES = 1
+REVOKE = ButtonEntityDescription(
+    key="revoke", translation_key="revoke", entity_category=EntityCategory.CONFIG
+)
+
+
+async def async_setup_entry(
+    hass: HomeAssistant, entry: EstConfigEntry, async_add_entities: AddConfigEntryEntitiesCallback
+) -> None:
+    """A revoke button for every appliance, now and as they are approved."""
+    runtime = entry.runtime_data
+    async_add_appliance_entities(
+        entry, async_add_entities, lambda subentry: [RevokeButton(runtime, subentry, REVOKE)]
+    )
+
+
+class RevokeButton(ApplianceEntity, ButtonEntity):
+    """Revoke the appliance's certificates; it cannot re-enroll until paired again."""
+
+    async def async_press(self) -> None:
+        """Revoke now."""
+        try:
+            await self.runtime.async_revoke(self.appliance_id)
+        except EstError as err:
+            raise translated(err) from err

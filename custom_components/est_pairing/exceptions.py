@@ -1,0 +1,23 @@
+"""Library errors, translated once into Home Assistant exceptions."""
+
+from __future__ import annotations
+
+from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
+
+from .const import DOMAIN
+from .est.errors import EstError, MalformedRequest, NotAllowed
+
+
+def translated(err: EstError) -> HomeAssistantError:
+    """A translated exception for a library error: the owner's mistakes are validation errors."""
+    if isinstance(err, MalformedRequest | NotAllowed):
+        return ServiceValidationError(
+            translation_domain=DOMAIN,
+            translation_key="invalid_request",
+            translation_placeholders={"reason": str(err)},
+        )
+    return HomeAssistantError(
+        translation_domain=DOMAIN,
+        translation_key="operation_failed",
+        translation_placeholders={"reason": str(err)},
+    )

@@ -1,0 +1,454 @@
+"""The adapter: runs the protocol library inside Home Assistant.
+
+It backs the library with Home Assistant storage, starts the EST listener, announces it over Home
+Assistant's shared zeroconf instance, turns pending enrollment requests into discovery flows, keeps an
+appliance (config subentry) for every approved appliance, and tells entities when the ledger changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+import logging
+import socket
+from types import MappingProxyType
+from typing import Any
+
+from cryptography import x509
+from homeassistant.components import network, zeroconf
+from homeassistant.config_entries import (
+    SOURCE_INTEGRATION_DISCOVERY,
+    ConfigEntry,
+    ConfigSubentry,
+)
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.exceptions import ConfigEntryNotReady
+from homeassistant.helpers import discovery_flow, issue_registry as ir
+from homeassistant.helpers.dispatcher import async_dispatcher_send
+from homeassistant.helpers.event import async_track_time_interval
+from homeassistant.util import dt as dt_util
+from zeroconf.asyncio import AsyncServiceInfo
+
+from .const import (
+    CA_EXPIRY_WARNING,
+    CONF_APPLIANCE_ID,
+    CONF_CA_NAME,
+    CONF_MANUFACTURER_CAS,
+    CONF_PORT,
+    CONF_RENEWAL_DAYS,
+    CONF_VALIDITY_DAYS,
+    DEFAULT_RENEWAL_DAYS,
+    DEFAULT_VALIDITY_DAYS,
+    DOMAIN,
+    EST_PATH,
+    ISSUE_CA_EXPIRING,
+    ISSUE_LISTENER_NAMES,
+    ISSUE_PORT_UNAVAILABLE,
+    REFRESH_INTERVAL,
+    SERVICE_TYPE,
+    SUBENTRY_APPLIANCE,
+    TXT_VERSION,
+)
+from .est.ca import format_fingerprint
+from .est.csr import ApplianceDetails
+from .est.ledger import CertificateRecord
+from .est.policy import PendingEnrollment, Registration
+from .est.service import EstService, ServiceConfig
+from .est.tls import ListenerNames
+from .store import DocumentStore, LedgerJournal
+
+_LOGGER = logging.getLogger(__name__)
+BIND_HOST: str | None = None  # every interface; tests bind 127.0.0.1 only
+
+
+@dataclass(frozen=True, slots=True)
+class HubSettings:
+    """What the hub runs with, from the config entry's data and options."""
+
+    ca_name: str
+    port: int
+    validity_days: int
+    renewal_days: int
+    manufacturer_cas: str
+
+    @classmethod
+    def from_entry(cls, entry: ConfigEntry) -> HubSettings:
+        """Read data and options."""
+        return cls(
+            ca_name=entry.data[CONF_CA_NAME],
+            port=entry.data[CONF_PORT],
+            validity_days=int(entry.options.get(CONF_VALIDITY_DAYS, DEFAULT_VALIDITY_DAYS)),
+            renewal_days=int(entry.options.get(CONF_RENEWAL_DAYS, DEFAULT_RENEWAL_DAYS)),
+            manufacturer_cas=entry.options.get(CONF_MANUFACTURER_CAS, ""),
+        )
+
+    def manufacturer_certificates(self) -> list[x509.Certificate]:
+        """The manufacturer CAs factory certificates may chain to."""
+        if not self.manufacturer_cas.strip():
+            return []
+        return x509.load_pem_x509_certificates(self.manufacturer_cas.encode())
+
+
+def pending_discovery_data(pending: PendingEnrollment) -> dict[str, Any]:
+    """What a discovery flow needs to show and approve one pending request (JSON-safe)."""
+    details = pending.details
+    return {
+        "request_id": pending.request_id,
+        "identity": pending.identity,
+        "appliance_id": pending.appliance_id,
+        "kind": pending.kind.value,
+        "key_fingerprint": pending.key_fingerprint,
+        "key_type": pending.key_description,
+        "name": details.name or pending.appliance_id,
+        "model": details.model,
+        "manufacturer": details.manufacturer,
+        "serial_number": details.serial_number,
+        "address": pending.address,
+        "factory_fingerprint": pending.factory_fingerprint,
+        "factory_issuer": pending.factory_issuer,
+        "already_paired": pending.replaces is not None,
+    }
+
+
+def hub_runtime(hass: HomeAssistant) -> EstRuntime | None:
+    """The loaded hub's runtime, if any (there is at most one hub)."""
+    entries = hass.config_entries.async_loaded_entries(DOMAIN)
+    if not entries:
+        return None
+    runtime: EstRuntime = entries[0].runtime_data
+    return runtime
+
+
+def certificate_status(record: CertificateRecord | None, now: datetime, renewal_days: int) -> str:
+    """awaiting_enrollment, valid, expiring, expired or revoked."""
+    if record is None:
+        return "awaiting_enrollment"
+    if record.revoked:
+        return "revoked"
+    if record.expired(now):
+        return "expired"
+    if now >= record.expires - timedelta(days=renewal_days):
+        return "expiring"
+    return "valid"
+
+
+class EstRuntime:
+    """Everything one hub runs while its config entry is loaded."""
+
+    def __init__(self, hass: HomeAssistant, entry: ConfigEntry, settings: HubSettings) -> None:
+        self.hass = hass
+        self.entry = entry
+        self.settings = settings
+        self.service = EstService(
+            ServiceConfig(
+                ca_name=settings.ca_name,
+                port=settings.port,
+                bind_host=BIND_HOST,
+                validity_days=settings.validity_days,
+                manufacturer_cas=settings.manufacturer_certificates(),
+            ),
+            ca_store=DocumentStore(hass, entry.entry_id, "ca"),
+            policy_store=DocumentStore(hass, entry.entry_id, "approvals"),
+            ledger_journal=LedgerJournal(hass, entry.entry_id),
+            clock=lambda: dt_util.utcnow().timestamp(),
+        )
+        self.signal_appliance = f"{DOMAIN}_{entry.entry_id}_appliance"
+        self.signal_new_appliance = f"{DOMAIN}_{entry.entry_id}_new_appliance"
+        self.signal_hub = f"{DOMAIN}_{entry.entry_id}_hub"
+        self._known_subentries: dict[str, str] = {}  # subentry id -> appliance id
+        self._service_info: AsyncServiceInfo | None = None
+        self._unsubscribers: list[Callable[[], None]] = []
+
+    # --- life cycle ---------------------------------------------------------------------------------
+
+    async def async_start(self) -> None:
+        """Load or create the CA, start the listener, announce it.
+
+        Raises ConfigEntryNotReady if the port cannot be bound; a repair issue tells the owner why.
+        """
+        names = await self._listener_names()
+        self.service.config.names = names
+        self.service.issuance.reserved_names = names.all()
+        if await self.service.load():
+            _LOGGER.info("Created the household CA (SHA-256 %s)", self.service.ca.fingerprint)
+        policy = self.service.policy
+        policy.on_pending_added = self._pending_added
+        policy.on_pending_removed = self._pending_removed
+        self._unsubscribers.append(self.service.ledger.subscribe(self._ledger_changed))
+        try:
+            await self.service.start()
+        except OSError as err:
+            ir.async_create_issue(
+                self.hass,
+                DOMAIN,
+                ISSUE_PORT_UNAVAILABLE,
+                is_fixable=False,
+                severity=ir.IssueSeverity.ERROR,
+                translation_key=ISSUE_PORT_UNAVAILABLE,
+                translation_placeholders={"port": str(self.settings.port), "error": err.strerror or str(err)},
+            )
+            raise ConfigEntryNotReady(
+                translation_domain=DOMAIN,
+                translation_key=ISSUE_PORT_UNAVAILABLE,
+                translation_placeholders={"port": str(self.settings.port)},
+            ) from err
+        ir.async_delete_issue(self.hass, DOMAIN, ISSUE_PORT_UNAVAILABLE)
+        await self._announce(names)
+        self._known_subentries = self._appliance_subentries()
+        self._check_ca_expiry()
+        self._unsubscribers.append(
+            async_track_time_interval(self.hass, self._async_refresh, REFRESH_INTERVAL)
+        )
+
+    async def async_stop(self) -> None:
+        """Withdraw the announcement, stop the listener, drop flows for requests that die with it."""
+        for unsubscribe in self._unsubscribers:
+            unsubscribe()
+        self._unsubscribers.clear()
+        if self._service_info is not None:
+            aiozc = await zeroconf.async_get_async_instance(self.hass)
+            await aiozc.async_unregister_service(self._service_info)
+            self._service_info = None
+        for identity in {p.identity for p in self.service.policy.pending_requests()}:
+            for flow_id in self._flows_for(identity):
+                self.hass.config_entries.flow.async_abort(flow_id)
+        await self.service.stop()
+
+    # --- the network ----------------------------------------------------------------------------------
+
+    @property
+    def host_name(self) -> str:
+        """The machine's host name (the mDNS name is ``<host>.local``)."""
+        return socket.gethostname().split(".")[0].lower() or "homeassistant"
+
+    async def _listener_names(self) -> ListenerNames:
+        addresses = await network.async_get_announce_addresses(self.hass)
+        host = self.host_name
+        return ListenerNames.from_hosts([f"{host}.local", host, *addresses, "localhost", "127.0.0.1"])
+
+    async def _announce(self, names: ListenerNames) -> None:
+        info = AsyncServiceInfo(
+            SERVICE_TYPE,
+            f"{self.settings.ca_name[:40]} Household CA.{SERVICE_TYPE}",
+            port=self.service.port,
+            properties={"path": EST_PATH, "cafp": self.service.ca.fingerprint, "ver": TXT_VERSION},
+            server=f"{self.host_name}.local.",
+            parsed_addresses=[str(a) for a in names.ip_addresses if not a.is_loopback]
+            or [str(a) for a in names.ip_addresses],
+        )
+        aiozc = await zeroconf.async_get_async_instance(self.hass)
+        if self._service_info is None:
+            await aiozc.async_register_service(info, allow_name_change=True)
+        else:
+            info.name = self._service_info.name  # keep the name negotiated at registration
+            await aiozc.async_update_service(info)
+        self._service_info = info
+
+    @property
+    def service_info(self) -> AsyncServiceInfo | None:
+        """The mDNS registration, while announced."""
+        return self._service_info
+
+    async def async_reissue_listener_certificate(self) -> None:
+        """Cover the current names and addresses again (the repair issue's fix)."""
+        names = await self._listener_names()
+        await self.service.update_names(names)
+        await self._announce(names)
+        ir.async_delete_issue(self.hass, DOMAIN, ISSUE_LISTENER_NAMES)
+
+    async def _async_refresh(self, _now: datetime | None = None) -> None:
+        names = await self._listener_names()
+        if not self.service.listener_identity.covers(names):
+            ir.async_create_issue(
+                self.hass,
+                DOMAIN,
+                ISSUE_LISTENER_NAMES,
+                is_fixable=True,
+                severity=ir.IssueSeverity.WARNING,
+                translation_key=ISSUE_LISTENER_NAMES,
+                translation_placeholders={"names": ", ".join(names.all())},
+            )
+        elif self.service.listener_identity.needs_renewal(self.service.ca, names, self.service.now()):
+            await self.service.update_names(names)
+        self._check_ca_expiry()
+        async_dispatcher_send(self.hass, self.signal_appliance, None)
+        async_dispatcher_send(self.hass, self.signal_hub)
+
+    def _check_ca_expiry(self) -> None:
+        expires = self.service.ca.not_valid_after
+        if expires - dt_util.utcnow() < CA_EXPIRY_WARNING:
+            ir.async_create_issue(
+                self.hass,
+                DOMAIN,
+                ISSUE_CA_EXPIRING,
+                is_fixable=False,
+                severity=ir.IssueSeverity.WARNING,
+                translation_key=ISSUE_CA_EXPIRING,
+                translation_placeholders={"expires": expires.date().isoformat()},
+            )
+        else:
+            ir.async_delete_issue(self.hass, DOMAIN, ISSUE_CA_EXPIRING)
+
+    # --- what the owner sees ------------------------------------------------------------------------
+
+    @property
+    def ca_fingerprint(self) -> str:
+        """SHA-256 of the household CA certificate, hex."""
+        return self.service.ca.fingerprint
+
+    @property
+    def qr_payload(self) -> str:
+        """What an appliance that scans a QR code needs: where to enroll and which CA to expect."""
+        addresses = [a for a in self.service.config.names.ip_addresses if not a.is_loopback]
+        host = str(addresses[0]) if addresses else f"{self.host_name}.local"
+        host = f"[{host}]" if ":" in host else host
+        return f"est://{host}:{self.service.port}{EST_PATH}?sha256={self.ca_fingerprint}"
+
+    def formatted_fingerprint(self, *, groups: int | None = None) -> str:
+        """The CA fingerprint in groups of four, for people."""
+        return format_fingerprint(self.ca_fingerprint, groups=groups)
+
+    # --- pending requests -> discovery flows --------------------------------------------------------
+
+    @callback
+    def _pending_added(self, pending: PendingEnrollment) -> None:
+        _LOGGER.info(
+            "Appliance %s asks to enroll from %s; waiting for the owner",
+            pending.appliance_id,
+            pending.address,
+        )
+        self._start_flow(pending)
+        async_dispatcher_send(self.hass, self.signal_hub)
+
+    @callback
+    def _start_flow(self, pending: PendingEnrollment) -> None:
+        discovery_flow.async_create_flow(
+            self.hass,
+            DOMAIN,
+            context={"source": SOURCE_INTEGRATION_DISCOVERY},
+            data=pending_discovery_data(pending),
+        )
+
+    @callback
+    def _pending_removed(self, pending: PendingEnrollment) -> None:
+        # Deferred: the flow that approved or rejected this request is still finishing its step.
+        self.hass.loop.call_soon(self._resync_flows, pending.identity)
+        async_dispatcher_send(self.hass, self.signal_hub)
+
+    def _flows_for(self, identity: str) -> list[str]:
+        return [
+            flow["flow_id"]
+            for flow in self.hass.config_entries.flow.async_progress_by_handler(
+                DOMAIN, match_context={"unique_id": identity}
+            )
+        ]
+
+    @callback
+    def _resync_flows(self, identity: str) -> None:
+        """One discovery flow per identity while it has pending requests, none after."""
+        waiting = [p for p in self.service.policy.pending_requests() if p.identity == identity]
+        flows = self._flows_for(identity)
+        if not waiting:
+            for flow_id in flows:
+                self.hass.config_entries.flow.async_abort(flow_id)
+        elif not flows:  # another key of the same appliance id was waiting behind this one
+            self._start_flow(waiting[0])
+
+    # --- the owner's decisions ----------------------------------------------------------------------
+
+    def approve(self, request_id: str, *, pin: str | None) -> Registration:
+        """Approve a pending request (raises the library's errors) and add the appliance."""
+        registration = self.service.policy.approve(request_id, pin=pin)
+        self._ensure_subentry(registration.appliance_id, registration.details)
+        return registration
+
+    def reject(self, request_id: str) -> None:
+        """Reject one pending request."""
+        self.service.policy.reject(request_id)
+
+    def reject_identity(self, identity: str) -> None:
+        """Reject every pending request of an identity (the owner ignored its discovery)."""
+        for pending in self.service.policy.pending_requests():
+            if pending.identity == identity:
+                self.service.policy.reject(pending.request_id)
+
+    def preregister(self, appliance_id: str, pin: str, name: str | None) -> Registration:
+        """Let an appliance enroll unattended with this id and PIN; adds it as an appliance."""
+        registration = self.service.policy.preregister(appliance_id, pin, ApplianceDetails(name=name))
+        self._ensure_subentry(appliance_id, registration.details)
+        return registration
+
+    async def async_revoke(self, appliance_id: str) -> list[CertificateRecord]:
+        """Revoke an appliance's certificates; it cannot re-enroll until paired again."""
+        records = await self.service.registrar.revoke_appliance(appliance_id)
+        _LOGGER.info("Revoked %s certificate(s) of %s", len(records), appliance_id)
+        async_dispatcher_send(self.hass, self.signal_appliance, appliance_id)
+        return records
+
+    async def async_remove_appliance(self, appliance_id: str) -> None:
+        """Revoke and forget an appliance whose device the owner deletes."""
+        await self.async_revoke(appliance_id)
+        # After the device registry has finished removing the device, drop the subentry too.
+        self.hass.loop.call_soon(self._remove_subentry, appliance_id)
+
+    @callback
+    def _remove_subentry(self, appliance_id: str) -> None:
+        for subentry_id, known in self._appliance_subentries().items():
+            if known == appliance_id:
+                self._known_subentries.pop(subentry_id, None)
+                self.hass.config_entries.async_remove_subentry(self.entry, subentry_id)
+
+    def _ensure_subentry(self, appliance_id: str, details: ApplianceDetails) -> None:
+        if appliance_id in self._appliance_subentries().values():
+            return
+        self.hass.config_entries.async_add_subentry(
+            self.entry,
+            ConfigSubentry(
+                data=MappingProxyType(
+                    {
+                        CONF_APPLIANCE_ID: appliance_id,
+                        "model": details.model,
+                        "manufacturer": details.manufacturer,
+                        "serial_number": details.serial_number,
+                    }
+                ),
+                subentry_type=SUBENTRY_APPLIANCE,
+                title=details.name or appliance_id,
+                unique_id=appliance_id,
+            ),
+        )
+
+    def _appliance_subentries(self) -> dict[str, str]:
+        return {
+            subentry_id: subentry.data[CONF_APPLIANCE_ID]
+            for subentry_id, subentry in self.entry.subentries.items()
+            if subentry.subentry_type == SUBENTRY_APPLIANCE
+        }
+
+    async def async_sync_subentries(self) -> None:
+        """The entry's subentries changed: add entities for new appliances, revoke removed ones."""
+        current = self._appliance_subentries()
+        added = {sid: aid for sid, aid in current.items() if sid not in self._known_subentries}
+        removed = [aid for sid, aid in self._known_subentries.items() if sid not in current]
+        self._known_subentries = current
+        for subentry_id in added:
+            async_dispatcher_send(self.hass, self.signal_new_appliance, subentry_id)
+        for appliance_id in removed:
+            await self.async_revoke(appliance_id)
+
+    # --- ledger -> entities -------------------------------------------------------------------------
+
+    @callback
+    def _ledger_changed(self, record: CertificateRecord) -> None:
+        async_dispatcher_send(self.hass, self.signal_appliance, record.appliance_id)
+
+    def latest_certificate(self, appliance_id: str) -> CertificateRecord | None:
+        """The appliance's newest certificate."""
+        return self.service.ledger.latest(appliance_id)
+
+    def status(self, appliance_id: str) -> str:
+        """The appliance's certificate status now."""
+        return certificate_status(
+            self.latest_certificate(appliance_id), dt_util.utcnow(), self.settings.renewal_days
+        )

@@ -1,0 +1,76 @@
+"""Actions: revoke an appliance's certificate, pre-register an appliance, export the CA."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from homeassistant.core import HomeAssistant, ServiceCall, ServiceResponse, SupportsResponse, callback
+from homeassistant.exceptions import ServiceValidationError
+from homeassistant.helpers import config_validation as cv, device_registry as dr
+import voluptuous as vol
+
+from .const import CONF_APPLIANCE_ID, CONF_NAME, CONF_PIN, DOMAIN
+from .est.errors import EstError
+from .exceptions import translated
+from .runtime import EstRuntime, hub_runtime
+
+SERVICE_REVOKE = "revoke_certificate"
+SERVICE_PREREGISTER = "preregister_appliance"
+SERVICE_EXPORT_CA = "export_ca"
+ATTR_DEVICE_ID = "device_id"
+MIN_PIN_LENGTH = 6
+
+REVOKE_SCHEMA = vol.Schema({vol.Required(ATTR_DEVICE_ID): cv.string})
+PREREGISTER_SCHEMA = vol.Schema(
+    {
+        vol.Required(CONF_APPLIANCE_ID): cv.string,
+        vol.Required(CONF_PIN): vol.All(cv.string, vol.Length(min=MIN_PIN_LENGTH, max=128)),
+        vol.Optional(CONF_NAME): cv.string,
+    }
+)
+
+
+@callback
+def async_setup_services(hass: HomeAssistant) -> None:
+    """Register the integration's actions."""
+
+    async def revoke(call: ServiceCall) -> None:
+        runtime = _runtime(hass)
+        device = dr.async_get(hass).async_get(call.data[ATTR_DEVICE_ID])
+        appliance_ids = [key for domain, key in (device.identifiers if device else ()) if domain == DOMAIN]
+        if not appliance_ids or appliance_ids[0] == runtime.entry.entry_id:
+            raise ServiceValidationError(translation_domain=DOMAIN, translation_key="not_an_appliance")
+        try:
+            await runtime.async_revoke(appliance_ids[0])
+        except EstError as err:
+            raise translated(err) from err
+
+    async def preregister(call: ServiceCall) -> None:
+        runtime = _runtime(hass)
+        try:
+            runtime.preregister(call.data[CONF_APPLIANCE_ID], call.data[CONF_PIN], call.data.get(CONF_NAME))
+        except EstError as err:
+            raise translated(err) from err
+
+    async def export_ca(call: ServiceCall) -> ServiceResponse:
+        runtime = _runtime(hass)
+        ca = runtime.service.ca
+        response: dict[str, Any] = {
+            "certificate": ca.certificate_pem.decode(),
+            "fingerprint": runtime.ca_fingerprint,
+            "qr_payload": runtime.qr_payload,
+            "expires": ca.not_valid_after.isoformat(),
+        }
+        return response
+
+    hass.services.async_register(DOMAIN, SERVICE_REVOKE, revoke, schema=REVOKE_SCHEMA)
+    hass.services.async_register(DOMAIN, SERVICE_PREREGISTER, preregister, schema=PREREGISTER_SCHEMA)
+    hass.services.async_register(
+        DOMAIN, SERVICE_EXPORT_CA, export_ca, supports_response=SupportsResponse.ONLY
+    )
+
+
+def _runtime(hass: HomeAssistant) -> EstRuntime:
+    if (runtime := hub_runtime(hass)) is None:
+        raise ServiceValidationError(translation_domain=DOMAIN, translation_key="not_loaded")
+    return runtime

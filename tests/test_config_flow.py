@@ -1,0 +1,378 @@
+"""Config, reconfigure, options and pre-registration flows: each error, then a successful retry."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+import socket
+from unittest.mock import patch
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from homeassistant.config_entries import (
+    SOURCE_IGNORE,
+    SOURCE_INTEGRATION_DISCOVERY,
+    SOURCE_USER,
+    ConfigEntryState,
+)
+from homeassistant.core import HomeAssistant
+from homeassistant.data_entry_flow import FlowResultType
+import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from custom_components.est_pairing.const import (
+    CONF_APPLIANCE_ID,
+    CONF_CA_NAME,
+    CONF_MANUFACTURER_CAS,
+    CONF_NAME,
+    CONF_PIN,
+    CONF_PORT,
+    CONF_RENEWAL_DAYS,
+    CONF_VALIDITY_DAYS,
+    DEFAULT_PORT,
+    DOMAIN,
+    SUBENTRY_APPLIANCE,
+)
+from custom_components.est_pairing.est.ca import HouseholdCA
+from custom_components.est_pairing.est.client import EstClient, build_csr
+from custom_components.est_pairing.est.tls import ListenerIdentity, ListenerNames
+from custom_components.est_pairing.runtime import EstRuntime, pending_discovery_data
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    """A port something else listens on."""
+    with socket.socket() as taken:
+        taken.bind(("", 0))
+        taken.listen()
+        yield taken.getsockname()[1]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def suggested(result: dict, key: str) -> object:  # type: ignore[type-arg]
+    for marker in result["data_schema"].schema:
+        if marker == key:
+            return (marker.description or {}).get("suggested_value")
+    raise KeyError(key)
+
+
+# --- creating the hub ------------------------------------------------------------------------------
+
+
+async def test_user_flow_creates_the_hub(hass: HomeAssistant) -> None:
+    hass.config.location_name = "Smith Home"
+    result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "user"
+    assert suggested(result, CONF_CA_NAME) == "Smith Home"
+
+    port = free_port()
+    with patch("custom_components.est_pairing.async_setup_entry", return_value=True):
+        result = await hass.config_entries.flow.async_configure(
+            result["flow_id"], {CONF_CA_NAME: " Smith ", CONF_PORT: port}
+        )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["title"] == "Smith Household CA"
+    assert result["data"] == {CONF_CA_NAME: "Smith", CONF_PORT: port}
+    assert result["result"].unique_id == DOMAIN
+
+
+async def test_port_in_use_then_a_free_one(hass: HomeAssistant, taken_port: int) -> None:
+    result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {CONF_CA_NAME: "Home", CONF_PORT: taken_port}
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {CONF_PORT: "port_in_use"}
+    offered = suggested(result, CONF_PORT)
+    assert isinstance(offered, int)
+    assert offered != taken_port
+
+    with patch("custom_components.est_pairing.async_setup_entry", return_value=True):
+        result = await hass.config_entries.flow.async_configure(
+            result["flow_id"], {CONF_CA_NAME: "Home", CONF_PORT: offered}
+        )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["data"][CONF_PORT] == offered
+
+
+async def test_default_port_taken_offers_a_free_one(hass: HomeAssistant) -> None:
+    with patch(
+        "custom_components.est_pairing.config_flow._port_free", side_effect=lambda port: port != DEFAULT_PORT
+    ):
+        result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
+    offered = suggested(result, CONF_PORT)
+    assert offered != DEFAULT_PORT
+    assert isinstance(offered, int)
+
+
+async def test_only_one_hub(hass: HomeAssistant, mock_config_entry: MockConfigEntry) -> None:
+    mock_config_entry.add_to_hass(hass)
+    result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "already_configured"
+
+
+# --- reconfigure ------------------------------------------------------------------------------------
+
+
+async def test_reconfigure_moves_the_listener(
+    hass: HomeAssistant, init_integration: MockConfigEntry, taken_port: int
+) -> None:
+    result = await init_integration.start_reconfigure_flow(hass)
+    assert result["step_id"] == "reconfigure"
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {CONF_PORT: taken_port})
+    assert result["errors"] == {CONF_PORT: "port_in_use"}
+
+    port = free_port()
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {CONF_PORT: port})
+    await hass.async_block_till_done()
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "reconfigure_successful"
+    assert init_integration.data[CONF_PORT] == port
+    runtime: EstRuntime = init_integration.runtime_data
+    assert runtime.service.port == port
+
+
+async def test_reconfigure_an_entry_that_could_not_start(
+    hass: HomeAssistant, mock_config_entry: MockConfigEntry, taken_port: int
+) -> None:
+    entry = MockConfigEntry(
+        domain=DOMAIN, unique_id=DOMAIN, data={**mock_config_entry.data, CONF_PORT: taken_port}
+    )
+    entry.add_to_hass(hass)
+    await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    assert entry.state is ConfigEntryState.SETUP_RETRY
+
+    result = await entry.start_reconfigure_flow(hass)
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {CONF_PORT: free_port()})
+    await hass.async_block_till_done()
+    assert result["reason"] == "reconfigure_successful"
+    assert entry.state is ConfigEntryState.LOADED
+
+
+async def test_reconfigure_to_the_port_it_already_holds(
+    hass: HomeAssistant, mock_config_entry: MockConfigEntry
+) -> None:
+    port = free_port()
+    entry = MockConfigEntry(domain=DOMAIN, unique_id=DOMAIN, data={**mock_config_entry.data, CONF_PORT: port})
+    entry.add_to_hass(hass)
+    await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    result = await entry.start_reconfigure_flow(hass)
+    assert suggested(result, CONF_PORT) == port
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {CONF_PORT: port})
+    assert result["reason"] == "reconfigure_successful"
+    assert entry.state is ConfigEntryState.LOADED
+
+
+# --- options ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "errors"),
+    [
+        ({CONF_VALIDITY_DAYS: 30, CONF_RENEWAL_DAYS: 30}, {CONF_RENEWAL_DAYS: "renewal_too_long"}),
+        ({CONF_MANUFACTURER_CAS: "not a certificate"}, {CONF_MANUFACTURER_CAS: "invalid_pem"}),
+        ({CONF_MANUFACTURER_CAS: "LEAF"}, {CONF_MANUFACTURER_CAS: "not_a_ca"}),
+        ({CONF_MANUFACTURER_CAS: "NO_CONSTRAINTS"}, {CONF_MANUFACTURER_CAS: "not_a_ca"}),
+    ],
+)
+async def test_options_errors_then_success(
+    hass: HomeAssistant,
+    init_integration: MockConfigEntry,
+    options: dict[str, object],
+    errors: dict[str, str],
+    leaf_pem: str,
+    no_constraints_pem: str,
+) -> None:
+    manufacturer = HouseholdCA.create("Acme Factory")
+    placeholders = {"LEAF": leaf_pem, "NO_CONSTRAINTS": no_constraints_pem}
+    wrong = {CONF_VALIDITY_DAYS: 365, CONF_RENEWAL_DAYS: 30, CONF_MANUFACTURER_CAS: ""} | options
+    wrong[CONF_MANUFACTURER_CAS] = placeholders.get(
+        str(wrong[CONF_MANUFACTURER_CAS]), wrong[CONF_MANUFACTURER_CAS]
+    )
+
+    result = await hass.config_entries.options.async_init(init_integration.entry_id)
+    assert result["step_id"] == "init"
+    assert suggested(result, CONF_VALIDITY_DAYS) == 365
+    result = await hass.config_entries.options.async_configure(result["flow_id"], wrong)
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == errors
+
+    good = {
+        CONF_VALIDITY_DAYS: 90,
+        CONF_RENEWAL_DAYS: 10,
+        CONF_MANUFACTURER_CAS: manufacturer.certificate_pem.decode(),
+    }
+    result = await hass.config_entries.options.async_configure(result["flow_id"], good)
+    await hass.async_block_till_done()
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert init_integration.options == good | {CONF_MANUFACTURER_CAS: good[CONF_MANUFACTURER_CAS].strip()}
+    runtime: EstRuntime = init_integration.runtime_data  # reloaded with the new settings
+    assert runtime.settings.validity_days == 90
+    assert runtime.service.config.manufacturer_cas == [manufacturer.certificate]
+
+
+@pytest.fixture(scope="module")
+def leaf_pem() -> str:
+    ca = HouseholdCA.create("Leaf maker")
+    names = ListenerNames.from_hosts(["leaf.local"])
+    return ListenerIdentity.issue(ca, names, datetime.now(UTC)).to_pem()[0].decode()
+
+
+@pytest.fixture(scope="module")
+def no_constraints_pem() -> str:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bare")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    return certificate.public_bytes(serialization.Encoding.PEM).decode()
+
+
+# --- pre-registering an appliance (config subentry flow) ---------------------------------------------
+
+
+async def test_preregister_flow_errors_then_success(
+    hass: HomeAssistant, init_integration: MockConfigEntry
+) -> None:
+    result = await hass.config_entries.subentries.async_init(
+        (init_integration.entry_id, SUBENTRY_APPLIANCE), context={"source": SOURCE_USER}
+    )
+    assert result["type"] is FlowResultType.FORM
+    for user_input, errors in (
+        ({CONF_APPLIANCE_ID: "bad id!", CONF_PIN: "123456"}, {CONF_APPLIANCE_ID: "invalid_appliance_id"}),
+        ({CONF_APPLIANCE_ID: "oven", CONF_PIN: "123"}, {CONF_PIN: "pin_too_short"}),
+    ):
+        result = await hass.config_entries.subentries.async_configure(result["flow_id"], user_input)
+        assert result["errors"] == errors
+        assert suggested(result, CONF_PIN) is None  # a PIN is never echoed back
+
+    result = await hass.config_entries.subentries.async_configure(
+        result["flow_id"], {CONF_APPLIANCE_ID: "oven", CONF_PIN: "123456", CONF_NAME: "Kitchen oven"}
+    )
+    await hass.async_block_till_done()
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    (subentry,) = init_integration.subentries.values()
+    assert subentry.title == "Kitchen oven"
+    assert subentry.unique_id == "oven"
+    runtime: EstRuntime = init_integration.runtime_data
+    registration = runtime.service.policy.registration("oven")
+    assert registration is not None
+    assert registration.preregistered
+
+    result = await hass.config_entries.subentries.async_init(
+        (init_integration.entry_id, SUBENTRY_APPLIANCE), context={"source": SOURCE_USER}
+    )
+    result = await hass.config_entries.subentries.async_configure(
+        result["flow_id"], {CONF_APPLIANCE_ID: "oven", CONF_PIN: "654321"}
+    )
+    assert result["errors"] == {CONF_APPLIANCE_ID: "already_paired"}
+
+
+async def test_preregister_flow_needs_a_running_hub(
+    hass: HomeAssistant, init_integration: MockConfigEntry
+) -> None:
+    await hass.config_entries.async_unload(init_integration.entry_id)
+    result = await hass.config_entries.subentries.async_init(
+        (init_integration.entry_id, SUBENTRY_APPLIANCE), context={"source": SOURCE_USER}
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "not_running"
+
+
+async def test_options_without_manufacturer_cas(
+    hass: HomeAssistant, init_integration: MockConfigEntry
+) -> None:
+    result = await hass.config_entries.options.async_init(init_integration.entry_id)
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {CONF_VALIDITY_DAYS: 30, CONF_RENEWAL_DAYS: 7}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert init_integration.options[CONF_MANUFACTURER_CAS] == ""
+
+
+# --- discovery flows whose hub is gone or whose request does not fit ---------------------------------
+
+DISCOVERY = {
+    "request_id": "0123456789abcdef0123",
+    "identity": "id:oven",
+    "appliance_id": "oven",
+    "kind": "pin",
+    "key_fingerprint": "ab" * 32,
+    "key_type": "EC P-256",
+    "name": "Oven",
+    "address": "127.0.0.1",
+}
+
+
+async def discovery_flow(hass: HomeAssistant, data: dict[str, object]) -> str:
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_INTEGRATION_DISCOVERY}, data=data
+    )
+    assert result["type"] is FlowResultType.MENU
+    return str(result["flow_id"])
+
+
+@pytest.mark.parametrize(
+    ("steps", "reason"),
+    [
+        ([{"next_step_id": "reject"}], "not_running"),
+        ([{"next_step_id": "fingerprint"}, {"fingerprints_match": True}], "not_running"),
+        ([{"next_step_id": "pin"}, {"pin": "123456"}], "not_running"),
+    ],
+)
+async def test_decisions_need_a_running_hub(
+    hass: HomeAssistant, steps: list[dict[str, object]], reason: str
+) -> None:
+    flow_id = await discovery_flow(hass, DISCOVERY)
+    for step in steps:
+        result = await hass.config_entries.flow.async_configure(flow_id, step)
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == reason
+
+
+async def test_ignore_without_a_running_hub(hass: HomeAssistant) -> None:
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_IGNORE}, data={"unique_id": "id:oven", "title": "Oven"}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    flow = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_INTEGRATION_DISCOVERY}, data=DISCOVERY
+    )
+    assert flow["reason"] == "already_configured"
+
+
+async def test_a_pin_for_an_appliance_that_sent_none(
+    hass: HomeAssistant, runtime: EstRuntime, appliance_client: EstClient
+) -> None:
+    csr = build_csr(ec.generate_private_key(ec.SECP256R1()), "oven")
+    await appliance_client.simpleenroll(csr, username="oven", password="")
+    await hass.async_block_till_done()
+    (pending,) = runtime.service.policy.pending_requests()
+    for flow in hass.config_entries.flow.async_progress_by_handler(DOMAIN):
+        hass.config_entries.flow.async_abort(flow["flow_id"])
+    forged = pending_discovery_data(pending) | {"kind": "pin"}  # the menu would not offer a PIN
+    flow_id = await discovery_flow(hass, forged)
+    await hass.config_entries.flow.async_configure(flow_id, {"next_step_id": "pin"})
+    result = await hass.config_entries.flow.async_configure(flow_id, {"pin": "123456"})
+    assert result["reason"] == "no_pin_sent"
+    assert runtime.service.policy.registration("oven") is None

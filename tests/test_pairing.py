@@ -1,0 +1,334 @@
+"""Pairing as the owner sees it, with the real listener and the project's EST client as the appliance."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from freezegun.api import FrozenDateTimeFactory
+from homeassistant.config_entries import SOURCE_IGNORE
+from homeassistant.const import ATTR_ENTITY_ID
+from homeassistant.core import HomeAssistant
+from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.helpers import entity_registry as er
+from homeassistant.util import dt as dt_util
+import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
+
+from custom_components.est_pairing import async_remove_config_entry_device
+from custom_components.est_pairing.const import DOMAIN
+from custom_components.est_pairing.est.client import EstClient, Pending, build_csr, renewal_csr
+from custom_components.est_pairing.est.csr import ApplianceDetails
+from custom_components.est_pairing.est.errors import CertificateRevoked, LockedOut, NotAllowed
+from custom_components.est_pairing.runtime import EstRuntime
+
+from .conftest import device_for
+
+
+def key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+OVEN = ApplianceDetails(name="Kitchen oven", model="OV-200", manufacturer="Acme", serial_number="SN-42")
+
+
+async def ask(
+    hass: HomeAssistant, client: EstClient, private_key: ec.EllipticCurvePrivateKey, pin: str = "482913"
+) -> x509.Certificate | Pending:
+    """One simpleenroll from appliance ``oven``, then let Home Assistant react."""
+    result = await client.simpleenroll(
+        build_csr(private_key, "oven", details=OVEN), username="oven", password=pin
+    )
+    await hass.async_block_till_done()
+    return result
+
+
+def flows(hass: HomeAssistant) -> list[dict[str, Any]]:
+    return list(hass.config_entries.flow.async_progress_by_handler(DOMAIN))
+
+
+def entity_state(hass: HomeAssistant, unique_id_suffix: str) -> str:
+    registry = er.async_get(hass)
+    (entity_id,) = [e.entity_id for e in registry.entities.values() if e.unique_id.endswith(unique_id_suffix)]
+    state = hass.states.get(entity_id)
+    assert state is not None
+    return state.state
+
+
+async def test_pin_pairing_end_to_end(
+    hass: HomeAssistant, runtime: EstRuntime, appliance_client: EstClient
+) -> None:
+    oven_key = key()
+    assert isinstance(await ask(hass, appliance_client, oven_key), Pending)
+    assert entity_state(hass, "_pending_requests") == "1"
+
+    (flow,) = flows(hass)
+    assert flow["context"]["unique_id"] == "id:oven"
+    assert flow["context"]["title_placeholders"] == {"name": "Kitchen oven"}
+    assert flow["step_id"] == "confirm"
+    result = await hass.config_entries.flow.async_configure(flow["flow_id"])  # show the menu again
+    assert result["type"] is FlowResultType.MENU
+    assert result["menu_options"] == ["pin", "fingerprint", "reject"]
+    placeholders = result["description_placeholders"]
+    assert placeholders["appliance_id"] == "oven"
+    assert placeholders["model"] == "OV-200"
+    assert placeholders["manufacturer"] == "Acme"
+    assert placeholders["serial_number"] == "SN-42"
+    assert placeholders["address"] == "127.0.0.1"
+    assert len(placeholders["short_fingerprint"].split()) == 4
+    assert len(placeholders["fingerprint"].split()) == 16
+
+    result = await hass.config_entries.flow.async_configure(flow["flow_id"], {"next_step_id": "pin"})
+    assert result["step_id"] == "pin"
+    result = await hass.config_entries.flow.async_configure(flow["flow_id"], {"pin": "000000"})
+    assert result["errors"] == {"pin": "wrong_pin"}
+    assert result["description_placeholders"]["attempts_left"] == "2"
+    assert not hass.config_entries.async_entries(DOMAIN)[0].subentries  # nothing before the right PIN
+
+    result = await hass.config_entries.flow.async_configure(flow["flow_id"], {"pin": "482913"})
+    await hass.async_block_till_done()
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "approved"
+    assert flows(hass) == []
+
+    device = device_for(hass, "oven")
+    assert device is not None
+    assert (device.name, device.model, device.manufacturer, device.serial_number) == (
+        "Kitchen oven",
+        "OV-200",
+        "Acme",
+        "SN-42",
+    )
+    assert entity_state(hass, "_oven_certificate_status") == "awaiting_enrollment"
+
+    certificate = await ask(hass, appliance_client, oven_key)
+    assert isinstance(certificate, x509.Certificate)
+    certificate.verify_directly_issued_by(runtime.service.ca.certificate)
+    assert certificate.subject.rfc4514_string() == "CN=oven"
+    assert entity_state(hass, "_oven_certificate_status") == "valid"
+    assert entity_state(hass, "_oven_certificate_expiry") == certificate.not_valid_after_utc.isoformat()
+    assert entity_state(hass, "_pending_requests") == "0"
+
+    renewed = await appliance_client.reenroll(renewal_csr(oven_key, certificate), certificate, oven_key)
+    await hass.async_block_till_done()
+    assert entity_state(hass, "_oven_certificate_expiry") == renewed.not_valid_after_utc.isoformat()
+
+
+async def test_fingerprint_pairing(
+    hass: HomeAssistant, runtime: EstRuntime, appliance_client: EstClient
+) -> None:
+    oven_key = key()
+    assert isinstance(await ask(hass, appliance_client, oven_key, pin=""), Pending)
+    (flow,) = flows(hass)
+    result = await hass.config_entries.flow.async_configure(flow["flow_id"])
+    assert result["menu_options"] == ["fingerprint", "reject"]
+    result = await hass.config_entries.flow.async_configure(flow["flow_id"], {"next_step_id": "fingerprint"})
+    pending = runtime.service.policy.pending_requests()[0]
+    assert (
+        result["description_placeholders"]["fingerprint"].replace(" ", "").lower() == pending.key_fingerprint
+    )
+    result = await hass.config_entries.flow.async_configure(flow["flow_id"], {"fingerprints_match": False})
+    assert result["errors"] == {"base": "confirm_match"}
+    result = await hass.config_entries.flow.async_configure(flow["flow_id"], {"fingerprints_match": True})
+    assert result["reason"] == "approved"
+    assert isinstance(await ask(hass, appliance_client, oven_key, pin=""), x509.Certificate)
+
+
+async def test_reject_makes_the_next_retry_403(
+    hass: HomeAssistant, runtime: EstRuntime, appliance_client: EstClient
+) -> None:
+    oven_key = key()
+    await ask(hass, appliance_client, oven_key)
+    (flow,) = flows(hass)
+    result = await hass.config_entries.flow.async_configure(flow["flow_id"], {"next_step_id": "reject"})
+    assert result["reason"] == "rejected"
+    with pytest.raises(NotAllowed, match="403"):
+        await ask(hass, appliance_client, oven_key)
+    assert len(runtime.service.ledger) == 0
+
+
+async def test_ignoring_the_discovery_rejects_it(
+    hass: HomeAssistant, runtime: EstRuntime, appliance_client: EstClient
+) -> None:
+    oven_key = key()
+    await ask(hass, appliance_client, oven_key)
+    assert len(flows(hass)) == 1
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_IGNORE}, data={"unique_id": "id:oven", "title": "Kitchen oven"}
+    )
+    await hass.async_block_till_done()
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert flows(hass) == []
+    with pytest.raises(NotAllowed, match="403"):
+        await ask(hass, appliance_client, oven_key)
+
+
+async def test_wrong_pins_stop_the_flow_and_lock_the_appliance(
+    hass: HomeAssistant, runtime: EstRuntime, appliance_client: EstClient
+) -> None:
+    oven_key = key()
+    await ask(hass, appliance_client, oven_key)
+    (flow,) = flows(hass)
+    await hass.config_entries.flow.async_configure(flow["flow_id"], {"next_step_id": "pin"})
+    for _ in range(2):
+        result = await hass.config_entries.flow.async_configure(flow["flow_id"], {"pin": "111111"})
+        assert result["errors"] == {"pin": "wrong_pin"}
+    result = await hass.config_entries.flow.async_configure(flow["flow_id"], {"pin": "111111"})
+    assert result["reason"] == "locked_out"
+    with pytest.raises(LockedOut):
+        await ask(hass, appliance_client, oven_key)
+    assert len(runtime.service.ledger) == 0
+
+
+async def test_one_flow_per_appliance_id_and_the_next_key_gets_its_turn(
+    hass: HomeAssistant, runtime: EstRuntime, appliance_client: EstClient
+) -> None:
+    first, second = key(), key()
+    await ask(hass, appliance_client, first)
+    await ask(hass, appliance_client, second)
+    (flow,) = flows(hass)
+    assert len(runtime.service.policy.pending_requests()) == 2
+    result = await hass.config_entries.flow.async_configure(flow["flow_id"], {"next_step_id": "reject"})
+    await hass.async_block_till_done()
+    (next_flow,) = flows(hass)
+    assert next_flow["flow_id"] != flow["flow_id"]
+    result = await hass.config_entries.flow.async_configure(next_flow["flow_id"], {"next_step_id": "pin"})
+    result = await hass.config_entries.flow.async_configure(next_flow["flow_id"], {"pin": "482913"})
+    assert result["reason"] == "approved"
+    assert isinstance(await ask(hass, appliance_client, second), x509.Certificate)
+    with pytest.raises(NotAllowed):
+        await ask(hass, appliance_client, first)
+
+
+async def test_flows_close_when_their_request_expires_or_the_hub_unloads(
+    hass: HomeAssistant,
+    init_integration: MockConfigEntry,
+    runtime: EstRuntime,
+    appliance_client: EstClient,
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    await ask(hass, appliance_client, key())
+    assert len(flows(hass)) == 1
+    freezer.tick(timedelta(hours=25))
+    assert runtime.service.policy.pending_requests() == []
+    await hass.async_block_till_done()
+    assert flows(hass) == []
+
+    freezer.tick(timedelta(seconds=1))
+    await ask(hass, appliance_client, key())
+    assert len(flows(hass)) == 1
+    await hass.config_entries.async_unload(init_integration.entry_id)
+    await hass.async_block_till_done()
+    assert flows(hass) == []
+
+
+async def test_approving_after_the_request_is_gone(
+    hass: HomeAssistant, runtime: EstRuntime, appliance_client: EstClient
+) -> None:
+    await ask(hass, appliance_client, key())
+    (flow,) = flows(hass)
+    await hass.config_entries.flow.async_configure(flow["flow_id"], {"next_step_id": "fingerprint"})
+    runtime.service.policy.reject(runtime.service.policy.pending_requests()[0].request_id)
+    result = await hass.config_entries.flow.async_configure(flow["flow_id"], {"fingerprints_match": True})
+    assert result["reason"] == "request_gone"
+
+
+async def test_preregistered_appliance_enrolls_unattended(
+    hass: HomeAssistant, runtime: EstRuntime, appliance_client: EstClient
+) -> None:
+    await hass.services.async_call(
+        DOMAIN,
+        "preregister_appliance",
+        {"appliance_id": "oven", "pin": "482913", "name": "Kitchen oven"},
+        blocking=True,
+    )
+    await hass.async_block_till_done()
+    certificate = await ask(hass, appliance_client, key())
+    assert isinstance(certificate, x509.Certificate)
+    assert flows(hass) == []
+    assert device_for(hass, "oven") is not None
+    assert entity_state(hass, "_oven_certificate_status") == "valid"
+
+
+async def paired_oven(
+    hass: HomeAssistant, runtime: EstRuntime, client: EstClient
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    runtime.preregister("oven", "482913", "Kitchen oven")
+    await hass.async_block_till_done()
+    oven_key = key()
+    certificate = await ask(hass, client, oven_key)
+    assert isinstance(certificate, x509.Certificate)
+    return certificate, oven_key
+
+
+async def test_revoke_button_blocks_renewal(
+    hass: HomeAssistant, runtime: EstRuntime, appliance_client: EstClient
+) -> None:
+    certificate, oven_key = await paired_oven(hass, runtime, appliance_client)
+    registry = er.async_get(hass)
+    (button,) = [e.entity_id for e in registry.entities.values() if e.domain == "button"]
+    assert registry.async_get(button).entity_category == "config"  # type: ignore[union-attr]
+    await hass.services.async_call("button", "press", {ATTR_ENTITY_ID: button}, blocking=True)
+    await hass.async_block_till_done()
+    assert entity_state(hass, "_oven_certificate_status") == "revoked"
+    with pytest.raises(CertificateRevoked):
+        await appliance_client.reenroll(renewal_csr(oven_key, certificate), certificate, oven_key)
+    crl = await appliance_client.crl()
+    assert crl.get_revoked_certificate_by_serial_number(certificate.serial_number) is not None
+
+
+async def test_removing_the_appliance_revokes_it(
+    hass: HomeAssistant, init_integration: MockConfigEntry, runtime: EstRuntime, appliance_client: EstClient
+) -> None:
+    certificate, oven_key = await paired_oven(hass, runtime, appliance_client)
+    (subentry_id,) = init_integration.subentries
+    hass.config_entries.async_remove_subentry(init_integration, subentry_id)
+    await hass.async_block_till_done()
+    assert device_for(hass, "oven") is None
+    record = runtime.service.ledger.get(certificate.serial_number)
+    assert record is not None
+    assert record.revoked
+    with pytest.raises(CertificateRevoked):
+        await appliance_client.reenroll(renewal_csr(oven_key, certificate), certificate, oven_key)
+
+
+async def test_deleting_the_device_revokes_and_removes_the_appliance(
+    hass: HomeAssistant, init_integration: MockConfigEntry, runtime: EstRuntime, appliance_client: EstClient
+) -> None:
+    certificate, _ = await paired_oven(hass, runtime, appliance_client)
+    oven = device_for(hass, "oven")
+    hub = device_for(hass, init_integration.entry_id)
+    assert oven is not None
+    assert hub is not None
+    assert not await async_remove_config_entry_device(hass, init_integration, hub)
+    assert await async_remove_config_entry_device(hass, init_integration, oven)
+    await hass.async_block_till_done()
+    assert init_integration.subentries == {}
+    assert runtime.service.ledger.get(certificate.serial_number).revoked  # type: ignore[union-attr]
+
+
+async def test_status_follows_the_clock(
+    hass: HomeAssistant, runtime: EstRuntime, appliance_client: EstClient, freezer: FrozenDateTimeFactory
+) -> None:
+    certificate, _ = await paired_oven(hass, runtime, appliance_client)
+    freezer.move_to(certificate.not_valid_after_utc - timedelta(days=10))
+    async_fire_time_changed(hass, dt_util.utcnow())
+    await hass.async_block_till_done(wait_background_tasks=True)
+    assert entity_state(hass, "_oven_certificate_status") == "expiring"
+    freezer.move_to(certificate.not_valid_after_utc + timedelta(hours=2))
+    async_fire_time_changed(hass, dt_util.utcnow())
+    await hass.async_block_till_done(wait_background_tasks=True)
+    assert entity_state(hass, "_oven_certificate_status") == "expired"
+
+
+async def test_appliances_survive_a_reload(
+    hass: HomeAssistant, init_integration: MockConfigEntry, runtime: EstRuntime, appliance_client: EstClient
+) -> None:
+    certificate, _ = await paired_oven(hass, runtime, appliance_client)
+    assert await hass.config_entries.async_reload(init_integration.entry_id)
+    await hass.async_block_till_done()
+    assert entity_state(hass, "_oven_certificate_expiry") == certificate.not_valid_after_utc.isoformat()
+    reloaded: EstRuntime = init_integration.runtime_data
+    assert reloaded.service.policy.registration("oven") is not None

@@ -1,0 +1,44 @@
+"""The fixable repair issue: Home Assistant's addresses changed under the listener certificate."""
+
+from __future__ import annotations
+
+from unittest.mock import patch
+
+from homeassistant.components.repairs import DOMAIN as REPAIRS_DOMAIN
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import issue_registry as ir
+from homeassistant.setup import async_setup_component
+from homeassistant.util import dt as dt_util
+from pytest_homeassistant_custom_component.common import async_fire_time_changed
+from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
+
+from custom_components.est_pairing.const import DOMAIN, ISSUE_LISTENER_NAMES, REFRESH_INTERVAL
+from custom_components.est_pairing.runtime import EstRuntime
+
+NEW_ADDRESSES = ["192.168.7.7"]
+
+
+async def test_listener_names_issue_and_its_fix(
+    hass: HomeAssistant,
+    runtime: EstRuntime,
+    hass_client: ClientSessionGenerator,
+) -> None:
+    assert await async_setup_component(hass, REPAIRS_DOMAIN, {})
+    with patch("homeassistant.components.network.async_get_announce_addresses", return_value=NEW_ADDRESSES):
+        async_fire_time_changed(hass, dt_util.utcnow() + REFRESH_INTERVAL)
+        await hass.async_block_till_done(wait_background_tasks=True)
+        issue = ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_LISTENER_NAMES)
+        assert issue is not None
+        assert issue.is_fixable
+
+        client = await hass_client()
+        response = await client.post(
+            "/api/repairs/issues/fix", json={"handler": DOMAIN, "issue_id": ISSUE_LISTENER_NAMES}
+        )
+        flow = await response.json()
+        assert flow["step_id"] == "confirm"
+        response = await client.post(f"/api/repairs/issues/fix/{flow['flow_id']}", json={})
+        assert (await response.json())["type"] == "create_entry"
+
+    assert "192.168.7.7" in runtime.service.listener_identity.names().all()
+    assert ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_LISTENER_NAMES) is None

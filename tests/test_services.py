@@ -1,0 +1,70 @@
+"""Actions: revoke, pre-register, export the CA; their errors are translated."""
+
+from __future__ import annotations
+
+from cryptography import x509
+from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import ServiceValidationError
+import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+import voluptuous as vol
+
+from custom_components.est_pairing.const import DOMAIN
+from custom_components.est_pairing.runtime import EstRuntime
+
+from .conftest import device_for
+
+
+async def test_export_ca(hass: HomeAssistant, runtime: EstRuntime) -> None:
+    response = await hass.services.async_call(DOMAIN, "export_ca", blocking=True, return_response=True)
+    assert response is not None
+    certificate = x509.load_pem_x509_certificate(str(response["certificate"]).encode())
+    assert certificate == runtime.service.ca.certificate
+    assert response["fingerprint"] == runtime.ca_fingerprint
+    port = runtime.service.port
+    assert response["qr_payload"] == (
+        f"est://192.168.1.2:{port}/.well-known/est?sha256={runtime.ca_fingerprint}"
+    )
+    assert response["expires"] == certificate.not_valid_after_utc.isoformat()
+
+
+async def test_preregister_validates_its_input(hass: HomeAssistant, runtime: EstRuntime) -> None:
+    with pytest.raises(vol.Invalid):
+        await hass.services.async_call(
+            DOMAIN, "preregister_appliance", {"appliance_id": "oven", "pin": "123"}, blocking=True
+        )
+    with pytest.raises(ServiceValidationError) as err:
+        await hass.services.async_call(
+            DOMAIN, "preregister_appliance", {"appliance_id": "../oven", "pin": "123456"}, blocking=True
+        )
+    assert err.value.translation_key == "invalid_request"
+    assert runtime.service.policy.registrations() == []
+
+
+async def test_revoke_needs_an_appliance_device(
+    hass: HomeAssistant, init_integration: MockConfigEntry
+) -> None:
+    hub = device_for(hass, init_integration.entry_id)
+    assert hub is not None
+    for device_id in (hub.id, "no-such-device"):
+        with pytest.raises(ServiceValidationError) as err:
+            await hass.services.async_call(
+                DOMAIN, "revoke_certificate", {"device_id": device_id}, blocking=True
+            )
+        assert err.value.translation_key == "not_an_appliance"
+
+
+async def test_revoke_by_device(hass: HomeAssistant, runtime: EstRuntime) -> None:
+    runtime.preregister("oven", "123456", "Kitchen oven")
+    await hass.async_block_till_done()
+    oven = device_for(hass, "oven")
+    assert oven is not None
+    await hass.services.async_call(DOMAIN, "revoke_certificate", {"device_id": oven.id}, blocking=True)
+    assert runtime.service.policy.registration("oven") is None
+
+
+async def test_actions_need_a_running_hub(hass: HomeAssistant, init_integration: MockConfigEntry) -> None:
+    await hass.config_entries.async_unload(init_integration.entry_id)
+    with pytest.raises(ServiceValidationError) as err:
+        await hass.services.async_call(DOMAIN, "export_ca", blocking=True, return_response=True)
+    assert err.value.translation_key == "not_loaded"
