@@ -2,7 +2,8 @@
 
 Creates ``config/`` on first run (configuration.yaml, and custom_components/est_pairing as a link to
 the repository, so edits apply on restart), installs what Home Assistant would install at start-up,
-then runs ``hass -c config`` until Ctrl-C.
+runs ``hass -c config``, completes onboarding through the REST API with a local owner account
+(printed on start), and runs until Ctrl-C.
 
 ``--isolated`` runs Home Assistant inside a private network namespace (``ip netns``, root only) with
 loopback only, so none of its mDNS leaves this machine; http://127.0.0.1:8123 outside is forwarded
@@ -14,12 +15,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 from pathlib import Path
+import secrets
 import shutil
 import signal
 import subprocess
 import sys
+
+import aiohttp
+from ha_api import HomeAssistantApi, Owner
 
 ROOT = Path(__file__).resolve().parents[2]
 NETNS = "est-dev"
@@ -56,6 +62,32 @@ def prepare_config(config: Path) -> None:
         if link.exists():
             shutil.rmtree(link)
         link.symlink_to(ROOT / "custom_components" / "est_pairing")
+
+
+def owner_account(config: Path) -> Owner:
+    """The local owner account: created once with a random password, kept in config/ (0600)."""
+    path = config / ".develop-owner.json"
+    if path.exists():
+        return Owner(**json.loads(path.read_text()))
+    owner = Owner(name="Owner", username="owner", password=secrets.token_urlsafe(12))
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        json.dump(owner.__dict__, handle)
+    return owner
+
+
+async def onboard(owner: Owner) -> None:
+    """Wait for Home Assistant, then onboard it (once) with the owner account."""
+    async with aiohttp.ClientSession() as session:
+        api = HomeAssistantApi(session, f"http://127.0.0.1:{HTTP_PORT}")
+        await api.wait_until_up()
+        if await api.onboard(owner):
+            print("scripts/develop: onboarding done", flush=True)
+    print(
+        f"scripts/develop: Home Assistant is ready at http://127.0.0.1:{HTTP_PORT}\n"
+        f"scripts/develop: log in as '{owner.username}' with password '{owner.password}'",
+        flush=True,
+    )
 
 
 def install_requirements(config: Path) -> None:
@@ -137,9 +169,11 @@ async def run(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, process.send_signal, signal.SIGTERM)
+    onboarding = asyncio.create_task(onboard(owner_account(config)))
     try:
         return await process.wait()
     finally:
+        onboarding.cancel()
         if server is not None:
             server.close()
         if args.isolated:

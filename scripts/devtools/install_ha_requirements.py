@@ -2,8 +2,8 @@
 
 Home Assistant installs integration (and login-module) requirements on first use.
 ``scripts/develop --isolated`` runs it in a network namespace with no route out, so this asks Home
-Assistant's own requirements manager to install them first: the default integrations, those in
-configuration.yaml, and this integration.
+Assistant's own requirements manager to install them first: the default integrations, those
+onboarding sets up, those in configuration.yaml, and this integration.
 
     python scripts/devtools/install_ha_requirements.py CONFIG_DIR [DOMAIN ...]
 """
@@ -33,11 +33,16 @@ async def install(config_dir: str, domains: set[str]) -> None:
         await hass.async_stop(force=True)
 
 
+# Onboarding sets these up (weather, radio, text-to-speech, shopping list).
+ONBOARDING_INTEGRATIONS = {"met", "radio_browser", "google_translate", "shopping_list"}
+
+
 def main() -> None:
     """Entry point."""
     config_dir, *extra = sys.argv[1:]
     domains = (
-        bootstrap.CORE_INTEGRATIONS
+        ONBOARDING_INTEGRATIONS
+        | bootstrap.CORE_INTEGRATIONS
         | bootstrap.DEFAULT_INTEGRATIONS
         | bootstrap.LOGGING_AND_HTTP_DEPS_INTEGRATIONS
         | bootstrap.FRONTEND_INTEGRATIONS
