@@ -376,3 +376,10 @@ async def test_a_pin_for_an_appliance_that_sent_none(
     result = await hass.config_entries.flow.async_configure(flow_id, {"pin": "123456"})
     assert result["reason"] == "no_pin_sent"
     assert runtime.service.policy.registration("oven") is None
+
+
+async def test_an_abandoned_dialog_does_not_block_a_new_one(hass: HomeAssistant) -> None:
+    abandoned = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
+    result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
+    assert result["type"] is FlowResultType.FORM
+    assert result["flow_id"] != abandoned["flow_id"]

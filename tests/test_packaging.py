@@ -229,3 +229,32 @@ def _canonical(name: str) -> str:
 @pytest.mark.parametrize("path", sorted(INTEGRATION.glob("translations/*.json")))
 def test_translation_files_are_valid_json(path: Path) -> None:
     assert json.loads(path.read_text())
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, str):
+        yield value
+
+
+def test_translations_parse_as_icu_messages() -> None:
+    """The frontend formats strings as ICU messages: '<x>' is a tag and breaks the whole string."""
+    for text in _strings(TRANSLATIONS):
+        assert not re.search(r"<[A-Za-z/]", text), text
+        assert text.count("{") == text.count("}"), text
+
+
+def test_flow_titles_have_no_placeholders() -> None:
+    """The frontend does not give menu titles the step's placeholders: keep every title plain."""
+
+    def titles(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                yield from titles(item, f"{path}.{key}")
+        elif path.endswith(".title") and ".step." in path:
+            yield path, value
+
+    for path, title in titles(TRANSLATIONS):
+        assert "{" not in title, path

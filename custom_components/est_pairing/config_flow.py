@@ -129,7 +129,7 @@ class EstPairingConfigFlow(ConfigFlow, domain=DOMAIN):
 
     async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Name the household CA and choose the EST port (checked before anything is created)."""
-        await self.async_set_unique_id(DOMAIN)
+        await self.async_set_unique_id(DOMAIN, raise_on_progress=False)  # a closed dialog may linger
         self._abort_if_unique_id_configured()
         errors: dict[str, str] = {}
         if user_input is not None:

@@ -76,13 +76,22 @@ def owner_account(config: Path) -> Owner:
     return owner
 
 
-async def onboard(owner: Owner) -> None:
+# Onboarding adds these; without a route to the internet they cannot work, so isolated runs drop them.
+NEEDS_INTERNET = {"radio_browser", "met"}
+
+
+async def onboard(owner: Owner, *, isolated: bool) -> None:
     """Wait for Home Assistant, then onboard it (once) with the owner account."""
     async with aiohttp.ClientSession() as session:
         api = HomeAssistantApi(session, f"http://127.0.0.1:{HTTP_PORT}")
         await api.wait_until_up()
         if await api.onboard(owner):
             print("scripts/develop: onboarding done", flush=True)
+            if isolated:
+                await asyncio.sleep(5)  # let onboarding's integrations try to set up
+                await api.login(owner)
+                for title in await api.remove_failed_entries(NEEDS_INTERNET):
+                    print(f"scripts/develop: removed {title} (it needs the internet)", flush=True)
     print(
         f"scripts/develop: Home Assistant is ready at http://127.0.0.1:{HTTP_PORT}\n"
         f"scripts/develop: log in as '{owner.username}' with password '{owner.password}'",
@@ -157,7 +166,7 @@ async def forward(port: int) -> asyncio.Server:
 
 async def run(args: argparse.Namespace) -> int:
     """Start Home Assistant (isolated or not) and wait for it to exit."""
-    config = ROOT / "config"
+    config: Path = args.config
     command = [sys.executable, "-m", "homeassistant", "-c", str(config)]
     server = None
     if args.isolated:
@@ -169,7 +178,7 @@ async def run(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, process.send_signal, signal.SIGTERM)
-    onboarding = asyncio.create_task(onboard(owner_account(config)))
+    onboarding = asyncio.create_task(onboard(owner_account(config), isolated=args.isolated))
     try:
         return await process.wait()
     finally:
@@ -188,10 +197,16 @@ def main() -> None:
         action="store_true",
         help="run inside a private network namespace: no mDNS leaves this machine (root)",
     )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=ROOT / "config",
+        help="Home Assistant configuration directory (default: config/ in the repository)",
+    )
     args = parser.parse_args()
-    config = ROOT / "config"
-    prepare_config(config)
-    install_requirements(config)
+    args.config = args.config.resolve()
+    prepare_config(args.config)
+    install_requirements(args.config)
     with contextlib.suppress(KeyboardInterrupt):
         sys.exit(asyncio.run(run(args)))
 

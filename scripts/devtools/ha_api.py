@@ -89,6 +89,19 @@ class HomeAssistantApi:
         )
         await self._token({"grant_type": "authorization_code", "code": result["result"]})
 
+    async def remove_failed_entries(self, domains: set[str]) -> list[str]:
+        """Delete config entries of these domains that failed to set up; returns their titles."""
+        removed = []
+        for entry in await self.get("/api/config/config_entries/entry"):
+            if entry["domain"] in domains and entry["state"] in {"setup_error", "setup_retry"}:
+                async with self.session.delete(
+                    f"{self.base_url}/api/config/config_entries/entry/{entry['entry_id']}",
+                    headers=self._headers(),
+                ) as response:
+                    response.raise_for_status()
+                removed.append(entry["title"])
+        return removed
+
     async def get(self, path: str) -> Any:
         """GET a JSON resource."""
         async with self.session.get(f"{self.base_url}{path}", headers=self._headers()) as response:
