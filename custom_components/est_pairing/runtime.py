@@ -206,7 +206,8 @@ class EstRuntime:
         self._unsubscribers.clear()
         if self._service_info is not None:
             aiozc = await zeroconf.async_get_async_instance(self.hass)
-            await aiozc.async_unregister_service(self._service_info)
+            goodbye = await aiozc.async_unregister_service(self._service_info)
+            await goodbye  # the goodbye packets go out now, not from a task left behind by the unload
             self._service_info = None
         for identity in {p.identity for p in self.service.policy.pending_requests()}:
             for flow_id in self._flows_for(identity):
