@@ -71,6 +71,25 @@ async def appliance(
     return Run(code, lines, capsys.readouterr().err.strip())
 
 
+def issue(
+    ca: HouseholdCA,
+    public_key: ec.EllipticCurvePublicKey,
+    common_name: str,
+    start: datetime,
+    lifetime: timedelta,
+) -> x509.Certificate:
+    """A client certificate from ``ca``, valid from ``start`` for ``lifetime``."""
+    return ca.issue_appliance_certificate(
+        public_key=public_key,
+        name=IssuedName(common_name),
+        server_auth=False,
+        serial_number=x509.random_serial_number(),
+        not_before=start,
+        not_after=start + lifetime,
+        crl_url=None,
+    )
+
+
 def stored_certificate(state_dir: Path) -> x509.Certificate:
     return x509.load_pem_x509_certificate((state_dir / "certificate.pem").read_bytes())
 
@@ -260,15 +279,8 @@ def test_renewal_is_due_at_two_thirds_of_the_lifetime(tmp_path: Path) -> None:
     config = cli.config_from(cli.parser().parse_args(["--id", "oven", "--state-dir", str(tmp_path)]))
     start = datetime(2026, 1, 1, tzinfo=UTC)
     ca = HouseholdCA.create("Test", now=start)
-    certificate = ca.issue_appliance_certificate(
-        public_key=ec.generate_private_key(ec.SECP256R1()).public_key(),
-        name=IssuedName("oven"),
-        server_auth=False,
-        serial_number=1,
-        not_before=start,
-        not_after=start + timedelta(days=300),
-        crl_url=None,
-    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    certificate = issue(ca, key.public_key(), "oven", start, timedelta(days=300))
     assert Appliance(config, print).renewal_due(certificate) == start + timedelta(days=200)
 
 
@@ -286,16 +298,8 @@ async def test_no_server_to_reach(tmp_path: Path, capsys: pytest.CaptureFixture[
 async def test_enrolls_with_a_factory_certificate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     manufacturer = HouseholdCA.create("Acme Factory")
     factory_key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.now(UTC)
-    factory_certificate = manufacturer.issue_appliance_certificate(
-        public_key=factory_key.public_key(),
-        name=IssuedName("SN-7"),
-        server_auth=False,
-        serial_number=7,
-        not_before=now - timedelta(days=1),
-        not_after=now + timedelta(days=1),
-        crl_url=None,
-    )
+    yesterday = datetime.now(UTC) - timedelta(days=1)
+    factory_certificate = issue(manufacturer, factory_key.public_key(), "SN-7", yesterday, timedelta(days=2))
     (tmp_path / "factory.pem").write_bytes(factory_certificate.public_bytes(serialization.Encoding.PEM))
     (tmp_path / "factory.key").write_bytes(
         factory_key.private_bytes(
@@ -384,16 +388,8 @@ def test_a_renewal_interrupted_by_a_crash_keeps_certificate_and_key_together(tmp
     store = KeyStore(tmp_path)
     store.enrollment_key()
     new_key = store.renewal_key()
-    ca = HouseholdCA.create("Test")
-    now = datetime.now(UTC)
-    certificate = ca.issue_appliance_certificate(
-        public_key=new_key.public_key(),
-        name=IssuedName("oven"),
-        server_auth=False,
-        serial_number=2,
-        not_before=now,
-        not_after=now + timedelta(days=1),
-        crl_url=None,
+    certificate = issue(
+        HouseholdCA.create("Test"), new_key.public_key(), "oven", datetime.now(UTC), timedelta(days=1)
     )
     # The renewed certificate was written, then the process died before next-key.pem became key.pem.
     (tmp_path / "certificate.pem").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
