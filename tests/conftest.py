@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from unittest.mock import MagicMock, patch
@@ -25,7 +26,11 @@ def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
 
 @pytest.fixture(autouse=True)
 def zeroconf(mock_async_zeroconf: MagicMock) -> MagicMock:
-    """Home Assistant's shared zeroconf instance, mocked: nothing multicasts in unit tests."""
+    """Home Assistant's shared zeroconf instance, mocked: nothing multicasts in unit tests.
+
+    Unregistering returns the goodbye broadcast to await, as python-zeroconf's does.
+    """
+    mock_async_zeroconf.async_unregister_service.side_effect = lambda _info: asyncio.sleep(0)
     return mock_async_zeroconf
 
 

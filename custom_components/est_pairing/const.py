@@ -25,11 +25,6 @@ CONF_APPLIANCE_ID: Final = "appliance_id"
 CONF_PIN: Final = "pin"
 CONF_NAME: Final = "name"
 
-# mDNS announcement (TXT keys are this project's: docs/appliance-profile.md)
-SERVICE_TYPE: Final = "_est._tcp.local."
-EST_PATH: Final = "/.well-known/est"
-TXT_VERSION: Final = "1"
-
 # Repair issues
 ISSUE_PORT_UNAVAILABLE: Final = "port_unavailable"
 ISSUE_CA_EXPIRING: Final = "ca_expiring"

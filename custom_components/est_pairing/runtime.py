@@ -41,15 +41,13 @@ from .const import (
     DEFAULT_RENEWAL_DAYS,
     DEFAULT_VALIDITY_DAYS,
     DOMAIN,
-    EST_PATH,
     ISSUE_CA_EXPIRING,
     ISSUE_LISTENER_NAMES,
     ISSUE_PORT_UNAVAILABLE,
     REFRESH_INTERVAL,
-    SERVICE_TYPE,
     SUBENTRY_APPLIANCE,
-    TXT_VERSION,
 )
+from .est import discovery
 from .est.ca import format_fingerprint
 from .est.csr import ApplianceDetails
 from .est.ledger import CertificateRecord
@@ -208,7 +206,8 @@ class EstRuntime:
         self._unsubscribers.clear()
         if self._service_info is not None:
             aiozc = await zeroconf.async_get_async_instance(self.hass)
-            await aiozc.async_unregister_service(self._service_info)
+            goodbye = await aiozc.async_unregister_service(self._service_info)
+            await goodbye  # the goodbye packets go out now, not from a task left behind by the unload
             self._service_info = None
         for identity in {p.identity for p in self.service.policy.pending_requests()}:
             for flow_id in self._flows_for(identity):
@@ -228,13 +227,12 @@ class EstRuntime:
         return ListenerNames.from_hosts([f"{host}.local", host, *addresses, "localhost", "127.0.0.1"])
 
     async def _announce(self, names: ListenerNames) -> None:
-        info = AsyncServiceInfo(
-            SERVICE_TYPE,
-            f"{self.settings.ca_name[:40]} Household CA.{SERVICE_TYPE}",
+        info = discovery.service_info(
+            f"{self.settings.ca_name[:40]} Household CA",
             port=self.service.port,
-            properties={"path": EST_PATH, "cafp": self.service.ca.fingerprint, "ver": TXT_VERSION},
+            ca_fingerprint=self.service.ca.fingerprint,
             server=f"{self.host_name}.local.",
-            parsed_addresses=[str(a) for a in names.ip_addresses if not a.is_loopback]
+            addresses=[str(a) for a in names.ip_addresses if not a.is_loopback]
             or [str(a) for a in names.ip_addresses],
         )
         aiozc = await zeroconf.async_get_async_instance(self.hass)
@@ -302,8 +300,7 @@ class EstRuntime:
         """What an appliance that scans a QR code needs: where to enroll and which CA to expect."""
         addresses = [a for a in self.service.config.names.ip_addresses if not a.is_loopback]
         host = str(addresses[0]) if addresses else f"{self.host_name}.local"
-        host = f"[{host}]" if ":" in host else host
-        return f"est://{host}:{self.service.port}{EST_PATH}?sha256={self.ca_fingerprint}"
+        return discovery.qr_payload(host, self.service.port, self.ca_fingerprint)
 
     def formatted_fingerprint(self, *, groups: int | None = None) -> str:
         """The CA fingerprint in groups of four, for people."""

@@ -1,0 +1,326 @@
+"""An appliance's certificate life cycle: locate the server, bootstrap its CA, enroll, renew in time.
+
+The reference behaviour for appliance makers (docs/appliance-profile.md); ``est.appliance`` is its
+command line. Trust comes from the CA fingerprint the owner supplies (or, without one, from the first
+CA seen, which is then pinned), never from the mDNS announcement that located the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+import time
+
+import aiohttp
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+
+from .ca import certificate_fingerprint, format_fingerprint, public_key_fingerprint
+from .client import EstClient, Pending, build_csr, renewal_csr
+from .csr import ApplianceDetails
+from .discovery import SERVICE_TYPE, EstServer, browse, choose_server
+from .errors import (
+    ApprovalTimeout,
+    Busy,
+    CAFailure,
+    FingerprintMismatch,
+    ProtocolError,
+    RetryLater,
+    ServerNotFound,
+)
+from .keystore import KeyStore
+from .policy import Claim
+from .tls import client_ssl_context
+
+RENEWAL_FRACTION = 2 / 3  # renew at two thirds of the lifetime: the last third is for retries
+_RETRY_FIRST, _RETRY_MAX = 5.0, 600.0  # renewal retries back off between these (seconds)
+_PROGRESS_EVERY = 30.0  # seconds between "still waiting" lines
+_LONGEST_SLEEP = 3600.0  # wake up hourly to re-read the wall clock (suspend, clock changes)
+_SHORT_FINGERPRINT = 4  # groups of four hex digits Home Assistant shows on its discovery card
+
+type Report = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class FactoryIdentity:
+    """A manufacturer-issued certificate and key, the TLS client credential for the first enrollment."""
+
+    certificate: x509.Certificate
+    private_key: PrivateKeyTypes
+
+    @property
+    def appliance_id(self) -> str:
+        """The appliance id the server derives from this certificate (its serial number or name)."""
+        return Claim.from_factory_certificate(self.certificate).appliance_id
+
+
+@dataclass(frozen=True, slots=True)
+class ApplianceConfig:
+    """Who the appliance is, where it keeps its state, and how it finds and trusts the server."""
+
+    appliance_id: str
+    state_dir: Path
+    pin: str = ""  # empty: the owner approves by comparing key fingerprints
+    factory: FactoryIdentity | None = None
+    details: ApplianceDetails = field(default_factory=ApplianceDetails)
+    server: EstServer | None = None  # None: browse mDNS
+    ca_fingerprint: str | None = None  # out of band (typed by the owner, or from a QR code)
+    discovery_timeout: float = 10.0
+    approval_timeout: float = 3600.0
+    renew_after: float | None = None  # seconds after a certificate is stored; None: RENEWAL_FRACTION
+
+
+class Appliance:
+    """Holds a certificate from the household CA and keeps it valid."""
+
+    def __init__(self, config: ApplianceConfig, report: Report) -> None:
+        self.config = config
+        self.store = KeyStore(config.state_dir)
+        self._report = report
+        self._server: EstServer | None = None
+        self._ca: x509.Certificate | None = None
+        self._waiting_since: float | None = None
+        self._last_progress = 0.0
+
+    async def run(self, *, once: bool = False) -> None:
+        """Enroll or renew as needed; unless ``once``, keep renewing until cancelled."""
+        if (pinned := await asyncio.to_thread(self.store.pinned_ca)) is not None:
+            self._check_pinned(pinned)  # before anything else, even with a valid certificate
+        current = await asyncio.to_thread(self.store.current)
+        if current is None or _now() >= current[0].not_valid_after_utc:
+            if current is not None:
+                self._report("the stored certificate has expired; enrolling again")
+            certificate = await self.enroll()
+        elif _now() >= self.renewal_due(current[0]):
+            certificate = await self._renew(*current, retry=not once)
+        else:
+            certificate = current[0]
+            self._report(f"holding {_describe(certificate)}")
+        while True:
+            due = self.renewal_due(certificate)
+            self._report(f"next renewal at {due.isoformat(timespec='seconds')}")
+            if once:
+                return
+            await _sleep_until(due)
+            certificate = await self._renew(*await self._current(), retry=True)
+
+    def renewal_due(self, certificate: x509.Certificate) -> datetime:
+        """When to renew: two thirds into the lifetime, or ``renew_after`` seconds after storing it."""
+        if self.config.renew_after is not None:
+            return self.store.stored_at() + timedelta(seconds=self.config.renew_after)
+        start, end = certificate.not_valid_before_utc, certificate.not_valid_after_utc
+        return start + (end - start) * RENEWAL_FRACTION
+
+    # --- first enrollment -------------------------------------------------------------------------------
+
+    async def enroll(self) -> x509.Certificate:
+        """First enrollment (simpleenroll) by PIN, no PIN or factory certificate; waits for the owner."""
+        server, ca = await self._connection()
+        appliance_id = self.config.appliance_id
+        key = await asyncio.to_thread(self.store.enrollment_key)
+        csr = build_csr(key, appliance_id, details=self.config.details, dns_names=[f"{appliance_id}.local"])
+        self._announce_key(public_key_fingerprint(key.public_key()))
+        factory = self.config.factory
+        client_ssl = None
+        if factory is not None:
+            client_ssl = await asyncio.to_thread(
+                client_ssl_context, ca, certificate=factory.certificate, private_key=factory.private_key
+            )
+        deadline = time.monotonic() + self.config.approval_timeout
+        while True:
+            try:
+                async with _reaching(server), self._client(server, ca) as client:
+                    certificate = await client.enroll(
+                        csr,
+                        username=None if factory else appliance_id,
+                        password=self.config.pin,
+                        client_ssl=client_ssl,
+                        approval_timeout=max(deadline - time.monotonic(), 0),
+                        on_pending=self._waiting,
+                    )
+                break
+            except ApprovalTimeout:
+                timeout = self.config.approval_timeout
+                raise ApprovalTimeout(f"the owner did not approve within {timeout:g} s") from None
+            except Busy as err:  # the server's queue is full, through no fault of ours
+                if time.monotonic() + err.retry_after > deadline:
+                    raise ApprovalTimeout(f"the server stayed busy ({err})") from None
+                self._report(f"the server is busy ({err}); asking again in {err.retry_after} s")
+                await asyncio.sleep(err.retry_after)
+        await asyncio.to_thread(self.store.store, certificate)
+        self._report(f"enrolled: {_describe(certificate)}; saved in {self.store.directory}")
+        return certificate
+
+    def _announce_key(self, key_fingerprint: str) -> None:
+        spaced = format_fingerprint(key_fingerprint)
+        short = format_fingerprint(key_fingerprint, groups=_SHORT_FINGERPRINT)
+        who = self.config.appliance_id
+        if self.config.factory is not None:
+            how = "with its factory certificate"
+        elif self.config.pin:
+            how = "with its PIN"
+        else:
+            how = "without a PIN: the owner approves by comparing this key fingerprint"
+        self._report(f"enrolling as {who} {how}; key SHA-256 {spaced} (Home Assistant shows {short})")
+
+    def _waiting(self, pending: Pending) -> None:
+        now = time.monotonic()
+        if self._waiting_since is None:
+            self._waiting_since = self._last_progress = now
+            self._report(
+                "waiting for the owner to approve this appliance in Home Assistant ... "
+                f"(asking again every {pending.retry_after} s)"
+            )
+        elif now - self._last_progress >= _PROGRESS_EVERY:
+            self._last_progress = now
+            self._report(f"still waiting for the owner ({now - self._waiting_since:.0f} s)")
+
+    # --- renewal ------------------------------------------------------------------------------------
+
+    async def renew(self, certificate: x509.Certificate, key: PrivateKeyTypes) -> x509.Certificate:
+        """Re-enrollment (simplereenroll) with the current certificate as TLS client certificate; new key."""
+        server, ca = await self._connection()
+        new_key = await asyncio.to_thread(self.store.renewal_key)
+        async with _reaching(server), self._client(server, ca) as client:
+            renewed = await client.reenroll(renewal_csr(new_key, certificate), certificate, key)
+        await asyncio.to_thread(self.store.store, renewed)
+        self._report(f"renewed: {_describe(renewed)}")
+        return renewed
+
+    async def _renew(
+        self, certificate: x509.Certificate, key: PrivateKeyTypes, *, retry: bool
+    ) -> x509.Certificate:
+        """Renew; with ``retry``, ride out an unreachable or busy server until the certificate expires."""
+        delay = _RETRY_FIRST
+        while True:
+            try:
+                return await self.renew(certificate, key)
+            except (ServerNotFound, RetryLater, CAFailure) as err:
+                wait = float(err.retry_after) if isinstance(err, RetryLater) else delay
+                if not retry or _now() + timedelta(seconds=wait) >= certificate.not_valid_after_utc:
+                    raise
+                self._report(f"renewal failed ({err}); trying again in {wait:g} s")
+                await asyncio.sleep(wait)
+                delay = min(delay * 2, _RETRY_MAX)
+                if self.config.server is None:
+                    self._server = None  # browse again: the hub may have moved
+
+    async def _current(self) -> tuple[x509.Certificate, PrivateKeyTypes]:
+        current = await asyncio.to_thread(self.store.current)
+        if current is None:
+            raise ValueError(f"{self.store.certificate_path} disappeared")
+        return current
+
+    # --- finding and trusting the server ------------------------------------------------------------
+
+    async def _connection(self) -> tuple[EstServer, x509.Certificate]:
+        if self._server is None:
+            self._server = await self._locate()
+        if self._ca is None:
+            self._ca = await self._trust(self._server)
+        return self._server, self._ca
+
+    async def _locate(self) -> EstServer:
+        if self.config.server is not None:
+            return self.config.server
+        pinned = await asyncio.to_thread(self.store.pinned_ca)
+        expected = self.config.ca_fingerprint or (certificate_fingerprint(pinned) if pinned else None)
+        timeout = self.config.discovery_timeout
+        self._report(f"looking for an EST server ({SERVICE_TYPE}) on the local network ...")
+        servers = await browse(within=timeout)
+        server = choose_server(servers, expected)
+        if server is None and not servers:
+            raise ServerNotFound(
+                f"no EST server announced itself within {timeout:g} s "
+                "(is Home Assistant running with EST Appliance Pairing? or give --server URL)"
+            )
+        if server is None:
+            raise ServerNotFound(
+                f"{len(servers)} EST servers answer ({'; '.join(map(str, servers))}): "
+                "choose one with --server URL or --ca-fingerprint"
+            )
+        self._report(f"found EST server {server}")
+        return server
+
+    async def _trust(self, server: EstServer) -> x509.Certificate:
+        """The pinned CA; else the server's, checked against the owner's fingerprint or trusted once."""
+        pinned = await asyncio.to_thread(self.store.pinned_ca)
+        if pinned is not None:
+            self._compare_hint(server, self._check_pinned(pinned))
+            return pinned
+        async with _reaching(server):
+            bootstrap = await EstClient.fetch_ca(
+                server.base_url, expected_fingerprint=self.config.ca_fingerprint, label=server.label
+            )
+        spaced = format_fingerprint(bootstrap.fingerprint)
+        if bootstrap.verified_out_of_band:
+            self._report(f"the server's CA matches the expected fingerprint (SHA-256 {spaced})")
+        else:
+            self._report(
+                f"trusting the server's CA on first use: SHA-256 {spaced} -- compare it with the CA "
+                f"fingerprint Home Assistant shows; it stays pinned in {self.store.ca_path}"
+            )
+        self._compare_hint(server, bootstrap.fingerprint)
+        await asyncio.to_thread(self.store.pin_ca, bootstrap.ca_certificate)
+        return bootstrap.ca_certificate
+
+    def _check_pinned(self, pinned: x509.Certificate) -> str:
+        """The pinned CA's fingerprint; FingerprintMismatch if the owner gave another one."""
+        fingerprint = certificate_fingerprint(pinned)
+        expected = self.config.ca_fingerprint
+        if expected is not None and expected != fingerprint:
+            raise FingerprintMismatch(
+                f"the CA pinned in {self.store.ca_path} has SHA-256 {format_fingerprint(fingerprint)}, "
+                f"not {format_fingerprint(expected)}; remove {self.store.directory} to pair with another hub"
+            )
+        return fingerprint
+
+    def _compare_hint(self, server: EstServer, fingerprint: str) -> None:
+        if server.ca_fingerprint is not None and server.ca_fingerprint != fingerprint:
+            self._report(
+                f"warning: {server.name} announces CA SHA-256 "
+                f"{format_fingerprint(server.ca_fingerprint, groups=_SHORT_FINGERPRINT)} ..., "
+                f"but this appliance trusts {format_fingerprint(fingerprint, groups=_SHORT_FINGERPRINT)} ..."
+            )
+
+    @staticmethod
+    def _client(server: EstServer, ca: x509.Certificate) -> EstClient:
+        return EstClient(server.base_url, ca, label=server.label)
+
+
+@asynccontextmanager
+async def _reaching(server: EstServer) -> AsyncIterator[None]:
+    """Network failures as the library's errors, so that callers need to know one hierarchy."""
+    try:
+        yield
+    except aiohttp.ClientConnectorCertificateError as err:
+        raise FingerprintMismatch(
+            f"{server.base_url} presented a TLS certificate the trusted CA did not issue for it "
+            f"({err.certificate_error})"
+        ) from None
+    except (aiohttp.ClientConnectionError, TimeoutError) as err:
+        reason = str(err) or type(err).__name__
+        raise ServerNotFound(f"cannot reach the EST server at {server.base_url} ({reason})") from None
+    except aiohttp.ClientError as err:
+        raise ProtocolError(f"{server.base_url}: {err}") from None
+
+
+def _describe(certificate: x509.Certificate) -> str:
+    return (
+        f"{certificate.subject.rfc4514_string()}, serial {certificate.serial_number:x}, "
+        f"valid until {certificate.not_valid_after_utc.isoformat(timespec='seconds')}"
+    )
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def _sleep_until(moment: datetime) -> None:
+    # A wall-clock deadline: asyncio's monotonic clock stops while the machine is suspended.
+    while (left := (moment - _now()).total_seconds()) > 0:  # noqa: ASYNC110
+        await asyncio.sleep(min(left, _LONGEST_SLEEP))

@@ -1,0 +1,232 @@
+"""The simulated appliance (``scripts/appliance``): find the hub, enroll, keep the certificate fresh.
+
+    appliance --id ID [--pin PIN] [--state-dir DIR] [--server URL | --qr PAYLOAD] [--ca-fingerprint HEX]
+              [--factory-cert PEM --factory-key PEM] [--name N] [--model M] [--manufacturer M]
+              [--serial S] [--once] [--renew-after SECONDS] [--discovery-timeout S] [--approval-timeout S]
+
+Exit codes (one line on stderr says why):
+    0  done (--once) or stopped by SIGINT/SIGTERM
+    1  any other failure (the server broke the protocol, unreadable state directory)
+    2  bad command line
+    3  no EST server found (mDNS) or reachable (--server)
+    4  CA fingerprint mismatch (not the CA given or pinned)
+    5  refused: the owner rejected this appliance, or the server's policy forbids the request
+    6  locked out after too many wrong PINs
+    7  the certificate (or key) was revoked
+    8  the owner did not approve in time (--approval-timeout)
+    9  wrong PIN
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from enum import IntEnum
+import logging
+from pathlib import Path
+import signal
+import sys
+from typing import Final
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from .agent import Appliance, ApplianceConfig, FactoryIdentity
+from .client import normalize_fingerprint
+from .csr import ApplianceDetails
+from .discovery import EstServer, server_from_qr_payload, server_from_url
+from .errors import (
+    ApprovalTimeout,
+    AuthenticationRequired,
+    CertificateRevoked,
+    EstError,
+    FingerprintMismatch,
+    LockedOut,
+    NotAllowed,
+    ServerNotFound,
+)
+from .issuance import check_appliance_id
+
+
+class ExitCode(IntEnum):
+    """What the process's exit status means (documented in the module docstring and --help)."""
+
+    OK = 0
+    FAILED = 1
+    USAGE = 2
+    NO_SERVER = 3
+    FINGERPRINT_MISMATCH = 4
+    REJECTED = 5
+    LOCKED_OUT = 6
+    REVOKED = 7
+    NOT_APPROVED = 8
+    WRONG_PIN = 9
+
+
+# Checked in method resolution order, so the most specific class wins (CertificateRevoked is a NotAllowed).
+OUTCOMES: Final[dict[type[EstError], tuple[ExitCode, str]]] = {
+    ServerNotFound: (ExitCode.NO_SERVER, "no server"),
+    FingerprintMismatch: (ExitCode.FINGERPRINT_MISMATCH, "CA fingerprint mismatch"),
+    CertificateRevoked: (ExitCode.REVOKED, "revoked"),
+    NotAllowed: (ExitCode.REJECTED, "refused"),
+    LockedOut: (ExitCode.LOCKED_OUT, "locked out"),
+    ApprovalTimeout: (ExitCode.NOT_APPROVED, "not approved"),
+    AuthenticationRequired: (ExitCode.WRONG_PIN, "wrong PIN"),
+}
+_STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
+_ADVICE: Final[dict[ExitCode, str]] = {
+    ExitCode.REVOKED: "to pair again, remove {state_dir} and run again",
+    ExitCode.LOCKED_OUT: "wait, then run again with the PIN printed on the appliance",
+}
+
+
+def outcome(error: EstError) -> tuple[ExitCode, str]:
+    """The exit code and the one-line message for a library error."""
+    code, what = next(
+        (OUTCOMES[cls] for cls in type(error).__mro__ if cls in OUTCOMES), (ExitCode.FAILED, "failed")
+    )
+    if isinstance(error, LockedOut):
+        return code, f"{what}: {error} (retry after {error.retry_after} s)"
+    return code, f"{what}: {error}"
+
+
+async def run(appliance: Appliance, *, once: bool) -> int:
+    """Run until done (``once``), stopped by a signal, or refused; the exit code."""
+    task = asyncio.current_task()
+    if task is None:
+        raise RuntimeError("run() must run as an asyncio task")
+    loop = asyncio.get_running_loop()
+    for signum in _STOP_SIGNALS:
+        loop.add_signal_handler(signum, task.cancel)
+    try:
+        await appliance.run(once=once)
+    except asyncio.CancelledError:
+        print("stopped", flush=True)
+        return ExitCode.OK
+    except EstError as err:
+        code, message = outcome(err)
+        advice = _ADVICE.get(code, "").format(state_dir=appliance.store.directory)
+        print(f"appliance: {message}" + (f"; {advice}" if advice else ""), file=sys.stderr, flush=True)
+        return code
+    except (OSError, ValueError, TypeError) as err:  # the state directory or a PEM file is unusable
+        print(f"appliance: failed: {err}", file=sys.stderr, flush=True)
+        return ExitCode.FAILED
+    finally:
+        for signum in _STOP_SIGNALS:
+            loop.remove_signal_handler(signum)
+    return ExitCode.OK
+
+
+def parser() -> argparse.ArgumentParser:
+    """Command-line arguments."""
+    root = argparse.ArgumentParser(
+        prog="appliance",
+        description="A simulated appliance: finds the EST server over mDNS (_est._tcp), enrolls for a "
+        "certificate from the household CA, and renews it at two thirds of its lifetime.",
+        epilog="exit codes: "
+        + ", ".join(f"{code.value} {code.name.lower().replace('_', ' ')}" for code in ExitCode)
+        + ". scripts/appliance --isolated runs it inside the network namespace of "
+        "scripts/develop --isolated.",
+    )
+    who = root.add_argument_group("identity")
+    who.add_argument("--id", dest="appliance_id", help="appliance id (the certificate's CN)")
+    who.add_argument(
+        "--pin", default="", help="the PIN printed on the appliance; empty: the owner compares fingerprints"
+    )
+    who.add_argument("--factory-cert", type=Path, metavar="PEM", help="factory certificate (TLS client)")
+    who.add_argument("--factory-key", type=Path, metavar="PEM", help="its private key")
+    who.add_argument("--name", help="friendly name (id-at-name)")
+    who.add_argument("--model", help="model (OU)")
+    who.add_argument("--manufacturer", help="manufacturer (O)")
+    who.add_argument("--serial", help="serial number (serialNumber)")
+    where = root.add_argument_group("server")
+    where.add_argument("--server", metavar="URL", help="https://HOST:PORT instead of browsing mDNS")
+    where.add_argument(
+        "--qr", metavar="PAYLOAD", help="est://HOST:PORT/.well-known/est?sha256=... (server and CA)"
+    )
+    where.add_argument(
+        "--ca-fingerprint", metavar="HEX", help="SHA-256 of the household CA, as Home Assistant shows it"
+    )
+    where.add_argument("--discovery-timeout", type=float, default=10.0, metavar="SECONDS")
+    run_group = root.add_argument_group("running")
+    run_group.add_argument(
+        "--state-dir", type=Path, help="key, certificate and pinned CA (default: ./appliance-state/ID)"
+    )
+    run_group.add_argument("--once", action="store_true", help="exit once it holds a valid certificate")
+    run_group.add_argument(
+        "--renew-after",
+        type=float,
+        metavar="SECONDS",
+        help="renew this long after storing a certificate instead of at 2/3 of its lifetime (demos, tests)",
+    )
+    run_group.add_argument("--approval-timeout", type=float, default=3600.0, metavar="SECONDS")
+    return root
+
+
+def config_from(args: argparse.Namespace) -> ApplianceConfig:
+    """Check the arguments and build the configuration; ValueError says what is wrong."""
+    factory = _factory_identity(args.factory_cert, args.factory_key)
+    appliance_id = args.appliance_id or (factory.appliance_id if factory else None)
+    if appliance_id is None:
+        raise ValueError("--id is required (unless a factory certificate names the appliance)")
+    if factory is not None and appliance_id != factory.appliance_id:
+        raise ValueError(f"the factory certificate names this appliance {factory.appliance_id!r}")
+    try:
+        check_appliance_id(appliance_id)
+    except EstError as err:
+        raise ValueError(str(err)) from None
+    server, fingerprint = _server_and_fingerprint(args)
+    return ApplianceConfig(
+        appliance_id=appliance_id,
+        state_dir=args.state_dir or Path("appliance-state") / appliance_id,
+        pin=args.pin,
+        factory=factory,
+        details=ApplianceDetails(
+            name=args.name, model=args.model, manufacturer=args.manufacturer, serial_number=args.serial
+        ),
+        server=server,
+        ca_fingerprint=fingerprint,
+        discovery_timeout=args.discovery_timeout,
+        approval_timeout=args.approval_timeout,
+        renew_after=args.renew_after,
+    )
+
+
+def _server_and_fingerprint(args: argparse.Namespace) -> tuple[EstServer | None, str | None]:
+    fingerprint = normalize_fingerprint(args.ca_fingerprint) if args.ca_fingerprint else None
+    if args.qr and args.server:
+        raise ValueError("give --server or --qr, not both")
+    if not args.qr:
+        return (server_from_url(args.server) if args.server else None), fingerprint
+    server = server_from_qr_payload(args.qr)
+    if fingerprint is not None and fingerprint != server.ca_fingerprint:
+        raise ValueError("--ca-fingerprint differs from the fingerprint in the QR payload")
+    return server, server.ca_fingerprint  # scanned from the owner's screen: out of band
+
+
+def _factory_identity(certificate: Path | None, key: Path | None) -> FactoryIdentity | None:
+    if certificate is None and key is None:
+        return None
+    if certificate is None or key is None:
+        raise ValueError("--factory-cert and --factory-key go together")
+    return FactoryIdentity(
+        x509.load_pem_x509_certificate(certificate.read_bytes()),
+        serialization.load_pem_private_key(key.read_bytes(), password=None),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point."""
+    arguments = parser()
+    args = arguments.parse_args(argv)
+    try:
+        config = config_from(args)
+    except (OSError, ValueError) as err:
+        arguments.error(str(err))
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    appliance = Appliance(config, lambda message: print(message, flush=True))
+    return asyncio.run(run(appliance, once=args.once))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

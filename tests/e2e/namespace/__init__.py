@@ -1,0 +1,1 @@
+"""The end-to-end scenarios that run inside a private network namespace."""

@@ -1,0 +1,413 @@
+"""The simulated appliance against the real listener on 127.0.0.1: what its owner sees and its exit codes.
+
+Discovery over mDNS is left out here (it multicasts): these runs name the server with --server or
+--qr. tests/e2e/test_mdns_pairing.py covers discovery, inside a private network namespace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+import os
+from pathlib import Path
+import re
+import socket
+import stat
+import sys
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+import pytest
+
+from custom_components.est_pairing.est import appliance as cli
+from custom_components.est_pairing.est.agent import Appliance
+from custom_components.est_pairing.est.appliance import ExitCode
+from custom_components.est_pairing.est.ca import HouseholdCA, IssuedName, format_fingerprint
+from custom_components.est_pairing.est.discovery import qr_payload
+from custom_components.est_pairing.est.keystore import KeyStore
+from custom_components.est_pairing.est.limits import FREE_ATTEMPTS
+
+from .conftest import RunningServer, make_service
+
+ROOT = Path(__file__).parents[2]
+DOCS = ROOT / "docs" / "appliance-profile.md"
+LIBRARY_PARENT = ROOT / "custom_components" / "est_pairing"
+
+
+class Run:
+    """One run of the appliance: its exit code, its progress lines, and its one-line error."""
+
+    def __init__(self, code: int, lines: list[str], error: str) -> None:
+        self.code, self.lines, self.error = code, lines, error
+
+    def line(self, text: str) -> str:
+        (found,) = [line for line in self.lines if text in line]
+        return found
+
+
+async def appliance(
+    capsys: pytest.CaptureFixture[str],
+    state_dir: Path,
+    *args: str,
+    when_waiting: Callable[[], Awaitable[None]] | None = None,
+) -> Run:
+    """Run the appliance in this event loop, as ``scripts/appliance ARGS --state-dir DIR`` would."""
+    config = cli.config_from(cli.parser().parse_args([*args, "--state-dir", str(state_dir)]))
+    lines: list[str] = []
+    helper: asyncio.Task[None] | None = None
+
+    def report(message: str) -> None:
+        nonlocal helper
+        lines.append(message)
+        if when_waiting is not None and "waiting for the owner" in message and helper is None:
+            helper = asyncio.get_running_loop().create_task(when_waiting())
+
+    capsys.readouterr()
+    code = await cli.run(Appliance(config, report), once=True)
+    if helper is not None:
+        await helper
+    return Run(code, lines, capsys.readouterr().err.strip())
+
+
+def issue(
+    ca: HouseholdCA,
+    public_key: ec.EllipticCurvePublicKey,
+    common_name: str,
+    start: datetime,
+    lifetime: timedelta,
+) -> x509.Certificate:
+    """A client certificate from ``ca``, valid from ``start`` for ``lifetime``."""
+    return ca.issue_appliance_certificate(
+        public_key=public_key,
+        name=IssuedName(common_name),
+        server_auth=False,
+        serial_number=x509.random_serial_number(),
+        not_before=start,
+        not_after=start + lifetime,
+        crl_url=None,
+    )
+
+
+def stored_certificate(state_dir: Path) -> x509.Certificate:
+    return x509.load_pem_x509_certificate((state_dir / "certificate.pem").read_bytes())
+
+
+async def test_enrolls_with_its_pin_and_pins_the_ca(
+    server: RunningServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = await appliance(
+        capsys, tmp_path, "--id", "oven", "--pin", "123456", "--server", server.url, "--name", "Kitchen oven"
+    )
+    assert run.code == ExitCode.OK, run.error
+    ca = server.service.ca
+    assert format_fingerprint(ca.fingerprint) in run.line("trusting the server's CA on first use")
+    assert "enrolled: CN=oven" in run.line("enrolled")
+    assert x509.load_pem_x509_certificate((tmp_path / "ca.pem").read_bytes()) == ca.certificate
+    certificate = stored_certificate(tmp_path)
+    certificate.verify_directly_issued_by(ca.certificate)
+    assert certificate.subject.rfc4514_string() == "CN=oven"
+    names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.DNSName) == ["oven.local"]
+    assert stat.S_IMODE((tmp_path / "key.pem").stat().st_mode) == 0o600
+
+    again = await appliance(capsys, tmp_path, "--id", "oven", "--pin", "123456", "--server", server.url)
+    assert again.code == ExitCode.OK
+    assert again.line("holding CN=oven")  # nothing to do: no request, no second trust decision
+    assert not [line for line in again.lines if "trusting" in line]
+    assert len(server.service.ledger) == 1
+
+
+async def test_the_owners_fingerprint_must_match(
+    server: RunningServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wrong = await appliance(
+        capsys,
+        tmp_path,
+        "--id",
+        "oven",
+        "--pin",
+        "123456",
+        "--server",
+        server.url,
+        "--ca-fingerprint",
+        "ab" * 32,
+    )
+    assert wrong.code == ExitCode.FINGERPRINT_MISMATCH
+    assert wrong.error.startswith("appliance: CA fingerprint mismatch: ")
+    assert not (tmp_path / "ca.pem").exists()  # nothing trusted, no credential sent
+    assert len(server.service.policy.pending_requests()) == 0
+
+    typed = format_fingerprint(server.service.ca.fingerprint).replace(" ", ":")
+    right = await appliance(
+        capsys, tmp_path, "--id", "oven", "--pin", "123456", "--server", server.url, "--ca-fingerprint", typed
+    )
+    assert right.code == ExitCode.OK, right.error
+    assert right.line("the server's CA matches the expected fingerprint")
+
+
+async def test_a_qr_payload_gives_server_and_fingerprint(
+    server: RunningServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    payload = qr_payload("127.0.0.1", server.service.port, server.service.ca.fingerprint)
+    run = await appliance(capsys, tmp_path, "--id", "oven", "--pin", "123456", "--qr", payload)
+    assert run.code == ExitCode.OK, run.error
+    assert run.line("the server's CA matches the expected fingerprint")
+
+
+async def test_the_pinned_ca_is_kept(
+    server: RunningServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = tmp_path / "oven"
+    assert (
+        await appliance(capsys, state, "--id", "oven", "--pin", "123456", "--server", server.url)
+    ).code == 0
+    impostor = make_service(tmp_path / "impostor")
+    await impostor.load()
+    await impostor.start()
+    try:
+        url = f"https://127.0.0.1:{impostor.port}"
+        renewal = await appliance(capsys, state, "--id", "oven", "--server", url, "--renew-after", "0")
+    finally:
+        await impostor.stop()
+    assert renewal.code == ExitCode.FINGERPRINT_MISMATCH
+    assert "TLS certificate the trusted CA did not issue" in renewal.error
+
+    other = await appliance(capsys, state, "--id", "oven", "--ca-fingerprint", impostor.ca.fingerprint)
+    assert other.code == ExitCode.FINGERPRINT_MISMATCH  # checked before anything else, offline
+    assert f"remove {state}" in other.error
+
+
+async def test_waits_for_the_owner_and_shows_its_key(
+    server: RunningServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def owner_approves() -> None:
+        (pending,) = server.service.policy.pending_requests()
+        server.service.policy.approve(pending.request_id)
+
+    run = await appliance(
+        capsys, tmp_path, "--id", "fridge", "--server", server.url, when_waiting=owner_approves
+    )
+    assert run.code == ExitCode.OK, run.error
+    key = serialization.load_pem_private_key((tmp_path / "key.pem").read_bytes(), password=None)
+    ledger_key = server.service.ledger.for_appliance("fridge")[0].key_fingerprint
+    shown = run.line("without a PIN: the owner approves by comparing this key fingerprint")
+    assert format_fingerprint(ledger_key) in shown
+    assert f"(Home Assistant shows {format_fingerprint(ledger_key, groups=4)})" in shown
+    assert key.public_key() == stored_certificate(tmp_path).public_key()
+    assert run.line("waiting for the owner to approve this appliance in Home Assistant ...")
+
+
+@pytest.mark.parametrize(
+    ("owner", "code", "message"),
+    [
+        ("reject", ExitCode.REJECTED, "appliance: refused: 403: the owner rejected this appliance"),
+        ("nothing", ExitCode.NOT_APPROVED, "appliance: not approved: the owner did not approve within 1.5 s"),
+    ],
+)
+async def test_the_owner_says_no_or_nothing(
+    server: RunningServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    owner: str,
+    code: ExitCode,
+    message: str,
+) -> None:
+    async def decide() -> None:
+        if owner == "reject":
+            (pending,) = server.service.policy.pending_requests()
+            server.service.policy.reject(pending.request_id)
+
+    run = await appliance(
+        capsys,
+        tmp_path,
+        "--id",
+        "fridge",
+        "--server",
+        server.url,
+        "--approval-timeout",
+        "1.5",
+        when_waiting=decide,
+    )
+    assert (run.code, run.error) == (code, message)
+    assert not (tmp_path / "certificate.pem").exists()
+
+
+async def test_wrong_pins_then_locked_out(
+    server: RunningServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for _ in range(FREE_ATTEMPTS):
+        run = await appliance(capsys, tmp_path, "--id", "oven", "--pin", "000000", "--server", server.url)
+        assert (run.code, run.error) == (
+            ExitCode.WRONG_PIN,
+            "appliance: wrong PIN: 401: wrong secret for appliance oven",
+        )
+    run = await appliance(capsys, tmp_path, "--id", "oven", "--pin", "123456", "--server", server.url)
+    assert run.code == ExitCode.LOCKED_OUT
+    assert re.fullmatch(r"appliance: locked out: 429: .+ \(retry after \d+ s\); wait, then .+", run.error)
+
+
+async def test_renews_with_a_new_key_until_revoked(
+    server: RunningServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        await appliance(capsys, tmp_path, "--id", "oven", "--pin", "123456", "--server", server.url)
+    ).code == 0
+    first = stored_certificate(tmp_path)
+
+    run = await appliance(capsys, tmp_path, "--id", "oven", "--server", server.url, "--renew-after", "0")
+    assert run.code == ExitCode.OK, run.error
+    renewed = stored_certificate(tmp_path)
+    assert run.line("renewed: CN=oven")
+    assert renewed.subject == first.subject
+    assert renewed.public_key() != first.public_key()  # rekeyed
+    key = serialization.load_pem_private_key((tmp_path / "key.pem").read_bytes(), password=None)
+    assert key.public_key() == renewed.public_key()
+    assert not (tmp_path / "next-key.pem").exists()
+
+    await server.service.registrar.revoke_appliance("oven")
+    run = await appliance(capsys, tmp_path, "--id", "oven", "--server", server.url, "--renew-after", "0")
+    assert run.code == ExitCode.REVOKED
+    assert run.error == (
+        "appliance: revoked: 403: the presented certificate has been revoked; "
+        f"to pair again, remove {tmp_path} and run again"
+    )
+
+
+def test_renewal_is_due_at_two_thirds_of_the_lifetime(tmp_path: Path) -> None:
+    config = cli.config_from(cli.parser().parse_args(["--id", "oven", "--state-dir", str(tmp_path)]))
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    ca = HouseholdCA.create("Test", now=start)
+    key = ec.generate_private_key(ec.SECP256R1())
+    certificate = issue(ca, key.public_key(), "oven", start, timedelta(days=300))
+    assert Appliance(config, print).renewal_due(certificate) == start + timedelta(days=200)
+
+
+async def test_no_server_to_reach(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    run = await appliance(capsys, tmp_path, "--id", "oven", "--server", f"https://127.0.0.1:{port}")
+    assert run.code == ExitCode.NO_SERVER
+    assert run.error.startswith(
+        f"appliance: no server: cannot reach the EST server at https://127.0.0.1:{port}"
+    )
+
+
+async def test_enrolls_with_a_factory_certificate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    manufacturer = HouseholdCA.create("Acme Factory")
+    factory_key = ec.generate_private_key(ec.SECP256R1())
+    yesterday = datetime.now(UTC) - timedelta(days=1)
+    factory_certificate = issue(manufacturer, factory_key.public_key(), "SN-7", yesterday, timedelta(days=2))
+    (tmp_path / "factory.pem").write_bytes(factory_certificate.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "factory.key").write_bytes(
+        factory_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    service = make_service(tmp_path / "server", manufacturer_cas=[manufacturer.certificate])
+    await service.load()
+    service.policy.retry_after = 1
+    await service.start()
+
+    async def owner_approves() -> None:
+        (pending,) = service.policy.pending_requests()
+        assert pending.factory_fingerprint is not None
+        service.policy.approve(pending.request_id)
+
+    try:
+        run = await appliance(
+            capsys,
+            tmp_path / "state",
+            *(
+                "--factory-cert",
+                str(tmp_path / "factory.pem"),
+                "--factory-key",
+                str(tmp_path / "factory.key"),
+            ),
+            *("--server", f"https://127.0.0.1:{service.port}"),
+            when_waiting=owner_approves,
+        )
+    finally:
+        await service.stop()
+    assert run.code == ExitCode.OK, run.error
+    assert run.line("enrolling as SN-7 with its factory certificate")
+    assert stored_certificate(tmp_path / "state").subject.rfc4514_string() == "CN=SN-7"
+
+
+@pytest.mark.parametrize(
+    ("arguments", "complaint"),
+    [
+        ([], "--id is required"),
+        (
+            [
+                "--id",
+                "oven",
+                "--server",
+                "https://h:1",
+                "--qr",
+                "est://h:1/.well-known/est?sha256=" + "ab" * 32,
+            ],
+            "not both",
+        ),
+        (["--id", "oven", "--factory-cert", "x.pem"], "go together"),
+        (["--id", "oven/1"], "appliance id must be"),
+        (["--id", "oven", "--ca-fingerprint", "1234"], "64 hexadecimal digits"),
+        (["--id", "oven", "--server", "http://h:1"], "https://HOST:PORT"),
+        (
+            [
+                "--id",
+                "oven",
+                "--qr",
+                "est://h:1/.well-known/est?sha256=" + "ab" * 32,
+                "--ca-fingerprint",
+                "cd" * 32,
+            ],
+            "differs",
+        ),
+    ],
+)
+def test_bad_command_lines(arguments: list[str], complaint: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(arguments)
+    assert exited.value.code == ExitCode.USAGE
+    assert complaint in capsys.readouterr().err
+
+
+def test_exit_codes_are_documented() -> None:
+    documented = {int(code) for code in re.findall(r"^\s{4}(\d)\s{2}", cli.__doc__ or "", re.MULTILINE)}
+    assert documented == {int(code) for code in ExitCode}
+    profile = DOCS.read_text()
+    for code in ExitCode:
+        assert re.search(rf"^\| {code.value} \|", profile, re.MULTILINE), f"{code!r} missing from {DOCS.name}"
+    assert len(set(cli.OUTCOMES.values())) == len(cli.OUTCOMES)
+
+
+def test_a_renewal_interrupted_by_a_crash_keeps_certificate_and_key_together(tmp_path: Path) -> None:
+    store = KeyStore(tmp_path)
+    store.enrollment_key()
+    new_key = store.renewal_key()
+    certificate = issue(
+        HouseholdCA.create("Test"), new_key.public_key(), "oven", datetime.now(UTC), timedelta(days=1)
+    )
+    # The renewed certificate was written, then the process died before next-key.pem became key.pem.
+    (tmp_path / "certificate.pem").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    current = store.current()
+    assert current is not None
+    assert current[1].public_key() == certificate.public_key()
+    assert not (tmp_path / "next-key.pem").exists()
+
+
+async def test_the_command_documents_itself() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "est.appliance",
+        "--help",
+        env={**os.environ, "PYTHONPATH": str(LIBRARY_PARENT)},
+        stdout=asyncio.subprocess.PIPE,
+    )
+    output, _ = await process.communicate()
+    assert process.returncode == 0
+    assert "exit codes: 0 ok, 1 failed, 2 usage, 3 no server" in " ".join(output.decode().split())

@@ -1,0 +1,135 @@
+"""Locating a server: the announcement's TXT record, the QR payload, the --server URL, choosing one.
+
+Browsing itself multicasts, so it is exercised only inside a private network namespace
+(tests/e2e/test_mdns_pairing.py).
+"""
+
+from __future__ import annotations
+
+import pytest
+from zeroconf.asyncio import AsyncServiceInfo
+
+from custom_components.est_pairing.est.discovery import (
+    EstServer,
+    choose_server,
+    qr_payload,
+    server_from_qr_payload,
+    server_from_service_info,
+    server_from_url,
+    service_info,
+    txt_properties,
+)
+
+FINGERPRINT = "ab" * 32
+
+
+def announcement(addresses: list[str], **properties: str) -> EstServer | None:
+    """What a browser makes of an announcement with these addresses and TXT values."""
+    info = AsyncServiceInfo(
+        "_est._tcp.local.",
+        "Home Household CA._est._tcp.local.",
+        port=8443,
+        properties={**txt_properties(FINGERPRINT), **properties},
+        server="ha.local.",
+        parsed_addresses=addresses,
+    )
+    return server_from_service_info(info)
+
+
+def test_the_announcement_carries_where_and_which_ca() -> None:
+    info = service_info(
+        "Home Household CA", port=8443, ca_fingerprint=FINGERPRINT, server="ha.local.", addresses=["10.0.0.2"]
+    )
+    assert info.type == "_est._tcp.local."
+    assert info.name == "Home Household CA._est._tcp.local."
+    assert info.properties == {b"path": b"/.well-known/est", b"cafp": FINGERPRINT.encode(), b"ver": b"1"}
+    assert all(len(value or b"") < 255 for value in info.properties.values())
+    assert server_from_service_info(info) == EstServer(
+        "Home Household CA", "https://10.0.0.2:8443", None, FINGERPRINT
+    )
+
+
+@pytest.mark.parametrize(
+    ("addresses", "properties", "expected"),
+    [
+        (["fe80::1", "10.0.0.2"], {}, ("https://10.0.0.2:8443", None, FINGERPRINT)),  # IPv4 first
+        (["fd00::2"], {}, ("https://[fd00::2]:8443", None, FINGERPRINT)),
+        (["fe80::1"], {}, None),  # a link-local address needs a zone index no URL can carry
+        (["10.0.0.2"], {"ver": "2"}, None),  # a profile this client does not know
+        (
+            ["10.0.0.2"],
+            {"path": "/.well-known/est/appliance"},
+            ("https://10.0.0.2:8443", "appliance", FINGERPRINT),
+        ),
+        (["10.0.0.2"], {"path": "/somewhere/else"}, None),
+        (["10.0.0.2"], {"cafp": "not hex"}, ("https://10.0.0.2:8443", None, None)),  # only ever a hint
+    ],
+)
+def test_what_a_browser_makes_of_announcements(
+    addresses: list[str], properties: dict[str, str], expected: tuple[str, str | None, str | None] | None
+) -> None:
+    server = announcement(addresses, **properties)
+    if expected is None:
+        assert server is None
+    else:
+        assert server is not None
+        assert (server.base_url, server.label, server.ca_fingerprint) == expected
+
+
+@pytest.mark.parametrize(
+    ("host", "url"),
+    [
+        ("192.168.1.2", "https://192.168.1.2:8443"),
+        ("fd00::2", "https://[fd00::2]:8443"),
+        ("ha.local", "https://ha.local:8443"),
+    ],
+)
+def test_qr_payload_round_trip(host: str, url: str) -> None:
+    payload = qr_payload(host, 8443, FINGERPRINT)
+    assert payload.startswith("est://") and payload.endswith(f"/.well-known/est?sha256={FINGERPRINT}")
+    assert server_from_qr_payload(payload) == EstServer(url, url, None, FINGERPRINT)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        f"https://192.168.1.2:8443/.well-known/est?sha256={FINGERPRINT}",  # not est://
+        f"est://192.168.1.2/.well-known/est?sha256={FINGERPRINT}",  # no port
+        "est://192.168.1.2:8443/.well-known/est",  # no fingerprint
+        "est://192.168.1.2:8443/.well-known/est?sha256=1234",  # not a SHA-256
+        f"est://192.168.1.2:8443/elsewhere?sha256={FINGERPRINT}",
+    ],
+)
+def test_malformed_qr_payloads_are_refused(payload: str) -> None:
+    with pytest.raises(ValueError, match=r"."):
+        server_from_qr_payload(payload)
+
+
+def test_server_urls() -> None:
+    assert server_from_url("https://10.0.0.2:8443") == EstServer(
+        "https://10.0.0.2:8443", "https://10.0.0.2:8443"
+    )
+    assert server_from_url("https://10.0.0.2:8443/.well-known/est/appliance/").label == "appliance"
+    for bad in ("http://10.0.0.2:8443", "10.0.0.2:8443", "https://10.0.0.2:8443/api"):
+        with pytest.raises(ValueError, match=r"."):
+            server_from_url(bad)
+
+
+HOME = EstServer("Home", "https://10.0.0.2:8443", None, FINGERPRINT)
+CABIN = EstServer("Cabin", "https://10.0.0.3:8443", None, "cd" * 32)
+
+
+@pytest.mark.parametrize(
+    ("servers", "expected_fingerprint", "chosen"),
+    [
+        ([], None, None),
+        ([HOME], None, HOME),
+        ([HOME], "cd" * 32, HOME),  # the announcement is only a hint: the bootstrap decides
+        ([HOME, CABIN], None, None),  # no reason to prefer either: the user must choose
+        ([HOME, CABIN], "cd" * 32, CABIN),
+    ],
+)
+def test_choosing_among_servers(
+    servers: list[EstServer], expected_fingerprint: str | None, chosen: EstServer | None
+) -> None:
+    assert choose_server(servers, expected_fingerprint) == chosen
