@@ -80,7 +80,7 @@ HUB_SENSORS = (
         key="ca_fingerprint",
         translation_key="ca_fingerprint",
         entity_category=EntityCategory.DIAGNOSTIC,
-        value=lambda runtime: runtime.ca_fingerprint,
+        value=lambda runtime: runtime.formatted_fingerprint(),
     ),
     HubSensorDescription(
         key="qr_payload",
