@@ -8,6 +8,9 @@ runs ``hass -c config``, completes onboarding through the REST API with a local 
 ``--isolated`` runs Home Assistant inside a private network namespace (``ip netns``, root only) with
 loopback only, so none of its mDNS leaves this machine; http://127.0.0.1:8123 outside is forwarded
 to it. Other commands join the namespace with ``ip netns exec est-dev ...``.
+
+``--appliance`` also starts a simulated appliance (scripts/appliance) beside Home Assistant: it finds
+the EST server over mDNS once the integration is added, asks to enroll, and waits for approval.
 """
 
 from __future__ import annotations
@@ -164,6 +167,43 @@ async def forward(port: int) -> asyncio.Server:
     return server
 
 
+APPLIANCE = {"id": "oven-7f3a", "name": "Kitchen oven", "model": "OV-200", "manufacturer": "Acme"}
+
+
+async def start_appliance(config: Path, pin: str) -> asyncio.subprocess.Process:
+    """The simulated appliance, in this process's network namespace, its state kept in config/."""
+    print(
+        f"scripts/develop: simulated appliance '{APPLIANCE['name']}' (id {APPLIANCE['id']}) starts; "
+        f"its PIN is {pin}",
+        flush=True,
+    )
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "est.appliance",
+        "--id",
+        APPLIANCE["id"],
+        "--pin",
+        pin,
+        "--name",
+        APPLIANCE["name"],
+        "--model",
+        APPLIANCE["model"],
+        "--manufacturer",
+        APPLIANCE["manufacturer"],
+        "--serial",
+        "SN-0042",
+        "--state-dir",
+        str(config / ".appliance"),
+        # It waits for the owner to add the integration, then to approve it.
+        "--discovery-timeout",
+        "3600",
+        "--approval-timeout",
+        "3600",
+        env={**os.environ, "PYTHONPATH": str(ROOT / "custom_components" / "est_pairing")},
+    )
+
+
 async def run(args: argparse.Namespace) -> int:
     """Start Home Assistant (isolated or not) and wait for it to exit."""
     config: Path = args.config
@@ -179,10 +219,14 @@ async def run(args: argparse.Namespace) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, process.send_signal, signal.SIGTERM)
     onboarding = asyncio.create_task(onboard(owner_account(config), isolated=args.isolated))
+    appliance = await start_appliance(config, args.appliance_pin) if args.appliance else None
     try:
         return await process.wait()
     finally:
         onboarding.cancel()
+        if appliance is not None and appliance.returncode is None:
+            appliance.terminate()
+            await appliance.wait()
         if server is not None:
             server.close()
         if args.isolated:
@@ -196,6 +240,14 @@ def main() -> None:
         "--isolated",
         action="store_true",
         help="run inside a private network namespace: no mDNS leaves this machine (root)",
+    )
+    parser.add_argument(
+        "--appliance", action="store_true", help="also start a simulated appliance that asks to pair"
+    )
+    parser.add_argument(
+        "--appliance-pin",
+        default=f"{secrets.randbelow(10**6):06d}",
+        help="the simulated appliance's PIN (default: random, printed on start)",
     )
     parser.add_argument(
         "--config",

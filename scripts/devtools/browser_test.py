@@ -1,0 +1,129 @@
+"""The owner's flow in a real Home Assistant and a real browser (scripts/browser-test).
+
+Starts ``scripts/develop --isolated --appliance`` with a fresh configuration, so Home Assistant, the
+simulated appliance and (here) headless Chromium all run inside the ``est-dev`` network namespace,
+then drives tests/browser/owner_flow.mjs through the flow and stops everything. Screenshots go to a
+temporary directory, or to docs/images with ``--update-images``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+from pathlib import Path
+import re
+import shutil
+import signal
+import sys
+import tempfile
+
+ROOT = Path(__file__).resolve().parents[2]
+BROWSER = ROOT / "tests" / "browser"
+IMAGES = ROOT / "docs" / "images"
+APPLIANCE_NAME = "Kitchen oven"
+READY = re.compile(r"log in as '(?P<user>[^']+)' with password '(?P<password>[^']+)'")
+PIN = re.compile(r"its PIN is (?P<pin>\d+)")
+
+
+def preflight() -> None:
+    """Fail with a reason, never skip: root, Chromium, Node and the playwright-core package."""
+    problems = []
+    if os.geteuid() != 0:
+        problems.append("needs root (it creates a network namespace)")
+    if not Path(os.environ.get("CHROMIUM", "/usr/bin/chromium")).exists():
+        problems.append("Chromium is missing (apt-get install --no-install-recommends chromium)")
+    if shutil.which("node") is None:
+        problems.append("Node.js is missing")
+    if not (BROWSER / "node_modules" / "playwright-core").is_dir():
+        problems.append("playwright-core is missing (npm ci --prefix tests/browser)")
+    if problems:
+        sys.exit("scripts/browser-test cannot run: " + "; ".join(problems))
+
+
+async def read_until(
+    stream: asyncio.StreamReader, pattern: re.Pattern[str], patience: float
+) -> re.Match[str]:
+    """Echo lines until one matches."""
+    async with asyncio.timeout(patience):
+        while line := (await stream.readline()).decode(errors="replace"):
+            print(line, end="", flush=True)
+            if match := pattern.search(line):
+                return match
+    raise RuntimeError(f"scripts/develop ended before printing /{pattern.pattern}/")
+
+
+async def echo(stream: asyncio.StreamReader) -> None:
+    """Keep echoing Home Assistant's output so its pipe never fills."""
+    while line := await stream.readline():
+        print(line.decode(errors="replace"), end="", flush=True)
+
+
+async def run(shots: Path) -> int:
+    """Run the flow; returns the browser test's exit code."""
+    config = Path(tempfile.mkdtemp(prefix="est-browser-ha-"))
+    develop = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(ROOT / "scripts" / "devtools" / "develop.py"),
+        "--isolated",
+        "--appliance",
+        "--config",
+        str(config),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    if develop.stdout is None:
+        raise RuntimeError("no pipe from scripts/develop")
+    try:
+        pin = (await read_until(develop.stdout, PIN, 600))["pin"]
+        login = await read_until(develop.stdout, READY, 600)
+        echoing = asyncio.create_task(echo(develop.stdout))
+        browser = await asyncio.create_subprocess_exec(
+            "ip",
+            "netns",
+            "exec",
+            "est-dev",
+            "node",
+            str(BROWSER / "owner_flow.mjs"),
+            env={
+                **os.environ,
+                "HA_USER": login["user"],
+                "HA_PASSWORD": login["password"],
+                "APPLIANCE_NAME": APPLIANCE_NAME,
+                "APPLIANCE_PIN": pin,
+                "SHOTS_DIR": str(shots),
+            },
+        )
+        code = await browser.wait()
+        echoing.cancel()
+        return code
+    finally:
+        if develop.returncode is None:
+            develop.send_signal(signal.SIGTERM)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(develop.wait(), 60)
+        if develop.returncode is None:
+            develop.kill()
+        shutil.rmtree(config, ignore_errors=True)
+
+
+def main() -> None:
+    """Entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
+    parser.add_argument("--update-images", action="store_true", help="write the screenshots to docs/images")
+    args = parser.parse_args()
+    preflight()
+    shots = IMAGES if args.update_images else Path(tempfile.mkdtemp(prefix="est-browser-shots-"))
+    if args.update_images:
+        for old in IMAGES.glob("*.png"):
+            old.unlink()
+    code = asyncio.run(run(shots))
+    for failed in shots.glob("failed-*.png"):
+        print(f"scripts/browser-test: the failing page is in {failed}", file=sys.stderr)
+    print(f"scripts/browser-test: {'passed' if code == 0 else 'FAILED'}; screenshots in {shots}")
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

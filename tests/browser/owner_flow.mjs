@@ -1,0 +1,143 @@
+// The owner's flow in Home Assistant's real frontend, in headless Chromium, with a screenshot per step.
+//
+//   HA_URL HA_USER HA_PASSWORD APPLIANCE_NAME APPLIANCE_PIN SHOTS_DIR node owner_flow.mjs
+//
+// Log in; add "EST Appliance Pairing" from Settings -> Devices & services; find the simulated
+// appliance under "Discovered"; open it, type its PIN (a wrong one first), submit; see the appliance
+// as a device with its certificate expiry; revoke it from the device page. Exits non-zero, with a
+// screenshot of the failing page, when any step fails.
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { chromium } from "playwright-core";
+
+const env = (name, fallback) => {
+  const value = process.env[name] ?? fallback;
+  if (value === undefined) throw new Error(`${name} is not set`);
+  return value;
+};
+const url = env("HA_URL", "http://127.0.0.1:8123");
+const user = env("HA_USER", "owner");
+const password = env("HA_PASSWORD");
+const applianceName = env("APPLIANCE_NAME", "Kitchen oven");
+const pin = env("APPLIANCE_PIN");
+const shots = env("SHOTS_DIR");
+const patience = Number(env("STEP_TIMEOUT_MS", "120000"));
+mkdirSync(shots, { recursive: true });
+
+const browser = await chromium.launch({
+  executablePath: env("CHROMIUM", "/usr/bin/chromium"),
+  // The flags keep Chromium from reaching for the internet (this machine has none).
+  args: [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+  ],
+});
+const page = await browser.newPage({ viewport: { width: 1280, height: 860 }, deviceScaleFactor: 1 });
+page.setDefaultTimeout(patience);
+let number = 0;
+
+async function step(name, action) {
+  number += 1;
+  const file = join(shots, `${String(number).padStart(2, "0")}-${name}.png`);
+  try {
+    await action();
+    await page.waitForTimeout(800); // let animations settle before the picture
+    await page.screenshot({ path: file });
+    console.log(`ok ${number} ${name}`);
+  } catch (error) {
+    await page.screenshot({ path: join(shots, `failed-${name}.png`) }).catch(() => {});
+    console.error(`FAILED step ${number} (${name}): ${error.message.split("\n")[0]}`);
+    await browser.close();
+    process.exit(1);
+  }
+}
+
+// The certificate-status row of the device page showing this state (state text is slotted into the row).
+const statusRow = (state) =>
+  page.locator("hui-generic-entity-row").filter({ hasText: "Certificate status" }).filter({ hasText: state });
+
+async function openIntegrations() {
+  await page.goto(`${url}/config/integrations/dashboard`);
+  await page.getByRole("heading", { name: "Configured" }).or(page.locator("ha-fab")).first().waitFor();
+}
+
+await step("login", async () => {
+  await page.goto(url);
+  await page.getByLabel("Username").fill(user);
+  await page.getByLabel("Password", { exact: true }).fill(password);
+  await page.screenshot({ path: join(shots, "00-login-form.png") });
+  await page.getByRole("button", { name: "Log in" }).click();
+  await page.waitForURL(/lovelace/);
+});
+
+await step("add-integration", async () => {
+  await openIntegrations();
+  await page.locator("ha-fab").click();
+  await page.getByText("Select brand").waitFor();
+  await page.getByLabel("Search for a brand name").fill("EST Appliance");
+  await page.getByText("EST Appliance Pairing", { exact: true }).click();
+  await page.getByText("Household certificate authority").waitFor();
+});
+
+await step("hub-created", async () => {
+  await page.getByRole("button", { name: "Submit" }).click();
+  await page.getByText("Created configuration for").waitFor();
+});
+
+await step("discovered", async () => {
+  await page.getByRole("button", { name: "Finish" }).click();
+  // The appliance finds the new EST server over mDNS and asks to enroll; its card appears.
+  const card = page.getByText(applianceName, { exact: true });
+  const deadline = Date.now() + patience;
+  for (;;) {
+    await openIntegrations();
+    if (await card.isVisible()) break;
+    if (Date.now() > deadline) throw new Error(`${applianceName} never appeared under Discovered`);
+    await page.waitForTimeout(3000);
+  }
+});
+
+await step("confirm", async () => {
+  await page.getByRole("button", { name: "Add", exact: true }).click();
+  await page.getByText("Pair this appliance?").waitFor();
+});
+
+await step("wrong-pin", async () => {
+  await page.getByText("Type the PIN printed on the appliance").click();
+  await page.getByLabel("PIN").fill("000000");
+  await page.getByRole("button", { name: "Submit" }).click();
+  await page.getByText("That is not the PIN the appliance sent").waitFor();
+});
+
+await step("approved", async () => {
+  await page.getByLabel("PIN").fill(pin);
+  await page.getByRole("button", { name: "Submit" }).click();
+  await page.getByText("is approved").waitFor();
+});
+
+await step("hub-and-appliance", async () => {
+  await page.getByRole("button", { name: "Close" }).last().click();
+  await page.goto(`${url}/config/integrations/integration/est_pairing`);
+  await page.getByText(applianceName, { exact: true }).waitFor();
+});
+
+await step("device", async () => {
+  await page.goto(`${url}/config/devices/dashboard`);
+  await page.getByText(applianceName, { exact: true }).first().click();
+  await page.getByText("Certificate expiry").filter({ visible: true }).first().waitFor();
+  // The appliance retries every few seconds; its certificate makes the status "Valid".
+  await statusRow("Valid").waitFor();
+});
+
+await step("revoked", async () => {
+  await page.getByRole("button", { name: "Press" }).click();
+  await statusRow("Revoked").waitFor();
+});
+
+await browser.close();
+console.log(`owner flow passed: ${number} steps, screenshots in ${shots}`);
