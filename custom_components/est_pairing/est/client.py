@@ -266,13 +266,8 @@ class EstClient:
         client_ssl = await asyncio.to_thread(
             client_ssl_context, self.ca_certificate, certificate=certificate, private_key=private_key
         )
-        try:
-            async with self._request("POST", "simplereenroll", csr=csr, ssl=client_ssl) as response:
-                return self._issued_to(csr, await _checked_body(response, PKCS7_MIME))
-        except NotAllowed as err:
-            if "revoked" in str(err):
-                raise CertificateRevoked(str(err)) from None
-            raise
+        async with self._request("POST", "simplereenroll", csr=csr, ssl=client_ssl) as response:
+            return self._issued_to(csr, await _checked_body(response, PKCS7_MIME))
 
     async def serverkeygen(
         self,
@@ -393,6 +388,8 @@ def _error_for(response: aiohttp.ClientResponse, reason: str) -> EstError:
     reason = reason.strip() or response.reason or "no reason given"
     line = f"{response.status}: {reason.splitlines()[0]}"
     cls = ERROR_FOR_STATUS.get(response.status, ProtocolError)
+    if cls is NotAllowed and "revoked" in reason:  # the server's 403 reasons say so (status.py)
+        cls = CertificateRevoked
     if issubclass(cls, RetryLater):
         return cls(line, _retry_after(response))
     if issubclass(cls, MethodNotAllowed):

@@ -89,6 +89,7 @@ class Registrar:
         self.crl_url = crl_url
         self._now = now
         self._crl: tuple[int, datetime, bytes] | None = None
+        self._revocations: dict[str, int] = {}  # appliance id -> times revoked, to catch races
 
     # --- unauthenticated ----------------------------------------------------------------------------
 
@@ -173,6 +174,7 @@ class Registrar:
         reason: x509.ReasonFlags = x509.ReasonFlags.cessation_of_operation,
     ) -> list[CertificateRecord]:
         """Revoke every certificate of an appliance and forget its registration."""
+        self._revocations[appliance_id] = self._revocations.get(appliance_id, 0) + 1
         records = await self.ledger.revoke_appliance(appliance_id, reason=reason, when=self._now())
         self.policy.remove(appliance_id, [r.key_fingerprint for r in self.ledger.for_appliance(appliance_id)])
         return records
@@ -214,7 +216,15 @@ class Registrar:
         except Exception:
             self.ledger.release_serial(serial)
             raise
+        revocations = self._revocations.get(appliance_id, 0)
         record = await self.ledger.record_issued(certificate, appliance_id)
+        if self._revocations.get(appliance_id, 0) != revocations:
+            # The owner revoked the appliance while this certificate was being recorded.
+            await self.ledger.revoke(
+                serial, reason=x509.ReasonFlags.cessation_of_operation, when=self._now()
+            )
+            self.policy.remove(appliance_id, [record.key_fingerprint])
+            raise CertificateRevoked("the appliance was revoked while this request was handled")
         return Issued(certificate, record)
 
     def _reserve_serial(self) -> int:
