@@ -177,14 +177,11 @@ class EstRuntime:
         try:
             await self.service.start()
         except OSError as err:
-            ir.async_create_issue(
-                self.hass,
-                DOMAIN,
+            self._raise_issue(
                 ISSUE_PORT_UNAVAILABLE,
-                is_fixable=False,
-                severity=ir.IssueSeverity.ERROR,
-                translation_key=ISSUE_PORT_UNAVAILABLE,
-                translation_placeholders={"port": str(self.settings.port), "error": err.strerror or str(err)},
+                ir.IssueSeverity.ERROR,
+                port=str(self.settings.port),
+                error=err.strerror or str(err),
             )
             raise ConfigEntryNotReady(
                 translation_domain=DOMAIN,
@@ -258,15 +255,7 @@ class EstRuntime:
     async def _async_refresh(self, _now: datetime | None = None) -> None:
         names = await self._listener_names()
         if not self.service.listener_identity.covers(names):
-            ir.async_create_issue(
-                self.hass,
-                DOMAIN,
-                ISSUE_LISTENER_NAMES,
-                is_fixable=True,
-                severity=ir.IssueSeverity.WARNING,
-                translation_key=ISSUE_LISTENER_NAMES,
-                translation_placeholders={"names": ", ".join(names.all())},
-            )
+            self._raise_issue(ISSUE_LISTENER_NAMES, ir.IssueSeverity.WARNING, names=", ".join(names.all()))
         elif self.service.listener_identity.needs_renewal(self.service.ca, names, self.service.now()):
             await self.service.update_names(names)
         self._check_ca_expiry()
@@ -276,17 +265,21 @@ class EstRuntime:
     def _check_ca_expiry(self) -> None:
         expires = self.service.ca.not_valid_after
         if expires - dt_util.utcnow() < CA_EXPIRY_WARNING:
-            ir.async_create_issue(
-                self.hass,
-                DOMAIN,
-                ISSUE_CA_EXPIRING,
-                is_fixable=False,
-                severity=ir.IssueSeverity.WARNING,
-                translation_key=ISSUE_CA_EXPIRING,
-                translation_placeholders={"expires": expires.date().isoformat()},
-            )
+            self._raise_issue(ISSUE_CA_EXPIRING, ir.IssueSeverity.WARNING, expires=expires.date().isoformat())
         else:
             ir.async_delete_issue(self.hass, DOMAIN, ISSUE_CA_EXPIRING)
+
+    def _raise_issue(self, issue_id: str, severity: ir.IssueSeverity, **placeholders: str) -> None:
+        """A repair issue whose translation key is its id; only the listener names one is fixable."""
+        ir.async_create_issue(
+            self.hass,
+            DOMAIN,
+            issue_id,
+            is_fixable=issue_id == ISSUE_LISTENER_NAMES,
+            severity=severity,
+            translation_key=issue_id,
+            translation_placeholders=placeholders,
+        )
 
     # --- what the owner sees ------------------------------------------------------------------------
 
