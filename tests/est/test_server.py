@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+import logging
 import ssl
 
 import aiohttp
@@ -21,6 +22,7 @@ from custom_components.est_pairing.est.client import build_csr, renewal_csr
 from custom_components.est_pairing.est.limits import FREE_ATTEMPTS, MAX_BODY_BYTES
 from custom_components.est_pairing.est.tls import client_ssl_context
 
+from . import rawhttp
 from .conftest import RunningServer
 
 EST = "/.well-known/est"
@@ -414,3 +416,35 @@ async def test_serverkeygen(server: RunningServer, call: object, request_key: ob
 async def test_server_keeps_answering_concurrent_requests(call: object) -> None:
     answers = await asyncio.gather(*(call("GET", f"{EST}/cacerts") for _ in range(20)))
     assert {a.status for a in answers} == {200}
+
+
+# --- requests the HTTP parser refuses --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "reason"),
+    [
+        pytest.param(b"G\x00T / HTTP/1.1\r\n\r\n", "Invalid method", id="NUL in the method"),
+        pytest.param(b"GET / HTTP/9.9\r\n\r\n", "Invalid HTTP version", id="HTTP/9.9"),
+        pytest.param(b"GET /\xff HTTP/1.1\r\n\r\n", "url", id="non-ASCII path"),
+        pytest.param(b"GET / HTTP/1.1\r\nX: " + b"a" * 9000 + b"\r\n\r\n", "too long", id="9 KB header"),
+        pytest.param(b"GET / HTTP/1.1\r\nX: a\x00b\r\n\r\n", "header value", id="NUL in a header"),
+        pytest.param(
+            b"POST / HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "Content-Length",
+            id="length and chunked",
+        ),
+        pytest.param(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "PRI", id="HTTP/2 preface"),
+        pytest.param(b"G\x00T / HTTP/1.1\r\nAccept: text/html\r\n\r\n", "Invalid method", id="asks for HTML"),
+    ],
+)
+async def test_unparseable_requests_get_one_line_and_no_traceback(
+    server: RunningServer, caplog: pytest.LogCaptureFixture, request_bytes: bytes, reason: str
+) -> None:
+    context = rawhttp.tls_context(server.service.ca.certificate_pem)
+    answer = await rawhttp.exchange(server.service.port, request_bytes, tls=context)
+    assert answer is not None
+    assert answer.status == 400, answer.text
+    assert answer.is_one_line_refusal(), answer.body
+    assert reason in answer.text
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info] == []

@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from http import HTTPStatus
 import logging
 import ssl
-from typing import Final
+from typing import Any, Final
 
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Middleware
@@ -254,6 +255,31 @@ def _text(status: int, reason: str) -> web.Response:
 # --- the listener -------------------------------------------------------------------------------------
 
 
+class _EstRequestHandler(web.RequestHandler):
+    """aiohttp's per-connection HTTP handler, refusing what it cannot parse in this listener's style.
+
+    aiohttp answers an unparseable request (bad request line, header, chunk size...) itself, before
+    any middleware runs: with a multi-line reason, and with a logged traceback that any device on the
+    LAN could provoke at will.
+    """
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        reason = " ".join(message.split("\n", 1)[0].split()).rstrip(":") if message else ""
+        if status >= 500:  # our bug, not the peer's bytes: aiohttp logs it with its traceback
+            super().handle_error(request, status, exc, message)
+        else:
+            _LOGGER.debug("EST refused an unparseable request with %s: %s", status, reason)
+        response = _text(status, f"malformed HTTP request: {reason}" if reason else HTTPStatus(status).phrase)
+        response.force_close()
+        return response
+
+
 class ConnectionGuard:
     """Caps concurrent connections and closes those that stall.
 
@@ -383,8 +409,15 @@ class _GuardedSite(web.BaseSite):
         server = self._runner.server
         if server is None:
             raise RuntimeError("runner is not set up")
-        self._server = await asyncio.get_running_loop().create_server(
-            self._guard.wrap(server),
+        loop = asyncio.get_running_loop()
+        # A dict: aiohttp releases disagree on whether access_log may be typed None.
+        options: dict[str, Any] = {"access_log": None, "keepalive_timeout": KEEPALIVE_TIMEOUT}
+
+        def handler() -> asyncio.Protocol:
+            return _EstRequestHandler(server, loop=loop, **options)
+
+        self._server = await loop.create_server(
+            self._guard.wrap(handler),
             self._host,
             self._port,
             ssl=self._ssl_context,
@@ -421,13 +454,7 @@ class EstListener:
 
     async def start(self) -> None:
         """Bind and serve. Raises OSError when the port cannot be bound."""
-        runner = web.AppRunner(
-            self._app,
-            access_log=None,
-            keepalive_timeout=KEEPALIVE_TIMEOUT,
-            shutdown_timeout=2.0,
-            handle_signals=False,
-        )
+        runner = web.AppRunner(self._app, shutdown_timeout=2.0, handle_signals=False)
         await runner.setup()
         site = _GuardedSite(runner, self._host, self._port, ssl_context=self.ssl_context, guard=self.guard)
         try:
