@@ -448,3 +448,18 @@ async def test_unparseable_requests_get_one_line_and_no_traceback(
     assert answer.is_one_line_refusal(), answer.body
     assert reason in answer.text
     assert [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info] == []
+
+
+async def test_a_peer_leaving_mid_request_leaves_nothing_behind(server: RunningServer) -> None:
+    """No connection slot and no timer outlive the connection (the harness fails on lingering timers)."""
+    context = rawhttp.tls_context(server.service.ca.certificate_pem)
+    headers = {"Content-Type": wire.PKCS10, "Content-Length": "1000"}
+    async with rawhttp.connect(server.service.port, tls=context) as connection:
+        await connection.send(rawhttp.http_request("POST", f"{EST}/simpleenroll", headers=headers) + b"MII")
+        await asyncio.sleep(0.1)  # the handler is waiting for the rest of the body
+        connection.writer.transport.abort()
+    await asyncio.sleep(0.1)
+    answer = await rawhttp.exchange(
+        server.service.port, rawhttp.http_request("GET", f"{EST}/cacerts"), tls=context
+    )
+    assert answer is not None and answer.status == 200

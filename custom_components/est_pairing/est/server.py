@@ -356,6 +356,7 @@ class _GuardedProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.disarm()
+        self._transport = None
         self._guard._release(self)
         if self._admitted:
             self.inner.connection_lost(exc)
@@ -363,6 +364,8 @@ class _GuardedProtocol(asyncio.Protocol):
     def arm(self, delay: float) -> None:
         """Close the connection unless the next request starts within ``delay`` seconds."""
         self.disarm()
+        if self._transport is None:  # lost while its request was handled: nothing left to close
+            return
         self._timer = asyncio.get_running_loop().call_later(delay, self._expire)
 
     def disarm(self) -> None:
