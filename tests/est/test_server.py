@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+import gzip
 import logging
 import ssl
 
@@ -162,6 +163,13 @@ async def test_crl_is_signed_by_the_ca(server: RunningServer, call: object) -> N
         ("POST", f"{EST}/fullcmc", {"body": b"x"}, 501, "full CMC"),
         ("POST", f"{EST}/simpleenroll", {"body": b"MIIB", "content_type": "text/plain"}, 415, "pkcs10"),
         ("POST", f"{EST}/simpleenroll", {"body": b"MIIB", "content_type": None}, 415, "pkcs10"),
+        (
+            "POST",
+            f"{EST}/simpleenroll",
+            {"body": gzip.compress(b"MAA="), "headers": {"Content-Encoding": "gzip"}},
+            415,
+            "uncompressed",
+        ),
         ("POST", f"{EST}/simpleenroll", {"body": b"!!"}, 400, "not valid base64"),
         ("POST", f"{EST}/simpleenroll", {"body": b"MAA="}, 400, "not a DER PKCS#10"),
         ("POST", f"{EST}/simpleenroll", {"body": b""}, 400, "empty"),
@@ -450,8 +458,10 @@ async def test_unparseable_requests_get_one_line_and_no_traceback(
     assert [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info] == []
 
 
-async def test_a_peer_leaving_mid_request_leaves_nothing_behind(server: RunningServer) -> None:
-    """No connection slot and no timer outlive the connection (the harness fails on lingering timers)."""
+async def test_a_peer_leaving_mid_request_leaves_nothing_behind(
+    server: RunningServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No error log, and no timer outlives the connection (the harness fails on lingering timers)."""
     context = rawhttp.tls_context(server.service.ca.certificate_pem)
     headers = {"Content-Type": wire.PKCS10, "Content-Length": "1000"}
     async with rawhttp.connect(server.service.port, tls=context) as connection:
@@ -463,3 +473,4 @@ async def test_a_peer_leaving_mid_request_leaves_nothing_behind(server: RunningS
         server.service.port, rawhttp.http_request("GET", f"{EST}/cacerts"), tls=context
     )
     assert answer is not None and answer.status == 200
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info] == []

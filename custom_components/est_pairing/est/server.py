@@ -212,6 +212,8 @@ def _peer(request: web.Request) -> Peer:
 async def _read_csr(request: web.Request) -> x509.CertificateSigningRequest:
     if media_type(request.headers.get(hdrs.CONTENT_TYPE)) != PKCS10:
         raise UnsupportedMediaType(f"send the certificate request as {PKCS10}")
+    if request.headers.get(hdrs.CONTENT_ENCODING, "identity").strip().lower() != "identity":
+        raise UnsupportedMediaType("send the certificate request uncompressed (no Content-Encoding)")
     return load_csr(await _read_body(request))
 
 
@@ -230,6 +232,10 @@ async def _read_body(request: web.Request) -> bytes:
                 chunks.append(chunk)
     except TimeoutError:
         raise RequestTimeout(f"request body did not arrive within {BODY_TIMEOUT:g} s") from None
+    except web.RequestPayloadError:
+        raise MalformedRequest("request body does not follow its transfer coding") from None
+    except ConnectionError:  # the peer left mid-upload; nobody will read the answer
+        raise MalformedRequest("connection closed before the request body was complete") from None
     if not chunks:
         raise MalformedRequest("request body is empty")
     return b"".join(chunks)
@@ -413,8 +419,13 @@ class _GuardedSite(web.BaseSite):
         if server is None:
             raise RuntimeError("runner is not set up")
         loop = asyncio.get_running_loop()
-        # A dict: aiohttp releases disagree on whether access_log may be typed None.
-        options: dict[str, Any] = {"access_log": None, "keepalive_timeout": KEEPALIVE_TIMEOUT}
+        # A dict: aiohttp releases disagree on whether access_log may be typed None. No decompression:
+        # EST bodies are never compressed, and a small gzip body can inflate a thousandfold.
+        options: dict[str, Any] = {
+            "access_log": None,
+            "keepalive_timeout": KEEPALIVE_TIMEOUT,
+            "auto_decompress": False,
+        }
 
         def handler() -> asyncio.Protocol:
             return _EstRequestHandler(server, loop=loop, **options)
