@@ -166,9 +166,13 @@ class EstService:
             await self._policy_store.save(self.policy.export())
 
     async def flush(self) -> None:
-        """Wait for pending saves."""
+        """Wait for pending saves, and for any that start meanwhile."""
         while self._saves:
-            await asyncio.gather(*list(self._saves))
+            # Take them out first: gather() over finished tasks completes without yielding (3.12+),
+            # so waiting for their done-callbacks to empty the set would spin forever.
+            saves = list(self._saves)
+            self._saves.difference_update(saves)
+            await asyncio.gather(*saves)
 
     # --- listener -----------------------------------------------------------------------------------
 
