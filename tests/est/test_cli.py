@@ -134,3 +134,9 @@ async def test_approve_without_a_server_says_why(tmp_path: Path) -> None:
     code, _, stderr = await est_server("list", "--data-dir", tmp_path)
     assert code == 1
     assert "holds no household CA" in stderr
+
+
+async def test_sigterm_right_after_the_ready_line_stops_cleanly(tmp_path: Path) -> None:
+    """A supervisor may stop the server as soon as it says it listens: that must be a clean stop."""
+    server = await start(tmp_path)
+    assert "stopped" in await server.stop()

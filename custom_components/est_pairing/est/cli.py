@@ -131,12 +131,12 @@ async def serve(args: argparse.Namespace) -> None:
     service.policy.on_pending_added = _announce_pending
     await service.start()
     control = await _start_control(service, data_dir / "control.sock")
-    print(f"listening on https://{_url_host(args.host)}:{service.port}/.well-known/est", flush=True)
-    print(f"CA SHA-256 {service.ca.fingerprint}", flush=True)
     stopped = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in (signal.SIGINT, signal.SIGTERM):  # before the ready line: a supervisor may stop us at once
         loop.add_signal_handler(signum, stopped.set)
+    print(f"listening on https://{_url_host(args.host)}:{service.port}/.well-known/est", flush=True)
+    print(f"CA SHA-256 {service.ca.fingerprint}", flush=True)
     try:
         await stopped.wait()
     finally:
