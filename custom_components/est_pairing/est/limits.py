@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Final
 
 # Requests
@@ -22,6 +23,20 @@ HEADER_TIMEOUT: Final = 10.0  # the request line and headers must arrive within 
 BODY_TIMEOUT: Final = 15.0  # the whole body must arrive within this
 KEEPALIVE_TIMEOUT: Final = 15.0  # an idle connection is closed after this
 MAX_CONNECTIONS: Final = 256  # more concurrent connections get closed at once
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    """The listener's connection bounds as one value: production runs the defaults, tests shrink them."""
+
+    tls_handshake_timeout: float = TLS_HANDSHAKE_TIMEOUT
+    header_timeout: float = HEADER_TIMEOUT
+    body_timeout: float = BODY_TIMEOUT
+    keepalive_timeout: float = KEEPALIVE_TIMEOUT
+    max_connections: int = MAX_CONNECTIONS
+
+
+DEFAULT_CONNECTION_LIMITS: Final = ConnectionLimits()
 
 # Owner approval
 PENDING_MAX: Final = 64  # pending first-enrollment requests overall

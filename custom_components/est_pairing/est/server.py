@@ -30,14 +30,7 @@ from .errors import (
     UnknownResource,
     UnsupportedMediaType,
 )
-from .limits import (
-    BODY_TIMEOUT,
-    HEADER_TIMEOUT,
-    KEEPALIVE_TIMEOUT,
-    MAX_BODY_BYTES,
-    MAX_CONNECTIONS,
-    TLS_HANDSHAKE_TIMEOUT,
-)
+from .limits import DEFAULT_CONNECTION_LIMITS, MAX_BODY_BYTES, ConnectionLimits
 from .policy import AwaitingOwner
 from .registrar import Issued, Peer, Registrar
 from .status import status_for
@@ -68,6 +61,8 @@ DEFAULT_LABELS: Final = ("appliance",)
 
 _CLOSE_AFTER: Final = frozenset({408, 413})  # the rest of the body was not read: drop the connection
 _MAX_REASON: Final = 200
+
+_BODY_TIMEOUT: Final = web.AppKey("body_timeout", float)
 
 type Handler = Callable[[web.Request], Awaitable[web.Response]]
 type NextHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -107,6 +102,7 @@ class EstApplication:
         if guard is not None:
             middlewares.insert(0, guard.middleware)
         app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
+        app[_BODY_TIMEOUT] = (guard.limits if guard is not None else DEFAULT_CONNECTION_LIMITS).body_timeout
         app.router.add_route("*", f"{EST_PATH}/{{op}}", self._dispatch)
         app.router.add_route("*", f"{EST_PATH}/{{label}}/{{op}}", self._dispatch)
         app.router.add_route("*", CRL_PATH, self._crl)
@@ -223,15 +219,16 @@ async def _read_body(request: web.Request) -> bytes:
         raise RequestTooLarge(f"request body is over {MAX_BODY_BYTES} bytes")
     chunks: list[bytes] = []
     size = 0
+    timeout = request.app[_BODY_TIMEOUT]
     try:
-        async with asyncio.timeout(BODY_TIMEOUT):
+        async with asyncio.timeout(timeout):
             while chunk := await request.content.readany():
                 size += len(chunk)
                 if size > MAX_BODY_BYTES:
                     raise RequestTooLarge(f"request body is over {MAX_BODY_BYTES} bytes")
                 chunks.append(chunk)
     except TimeoutError:
-        raise RequestTimeout(f"request body did not arrive within {BODY_TIMEOUT:g} s") from None
+        raise RequestTimeout(f"request body did not arrive within {timeout:g} s") from None
     except web.RequestPayloadError:
         raise MalformedRequest("request body does not follow its transfer coding") from None
     except ConnectionError:  # the peer left mid-upload; nobody will read the answer
@@ -289,13 +286,13 @@ class _EstRequestHandler(web.RequestHandler):
 class ConnectionGuard:
     """Caps concurrent connections and closes those that stall.
 
-    A connection must deliver its request headers within ``HEADER_TIMEOUT`` of opening (and within
-    ``KEEPALIVE_TIMEOUT + HEADER_TIMEOUT`` of its previous response): aiohttp alone waits forever
+    A connection must deliver its request headers within ``header_timeout`` of opening (and within
+    ``keepalive_timeout + header_timeout`` of its previous response): aiohttp alone waits forever
     for headers that trickle in byte by byte.
     """
 
-    def __init__(self, max_connections: int = MAX_CONNECTIONS) -> None:
-        self.max_connections = max_connections
+    def __init__(self, limits: ConnectionLimits = DEFAULT_CONNECTION_LIMITS) -> None:
+        self.limits = limits
         self._connections: dict[asyncio.BaseProtocol, _GuardedProtocol] = {}
 
     def __len__(self) -> int:
@@ -315,10 +312,10 @@ class ConnectionGuard:
             return await handler(request)
         finally:
             if connection is not None:
-                connection.arm(KEEPALIVE_TIMEOUT + HEADER_TIMEOUT)
+                connection.arm(self.limits.keepalive_timeout + self.limits.header_timeout)
 
     def _admit(self, connection: _GuardedProtocol) -> bool:
-        if len(self._connections) >= self.max_connections:
+        if len(self._connections) >= self.limits.max_connections:
             return False
         self._connections[connection.inner] = connection
         return True
@@ -340,12 +337,12 @@ class _GuardedProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport
         if not self._guard._admit(self):
-            _LOGGER.warning("EST listener at its %s-connection cap", self._guard.max_connections)
+            _LOGGER.warning("EST listener at its %s-connection cap", self._guard.limits.max_connections)
             transport.close()
             return
         self._admitted = True
         self.inner.connection_made(transport)
-        self.arm(HEADER_TIMEOUT)
+        self.arm(self._guard.limits.header_timeout)
 
     def data_received(self, data: bytes) -> None:
         if self._admitted:
@@ -423,7 +420,7 @@ class _GuardedSite(web.BaseSite):
         # EST bodies are never compressed, and a small gzip body can inflate a thousandfold.
         options: dict[str, Any] = {
             "access_log": None,
-            "keepalive_timeout": KEEPALIVE_TIMEOUT,
+            "keepalive_timeout": self._guard.limits.keepalive_timeout,
             "auto_decompress": False,
         }
 
@@ -435,7 +432,7 @@ class _GuardedSite(web.BaseSite):
             self._host,
             self._port,
             ssl=self._ssl_context,
-            ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT,
+            ssl_handshake_timeout=self._guard.limits.tls_handshake_timeout,
             backlog=self._backlog,
             reuse_address=True,
         )
@@ -451,9 +448,9 @@ class EstListener:
         host: str | None,
         port: int,
         ssl_context: ssl.SSLContext,
-        max_connections: int = MAX_CONNECTIONS,
+        limits: ConnectionLimits = DEFAULT_CONNECTION_LIMITS,
     ) -> None:
-        self.guard = ConnectionGuard(max_connections)
+        self.guard = ConnectionGuard(limits)
         self._app = application.build(self.guard)
         self._host = host
         self._port = port

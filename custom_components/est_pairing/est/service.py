@@ -19,7 +19,7 @@ from cryptography import x509
 from .ca import CurveName, HouseholdCA
 from .issuance import IssuancePolicy
 from .ledger import Ledger
-from .limits import DEFAULT_VALIDITY_DAYS
+from .limits import DEFAULT_CONNECTION_LIMITS, DEFAULT_VALIDITY_DAYS, ConnectionLimits
 from .policy import EnrollmentPolicy
 from .registrar import Registrar
 from .server import DEFAULT_LABELS, EstApplication, EstListener
@@ -44,6 +44,7 @@ class ServiceConfig:
     manufacturer_cas: Sequence[x509.Certificate] = ()
     auto_approve: bool = False
     curve: CurveName = "P-256"
+    limits: ConnectionLimits = DEFAULT_CONNECTION_LIMITS
 
 
 class EstService:
@@ -181,7 +182,11 @@ class EstService:
         context = await asyncio.to_thread(self._ssl_context)
         application = EstApplication(self.registrar, labels=self.config.labels)
         listener = EstListener(
-            application, host=self.config.bind_host, port=self.config.port, ssl_context=context
+            application,
+            host=self.config.bind_host,
+            port=self.config.port,
+            ssl_context=context,
+            limits=self.config.limits,
         )
         await listener.start()
         self._listener = listener
