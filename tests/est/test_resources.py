@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from custom_components.est_pairing.est import wire
 from custom_components.est_pairing.est.limits import ConnectionLimits
 
 from . import rawhttp
@@ -23,10 +24,11 @@ LIMITS = ConnectionLimits(
     tls_handshake_timeout=1.0,
     header_timeout=1.0,
     body_timeout=1.0,
-    keepalive_timeout=1.0,
+    keepalive_timeout=2.0,  # longer than the others, so that each cut-off below has one cause
+    linger_timeout=0.2,
     max_connections=32,
 )
-SLACK = 2.0  # scheduling leeway on a loaded CI machine; the bounds themselves are about a second
+SLACK = 1.5  # scheduling leeway on a loaded CI machine; the bounds themselves are about a second
 
 
 @pytest.fixture
@@ -76,6 +78,20 @@ async def test_slow_headers_are_cut_off(server: RunningServer) -> None:
         await assert_cut_off(connection, LIMITS.header_timeout)
         assert not sender.done() or connection.writer.is_closing()  # it was still sending
         sender.cancel()
+    await assert_still_serving(server)
+
+
+async def test_slow_body_is_cut_off_with_408(server: RunningServer) -> None:
+    headers = {"Content-Type": wire.PKCS10, "Content-Length": "2000"}
+    async with rawhttp.connect(server.service.port, tls=tls(server)) as connection:
+        await connection.send(rawhttp.http_request("POST", f"{EST}/simpleenroll", headers=headers))
+        sender = asyncio.create_task(trickle(connection, b"M" * 2000, pause=0.05))
+        answer = await connection.response(within=LIMITS.body_timeout + SLACK)
+        sender.cancel()
+        assert answer is not None and answer.status == 408
+        assert answer.is_one_line_refusal()
+        assert answer.headers.get("connection") == "close"
+        await assert_cut_off(connection, LIMITS.linger_timeout)
     await assert_still_serving(server)
 
 

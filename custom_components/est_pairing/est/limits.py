@@ -22,6 +22,7 @@ TLS_HANDSHAKE_TIMEOUT: Final = 10.0
 HEADER_TIMEOUT: Final = 10.0  # the request line and headers must arrive within this
 BODY_TIMEOUT: Final = 15.0  # the whole body must arrive within this
 KEEPALIVE_TIMEOUT: Final = 15.0  # an idle connection is closed after this
+LINGER_TIMEOUT: Final = 2.0  # after an early refusal (413, 408), drain an unread body this long at most
 MAX_CONNECTIONS: Final = 256  # more concurrent connections get closed at once
 
 
@@ -33,6 +34,7 @@ class ConnectionLimits:
     header_timeout: float = HEADER_TIMEOUT
     body_timeout: float = BODY_TIMEOUT
     keepalive_timeout: float = KEEPALIVE_TIMEOUT
+    linger_timeout: float = LINGER_TIMEOUT
     max_connections: int = MAX_CONNECTIONS
 
 

@@ -417,10 +417,13 @@ class _GuardedSite(web.BaseSite):
             raise RuntimeError("runner is not set up")
         loop = asyncio.get_running_loop()
         # A dict: aiohttp releases disagree on whether access_log may be typed None. No decompression:
-        # EST bodies are never compressed, and a small gzip body can inflate a thousandfold.
+        # EST bodies are never compressed, and a small gzip body can inflate a thousandfold. aiohttp
+        # drains an unread body before closing (so the client sees the refusal rather than a reset)
+        # for 10 s by default: a body trickling in after a 408 would hold the connection that long.
         options: dict[str, Any] = {
             "access_log": None,
             "keepalive_timeout": self._guard.limits.keepalive_timeout,
+            "lingering_time": self._guard.limits.linger_timeout,
             "auto_decompress": False,
         }
 
