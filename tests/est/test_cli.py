@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 import json
-import os
 from pathlib import Path
-import re
-import signal
 import stat
-import sys
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -18,71 +13,14 @@ import pytest
 
 from custom_components.est_pairing.est.client import EstClient, Pending, build_csr
 
-LIBRARY_PARENT = Path(__file__).parents[2] / "custom_components" / "est_pairing"
-
-
-def environment() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(LIBRARY_PARENT)}
-
-
-async def est_server(*args: str | Path) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "est.cli",
-        *map(str, args),
-        env=environment(),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    stdout, stderr = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, stdout.decode(), stderr.decode()
-
-
-class Serving:
-    def __init__(self, process: asyncio.subprocess.Process, url: str, fingerprint: str) -> None:
-        self.process, self.url, self.fingerprint = process, url, fingerprint
-
-    async def stop(self) -> str:
-        self.process.send_signal(signal.SIGTERM)
-        assert self.process.stdout is not None
-        rest = (await asyncio.wait_for(self.process.stdout.read(), 30)).decode()
-        assert await self.process.wait() == 0
-        return rest
-
-
-async def start(data_dir: Path, *extra: str) -> Serving:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "est.cli",
-        "serve",
-        "--data-dir",
-        str(data_dir),
-        "--port",
-        "0",
-        *extra,
-        env=environment(),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    assert process.stdout is not None
-    listening = (await asyncio.wait_for(process.stdout.readline(), 60)).decode()
-    match = re.fullmatch(r"listening on (https://127\.0\.0\.1:\d+)/\.well-known/est\n", listening)
-    assert match, listening
-    ca_line = (await process.stdout.readline()).decode()
-    assert ca_line.startswith("CA SHA-256 ")
-    return Serving(process, match.group(1), ca_line.split()[-1])
+from .standalone import Serving, est_server, start
 
 
 @pytest.fixture
 async def serving(tmp_path: Path) -> AsyncIterator[Serving]:
     server = await start(tmp_path, "--user", "oven:123456")
     yield server
-    if server.process.returncode is None:
-        server.process.kill()
-        await server.process.wait()
+    await server.kill()
 
 
 async def test_serve_approve_list_revoke_restart(serving: Serving, tmp_path: Path) -> None:
