@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+import contextlib
 from pathlib import Path
+import resource
 
 import pytest
 
 from custom_components.est_pairing.est import wire
-from custom_components.est_pairing.est.limits import ConnectionLimits
+from custom_components.est_pairing.est.limits import MAX_CONNECTIONS, ConnectionLimits
 
-from . import rawhttp
+from . import rawhttp, standalone
 from .conftest import RunningServer, make_service
 
 EST = "/.well-known/est"
@@ -124,3 +126,120 @@ async def test_a_stalled_tls_handshake_is_closed(server: RunningServer, opening:
         await connection.send(opening)
         await assert_cut_off(connection, LIMITS.tls_handshake_timeout)
     await assert_still_serving(server)
+
+
+# --- the connection cap ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def small_server(tmp_path: Path) -> AsyncIterator[RunningServer]:
+    """Room for four connections, and deadlines long enough not to interfere."""
+    limits = ConnectionLimits(header_timeout=30.0, body_timeout=30.0, max_connections=4)
+    service = make_service(tmp_path, limits=limits)
+    await service.load()
+    await service.start()
+    yield RunningServer(service, tmp_path)
+    await service.stop()
+
+
+async def test_at_the_cap_the_longest_idle_connection_makes_room(small_server: RunningServer) -> None:
+    port, context = small_server.service.port, tls(small_server)
+    async with contextlib.AsyncExitStack() as stack:
+        idle = [await stack.enter_async_context(rawhttp.connect(port, tls=context)) for _ in range(4)]
+        answer = await rawhttp.exchange(port, rawhttp.http_request("GET", f"{EST}/cacerts"), tls=context)
+        assert answer is not None and answer.status == 200
+        assert await idle[0].closed_by_server(within=SLACK)  # the one that waited longest
+        for survivor in idle[1:]:
+            await survivor.send(rawhttp.http_request("GET", f"{EST}/cacerts"))
+            answer = await survivor.response()
+            assert answer is not None and answer.status == 200
+
+
+async def test_at_the_cap_requests_in_progress_are_never_closed(small_server: RunningServer) -> None:
+    port, context = small_server.service.port, tls(small_server)
+    headers = {"Content-Type": wire.PKCS10, "Content-Length": "8"}
+    async with contextlib.AsyncExitStack() as stack:
+        busy = [await stack.enter_async_context(rawhttp.connect(port, tls=context)) for _ in range(4)]
+        for connection in busy:  # each request waits for the rest of its body
+            await connection.send(
+                rawhttp.http_request("POST", f"{EST}/simpleenroll", headers=headers) + b"MA"
+            )
+        await asyncio.sleep(0.2)
+        async with rawhttp.connect(port, tls=None) as newcomer:  # no room: turned away at once
+            assert await newcomer.closed_by_server(within=SLACK)
+        for connection in busy:
+            await connection.send(b"AAAAAA")
+            answer = await connection.response()
+            assert answer is not None and answer.status == 400  # "MAAAAAAA" is no CSR, but was answered
+
+
+def server_sockets(pid: int, port: int) -> int:
+    """Sockets process ``pid`` holds for connections to its port ``port`` (the listening one excluded)."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local_port, state, inode = int(fields[1].split(":")[1], 16), fields[3], fields[9]
+        if local_port == port and state != "0A":  # 0A: LISTEN
+            inodes.add(f"socket:[{inode}]")
+    fds = Path(f"/proc/{pid}/fd")
+    held = 0
+    for fd in fds.iterdir():
+        with contextlib.suppress(FileNotFoundError):
+            held += str(fd.readlink()) in inodes
+    return held
+
+
+def resident_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(status.split("VmRSS:")[1].split()[0]) / 1024
+
+
+async def open_flood(port: int, count: int, ca_pem: bytes) -> list[rawhttp.Connection | None]:
+    """``count`` concurrent connections of four kinds that all stall: silent TCP, half a ClientHello,
+    TLS then silence, TLS then half a request line. A connection the server refuses or closes during
+    its handshake is None."""
+    context = rawhttp.tls_context(ca_pem)
+    stack = contextlib.AsyncExitStack()
+
+    async def one(kind: int) -> rawhttp.Connection | None:
+        try:
+            connection = await stack.enter_async_context(
+                rawhttp.connect(port, tls=context if kind >= 2 else None)
+            )
+        except (OSError, TimeoutError):
+            return None
+        opening = [b"", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", b"", b"GET /.well-kn"][kind]
+        await connection.send(opening)
+        return connection
+
+    return [stack, *await asyncio.gather(*(one(i % 4) for i in range(count)))]  # type: ignore[list-item]
+
+
+async def test_a_thousand_connections_stay_within_the_cap(tmp_path: Path) -> None:
+    """The standalone server, production limits: sockets stay at the cap, memory stays bounded, and
+    an appliance that connects in the middle of the flood is served."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < 2048:
+        pytest.skip("needs 2048 file descriptors for the test's own side of the flood")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4096)), hard))
+    serving = await standalone.start(tmp_path)
+    try:
+        ca_pem = (tmp_path / "ca.pem").read_bytes()
+        before = resident_mb(serving.pid)
+        stack, *flood = await open_flood(serving.port, 1000, ca_pem)
+        async with stack:
+            await asyncio.sleep(0.5)  # let the server settle: evictions are asynchronous
+            assert server_sockets(serving.pid, serving.port) <= MAX_CONNECTIONS
+            answer = await rawhttp.exchange(
+                serving.port, rawhttp.http_request("GET", f"{EST}/cacerts"), tls=rawhttp.tls_context(ca_pem)
+            )
+            assert answer is not None and answer.status == 200
+            assert server_sockets(serving.pid, serving.port) <= MAX_CONNECTIONS
+            assert resident_mb(serving.pid) - before < 200
+        answer = await rawhttp.exchange(
+            serving.port, rawhttp.http_request("GET", f"{EST}/cacerts"), tls=rawhttp.tls_context(ca_pem)
+        )
+        assert answer is not None and answer.status == 200
+        assert len(flood) == 1000
+    finally:
+        await serving.stop()

@@ -30,6 +30,7 @@ from .errors import (
     UnknownResource,
     UnsupportedMediaType,
 )
+from .guard import ConnectionGuard
 from .limits import DEFAULT_CONNECTION_LIMITS, MAX_BODY_BYTES, ConnectionLimits
 from .policy import AwaitingOwner
 from .registrar import Issued, Peer, Registrar
@@ -283,119 +284,13 @@ class _EstRequestHandler(web.RequestHandler):
         return response
 
 
-class ConnectionGuard:
-    """Caps concurrent connections and closes those that stall.
-
-    A connection must deliver its request headers within ``header_timeout`` of opening (and within
-    ``keepalive_timeout + header_timeout`` of its previous response): aiohttp alone waits forever
-    for headers that trickle in byte by byte.
-    """
-
-    def __init__(self, limits: ConnectionLimits = DEFAULT_CONNECTION_LIMITS) -> None:
-        self.limits = limits
-        self._connections: dict[asyncio.BaseProtocol, _GuardedProtocol] = {}
-
-    def __len__(self) -> int:
-        return len(self._connections)
-
-    def wrap(self, factory: Callable[[], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
-        """Wrap an aiohttp protocol factory."""
-        return lambda: _GuardedProtocol(self, factory())
-
-    @web.middleware
-    async def middleware(self, request: web.Request, handler: NextHandler) -> web.StreamResponse:
-        """Stop the header clock while a request is handled; restart it afterwards."""
-        connection = self._connections.get(request.protocol)
-        if connection is not None:
-            connection.disarm()
-        try:
-            return await handler(request)
-        finally:
-            if connection is not None:
-                connection.arm(self.limits.keepalive_timeout + self.limits.header_timeout)
-
-    def _admit(self, connection: _GuardedProtocol) -> bool:
-        if len(self._connections) >= self.limits.max_connections:
-            return False
-        self._connections[connection.inner] = connection
-        return True
-
-    def _release(self, connection: _GuardedProtocol) -> None:
-        self._connections.pop(connection.inner, None)
-
-
-class _GuardedProtocol(asyncio.Protocol):
-    """Delegates to aiohttp's request handler; closes the connection when a timer runs out."""
-
-    def __init__(self, guard: ConnectionGuard, inner: asyncio.Protocol) -> None:
-        self._guard = guard
-        self.inner = inner
-        self._transport: asyncio.BaseTransport | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._admitted = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport
-        if not self._guard._admit(self):
-            _LOGGER.warning("EST listener at its %s-connection cap", self._guard.limits.max_connections)
-            transport.close()
-            return
-        self._admitted = True
-        self.inner.connection_made(transport)
-        self.arm(self._guard.limits.header_timeout)
-
-    def data_received(self, data: bytes) -> None:
-        if self._admitted:
-            self.inner.data_received(data)
-
-    def eof_received(self) -> bool | None:
-        return self.inner.eof_received() if self._admitted else None
-
-    def pause_writing(self) -> None:
-        self.inner.pause_writing()
-
-    def resume_writing(self) -> None:
-        self.inner.resume_writing()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.disarm()
-        self._transport = None
-        self._guard._release(self)
-        if self._admitted:
-            self.inner.connection_lost(exc)
-
-    def arm(self, delay: float) -> None:
-        """Close the connection unless the next request starts within ``delay`` seconds."""
-        self.disarm()
-        if self._transport is None:  # lost while its request was handled: nothing left to close
-            return
-        self._timer = asyncio.get_running_loop().call_later(delay, self._expire)
-
-    def disarm(self) -> None:
-        """A request is being handled: no header deadline."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _expire(self) -> None:
-        self._timer = None
-        if self._transport is not None:
-            self._transport.close()
-
-
 class _GuardedSite(web.BaseSite):
-    """A TCP site that wraps each connection in the guard and bounds the TLS handshake."""
+    """A plain TCP site whose connections the guard counts, upgrades to TLS, and hands to aiohttp."""
 
     def __init__(
-        self,
-        runner: web.BaseRunner,
-        host: str | None,
-        port: int,
-        *,
-        ssl_context: ssl.SSLContext,
-        guard: ConnectionGuard,
+        self, runner: web.BaseRunner, host: str | None, port: int, *, guard: ConnectionGuard
     ) -> None:
-        super().__init__(runner, ssl_context=ssl_context)
+        super().__init__(runner)
         self._host = host
         self._port = port
         self._guard = guard
@@ -434,8 +329,6 @@ class _GuardedSite(web.BaseSite):
             self._guard.wrap(handler),
             self._host,
             self._port,
-            ssl=self._ssl_context,
-            ssl_handshake_timeout=self._guard.limits.tls_handshake_timeout,
             backlog=self._backlog,
             reuse_address=True,
         )
@@ -453,11 +346,11 @@ class EstListener:
         ssl_context: ssl.SSLContext,
         limits: ConnectionLimits = DEFAULT_CONNECTION_LIMITS,
     ) -> None:
-        self.guard = ConnectionGuard(limits)
+        self.guard = ConnectionGuard(limits, ssl_context)
         self._app = application.build(self.guard)
         self._host = host
         self._port = port
-        self.ssl_context = ssl_context
+        self.ssl_context = ssl_context  # replacing its certificate affects new handshakes
         self._runner: web.AppRunner | None = None
         self._site: _GuardedSite | None = None
 
@@ -470,7 +363,7 @@ class EstListener:
         """Bind and serve. Raises OSError when the port cannot be bound."""
         runner = web.AppRunner(self._app, shutdown_timeout=2.0, handle_signals=False)
         await runner.setup()
-        site = _GuardedSite(runner, self._host, self._port, ssl_context=self.ssl_context, guard=self.guard)
+        site = _GuardedSite(runner, self._host, self._port, guard=self.guard)
         try:
             await site.start()
         except BaseException:
@@ -482,4 +375,5 @@ class EstListener:
         """Stop listening and close every connection."""
         if self._runner is not None:
             await self._runner.cleanup()
+        await self.guard.close()  # connections aiohttp does not know yet: those in their handshake
         self._runner = self._site = None
