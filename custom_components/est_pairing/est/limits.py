@@ -23,7 +23,7 @@ HEADER_TIMEOUT: Final = 10.0  # the request line and headers must arrive within 
 BODY_TIMEOUT: Final = 15.0  # the whole body must arrive within this
 KEEPALIVE_TIMEOUT: Final = 15.0  # an idle connection is closed after this
 LINGER_TIMEOUT: Final = 2.0  # after an early refusal (413, 408), drain an unread body this long at most
-MAX_CONNECTIONS: Final = 256  # more concurrent connections get closed at once
+MAX_CONNECTIONS: Final = 64  # each holds a socket and ~0.4 MB of TLS buffers; see ConnectionGuard
 
 
 @dataclass(frozen=True, slots=True)
