@@ -8,17 +8,25 @@ a check on elapsed time only asserts that a stalled connection was closed within
 from __future__ import annotations
 
 import asyncio
+import collections
 from collections.abc import AsyncIterator
 import contextlib
 from pathlib import Path
 import resource
+import time
 
 import pytest
 
 from custom_components.est_pairing.est import wire
-from custom_components.est_pairing.est.limits import MAX_CONNECTIONS, ConnectionLimits
+from custom_components.est_pairing.est.limits import (
+    FREE_ATTEMPTS,
+    LOCKOUT_BASE,
+    LOCKOUT_MAX,
+    MAX_CONNECTIONS,
+    ConnectionLimits,
+)
 
-from . import rawhttp, standalone
+from . import forge, rawhttp, standalone
 from .conftest import RunningServer, make_service
 
 EST = "/.well-known/est"
@@ -243,3 +251,79 @@ async def test_a_thousand_connections_stay_within_the_cap(tmp_path: Path) -> Non
         assert len(flood) == 1000
     finally:
         await serving.stop()
+
+
+# --- wrong secrets -------------------------------------------------------------------------------------
+
+
+class SteppingClock:
+    """The service's clock: real time plus whatever the test skips ahead."""
+
+    def __init__(self) -> None:
+        self.skipped = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.skipped
+
+
+def most_guesses(duration: float) -> int:
+    """What the lockout policy allows in ``duration`` seconds: the free attempts, then one guess per
+    lockout window, each window twice the last, up to LOCKOUT_MAX."""
+    guesses, elapsed, window = FREE_ATTEMPTS, 0.0, LOCKOUT_BASE
+    while elapsed + window <= duration:
+        elapsed += window
+        guesses += 1
+        window = min(window * 2, LOCKOUT_MAX)
+    return guesses
+
+
+async def test_ten_thousand_wrong_pins(tmp_path: Path) -> None:
+    """10,000 wrong PINs, one simulated second apart (2.8 hours of hammering): the PIN is actually
+    checked only as often as the lockout policy allows, every other attempt gets 429, nothing is
+    issued, other appliances enroll meanwhile, and the right PIN works once the window has passed."""
+    clock = SteppingClock()
+    service = make_service(tmp_path, clock=clock)
+    await service.load()
+    service.policy.preregister("oven", "123456")
+    service.policy.preregister("fridge", "424242")
+    await service.start()
+    context = rawhttp.tls_context(service.ca.certificate_pem)
+    oven_body = forge.body(forge.build(forge.new_key(), "oven"))
+    statuses: collections.Counter[int] = collections.Counter()
+
+    def enroll(body: bytes, user: str, pin: str) -> bytes:
+        headers = {"Content-Type": wire.PKCS10, "Authorization": wire.basic_authorization(user, pin)}
+        return rawhttp.http_request("POST", f"{EST}/simpleenroll", headers=headers, body=body)
+
+    async def attacker(first: int, batches: int) -> None:
+        """Pipelined batches of wrong PINs on one connection; the clock moves one second per attempt."""
+        async with rawhttp.connect(service.port, tls=context) as connection:
+            for batch in range(batches):
+                pins = [f"{(first + batch * 50 + i) % 999_999 + 1:06d}" for i in range(50)]
+                await connection.send(b"".join(enroll(oven_body, "oven", pin) for pin in pins))
+                for _ in pins:
+                    clock.skipped += 1.0
+                    answer = await connection.response()
+                    assert answer is not None
+                    statuses[answer.status] += 1
+                if batch % 5 == 0:  # a neighbour enrolls meanwhile
+                    fridge = forge.body(forge.build(forge.new_key(), "fridge"))
+                    await connection.send(enroll(fridge, "fridge", "424242"))
+                    answer = await connection.response()
+                    assert answer is not None and answer.status == 200
+
+    try:
+        await asyncio.gather(*(attacker(first, batches=25) for first in range(0, 10_000, 1_250)))
+        assert statuses.total() == 10_000
+        assert set(statuses) <= {401, 429}, statuses
+        assert statuses[401] <= most_guesses(clock.skipped), statuses
+        assert service.policy.locked("id:oven")
+        assert service.ledger.for_appliance("oven") == []
+        assert len(service.ledger.for_appliance("fridge")) == 8 * 5
+
+        clock.skipped += LOCKOUT_MAX
+        answer = await rawhttp.exchange(service.port, enroll(oven_body, "oven", "123456"), tls=context)
+        assert answer is not None and answer.status == 200
+        assert len(service.ledger.for_appliance("oven")) == 1
+    finally:
+        await service.stop()
