@@ -474,3 +474,28 @@ async def test_a_peer_leaving_mid_request_leaves_nothing_behind(
     )
     assert answer is not None and answer.status == 200
     assert [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info] == []
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        pytest.param(
+            b"CONNECT 127.0.0.1:22 HTTP/1.1\r\n\r\nSSH-2.0-x\r\n\x00\x01", 404, id="CONNECT, then other bytes"
+        ),
+        pytest.param(
+            f"GET {EST}/cacerts HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n".encode()
+            + b"G\x00T / HTTP/1.1\r\n\r\n",
+            200,
+            id="Upgrade header, then garbage",
+        ),
+    ],
+)
+async def test_bytes_after_an_upgrade_request_are_answered_not_crashed(
+    server: RunningServer, caplog: pytest.LogCaptureFixture, request_bytes: bytes, status: int
+) -> None:
+    """aiohttp parses what follows an upgrade request only after the handler; EST upgrades nothing."""
+    context = rawhttp.tls_context(server.service.ca.certificate_pem)
+    answer = await rawhttp.exchange(server.service.port, request_bytes, tls=context)
+    assert answer is not None and answer.status == status
+    assert answer.headers.get("connection") == "close"
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info] == []

@@ -15,6 +15,7 @@ import ssl
 from typing import Any, Final
 
 from aiohttp import hdrs, web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Middleware
 from cryptography import x509
 
@@ -282,6 +283,27 @@ class _EstRequestHandler(web.RequestHandler):
         response = _text(status, f"malformed HTTP request: {reason}" if reason else HTTPStatus(status).phrase)
         response.force_close()
         return response
+
+    async def finish_response(
+        self,
+        request: web.BaseRequest,
+        resp: web.StreamResponse,
+        start_time: Any,  # float in aiohttp 3.11, float | None later
+    ) -> tuple[web.StreamResponse, bool]:
+        try:
+            return await super().finish_response(request, resp, start_time)
+        except HttpProcessingError as err:
+            # After an upgrade request (CONNECT, or an Upgrade header: EST uses neither) aiohttp
+            # parses the bytes that followed it only here, and unparseable ones escaped as an
+            # unhandled error: a logged traceback and no answer. Answer, and close.
+            _LOGGER.debug("EST refused bytes after an upgrade request: %s", " ".join(err.message.split()))
+        resp.force_close()
+        try:
+            await resp.prepare(request)
+            await resp.write_eof()
+        except ConnectionError:
+            return resp, True
+        return resp, False
 
 
 class _GuardedSite(web.BaseSite):
