@@ -20,7 +20,7 @@ import pytest
 
 from custom_components.est_pairing.est import wire
 from custom_components.est_pairing.est.client import build_csr, renewal_csr
-from custom_components.est_pairing.est.limits import FREE_ATTEMPTS, MAX_BODY_BYTES
+from custom_components.est_pairing.est.limits import FREE_ATTEMPTS, MAX_BODY_BYTES, PENDING_MAX_PER_ADDRESS
 from custom_components.est_pairing.est.tls import client_ssl_context
 
 from . import rawhttp
@@ -273,6 +273,18 @@ async def test_unknown_appliance_waits_for_the_owner_then_gets_200(
     server.service.policy.approve(pending.request_id, pin="424242")
     answer = await call("POST", f"{EST}/simpleenroll", body=fridge.body, auth=("fridge", "424242"))
     assert certificate_from(answer).public_key() == fridge.key.public_key()
+
+
+async def test_pending_requests_from_one_address_are_bounded_with_429(call: object) -> None:
+    """The requester's own doing: 429 with Retry-After, never a 5xx."""
+    for index in range(PENDING_MAX_PER_ADDRESS):
+        answer = await call(
+            "POST", f"{EST}/simpleenroll", body=appliance(f"a{index}").body, auth=(f"a{index}", "1")
+        )
+        assert answer.status == 202
+    answer = await call("POST", f"{EST}/simpleenroll", body=appliance("b").body, auth=("b", "1"))
+    assert_refusal(answer, 429, "waiting from this address")
+    assert int(answer.headers["Retry-After"]) >= 1
 
 
 async def test_approval_is_for_that_key_only(server: RunningServer, call: object) -> None:
