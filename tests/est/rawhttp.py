@@ -60,8 +60,9 @@ class Connection:
         with suppress(ConnectionError):
             await self.writer.drain()
 
-    async def response(self, within: float = 10.0) -> RawResponse | None:
-        """Read one response; None when the server closed the connection without answering."""
+    async def response(self, within: float = 10.0, *, to_head: bool = False) -> RawResponse | None:
+        """Read one response (``to_head``: to a HEAD request, so without a body); None when the server
+        closed the connection without answering."""
         async with asyncio.timeout(within):
             try:
                 head = await self.reader.readuntil(b"\r\n\r\n")
@@ -74,7 +75,7 @@ class Connection:
                 name, _, value = line.partition(":")
                 if name:
                     headers[name.strip().lower()] = value.strip()
-            body = await self.reader.readexactly(int(headers.get("content-length", "0")))
+            body = b"" if to_head else await self.reader.readexactly(int(headers.get("content-length", "0")))
             return RawResponse(int(status), reason, headers, body)
 
     async def closed_by_server(self, within: float) -> bool:
