@@ -98,11 +98,11 @@ class Connection:
 
 
 @asynccontextmanager
-async def connect(port: int, *, tls: ssl.SSLContext | None) -> AsyncIterator[Connection]:
-    """A connection to 127.0.0.1:``port``, over TLS unless ``tls`` is None."""
+async def connect(port: int, *, tls: ssl.SSLContext | None, host: str = HOST) -> AsyncIterator[Connection]:
+    """A connection to ``host``:``port``, over TLS unless ``tls`` is None."""
     async with asyncio.timeout(10):
         reader, writer = await asyncio.open_connection(
-            HOST, port, ssl=tls, server_hostname=HOST if tls is not None else None
+            host, port, ssl=tls, server_hostname=host if tls is not None else None
         )
     connection = Connection(reader, writer)
     try:
