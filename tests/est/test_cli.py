@@ -11,7 +11,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 import pytest
 
+from custom_components.est_pairing.est import cli
 from custom_components.est_pairing.est.client import EstClient, Pending, build_csr
+from custom_components.est_pairing.est.service import ServiceConfig
+from custom_components.est_pairing.est.tls import ListenerNames
 
 from .standalone import Serving, est_server, start
 
@@ -78,3 +81,43 @@ async def test_sigterm_right_after_the_ready_line_stops_cleanly(tmp_path: Path) 
     """A supervisor may stop the server as soon as it says it listens: that must be a clean stop."""
     server = await start(tmp_path)
     assert "stopped" in await server.stop()
+
+
+class PowerCut(BaseException):
+    """The process dies here (BaseException: nothing on the way may catch it)."""
+
+
+@pytest.mark.parametrize("writes_before_the_cut", [0, 1, 2, 3])
+@pytest.mark.parametrize("moment", ["first start", "listener re-issued for a new host name"])
+async def test_a_power_cut_between_pem_files_never_stops_the_next_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, moment: str, writes_before_the_cut: int
+) -> None:
+    """The CA and listener live in four files, each written atomically but not all at once."""
+    names = ListenerNames.from_hosts(["localhost", "127.0.0.1"])
+    config = ServiceConfig("Test", port=0, bind_host="127.0.0.1", names=names)
+    if moment != "first start":
+        await cli.open_service(tmp_path, config).load()
+        config.names = ListenerNames.from_hosts(["oven-hub.local", "localhost", "127.0.0.1"])
+    original = cli.write_private_atomically
+    writes = 0
+
+    def cut_power(path: Path, data: bytes, *, mode: int = 0o600) -> None:
+        nonlocal writes
+        if writes == writes_before_the_cut:
+            raise PowerCut
+        writes += 1
+        original(path, data, mode=mode)
+
+    monkeypatch.setattr(cli, "write_private_atomically", cut_power)
+    with pytest.raises(PowerCut):
+        await cli.open_service(tmp_path, config).load()
+    monkeypatch.setattr(cli, "write_private_atomically", original)
+
+    service = cli.open_service(tmp_path, config)  # the next start
+    await service.load()
+    await service.start()
+    try:
+        assert service.listener_identity.covers(config.names)
+        assert service.ca.issued(service.listener_identity.certificate)
+    finally:
+        await service.stop()
