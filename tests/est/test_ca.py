@@ -204,7 +204,7 @@ type Forger = Callable[[ec.EllipticCurvePrivateKey], bytes]
         ),
         pytest.param(
             lambda k: forge.with_common_name_der(k, b"\x1e\x03abc"),
-            "subject cannot be decoded",
+            "subject cannot be decoded|not a DER PKCS#10",  # newer cryptography parses names eagerly
             id="common name: odd-length BMPString",
         ),
         pytest.param(

@@ -278,7 +278,8 @@ async def _http2(t: Target) -> Answer:
 
 @case("CONNECT tunnel attempt", 404)
 async def _connect(t: Target) -> Answer:
-    return await t.exchange(b"CONNECT 127.0.0.1:22 HTTP/1.1\r\n\r\nSSH-2.0-x\r\n\x00\x01")
+    connect = b"CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\n\r\n"
+    return await t.exchange(connect + b"SSH-2.0-x\r\n\x00\x01")
 
 
 @case("HTTP/1.0 GET /cacerts (answered, then closed)", 200)
