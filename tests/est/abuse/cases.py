@@ -202,7 +202,39 @@ async def _secp256k1(t: Target) -> Answer:
     return await t.enroll(forge.body(forge.build(ec.generate_private_key(ec.SECP256K1()), t.user)))
 
 
+def request_case(name: str, expect: int | None, reason: str, request: bytes, *, tls: bool = True) -> None:
+    """A case that is nothing but these bytes on a new connection."""
+
+    async def attack(t: Target) -> Answer:
+        return await t.exchange(request, tls=tls)
+
+    case(name, expect, reason)(attack)
+
+
 # --- HTTP -------------------------------------------------------------------------------------------
+
+for _name, _expect, _reason, _request in [
+    ("unknown label", 404, "unknown EST label", rawhttp.http_request("GET", f"{EST}/nosuchlabel/cacerts")),
+    (
+        "path traversal in a label",
+        404,
+        "unknown EST label",
+        rawhttp.http_request("GET", f"{EST}/..%2F..%2F..%2Fetc%2Fpasswd/cacerts"),
+    ),
+    ("path traversal in the path", 404, "", rawhttp.http_request("GET", f"{EST}/../../../../etc/passwd")),
+    ("unknown operation", 404, "unknown EST operation", rawhttp.http_request("GET", f"{EST}/appliance/x")),
+    ("wrong method", 405, "POST only", rawhttp.http_request("GET", f"{EST}/simpleenroll")),
+    ("DELETE on /cacerts", 405, "GET only", rawhttp.http_request("DELETE", f"{EST}/cacerts")),
+    ("unparseable request line", 400, "malformed HTTP request", b"G\x00T / HTTP/1.1\r\n\r\n"),
+    ("HTTP/2 preface", 400, "malformed HTTP request", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
+    (
+        "CONNECT tunnel attempt",
+        404,
+        "",
+        b"CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\n\r\nSSH-2.0-x\r\n\x00\x01",
+    ),
+]:
+    request_case(_name, _expect, _reason, _request)
 
 
 @case("wrong content type", 415, "application/pkcs10")
@@ -230,56 +262,10 @@ async def _too_large_chunked(t: Target) -> Answer:
     return await t.exchange(t.enroll_request("simpleenroll", body, headers={"Transfer-Encoding": "chunked"}))
 
 
-@case("unknown label", 404, "unknown EST label")
-async def _unknown_label(t: Target) -> Answer:
-    return await t.exchange(rawhttp.http_request("GET", f"{EST}/nosuchlabel/cacerts"))
-
-
-@case("path traversal in a label", 404, "unknown EST label")
-async def _label_traversal(t: Target) -> Answer:
-    return await t.exchange(rawhttp.http_request("GET", f"{EST}/..%2F..%2F..%2Fetc%2Fpasswd/cacerts"))
-
-
-@case("path traversal in the path", 404)
-async def _path_traversal(t: Target) -> Answer:
-    return await t.exchange(rawhttp.http_request("GET", f"{EST}/../../../../etc/passwd"))
-
-
-@case("unknown operation", 404, "unknown EST operation")
-async def _unknown_operation(t: Target) -> Answer:
-    return await t.exchange(rawhttp.http_request("GET", f"{EST}/appliance/nosuchop"))
-
-
-@case("wrong method", 405, "POST only")
-async def _wrong_method(t: Target) -> Answer:
-    return await t.exchange(rawhttp.http_request("GET", f"{EST}/simpleenroll"))
-
-
-@case("DELETE on /cacerts", 405, "GET only")
-async def _delete(t: Target) -> Answer:
-    return await t.exchange(rawhttp.http_request("DELETE", f"{EST}/cacerts"))
-
-
-@case("unparseable request line", 400, "malformed HTTP request")
-async def _request_line(t: Target) -> Answer:
-    return await t.exchange(b"G\x00T / HTTP/1.1\r\n\r\n")
-
-
 @case("Content-Length and chunked together (smuggling)", 400, "malformed HTTP request")
 async def _smuggling(t: Target) -> Answer:
     headers = {"Content-Length": "4", "Transfer-Encoding": "chunked"}
     return await t.exchange(t.enroll_request("simpleenroll", b"MAA=", headers=headers))
-
-
-@case("HTTP/2 preface", 400, "malformed HTTP request")
-async def _http2(t: Target) -> Answer:
-    return await t.exchange(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
-
-
-@case("CONNECT tunnel attempt", 404)
-async def _connect(t: Target) -> Answer:
-    connect = b"CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\n\r\n"
-    return await t.exchange(connect + b"SSH-2.0-x\r\n\x00\x01")
 
 
 @case("HTTP/1.0 GET /cacerts (answered, then closed)", 200)
@@ -345,15 +331,10 @@ async def _long_secret(t: Target) -> Answer:
 
 # --- the TLS port -----------------------------------------------------------------------------------
 
-
-@case("plain HTTP on the TLS port", CLOSED)
-async def _plain_http(t: Target) -> Answer:
-    return await t.exchange(rawhttp.http_request("GET", f"{EST}/cacerts"), tls=False)
-
-
-@case("TLS garbage on the TLS port", CLOSED)
-async def _tls_garbage(t: Target) -> Answer:
-    return await t.exchange(b"\x16\x03\x01\xff\xff" + os.urandom(512), tls=False)
+request_case(
+    "plain HTTP on the TLS port", CLOSED, "", rawhttp.http_request("GET", f"{EST}/cacerts"), tls=False
+)
+request_case("TLS garbage on the TLS port", CLOSED, "", b"\x16\x03\x01\xff\xff" + os.urandom(512), tls=False)
 
 
 @case("client certificate from another CA", CLOSED)
