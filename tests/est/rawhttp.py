@@ -62,20 +62,21 @@ class Connection:
 
     async def response(self, within: float = 10.0, *, to_head: bool = False) -> RawResponse | None:
         """Read one response (``to_head``: to a HEAD request, so without a body); None when the server
-        closed the connection without answering."""
+        closed the connection without a complete answer."""
         async with asyncio.timeout(within):
             try:
                 head = await self.reader.readuntil(b"\r\n\r\n")
+                status_line, *header_lines = head.decode("latin-1").split("\r\n")
+                _, status, reason = [*status_line.split(" ", 2), ""][:3]
+                headers = {}
+                for line in header_lines:
+                    name, _, value = line.partition(":")
+                    if name:
+                        headers[name.strip().lower()] = value.strip()
+                length = 0 if to_head else int(headers.get("content-length", "0"))
+                body = await self.reader.readexactly(length)
             except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
                 return None
-            status_line, *header_lines = head.decode("latin-1").split("\r\n")
-            _, status, reason = [*status_line.split(" ", 2), ""][:3]
-            headers = {}
-            for line in header_lines:
-                name, _, value = line.partition(":")
-                if name:
-                    headers[name.strip().lower()] = value.strip()
-            body = b"" if to_head else await self.reader.readexactly(int(headers.get("content-length", "0")))
             return RawResponse(int(status), reason, headers, body)
 
     async def closed_by_server(self, within: float) -> bool:
