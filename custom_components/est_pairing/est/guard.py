@@ -2,7 +2,7 @@
 
 asyncio's own TLS server tells the application about a connection only once its handshake is done,
 so a cap counted there does not bound connections stuck in their handshake: each holds a socket and
-about 300 KB of TLS buffers. The guard therefore accepts plain TCP, counts it at once, and performs
+a few hundred KB of TLS buffers. The guard therefore accepts plain TCP, counts it at once, and performs
 the handshake itself (``loop.start_tls``) before handing the connection to aiohttp.
 """
 
