@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
+import time
 from typing import Any
 
 from cryptography import x509
@@ -69,7 +70,7 @@ class RunningServer:
         return EstClient(self.url, self.service.ca.certificate)
 
 
-def make_service(data_dir: Path, **config: Any) -> EstService:
+def make_service(data_dir: Path, *, clock: Callable[[], float] = time.time, **config: Any) -> EstService:
     """An EstService over files in ``data_dir`` (the standalone command's stores)."""
     return EstService(
         ServiceConfig(
@@ -82,6 +83,7 @@ def make_service(data_dir: Path, **config: Any) -> EstService:
         ca_store=JsonFileStore(data_dir / "ca.json"),
         policy_store=JsonFileStore(data_dir / "policy.json"),
         ledger_journal=JournalFile(data_dir / "ledger.jsonl"),
+        clock=clock,
     )
 
 

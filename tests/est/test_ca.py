@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 import ipaddress
 
@@ -12,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPri
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 import pytest
 
+from custom_components.est_pairing.est import wire
 from custom_components.est_pairing.est.ca import (
     HouseholdCA,
     IssuedName,
@@ -24,6 +26,8 @@ from custom_components.est_pairing.est.errors import MalformedRequest, NotAllowe
 from custom_components.est_pairing.est.issuance import IssuancePolicy, appliance_id_from
 from custom_components.est_pairing.est.limits import CA_VALIDITY_DAYS
 from custom_components.est_pairing.est.tls import ListenerIdentity, ListenerNames
+
+from . import forge
 
 NOW = datetime(2026, 11, 28, tzinfo=UTC)
 
@@ -185,6 +189,51 @@ def key_usage(**flags: bool) -> x509.KeyUsage:
 def test_requests_no_policy_accepts(make: object, error: type[Exception], reason: str) -> None:
     with pytest.raises(error, match=reason):
         inspect_request(make())
+
+
+type Forger = Callable[[ec.EllipticCurvePrivateKey], bytes]
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        pytest.param(
+            lambda k: forge.with_common_name_der(k, b"\x0c\x02\xff\xfe"),
+            "subject cannot be decoded",
+            id="common name: invalid UTF-8",
+        ),
+        pytest.param(
+            lambda k: forge.with_common_name_der(k, b"\x1e\x03abc"),
+            "subject cannot be decoded|not a DER PKCS#10",  # newer cryptography parses names eagerly
+            id="common name: odd-length BMPString",
+        ),
+        pytest.param(
+            lambda k: forge.with_common_name_der(k, b"\x02\x01\x05"),
+            "subject cannot be decoded",
+            id="common name: an INTEGER",
+        ),
+        pytest.param(
+            lambda k: forge.with_common_name_der(k, b"\x03\x02\x00\x01"),
+            "subject cannot be decoded",
+            id="common name: a BIT STRING",
+        ),
+        pytest.param(
+            lambda k: forge.with_curve(k, "1.2.3.4.5"),
+            "unsupported key or signature algorithm",
+            id="unknown curve",
+        ),
+        pytest.param(lambda k: forge.with_version(k, 3), "not a DER PKCS#10", id="version 4"),
+        pytest.param(
+            lambda k: forge.with_bad_signature(forge.build(k)),
+            "signature does not verify",
+            id="bad signature",
+        ),
+    ],
+)
+def test_validly_signed_requests_with_undecodable_insides(make: Forger, reason: str) -> None:
+    """The signature verifies, so only the server's deeper parsing stands between them and a 500."""
+    with pytest.raises(MalformedRequest, match=reason):
+        inspect_request(wire.load_csr(make(forge.new_key())))
 
 
 @pytest.mark.parametrize(

@@ -2,87 +2,28 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 import json
-import os
 from pathlib import Path
-import re
-import signal
 import stat
-import sys
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 import pytest
 
+from custom_components.est_pairing.est import cli
 from custom_components.est_pairing.est.client import EstClient, Pending, build_csr
+from custom_components.est_pairing.est.service import ServiceConfig
+from custom_components.est_pairing.est.tls import ListenerNames
 
-LIBRARY_PARENT = Path(__file__).parents[2] / "custom_components" / "est_pairing"
-
-
-def environment() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(LIBRARY_PARENT)}
-
-
-async def est_server(*args: str | Path) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "est.cli",
-        *map(str, args),
-        env=environment(),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    stdout, stderr = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, stdout.decode(), stderr.decode()
-
-
-class Serving:
-    def __init__(self, process: asyncio.subprocess.Process, url: str, fingerprint: str) -> None:
-        self.process, self.url, self.fingerprint = process, url, fingerprint
-
-    async def stop(self) -> str:
-        self.process.send_signal(signal.SIGTERM)
-        assert self.process.stdout is not None
-        rest = (await asyncio.wait_for(self.process.stdout.read(), 30)).decode()
-        assert await self.process.wait() == 0
-        return rest
-
-
-async def start(data_dir: Path, *extra: str) -> Serving:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "est.cli",
-        "serve",
-        "--data-dir",
-        str(data_dir),
-        "--port",
-        "0",
-        *extra,
-        env=environment(),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    assert process.stdout is not None
-    listening = (await asyncio.wait_for(process.stdout.readline(), 60)).decode()
-    match = re.fullmatch(r"listening on (https://127\.0\.0\.1:\d+)/\.well-known/est\n", listening)
-    assert match, listening
-    ca_line = (await process.stdout.readline()).decode()
-    assert ca_line.startswith("CA SHA-256 ")
-    return Serving(process, match.group(1), ca_line.split()[-1])
+from .standalone import Serving, est_server, start
 
 
 @pytest.fixture
 async def serving(tmp_path: Path) -> AsyncIterator[Serving]:
     server = await start(tmp_path, "--user", "oven:123456")
     yield server
-    if server.process.returncode is None:
-        server.process.kill()
-        await server.process.wait()
+    await server.kill()
 
 
 async def test_serve_approve_list_revoke_restart(serving: Serving, tmp_path: Path) -> None:
@@ -134,3 +75,49 @@ async def test_approve_without_a_server_says_why(tmp_path: Path) -> None:
     code, _, stderr = await est_server("list", "--data-dir", tmp_path)
     assert code == 1
     assert "holds no household CA" in stderr
+
+
+async def test_sigterm_right_after_the_ready_line_stops_cleanly(tmp_path: Path) -> None:
+    """A supervisor may stop the server as soon as it says it listens: that must be a clean stop."""
+    server = await start(tmp_path)
+    assert "stopped" in await server.stop()
+
+
+class PowerCut(BaseException):
+    """The process dies here (BaseException: nothing on the way may catch it)."""
+
+
+@pytest.mark.parametrize("writes_before_the_cut", [0, 1, 2, 3])
+@pytest.mark.parametrize("moment", ["first start", "listener re-issued for a new host name"])
+async def test_a_power_cut_between_pem_files_never_stops_the_next_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, moment: str, writes_before_the_cut: int
+) -> None:
+    """The CA and listener live in four files, each written atomically but not all at once."""
+    names = ListenerNames.from_hosts(["localhost", "127.0.0.1"])
+    config = ServiceConfig("Test", port=0, bind_host="127.0.0.1", names=names)
+    if moment != "first start":
+        await cli.open_service(tmp_path, config).load()
+        config.names = ListenerNames.from_hosts(["oven-hub.local", "localhost", "127.0.0.1"])
+    original = cli.write_private_atomically
+    writes = 0
+
+    def cut_power(path: Path, data: bytes, *, mode: int = 0o600) -> None:
+        nonlocal writes
+        if writes == writes_before_the_cut:
+            raise PowerCut
+        writes += 1
+        original(path, data, mode=mode)
+
+    monkeypatch.setattr(cli, "write_private_atomically", cut_power)
+    with pytest.raises(PowerCut):
+        await cli.open_service(tmp_path, config).load()
+    monkeypatch.setattr(cli, "write_private_atomically", original)
+
+    service = cli.open_service(tmp_path, config)  # the next start
+    await service.load()
+    await service.start()
+    try:
+        assert service.listener_identity.covers(config.names)
+        assert service.ca.issued(service.listener_identity.certificate)
+    finally:
+        await service.stop()

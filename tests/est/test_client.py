@@ -22,9 +22,9 @@ from custom_components.est_pairing.est.errors import (
     AuthenticationRequired,
     CertificateRevoked,
     FingerprintMismatch,
-    LockedOut,
     NotAllowed,
     ProtocolError,
+    TooManyRequests,
     UnknownResource,
 )
 from custom_components.est_pairing.est.limits import FREE_ATTEMPTS
@@ -129,7 +129,7 @@ async def test_refusals_become_library_errors(server: RunningServer) -> None:
         for _ in range(FREE_ATTEMPTS):
             with pytest.raises(AuthenticationRequired, match="wrong secret"):
                 await client.simpleenroll(csr, username="oven", password="000000")
-        with pytest.raises(LockedOut) as locked:
+        with pytest.raises(TooManyRequests) as locked:
             await client.simpleenroll(csr, username="oven", password="123456")
         assert locked.value.retry_after >= 1
         fridge_csr = build_csr(key(), "fridge")

@@ -15,6 +15,7 @@ from custom_components.est_pairing.est.errors import (
     MalformedRequest,
     NotAllowed,
     PendingRequestGone,
+    TooManyRequests,
     WrongPin,
 )
 from custom_components.est_pairing.est.limits import (
@@ -23,6 +24,7 @@ from custom_components.est_pairing.est.limits import (
     LOCKOUT_MAX,
     OWNER_PIN_ATTEMPTS,
     PENDING_IDLE_TTL,
+    PENDING_MAX,
     PENDING_MAX_PER_ADDRESS,
     PENDING_MAX_PER_IDENTITY,
 )
@@ -156,12 +158,16 @@ def test_revoked_keys_never_enroll_again(policy: EnrollmentPolicy) -> None:
 def test_pending_requests_are_bounded(policy: EnrollmentPolicy) -> None:
     for _ in range(PENDING_MAX_PER_IDENTITY):
         policy.authorize(claim(), request(), None)
-    with pytest.raises(Busy, match="this appliance id"):
+    with pytest.raises(TooManyRequests, match="this appliance id"):
         policy.authorize(claim(), request(), None)
     for index in range(PENDING_MAX_PER_ADDRESS):
         policy.authorize(claim(f"a{index}"), request(f"a{index}"), "10.0.0.9")
-    with pytest.raises(Busy, match="this address"):
+    with pytest.raises(TooManyRequests, match="this address"):
         policy.authorize(claim("b"), request("b"), "10.0.0.9")
+    for index in range(PENDING_MAX - len(policy.pending_requests())):
+        policy.authorize(claim(f"c{index}"), request(f"c{index}"), f"10.0.1.{index}")
+    with pytest.raises(Busy, match="waiting for the owner"):  # overall: the server's bound, 503
+        policy.authorize(claim("d"), request("d"), "10.0.2.1")
 
 
 def test_pending_requests_expire_when_the_appliance_stops_asking(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+import gzip
+import logging
 import ssl
 
 import aiohttp
@@ -18,9 +20,10 @@ import pytest
 
 from custom_components.est_pairing.est import wire
 from custom_components.est_pairing.est.client import build_csr, renewal_csr
-from custom_components.est_pairing.est.limits import FREE_ATTEMPTS, MAX_BODY_BYTES
+from custom_components.est_pairing.est.limits import FREE_ATTEMPTS, MAX_BODY_BYTES, PENDING_MAX_PER_ADDRESS
 from custom_components.est_pairing.est.tls import client_ssl_context
 
+from . import rawhttp
 from .conftest import RunningServer
 
 EST = "/.well-known/est"
@@ -160,6 +163,13 @@ async def test_crl_is_signed_by_the_ca(server: RunningServer, call: object) -> N
         ("POST", f"{EST}/fullcmc", {"body": b"x"}, 501, "full CMC"),
         ("POST", f"{EST}/simpleenroll", {"body": b"MIIB", "content_type": "text/plain"}, 415, "pkcs10"),
         ("POST", f"{EST}/simpleenroll", {"body": b"MIIB", "content_type": None}, 415, "pkcs10"),
+        (
+            "POST",
+            f"{EST}/simpleenroll",
+            {"body": gzip.compress(b"MAA="), "headers": {"Content-Encoding": "gzip"}},
+            415,
+            "uncompressed",
+        ),
         ("POST", f"{EST}/simpleenroll", {"body": b"!!"}, 400, "not valid base64"),
         ("POST", f"{EST}/simpleenroll", {"body": b"MAA="}, 400, "not a DER PKCS#10"),
         ("POST", f"{EST}/simpleenroll", {"body": b""}, 400, "empty"),
@@ -263,6 +273,18 @@ async def test_unknown_appliance_waits_for_the_owner_then_gets_200(
     server.service.policy.approve(pending.request_id, pin="424242")
     answer = await call("POST", f"{EST}/simpleenroll", body=fridge.body, auth=("fridge", "424242"))
     assert certificate_from(answer).public_key() == fridge.key.public_key()
+
+
+async def test_pending_requests_from_one_address_are_bounded_with_429(call: object) -> None:
+    """The requester's own doing: 429 with Retry-After, never a 5xx."""
+    for index in range(PENDING_MAX_PER_ADDRESS):
+        answer = await call(
+            "POST", f"{EST}/simpleenroll", body=appliance(f"a{index}").body, auth=(f"a{index}", "1")
+        )
+        assert answer.status == 202
+    answer = await call("POST", f"{EST}/simpleenroll", body=appliance("b").body, auth=("b", "1"))
+    assert_refusal(answer, 429, "waiting from this address")
+    assert int(answer.headers["Retry-After"]) >= 1
 
 
 async def test_approval_is_for_that_key_only(server: RunningServer, call: object) -> None:
@@ -414,3 +436,81 @@ async def test_serverkeygen(server: RunningServer, call: object, request_key: ob
 async def test_server_keeps_answering_concurrent_requests(call: object) -> None:
     answers = await asyncio.gather(*(call("GET", f"{EST}/cacerts") for _ in range(20)))
     assert {a.status for a in answers} == {200}
+
+
+# --- requests the HTTP parser refuses --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "reason"),
+    [
+        pytest.param(b"G\x00T / HTTP/1.1\r\n\r\n", "Invalid method", id="NUL in the method"),
+        pytest.param(b"GET / HTTP/9.9\r\n\r\n", "malformed HTTP request", id="HTTP/9.9"),
+        pytest.param(b"GET /\xff HTTP/1.1\r\n\r\n", "url", id="non-ASCII path"),
+        pytest.param(b"GET / HTTP/1.1\r\nX: " + b"a" * 9000 + b"\r\n\r\n", "8190 bytes", id="9 KB header"),
+        pytest.param(b"GET / HTTP/1.1\r\nX: a\x00b\r\n\r\n", "header value", id="NUL in a header"),
+        pytest.param(
+            b"POST / HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "Content-Length",
+            id="length and chunked",
+        ),
+        pytest.param(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "PRI", id="HTTP/2 preface"),
+        pytest.param(b"G\x00T / HTTP/1.1\r\nAccept: text/html\r\n\r\n", "Invalid method", id="asks for HTML"),
+    ],
+)
+async def test_unparseable_requests_get_one_line_and_no_traceback(
+    server: RunningServer, caplog: pytest.LogCaptureFixture, request_bytes: bytes, reason: str
+) -> None:
+    context = rawhttp.tls_context(server.service.ca.certificate_pem)
+    answer = await rawhttp.exchange(server.service.port, request_bytes, tls=context)
+    assert answer is not None
+    assert answer.status == 400, answer.text
+    assert answer.is_one_line_refusal(), answer.body
+    assert reason in answer.text
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info] == []
+
+
+async def test_a_peer_leaving_mid_request_leaves_nothing_behind(
+    server: RunningServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No error log, and no timer outlives the connection (the harness fails on lingering timers)."""
+    context = rawhttp.tls_context(server.service.ca.certificate_pem)
+    headers = {"Content-Type": wire.PKCS10, "Content-Length": "1000"}
+    async with rawhttp.connect(server.service.port, tls=context) as connection:
+        await connection.send(rawhttp.http_request("POST", f"{EST}/simpleenroll", headers=headers) + b"MII")
+        await asyncio.sleep(0.1)  # the handler is waiting for the rest of the body
+        connection.writer.transport.abort()
+    await asyncio.sleep(0.1)
+    answer = await rawhttp.exchange(
+        server.service.port, rawhttp.http_request("GET", f"{EST}/cacerts"), tls=context
+    )
+    assert answer is not None and answer.status == 200
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info] == []
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        pytest.param(
+            b"CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\n\r\nSSH-2.0-x\r\n\x00\x01",
+            404,
+            id="CONNECT, then other bytes",
+        ),
+        pytest.param(
+            rawhttp.http_request(
+                "GET", f"{EST}/cacerts", headers={"Connection": "Upgrade", "Upgrade": "websocket"}
+            )
+            + b"G\x00T / HTTP/1.1\r\n\r\n",
+            200,
+            id="Upgrade header, then garbage",
+        ),
+    ],
+)
+async def test_bytes_after_an_upgrade_request_are_answered_not_crashed(
+    server: RunningServer, caplog: pytest.LogCaptureFixture, request_bytes: bytes, status: int
+) -> None:
+    """aiohttp parses what follows an upgrade request only after the handler; EST upgrades nothing."""
+    context = rawhttp.tls_context(server.service.ca.certificate_pem)
+    answer = await rawhttp.exchange(server.service.port, request_bytes, tls=context)
+    assert answer is not None and answer.status == status
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info] == []

@@ -29,6 +29,7 @@ import sys
 from typing import IO, Any, ClassVar
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from .ca import format_fingerprint
 from .errors import EstError
@@ -42,13 +43,19 @@ _PUBLIC = 0o644
 
 
 class PemDirectoryStore:
-    """The CA document as PEM files in the data directory: certificates 0644, keys 0600."""
+    """The CA document as PEM files in the data directory: certificates 0644, keys 0600.
+
+    Each file is written atomically, but the four are not written at once: a crash can land
+    between two. Keys are written before their certificates and ``ca.pem`` last among the CA's,
+    since its presence means "there is a CA"; a listener certificate and key that do not form a
+    pair are dropped on loading, and the service issues a new pair.
+    """
 
     _FILES: ClassVar[dict[tuple[str, str], tuple[str, int]]] = {
-        ("ca", "certificate"): ("ca.pem", _PUBLIC),
         ("ca", "private_key"): ("ca.key", 0o600),
-        ("listener", "certificate"): ("listener.pem", _PUBLIC),
+        ("ca", "certificate"): ("ca.pem", _PUBLIC),
         ("listener", "private_key"): ("listener.key", 0o600),
+        ("listener", "certificate"): ("listener.pem", _PUBLIC),
     }
 
     def __init__(self, directory: Path) -> None:
@@ -66,6 +73,9 @@ class PemDirectoryStore:
             path = self.directory / name
             if path.exists():
                 document.setdefault(section, {})[field] = path.read_text()
+        if "listener" in document and not _is_pair(document["listener"]):
+            _LOGGER.warning("The listener certificate and key do not match (a save was cut short)")
+            del document["listener"]
         return document
 
     async def save(self, document: Document) -> None:
@@ -76,6 +86,16 @@ class PemDirectoryStore:
         for (section, field), (name, mode) in self._FILES.items():
             if section in document:
                 write_private_atomically(self.directory / name, document[section][field].encode(), mode=mode)
+
+
+def _is_pair(section: dict[str, str]) -> bool:
+    """Whether a certificate and the private key for its public key are both there."""
+    try:
+        certificate = x509.load_pem_x509_certificate(section["certificate"].encode())
+        key = serialization.load_pem_private_key(section["private_key"].encode(), password=None)
+    except (KeyError, ValueError, TypeError):
+        return False
+    return bool(key.public_key() == certificate.public_key())
 
 
 def open_service(data_dir: Path, config: ServiceConfig) -> EstService:
@@ -133,7 +153,7 @@ async def serve(args: argparse.Namespace) -> None:
     control = await _start_control(service, data_dir / "control.sock")
     stopped = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in (signal.SIGINT, signal.SIGTERM):  # before the ready line: a supervisor may stop us at once
         loop.add_signal_handler(signum, stopped.set)
     print(f"listening on https://{_url_host(args.host)}:{service.port}/.well-known/est", flush=True)
     print(f"CA SHA-256 {service.ca.fingerprint}", flush=True)

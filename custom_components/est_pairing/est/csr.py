@@ -7,6 +7,7 @@ import ipaddress
 import re
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -71,10 +72,14 @@ def inspect_request(csr: x509.CertificateSigningRequest) -> CertificateRequest:
     """Check a signature-verified request for what no policy accepts; describe what it asks for."""
     try:
         public_key = csr.public_key()
-    except (ValueError, TypeError, NotImplementedError):
+    except (ValueError, TypeError, NotImplementedError, UnsupportedAlgorithm):
         raise MalformedRequest("certificate request key type is not supported") from None
     key_description = _check_key(public_key)
-    if len(csr.subject.public_bytes()) > MAX_SUBJECT_BYTES:
+    try:
+        subject = csr.subject  # parsed lazily: undecodable strings and unknown string types raise here
+    except (ValueError, TypeError, KeyError):
+        raise MalformedRequest("certificate request subject cannot be decoded") from None
+    if len(subject.public_bytes()) > MAX_SUBJECT_BYTES:
         raise MalformedRequest(f"certificate request subject is over {MAX_SUBJECT_BYTES} bytes")
     try:
         extensions = csr.extensions
@@ -92,11 +97,11 @@ def inspect_request(csr: x509.CertificateSigningRequest) -> CertificateRequest:
         public_key=public_key,
         key_fingerprint=public_key_fingerprint(public_key),
         key_description=key_description,
-        common_name=_attribute(csr.subject, NameOID.COMMON_NAME, trim=False),
+        common_name=_attribute(subject, NameOID.COMMON_NAME, trim=False),
         dns_names=dns_names,
         ip_addresses=ip_addresses,
         wants_server_auth=wants_server_auth or bool(dns_names or ip_addresses),
-        details=ApplianceDetails.from_name(csr.subject),
+        details=ApplianceDetails.from_name(subject),
     )
 
 

@@ -58,7 +58,11 @@ class RetryLater(EstError):
         self.retry_after = retry_after
 
 
-class LockedOut(RetryLater):
+class TooManyRequests(RetryLater):
+    """The requester must slow down: too many of its requests wait for the owner, say."""
+
+
+class LockedOut(TooManyRequests):
     """Too many wrong secrets for this identity (or overall): locked until the window passes."""
 
 

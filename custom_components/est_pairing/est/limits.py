@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Final
 
 # Requests
@@ -21,7 +22,23 @@ TLS_HANDSHAKE_TIMEOUT: Final = 10.0
 HEADER_TIMEOUT: Final = 10.0  # the request line and headers must arrive within this
 BODY_TIMEOUT: Final = 15.0  # the whole body must arrive within this
 KEEPALIVE_TIMEOUT: Final = 15.0  # an idle connection is closed after this
-MAX_CONNECTIONS: Final = 256  # more concurrent connections get closed at once
+LINGER_TIMEOUT: Final = 2.0  # after an early refusal (413, 408), drain an unread body this long at most
+MAX_CONNECTIONS: Final = 64  # each holds a socket and ~0.4 MB of TLS buffers; see ConnectionGuard
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    """The listener's connection bounds as one value: production runs the defaults, tests shrink them."""
+
+    tls_handshake_timeout: float = TLS_HANDSHAKE_TIMEOUT
+    header_timeout: float = HEADER_TIMEOUT
+    body_timeout: float = BODY_TIMEOUT
+    keepalive_timeout: float = KEEPALIVE_TIMEOUT
+    linger_timeout: float = LINGER_TIMEOUT
+    max_connections: int = MAX_CONNECTIONS
+
+
+DEFAULT_CONNECTION_LIMITS: Final = ConnectionLimits()
 
 # Owner approval
 PENDING_MAX: Final = 64  # pending first-enrollment requests overall

@@ -29,6 +29,7 @@ from .errors import (
     MalformedRequest,
     NotAllowed,
     PendingRequestGone,
+    TooManyRequests,
     WrongPin,
 )
 from .issuance import appliance_id_from, check_appliance_id
@@ -261,10 +262,11 @@ class EnrollmentPolicy:
         if len(self._pending) >= PENDING_MAX:
             raise Busy("too many requests are waiting for the owner", RETRY_AFTER_PENDING * 12)
         waiting = list(self._pending.values())
+        # The two bounds below are the requester's doing (429); only the overall one is the server's (503).
         if sum(p.identity == identity for p in waiting) >= PENDING_MAX_PER_IDENTITY:
-            raise Busy("too many keys are waiting for this appliance id", RETRY_AFTER_PENDING * 12)
+            raise TooManyRequests("too many keys are waiting for this appliance id", RETRY_AFTER_PENDING * 12)
         if address and sum(p.address == address for p in waiting) >= PENDING_MAX_PER_ADDRESS:
-            raise Busy("too many requests are waiting from this address", RETRY_AFTER_PENDING * 12)
+            raise TooManyRequests("too many requests are waiting from this address", RETRY_AFTER_PENDING * 12)
 
     def _expire(self, now: float) -> None:
         for pending in list(self._pending.values()):

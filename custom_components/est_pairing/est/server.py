@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from http import HTTPStatus
 import logging
 import ssl
-from typing import Final
+from typing import Any, Final
 
 from aiohttp import hdrs, web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Middleware
 from cryptography import x509
 
@@ -29,14 +31,8 @@ from .errors import (
     UnknownResource,
     UnsupportedMediaType,
 )
-from .limits import (
-    BODY_TIMEOUT,
-    HEADER_TIMEOUT,
-    KEEPALIVE_TIMEOUT,
-    MAX_BODY_BYTES,
-    MAX_CONNECTIONS,
-    TLS_HANDSHAKE_TIMEOUT,
-)
+from .guard import ConnectionGuard
+from .limits import DEFAULT_CONNECTION_LIMITS, MAX_BODY_BYTES, ConnectionLimits
 from .policy import AwaitingOwner
 from .registrar import Issued, Peer, Registrar
 from .status import status_for
@@ -67,6 +63,8 @@ DEFAULT_LABELS: Final = ("appliance",)
 
 _CLOSE_AFTER: Final = frozenset({408, 413})  # the rest of the body was not read: drop the connection
 _MAX_REASON: Final = 200
+
+_BODY_TIMEOUT: Final = web.AppKey("body_timeout", float)
 
 type Handler = Callable[[web.Request], Awaitable[web.Response]]
 type NextHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -106,6 +104,7 @@ class EstApplication:
         if guard is not None:
             middlewares.insert(0, guard.middleware)
         app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
+        app[_BODY_TIMEOUT] = (guard.limits if guard is not None else DEFAULT_CONNECTION_LIMITS).body_timeout
         app.router.add_route("*", f"{EST_PATH}/{{op}}", self._dispatch)
         app.router.add_route("*", f"{EST_PATH}/{{label}}/{{op}}", self._dispatch)
         app.router.add_route("*", CRL_PATH, self._crl)
@@ -211,6 +210,8 @@ def _peer(request: web.Request) -> Peer:
 async def _read_csr(request: web.Request) -> x509.CertificateSigningRequest:
     if media_type(request.headers.get(hdrs.CONTENT_TYPE)) != PKCS10:
         raise UnsupportedMediaType(f"send the certificate request as {PKCS10}")
+    if request.headers.get(hdrs.CONTENT_ENCODING, "identity").strip().lower() != "identity":
+        raise UnsupportedMediaType("send the certificate request uncompressed (no Content-Encoding)")
     return load_csr(await _read_body(request))
 
 
@@ -220,15 +221,20 @@ async def _read_body(request: web.Request) -> bytes:
         raise RequestTooLarge(f"request body is over {MAX_BODY_BYTES} bytes")
     chunks: list[bytes] = []
     size = 0
+    timeout = request.app[_BODY_TIMEOUT]
     try:
-        async with asyncio.timeout(BODY_TIMEOUT):
+        async with asyncio.timeout(timeout):
             while chunk := await request.content.readany():
                 size += len(chunk)
                 if size > MAX_BODY_BYTES:
                     raise RequestTooLarge(f"request body is over {MAX_BODY_BYTES} bytes")
                 chunks.append(chunk)
     except TimeoutError:
-        raise RequestTimeout(f"request body did not arrive within {BODY_TIMEOUT:g} s") from None
+        raise RequestTimeout(f"request body did not arrive within {timeout:g} s") from None
+    except web.RequestPayloadError:
+        raise MalformedRequest("request body does not follow its transfer coding") from None
+    except ConnectionError:  # the peer left mid-upload; nobody will read the answer
+        raise MalformedRequest("connection closed before the request body was complete") from None
     if not chunks:
         raise MalformedRequest("request body is empty")
     return b"".join(chunks)
@@ -254,116 +260,59 @@ def _text(status: int, reason: str) -> web.Response:
 # --- the listener -------------------------------------------------------------------------------------
 
 
-class ConnectionGuard:
-    """Caps concurrent connections and closes those that stall.
+class _EstRequestHandler(web.RequestHandler):
+    """aiohttp's per-connection HTTP handler, refusing what it cannot parse in this listener's style.
 
-    A connection must deliver its request headers within ``HEADER_TIMEOUT`` of opening (and within
-    ``KEEPALIVE_TIMEOUT + HEADER_TIMEOUT`` of its previous response): aiohttp alone waits forever
-    for headers that trickle in byte by byte.
+    aiohttp answers an unparseable request (bad request line, header, chunk size...) itself, before
+    any middleware runs: with a multi-line reason, and with a logged traceback that any device on the
+    LAN could provoke at will.
     """
 
-    def __init__(self, max_connections: int = MAX_CONNECTIONS) -> None:
-        self.max_connections = max_connections
-        self._connections: dict[asyncio.BaseProtocol, _GuardedProtocol] = {}
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        reason = " ".join(message.split("\n", 1)[0].split()).rstrip(":") if message else ""
+        if status >= 500:  # our bug, not the peer's bytes: aiohttp logs it with its traceback
+            super().handle_error(request, status, exc, message)
+        else:
+            _LOGGER.debug("EST refused an unparseable request with %s: %s", status, reason)
+        response = _text(status, f"malformed HTTP request: {reason}" if reason else HTTPStatus(status).phrase)
+        response.force_close()
+        return response
 
-    def __len__(self) -> int:
-        return len(self._connections)
-
-    def wrap(self, factory: Callable[[], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
-        """Wrap an aiohttp protocol factory."""
-        return lambda: _GuardedProtocol(self, factory())
-
-    @web.middleware
-    async def middleware(self, request: web.Request, handler: NextHandler) -> web.StreamResponse:
-        """Stop the header clock while a request is handled; restart it afterwards."""
-        connection = self._connections.get(request.protocol)
-        if connection is not None:
-            connection.disarm()
+    async def finish_response(
+        self,
+        request: web.BaseRequest,
+        resp: web.StreamResponse,
+        start_time: Any,  # float in aiohttp 3.11, float | None later
+    ) -> tuple[web.StreamResponse, bool]:
         try:
-            return await handler(request)
-        finally:
-            if connection is not None:
-                connection.arm(KEEPALIVE_TIMEOUT + HEADER_TIMEOUT)
-
-    def _admit(self, connection: _GuardedProtocol) -> bool:
-        if len(self._connections) >= self.max_connections:
-            return False
-        self._connections[connection.inner] = connection
-        return True
-
-    def _release(self, connection: _GuardedProtocol) -> None:
-        self._connections.pop(connection.inner, None)
-
-
-class _GuardedProtocol(asyncio.Protocol):
-    """Delegates to aiohttp's request handler; closes the connection when a timer runs out."""
-
-    def __init__(self, guard: ConnectionGuard, inner: asyncio.Protocol) -> None:
-        self._guard = guard
-        self.inner = inner
-        self._transport: asyncio.BaseTransport | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._admitted = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport
-        if not self._guard._admit(self):
-            _LOGGER.warning("EST listener at its %s-connection cap", self._guard.max_connections)
-            transport.close()
-            return
-        self._admitted = True
-        self.inner.connection_made(transport)
-        self.arm(HEADER_TIMEOUT)
-
-    def data_received(self, data: bytes) -> None:
-        if self._admitted:
-            self.inner.data_received(data)
-
-    def eof_received(self) -> bool | None:
-        return self.inner.eof_received() if self._admitted else None
-
-    def pause_writing(self) -> None:
-        self.inner.pause_writing()
-
-    def resume_writing(self) -> None:
-        self.inner.resume_writing()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.disarm()
-        self._guard._release(self)
-        if self._admitted:
-            self.inner.connection_lost(exc)
-
-    def arm(self, delay: float) -> None:
-        """Close the connection unless the next request starts within ``delay`` seconds."""
-        self.disarm()
-        self._timer = asyncio.get_running_loop().call_later(delay, self._expire)
-
-    def disarm(self) -> None:
-        """A request is being handled: no header deadline."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _expire(self) -> None:
-        self._timer = None
-        if self._transport is not None:
-            self._transport.close()
+            return await super().finish_response(request, resp, start_time)
+        except HttpProcessingError as err:
+            # After an upgrade request (CONNECT, or an Upgrade header: EST uses neither) aiohttp
+            # parses the bytes that followed it only here, and unparseable ones escaped as an
+            # unhandled error: a logged traceback and no answer. Answer, and close.
+            _LOGGER.debug("EST refused bytes after an upgrade request: %s", " ".join(err.message.split()))
+        resp.force_close()
+        try:
+            await resp.prepare(request)
+            await resp.write_eof()
+        except ConnectionError:
+            return resp, True
+        return resp, False
 
 
 class _GuardedSite(web.BaseSite):
-    """A TCP site that wraps each connection in the guard and bounds the TLS handshake."""
+    """A plain TCP site whose connections the guard counts, upgrades to TLS, and hands to aiohttp."""
 
     def __init__(
-        self,
-        runner: web.BaseRunner,
-        host: str | None,
-        port: int,
-        *,
-        ssl_context: ssl.SSLContext,
-        guard: ConnectionGuard,
+        self, runner: web.BaseRunner, host: str | None, port: int, *, guard: ConnectionGuard
     ) -> None:
-        super().__init__(runner, ssl_context=ssl_context)
+        super().__init__(runner)
         self._host = host
         self._port = port
         self._guard = guard
@@ -383,12 +332,25 @@ class _GuardedSite(web.BaseSite):
         server = self._runner.server
         if server is None:
             raise RuntimeError("runner is not set up")
-        self._server = await asyncio.get_running_loop().create_server(
-            self._guard.wrap(server),
+        loop = asyncio.get_running_loop()
+        # A dict: aiohttp releases disagree on whether access_log may be typed None. No decompression:
+        # EST bodies are never compressed, and a small gzip body can inflate a thousandfold. aiohttp
+        # drains an unread body before closing (so the client sees the refusal rather than a reset)
+        # for 10 s by default: a body trickling in after a 408 would hold the connection that long.
+        options: dict[str, Any] = {
+            "access_log": None,
+            "keepalive_timeout": self._guard.limits.keepalive_timeout,
+            "lingering_time": self._guard.limits.linger_timeout,
+            "auto_decompress": False,
+        }
+
+        def handler() -> asyncio.Protocol:
+            return _EstRequestHandler(server, loop=loop, **options)
+
+        self._server = await loop.create_server(
+            self._guard.wrap(handler),
             self._host,
             self._port,
-            ssl=self._ssl_context,
-            ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT,
             backlog=self._backlog,
             reuse_address=True,
         )
@@ -404,13 +366,13 @@ class EstListener:
         host: str | None,
         port: int,
         ssl_context: ssl.SSLContext,
-        max_connections: int = MAX_CONNECTIONS,
+        limits: ConnectionLimits = DEFAULT_CONNECTION_LIMITS,
     ) -> None:
-        self.guard = ConnectionGuard(max_connections)
+        self.guard = ConnectionGuard(limits, ssl_context)
         self._app = application.build(self.guard)
         self._host = host
         self._port = port
-        self.ssl_context = ssl_context
+        self.ssl_context = ssl_context  # replacing its certificate affects new handshakes
         self._runner: web.AppRunner | None = None
         self._site: _GuardedSite | None = None
 
@@ -421,15 +383,9 @@ class EstListener:
 
     async def start(self) -> None:
         """Bind and serve. Raises OSError when the port cannot be bound."""
-        runner = web.AppRunner(
-            self._app,
-            access_log=None,
-            keepalive_timeout=KEEPALIVE_TIMEOUT,
-            shutdown_timeout=2.0,
-            handle_signals=False,
-        )
+        runner = web.AppRunner(self._app, shutdown_timeout=2.0, handle_signals=False)
         await runner.setup()
-        site = _GuardedSite(runner, self._host, self._port, ssl_context=self.ssl_context, guard=self.guard)
+        site = _GuardedSite(runner, self._host, self._port, guard=self.guard)
         try:
             await site.start()
         except BaseException:
@@ -441,4 +397,5 @@ class EstListener:
         """Stop listening and close every connection."""
         if self._runner is not None:
             await self._runner.cleanup()
+        await self.guard.close()  # connections aiohttp does not know yet: those in their handshake
         self._runner = self._site = None

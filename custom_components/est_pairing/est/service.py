@@ -19,7 +19,7 @@ from cryptography import x509
 from .ca import CurveName, HouseholdCA
 from .issuance import IssuancePolicy
 from .ledger import Ledger
-from .limits import DEFAULT_VALIDITY_DAYS
+from .limits import DEFAULT_CONNECTION_LIMITS, DEFAULT_VALIDITY_DAYS, ConnectionLimits
 from .policy import EnrollmentPolicy
 from .registrar import Registrar
 from .server import DEFAULT_LABELS, EstApplication, EstListener
@@ -44,6 +44,7 @@ class ServiceConfig:
     manufacturer_cas: Sequence[x509.Certificate] = ()
     auto_approve: bool = False
     curve: CurveName = "P-256"
+    limits: ConnectionLimits = DEFAULT_CONNECTION_LIMITS
 
 
 class EstService:
@@ -166,9 +167,13 @@ class EstService:
             await self._policy_store.save(self.policy.export())
 
     async def flush(self) -> None:
-        """Wait for pending saves."""
+        """Wait for pending saves, and for any that start meanwhile."""
         while self._saves:
-            await asyncio.gather(*list(self._saves))
+            # Take them out first: gather() over finished tasks completes without yielding (3.12+),
+            # so waiting for their done-callbacks to empty the set would spin forever.
+            saves = list(self._saves)
+            self._saves.difference_update(saves)
+            await asyncio.gather(*saves)
 
     # --- listener -----------------------------------------------------------------------------------
 
@@ -177,7 +182,11 @@ class EstService:
         context = await asyncio.to_thread(self._ssl_context)
         application = EstApplication(self.registrar, labels=self.config.labels)
         listener = EstListener(
-            application, host=self.config.bind_host, port=self.config.port, ssl_context=context
+            application,
+            host=self.config.bind_host,
+            port=self.config.port,
+            ssl_context=context,
+            limits=self.config.limits,
         )
         await listener.start()
         self._listener = listener

@@ -14,6 +14,7 @@ from email.policy import HTTP
 import secrets
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
 from pyasn1.codec.der import decoder as der_decoder, encoder as der_encoder
 from pyasn1.error import PyAsn1Error
@@ -93,12 +94,12 @@ def load_csr(body: bytes) -> x509.CertificateSigningRequest:
     der = decode_body(body, what="certificate request")
     try:
         csr = x509.load_der_x509_csr(der)
-    except ValueError:
+    except (ValueError, x509.InvalidVersion):
         raise MalformedRequest("body is not a DER PKCS#10 certificate request") from None
     try:
         valid = csr.is_signature_valid
-    except (ValueError, TypeError, NotImplementedError):  # unsupported key or signature algorithm
-        raise MalformedRequest("certificate request uses an unsupported signature algorithm") from None
+    except (ValueError, TypeError, NotImplementedError, UnsupportedAlgorithm):  # e.g. an unknown curve
+        raise MalformedRequest("certificate request uses an unsupported key or signature algorithm") from None
     if not valid:
         raise MalformedRequest("certificate request signature does not verify")
     return csr

@@ -1,0 +1,218 @@
+"""Connection accounting for the listener: a cap counted from accept, TLS set up here, stall deadlines.
+
+asyncio's own TLS server tells the application about a connection only once its handshake is done,
+so a cap counted there does not bound connections stuck in their handshake: each holds a socket and
+a few hundred KB of TLS buffers. The guard therefore accepts plain TCP, counts it at once, and performs
+the handshake itself (``loop.start_tls``) before handing the connection to aiohttp.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+import logging
+import ssl
+from typing import cast
+
+from aiohttp import web
+
+from .limits import ConnectionLimits
+
+_LOGGER = logging.getLogger(__name__)
+
+type NextHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ConnectionGuard:
+    """Caps concurrent connections, from accept to close, and closes those that stall.
+
+    A connection must finish its TLS handshake within ``tls_handshake_timeout``, then deliver its
+    request headers within ``header_timeout`` (and within ``keepalive_timeout + header_timeout`` of
+    its previous response): aiohttp alone waits forever for headers that trickle in byte by byte.
+
+    At the cap, the connection that has waited longest without a request in progress (in its
+    handshake, or idle between requests) is closed to make room: a flood of idle connections cannot
+    lock out an appliance that is about to send its request. Only when every connection is busy
+    with a request is the newcomer turned away.
+    """
+
+    def __init__(self, limits: ConnectionLimits, ssl_context: ssl.SSLContext) -> None:
+        self.limits = limits
+        self.ssl_context = ssl_context
+        self._open: dict[_GuardedConnection, None] = {}  # least recently busy first
+        self._by_handler: dict[asyncio.BaseProtocol, _GuardedConnection] = {}
+        self._handshakes: set[asyncio.Task[None]] = set()
+        self._at_cap = False
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def wrap(self, handler_factory: Callable[[], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
+        """A protocol factory for a plain TCP server, around aiohttp's request handler factory."""
+        return lambda: _GuardedConnection(self, handler_factory)
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: NextHandler) -> web.StreamResponse:
+        """Stop the header clock while a request is handled; restart it afterwards."""
+        connection = self._by_handler.get(request.protocol)
+        if connection is None:
+            return await handler(request)
+        connection.busy = True
+        connection.disarm()
+        try:
+            return await handler(request)
+        finally:
+            connection.busy = False
+            if connection in self._open:  # still open: it moves to the end, as the most recently busy
+                del self._open[connection]
+                self._open[connection] = None
+            connection.arm(self.limits.keepalive_timeout + self.limits.header_timeout)
+
+    async def close(self) -> None:
+        """Abort every connection and wait for handshakes in progress to give up (listener stop)."""
+        for connection in list(self._open):
+            connection.abort()
+        if self._handshakes:
+            await asyncio.wait(self._handshakes)
+
+    def _handshake_started(self, task: asyncio.Task[None]) -> None:
+        self._handshakes.add(task)
+        task.add_done_callback(self._handshakes.discard)
+
+    def _admit(self, connection: _GuardedConnection) -> bool:
+        if len(self._open) >= self.limits.max_connections:
+            victim = next((c for c in self._open if not c.busy), None)
+            if not self._at_cap:
+                _LOGGER.warning(
+                    "EST listener at its %s-connection cap: closing idle connections to make room",
+                    self.limits.max_connections,
+                )
+                self._at_cap = True
+            if victim is None:
+                return False
+            self._release(victim)
+            victim.abort()
+        elif self._at_cap and len(self._open) < self.limits.max_connections // 2:
+            _LOGGER.info("EST listener back under half its connection cap")
+            self._at_cap = False
+        self._open[connection] = None
+        return True
+
+    def _attached(self, connection: _GuardedConnection, handler: asyncio.BaseProtocol) -> None:
+        self._by_handler[handler] = connection
+
+    def _release(self, connection: _GuardedConnection) -> None:
+        self._open.pop(connection, None)
+        if connection.handler is not None:
+            self._by_handler.pop(connection.handler, None)
+
+
+class _GuardedConnection(asyncio.Protocol):
+    """One accepted TCP connection: upgraded to TLS here, then delegated to aiohttp's request handler."""
+
+    def __init__(self, guard: ConnectionGuard, handler_factory: Callable[[], asyncio.Protocol]) -> None:
+        self._guard = guard
+        self._handler_factory = handler_factory
+        self.handler: asyncio.Protocol | None = None  # aiohttp's, once the handshake is done
+        self.busy = False  # a request is being handled
+        self._transport: asyncio.Transport | None = None  # plain TCP, then TLS
+        self._early: list[bytes] = []  # decrypted before the handler was attached
+        self._eof = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._closed = False
+
+    # --- asyncio.Protocol: first for the TCP connection, then (via start_tls) for the TLS one ---------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport = cast("asyncio.Transport", transport)  # a TCP server's transports are stream transports
+        self._transport = transport
+        if not self._guard._admit(self):
+            self._closed = True
+            transport.abort()
+            return
+        transport.pause_reading()  # the ClientHello is for the TLS layer that start_tls installs
+        self._guard._handshake_started(
+            asyncio.get_running_loop().create_task(self._start_tls(transport), name="est tls handshake")
+        )
+
+    def data_received(self, data: bytes) -> None:
+        if self.handler is not None:
+            self.handler.data_received(data)
+        elif not self._closed:
+            self._early.append(data)
+
+    def eof_received(self) -> bool | None:
+        if self.handler is not None:
+            return self.handler.eof_received()
+        self._eof = True
+        return None
+
+    def pause_writing(self) -> None:
+        if self.handler is not None:
+            self.handler.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.handler is not None:
+            self.handler.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._finish()
+        if self.handler is not None:
+            self.handler.connection_lost(exc)
+
+    # --- the guard's side ---------------------------------------------------------------------------
+
+    def arm(self, delay: float) -> None:
+        """Close the connection unless its next request starts within ``delay`` seconds."""
+        self.disarm()
+        if self._closed:  # lost while its request was handled: nothing left to close
+            return
+        self._timer = asyncio.get_running_loop().call_later(delay, self.abort)
+
+    def disarm(self) -> None:
+        """A request is being handled: no header deadline."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def abort(self) -> None:
+        """Close at once: no TLS close_notify to wait for from a peer that stalls."""
+        self.disarm()
+        if self._transport is not None:
+            self._transport.abort()
+
+    async def _start_tls(self, transport: asyncio.Transport) -> None:
+        if self._closed or transport.is_closing():  # evicted before the handshake began
+            self._finish()
+            return
+        try:
+            tls = await asyncio.get_running_loop().start_tls(
+                transport,
+                self,
+                self._guard.ssl_context,
+                server_side=True,
+                ssl_handshake_timeout=self._guard.limits.tls_handshake_timeout,
+            )
+        except OSError as err:  # failed or timed out (ssl.SSLError is an OSError); the socket is closed
+            _LOGGER.debug("EST listener: TLS handshake failed: %s", err)
+            self._finish()
+            return
+        if tls is None or self._closed:  # the peer left during the handshake
+            self._finish()
+            return
+        self._transport = tls
+        handler = self.handler = self._handler_factory()
+        self._guard._attached(self, handler)
+        handler.connection_made(tls)
+        self.arm(self._guard.limits.header_timeout)
+        early, self._early = self._early, []
+        for data in early:
+            handler.data_received(data)
+        if self._eof:
+            handler.eof_received()
+
+    def _finish(self) -> None:
+        self.disarm()
+        self._closed = True
+        self._early.clear()
+        self._guard._release(self)

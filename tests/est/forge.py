@@ -1,0 +1,157 @@
+"""Hostile requests and certificates: CSRs that are validly signed yet malformed inside, and worse.
+
+``cryptography`` refuses to build most of these, so they are assembled as DER here and signed with a
+real key: the server's signature check passes and its deeper parsing is what gets exercised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
+from cryptography.x509.oid import NameOID
+from pyasn1.codec.der import decoder, encoder
+from pyasn1.type import univ
+from pyasn1_modules import rfc2986
+
+from custom_components.est_pairing.est import wire
+
+_ECDSA_WITH_SHA256 = bytes.fromhex("300a06082a8648ce3d040302")  # AlgorithmIdentifier, no parameters
+
+
+def der_length(length: int) -> bytes:
+    """A DER length field."""
+    if length < 0x80:
+        return bytes([length])
+    octets = length.to_bytes((length.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(octets)]) + octets
+
+
+def tlv(tag: int, body: bytes) -> bytes:
+    """One DER element."""
+    return bytes([tag]) + der_length(len(body)) + body
+
+
+def new_key() -> ec.EllipticCurvePrivateKey:
+    """The kind of key an appliance makes (P-256)."""
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def request_der(csr: x509.CertificateSigningRequest) -> bytes:
+    """The CSR as DER."""
+    return csr.public_bytes(serialization.Encoding.DER)
+
+
+def body(der: bytes) -> bytes:
+    """An EST request body: base64 wrapped at 64 columns."""
+    return wire.encode_base64(der)
+
+
+def request_info(csr: x509.CertificateSigningRequest) -> bytes:
+    """The DER of the signed part (CertificationRequestInfo)."""
+    return csr.tbs_certrequest_bytes
+
+
+def sign_info(info: bytes, key: ec.EllipticCurvePrivateKey) -> bytes:
+    """A CertificationRequest around arbitrary ``info`` bytes, with a valid ECDSA signature over them."""
+    signature = key.sign(info, ec.ECDSA(hashes.SHA256()))
+    return tlv(0x30, info + _ECDSA_WITH_SHA256 + tlv(0x03, b"\x00" + signature))
+
+
+def build(
+    key: CertificateIssuerPrivateKeyTypes,
+    common_name: str = "oven",
+    *,
+    attributes: Iterable[x509.NameAttribute] = (),
+    extensions: Iterable[x509.ExtensionType] = (),
+) -> bytes:
+    """A well-formed CSR (DER) asking for whatever ``extensions`` say."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name), *attributes])
+    builder = x509.CertificateSigningRequestBuilder().subject_name(name)
+    for extension in extensions:
+        builder = builder.add_extension(extension, critical=False)
+    return request_der(builder.sign(key, hashes.SHA256()))
+
+
+def _edited(
+    key: ec.EllipticCurvePrivateKey, edit_name: str, value: univ.Any | univ.ObjectIdentifier | int
+) -> bytes:
+    """A fresh CSR for ``oven`` with one field of its request info replaced, then re-signed."""
+    info, _ = decoder.decode(
+        request_info(x509.load_der_x509_csr(build(key))), asn1Spec=rfc2986.CertificationRequestInfo()
+    )
+    if edit_name == "common_name":
+        info["subject"][0][0][0]["value"] = value
+    elif edit_name == "curve":
+        info["subjectPKInfo"]["algorithm"]["parameters"] = univ.Any(encoder.encode(value))
+    elif edit_name == "version":
+        info["version"] = value
+    else:
+        raise ValueError(edit_name)
+    return sign_info(encoder.encode(info), key)
+
+
+def with_common_name_der(key: ec.EllipticCurvePrivateKey, value: bytes) -> bytes:
+    """A signed CSR whose common name is the raw DER ``value`` (a bad UTF8String, an odd BMPString...)."""
+    return _edited(key, "common_name", univ.Any(value))
+
+
+def with_curve(key: ec.EllipticCurvePrivateKey, oid: str) -> bytes:
+    """A signed CSR whose EC key claims to be on the curve ``oid`` (one no library knows, say)."""
+    return _edited(key, "curve", univ.ObjectIdentifier(oid))
+
+
+def with_version(key: ec.EllipticCurvePrivateKey, version: int) -> bytes:
+    """A signed CSR with a version other than v1 (0)."""
+    return _edited(key, "version", version)
+
+
+def with_bad_signature(der: bytes) -> bytes:
+    """The same CSR with one bit of its signature flipped."""
+    return der[:-1] + bytes([der[-1] ^ 0x01])
+
+
+def certificate(
+    issuer: x509.Certificate | None,
+    issuer_key: CertificateIssuerPrivateKeyTypes,
+    public_key: ec.EllipticCurvePublicKey,
+    *,
+    common_name: str = "oven",
+    serial_number: int | None = None,
+    not_before: datetime,
+    not_after: datetime,
+) -> x509.Certificate:
+    """A client certificate signed by ``issuer_key`` (self-signed when ``issuer`` is None)."""
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer.subject if issuer is not None else subject)
+        .public_key(public_key)
+        .serial_number(serial_number or x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(issuer_key, hashes.SHA256())
+    )
+
+
+def expired_twin(
+    current: x509.Certificate, ca: x509.Certificate, ca_key: CertificateIssuerPrivateKeyTypes, now: datetime
+) -> x509.Certificate:
+    """``current`` as it will be once expired: same serial, subject and key, signed by the same CA."""
+    public_key = current.public_key()
+    assert isinstance(public_key, ec.EllipticCurvePublicKey)
+    return certificate(
+        ca,
+        ca_key,
+        public_key,
+        common_name=str(current.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value),
+        serial_number=current.serial_number,
+        not_before=now - timedelta(days=30),
+        not_after=now - timedelta(days=1),
+    )

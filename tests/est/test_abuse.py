@@ -1,0 +1,64 @@
+"""The named abuse table (tests/est/abuse/cases.py) against ``est-server serve`` over real TLS.
+
+One standalone server for the whole table, started as a user would; every case must get its answer,
+leave the ledger as it was (but for what its set-up obtained honestly), and leave the server serving.
+``scripts/abuse`` runs the same table against any running server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from cryptography import x509
+import pytest
+
+from custom_components.est_pairing.est.ca import HouseholdCA
+from custom_components.est_pairing.est.storage import JournalFile
+
+from .abuse.cases import CASES, AbuseCase
+from .abuse.run import run_case
+from .abuse.target import Target
+from .standalone import ServerProcess
+
+
+@pytest.fixture(scope="module")
+def standalone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    server = ServerProcess.start(tmp_path_factory.mktemp("abuse") / "data", "--user", "oven:123456")
+    yield server
+    assert server.stop() == 0
+
+
+@pytest.fixture
+def target(standalone: ServerProcess) -> Target:
+    ca = x509.load_pem_x509_certificate((standalone.data_dir / "ca.pem").read_bytes())
+    return Target(host="127.0.0.1", port=standalone.port, ca=ca, data_dir=standalone.data_dir)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+async def test_abuse(target: Target, case: AbuseCase) -> None:
+    verdict = await run_case(target, case)
+    assert verdict.passed, verdict.line()
+
+
+def test_the_table_covers_the_issue() -> None:
+    """Issue 7 lists these; the table must keep naming each."""
+    names = " | ".join(case.name for case in CASES)
+    for phrase in [
+        "bad base64", "truncated DER", "garbage DER", "a certificate instead of a CSR", "bad signature",
+        "CA:TRUE", "keyCertSign", "another appliance", "server's host name", "1,000 alternative names",
+        "100 KB subject", "RSA-1024", "unknown curve", "wrong content type", "over the limit, chunked",
+        "unknown label", "path traversal in a label", "wrong method", "non-UTF-8 credentials",
+        "plain HTTP on the TLS port", "TLS garbage", "HTTP/1.0", "revoked certificate",
+        "expired certificate", "pending request replayed with a different key",
+    ]:  # fmt: skip
+        assert phrase in names, phrase
+
+
+def test_after_the_table_the_state_loads(standalone: ServerProcess) -> None:
+    """The CA key still loads and the ledger parses, with no serial twice."""
+    data_dir: Path = standalone.data_dir
+    HouseholdCA.from_pem((data_dir / "ca.pem").read_bytes(), (data_dir / "ca.key").read_bytes())
+    serials = [e["serial"] for e in JournalFile(data_dir / "ledger.jsonl").read_sync() if e["op"] == "issued"]
+    assert serials and len(serials) == len(set(serials))
+    assert standalone.alive()

@@ -1,0 +1,329 @@
+"""Resource abuse: stalled connections are cut off in bounded time, and floods stay bounded.
+
+The listener runs with small limits (ConnectionLimits) so that each bound is exercised in about a
+second; the production values are in limits.py and docs/reliability.md. Nothing here measures speed:
+a check on elapsed time only asserts that a stalled connection was closed within its bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import AsyncIterator
+import contextlib
+from pathlib import Path
+import resource
+import time
+
+import pytest
+
+from custom_components.est_pairing.est import wire
+from custom_components.est_pairing.est.limits import (
+    FREE_ATTEMPTS,
+    LOCKOUT_BASE,
+    LOCKOUT_MAX,
+    MAX_CONNECTIONS,
+    ConnectionLimits,
+)
+
+from . import forge, rawhttp, standalone
+from .conftest import RunningServer, make_service
+
+EST = "/.well-known/est"
+LIMITS = ConnectionLimits(
+    tls_handshake_timeout=1.0,
+    header_timeout=1.0,
+    body_timeout=1.0,
+    keepalive_timeout=2.0,  # longer than the others, so that each cut-off below has one cause
+    linger_timeout=0.2,
+    max_connections=32,
+)
+SLACK = 1.5  # scheduling leeway on a loaded CI machine; the bounds themselves are about a second
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
+    """A running server with small connection limits and ``oven`` pre-registered (PIN 123456)."""
+    service = make_service(tmp_path, limits=LIMITS)
+    await service.load()
+    service.policy.preregister("oven", "123456")
+    await service.start()
+    yield RunningServer(service, tmp_path)
+    await service.stop()
+
+
+def tls(server: RunningServer) -> rawhttp.ssl.SSLContext:
+    return rawhttp.tls_context(server.service.ca.certificate_pem)
+
+
+async def trickle(connection: rawhttp.Connection, data: bytes, pause: float) -> None:
+    """Send ``data`` one byte at a time, ``pause`` seconds apart, until done or the peer is gone."""
+    for byte in data:
+        if connection.writer.is_closing():
+            return
+        await connection.send(bytes([byte]))
+        await asyncio.sleep(pause)
+
+
+async def assert_cut_off(connection: rawhttp.Connection, bound: float) -> float:
+    """The server closes the connection within ``bound`` seconds; returns how long it took."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    assert await connection.closed_by_server(within=bound + SLACK)
+    return loop.time() - start
+
+
+async def assert_still_serving(server: RunningServer) -> None:
+    answer = await rawhttp.exchange(
+        server.service.port, rawhttp.http_request("GET", f"{EST}/cacerts"), tls=tls(server)
+    )
+    assert answer is not None and answer.status == 200
+
+
+async def test_slow_headers_are_cut_off(server: RunningServer) -> None:
+    """A request line and headers trickling in byte by byte (slowloris) are cut at the header deadline."""
+    request = rawhttp.http_request("GET", f"{EST}/cacerts", headers={"X-Padding": "a" * 200})
+    async with rawhttp.connect(server.service.port, tls=tls(server)) as connection:
+        sender = asyncio.create_task(trickle(connection, request, pause=0.05))
+        await assert_cut_off(connection, LIMITS.header_timeout)
+        assert not sender.done() or connection.writer.is_closing()  # it was still sending
+        sender.cancel()
+    await assert_still_serving(server)
+
+
+async def test_slow_body_is_cut_off_with_408(server: RunningServer) -> None:
+    headers = {"Content-Type": wire.PKCS10, "Content-Length": "2000"}
+    async with rawhttp.connect(server.service.port, tls=tls(server)) as connection:
+        await connection.send(rawhttp.http_request("POST", f"{EST}/simpleenroll", headers=headers))
+        sender = asyncio.create_task(trickle(connection, b"M" * 2000, pause=0.05))
+        answer = await connection.response(within=LIMITS.body_timeout + SLACK)
+        sender.cancel()
+        assert answer is not None and answer.status == 408
+        assert answer.is_one_line_refusal()
+        assert answer.headers.get("connection") == "close"
+        await assert_cut_off(connection, LIMITS.linger_timeout)
+    await assert_still_serving(server)
+
+
+async def test_an_idle_tls_connection_is_closed(server: RunningServer) -> None:
+    """Handshake done, then silence: closed at the header deadline."""
+    async with rawhttp.connect(server.service.port, tls=tls(server)) as connection:
+        await assert_cut_off(connection, LIMITS.header_timeout)
+    await assert_still_serving(server)
+
+
+async def test_an_idle_keep_alive_connection_is_closed(server: RunningServer) -> None:
+    """After a response, a kept-alive connection that sends nothing more is closed."""
+    async with rawhttp.connect(server.service.port, tls=tls(server)) as connection:
+        await connection.send(rawhttp.http_request("GET", f"{EST}/cacerts"))
+        answer = await connection.response()
+        assert answer is not None and answer.status == 200
+        assert answer.headers.get("connection") != "close"
+        await assert_cut_off(connection, LIMITS.keepalive_timeout + LIMITS.header_timeout)
+
+
+@pytest.mark.parametrize(
+    "opening",
+    [
+        pytest.param(b"", id="silence"),
+        pytest.param(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", id="half a ClientHello"),
+    ],
+)
+async def test_a_stalled_tls_handshake_is_closed(server: RunningServer, opening: bytes) -> None:
+    async with rawhttp.connect(server.service.port, tls=None) as connection:
+        await connection.send(opening)
+        await assert_cut_off(connection, LIMITS.tls_handshake_timeout)
+    await assert_still_serving(server)
+
+
+# --- the connection cap ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def small_server(tmp_path: Path) -> AsyncIterator[RunningServer]:
+    """Room for four connections, and deadlines long enough not to interfere."""
+    limits = ConnectionLimits(header_timeout=30.0, body_timeout=30.0, max_connections=4)
+    service = make_service(tmp_path, limits=limits)
+    await service.load()
+    await service.start()
+    yield RunningServer(service, tmp_path)
+    await service.stop()
+
+
+async def test_at_the_cap_the_longest_idle_connection_makes_room(small_server: RunningServer) -> None:
+    port, context = small_server.service.port, tls(small_server)
+    async with contextlib.AsyncExitStack() as stack:
+        idle = [await stack.enter_async_context(rawhttp.connect(port, tls=context)) for _ in range(4)]
+        answer = await rawhttp.exchange(port, rawhttp.http_request("GET", f"{EST}/cacerts"), tls=context)
+        assert answer is not None and answer.status == 200
+        assert await idle[0].closed_by_server(within=SLACK)  # the one that waited longest
+        for survivor in idle[1:]:
+            await survivor.send(rawhttp.http_request("GET", f"{EST}/cacerts"))
+            answer = await survivor.response()
+            assert answer is not None and answer.status == 200
+
+
+async def test_at_the_cap_requests_in_progress_are_never_closed(small_server: RunningServer) -> None:
+    port, context = small_server.service.port, tls(small_server)
+    headers = {"Content-Type": wire.PKCS10, "Content-Length": "8"}
+    async with contextlib.AsyncExitStack() as stack:
+        busy = [await stack.enter_async_context(rawhttp.connect(port, tls=context)) for _ in range(4)]
+        for connection in busy:  # each request waits for the rest of its body
+            await connection.send(
+                rawhttp.http_request("POST", f"{EST}/simpleenroll", headers=headers) + b"MA"
+            )
+        await asyncio.sleep(0.2)
+        async with rawhttp.connect(port, tls=None) as newcomer:  # no room: turned away at once
+            assert await newcomer.closed_by_server(within=SLACK)
+        for connection in busy:
+            await connection.send(b"AAAAAA")
+            answer = await connection.response()
+            assert answer is not None and answer.status == 400  # "MAAAAAAA" is no CSR, but was answered
+
+
+def server_sockets(pid: int, port: int) -> int:
+    """Sockets process ``pid`` holds for connections to its port ``port`` (the listening one excluded)."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local_port, state, inode = int(fields[1].split(":")[1], 16), fields[3], fields[9]
+        if local_port == port and state != "0A":  # 0A: LISTEN
+            inodes.add(f"socket:[{inode}]")
+    fds = Path(f"/proc/{pid}/fd")
+    held = 0
+    for fd in fds.iterdir():
+        with contextlib.suppress(FileNotFoundError):
+            held += str(fd.readlink()) in inodes
+    return held
+
+
+def resident_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(status.split("VmRSS:")[1].split()[0]) / 1024
+
+
+async def open_flood(port: int, count: int, ca_pem: bytes) -> list[rawhttp.Connection | None]:
+    """``count`` concurrent connections of four kinds that all stall: silent TCP, half a ClientHello,
+    TLS then silence, TLS then half a request line. A connection the server refuses or closes during
+    its handshake is None."""
+    context = rawhttp.tls_context(ca_pem)
+    stack = contextlib.AsyncExitStack()
+
+    async def one(kind: int) -> rawhttp.Connection | None:
+        try:
+            connection = await stack.enter_async_context(
+                rawhttp.connect(port, tls=context if kind >= 2 else None)
+            )
+        except (OSError, TimeoutError):
+            return None
+        opening = [b"", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", b"", b"GET /.well-kn"][kind]
+        await connection.send(opening)
+        return connection
+
+    return [stack, *await asyncio.gather(*(one(i % 4) for i in range(count)))]  # type: ignore[list-item]
+
+
+async def test_a_thousand_connections_stay_within_the_cap(tmp_path: Path) -> None:
+    """The standalone server, production limits: sockets stay at the cap, memory stays bounded, and
+    an appliance that connects in the middle of the flood is served."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < 2048:
+        pytest.skip("needs 2048 file descriptors for the test's own side of the flood")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4096)), hard))
+    serving = await standalone.start(tmp_path)
+    try:
+        ca_pem = (tmp_path / "ca.pem").read_bytes()
+        before = resident_mb(serving.pid)
+        stack, *flood = await open_flood(serving.port, 1000, ca_pem)
+        async with stack:
+            await asyncio.sleep(0.5)  # let the server settle: evictions are asynchronous
+            assert server_sockets(serving.pid, serving.port) <= MAX_CONNECTIONS
+            answer = await rawhttp.exchange(
+                serving.port, rawhttp.http_request("GET", f"{EST}/cacerts"), tls=rawhttp.tls_context(ca_pem)
+            )
+            assert answer is not None and answer.status == 200
+            assert server_sockets(serving.pid, serving.port) <= MAX_CONNECTIONS
+            assert resident_mb(serving.pid) - before < 64  # measured: about 25 MB at a cap of 64
+        answer = await rawhttp.exchange(
+            serving.port, rawhttp.http_request("GET", f"{EST}/cacerts"), tls=rawhttp.tls_context(ca_pem)
+        )
+        assert answer is not None and answer.status == 200
+        assert len(flood) == 1000
+    finally:
+        await serving.stop()
+
+
+# --- wrong secrets -------------------------------------------------------------------------------------
+
+
+class SteppingClock:
+    """The service's clock: real time plus whatever the test skips ahead."""
+
+    def __init__(self) -> None:
+        self.skipped = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.skipped
+
+
+def most_guesses(duration: float) -> int:
+    """What the lockout policy allows in ``duration`` seconds: the free attempts, then one guess per
+    lockout window, each window twice the last, up to LOCKOUT_MAX."""
+    guesses, elapsed, window = FREE_ATTEMPTS, 0.0, LOCKOUT_BASE
+    while elapsed + window <= duration:
+        elapsed += window
+        guesses += 1
+        window = min(window * 2, LOCKOUT_MAX)
+    return guesses
+
+
+async def test_ten_thousand_wrong_pins(tmp_path: Path) -> None:
+    """10,000 wrong PINs, one simulated second apart (2.8 hours of hammering): the PIN is actually
+    checked only as often as the lockout policy allows, every other attempt gets 429, nothing is
+    issued, other appliances enroll meanwhile, and the right PIN works once the window has passed."""
+    clock = SteppingClock()
+    service = make_service(tmp_path, clock=clock)
+    await service.load()
+    service.policy.preregister("oven", "123456")
+    service.policy.preregister("fridge", "424242")
+    await service.start()
+    context = rawhttp.tls_context(service.ca.certificate_pem)
+    oven_body = forge.body(forge.build(forge.new_key(), "oven"))
+    statuses: collections.Counter[int] = collections.Counter()
+
+    def enroll(body: bytes, user: str, pin: str) -> bytes:
+        headers = {"Content-Type": wire.PKCS10, "Authorization": wire.basic_authorization(user, pin)}
+        return rawhttp.http_request("POST", f"{EST}/simpleenroll", headers=headers, body=body)
+
+    async def attacker(first: int, batches: int) -> None:
+        """Pipelined batches of wrong PINs on one connection; the clock moves one second per attempt."""
+        async with rawhttp.connect(service.port, tls=context) as connection:
+            for batch in range(batches):
+                pins = [f"{(first + batch * 50 + i) % 999_999 + 1:06d}" for i in range(50)]
+                await connection.send(b"".join(enroll(oven_body, "oven", pin) for pin in pins))
+                for _ in pins:
+                    clock.skipped += 1.0
+                    answer = await connection.response()
+                    assert answer is not None
+                    statuses[answer.status] += 1
+                if batch % 5 == 0:  # a neighbour enrolls meanwhile
+                    fridge = forge.body(forge.build(forge.new_key(), "fridge"))
+                    await connection.send(enroll(fridge, "fridge", "424242"))
+                    answer = await connection.response()
+                    assert answer is not None and answer.status == 200
+
+    try:
+        await asyncio.gather(*(attacker(first, batches=25) for first in range(0, 10_000, 1_250)))
+        assert statuses.total() == 10_000
+        assert set(statuses) <= {401, 429}, statuses
+        assert statuses[401] <= most_guesses(clock.skipped), statuses
+        assert service.policy.locked("id:oven")
+        assert service.ledger.for_appliance("oven") == []
+        assert len(service.ledger.for_appliance("fridge")) == 8 * 5
+
+        clock.skipped += LOCKOUT_MAX
+        answer = await rawhttp.exchange(service.port, enroll(oven_body, "oven", "123456"), tls=context)
+        assert answer is not None and answer.status == 200
+        assert len(service.ledger.for_appliance("oven")) == 1
+    finally:
+        await service.stop()

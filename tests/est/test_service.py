@@ -1,0 +1,45 @@
+"""The running service: what it saves, and that waiting for its saves always ends."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from custom_components.est_pairing.est.service import EstService, ServiceConfig
+from custom_components.est_pairing.est.storage import Document, JournalFile, JsonFileStore
+
+
+class MemoryStore:
+    """A document store whose save completes without ever suspending."""
+
+    def __init__(self) -> None:
+        self.saved: list[Document] = []
+
+    async def load(self) -> Document | None:
+        return None
+
+    async def save(self, document: Document) -> None:
+        self.saved.append(document)
+
+
+@pytest.mark.timeout(10)  # the regression was a busy loop: only a signal interrupts it
+async def test_flush_returns_when_saves_already_finished(tmp_path: Path) -> None:
+    """A save that finished before its done-callbacks ran used to make flush() spin forever."""
+    policy_store = MemoryStore()
+    service = EstService(
+        ServiceConfig("Test", port=0),
+        ca_store=JsonFileStore(tmp_path / "ca.json"),
+        policy_store=policy_store,
+        ledger_journal=JournalFile(tmp_path / "ledger.jsonl"),
+    )
+    await service.load()
+    loop = asyncio.get_running_loop()
+    loop.set_task_factory(asyncio.eager_task_factory)  # as Home Assistant runs many of its tasks
+    try:
+        service.policy.preregister("oven", "123456")  # schedules a save that finishes at once
+        await service.flush()
+    finally:
+        loop.set_task_factory(None)
+    assert [r["appliance_id"] for r in policy_store.saved[-1]["registrations"]] == ["oven"]
