@@ -220,9 +220,7 @@ class Registrar:
         record = await self.ledger.record_issued(certificate, appliance_id)
         if self._revocations.get(appliance_id, 0) != revocations:
             # The owner revoked the appliance while this certificate was being recorded.
-            await self.ledger.revoke(
-                serial, reason=x509.ReasonFlags.cessation_of_operation, when=self._now()
-            )
+            await self.ledger.revoke(serial, reason=x509.ReasonFlags.cessation_of_operation, when=self._now())
             self.policy.remove(appliance_id, [record.key_fingerprint])
             raise CertificateRevoked("the appliance was revoked while this request was handled")
         return Issued(certificate, record)
