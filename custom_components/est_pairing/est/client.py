@@ -33,8 +33,8 @@ from .errors import (
     CertificateRevoked,
     EstError,
     FingerprintMismatch,
+    LockedOut,
     MethodNotAllowed,
-    NotAllowed,
     ProtocolError,
     RetryLater,
 )
@@ -384,12 +384,21 @@ class EstClient:
             raise ProtocolError("the issued certificate does not chain to the household CA") from None
 
 
+# Some refusals share a status; the server's one-line reasons (throttle.py, registrar.py, policy.py)
+# tell them apart.
+_REFINED: tuple[tuple[int, str, type[EstError]], ...] = (
+    (403, "revoked", CertificateRevoked),
+    (429, "wrong secrets", LockedOut),
+)
+
+
 def _error_for(response: aiohttp.ClientResponse, reason: str) -> EstError:
     reason = reason.strip() or response.reason or "no reason given"
     line = f"{response.status}: {reason.splitlines()[0]}"
     cls = ERROR_FOR_STATUS.get(response.status, ProtocolError)
-    if cls is NotAllowed and "revoked" in reason:  # the server's 403 reasons say so (status.py)
-        cls = CertificateRevoked
+    for status, words, refined in _REFINED:
+        if response.status == status and words in reason:
+            cls = refined
     if issubclass(cls, RetryLater):
         return cls(line, _retry_after(response))
     if issubclass(cls, MethodNotAllowed):
