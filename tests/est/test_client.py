@@ -149,3 +149,8 @@ async def test_a_certificate_for_another_key_is_refused(server: RunningServer) -
         body = wire.encode_certs_only([certificate])
         with pytest.raises(ProtocolError, match="different key"):
             client._issued_to(build_csr(key(), "oven"), body)
+
+
+async def test_no_csr_attributes_is_an_empty_list(server: RunningServer) -> None:
+    async with EstClient(server.url, server.service.ca.certificate, label="none") as client:
+        assert await client.csrattrs() == []  # 404: the server has none for this label (§4.5.2)

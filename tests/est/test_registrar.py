@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 import pytest
 
-from custom_components.est_pairing.est.ca import HouseholdCA
+from custom_components.est_pairing.est.ca import HouseholdCA, IssuedName, certificate_fingerprint
 from custom_components.est_pairing.est.client import build_csr, renewal_csr
-from custom_components.est_pairing.est.errors import CertificateRevoked
+from custom_components.est_pairing.est.errors import CertificateRevoked, NotAllowed
 from custom_components.est_pairing.est.issuance import IssuancePolicy
 from custom_components.est_pairing.est.ledger import Ledger
-from custom_components.est_pairing.est.policy import EnrollmentPolicy
+from custom_components.est_pairing.est.policy import AwaitingOwner, EnrollmentPolicy
 from custom_components.est_pairing.est.registrar import Issued, Peer, Registrar
 from custom_components.est_pairing.est.storage import Event, JournalFile
 from custom_components.est_pairing.est.wire import BasicCredentials
@@ -68,3 +70,84 @@ async def test_a_renewal_recorded_during_revocation_is_revoked_too(tmp_path: Pat
     assert all(record.revoked for record in records)
     with pytest.raises(CertificateRevoked):
         policy.check_key(records[1].key_fingerprint)
+
+
+NOW = datetime.now(UTC)
+
+
+@pytest.fixture(scope="module")
+def manufacturer() -> HouseholdCA:
+    """A manufacturer CA that factory certificates chain to."""
+    return HouseholdCA.create("Acme Factory")
+
+
+@pytest.fixture
+def registrar(tmp_path: Path, ca: HouseholdCA, manufacturer: HouseholdCA) -> Registrar:
+    policy = EnrollmentPolicy()
+    policy.preregister("oven", "123456")
+    return Registrar(
+        ca=ca,
+        ledger=Ledger(JournalFile(tmp_path / "ledger.jsonl")),
+        policy=policy,
+        issuance=IssuancePolicy(),
+        manufacturer_cas=[manufacturer.certificate],
+    )
+
+
+def factory_certificate(
+    issuer: HouseholdCA, key: ec.EllipticCurvePrivateKey, *, days: int = 30, start: int = -1
+) -> x509.Certificate:
+    return issuer.issue_appliance_certificate(
+        public_key=key.public_key(),
+        name=IssuedName("SN-7"),
+        server_auth=False,
+        serial_number=x509.random_serial_number(),
+        not_before=NOW + timedelta(days=start),
+        not_after=NOW + timedelta(days=start + days),
+        crl_url=None,
+    )
+
+
+async def test_factory_certificate_claims_need_a_configured_manufacturer(
+    registrar: Registrar, manufacturer: HouseholdCA
+) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = build_csr(key, "SN-7")
+    good = factory_certificate(manufacturer, key)
+    waiting = await registrar.enroll(
+        Peer("10.0.0.7", certificate_chain=(good, manufacturer.certificate)), csr
+    )
+    assert isinstance(waiting, AwaitingOwner)
+    assert waiting.pending.factory_fingerprint == certificate_fingerprint(good)
+    assert waiting.pending.appliance_id == "SN-7"
+
+    stranger = HouseholdCA.create("Stranger")
+    foreign = factory_certificate(stranger, key)
+    with pytest.raises(NotAllowed, match="not from a configured manufacturer"):
+        await registrar.enroll(Peer("10.0.0.7", certificate_chain=(foreign, stranger.certificate)), csr)
+    expired = factory_certificate(manufacturer, key, days=1, start=-10)
+    with pytest.raises(NotAllowed, match="not valid now"):
+        await registrar.enroll(Peer("10.0.0.7", certificate_chain=(expired, manufacturer.certificate)), csr)
+
+
+async def test_reenroll_needs_a_household_certificate_from_the_ledger(
+    registrar: Registrar, ca: HouseholdCA, manufacturer: HouseholdCA
+) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    factory = factory_certificate(manufacturer, key)
+    with pytest.raises(NotAllowed, match="issued by this household CA"):
+        await registrar.reenroll(Peer("10.0.0.7", certificate_chain=(factory,)), renewal_csr(key, factory))
+    unrecorded = factory_certificate(ca, key)  # signed by the CA, but never recorded
+    with pytest.raises(NotAllowed, match="not in this CA's ledger"):
+        await registrar.reenroll(
+            Peer("10.0.0.7", certificate_chain=(unrecorded,)), renewal_csr(key, unrecorded)
+        )
+
+
+async def test_serverkeygen_for_an_unknown_appliance_waits_for_the_owner(registrar: Registrar) -> None:
+    outcome = await registrar.serverkeygen(
+        Peer("10.0.0.7", BasicCredentials("fridge", "")),
+        build_csr(ec.generate_private_key(ec.SECP256R1()), "fridge"),
+    )
+    assert isinstance(outcome, AwaitingOwner)
+    assert len(registrar.ledger) == 0

@@ -37,6 +37,7 @@ from .errors import (
     MethodNotAllowed,
     ProtocolError,
     RetryLater,
+    UnknownResource,
 )
 from .status import ERROR_FOR_STATUS
 from .tls import client_ssl_context
@@ -212,11 +213,14 @@ class EstClient:
             return decode_certs_only(await _checked_body(response, PKCS7_MIME))
 
     async def csrattrs(self) -> list[CsrAttribute]:
-        """/csrattrs; an empty list when the server has none (204 or 404)."""
-        async with self._request("GET", "csrattrs") as response:
-            if response.status in (204, 404):
-                return []
-            return decode_csrattrs(decode_body(await _checked_body(response, CSRATTRS)))
+        """/csrattrs; an empty list when the server has none (204 or 404, §4.5.2)."""
+        try:
+            async with self._request("GET", "csrattrs") as response:
+                if response.status == 204:  # noqa: PLR2004
+                    return []
+                return decode_csrattrs(decode_body(await _checked_body(response, CSRATTRS)))
+        except UnknownResource:
+            return []
 
     async def crl(self) -> x509.CertificateRevocationList:
         """The CRL the server publishes."""
