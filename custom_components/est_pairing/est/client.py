@@ -216,7 +216,7 @@ class EstClient:
         """/csrattrs; an empty list when the server has none (204 or 404, §4.5.2)."""
         try:
             async with self._request("GET", "csrattrs") as response:
-                if response.status == 204:  # noqa: PLR2004
+                if response.status == 204:
                     return []
                 return decode_csrattrs(decode_body(await _checked_body(response, CSRATTRS)))
         except UnknownResource:
