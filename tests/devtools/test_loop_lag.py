@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 
 import pytest
@@ -19,8 +20,19 @@ async def test_the_probe_measures_a_blocking_call() -> None:
         await asyncio.sleep(0.01)
     assert probe.max_lag >= BLOCK - probe.interval
     assert probe.percentile(100) == probe.max_lag
-    assert len(probe.lags) == len(probe.times) > 2
+    assert len(probe.lags) == len(probe.times) == len(probe.cpu_waits) > 2
     assert not probe.running
+
+
+async def test_waiting_for_a_cpu_can_be_told_apart_from_a_busy_loop() -> None:
+    async with LoopLagProbe() as probe:
+        await asyncio.sleep(0.01)
+        time.sleep(BLOCK)  # noqa: ASYNC251 - asleep, not waiting for a CPU: still a stall of the loop
+        await asyncio.sleep(0.01)
+    assert all(wait >= 0 for wait in probe.cpu_waits)
+    assert probe.longest(exclude_cpu_wait=True) <= probe.longest() == probe.max_lag
+    if sys.platform == "linux":  # the kernel tells how long the thread waited for a CPU
+        assert probe.longest(exclude_cpu_wait=True) >= BLOCK - probe.interval - sum(probe.cpu_waits)
 
 
 async def test_lags_between_picks_the_stall_out_of_a_longer_run() -> None:
@@ -32,9 +44,9 @@ async def test_lags_between_picks_the_stall_out_of_a_longer_run() -> None:
         await asyncio.sleep(0.005)
         after = loop.time()
         await asyncio.sleep(0.01)
-    assert max(probe.lags_between(before, after)) == probe.max_lag
+    assert probe.longest(before, after) == probe.longest() == probe.max_lag
     assert before <= probe.max_lag_at <= after
-    assert max(probe.lags_between(after + 1, after + 2), default=0.0) == 0.0
+    assert probe.longest(after + 1, after + 2) == 0.0
 
 
 async def test_the_probe_stops_and_can_start_afresh() -> None:

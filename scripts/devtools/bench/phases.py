@@ -76,8 +76,9 @@ class Stall:
     label: str
     enrollments: int
     errors: int
-    longest: float  # the longest stall while the enrollments ran
-    typical: float | None  # one at a time: the median over enrollments of each one's longest stall
+    longest: float  # the longest stall while the enrollments ran, as the loop saw it
+    longest_on_cpu: float  # ... less the time the OS ran something else on the loop's CPU
+    typical: float | None  # one at a time: the median over enrollments of each one's longest (on CPU)
     p99: float | None  # ... and its 99th percentile
     interval: float  # the probe's period (the figures are accurate to about this)
     sequential: bool
@@ -241,10 +242,19 @@ class Bench:
             if compaction_of is None:
                 async with LoopLagProbe() as probe:
                     await asyncio.sleep(1.0)
-                stalls.append(
-                    Stall("idle loop, no enrollments", 0, 0, probe.max_lag, None, None, probe.interval, True)
+                idle = Stall(
+                    "idle loop, no enrollments",
+                    0,
+                    0,
+                    probe.longest(),
+                    probe.longest(exclude_cpu_wait=True),
+                    None,
+                    None,
+                    probe.interval,
+                    sequential=True,
                 )
-                settings.say(f"  {stalls[-1].label}: longest stall {ms(stalls[-1].longest)}")
+                stalls.append(idle)
+                settings.say(f"  {idle.label}: longest stall {ms(idle.longest_on_cpu)} ({ms(idle.longest)})")
             for label, concurrency, requests in runs:
                 async with LoopLagProbe() as probe:
                     measurement, run = await asyncio.to_thread(self._load, target, concurrency, requests)
@@ -253,8 +263,8 @@ class Bench:
                 typical = f", typical enrollment {ms(stall.typical)}" if stall.typical is not None else ""
                 noise = f"; other processes used {measurement.other_cpu:.0%} of a CPU meanwhile"
                 settings.say(
-                    f"  {label}: longest stall {ms(stall.longest)}{typical} "
-                    f"({stall.enrollments} enrollments, {stall.errors} errors{noise})"
+                    f"  {label}: longest stall {ms(stall.longest_on_cpu)} ({ms(stall.longest)} with waits "
+                    f"for a CPU){typical} ({stall.enrollments} enrollments, {stall.errors} errors{noise})"
                 )
         finally:
             await service.stop()
@@ -343,21 +353,16 @@ def _stall(label: str, probe: LoopLagProbe, run: LoadRun, *, sequential: bool) -
     """The stalls while ``run`` went on; one at a time, each enrollment's own longest too."""
     requests = sorted(run.requests, key=lambda r: r.started)
     errors = sum(r.error is not None for r in requests)
-    end = max(r.finished for r in requests)
-    longest = probe.max_lag_between(requests[0].started, end)
+    start, end = requests[0].started, max(r.finished for r in requests)
+    longest, on_cpu = probe.longest(start, end), probe.longest(start, end, exclude_cpu_wait=True)
     if not sequential:
-        return Stall(label, len(requests), errors, longest, None, None, probe.interval, sequential)
+        return Stall(label, len(requests), errors, longest, on_cpu, None, None, probe.interval, sequential)
     # Each enrollment owns the time until the next one starts: what it left behind (ledger writes,
     # compaction) runs after its answer went out.
     ends = [r.started for r in requests[1:]] + [end]
-    own = [probe.max_lag_between(r.started, until) for r, until in zip(requests, ends, strict=True)]
-    return Stall(
-        label,
-        len(requests),
-        errors,
-        longest,
-        percentile(own, 50),
-        percentile(own, 99),
-        probe.interval,
-        sequential,
-    )
+    own = [
+        probe.longest(r.started, until, exclude_cpu_wait=True)
+        for r, until in zip(requests, ends, strict=True)
+    ]
+    typical, unlucky = percentile(own, 50), percentile(own, 99)
+    return Stall(label, len(requests), errors, longest, on_cpu, typical, unlucky, probe.interval, sequential)
