@@ -8,12 +8,12 @@ whole ledger: enrollment cost does not grow with the number of certificates alre
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 import logging
 import sys
-from typing import Any
+from typing import Any, overload
 
 from cryptography import x509
 
@@ -205,12 +205,7 @@ class Ledger:
         if self._events_since_compaction < max(_COMPACT_MIN, len(self._records)):
             return
         try:
-            await self._journal.compact(
-                [
-                    {"op": "meta", "crl_number": self._crl_number},
-                    *(_snapshot_event(record) for record in self._records.values()),
-                ]
-            )
+            await self._journal.compact(_Snapshot(self._crl_number, list(self._records.values())))
         except Exception:
             _LOGGER.exception("Could not compact the certificate ledger; will retry")
             return
@@ -246,6 +241,40 @@ class Ledger:
         self._revoked[serial] = record
         self._crl_number += 1
         return record
+
+
+class _Snapshot(Sequence[Event]):
+    """The events of a compacted journal, each made when read: the journal reads them in its thread.
+
+    Only the writer task changes records, and it waits for the compaction: they hold still meanwhile.
+    """
+
+    def __init__(self, crl_number: int, records: list[CertificateRecord]) -> None:
+        self._meta: Event = {"op": "meta", "crl_number": crl_number}
+        self._records = records
+
+    def __len__(self) -> int:
+        return len(self._records) + 1
+
+    @overload
+    def __getitem__(self, index: int) -> Event: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Event]: ...
+
+    def __getitem__(self, index: int | slice) -> Event | Sequence[Event]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        return self._meta if index == 0 else _snapshot_event(self._records[index - 1])
+
+    def __iter__(self) -> Iterator[Event]:
+        yield self._meta
+        for record in self._records:
+            yield _snapshot_event(record)
 
 
 def _snapshot_event(record: CertificateRecord) -> Event:
