@@ -131,6 +131,7 @@ def report(results: Results, verdicts: Sequence[Verdict], concurrency: int) -> s
             )
         if results.crypto_limit:
             lines.append(f"  enrollment = {enroll / results.crypto_limit:.0%} of the crypto limit")
+        lines += _budget(results)
     lines += [f"sweep {m.line()}" for m in results.sweep]
     for size, measurements in sorted(results.scaling.items()):
         latency = typical(measurements).throughput.latency
@@ -161,6 +162,21 @@ def report(results: Results, verdicts: Sequence[Verdict], concurrency: int) -> s
         mark = {True: "met   ", False: "MISSED", None: "n/a   "}[verdict.met]
         lines.append(f"{mark} {verdict.name}: {verdict.measured} (want {verdict.wanted})")
     return "\n".join(lines)
+
+
+def _budget(results: Results) -> list[str]:
+    """Where an enrollment's server CPU goes, from the three measurements."""
+    enroll = median([m.server_cost for m in results.enroll])
+    transport = median([m.server_cost for m in results.transport])
+    if not (enroll and transport and results.crypto_limit):
+        return []
+    crypto = 1 / results.crypto_limit
+    rest = enroll - transport - crypto
+    return [
+        f"  server CPU per enrollment {enroll * 1e3:.3f} ms = TLS + HTTP {transport * 1e3:.3f} ms "
+        f"({transport / enroll:.0%}) + CSR verify and sign {crypto * 1e3:.3f} ms ({crypto / enroll:.0%}) "
+        f"+ the rest (policy, ledger and its fsync, encoding) {rest * 1e3:.3f} ms ({rest / enroll:.0%})"
+    ]
 
 
 def _rates(label: str, measurements: Sequence[Measurement]) -> str:
