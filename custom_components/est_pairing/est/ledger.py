@@ -1,8 +1,9 @@
 """The ledger of issued certificates: recorded durably before any response leaves.
 
 Events go to a :class:`~.storage.JournalStore`. Concurrent enrollments share one write and one fsync
-(group commit), so throughput does not hinge on the disk's sync latency, and nothing here scans the
-whole ledger: enrollment cost does not grow with the number of certificates already issued.
+(group commit; while several arrive at once, each write waits 2 ms for more), so throughput does not
+hinge on the disk's sync latency, and nothing here scans the whole ledger: enrollment cost does not
+grow with the number of certificates already issued.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from .storage import Event, JournalStore
 
 _LOGGER = logging.getLogger(__name__)
 _COMPACT_MIN = 64  # compact once the journal holds this many events beyond the records themselves
+_GROUP_DELAY = 0.002  # seconds a busy writer waits before the next write, gathering events to share it
 
 
 @dataclass(slots=True)
@@ -182,8 +184,12 @@ class Ledger:
         await asyncio.shield(future)
 
     async def _write_queue(self) -> None:
+        busy = False
         while self._queue:
+            if busy:  # the last write carried several events: more are on their way, let them share
+                await asyncio.sleep(_GROUP_DELAY)
             batch, self._queue = self._queue, []
+            busy = len(batch) > 1
             events = [event for event, _ in batch]
             try:
                 await self._journal.append(events)
