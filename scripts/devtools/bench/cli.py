@@ -131,7 +131,7 @@ def _external_target(args: argparse.Namespace) -> Target:
         ca = bootstrap.ca_certificate
     pem = ca.public_bytes(Encoding.PEM).decode()
     endpoint = Endpoint(parts.hostname, parts.port or 443, pem)
-    return Target("enroll", endpoint, f"{base}/simpleenroll", args.user, args.password, ca=ca)
+    return Target("enroll", endpoint, f"{base}/simpleenroll", args.user, args.password, ca=ca, external=True)
 
 
 def _label(base: str) -> str | None:
