@@ -169,6 +169,9 @@ class EstService:
         """Wait for pending saves."""
         while self._saves:
             await asyncio.gather(*list(self._saves))
+            # A finished save leaves the set in a done-callback, and gathering finished tasks does not
+            # yield to the loop: without this, a save that had just finished kept this loop spinning.
+            await asyncio.sleep(0)
 
     # --- listener -----------------------------------------------------------------------------------
 
