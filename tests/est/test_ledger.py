@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 import json
 from pathlib import Path
@@ -140,3 +141,24 @@ async def test_json_store_writes_atomically_and_privately(tmp_path: Path) -> Non
     store.path.write_text("[1]")
     with pytest.raises(TypeError):
         await store.load()
+
+
+async def test_a_compaction_hands_the_journal_a_sequence_of_every_record(
+    tmp_path: Path, ca: HouseholdCA
+) -> None:
+    compacted: list[list[dict[str, object]]] = []
+
+    class Journal(JournalFile):
+        async def compact(self, events: Sequence[dict[str, object]]) -> None:
+            as_read = [events[i] for i in range(len(events))]
+            assert list(events) == as_read == list(events[:]) and events[-1] == as_read[-1]
+            compacted.append(as_read)
+            await super().compact(events)
+
+    ledger = Ledger(Journal(tmp_path / "ledger.jsonl"))
+    records = [await ledger.record_issued(issue(ca, f"a{i}"), f"a{i}") for i in range(70)]
+    assert compacted, "70 events are more than the journal keeps before compacting"
+    snapshot = compacted[-1]
+    assert snapshot[0] == {"op": "meta", "crl_number": 0}
+    serials = [format(r.serial_number, "x") for r in records]
+    assert [event["serial"] for event in snapshot[1:]] == serials[: len(snapshot) - 1]

@@ -43,3 +43,20 @@ async def test_flush_returns_when_saves_already_finished(tmp_path: Path) -> None
     finally:
         loop.set_task_factory(None)
     assert [r["appliance_id"] for r in policy_store.saved[-1]["registrations"]] == ["oven"]
+
+
+@pytest.mark.timeout(10)
+async def test_flush_returns_when_a_save_has_just_finished(tmp_path: Path) -> None:
+    """The same, with the default task factory: the save's done-callbacks are queued, not yet run."""
+    policy_store = MemoryStore()
+    service = EstService(
+        ServiceConfig("Test", port=0, bind_host="127.0.0.1"),
+        ca_store=JsonFileStore(tmp_path / "ca.json"),
+        policy_store=policy_store,
+        ledger_journal=JournalFile(tmp_path / "ledger.jsonl"),
+    )
+    await service.load()
+    service.policy.preregister("oven", "123456")  # schedules a save
+    await asyncio.sleep(0)  # the save runs and finishes
+    await service.flush()
+    assert [r["appliance_id"] for r in policy_store.saved[-1]["registrations"]] == ["oven"]

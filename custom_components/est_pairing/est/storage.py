@@ -7,8 +7,9 @@ the owner only (0600): they hold the household CA key.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 import contextlib
+import itertools
 import json
 import os
 from pathlib import Path
@@ -19,6 +20,7 @@ type Event = dict[str, Any]
 
 _PRIVATE = 0o600
 _TAIL = 64 * 1024  # longer than any event; a torn final line is shorter
+_PIECE = 256  # events per write when compacting: each write lets the event loop's thread run
 
 
 class DocumentStore(Protocol):
@@ -41,11 +43,18 @@ class JournalStore(Protocol):
         """Add events durably: when this returns they survive a crash."""
 
     async def compact(self, events: Sequence[Event]) -> None:
-        """Replace the whole log with these events (same meaning, fewer lines)."""
+        """Replace the whole log with these events (same meaning, fewer lines).
+
+        The events may be made as they are read (there can be 10^5): read them, in a worker thread
+        if there are many, before returning.
+        """
 
 
-def write_private_atomically(path: Path, data: bytes, *, mode: int = _PRIVATE) -> None:
-    """Write a file (0600 unless told) so that a crash leaves either the old or the new content."""
+def write_private_atomically(path: Path, data: bytes | Iterable[bytes], *, mode: int = _PRIVATE) -> None:
+    """Write a file (0600 unless told) so that a crash leaves either the old or the new content.
+
+    ``data`` may come in pieces, each written as it comes.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp")
     with contextlib.suppress(FileNotFoundError):
@@ -53,7 +62,8 @@ def write_private_atomically(path: Path, data: bytes, *, mode: int = _PRIVATE) -
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
+            for piece in [data] if isinstance(data, bytes) else data:
+                handle.write(piece)
             handle.flush()
             os.fsync(handle.fileno())
         temporary.replace(path)
@@ -169,7 +179,7 @@ class JournalFile:
 
     def compact_sync(self, events: Sequence[Event]) -> None:
         """Blocking :meth:`compact`."""
-        write_private_atomically(self.path, b"".join(_line(event) for event in events))
+        write_private_atomically(self.path, _pieces(events))
 
     def truncate_sync(self) -> None:
         """Empty the journal (after its events were saved elsewhere)."""
@@ -178,3 +188,9 @@ class JournalFile:
 
 def _line(event: Event) -> bytes:
     return json.dumps(event, separators=(",", ":"), sort_keys=True).encode() + b"\n"
+
+
+def _pieces(events: Iterable[Event]) -> Iterator[bytes]:
+    # A thread releases the GIL while it writes: the event loop waits for one piece, not the file.
+    for piece in itertools.batched(events, _PIECE, strict=False):
+        yield b"".join(map(_line, piece))

@@ -1,0 +1,368 @@
+"""The phases of a bench run: limits and throughput, scaling with the ledger, loop stall, memory.
+
+Servers run as separate processes pinned to the server CPU; the load generator runs in worker
+processes pinned to the other CPU, so that neither shares a GIL (or a core) with the other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator, Sequence
+import contextlib
+from dataclasses import dataclass, field
+import multiprocessing
+import os
+from pathlib import Path
+import secrets
+import statistics
+import time
+
+from cryptography import x509
+
+from est.wire import EST_PATH
+
+from .loadgen import Endpoint, LoadRun
+from .loop_lag import LoopLagProbe
+from .measure import Measurement, Target, measure, ms
+from .servers import ServerProcess, start_server
+from .stats import percentile
+from .transport import FIXED_PATH
+from .workload import BENCH_APPLIANCE, crypto_limit, make_compaction_due, prepare_data_dir
+
+ENROLL_PATH = f"{EST_PATH}/simpleenroll"
+_EST_SERVER = "est.cli"
+_TRANSPORT_SERVER = "scripts.devtools.bench.transport"
+_COMPACTION_RUN = 20  # enrollments after a restart whose ledger is due for compaction
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """How big each measurement is and where things run."""
+
+    host: str
+    requests: int  # per throughput measurement
+    concurrency: int  # the one the targets are judged at
+    sweep: tuple[int, ...]
+    rounds: int
+    ledger_sizes: tuple[int, ...]
+    compaction_sizes: tuple[int, ...]
+    stall_enrollments: int
+    memory_enrollments: int
+    processes: int
+    server_cpus: set[int] | None
+    load_cpus: set[int] | None
+    warmup: float
+    limit_seconds: float
+    work_dir: Path
+    say: Callable[[str], None] = print
+
+    def requests_at(self, concurrency: int) -> int:
+        """Fewer requests at low concurrency, where each waits for a whole round trip."""
+        return min(self.requests, max(300, 250 * concurrency))
+
+
+@dataclass(frozen=True, slots=True)
+class Machine:
+    """The CPUs as the benchmarks find them."""
+
+    cpus: int
+    parallel_speedup: float  # work done by all CPUs at once / by one alone
+
+
+@dataclass(frozen=True, slots=True)
+class Stall:
+    """Event-loop lag next to an in-process EstService while it enrolled."""
+
+    label: str
+    enrollments: int
+    errors: int
+    longest: float  # the longest stall while the enrollments ran, as the loop saw it
+    longest_on_cpu: float  # ... less the time the OS ran something else on the loop's CPU
+    typical: float | None  # one at a time: the median over enrollments of each one's longest (on CPU)
+    p99: float | None  # ... and its 99th percentile
+    interval: float  # the probe's period (the figures are accurate to about this)
+    sequential: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Memory:
+    """The standalone server's resident memory around a long run."""
+
+    enrollments: int
+    rss_before: int
+    rss_after: int
+    peak_rss: int
+    run: Measurement
+
+
+@dataclass(slots=True)
+class Results:
+    """Everything one bench run measured (phases that did not run stay empty)."""
+
+    machine: Machine | None = None
+    crypto_limit: float | None = None
+    transport: list[Measurement] = field(default_factory=list)
+    enroll: list[Measurement] = field(default_factory=list)
+    sweep: list[Measurement] = field(default_factory=list)
+    scaling: dict[int, list[Measurement]] = field(default_factory=dict)
+    stalls: list[Stall] = field(default_factory=list)
+    memory: Memory | None = None
+
+
+def median(values: Sequence[float | None]) -> float:
+    """The median of the known values (0 if none)."""
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else 0.0
+
+
+# --- the machine ------------------------------------------------------------------------------------------
+
+
+def machine(seconds: float = 0.5) -> Machine:
+    """How many CPUs there are, and how much more work all of them do together than one alone."""
+    cpus = sorted(os.sched_getaffinity(0))
+    with multiprocessing.get_context("spawn").Pool(len(cpus)) as pool:
+        alone = pool.apply(_spin_on, (cpus[0], seconds))
+        together = sum(pool.starmap(_spin_on, [(cpu, seconds) for cpu in cpus]))
+    return Machine(len(cpus), together / alone if alone else 0.0)
+
+
+def _spin_on(cpu: int, seconds: float) -> int:
+    os.sched_setaffinity(0, {cpu})
+    loops = 0
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        sum(range(1000))
+        loops += 1
+    return loops
+
+
+@contextlib.contextmanager
+def pinned(cpus: set[int] | None) -> Iterator[None]:
+    """Run this process on ``cpus`` for a while."""
+    before = os.sched_getaffinity(0)
+    if cpus:
+        os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+# --- the phases ------------------------------------------------------------------------------------------
+
+
+class Bench:
+    """Runs the phases against servers it starts itself, collecting :class:`Results`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.results = Results()
+        self.password = secrets.token_urlsafe(16)
+        self._directories = 0
+
+    def machine(self) -> None:
+        """CPUs and how they share work."""
+        self.results.machine = found = machine()
+        self.settings.say(
+            f"machine: {found.cpus} CPUs; all at once do {found.parallel_speedup:.2f}x the work of one alone"
+        )
+
+    def limits_and_throughput(self) -> None:
+        """Crypto limit; then transport limit and enrollment, alternating for ``rounds``; the sweep."""
+        settings, results = self.settings, self.results
+        say = settings.say
+        say("crypto limit: CSR load + signature check + certificate build + sign, on the server's CPU")
+        service = asyncio.run(prepare_data_dir(settings.work_dir / "crypto", settings.host, certificates=0))
+        with pinned(settings.server_cpus):
+            results.crypto_limit = crypto_limit(settings.limit_seconds, service.ca)
+        say(f"  {results.crypto_limit:7.1f}/s")
+        data_dir = self._data_dir(10)
+        with (
+            self._server(_TRANSPORT_SERVER, data_dir) as transport,
+            self._server(_EST_SERVER, data_dir) as est,
+        ):
+            c = settings.concurrency
+            say(f"transport limit and enrollment, c={c}: {settings.rounds} round(s) of {settings.requests}")
+            for _ in range(settings.rounds):
+                results.transport.append(self._measure(transport, c, settings.requests))
+                results.enroll.append(self._measure(est, c, settings.requests))
+            if settings.sweep:
+                say("enrollment by number of concurrent clients")
+                for concurrency in settings.sweep:
+                    results.sweep.append(self._measure(est, concurrency, settings.requests_at(concurrency)))
+
+    def scaling(self) -> None:
+        """The enrollment measurement with the ledger holding each of ``ledger_sizes`` certificates."""
+        settings = self.settings
+        for size in settings.ledger_sizes:
+            settings.say(f"scaling: the ledger holds {size:,} certificates")
+            with self._server(_EST_SERVER, self._data_dir(size)) as target:
+                self.results.scaling[size] = [
+                    self._measure(target, settings.concurrency, settings.requests)
+                    for _ in range(settings.rounds)
+                ]
+
+    def stall(self) -> None:
+        """Loop lag next to an in-process EstService: one enrollment at a time, many, through compactions."""
+        settings = self.settings
+        settings.say(
+            "event-loop stall: an in-process EstService (the integration's code path), probe on its loop"
+        )
+        stalls = self.results.stalls
+        with pinned(settings.server_cpus):
+            stalls.extend(asyncio.run(self._stalls(self._data_dir(10))))
+            for size in settings.compaction_sizes:
+                data_dir = self._data_dir(size)
+                make_compaction_due(data_dir)
+                stalls.extend(asyncio.run(self._stalls(data_dir, compaction_of=size)))
+
+    async def _stalls(self, data_dir: Path, *, compaction_of: int | None = None) -> list[Stall]:
+        settings = self.settings
+        service = await prepare_data_dir(data_dir, settings.host, certificates=0)  # loads what is there
+        service.policy.preregister(BENCH_APPLIANCE, self.password)
+        await service.start()
+        target = Target(
+            "in-process",
+            Endpoint(settings.host, service.port, service.ca.certificate_pem.decode()),
+            ENROLL_PATH,
+            BENCH_APPLIANCE,
+            self.password,
+            ca=service.ca.certificate,
+        )
+        if compaction_of is not None:
+            runs = [(f"restart, ledger of {compaction_of:,} due for compaction", 1, _COMPACTION_RUN)]
+        else:
+            runs = [
+                ("one enrollment at a time", 1, settings.stall_enrollments),
+                (f"{settings.concurrency} at a time", settings.concurrency, 4 * settings.stall_enrollments),
+            ]
+        stalls = []
+        try:
+            if compaction_of is None:
+                async with LoopLagProbe() as probe:
+                    await asyncio.sleep(1.0)
+                idle = Stall(
+                    "idle loop, no enrollments",
+                    0,
+                    0,
+                    probe.longest(),
+                    probe.longest(exclude_cpu_wait=True),
+                    None,
+                    None,
+                    probe.interval,
+                    sequential=True,
+                )
+                stalls.append(idle)
+                settings.say(f"  {idle.label}: longest stall {ms(idle.longest_on_cpu)} ({ms(idle.longest)})")
+            for label, concurrency, requests in runs:
+                async with LoopLagProbe() as probe:
+                    measurement, run = await asyncio.to_thread(self._load, target, concurrency, requests)
+                stalls.append(_stall(label, probe, run, sequential=concurrency == 1))
+                stall = stalls[-1]
+                typical = f", typical enrollment {ms(stall.typical)}" if stall.typical is not None else ""
+                noise = f"; other processes used {measurement.other_cpu:.0%} of a CPU meanwhile"
+                settings.say(
+                    f"  {label}: longest stall {ms(stall.longest_on_cpu)} ({ms(stall.longest)} with waits "
+                    f"for a CPU){typical} ({stall.enrollments} enrollments, {stall.errors} errors{noise})"
+                )
+        finally:
+            await service.stop()
+        return stalls
+
+    def memory(self) -> None:
+        """RSS of the standalone server before and after ``memory_enrollments`` enrollments."""
+        settings = self.settings
+        count = settings.memory_enrollments
+        settings.say(
+            f"memory: the standalone server's RSS around {count:,} enrollments, c={settings.concurrency}"
+        )
+        with self._server(_EST_SERVER, self._data_dir(0)) as target:
+            assert target.server is not None  # noqa: S101 - _server always sets it
+            before = target.server.rss()
+            run = self._measure(target, settings.concurrency, count)
+            memory = Memory(count, before, target.server.rss(), target.server.peak_rss(), run)
+        self.results.memory = memory
+        settings.say(
+            f"  RSS {memory.rss_before / 2**20:.1f} MiB at start, {memory.rss_after / 2**20:.1f} MiB after "
+            f"(peak {memory.peak_rss / 2**20:.1f} MiB)"
+        )
+
+    def external(self, target: Target) -> None:
+        """Throughput and latency of a server the bench did not start (no CPU or memory figures)."""
+        settings = self.settings
+        settings.say(f"enrolling with {target.endpoint.authority}{target.path}")
+        for concurrency in settings.sweep or (settings.concurrency,):
+            self.results.sweep.append(self._measure(target, concurrency, settings.requests_at(concurrency)))
+
+    # --- helpers ------------------------------------------------------------------------------------------
+
+    def _data_dir(self, certificates: int) -> Path:
+        self._directories += 1
+        path = self.settings.work_dir / f"data-{self._directories}-{certificates}"
+        started = time.monotonic()
+        asyncio.run(prepare_data_dir(path, self.settings.host, certificates=certificates))
+        self.settings.say(
+            f"  ({path.name}: a CA and {certificates:,} issued certificates, "
+            f"prepared in {time.monotonic() - started:.1f} s, not timed)"
+        )
+        return path
+
+    @contextlib.contextmanager
+    def _server(self, module: str, data_dir: Path) -> Iterator[Target]:
+        """A server process over ``data_dir``, as a target to load."""
+        settings = self.settings
+        if module == _EST_SERVER:
+            args = ["serve", "--data-dir", str(data_dir), "--host", settings.host, "--port", "0"]
+            args += ["--user", f"{BENCH_APPLIANCE}:{self.password}"]
+        else:
+            args = ["--data-dir", str(data_dir), "--host", settings.host, "--port", "0"]
+        log = data_dir.parent / f"{data_dir.name}-{module.rsplit('.', 1)[-1]}.log"
+        server: ServerProcess = start_server(module, args, log=log, cpus=settings.server_cpus)
+        try:
+            pem = (data_dir / "ca.pem").read_text()
+            endpoint = Endpoint(server.host, server.port, pem)
+            if module == _EST_SERVER:
+                ca = x509.load_pem_x509_certificate(pem.encode())
+                yield Target(
+                    "enroll", endpoint, ENROLL_PATH, BENCH_APPLIANCE, self.password, ca=ca, server=server
+                )
+            else:
+                yield Target("transport", endpoint, FIXED_PATH, BENCH_APPLIANCE, self.password, server=server)
+        finally:
+            server.stop()
+
+    def _measure(self, target: Target, concurrency: int, requests: int) -> Measurement:
+        measurement, _ = self._load(target, concurrency, requests)
+        self.settings.say(f"  {measurement.line()}")
+        return measurement
+
+    def _load(self, target: Target, concurrency: int, requests: int) -> tuple[Measurement, LoadRun]:
+        settings = self.settings
+        return measure(
+            target,
+            concurrency,
+            requests,
+            processes=settings.processes,
+            cpus=settings.load_cpus,
+            warmup=settings.warmup,
+        )
+
+
+def _stall(label: str, probe: LoopLagProbe, run: LoadRun, *, sequential: bool) -> Stall:
+    """The stalls while ``run`` went on; one at a time, each enrollment's own longest too."""
+    requests = sorted(run.requests, key=lambda r: r.started)
+    errors = sum(r.error is not None for r in requests)
+    start, end = requests[0].started, max(r.finished for r in requests)
+    longest, on_cpu = probe.longest(start, end), probe.longest(start, end, exclude_cpu_wait=True)
+    if not sequential:
+        return Stall(label, len(requests), errors, longest, on_cpu, None, None, probe.interval, sequential)
+    # Each enrollment owns the time until the next one starts: what it left behind (ledger writes,
+    # compaction) runs after its answer went out.
+    ends = [r.started for r in requests[1:]] + [end]
+    own = [
+        probe.longest(r.started, until, exclude_cpu_wait=True)
+        for r, until in zip(requests, ends, strict=True)
+    ]
+    typical, unlucky = percentile(own, 50), percentile(own, 99)
+    return Stall(label, len(requests), errors, longest, on_cpu, typical, unlucky, probe.interval, sequential)
