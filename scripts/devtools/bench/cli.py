@@ -26,7 +26,7 @@ from .measure import Target
 from .phases import Bench, Settings
 from .report import judge, report
 
-PHASES = ("limits", "scaling", "stall", "memory")
+PHASES = ("limits", "scaling", "stall", "ha-stall", "memory")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -99,7 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             for phase in PHASES:
                 if phase in phases:
-                    getattr(bench, "limits_and_throughput" if phase == "limits" else phase)()
+                    method = "limits_and_throughput" if phase == "limits" else phase.replace("-", "_")
+                    getattr(bench, method)()
     results = bench.results
     print(report(results, judge(results, settings.concurrency), settings.concurrency))
     if args.json:

@@ -106,6 +106,7 @@ class Results:
     sweep: list[Measurement] = field(default_factory=list)
     scaling: dict[int, list[Measurement]] = field(default_factory=dict)
     stalls: list[Stall] = field(default_factory=list)
+    ha_stalls: list[Stall] = field(default_factory=list)
     memory: Memory | None = None
 
 
@@ -269,6 +270,31 @@ class Bench:
         finally:
             await service.stop()
         return stalls
+
+    def ha_stall(self) -> None:
+        """Loop lag on Home Assistant's own loop, the integration loaded, while appliances enroll."""
+        from .home_assistant import stalls_inside_home_assistant  # the HA harness, only when asked
+
+        settings = self.settings
+        settings.say("event-loop stall inside Home Assistant: the integration on its core, probe on its loop")
+        runs = [
+            ("in Home Assistant, one enrollment at a time", 1, settings.stall_enrollments),
+            (
+                f"in Home Assistant, {settings.concurrency} at a time",
+                settings.concurrency,
+                4 * settings.stall_enrollments,
+            ),
+        ]
+        with pinned(settings.server_cpus):
+            measured = asyncio.run(stalls_inside_home_assistant(runs, self._load, self.password))
+        for label, probe, run in measured:
+            stall = _stall(label, probe, run, sequential=label.endswith("one enrollment at a time"))
+            self.results.ha_stalls.append(stall)
+            typical = f", typical enrollment {ms(stall.typical)}" if stall.typical is not None else ""
+            settings.say(
+                f"  {label}: longest stall {ms(stall.longest_on_cpu)} ({ms(stall.longest)} with waits "
+                f"for a CPU){typical} ({stall.enrollments} enrollments, {stall.errors} errors)"
+            )
 
     def memory(self) -> None:
         """RSS of the standalone server before and after ``memory_enrollments`` enrollments."""

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .measure import Measurement, ms
-from .phases import Results, median
+from .phases import Results, Stall, median
 
 MIB = 2**20
 
@@ -27,7 +27,8 @@ def judge(results: Results, concurrency: int) -> list[Verdict]:
         _throughput(results, concurrency),
         _tail(results, concurrency),
         _scaling(results),
-        _stall(results),
+        _stall(results.stalls, "in-process EstService"),
+        _stall(results.ha_stalls, "inside Home Assistant"),
         _memory(results),
     ]
 
@@ -76,9 +77,9 @@ def _scaling(results: Results) -> Verdict:
     )
 
 
-def _stall(results: Results) -> Verdict:
-    name = "longest event-loop stall caused by one enrollment (in-process EstService, not Home Assistant)"
-    sequential = [s for s in results.stalls if s.sequential and s.enrollments]
+def _stall(stalls: list[Stall], where: str) -> Verdict:
+    name = f"longest event-loop stall caused by one enrollment ({where})"
+    sequential = [s for s in stalls if s.sequential and s.enrollments]
     if not sequential:
         return Verdict(name, "not measured", "<= 5 ms", None)
     worst = max(sequential, key=lambda s: s.longest_on_cpu)
@@ -138,7 +139,7 @@ def report(results: Results, verdicts: Sequence[Verdict], concurrency: int) -> s
         lines.append(
             _rates(f"ledger of {size:>7,}:", measurements) + f"  p50 {ms(latency.p50)} p99 {ms(latency.p99)}"
         )
-    for stall in results.stalls:
+    for stall in [*results.stalls, *results.ha_stalls]:
         typical_stall = f"  typical enrollment {ms(stall.typical)}" if stall.typical is not None else ""
         longest = f"longest {ms(stall.longest_on_cpu)} ({ms(stall.longest)})"
         lines.append(
