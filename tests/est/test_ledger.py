@@ -14,8 +14,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 import pytest
 
 from custom_components.est_pairing.est.ca import HouseholdCA, IssuedName
+from custom_components.est_pairing.est.errors import CAFailure
 from custom_components.est_pairing.est.ledger import Ledger
-from custom_components.est_pairing.est.storage import JournalFile, JsonFileStore
+from custom_components.est_pairing.est.storage import Event, JournalFile, JsonFileStore
 
 NOW = datetime(2026, 11, 28, tzinfo=UTC)
 
@@ -162,3 +163,57 @@ async def test_a_compaction_hands_the_journal_a_sequence_of_every_record(
     assert snapshot[0] == {"op": "meta", "crl_number": 0}
     serials = [format(r.serial_number, "x") for r in records]
     assert [event["serial"] for event in snapshot[1:]] == serials[: len(snapshot) - 1]
+
+
+class FlakyJournal(JournalFile):
+    """Fails the next append or compaction when told to, as a full disk would."""
+
+    fail_append = False
+    fail_compact = False
+
+    async def append(self, events: Sequence[Event]) -> None:
+        if self.fail_append:
+            self.fail_append = False
+            raise OSError(28, "No space left on device")
+        await super().append(events)
+
+    async def compact(self, events: Sequence[Event]) -> None:
+        if self.fail_compact:
+            self.fail_compact = False
+            raise OSError(28, "No space left on device")
+        await super().compact(events)
+
+
+async def test_a_failed_write_issues_nothing_and_the_next_one_works(tmp_path: Path, ca: HouseholdCA) -> None:
+    journal = FlakyJournal(tmp_path / "ledger.jsonl")
+    ledger = Ledger(journal)
+    journal.fail_append = True
+    certificate = issue(ca)
+    assert ledger.reserve_serial(certificate.serial_number)
+    with pytest.raises(CAFailure, match="could not record the certificate"):
+        await ledger.record_issued(certificate, "oven")
+    assert len(ledger) == 0
+    assert ledger.reserve_serial(certificate.serial_number)  # given back
+    ledger.release_serial(certificate.serial_number)
+    await ledger.record_issued(issue(ca), "oven")
+    reloaded = Ledger(JournalFile(tmp_path / "ledger.jsonl"))
+    await reloaded.load()
+    assert len(reloaded) == 1
+
+
+async def test_a_failed_compaction_is_tried_again(tmp_path: Path, ca: HouseholdCA) -> None:
+    journal = FlakyJournal(tmp_path / "ledger.jsonl")
+    ledger = Ledger(journal)
+    journal.fail_compact = True
+    records = [await ledger.record_issued(issue(ca, f"a{i}"), f"a{i}") for i in range(70)]
+    for record in records:
+        await ledger.revoke(record.serial_number, reason=x509.ReasonFlags.superseded, when=NOW)
+    assert not journal.fail_compact  # it failed once ...
+    lines = (tmp_path / "ledger.jsonl").read_text().splitlines()
+    assert len(lines) < 140  # ... and compacted later
+    reloaded = Ledger(JournalFile(tmp_path / "ledger.jsonl"))
+    await reloaded.load()
+    assert len(reloaded) == 70
+    assert reloaded.crl_number == 70
+    with pytest.raises(KeyError):
+        await ledger.revoke(12345, reason=x509.ReasonFlags.superseded, when=NOW)

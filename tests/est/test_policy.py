@@ -15,6 +15,7 @@ from custom_components.est_pairing.est.errors import (
     MalformedRequest,
     NotAllowed,
     PendingRequestGone,
+    ProtocolError,
     TooManyRequests,
     WrongPin,
 )
@@ -37,6 +38,8 @@ from custom_components.est_pairing.est.policy import (
     digest_secret,
     secret_matches,
 )
+from custom_components.est_pairing.est.status import status_for
+from custom_components.est_pairing.est.throttle import MAX_TRACKED, SecretThrottle
 from custom_components.est_pairing.est.wire import BasicCredentials
 
 
@@ -254,3 +257,21 @@ def test_secret_digests() -> None:
     assert digest != digest_secret("123456")  # salted
     assert secret_matches("", None)
     assert not secret_matches("x", None)
+
+
+def test_the_throttle_forgets_quiet_identities_beyond_its_bound(clock: Clock) -> None:
+    throttle = SecretThrottle(clock)
+    for index in range(MAX_TRACKED + 10):
+        throttle.failure(f"id:a{index}")
+        clock.now += 1.0  # one a second: the global ceiling is never reached
+    assert len(throttle) <= MAX_TRACKED
+    throttle.failure("id:oven")
+    for _ in range(FREE_ATTEMPTS):
+        throttle.failure("id:oven")
+    with pytest.raises(LockedOut):
+        throttle.check("id:oven")  # a locked identity is never the one forgotten
+
+
+def test_errors_without_a_status_are_500() -> None:
+    assert status_for(ProtocolError("x")) == 500
+    assert status_for(WrongPin("x", 1)) == 401

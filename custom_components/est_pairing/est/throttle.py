@@ -17,7 +17,7 @@ from .limits import (
 )
 
 _WINDOW = 60.0
-_MAX_TRACKED = 4096
+MAX_TRACKED = 4096
 
 
 @dataclass(slots=True)
@@ -39,6 +39,10 @@ class SecretThrottle:
         self._clock = clock
         self._records: dict[str, _Record] = {}
         self._recent: deque[float] = deque(maxlen=GLOBAL_FAILURES_PER_MINUTE)
+
+    def __len__(self) -> int:
+        """Identities with wrong secrets on record (bounded: quiet, unlocked ones are dropped)."""
+        return len(self._records)
 
     def check(self, identity: str) -> None:
         """Raise LockedOut if this identity, or everyone, must wait before trying a secret."""
@@ -87,7 +91,7 @@ class SecretThrottle:
         return record.locked_until
 
     def _prune(self, now: float) -> None:
-        if len(self._records) <= _MAX_TRACKED:
+        if len(self._records) <= MAX_TRACKED:
             return
         for identity, record in list(self._records.items()):
             if record.locked_until <= now and now - record.last_failure > _WINDOW:
