@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from unittest.mock import AsyncMock, patch
+
 from cryptography import x509
+from homeassistant.const import ATTR_ENTITY_ID
 from homeassistant.core import HomeAssistant
-from homeassistant.exceptions import ServiceValidationError
+from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
+from homeassistant.helpers import entity_registry as er
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 import voluptuous as vol
 
 from custom_components.est_pairing.const import DOMAIN
+from custom_components.est_pairing.est.errors import CAFailure
 from custom_components.est_pairing.runtime import EstRuntime
 
 from .conftest import device_for
@@ -68,3 +73,24 @@ async def test_actions_need_a_running_hub(hass: HomeAssistant, init_integration:
     with pytest.raises(ServiceValidationError) as err:
         await hass.services.async_call(DOMAIN, "export_ca", blocking=True, return_response=True)
     assert err.value.translation_key == "not_loaded"
+
+
+async def test_a_failing_household_ca_is_a_translated_error(hass: HomeAssistant, runtime: EstRuntime) -> None:
+    runtime.preregister("oven", "123456", "Kitchen oven")
+    await hass.async_block_till_done()
+    oven = device_for(hass, "oven")
+    assert oven is not None
+    registry = er.async_get(hass)
+    (button,) = [e.entity_id for e in registry.entities.values() if e.domain == "button"]
+    failing = AsyncMock(side_effect=CAFailure("could not record the revocation: disk full"))
+    with patch.object(runtime.service.registrar, "revoke_appliance", failing):
+        with pytest.raises(HomeAssistantError) as from_action:
+            await hass.services.async_call(
+                DOMAIN, "revoke_certificate", {"device_id": oven.id}, blocking=True
+            )
+        with pytest.raises(HomeAssistantError) as from_button:
+            await hass.services.async_call("button", "press", {ATTR_ENTITY_ID: button}, blocking=True)
+    for err in (from_action.value, from_button.value):
+        assert not isinstance(err, ServiceValidationError)
+        assert err.translation_key == "operation_failed"
+        assert err.translation_placeholders == {"reason": "could not record the revocation: disk full"}

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import gzip
 import logging
 import ssl
+from unittest.mock import patch
 
 import aiohttp
 from cryptography import x509
@@ -514,3 +515,15 @@ async def test_bytes_after_an_upgrade_request_are_answered_not_crashed(
     answer = await rawhttp.exchange(server.service.port, request_bytes, tls=context)
     assert answer is not None and answer.status == status
     assert [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info] == []
+
+
+async def test_an_unexpected_failure_is_a_500_with_one_line_and_nothing_issued(
+    server: RunningServer, call: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    with patch.object(server.service.registrar, "enroll", side_effect=RuntimeError("bug")):
+        answer = await call("POST", f"{EST}/simpleenroll", body=appliance().body, auth=("oven", "123456"))
+    assert_refusal(answer, 500, "internal error; nothing was issued")
+    assert "bug" not in answer.text  # no internals leak to the peer
+    assert "EST request POST /.well-known/est/simpleenroll failed" in caplog.text
+    assert len(server.service.ledger) == 0
+    assert (await call("GET", f"{EST}/cacerts")).status == 200
