@@ -11,13 +11,18 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 import pytest
 
-from custom_components.est_pairing.est.ca import HouseholdCA, IssuedName, certificate_fingerprint
+from custom_components.est_pairing.est.ca import (
+    HouseholdCA,
+    IssuedName,
+    certificate_fingerprint,
+    public_key_fingerprint,
+)
 from custom_components.est_pairing.est.client import build_csr, renewal_csr
 from custom_components.est_pairing.est.errors import CertificateRevoked, NotAllowed
 from custom_components.est_pairing.est.issuance import IssuancePolicy
 from custom_components.est_pairing.est.ledger import Ledger
 from custom_components.est_pairing.est.policy import AwaitingOwner, EnrollmentPolicy
-from custom_components.est_pairing.est.registrar import Issued, Peer, Registrar
+from custom_components.est_pairing.est.registrar import Issued, IssuedWithKey, Peer, Registrar
 from custom_components.est_pairing.est.storage import Event, JournalFile
 from custom_components.est_pairing.est.wire import BasicCredentials
 
@@ -151,3 +156,22 @@ async def test_serverkeygen_for_an_unknown_appliance_waits_for_the_owner(registr
     )
     assert isinstance(outcome, AwaitingOwner)
     assert len(registrar.ledger) == 0
+
+
+async def test_the_ledger_records_the_key_each_certificate_was_issued_for(registrar: Registrar) -> None:
+    """The registrar gives the ledger the key fingerprint it approved; the ledger need not re-read it."""
+    oven = Peer("10.0.0.7", BasicCredentials("oven", "123456"))
+    key = ec.generate_private_key(ec.SECP256R1())
+    enrolled = await registrar.enroll(oven, build_csr(key, "oven"))
+    assert isinstance(enrolled, Issued)
+    renewed = await registrar.reenroll(
+        Peer("10.0.0.7", certificate_chain=(enrolled.certificate,)),
+        renewal_csr(ec.generate_private_key(ec.SECP256R1()), enrolled.certificate),
+    )
+    generated = await registrar.serverkeygen(oven, build_csr(key, "oven"))
+    assert isinstance(generated, IssuedWithKey)
+    issued = [enrolled, renewed, generated.issued]
+    assert len({i.record.key_fingerprint for i in issued}) == 3  # the server's key, not the request's
+    for each in issued:
+        assert each.record.key_fingerprint == public_key_fingerprint(each.certificate.public_key())
+        assert registrar.ledger.get(each.certificate.serial_number) == each.record

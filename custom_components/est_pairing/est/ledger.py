@@ -130,14 +130,22 @@ class Ledger:
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
 
-    async def record_issued(self, certificate: x509.Certificate, appliance_id: str) -> CertificateRecord:
-        """Record a certificate durably; only then may it be handed out."""
+    async def record_issued(
+        self, certificate: x509.Certificate, appliance_id: str, *, key_fingerprint: str | None = None
+    ) -> CertificateRecord:
+        """Record a certificate durably; only then may it be handed out.
+
+        ``key_fingerprint`` is the SHA-256 of the certificate's public key, when the caller has it
+        already (the registrar does: it is the key the owner approved); otherwise it is computed.
+        """
+        if key_fingerprint is None:
+            key_fingerprint = public_key_fingerprint(certificate.public_key())
         event: Event = {
             "op": "issued",
             "serial": format(certificate.serial_number, "x"),
             "appliance": appliance_id,
             "subject": certificate.subject.rfc4514_string(),
-            "key": public_key_fingerprint(certificate.public_key()),
+            "key": key_fingerprint,
             "not_before": int(certificate.not_valid_before_utc.timestamp()),
             "not_after": int(certificate.not_valid_after_utc.timestamp()),
         }

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.types import (
     CertificatePublicKeyTypes,
 )
 
-from .ca import HouseholdCA
+from .ca import HouseholdCA, public_key_fingerprint
 from .csr import inspect_request
 from .errors import AuthenticationRequired, CAFailure, CertificateRevoked, NotAllowed
 from .issuance import Grant, IssuancePolicy
@@ -124,7 +124,9 @@ class Registrar:
         decision = self.policy.authorize(claim, request, peer.address)
         if isinstance(decision, AwaitingOwner):
             return decision
-        return await self._sign_and_record(request.public_key, grant, decision.appliance_id)
+        return await self._sign_and_record(
+            request.public_key, request.key_fingerprint, grant, decision.appliance_id
+        )
 
     async def reenroll(self, peer: Peer, csr: x509.CertificateSigningRequest) -> Issued:
         """Simplereenroll (§4.2.2): renew with the current certificate; rekey allowed."""
@@ -146,7 +148,9 @@ class Registrar:
             raise NotAllowed("the presented certificate has expired; enroll again")
         self.policy.check_key(request.key_fingerprint)
         grant = self.issuance.grant_renewal(request, current)
-        return await self._sign_and_record(request.public_key, grant, record.appliance_id)
+        return await self._sign_and_record(
+            request.public_key, request.key_fingerprint, grant, record.appliance_id
+        )
 
     async def serverkeygen(
         self, peer: Peer, csr: x509.CertificateSigningRequest
@@ -164,7 +168,10 @@ class Registrar:
             return decision
         want_rsa = isinstance(request.public_key, rsa.RSAPublicKey)
         private_key = await asyncio.to_thread(_generate_key, want_rsa=want_rsa)
-        issued = await self._sign_and_record(private_key.public_key(), grant, decision.appliance_id)
+        public_key = private_key.public_key()
+        issued = await self._sign_and_record(
+            public_key, public_key_fingerprint(public_key), grant, decision.appliance_id
+        )
         return IssuedWithKey(issued, private_key)
 
     async def revoke_appliance(
@@ -199,7 +206,7 @@ class Registrar:
         return Claim.from_basic(peer.credentials)
 
     async def _sign_and_record(
-        self, public_key: CertificatePublicKeyTypes, grant: Grant, appliance_id: str
+        self, public_key: CertificatePublicKeyTypes, key_fingerprint: str, grant: Grant, appliance_id: str
     ) -> Issued:
         serial = self._reserve_serial()
         now = self._now()
@@ -217,7 +224,7 @@ class Registrar:
             self.ledger.release_serial(serial)
             raise
         revocations = self._revocations.get(appliance_id, 0)
-        record = await self.ledger.record_issued(certificate, appliance_id)
+        record = await self.ledger.record_issued(certificate, appliance_id, key_fingerprint=key_fingerprint)
         if self._revocations.get(appliance_id, 0) != revocations:
             # The owner revoked the appliance while this certificate was being recorded.
             await self.ledger.revoke(serial, reason=x509.ReasonFlags.cessation_of_operation, when=self._now())
