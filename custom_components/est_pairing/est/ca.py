@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+import functools
 import hashlib
 import ipaddress
 from typing import Literal
@@ -23,6 +24,25 @@ type IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 _CURVES: dict[CurveName, ec.EllipticCurve] = {"P-256": ec.SECP256R1(), "P-384": ec.SECP384R1()}
 _BACKDATE = timedelta(minutes=5)  # tolerate appliances whose clocks run a little behind
+_END_ENTITY = x509.BasicConstraints(ca=False, path_length=None)
+
+
+def _end_entity_usage(*, key_agreement: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=key_agreement,
+        key_cert_sign=False,
+        crl_sign=False,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+_SIGNING_USAGE = _end_entity_usage(key_agreement=False)
+_EC_USAGE = _end_entity_usage(key_agreement=True)  # EC keys may also do ECDH
 
 
 def sha256_fingerprint(der: bytes) -> str:
@@ -73,6 +93,7 @@ class HouseholdCA:
         self.certificate = certificate
         self._private_key = private_key
         self.fingerprint = certificate_fingerprint(certificate)
+        self.not_valid_after = certificate.not_valid_after_utc  # when the household CA itself expires
         self._ski = x509.SubjectKeyIdentifier.from_public_key(certificate.public_key())
         self._aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(self._ski)
 
@@ -140,11 +161,6 @@ class HouseholdCA:
     def certificate_pem(self) -> bytes:
         """The root certificate as PEM."""
         return self.certificate.public_bytes(serialization.Encoding.PEM)
-
-    @property
-    def not_valid_after(self) -> datetime:
-        """When the household CA itself expires."""
-        return self.certificate.not_valid_after_utc
 
     def issue_appliance_certificate(
         self,
@@ -215,21 +231,8 @@ class HouseholdCA:
             .serial_number(serial_number)
             .not_valid_before(not_before)
             .not_valid_after(not_after)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=key_agreement,
-                    key_cert_sign=False,
-                    crl_sign=False,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
+            .add_extension(_END_ENTITY, critical=True)
+            .add_extension(_EC_USAGE if key_agreement else _SIGNING_USAGE, critical=True)
             .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
             .add_extension(self._aki, critical=False)
@@ -239,19 +242,7 @@ class HouseholdCA:
         if general_names:
             builder = builder.add_extension(x509.SubjectAlternativeName(general_names), critical=False)
         if crl_url:
-            builder = builder.add_extension(
-                x509.CRLDistributionPoints(
-                    [
-                        x509.DistributionPoint(
-                            full_name=[x509.UniformResourceIdentifier(crl_url)],
-                            relative_name=None,
-                            reasons=None,
-                            crl_issuer=None,
-                        )
-                    ]
-                ),
-                critical=False,
-            )
+            builder = builder.add_extension(_crl_distribution_points(crl_url), critical=False)
         return builder.sign(self._private_key, _hash_for(self._private_key))
 
     def sign_crl(
@@ -283,6 +274,21 @@ class HouseholdCA:
         except (ValueError, TypeError, InvalidSignature):
             return False
         return True
+
+
+@functools.lru_cache(maxsize=4)
+def _crl_distribution_points(url: str) -> x509.CRLDistributionPoints:
+    """The extension pointing at the CRL (the same for every certificate: built once)."""
+    return x509.CRLDistributionPoints(
+        [
+            x509.DistributionPoint(
+                full_name=[x509.UniformResourceIdentifier(url)],
+                relative_name=None,
+                reasons=None,
+                crl_issuer=None,
+            )
+        ]
+    )
 
 
 def _hash_for(key: ec.EllipticCurvePrivateKey) -> hashes.SHA256 | hashes.SHA384:

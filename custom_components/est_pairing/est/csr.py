@@ -79,7 +79,8 @@ def inspect_request(csr: x509.CertificateSigningRequest) -> CertificateRequest:
         subject = csr.subject  # parsed lazily: undecodable strings and unknown string types raise here
     except (ValueError, TypeError, KeyError):
         raise MalformedRequest("certificate request subject cannot be decoded") from None
-    if len(subject.public_bytes()) > MAX_SUBJECT_BYTES:
+    # The subject is part of the signed request: a request under the bound has a subject under it too.
+    if len(csr.tbs_certrequest_bytes) > MAX_SUBJECT_BYTES and len(subject.public_bytes()) > MAX_SUBJECT_BYTES:
         raise MalformedRequest(f"certificate request subject is over {MAX_SUBJECT_BYTES} bytes")
     try:
         extensions = csr.extensions
@@ -87,11 +88,8 @@ def inspect_request(csr: x509.CertificateSigningRequest) -> CertificateRequest:
         raise MalformedRequest("certificate request extensions cannot be parsed") from None
     _refuse_ca_powers(extensions)
     dns_names, ip_addresses = _requested_names(extensions)
-    try:
-        usages = extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-        wants_server_auth = ExtendedKeyUsageOID.SERVER_AUTH in usages
-    except x509.ExtensionNotFound:
-        wants_server_auth = False
+    usages = extension_value(extensions, x509.ExtendedKeyUsage)
+    wants_server_auth = usages is not None and ExtendedKeyUsageOID.SERVER_AUTH in usages
     return CertificateRequest(
         csr=csr,
         public_key=public_key,
@@ -135,24 +133,30 @@ def _check_key(public_key: CertificatePublicKeyTypes) -> str:
     return description
 
 
+def extension_value[T: x509.ExtensionType](extensions: x509.Extensions, kind: type[T]) -> T | None:
+    """The value of the extension of this type, or None.
+
+    ``Extensions.get_extension_for_class`` raises when there is none, which is the common case for
+    appliance requests: a scan costs less than building and catching an exception.
+    """
+    for extension in extensions:
+        if isinstance(extension.value, kind):
+            return extension.value
+    return None
+
+
 def _refuse_ca_powers(extensions: x509.Extensions) -> None:
-    try:
-        if extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
-            raise NotAllowed("certificate request asks to be a CA (basicConstraints CA:TRUE)")
-    except x509.ExtensionNotFound:
-        pass
-    try:
-        usage = extensions.get_extension_for_class(x509.KeyUsage).value
-    except x509.ExtensionNotFound:
-        return
-    if usage.key_cert_sign or usage.crl_sign:
+    constraints = extension_value(extensions, x509.BasicConstraints)
+    if constraints is not None and constraints.ca:
+        raise NotAllowed("certificate request asks to be a CA (basicConstraints CA:TRUE)")
+    usage = extension_value(extensions, x509.KeyUsage)
+    if usage is not None and (usage.key_cert_sign or usage.crl_sign):
         raise NotAllowed("certificate request asks for keyCertSign or cRLSign")
 
 
 def _requested_names(extensions: x509.Extensions) -> tuple[tuple[str, ...], tuple[IPAddress, ...]]:
-    try:
-        names = extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
+    names = extension_value(extensions, x509.SubjectAlternativeName)
+    if names is None:
         return (), ()
     if len(names) > MAX_SAN_ENTRIES:
         raise MalformedRequest(

@@ -13,7 +13,7 @@ import re
 from cryptography import x509
 
 from .ca import IssuedName
-from .csr import CertificateRequest
+from .csr import CertificateRequest, extension_value
 from .errors import MalformedRequest, NotAllowed
 from .limits import DEFAULT_VALIDITY_DAYS, MAX_APPLIANCE_ID_LENGTH
 
@@ -107,7 +107,5 @@ class IssuancePolicy:
 
 
 def _alt_names(extensions: x509.Extensions) -> frozenset[x509.GeneralName]:
-    try:
-        return frozenset(extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
-    except x509.ExtensionNotFound:
-        return frozenset()
+    names = extension_value(extensions, x509.SubjectAlternativeName)
+    return frozenset(names) if names is not None else frozenset()
