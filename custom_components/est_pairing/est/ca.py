@@ -27,22 +27,26 @@ _BACKDATE = timedelta(minutes=5)  # tolerate appliances whose clocks run a littl
 _END_ENTITY = x509.BasicConstraints(ca=False, path_length=None)
 
 
-def _end_entity_usage(*, key_agreement: bool) -> x509.KeyUsage:
+def _key_usage(
+    *, digital_signature: bool = False, key_agreement: bool = False, certificates_and_crls: bool = False
+) -> x509.KeyUsage:
+    """A keyUsage with only these bits (the household CA never sets the others)."""
     return x509.KeyUsage(
-        digital_signature=True,
+        digital_signature=digital_signature,
         content_commitment=False,
         key_encipherment=False,
         data_encipherment=False,
         key_agreement=key_agreement,
-        key_cert_sign=False,
-        crl_sign=False,
+        key_cert_sign=certificates_and_crls,
+        crl_sign=certificates_and_crls,
         encipher_only=False,
         decipher_only=False,
     )
 
 
-_SIGNING_USAGE = _end_entity_usage(key_agreement=False)
-_EC_USAGE = _end_entity_usage(key_agreement=True)  # EC keys may also do ECDH
+_CA_USAGE = _key_usage(certificates_and_crls=True)
+_SIGNING_USAGE = _key_usage(digital_signature=True)
+_EC_USAGE = _key_usage(digital_signature=True, key_agreement=True)  # EC keys may also do ECDH
 
 
 def sha256_fingerprint(der: bytes) -> str:
@@ -116,20 +120,7 @@ class HouseholdCA:
             .not_valid_before(now - _BACKDATE)
             .not_valid_after(now + timedelta(days=CA_VALIDITY_DAYS))
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=False,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
+            .add_extension(_CA_USAGE, critical=True)
             .add_extension(ski, critical=False)
             .sign(key, _hash_for(key))
         )
