@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+import socket
 from unittest.mock import MagicMock, patch
 
+from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import device_registry as dr
 import pytest
@@ -73,6 +75,37 @@ async def init_integration(hass: HomeAssistant, mock_config_entry: MockConfigEnt
     assert await hass.config_entries.async_setup(mock_config_entry.entry_id)
     await hass.async_block_till_done()
     return mock_config_entry
+
+
+@pytest.fixture
+def port_holder() -> Iterator[socket.socket]:
+    """Something else listening on a port (close it to free the port)."""
+    with socket.socket() as taken:
+        taken.bind(("", 0))
+        taken.listen()
+        yield taken
+
+
+@pytest.fixture
+def taken_port(port_holder: socket.socket) -> int:
+    """The port :func:`port_holder` holds."""
+    port: int = port_holder.getsockname()[1]
+    return port
+
+
+@pytest.fixture
+async def entry_on_taken_port(
+    hass: HomeAssistant, mock_config_entry: MockConfigEntry, taken_port: int
+) -> MockConfigEntry:
+    """The hub configured for a port something else holds: set up, it waits to retry."""
+    entry = MockConfigEntry(
+        domain=DOMAIN, unique_id=DOMAIN, data={**mock_config_entry.data, CONF_PORT: taken_port}
+    )
+    entry.add_to_hass(hass)
+    await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    assert entry.state is ConfigEntryState.SETUP_RETRY
+    return entry
 
 
 @pytest.fixture

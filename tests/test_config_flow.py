@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 import socket
 from unittest.mock import patch
@@ -39,15 +38,6 @@ from custom_components.est_pairing.est.ca import HouseholdCA
 from custom_components.est_pairing.est.client import EstClient, build_csr
 from custom_components.est_pairing.est.tls import ListenerIdentity, ListenerNames
 from custom_components.est_pairing.runtime import EstRuntime, pending_discovery_data
-
-
-@pytest.fixture
-def taken_port() -> Iterator[int]:
-    """A port something else listens on."""
-    with socket.socket() as taken:
-        taken.bind(("", 0))
-        taken.listen()
-        yield taken.getsockname()[1]
 
 
 def free_port() -> int:
@@ -143,16 +133,9 @@ async def test_reconfigure_moves_the_listener(
 
 
 async def test_reconfigure_an_entry_that_could_not_start(
-    hass: HomeAssistant, mock_config_entry: MockConfigEntry, taken_port: int
+    hass: HomeAssistant, entry_on_taken_port: MockConfigEntry
 ) -> None:
-    entry = MockConfigEntry(
-        domain=DOMAIN, unique_id=DOMAIN, data={**mock_config_entry.data, CONF_PORT: taken_port}
-    )
-    entry.add_to_hass(hass)
-    await hass.config_entries.async_setup(entry.entry_id)
-    await hass.async_block_till_done()
-    assert entry.state is ConfigEntryState.SETUP_RETRY
-
+    entry = entry_on_taken_port
     result = await entry.start_reconfigure_flow(hass)
     result = await hass.config_entries.flow.async_configure(result["flow_id"], {CONF_PORT: free_port()})
     await hass.async_block_till_done()

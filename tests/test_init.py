@@ -15,7 +15,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers import issue_registry as ir
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 
-from custom_components.est_pairing.const import CONF_PORT, DOMAIN, ISSUE_CA_EXPIRING, ISSUE_PORT_UNAVAILABLE
+from custom_components.est_pairing.const import DOMAIN, ISSUE_CA_EXPIRING, ISSUE_PORT_UNAVAILABLE
 from custom_components.est_pairing.est.client import EstClient, build_csr
 from custom_components.est_pairing.runtime import EstRuntime
 
@@ -98,24 +98,15 @@ async def test_state_lives_in_private_stores_and_leaves_with_the_entry(
 
 
 async def test_port_in_use_is_a_repair_issue_and_setup_retries(
-    hass: HomeAssistant, mock_config_entry: MockConfigEntry
+    hass: HomeAssistant, entry_on_taken_port: MockConfigEntry, port_holder: socket.socket, taken_port: int
 ) -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        entry = MockConfigEntry(
-            domain=DOMAIN, unique_id=DOMAIN, data={**mock_config_entry.data, CONF_PORT: port}
-        )
-        entry.add_to_hass(hass)
-        await hass.config_entries.async_setup(entry.entry_id)
-        await hass.async_block_till_done()
-        assert entry.state is ConfigEntryState.SETUP_RETRY
-        issue = ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_PORT_UNAVAILABLE)
-        assert issue is not None
-        assert issue.translation_placeholders is not None
-        assert issue.translation_placeholders["port"] == str(port)
+    entry = entry_on_taken_port
+    issue = ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_PORT_UNAVAILABLE)
+    assert issue is not None
+    assert issue.translation_placeholders is not None
+    assert issue.translation_placeholders["port"] == str(taken_port)
 
+    port_holder.close()
     await hass.config_entries.async_reload(entry.entry_id)
     await hass.async_block_till_done()
     assert entry.state is ConfigEntryState.LOADED
