@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+import math
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import NameOID
 from pyasn1.codec.der import decoder, encoder
@@ -39,6 +40,23 @@ def tlv(tag: int, body: bytes) -> bytes:
 def new_key() -> ec.EllipticCurvePrivateKey:
     """The kind of key an appliance makes (P-256)."""
     return ec.generate_private_key(ec.SECP256R1())
+
+
+def rsa_key_with_exponent(exponent_bits: int, key_size: int = 2048) -> rsa.RSAPrivateKey:
+    """An RSA key whose public exponent has ``exponent_bits`` bits (generate_private_key offers 3 and
+    65537 only): the primes of a fresh key, a large odd exponent coprime to phi, its inverse."""
+    numbers = rsa.generate_private_key(public_exponent=65537, key_size=key_size).private_numbers()
+    p, q = numbers.p, numbers.q
+    phi = (p - 1) * (q - 1)
+    exponent = (1 << (exponent_bits - 1)) | 1
+    while math.gcd(exponent, phi) != 1:
+        exponent += 2
+    d = pow(exponent, -1, phi)
+    public = rsa.RSAPublicNumbers(exponent, p * q)
+    private = rsa.RSAPrivateNumbers(
+        p, q, d, rsa.rsa_crt_dmp1(d, p), rsa.rsa_crt_dmq1(d, q), rsa.rsa_crt_iqmp(p, q), public
+    )
+    return private.private_key()
 
 
 def request_der(csr: x509.CertificateSigningRequest) -> bytes:

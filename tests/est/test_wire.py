@@ -17,6 +17,8 @@ from custom_components.est_pairing.est.errors import (
     ProtocolError,
 )
 
+from . import forge
+
 # RFC 8951 §4: challengePassword; Attribute{id-ecPublicKey,{secp384r1}};
 # Attribute{extensionRequest,{macAddress}}; ecdsa-with-SHA384. 67 bytes of DER.
 RFC8951_CSRATTRS = (
@@ -141,6 +143,18 @@ def test_csr_with_a_bad_signature_is_refused() -> None:
     der[-5] ^= 0x01  # inside the signature
     with pytest.raises(MalformedRequest, match="signature"):
         wire.load_csr(bytes(der))
+
+
+def test_a_costly_rsa_exponent_is_refused_before_the_signature_is_checked() -> None:
+    key = forge.rsa_key_with_exponent(2047)
+    der = bytearray(forge.build(key))
+    with pytest.raises(MalformedRequest, match="exponent is over 2\\^32"):
+        wire.load_csr(bytes(der))
+    der[-5] ^= 0x01  # a broken signature: had it been checked first, that would be the reason
+    with pytest.raises(MalformedRequest, match="exponent is over"):
+        wire.load_csr(bytes(der))
+    usual = forge.rsa_key_with_exponent(17)  # 65537 and anything up to 2^32 is fine
+    assert wire.load_csr(forge.build(usual)).is_signature_valid
 
 
 def test_certs_only_round_trip(certificate: x509.Certificate) -> None:

@@ -16,6 +16,7 @@ MAX_SECRET_LENGTH: Final = 128
 # Keys the issuance policy accepts
 MIN_RSA_BITS: Final = 2048
 MAX_RSA_BITS: Final = 8192
+MAX_RSA_EXPONENT_BITS: Final = 32  # 65537 is 17 bits; a huge exponent makes each signature check slow
 
 # Connections (seconds)
 TLS_HANDSHAKE_TIMEOUT: Final = 10.0

@@ -15,12 +15,14 @@ import secrets
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
 from pyasn1.codec.der import decoder as der_decoder, encoder as der_encoder
 from pyasn1.error import PyAsn1Error
 from pyasn1.type import univ
 from pyasn1_modules import rfc7030
 
+from .csr import check_rsa_key
 from .errors import AuthenticationRequired, MalformedRequest, ProtocolError
 
 EST_PATH = "/.well-known/est"
@@ -96,6 +98,7 @@ def load_csr(body: bytes) -> x509.CertificateSigningRequest:
         csr = x509.load_der_x509_csr(der)
     except (ValueError, x509.InvalidVersion):
         raise MalformedRequest("body is not a DER PKCS#10 certificate request") from None
+    _refuse_costly_check(csr)
     try:
         valid = csr.is_signature_valid
     except (ValueError, TypeError, NotImplementedError, UnsupportedAlgorithm):  # e.g. an unknown curve
@@ -103,6 +106,16 @@ def load_csr(body: bytes) -> x509.CertificateSigningRequest:
     if not valid:
         raise MalformedRequest("certificate request signature does not verify")
     return csr
+
+
+def _refuse_costly_check(csr: x509.CertificateSigningRequest) -> None:
+    """Refuse, before checking its signature, an RSA key that would make the check slow."""
+    try:
+        public_key = csr.public_key()
+    except (ValueError, TypeError, NotImplementedError, UnsupportedAlgorithm):
+        return  # the signature check reports what is wrong with it
+    if isinstance(public_key, rsa.RSAPublicKey):
+        check_rsa_key(public_key)
 
 
 # --- certs-only PKCS#7 (§4.1.3) ----------------------------------------------------------------------

@@ -192,6 +192,11 @@ async def _rsa_1024(t: Target) -> Answer:
     return await t.enroll(forge.body(forge.build(key, t.user)))
 
 
+@case("RSA key with a 2,047-bit public exponent (slow to check)", 400, "exponent is over")
+async def _rsa_huge_exponent(t: Target) -> Answer:
+    return await t.enroll(forge.body(forge.build(forge.rsa_key_with_exponent(2047), t.user)))
+
+
 @case("unknown curve", 400, "unsupported key or signature algorithm")
 async def _unknown_curve(t: Target) -> Answer:
     return await t.enroll(forge.body(forge.with_curve(forge.new_key(), "1.2.3.4.5")))
