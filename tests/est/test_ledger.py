@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+import errno
 import json
+import os
 from pathlib import Path
 import stat
 
@@ -13,6 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 import pytest
 
+from custom_components.est_pairing.est import storage
 from custom_components.est_pairing.est.ca import HouseholdCA, IssuedName
 from custom_components.est_pairing.est.errors import CAFailure
 from custom_components.est_pairing.est.ledger import Ledger
@@ -86,6 +89,42 @@ async def test_a_torn_final_line_is_dropped_and_cut_before_the_next_append(
         "fridge",
     }
     assert all(json.loads(line) for line in path.read_text().splitlines())
+
+
+def test_a_short_write_is_finished(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    journal = JournalFile(tmp_path / "ledger.jsonl")
+    events: list[Event] = [{"op": "meta", "crl_number": n} for n in range(3)]
+    real_write = os.write
+    calls: list[int] = []
+
+    def short_write(descriptor: int, data: bytes | memoryview) -> int:
+        calls.append(len(data))
+        return real_write(descriptor, bytes(data)[: max(1, len(data) // 2)])  # as a nearly full disk may
+
+    monkeypatch.setattr(storage.os, "write", short_write)
+    journal.append_sync(events)
+    assert len(calls) > 1
+    assert journal.read_sync() == events
+
+
+def test_a_write_that_fails_midway_leaves_the_journal_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = JournalFile(tmp_path / "ledger.jsonl")
+    journal.append_sync([{"op": "meta", "crl_number": 0}])
+    before = journal.path.read_bytes()
+    real_write = os.write
+
+    def first_line_then_disk_full(descriptor: int, data: bytes | memoryview) -> int:
+        line = bytes(data).index(b"\n") + 1
+        if line < len(data):
+            return real_write(descriptor, bytes(data)[:line])  # a whole line: it would look complete
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(storage.os, "write", first_line_then_disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        journal.append_sync([{"op": "meta", "crl_number": 1}, {"op": "meta", "crl_number": 2}])
+    assert journal.path.read_bytes() == before
 
 
 async def test_corruption_in_the_middle_is_an_error(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Iterator, Sequence
 import contextlib
+import errno
 import itertools
 import json
 import os
@@ -155,23 +156,32 @@ class JournalFile:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         descriptor = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, _PRIVATE)
         try:
-            self._drop_torn_line(descriptor)
-            os.write(descriptor, payload)
-            os.fsync(descriptor)
+            size = self._drop_torn_line(descriptor)
+            try:
+                _write_all(descriptor, payload)
+                os.fsync(descriptor)
+            except OSError:
+                # All or nothing: events nobody was told are durable must not stay (a full disk can
+                # take part of a batch, ending on a line boundary that would look complete).
+                with contextlib.suppress(OSError):
+                    os.ftruncate(descriptor, size)
+                raise
         finally:
             os.close(descriptor)
         if created:
             _fsync_directory(self.path.parent)
 
-    def _drop_torn_line(self, descriptor: int) -> None:
+    def _drop_torn_line(self, descriptor: int) -> int:
+        """Cut off a torn final line; return the journal's size."""
         size = os.fstat(descriptor).st_size
         if not size or os.pread(descriptor, 1, size - 1) == b"\n":
-            return
+            return size
         start = max(0, size - _TAIL)
         cut = os.pread(descriptor, size - start, start).rfind(b"\n")
         if cut < 0 and start:
             raise ValueError(f"{self.path} ends with a line longer than {_TAIL} bytes")
         os.ftruncate(descriptor, start + cut + 1)
+        return start + cut + 1
 
     async def compact(self, events: Sequence[Event]) -> None:
         """Rewrite atomically."""
@@ -184,6 +194,16 @@ class JournalFile:
     def truncate_sync(self) -> None:
         """Empty the journal (after its events were saved elsewhere)."""
         write_private_atomically(self.path, b"")
+
+
+def _write_all(descriptor: int, data: bytes) -> None:
+    """``os.write`` until every byte is written: it may write fewer than asked (a nearly full disk)."""
+    view = memoryview(data)
+    while view:
+        written = os.write(descriptor, view)
+        if written <= 0:
+            raise OSError(errno.EIO, "the journal write made no progress")
+        view = view[written:]
 
 
 def _line(event: Event) -> bytes:
