@@ -19,6 +19,7 @@ from custom_components.est_pairing.est.ca import (
     IssuedName,
     RevokedCertificate,
     format_fingerprint,
+    public_key_fingerprint,
 )
 from custom_components.est_pairing.est.client import build_csr
 from custom_components.est_pairing.est.csr import ApplianceDetails, inspect_request
@@ -76,6 +77,75 @@ def test_appliance_certificates_never_outlive_the_ca(ca: HouseholdCA) -> None:
     assert aki.key_identifier == ski.digest
     assert ca.issued(certificate)
     assert not HouseholdCA.create("Other").issued(certificate)
+
+
+def test_end_entity_kinds_do_not_share_extensions(ca: HouseholdCA) -> None:
+    """Certificates of each kind get their own usages and CRL pointer, whatever was issued before."""
+
+    def issue(
+        key: CertificateIssuerPrivateKeyTypes, *, server_auth: bool, crl_url: str | None
+    ) -> x509.Certificate:
+        return ca.issue_appliance_certificate(
+            public_key=key.public_key(),
+            name=IssuedName("oven", ("oven.local",) if server_auth else ()),
+            server_auth=server_auth,
+            serial_number=x509.random_serial_number(),
+            not_before=NOW,
+            not_after=NOW + timedelta(days=365),
+            crl_url=crl_url,
+        )
+
+    ec_key, ed_key = ec.generate_private_key(ec.SECP256R1()), ed25519.Ed25519PrivateKey.generate()
+    kinds = [
+        (ec_key, True, "http://hub.local:8445/crl"),
+        (ed_key, False, None),
+        (ec_key, False, "http://hub.local:8445/crl"),
+        (ec_key, False, "http://other.local:8445/crl"),
+        (ec_key, True, None),
+    ]
+    for _ in range(2):  # the second time round, every kind has been built before
+        for key, server_auth, crl_url in kinds:
+            certificate = issue(key, server_auth=server_auth, crl_url=crl_url)
+            extensions = certificate.extensions
+            eku = list(extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
+            wanted = [ExtendedKeyUsageOID.CLIENT_AUTH] + (
+                [ExtendedKeyUsageOID.SERVER_AUTH] if server_auth else []
+            )
+            assert eku == wanted
+            usage = extensions.get_extension_for_class(x509.KeyUsage).value
+            assert usage.key_agreement == isinstance(key, ec.EllipticCurvePrivateKey)
+            points = [e.value for e in extensions if isinstance(e.value, x509.CRLDistributionPoints)]
+            assert [p[0].full_name[0].value for p in points] == ([crl_url] if crl_url else [])
+            names = [e.value for e in extensions if isinstance(e.value, x509.SubjectAlternativeName)]
+            assert [n.get_values_for_type(x509.DNSName) for n in names] == (
+                [["oven.local"]] if server_auth else []
+            )
+            assert certificate.subject.rfc4514_string() == "CN=oven"
+            assert certificate.public_key() == key.public_key()
+            assert ca.issued(certificate)
+
+
+def test_subject_key_identifier_is_the_key_fingerprint(ca: HouseholdCA) -> None:
+    """RFC 7093 section 2 method 4: SHA-256 of the SubjectPublicKeyInfo, the fingerprint the owner sees."""
+    key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    fingerprint = public_key_fingerprint(key)
+    for given in (None, fingerprint):
+        certificate = ca.issue_appliance_certificate(
+            public_key=key,
+            name=IssuedName("oven"),
+            server_auth=False,
+            serial_number=x509.random_serial_number(),
+            not_before=NOW,
+            not_after=NOW + timedelta(days=365),
+            crl_url=None,
+            key_fingerprint=given,
+        )
+        ski = certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+        assert not ski.critical
+        assert ski.value.digest.hex() == fingerprint
+    listener = ListenerIdentity.issue(ca, ListenerNames.from_hosts(["127.0.0.1"]), NOW).certificate
+    ski_digest = listener.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    assert ski_digest.hex() == public_key_fingerprint(listener.public_key())
 
 
 def test_crl_lists_revoked_serials(ca: HouseholdCA) -> None:

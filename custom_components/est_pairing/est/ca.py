@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-import functools
 import hashlib
 import ipaddress
 from typing import Literal
@@ -25,6 +24,8 @@ type IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _CURVES: dict[CurveName, ec.EllipticCurve] = {"P-256": ec.SECP256R1(), "P-384": ec.SECP384R1()}
 _BACKDATE = timedelta(minutes=5)  # tolerate appliances whose clocks run a little behind
 _END_ENTITY = x509.BasicConstraints(ca=False, path_length=None)
+_MAX_TEMPLATES = 16
+type _TemplateKind = tuple[tuple[x509.ObjectIdentifier, ...], bool, str | None]
 
 
 def _key_usage(
@@ -100,6 +101,7 @@ class HouseholdCA:
         self.not_valid_after = certificate.not_valid_after_utc  # when the household CA itself expires
         self._ski = x509.SubjectKeyIdentifier.from_public_key(certificate.public_key())
         self._aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(self._ski)
+        self._templates: dict[_TemplateKind, x509.CertificateBuilder] = {}
 
     def __repr__(self) -> str:
         return f"HouseholdCA({self.certificate.subject.rfc4514_string()!r}, sha256={self.fingerprint})"
@@ -163,14 +165,22 @@ class HouseholdCA:
         not_before: datetime,
         not_after: datetime,
         crl_url: str | None,
+        key_fingerprint: str | None = None,
     ) -> x509.Certificate:
-        """An end-entity certificate for an appliance: clientAuth, serverAuth only if granted."""
-        usages = [ExtendedKeyUsageOID.CLIENT_AUTH]
-        if server_auth:
-            usages.append(ExtendedKeyUsageOID.SERVER_AUTH)
+        """An end-entity certificate for an appliance: clientAuth, serverAuth only if granted.
+
+        ``key_fingerprint`` is :func:`public_key_fingerprint` of ``public_key`` when the caller has
+        it already (the registrar does); otherwise it is computed.
+        """
+        usages = (
+            (ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH)
+            if server_auth
+            else (ExtendedKeyUsageOID.CLIENT_AUTH,)
+        )
         key_agreement = isinstance(public_key, ec.EllipticCurvePublicKey)
         return self._sign_end_entity(
             public_key=public_key,
+            key_fingerprint=key_fingerprint or public_key_fingerprint(public_key),
             name=name,
             usages=usages,
             key_agreement=key_agreement,
@@ -193,8 +203,9 @@ class HouseholdCA:
         common_name = dns_names[0] if dns_names else str(ip_addresses[0])
         return self._sign_end_entity(
             public_key=public_key,
+            key_fingerprint=public_key_fingerprint(public_key),
             name=IssuedName(common_name, tuple(dns_names), tuple(ip_addresses)),
-            usages=[ExtendedKeyUsageOID.SERVER_AUTH],
+            usages=(ExtendedKeyUsageOID.SERVER_AUTH,),
             key_agreement=False,
             serial_number=x509.random_serial_number(),
             not_before=not_before,
@@ -206,8 +217,9 @@ class HouseholdCA:
         self,
         *,
         public_key: CertificatePublicKeyTypes,
+        key_fingerprint: str,
         name: IssuedName,
-        usages: list[x509.ObjectIdentifier],
+        usages: tuple[x509.ObjectIdentifier, ...],
         key_agreement: bool,
         serial_number: int,
         not_before: datetime,
@@ -215,26 +227,47 @@ class HouseholdCA:
         crl_url: str | None,
     ) -> x509.Certificate:
         builder = (
-            x509.CertificateBuilder()
+            self._end_entity_template(usages, key_agreement, crl_url)
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name.common_name)]))
-            .issuer_name(self.certificate.subject)
             .public_key(public_key)
             .serial_number(serial_number)
             .not_valid_before(not_before)
             .not_valid_after(not_after)
-            .add_extension(_END_ENTITY, critical=True)
-            .add_extension(_EC_USAGE if key_agreement else _SIGNING_USAGE, critical=True)
-            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-            .add_extension(self._aki, critical=False)
+            # RFC 7093 section 2, method 4: the SHA-256 of the SubjectPublicKeyInfo, which is also
+            # the key fingerprint the owner is shown.
+            .add_extension(x509.SubjectKeyIdentifier(bytes.fromhex(key_fingerprint)), critical=False)
         )
         general_names: list[x509.GeneralName] = [x509.DNSName(dns) for dns in name.dns_names]
         general_names += [x509.IPAddress(address) for address in name.ip_addresses]
         if general_names:
             builder = builder.add_extension(x509.SubjectAlternativeName(general_names), critical=False)
-        if crl_url:
-            builder = builder.add_extension(_crl_distribution_points(crl_url), critical=False)
         return builder.sign(self._private_key, _hash_for(self._private_key))
+
+    def _end_entity_template(
+        self, usages: tuple[x509.ObjectIdentifier, ...], key_agreement: bool, crl_url: str | None
+    ) -> x509.CertificateBuilder:
+        """The issuer and the extensions that depend only on the certificate's kind, built once per kind.
+
+        Builders are immutable: each certificate adds its own subject, key, serial, validity and
+        names to a copy.
+        """
+        kind = (usages, key_agreement, crl_url)
+        template = self._templates.get(kind)
+        if template is None:
+            template = (
+                x509.CertificateBuilder()
+                .issuer_name(self.certificate.subject)
+                .add_extension(_END_ENTITY, critical=True)
+                .add_extension(_EC_USAGE if key_agreement else _SIGNING_USAGE, critical=True)
+                .add_extension(x509.ExtendedKeyUsage(list(usages)), critical=False)
+                .add_extension(self._aki, critical=False)
+            )
+            if crl_url:
+                template = template.add_extension(_crl_distribution_points(crl_url), critical=False)
+            if len(self._templates) >= _MAX_TEMPLATES:  # a CRL URL changes seldom; never grow without bound
+                self._templates.clear()
+            self._templates[kind] = template
+        return template
 
     def sign_crl(
         self, revoked: Iterable[RevokedCertificate], *, crl_number: int, now: datetime
@@ -267,9 +300,8 @@ class HouseholdCA:
         return True
 
 
-@functools.lru_cache(maxsize=4)
 def _crl_distribution_points(url: str) -> x509.CRLDistributionPoints:
-    """The extension pointing at the CRL (the same for every certificate: built once)."""
+    """The extension pointing at the CRL (the same for every certificate: part of the template)."""
     return x509.CRLDistributionPoints(
         [
             x509.DistributionPoint(

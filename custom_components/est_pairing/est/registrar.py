@@ -219,6 +219,7 @@ class Registrar:
                 not_before=now - _BACKDATE,
                 not_after=now + timedelta(days=self.issuance.validity_days),
                 crl_url=self.crl_url,
+                key_fingerprint=key_fingerprint,
             )
         except Exception:
             self.ledger.release_serial(serial)
