@@ -6,7 +6,7 @@ import base64
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 import pytest
 
@@ -155,6 +155,15 @@ def test_a_costly_rsa_exponent_is_refused_before_the_signature_is_checked() -> N
         wire.load_csr(bytes(der))
     usual = forge.rsa_key_with_exponent(17)  # 65537 and anything up to 2^32 is fine
     assert wire.load_csr(forge.build(usual)).is_signature_valid
+
+
+def test_an_rsa_key_under_an_ecdsa_signature_is_refused_without_rsa_arithmetic() -> None:
+    """The pre-check skips requests signed with ECDSA: the mismatch is refused before any arithmetic."""
+    costly = x509.load_der_x509_csr(forge.build(forge.rsa_key_with_exponent(2047)))
+    mixed = forge.sign_info(forge.request_info(costly), forge.new_key())  # RSA key, ECDSA signature
+    assert isinstance(x509.load_der_x509_csr(mixed).public_key(), rsa.RSAPublicKey)
+    with pytest.raises(MalformedRequest, match="signature does not verify"):
+        wire.load_csr(mixed)
 
 
 def test_certs_only_round_trip(certificate: x509.Certificate) -> None:

@@ -197,6 +197,12 @@ async def _rsa_huge_exponent(t: Target) -> Answer:
     return await t.enroll(forge.body(forge.build(forge.rsa_key_with_exponent(2047), t.user)))
 
 
+@case("RSA key with a 2,047-bit exponent under an ECDSA signature", 400, "signature does not verify")
+async def _rsa_huge_exponent_ecdsa_signature(t: Target) -> Answer:
+    costly = x509.load_der_x509_csr(forge.build(forge.rsa_key_with_exponent(2047), t.user))
+    return await t.enroll(forge.body(forge.sign_info(forge.request_info(costly), forge.new_key())))
+
+
 @case("unknown curve", 400, "unsupported key or signature algorithm")
 async def _unknown_curve(t: Target) -> Answer:
     return await t.enroll(forge.body(forge.with_curve(forge.new_key(), "1.2.3.4.5")))
