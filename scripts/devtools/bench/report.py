@@ -48,7 +48,25 @@ def _throughput(results: Results, concurrency: int) -> Verdict:
         f"per second of server CPU {enroll_capacity:.0f} / {transport_capacity:.0f} = {ratio:.0%} "
         f"(as measured, {raw})"
     )
+    if rounds := round_ratios(results.transport, results.enroll):
+        # The host's speed moves between rounds: the spread says how far to trust the median.
+        measured += "; round by round " + ", ".join(f"{r:.0%}" for r in rounds)
     return Verdict(name, measured, ">= 60%", ratio >= 0.6)
+
+
+def round_ratios(transport: Sequence[Measurement], enroll: Sequence[Measurement]) -> list[float]:
+    """Enrollment per CPU-second over transport per CPU-second, for each interleaved pair of rounds.
+
+    Empty for a single round, or when a round lacks the server's CPU time.
+    """
+    if min(len(transport), len(enroll)) < 2:
+        return []
+    ratios = []
+    for limit, enrollment in zip(transport, enroll, strict=False):
+        if not (limit.capacity and enrollment.capacity):
+            return []
+        ratios.append(enrollment.capacity / limit.capacity)
+    return ratios
 
 
 def _tail(results: Results, concurrency: int) -> Verdict:
