@@ -24,6 +24,9 @@ from custom_components.est_pairing.est import wire
 _ECDSA_WITH_SHA256 = bytes.fromhex("300a06082a8648ce3d040302")  # AlgorithmIdentifier, no parameters
 
 
+NO_ATTRIBUTES = x509.Name([])  # a subject with nothing after the CN
+
+
 def der_length(length: int) -> bytes:
     """A DER length field."""
     if length < 0x80:
@@ -84,10 +87,10 @@ def build(
     key: CertificateIssuerPrivateKeyTypes,
     common_name: str = "oven",
     *,
-    attributes: Iterable[x509.NameAttribute] = (),
+    attributes: x509.Name = NO_ATTRIBUTES,
     extensions: Iterable[x509.ExtensionType] = (),
 ) -> bytes:
-    """A well-formed CSR (DER) asking for whatever ``extensions`` say."""
+    """A well-formed CSR (DER) asking for whatever ``extensions`` say; ``attributes`` follow the CN."""
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name), *attributes])
     builder = x509.CertificateSigningRequestBuilder().subject_name(name)
     for extension in extensions:

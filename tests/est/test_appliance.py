@@ -7,7 +7,7 @@ Discovery over mDNS is left out here (it multicasts): these runs name the server
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 import os
 from pathlib import Path
@@ -15,6 +15,7 @@ import re
 import socket
 import stat
 import sys
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -51,7 +52,7 @@ async def appliance(
     capsys: pytest.CaptureFixture[str],
     state_dir: Path,
     *args: str,
-    when_waiting: Callable[[], Awaitable[None]] | None = None,
+    when_waiting: Callable[[], Coroutine[Any, Any, None]] | None = None,
 ) -> Run:
     """Run the appliance in this event loop, as ``scripts/appliance ARGS --state-dir DIR`` would."""
     config = cli.config_from(cli.parser().parse_args([*args, "--state-dir", str(state_dir)]))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 import ipaddress
 
@@ -96,7 +96,7 @@ def test_end_entity_kinds_do_not_share_extensions(ca: HouseholdCA) -> None:
         )
 
     ec_key, ed_key = ec.generate_private_key(ec.SECP256R1()), ed25519.Ed25519PrivateKey.generate()
-    kinds = [
+    kinds: list[tuple[CertificateIssuerPrivateKeyTypes, bool, str | None]] = [
         (ec_key, True, "http://hub.local:8445/crl"),
         (ed_key, False, None),
         (ec_key, False, "http://hub.local:8445/crl"),
@@ -150,10 +150,12 @@ def test_subject_key_identifier_is_the_key_fingerprint(ca: HouseholdCA) -> None:
 
 def test_crl_lists_revoked_serials(ca: HouseholdCA) -> None:
     crl = ca.sign_crl([RevokedCertificate(1234, NOW, x509.ReasonFlags.key_compromise)], crl_number=7, now=NOW)
-    assert crl.is_signature_valid(ca.certificate.public_key())
+    ca_key = ca.certificate.public_key()
+    assert isinstance(ca_key, ec.EllipticCurvePublicKey)
+    assert crl.is_signature_valid(ca_key)
     assert crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number == 7
-    revoked = crl.get_revoked_certificate_by_serial_number(1234)
-    assert revoked is not None
+    assert crl.get_revoked_certificate_by_serial_number(1234) is not None
+    (revoked,) = [entry for entry in crl if entry.serial_number == 1234]
     assert revoked.extensions.get_extension_for_class(x509.CRLReason).value.reason.name == ("key_compromise")
 
 
@@ -189,12 +191,12 @@ def test_fingerprint_formatting() -> None:
 def csr_with(
     key: CertificateIssuerPrivateKeyTypes | None = None,
     *,
-    subject: list[x509.NameAttribute] | None = None,
-    extensions: list[x509.ExtensionType] = (),  # type: ignore[assignment]
+    subject: x509.Name | None = None,
+    extensions: Sequence[x509.ExtensionType] = (),
 ) -> x509.CertificateSigningRequest:
     key = key or ec.generate_private_key(ec.SECP256R1())
     builder = x509.CertificateSigningRequestBuilder().subject_name(
-        x509.Name(subject or [x509.NameAttribute(NameOID.COMMON_NAME, "oven")])
+        subject or x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "oven")])
     )
     for extension in extensions:
         builder = builder.add_extension(extension, critical=False)
@@ -243,7 +245,9 @@ def key_usage(**flags: bool) -> x509.KeyUsage:
             "other than DNS or IP",
         ),
         (
-            lambda: csr_with(subject=[x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "x" * 60)] * 1700),
+            lambda: csr_with(
+                subject=x509.Name([x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "x" * 60)] * 1700)
+            ),
             MalformedRequest,
             "subject is over",
         ),
@@ -256,7 +260,9 @@ def key_usage(**flags: bool) -> x509.KeyUsage:
         (lambda: csr_with(ec.generate_private_key(ec.SECP521R1())), MalformedRequest, "secp521r1"),
     ],
 )
-def test_requests_no_policy_accepts(make: object, error: type[Exception], reason: str) -> None:
+def test_requests_no_policy_accepts(
+    make: Callable[[], x509.CertificateSigningRequest], error: type[Exception], reason: str
+) -> None:
     with pytest.raises(error, match=reason):
         inspect_request(make())
 
@@ -315,7 +321,7 @@ def test_validly_signed_requests_with_undecodable_insides(make: Forger, reason: 
         (lambda: ed25519.Ed25519PrivateKey.generate(), "Ed25519"),
     ],
 )
-def test_accepted_keys(key: object, description: str) -> None:
+def test_accepted_keys(key: Callable[[], CertificateIssuerPrivateKeyTypes], description: str) -> None:
     assert inspect_request(csr_with(key())).key_description == description
 
 

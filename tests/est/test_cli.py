@@ -11,7 +11,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 import pytest
 
-from custom_components.est_pairing.est import cli
+from custom_components.est_pairing.est import cli, storage
 from custom_components.est_pairing.est.client import EstClient, Pending, build_csr
 from custom_components.est_pairing.est.service import ServiceConfig
 from custom_components.est_pairing.est.tls import ListenerNames
@@ -98,7 +98,7 @@ async def test_a_power_cut_between_pem_files_never_stops_the_next_start(
     if moment != "first start":
         await cli.open_service(tmp_path, config).load()
         config.names = ListenerNames.from_hosts(["oven-hub.local", "localhost", "127.0.0.1"])
-    original = cli.write_private_atomically
+    original = storage.write_private_atomically
     writes = 0
 
     def cut_power(path: Path, data: bytes, *, mode: int = 0o600) -> None:

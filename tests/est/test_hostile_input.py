@@ -27,7 +27,7 @@ KEY = forge.new_key()
 VALID_CSR = forge.build(
     KEY,
     "oven",
-    attributes=[x509.NameAttribute(x509.NameOID.ORGANIZATION_NAME, "Acme")],
+    attributes=x509.Name([x509.NameAttribute(x509.NameOID.ORGANIZATION_NAME, "Acme")]),
     extensions=[x509.SubjectAlternativeName([x509.DNSName("oven.local")])],
 )
 REQUEST_INFO = forge.request_info(x509.load_der_x509_csr(VALID_CSR))

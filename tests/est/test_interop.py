@@ -131,11 +131,12 @@ async def test_serverkeygen_with_curl(server: RunningServer, pki: Path) -> None:
     assert set(parts) == {"application/pkcs8", "application/pkcs7-mime"}
     assert all(part["Content-Transfer-Encoding"] == "base64" for part in parts.values())
     key_der = parts["application/pkcs8"].get_payload(decode=True)
+    assert isinstance(key_der, bytes)
     key_pem = await run("openssl", "pkey", "-inform", "DER", stdin=key_der)
     (pki / "generated.key").write_bytes(key_pem)
-    certificate = await certificate_from_pkcs7(
-        pki, parts["application/pkcs7-mime"].get_payload(decode=False).encode(), "generated"
-    )
+    pkcs7_text = parts["application/pkcs7-mime"].get_payload(decode=False)
+    assert isinstance(pkcs7_text, str)
+    certificate = await certificate_from_pkcs7(pki, pkcs7_text.encode(), "generated")
     assert (await run("openssl", "verify", "-CAfile", pki / "ca.pem", certificate)).strip().endswith(b"OK")
     assert await run("openssl", "pkey", "-in", pki / "generated.key", "-pubout") == await run(
         "openssl", "x509", "-in", certificate, "-noout", "-pubkey"

@@ -15,7 +15,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 import pytest
 
-from custom_components.est_pairing.est import storage
 from custom_components.est_pairing.est.ca import HouseholdCA, IssuedName
 from custom_components.est_pairing.est.errors import CAFailure
 from custom_components.est_pairing.est.ledger import Ledger
@@ -101,7 +100,7 @@ def test_a_short_write_is_finished(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         calls.append(len(data))
         return real_write(descriptor, bytes(data)[: max(1, len(data) // 2)])  # as a nearly full disk may
 
-    monkeypatch.setattr(storage.os, "write", short_write)
+    monkeypatch.setattr(os, "write", short_write)
     journal.append_sync(events)
     assert len(calls) > 1
     assert journal.read_sync() == events
@@ -121,7 +120,7 @@ def test_a_write_that_fails_midway_leaves_the_journal_as_it_was(
             return real_write(descriptor, bytes(data)[:line])  # a whole line: it would look complete
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(storage.os, "write", first_line_then_disk_full)
+    monkeypatch.setattr(os, "write", first_line_then_disk_full)
     with pytest.raises(OSError, match="No space left"):
         journal.append_sync([{"op": "meta", "crl_number": 1}, {"op": "meta", "crl_number": 2}])
     assert journal.path.read_bytes() == before

@@ -35,6 +35,7 @@ from custom_components.est_pairing.est.policy import (
     Claim,
     CredentialKind,
     EnrollmentPolicy,
+    PendingEnrollment,
     digest_secret,
     secret_matches,
 )
@@ -80,7 +81,7 @@ def test_claims_from_credentials() -> None:
 
 
 def test_unknown_appliance_waits_and_the_owner_is_told_once(policy: EnrollmentPolicy) -> None:
-    seen = []
+    seen: list[PendingEnrollment] = []
     policy.on_pending_added = seen.append
     oven = request()
     first = policy.authorize(claim(), oven, "10.0.0.5")
@@ -176,7 +177,7 @@ def test_pending_requests_are_bounded(policy: EnrollmentPolicy) -> None:
 def test_pending_requests_expire_when_the_appliance_stops_asking(
     policy: EnrollmentPolicy, clock: Clock
 ) -> None:
-    removed = []
+    removed: list[PendingEnrollment] = []
     policy.on_pending_removed = removed.append
     pending = policy.authorize(claim(), request(), None)
     assert isinstance(pending, AwaitingOwner)

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 import contextlib
 from pathlib import Path
 import resource
+import ssl
 import time
 
 import pytest
@@ -52,7 +53,7 @@ async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
     await service.stop()
 
 
-def tls(server: RunningServer) -> rawhttp.ssl.SSLContext:
+def tls(server: RunningServer) -> ssl.SSLContext:
     return rawhttp.tls_context(server.service.ca.certificate_pem)
 
 
@@ -202,7 +203,9 @@ def resident_mb(pid: int) -> float:
     return int(status.split("VmRSS:")[1].split()[0]) / 1024
 
 
-async def open_flood(port: int, count: int, ca_pem: bytes) -> list[rawhttp.Connection | None]:
+async def open_flood(
+    port: int, count: int, ca_pem: bytes
+) -> tuple[contextlib.AsyncExitStack, list[rawhttp.Connection | None]]:
     """``count`` concurrent connections of four kinds that all stall: silent TCP, half a ClientHello,
     TLS then silence, TLS then half a request line. A connection the server refuses or closes during
     its handshake is None."""
@@ -220,7 +223,7 @@ async def open_flood(port: int, count: int, ca_pem: bytes) -> list[rawhttp.Conne
         await connection.send(opening)
         return connection
 
-    return [stack, *await asyncio.gather(*(one(i % 4) for i in range(count)))]  # type: ignore[list-item]
+    return stack, list(await asyncio.gather(*(one(i % 4) for i in range(count))))
 
 
 async def test_a_thousand_connections_stay_within_the_cap(tmp_path: Path) -> None:
@@ -234,7 +237,7 @@ async def test_a_thousand_connections_stay_within_the_cap(tmp_path: Path) -> Non
     try:
         ca_pem = (tmp_path / "ca.pem").read_bytes()
         before = resident_mb(serving.pid)
-        stack, *flood = await open_flood(serving.port, 1000, ca_pem)
+        stack, flood = await open_flood(serving.port, 1000, ca_pem)
         async with stack:
             await asyncio.sleep(0.5)  # let the server settle: evictions are asynchronous
             assert server_sockets(serving.pid, serving.port) <= MAX_CONNECTIONS

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 import gzip
 import logging
@@ -41,6 +41,9 @@ class Answer:
         return self.body.decode(errors="replace")
 
 
+type Call = Callable[..., Awaitable[Answer]]  # the `call` fixture: (method, path, **options) -> Answer
+
+
 @dataclass
 class Appliance:
     """A key plus the CSR an appliance with this id sends."""
@@ -62,7 +65,7 @@ def appliance(appliance_id: str = "oven") -> Appliance:
 
 
 @pytest.fixture
-async def call(server: RunningServer) -> AsyncIterator[object]:
+async def call(server: RunningServer) -> AsyncIterator[Call]:
     """``await call(method, path, body=..., auth=(user, pin), tls=(cert, key), headers=...)``."""
     session = aiohttp.ClientSession()
     anonymous = client_ssl_context(server.service.ca.certificate)
@@ -117,7 +120,7 @@ def certificate_from(answer: Answer) -> x509.Certificate:
 
 
 @pytest.mark.parametrize("prefix", [EST, f"{EST}/appliance"])
-async def test_cacerts(server: RunningServer, call: object, prefix: str) -> None:
+async def test_cacerts(server: RunningServer, call: Call, prefix: str) -> None:
     answer = await call("GET", f"{prefix}/cacerts")
     assert answer.status == 200
     assert answer.headers["Content-Type"] == "application/pkcs7-mime"
@@ -128,7 +131,7 @@ async def test_cacerts(server: RunningServer, call: object, prefix: str) -> None
 
 
 @pytest.mark.parametrize("prefix", [EST, f"{EST}/appliance"])
-async def test_csrattrs(call: object, prefix: str) -> None:
+async def test_csrattrs(call: Call, prefix: str) -> None:
     answer = await call("GET", f"{prefix}/csrattrs")
     assert answer.status == 200
     assert answer.headers["Content-Type"] == "application/csrattrs"
@@ -137,12 +140,14 @@ async def test_csrattrs(call: object, prefix: str) -> None:
     assert [a.oid.dotted_string for a in attributes] == ["1.2.840.10045.3.1.7", "1.2.840.10045.4.3.2"]
 
 
-async def test_crl_is_signed_by_the_ca(server: RunningServer, call: object) -> None:
+async def test_crl_is_signed_by_the_ca(server: RunningServer, call: Call) -> None:
     answer = await call("GET", "/crl")
     assert answer.status == 200
     assert answer.headers["Content-Type"] == "application/pkix-crl"
     crl = x509.load_der_x509_crl(answer.body)
-    assert crl.is_signature_valid(server.service.ca.certificate.public_key())
+    ca_key = server.service.ca.certificate.public_key()
+    assert isinstance(ca_key, ec.EllipticCurvePublicKey)
+    assert crl.is_signature_valid(ca_key)
     assert len(crl) == 0
 
 
@@ -180,12 +185,12 @@ async def test_crl_is_signed_by_the_ca(server: RunningServer, call: object) -> N
     ],
 )
 async def test_refusals(
-    call: object, method: str, path: str, kwargs: dict[str, object], status: int, reason: str
+    call: Call, method: str, path: str, kwargs: dict[str, object], status: int, reason: str
 ) -> None:
     assert_refusal(await call(method, path, **kwargs), status, reason)
 
 
-async def test_media_type_parameters_and_case_are_accepted(call: object) -> None:
+async def test_media_type_parameters_and_case_are_accepted(call: Call) -> None:
     oven = appliance()
     answer = await call(
         "POST",
@@ -224,13 +229,13 @@ async def test_chunked_upload_is_accepted_and_over_limit_is_413(server: RunningS
 # --- first enrollment -------------------------------------------------------------------------------
 
 
-async def test_no_credentials_gets_a_quoted_basic_challenge(call: object) -> None:
+async def test_no_credentials_gets_a_quoted_basic_challenge(call: Call) -> None:
     answer = await call("POST", f"{EST}/simpleenroll", body=appliance().body)
     assert_refusal(answer, 401, "authenticate")
     assert answer.headers["WWW-Authenticate"].startswith('Basic realm="EST Appliance Pairing"')
 
 
-async def test_preregistered_appliance_enrolls_at_once(server: RunningServer, call: object) -> None:
+async def test_preregistered_appliance_enrolls_at_once(server: RunningServer, call: Call) -> None:
     oven = appliance()
     answer = await call("POST", f"{EST}/simpleenroll", body=oven.body, auth=("oven", "123456"))
     certificate = certificate_from(answer)
@@ -247,7 +252,7 @@ async def test_preregistered_appliance_enrolls_at_once(server: RunningServer, ca
     assert server.service.ledger.get(certificate.serial_number) is not None
 
 
-async def test_wrong_pin_is_401_and_locks_out_after_free_attempts(call: object) -> None:
+async def test_wrong_pin_is_401_and_locks_out_after_free_attempts(call: Call) -> None:
     oven = appliance()
     for _ in range(FREE_ATTEMPTS):
         answer = await call("POST", f"{EST}/simpleenroll", body=oven.body, auth=("oven", "000000"))
@@ -257,9 +262,7 @@ async def test_wrong_pin_is_401_and_locks_out_after_free_attempts(call: object) 
     assert int(locked.headers["Retry-After"]) >= 1
 
 
-async def test_unknown_appliance_waits_for_the_owner_then_gets_200(
-    server: RunningServer, call: object
-) -> None:
+async def test_unknown_appliance_waits_for_the_owner_then_gets_200(server: RunningServer, call: Call) -> None:
     fridge = appliance("fridge")
     first = await call("POST", f"{EST}/simpleenroll", body=fridge.body, auth=("fridge", "424242"))
     assert first.status == 202
@@ -276,7 +279,7 @@ async def test_unknown_appliance_waits_for_the_owner_then_gets_200(
     assert certificate_from(answer).public_key() == fridge.key.public_key()
 
 
-async def test_pending_requests_from_one_address_are_bounded_with_429(call: object) -> None:
+async def test_pending_requests_from_one_address_are_bounded_with_429(call: Call) -> None:
     """The requester's own doing: 429 with Retry-After, never a 5xx."""
     for index in range(PENDING_MAX_PER_ADDRESS):
         answer = await call(
@@ -288,7 +291,7 @@ async def test_pending_requests_from_one_address_are_bounded_with_429(call: obje
     assert int(answer.headers["Retry-After"]) >= 1
 
 
-async def test_approval_is_for_that_key_only(server: RunningServer, call: object) -> None:
+async def test_approval_is_for_that_key_only(server: RunningServer, call: Call) -> None:
     fridge, impostor = appliance("fridge"), appliance("fridge")
     await call("POST", f"{EST}/simpleenroll", body=fridge.body, auth=("fridge", "424242"))
     (pending,) = server.service.policy.pending_requests()
@@ -298,7 +301,7 @@ async def test_approval_is_for_that_key_only(server: RunningServer, call: object
     assert len(server.service.ledger) == 0
 
 
-async def test_rejected_appliance_gets_403(server: RunningServer, call: object) -> None:
+async def test_rejected_appliance_gets_403(server: RunningServer, call: Call) -> None:
     fridge = appliance("fridge")
     await call("POST", f"{EST}/simpleenroll", body=fridge.body, auth=("fridge", ""))
     (pending,) = server.service.policy.pending_requests()
@@ -315,7 +318,12 @@ async def test_rejected_appliance_gets_403(server: RunningServer, call: object) 
         (lambda k: build_csr(k, "oven", dns_names=["oven.local"]), 200, ""),
     ],
 )
-async def test_names_in_the_request(call: object, builder: object, status: int, reason: str) -> None:
+async def test_names_in_the_request(
+    call: Call,
+    builder: Callable[[ec.EllipticCurvePrivateKey], x509.CertificateSigningRequest],
+    status: int,
+    reason: str,
+) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     csr = builder(key)
     body = wire.encode_base64(csr.public_bytes(serialization.Encoding.DER))
@@ -330,7 +338,7 @@ async def test_names_in_the_request(call: object, builder: object, status: int, 
         assert_refusal(answer, status, reason)
 
 
-async def test_weak_key_is_refused(call: object) -> None:
+async def test_weak_key_is_refused(call: Call) -> None:
     weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "oven")])
     csr = x509.CertificateSigningRequestBuilder().subject_name(name).sign(weak, hashes.SHA256())
@@ -342,7 +350,7 @@ async def test_weak_key_is_refused(call: object) -> None:
 # --- re-enrollment ----------------------------------------------------------------------------------
 
 
-async def enrolled(call: object) -> tuple[x509.Certificate, CertificateIssuerPrivateKeyTypes]:
+async def enrolled(call: Call) -> tuple[x509.Certificate, CertificateIssuerPrivateKeyTypes]:
     oven = appliance()
     answer = await call("POST", f"{EST}/simpleenroll", body=oven.body, auth=("oven", "123456"))
     return certificate_from(answer), oven.key
@@ -352,7 +360,7 @@ def renewal_body(key: CertificateIssuerPrivateKeyTypes, current: x509.Certificat
     return wire.encode_base64(renewal_csr(key, current).public_bytes(serialization.Encoding.DER))
 
 
-async def test_reenroll_same_key_and_rekey(server: RunningServer, call: object) -> None:
+async def test_reenroll_same_key_and_rekey(server: RunningServer, call: Call) -> None:
     certificate, key = await enrolled(call)
     same = await call(
         "POST", f"{EST}/simplereenroll", body=renewal_body(key, certificate), tls=(certificate, key)
@@ -373,7 +381,7 @@ async def test_reenroll_same_key_and_rekey(server: RunningServer, call: object) 
     assert [r.appliance_id for r in server.service.ledger.for_appliance("oven")] == ["oven"] * 3
 
 
-async def test_reenroll_refusals(server: RunningServer, call: object) -> None:
+async def test_reenroll_refusals(server: RunningServer, call: Call) -> None:
     certificate, key = await enrolled(call)
     body = renewal_body(key, certificate)
     assert_refusal(await call("POST", f"{EST}/simplereenroll", body=body), 401, "client certificate")
@@ -419,7 +427,12 @@ async def test_reenroll_refusals(server: RunningServer, call: object) -> None:
         (lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048), rsa.RSAPrivateKey),
     ],
 )
-async def test_serverkeygen(server: RunningServer, call: object, request_key: object, expected: type) -> None:
+async def test_serverkeygen(
+    server: RunningServer,
+    call: Call,
+    request_key: Callable[[], CertificateIssuerPrivateKeyTypes],
+    expected: type,
+) -> None:
     oven = Appliance("oven", request_key())
     answer = await call("POST", f"{EST}/serverkeygen", body=oven.body, auth=("oven", "123456"))
     assert answer.status == 200, answer.text
@@ -434,7 +447,7 @@ async def test_serverkeygen(server: RunningServer, call: object, request_key: ob
     assert certificate.public_key() != oven.key.public_key()
 
 
-async def test_server_keeps_answering_concurrent_requests(call: object) -> None:
+async def test_server_keeps_answering_concurrent_requests(call: Call) -> None:
     answers = await asyncio.gather(*(call("GET", f"{EST}/cacerts") for _ in range(20)))
     assert {a.status for a in answers} == {200}
 
@@ -518,7 +531,7 @@ async def test_bytes_after_an_upgrade_request_are_answered_not_crashed(
 
 
 async def test_an_unexpected_failure_is_a_500_with_one_line_and_nothing_issued(
-    server: RunningServer, call: object, caplog: pytest.LogCaptureFixture
+    server: RunningServer, call: Call, caplog: pytest.LogCaptureFixture
 ) -> None:
     with patch.object(server.service.registrar, "enroll", side_effect=RuntimeError("bug")):
         answer = await call("POST", f"{EST}/simpleenroll", body=appliance().body, auth=("oven", "123456"))

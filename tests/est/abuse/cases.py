@@ -66,7 +66,7 @@ def case(
 def oven_csr(
     target: Target,
     *,
-    attributes: Iterable[x509.NameAttribute] = (),
+    attributes: x509.Name = forge.NO_ATTRIBUTES,
     extensions: Iterable[x509.ExtensionType] = (),
 ) -> bytes:
     """A base64 body: a CSR for the target's appliance, with more subject attributes or extensions."""
@@ -75,7 +75,12 @@ def oven_csr(
 
 
 def key_usage(**flags: bool) -> x509.KeyUsage:
-    names = ("digital_signature", "content_commitment", "key_encipherment", "data_encipherment")
+    names: tuple[str, ...] = (
+        "digital_signature",
+        "content_commitment",
+        "key_encipherment",
+        "data_encipherment",
+    )
     names += ("key_agreement", "key_cert_sign", "crl_sign", "encipher_only", "decipher_only")
     return x509.KeyUsage(**(dict.fromkeys(names, False) | flags))
 
@@ -176,13 +181,13 @@ async def _thousand_names(t: Target) -> Answer:
 
 @case("CSR with a 100 KB subject", 413, "over")
 async def _huge_subject(t: Target) -> Answer:
-    padding = [x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "x" * 60)] * 1700
+    padding = x509.Name([x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "x" * 60)] * 1700)
     return await t.enroll(oven_csr(t, attributes=padding))
 
 
 @case("CSR with an 8 KB subject (under the body limit)", 400, "subject is over")
 async def _large_subject(t: Target) -> Answer:
-    padding = [x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "x" * 60)] * 130
+    padding = x509.Name([x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "x" * 60)] * 130)
     return await t.enroll(forge.build(forge.new_key(), t.user, attributes=padding))
 
 
