@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 import socket
+from typing import Any
 from unittest.mock import patch
 
 from cryptography import x509
@@ -47,7 +49,7 @@ def free_port() -> int:
     return port
 
 
-def suggested(result: dict, key: str) -> object:  # type: ignore[type-arg]
+def suggested(result: Mapping[str, Any], key: str) -> object:
     for marker in result["data_schema"].schema:
         if marker == key:
             return (marker.description or {}).get("suggested_value")
@@ -200,7 +202,8 @@ async def test_options_errors_then_success(
     result = await hass.config_entries.options.async_configure(result["flow_id"], good)
     await hass.async_block_till_done()
     assert result["type"] is FlowResultType.CREATE_ENTRY
-    assert init_integration.options == good | {CONF_MANUFACTURER_CAS: good[CONF_MANUFACTURER_CAS].strip()}
+    pasted = str(good[CONF_MANUFACTURER_CAS])
+    assert init_integration.options == good | {CONF_MANUFACTURER_CAS: pasted.strip()}
     runtime: EstRuntime = init_integration.runtime_data  # reloaded with the new settings
     assert runtime.settings.validity_days == 90
     assert runtime.service.config.manufacturer_cas == [manufacturer.certificate]
@@ -307,7 +310,7 @@ DISCOVERY = {
 }
 
 
-async def discovery_flow(hass: HomeAssistant, data: dict[str, object]) -> str:
+async def discovery_flow(hass: HomeAssistant, data: Mapping[str, object]) -> str:
     result = await hass.config_entries.flow.async_init(
         DOMAIN, context={"source": SOURCE_INTEGRATION_DISCOVERY}, data=data
     )

@@ -10,7 +10,7 @@ from unittest.mock import MagicMock
 
 from cryptography.hazmat.primitives.asymmetric import ec
 from freezegun.api import FrozenDateTimeFactory
-from homeassistant.config_entries import ConfigEntryState
+from homeassistant.config_entries import ConfigEntry, ConfigEntryState
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import issue_registry as ir
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
@@ -18,8 +18,14 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry, async_
 from custom_components.est_pairing.const import DOMAIN, ISSUE_CA_EXPIRING, ISSUE_PORT_UNAVAILABLE
 from custom_components.est_pairing.est.client import EstClient, build_csr
 from custom_components.est_pairing.runtime import EstRuntime
+from custom_components.est_pairing.store import DocumentStore
 
 from .conftest import ANNOUNCE_ADDRESSES
+
+
+def state_of(entry: ConfigEntry) -> ConfigEntryState:
+    """The entry's state now (read through a call, so that an earlier assert does not pin its type)."""
+    return entry.state
 
 
 async def test_setup_announces_and_unload_withdraws(
@@ -50,7 +56,7 @@ async def test_setup_announces_and_unload_withdraws(
 
     assert await hass.config_entries.async_unload(init_integration.entry_id)
     await hass.async_block_till_done()
-    assert init_integration.state is ConfigEntryState.NOT_LOADED
+    assert state_of(init_integration) is ConfigEntryState.NOT_LOADED
     zeroconf.async_unregister_service.assert_awaited_once_with(info)
 
 
@@ -86,6 +92,7 @@ async def test_state_lives_in_private_stores_and_leaves_with_the_entry(
     assert "PRIVATE KEY" in hass_storage[f"{prefix}.ca"]["data"]["ca"]["private_key"]
     assert "123456" not in str(hass_storage[f"{prefix}.approvals"])
     for store in (runtime.service._ca_store, runtime.service._policy_store):
+        assert isinstance(store, DocumentStore)
         assert store._store._private and store._store._atomic_writes
     journal = config_dir / ".storage" / f"{prefix}.ledger_journal"
     assert journal.stat().st_mode & 0o077 == 0

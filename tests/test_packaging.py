@@ -181,7 +181,7 @@ def _flow_keys(node: ast.ClassDef, section: str) -> Iterator[str]:
         if isinstance(inner, ast.Assign) and isinstance(inner.value, ast.Constant):
             for target in inner.targets:
                 if isinstance(target, ast.Subscript) and getattr(target.value, "id", "") == "errors":
-                    yield f"{section}.error.{inner.value.value}"
+                    yield f"{section}.error.{inner.value.value!s}"
 
 
 def _call_keys(node: ast.Call, module: str) -> Iterator[str]:

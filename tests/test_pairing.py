@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from freezegun.api import FrozenDateTimeFactory
-from homeassistant.config_entries import SOURCE_IGNORE
+from homeassistant.config_entries import SOURCE_IGNORE, ConfigFlowResult
 from homeassistant.const import ATTR_ENTITY_ID
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
@@ -45,8 +45,15 @@ async def ask(
     return result
 
 
-def flows(hass: HomeAssistant) -> list[dict[str, Any]]:
+def flows(hass: HomeAssistant) -> list[ConfigFlowResult]:
     return list(hass.config_entries.flow.async_progress_by_handler(DOMAIN))
+
+
+def placeholders(result: ConfigFlowResult) -> Mapping[str, str]:
+    """The description placeholders a form or menu shows (every step here has some)."""
+    values = result["description_placeholders"]
+    assert values is not None
+    return values
 
 
 def entity_state(hass: HomeAssistant, unique_id_suffix: str) -> str:
@@ -71,20 +78,20 @@ async def test_pin_pairing_end_to_end(
     result = await hass.config_entries.flow.async_configure(flow["flow_id"])  # show the menu again
     assert result["type"] is FlowResultType.MENU
     assert result["menu_options"] == ["pin", "fingerprint", "reject"]
-    placeholders = result["description_placeholders"]
-    assert placeholders["appliance_id"] == "oven"
-    assert placeholders["model"] == "OV-200"
-    assert placeholders["manufacturer"] == "Acme"
-    assert placeholders["serial_number"] == "SN-42"
-    assert placeholders["address"] == "127.0.0.1"
-    assert len(placeholders["short_fingerprint"].split()) == 4
-    assert len(placeholders["fingerprint"].split()) == 16
+    shown = placeholders(result)
+    assert shown["appliance_id"] == "oven"
+    assert shown["model"] == "OV-200"
+    assert shown["manufacturer"] == "Acme"
+    assert shown["serial_number"] == "SN-42"
+    assert shown["address"] == "127.0.0.1"
+    assert len(shown["short_fingerprint"].split()) == 4
+    assert len(shown["fingerprint"].split()) == 16
 
     result = await hass.config_entries.flow.async_configure(flow["flow_id"], {"next_step_id": "pin"})
     assert result["step_id"] == "pin"
     result = await hass.config_entries.flow.async_configure(flow["flow_id"], {"pin": "000000"})
     assert result["errors"] == {"pin": "wrong_pin"}
-    assert result["description_placeholders"]["attempts_left"] == "2"
+    assert placeholders(result)["attempts_left"] == "2"
     assert not hass.config_entries.async_entries(DOMAIN)[0].subentries  # nothing before the right PIN
 
     result = await hass.config_entries.flow.async_configure(flow["flow_id"], {"pin": "482913"})
@@ -126,9 +133,7 @@ async def test_fingerprint_pairing(
     assert result["menu_options"] == ["fingerprint", "reject"]
     result = await hass.config_entries.flow.async_configure(flow["flow_id"], {"next_step_id": "fingerprint"})
     pending = runtime.service.policy.pending_requests()[0]
-    assert (
-        result["description_placeholders"]["fingerprint"].replace(" ", "").lower() == pending.key_fingerprint
-    )
+    assert placeholders(result)["fingerprint"].replace(" ", "").lower() == pending.key_fingerprint
     result = await hass.config_entries.flow.async_configure(flow["flow_id"], {"fingerprints_match": False})
     assert result["errors"] == {"base": "confirm_match"}
     result = await hass.config_entries.flow.async_configure(flow["flow_id"], {"fingerprints_match": True})
