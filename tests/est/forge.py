@@ -12,7 +12,7 @@ import math
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import NameOID
 from pyasn1.codec.der import decoder, encoder
@@ -22,6 +22,7 @@ from pyasn1_modules import rfc2986
 from custom_components.est_pairing.est import wire
 
 _ECDSA_WITH_SHA256 = bytes.fromhex("300a06082a8648ce3d040302")  # AlgorithmIdentifier, no parameters
+_RSA_WITH_SHA256 = bytes.fromhex("300d06092a864886f70d01010b0500")  # sha256WithRSAEncryption, NULL
 
 
 NO_ATTRIBUTES = x509.Name([])  # a subject with nothing after the CN
@@ -75,6 +76,12 @@ def body(der: bytes) -> bytes:
 def request_info(csr: x509.CertificateSigningRequest) -> bytes:
     """The DER of the signed part (CertificationRequestInfo)."""
     return csr.tbs_certrequest_bytes
+
+
+def sign_info_rsa(info: bytes, key: rsa.RSAPrivateKey) -> bytes:
+    """A CertificationRequest around arbitrary ``info`` bytes, with a valid RSA signature over them."""
+    signature = key.sign(info, padding.PKCS1v15(), hashes.SHA256())
+    return tlv(0x30, info + _RSA_WITH_SHA256 + tlv(0x03, b"\x00" + signature))
 
 
 def sign_info(info: bytes, key: ec.EllipticCurvePrivateKey) -> bytes:

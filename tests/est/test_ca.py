@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import ipaddress
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -57,6 +57,35 @@ def test_pem_round_trip_and_mismatch(ca: HouseholdCA) -> None:
     other_key = HouseholdCA.create("Other").to_pem()[1]
     with pytest.raises(ValueError, match="does not match"):
         HouseholdCA.from_pem(certificate_pem, other_key)
+
+
+def test_only_an_ec_key_can_be_the_household_ca_key(ca: HouseholdCA) -> None:
+    certificate_pem, _ = ca.to_pem()
+    rsa_pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    with pytest.raises(TypeError, match="must be an EC key"):
+        HouseholdCA.from_pem(certificate_pem, rsa_pem)
+    assert repr(ca) == f"HouseholdCA('CN=Test Household CA', sha256={ca.fingerprint})"
+
+
+def test_many_crl_urls_keep_each_certificate_pointing_at_its_own(ca: HouseholdCA) -> None:
+    """The CA keeps a bounded set of certificate templates; starting over loses nothing."""
+    key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    for round_ in range(2):
+        for port in range(8000, 8040):
+            url = f"http://hub.local:{port}/crl"
+            certificate = ca.issue_appliance_certificate(
+                public_key=key,
+                name=IssuedName("oven"),
+                server_auth=bool(round_),
+                serial_number=x509.random_serial_number(),
+                not_before=NOW,
+                not_after=NOW + timedelta(days=365),
+                crl_url=url,
+            )
+            points = certificate.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+            assert [point.full_name[0].value for point in points if point.full_name] == [url]
 
 
 def test_appliance_certificates_never_outlive_the_ca(ca: HouseholdCA) -> None:

@@ -166,6 +166,18 @@ def test_an_rsa_key_under_an_ecdsa_signature_is_refused_without_rsa_arithmetic()
         wire.load_csr(mixed)
 
 
+def test_an_rsa_signature_over_a_key_that_is_not_rsa_is_refused() -> None:
+    """The pre-check parses the key of RSA-signed requests; what it cannot parse, or what is not
+    RSA, is left to the signature check, which refuses it."""
+    signer = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    unknown_curve = x509.load_der_x509_csr(forge.with_curve(forge.new_key(), "1.2.3.4.5"))
+    with pytest.raises(MalformedRequest, match="unsupported key or signature algorithm"):
+        wire.load_csr(forge.sign_info_rsa(forge.request_info(unknown_curve), signer))
+    ec_request = x509.load_der_x509_csr(forge.build(forge.new_key()))
+    with pytest.raises(MalformedRequest, match="signature does not verify"):
+        wire.load_csr(forge.sign_info_rsa(forge.request_info(ec_request), signer))
+
+
 def test_certs_only_round_trip(certificate: x509.Certificate) -> None:
     body = wire.encode_certs_only([certificate])
     assert wire.decode_certs_only(body) == [certificate]
