@@ -8,7 +8,7 @@ import ipaddress
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 import pytest
@@ -209,6 +209,32 @@ def test_listener_certificate(ca: HouseholdCA) -> None:
     assert reloaded.certificate == certificate
 
 
+def test_listener_identity_edges(ca: HouseholdCA) -> None:
+    identity = ListenerIdentity.issue(ca, ListenerNames.from_hosts(["127.0.0.1"]), NOW)
+    certificate_pem, _ = identity.to_pem()
+    rsa_pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    with pytest.raises(TypeError, match="must be an EC key"):
+        ListenerIdentity.from_pem(certificate_pem, rsa_pem)
+    key = ec.generate_private_key(ec.SECP256R1())
+    unnamed = ca.issue_appliance_certificate(  # a certificate without subjectAltName
+        public_key=key.public_key(),
+        name=IssuedName("oven"),
+        server_auth=False,
+        serial_number=x509.random_serial_number(),
+        not_before=NOW,
+        not_after=NOW + timedelta(days=30),
+        crl_url=None,
+    )
+    assert ListenerIdentity(unnamed, key).names() == ListenerNames((), ())
+
+
+def test_reserved_names_include_the_bare_mdns_host() -> None:
+    policy = IssuancePolicy(reserved_names=["HomeAssistant.local.", "192.168.1.2"])
+    assert {"homeassistant.local", "homeassistant", "192.168.1.2"} <= policy.reserved_names
+
+
 def test_fingerprint_formatting() -> None:
     assert format_fingerprint("ab12cd34ef56" + "0" * 52, groups=2) == "AB12 CD34"
     assert len(format_fingerprint("a" * 64).split()) == 16
@@ -229,7 +255,8 @@ def csr_with(
     )
     for extension in extensions:
         builder = builder.add_extension(extension, critical=False)
-    algorithm = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+    edwards = isinstance(key, ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey)
+    algorithm = None if edwards else hashes.SHA256()
     return builder.sign(key, algorithm)
 
 
@@ -339,6 +366,15 @@ def test_validly_signed_requests_with_undecodable_insides(make: Forger, reason: 
     """The signature verifies, so only the server's deeper parsing stands between them and a 500."""
     with pytest.raises(MalformedRequest, match=reason):
         inspect_request(wire.load_csr(make(forge.new_key())))
+
+
+def test_keys_no_request_may_carry() -> None:
+    """inspect_request on its own (as after load_csr): an unparsable key, and a key type never accepted."""
+    unknown_curve = x509.load_der_x509_csr(forge.with_curve(forge.new_key(), "1.2.3.4.5"))
+    with pytest.raises(MalformedRequest, match="key type is not supported"):
+        inspect_request(unknown_curve)
+    with pytest.raises(MalformedRequest, match="Ed448PublicKey is not supported"):
+        inspect_request(csr_with(ed448.Ed448PrivateKey.generate()))
 
 
 @pytest.mark.parametrize(

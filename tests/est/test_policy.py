@@ -271,6 +271,11 @@ def test_the_throttle_forgets_quiet_identities_beyond_its_bound(clock: Clock) ->
         throttle.failure("id:oven")
     with pytest.raises(LockedOut):
         throttle.check("id:oven")  # a locked identity is never the one forgotten
+    until = throttle.locked_until("id:oven")
+    assert until is not None and until > clock.now
+    assert throttle.locked_until("id:stranger") is None
+    clock.now = until
+    assert throttle.locked_until("id:oven") is None
 
 
 def test_errors_without_a_status_are_500() -> None:

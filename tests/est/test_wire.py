@@ -203,6 +203,23 @@ def test_multipart_round_trip_with_part_headers() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("part", "reason"),
+    [
+        (b"Content-Type: application/pkcs8\r\n\r\n!!! not base64 !!!\r\n", "not base64"),
+        (
+            b"Content-Type: multipart/mixed; boundary=inner\r\n\r\n"
+            b"--inner\r\nContent-Type: text/plain\r\n\r\nx\r\n--inner--\r\n",
+            "nested part",
+        ),
+    ],
+)
+def test_multipart_parts_must_be_flat_base64(part: bytes, reason: str) -> None:
+    body = b"--outer\r\n" + part + b"--outer--\r\n"
+    with pytest.raises(ProtocolError, match=reason):
+        wire.decode_multipart(body, "multipart/mixed; boundary=outer")
+
+
 def test_multipart_needs_its_media_type() -> None:
     with pytest.raises(ProtocolError, match="multipart/mixed"):
         wire.decode_multipart(b"", "application/pkcs7-mime")
