@@ -13,13 +13,17 @@ import math
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
+from cryptography.hazmat.primitives.asymmetric.types import (
+    CertificateIssuerPrivateKeyTypes,
+    CertificatePublicKeyTypes,
+)
 from cryptography.x509.oid import NameOID
 from pyasn1.codec.der import decoder, encoder
 from pyasn1.type import univ
 from pyasn1_modules import rfc2986
 
 from custom_components.est_pairing.est import wire
+from custom_components.est_pairing.est.ca import HouseholdCA, IssuedName
 
 _ECDSA_WITH_SHA256 = bytes.fromhex("300a06082a8648ce3d040302")  # AlgorithmIdentifier, no parameters
 _RSA_WITH_SHA256 = bytes.fromhex("300d06092a864886f70d01010b0500")  # sha256WithRSAEncryption, NULL
@@ -141,6 +145,31 @@ def with_version(key: ec.EllipticCurvePrivateKey, version: int) -> bytes:
 def with_bad_signature(der: bytes) -> bytes:
     """The same CSR with one bit of its signature flipped."""
     return der[:-1] + bytes([der[-1] ^ 0x01])
+
+
+def issued_by(
+    ca: HouseholdCA,
+    public_key: CertificatePublicKeyTypes,
+    *,
+    common_name: str = "oven",
+    dns_names: tuple[str, ...] = (),
+    server_auth: bool = False,
+    not_before: datetime,
+    lifetime: timedelta = timedelta(days=365),
+    crl_url: str | None = None,
+    key_fingerprint: str | None = None,
+) -> x509.Certificate:
+    """An appliance certificate from the household CA, as the registrar has it issued."""
+    return ca.issue_appliance_certificate(
+        public_key=public_key,
+        name=IssuedName(common_name, dns_names),
+        server_auth=server_auth,
+        serial_number=x509.random_serial_number(),
+        not_before=not_before,
+        not_after=not_before + lifetime,
+        crl_url=crl_url,
+        key_fingerprint=key_fingerprint,
+    )
 
 
 def certificate(

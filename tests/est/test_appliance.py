@@ -25,11 +25,12 @@ import pytest
 from custom_components.est_pairing.est import appliance as cli
 from custom_components.est_pairing.est.agent import Appliance
 from custom_components.est_pairing.est.appliance import ExitCode
-from custom_components.est_pairing.est.ca import HouseholdCA, IssuedName, format_fingerprint
+from custom_components.est_pairing.est.ca import HouseholdCA, format_fingerprint
 from custom_components.est_pairing.est.discovery import qr_payload
 from custom_components.est_pairing.est.keystore import KeyStore
 from custom_components.est_pairing.est.limits import FREE_ATTEMPTS
 
+from . import forge
 from .conftest import RunningServer, make_service
 
 ROOT = Path(__file__).parents[2]
@@ -70,25 +71,6 @@ async def appliance(
     if helper is not None:
         await helper
     return Run(code, lines, capsys.readouterr().err.strip())
-
-
-def issue(
-    ca: HouseholdCA,
-    public_key: ec.EllipticCurvePublicKey,
-    common_name: str,
-    start: datetime,
-    lifetime: timedelta,
-) -> x509.Certificate:
-    """A client certificate from ``ca``, valid from ``start`` for ``lifetime``."""
-    return ca.issue_appliance_certificate(
-        public_key=public_key,
-        name=IssuedName(common_name),
-        server_auth=False,
-        serial_number=x509.random_serial_number(),
-        not_before=start,
-        not_after=start + lifetime,
-        crl_url=None,
-    )
 
 
 def stored_certificate(state_dir: Path) -> x509.Certificate:
@@ -281,7 +263,7 @@ def test_renewal_is_due_at_two_thirds_of_the_lifetime(tmp_path: Path) -> None:
     start = datetime(2026, 1, 1, tzinfo=UTC)
     ca = HouseholdCA.create("Test", now=start)
     key = ec.generate_private_key(ec.SECP256R1())
-    certificate = issue(ca, key.public_key(), "oven", start, timedelta(days=300))
+    certificate = forge.issued_by(ca, key.public_key(), not_before=start, lifetime=timedelta(days=300))
     assert Appliance(config, print).renewal_due(certificate) == start + timedelta(days=200)
 
 
@@ -300,7 +282,13 @@ async def test_enrolls_with_a_factory_certificate(tmp_path: Path, capsys: pytest
     manufacturer = HouseholdCA.create("Acme Factory")
     factory_key = ec.generate_private_key(ec.SECP256R1())
     yesterday = datetime.now(UTC) - timedelta(days=1)
-    factory_certificate = issue(manufacturer, factory_key.public_key(), "SN-7", yesterday, timedelta(days=2))
+    factory_certificate = forge.issued_by(
+        manufacturer,
+        factory_key.public_key(),
+        common_name="SN-7",
+        not_before=yesterday,
+        lifetime=timedelta(days=2),
+    )
     (tmp_path / "factory.pem").write_bytes(factory_certificate.public_bytes(serialization.Encoding.PEM))
     (tmp_path / "factory.key").write_bytes(
         factory_key.private_bytes(
@@ -389,8 +377,11 @@ def test_a_renewal_interrupted_by_a_crash_keeps_certificate_and_key_together(tmp
     store = KeyStore(tmp_path)
     store.enrollment_key()
     new_key = store.renewal_key()
-    certificate = issue(
-        HouseholdCA.create("Test"), new_key.public_key(), "oven", datetime.now(UTC), timedelta(days=1)
+    certificate = forge.issued_by(
+        HouseholdCA.create("Test"),
+        new_key.public_key(),
+        not_before=datetime.now(UTC),
+        lifetime=timedelta(days=1),
     )
     # The renewed certificate was written, then the process died before next-key.pem became key.pem.
     (tmp_path / "certificate.pem").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))

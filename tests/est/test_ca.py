@@ -16,7 +16,6 @@ import pytest
 from custom_components.est_pairing.est import wire
 from custom_components.est_pairing.est.ca import (
     HouseholdCA,
-    IssuedName,
     RevokedCertificate,
     format_fingerprint,
     public_key_fingerprint,
@@ -75,28 +74,17 @@ def test_many_crl_urls_keep_each_certificate_pointing_at_its_own(ca: HouseholdCA
     for round_ in range(2):
         for port in range(8000, 8040):
             url = f"http://hub.local:{port}/crl"
-            certificate = ca.issue_appliance_certificate(
-                public_key=key,
-                name=IssuedName("oven"),
-                server_auth=bool(round_),
-                serial_number=x509.random_serial_number(),
-                not_before=NOW,
-                not_after=NOW + timedelta(days=365),
-                crl_url=url,
-            )
+            certificate = forge.issued_by(ca, key, server_auth=bool(round_), not_before=NOW, crl_url=url)
             points = certificate.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
             assert [point.full_name[0].value for point in points if point.full_name] == [url]
 
 
 def test_appliance_certificates_never_outlive_the_ca(ca: HouseholdCA) -> None:
-    certificate = ca.issue_appliance_certificate(
-        public_key=ed25519.Ed25519PrivateKey.generate().public_key(),
-        name=IssuedName("oven"),
-        server_auth=False,
-        serial_number=x509.random_serial_number(),
+    certificate = forge.issued_by(
+        ca,
+        ed25519.Ed25519PrivateKey.generate().public_key(),
         not_before=NOW,
-        not_after=NOW + timedelta(days=365 * 40),
-        crl_url=None,
+        lifetime=timedelta(days=365 * 40),
     )
     assert certificate.not_valid_after_utc == ca.not_valid_after
     usage = certificate.extensions.get_extension_for_class(x509.KeyUsage).value
@@ -111,19 +99,6 @@ def test_appliance_certificates_never_outlive_the_ca(ca: HouseholdCA) -> None:
 def test_end_entity_kinds_do_not_share_extensions(ca: HouseholdCA) -> None:
     """Certificates of each kind get their own usages and CRL pointer, whatever was issued before."""
 
-    def issue(
-        key: CertificateIssuerPrivateKeyTypes, *, server_auth: bool, crl_url: str | None
-    ) -> x509.Certificate:
-        return ca.issue_appliance_certificate(
-            public_key=key.public_key(),
-            name=IssuedName("oven", ("oven.local",) if server_auth else ()),
-            server_auth=server_auth,
-            serial_number=x509.random_serial_number(),
-            not_before=NOW,
-            not_after=NOW + timedelta(days=365),
-            crl_url=crl_url,
-        )
-
     ec_key, ed_key = ec.generate_private_key(ec.SECP256R1()), ed25519.Ed25519PrivateKey.generate()
     kinds: list[tuple[CertificateIssuerPrivateKeyTypes, bool, str | None]] = [
         (ec_key, True, "http://hub.local:8445/crl"),
@@ -134,7 +109,14 @@ def test_end_entity_kinds_do_not_share_extensions(ca: HouseholdCA) -> None:
     ]
     for _ in range(2):  # the second time round, every kind has been built before
         for key, server_auth, crl_url in kinds:
-            certificate = issue(key, server_auth=server_auth, crl_url=crl_url)
+            certificate = forge.issued_by(
+                ca,
+                key.public_key(),
+                dns_names=("oven.local",) if server_auth else (),
+                server_auth=server_auth,
+                not_before=NOW,
+                crl_url=crl_url,
+            )
             extensions = certificate.extensions
             eku = list(extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
             wanted = [ExtendedKeyUsageOID.CLIENT_AUTH] + (
@@ -159,16 +141,7 @@ def test_subject_key_identifier_is_the_key_fingerprint(ca: HouseholdCA) -> None:
     key = ec.generate_private_key(ec.SECP256R1()).public_key()
     fingerprint = public_key_fingerprint(key)
     for given in (None, fingerprint):
-        certificate = ca.issue_appliance_certificate(
-            public_key=key,
-            name=IssuedName("oven"),
-            server_auth=False,
-            serial_number=x509.random_serial_number(),
-            not_before=NOW,
-            not_after=NOW + timedelta(days=365),
-            crl_url=None,
-            key_fingerprint=given,
-        )
+        certificate = forge.issued_by(ca, key, not_before=NOW, key_fingerprint=given)
         ski = certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
         assert not ski.critical
         assert ski.value.digest.hex() == fingerprint
@@ -218,15 +191,7 @@ def test_listener_identity_edges(ca: HouseholdCA) -> None:
     with pytest.raises(TypeError, match="must be an EC key"):
         ListenerIdentity.from_pem(certificate_pem, rsa_pem)
     key = ec.generate_private_key(ec.SECP256R1())
-    unnamed = ca.issue_appliance_certificate(  # a certificate without subjectAltName
-        public_key=key.public_key(),
-        name=IssuedName("oven"),
-        server_auth=False,
-        serial_number=x509.random_serial_number(),
-        not_before=NOW,
-        not_after=NOW + timedelta(days=30),
-        crl_url=None,
-    )
+    unnamed = forge.issued_by(ca, key.public_key(), not_before=NOW)  # no subjectAltName
     assert ListenerIdentity(unnamed, key).names() == ListenerNames((), ())
 
 

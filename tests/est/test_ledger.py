@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 import errno
 import json
 import os
@@ -12,27 +12,21 @@ from pathlib import Path
 import stat
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec
 import pytest
 
-from custom_components.est_pairing.est.ca import HouseholdCA, IssuedName
+from custom_components.est_pairing.est.ca import HouseholdCA
 from custom_components.est_pairing.est.errors import CAFailure
 from custom_components.est_pairing.est.ledger import Ledger
 from custom_components.est_pairing.est.storage import Event, JournalFile, JsonFileStore
+
+from . import forge
 
 NOW = datetime(2026, 11, 28, tzinfo=UTC)
 
 
 def issue(ca: HouseholdCA, appliance_id: str = "oven") -> x509.Certificate:
-    return ca.issue_appliance_certificate(
-        public_key=ec.generate_private_key(ec.SECP256R1()).public_key(),
-        name=IssuedName(appliance_id),
-        server_auth=False,
-        serial_number=x509.random_serial_number(),
-        not_before=NOW,
-        not_after=NOW + timedelta(days=365),
-        crl_url=None,
-    )
+    """A certificate for a fresh key."""
+    return forge.issued_by(ca, forge.new_key().public_key(), common_name=appliance_id, not_before=NOW)
 
 
 async def test_records_survive_a_restart(tmp_path: Path, ca: HouseholdCA) -> None:
