@@ -120,7 +120,7 @@ def check_rsa_key(public_key: rsa.RSAPublicKey) -> None:
 
     Checking a signature costs one modular squaring per bit of the exponent: 17 for 65537, 3,071 for
     the largest exponent a 3072-bit key can have (4.5 ms of event loop per request). Called before
-    the request's signature is checked, and again when the request is inspected.
+    the signature of an RSA-signed request is checked, and again when any request is inspected.
     """
     if not MIN_RSA_BITS <= public_key.key_size <= MAX_RSA_BITS:
         raise MalformedRequest(
