@@ -11,8 +11,10 @@ import asyncio
 import collections
 from collections.abc import AsyncIterator
 import contextlib
+import os
 from pathlib import Path
 import resource
+import socket
 import ssl
 import time
 
@@ -180,6 +182,47 @@ async def test_at_the_cap_requests_in_progress_are_never_closed(small_server: Ru
             await connection.send(b"AAAAAA")
             answer = await connection.response()
             assert answer is not None and answer.status == 400  # "MAAAAAAA" is no CSR, but was answered
+
+
+def answered_and_left_open(port: int, context: ssl.SSLContext) -> ssl.SSLSocket:
+    """A blocking TLS client that reads one answer (``Connection: close``) and then neither reads
+    nor closes: the server's close_notify goes unanswered, so the server's side stays closing."""
+    client = context.wrap_socket(socket.create_connection((rawhttp.HOST, port)), server_hostname=rawhttp.HOST)
+    client.settimeout(10)
+    client.sendall(rawhttp.http_request("GET", f"{EST}/cacerts", headers={"Connection": "close"}))
+    received = b""
+    while b"\r\n\r\n" not in received:
+        received += client.recv(4096)
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ")
+    length = int(
+        next(line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")).split(b":")[
+            1
+        ]
+    )
+    while len(body) < length:
+        body += client.recv(4096)
+    return client
+
+
+async def test_at_the_cap_connections_closing_after_their_answer_make_room_first(
+    small_server: RunningServer,
+) -> None:
+    """Clients busy with the answer they got hold their connection open a moment: at the cap those
+    connections, which have nothing more to send, are closed before any waiting for its handshake."""
+    port, context = small_server.service.port, tls(small_server)
+    async with contextlib.AsyncExitStack() as stack:
+        handshaking = [await stack.enter_async_context(rawhttp.connect(port, tls=None)) for _ in range(2)]
+        answered = [await asyncio.to_thread(answered_and_left_open, port, context) for _ in range(2)]
+        for client in answered:
+            stack.callback(client.close)
+        await asyncio.sleep(0.2)  # the server has sent its close_notify and waits for ours
+        assert server_sockets(os.getpid(), port) == 4  # the cap is full: two closing, two handshaking
+        for _ in range(2):
+            answer = await rawhttp.exchange(port, rawhttp.http_request("GET", f"{EST}/cacerts"), tls=context)
+            assert answer is not None and answer.status == 200
+        for connection in handshaking:  # older, but still waiting for their handshake: kept
+            assert not await connection.closed_by_server(within=0.2)
 
 
 def server_sockets(pid: int, port: int) -> int:

@@ -30,10 +30,12 @@ class ConnectionGuard:
     request headers within ``header_timeout`` (and within ``keepalive_timeout + header_timeout`` of
     its previous response): aiohttp alone waits forever for headers that trickle in byte by byte.
 
-    At the cap, the connection that has waited longest without a request in progress (in its
-    handshake, or idle between requests) is closed to make room: a flood of idle connections cannot
-    lock out an appliance that is about to send its request. Only when every connection is busy
-    with a request is the newcomer turned away.
+    At the cap, a connection closing after its last answer, with nothing left to send, is closed
+    first (its peer has the answer and only owes the TLS close_notify, which a busy or careless
+    client sends late or never). Then the connection that has waited longest without a request in
+    progress (in its handshake, or idle between requests): a flood of idle connections cannot lock
+    out an appliance that is about to send its request. Only when every connection is busy with a
+    request is the newcomer turned away.
     """
 
     def __init__(self, limits: ConnectionLimits, ssl_context: ssl.SSLContext) -> None:
@@ -81,15 +83,18 @@ class ConnectionGuard:
 
     def _admit(self, connection: _GuardedConnection) -> bool:
         if len(self._open) >= self.limits.max_connections:
-            victim = next((c for c in self._open if not c.busy), None)
-            if not self._at_cap:
-                _LOGGER.warning(
-                    "EST listener at its %s-connection cap: closing idle connections to make room",
-                    self.limits.max_connections,
-                )
-                self._at_cap = True
+            # One that has its answer loses nothing by being closed: not worth a warning.
+            victim = next((c for c in self._open if c.answered), None)
             if victim is None:
-                return False
+                victim = next((c for c in self._open if not c.busy), None)
+                if not self._at_cap:
+                    _LOGGER.warning(
+                        "EST listener at its %s-connection cap: closing idle connections to make room",
+                        self.limits.max_connections,
+                    )
+                    self._at_cap = True
+                if victim is None:
+                    return False
             self._release(victim)
             victim.abort()
         elif self._at_cap and len(self._open) < self.limits.max_connections // 2:
@@ -116,6 +121,7 @@ class _GuardedConnection(asyncio.Protocol):
         self.handler: asyncio.Protocol | None = None  # aiohttp's, once the handshake is done
         self.busy = False  # a request is being handled
         self._transport: asyncio.Transport | None = None  # plain TCP, then TLS
+        self._tcp: asyncio.Transport | None = None  # the TCP transport under the TLS one
         self._early: list[bytes] = []  # decrypted before the handler was attached
         self._eof = False
         self._timer: asyncio.TimerHandle | None = None
@@ -125,7 +131,7 @@ class _GuardedConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport = cast("asyncio.Transport", transport)  # a TCP server's transports are stream transports
-        self._transport = transport
+        self._transport = self._tcp = transport
         if not self._guard._admit(self):
             self._closed = True
             transport.abort()
@@ -161,6 +167,19 @@ class _GuardedConnection(asyncio.Protocol):
             self.handler.connection_lost(exc)
 
     # --- the guard's side ---------------------------------------------------------------------------
+
+    @property
+    def answered(self) -> bool:
+        """Closing after its answer, every byte of it handed to the kernel: aborting it loses nothing."""
+        transport = self._transport
+        return (
+            self.handler is not None
+            and not self.busy
+            and transport is not None
+            and transport.is_closing()
+            and transport.get_write_buffer_size() == 0
+            and (self._tcp is None or self._tcp.get_write_buffer_size() == 0)
+        )
 
     def arm(self, delay: float) -> None:
         """Close the connection unless its next request starts within ``delay`` seconds."""
