@@ -65,11 +65,13 @@ async def run(shots: Path) -> int:
     config = Path(tempfile.mkdtemp(prefix="est-browser-ha-"))
     develop = await asyncio.create_subprocess_exec(
         sys.executable,
-        str(ROOT / "scripts" / "devtools" / "develop.py"),
+        "-m",
+        "scripts.devtools.develop",
         "--isolated",
         "--appliance",
         "--config",
         str(config),
+        cwd=ROOT,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )

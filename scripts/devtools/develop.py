@@ -28,7 +28,8 @@ import subprocess
 import sys
 
 import aiohttp
-from ha_api import HomeAssistantApi, Owner
+
+from scripts.devtools.ha_api import HomeAssistantApi, Owner
 
 ROOT = Path(__file__).resolve().parents[2]
 NETNS = "est-dev"

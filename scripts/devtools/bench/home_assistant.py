@@ -18,7 +18,7 @@ from unittest.mock import AsyncMock, Mock, patch
 
 from homeassistant import loader
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_test_home_assistant
-from zeroconf import DNSCache, Zeroconf
+from zeroconf import DNSCache, Zeroconf  # type: ignore[attr-defined]  # DNSCache: not in its __all__
 from zeroconf.asyncio import AsyncZeroconf
 
 from custom_components.est_pairing.const import CONF_CA_NAME, CONF_PORT, DOMAIN

@@ -18,7 +18,8 @@ from typing import Final
 from aiohttp import hdrs, web
 
 from est.cli import open_service
-from est.server import ConnectionGuard, EstApplication, EstListener
+from est.guard import ConnectionGuard
+from est.server import EstApplication, EstListener
 from est.service import ServiceConfig
 from est.tls import ListenerNames, server_ssl_context
 from est.wire import CERTS_ONLY, TRANSFER_ENCODING
