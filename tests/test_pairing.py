@@ -299,6 +299,28 @@ async def test_removing_the_appliance_revokes_it(
         await appliance_client.reenroll(renewal_csr(oven_key, certificate), certificate, oven_key)
 
 
+async def test_an_appliance_removed_while_the_hub_is_not_running_is_revoked_at_start(
+    hass: HomeAssistant, init_integration: MockConfigEntry, runtime: EstRuntime, appliance_client: EstClient
+) -> None:
+    certificate, oven_key = await paired_oven(hass, runtime, appliance_client)
+    assert await hass.config_entries.async_unload(init_integration.entry_id)
+    (subentry_id,) = init_integration.subentries
+    hass.config_entries.async_remove_subentry(init_integration, subentry_id)
+    await hass.async_block_till_done()
+
+    assert await hass.config_entries.async_setup(init_integration.entry_id)
+    await hass.async_block_till_done()
+    restarted: EstRuntime = init_integration.runtime_data
+    record = restarted.service.ledger.get(certificate.serial_number)
+    assert record is not None
+    assert record.revoked
+    assert restarted.service.policy.registration("oven") is None
+    url = f"https://127.0.0.1:{restarted.service.port}"
+    async with EstClient(url, restarted.service.ca.certificate) as client:
+        with pytest.raises(CertificateRevoked):
+            await client.reenroll(renewal_csr(oven_key, certificate), certificate, oven_key)
+
+
 async def test_deleting_the_device_revokes_and_removes_the_appliance(
     hass: HomeAssistant, init_integration: MockConfigEntry, runtime: EstRuntime, appliance_client: EstClient
 ) -> None:

@@ -174,6 +174,7 @@ class EstRuntime:
         policy.on_pending_added = self._pending_added
         policy.on_pending_removed = self._pending_removed
         self._unsubscribers.append(self.service.ledger.subscribe(self._ledger_changed))
+        await self._revoke_removed_appliances()
         try:
             await self.service.start()
         except OSError as err:
@@ -415,6 +416,23 @@ class EstRuntime:
             for subentry_id, subentry in self.entry.subentries.items()
             if subentry.subentry_type == SUBENTRY_APPLIANCE
         }
+
+    async def _revoke_removed_appliances(self) -> None:
+        """Revoke every appliance whose subentry was deleted while the hub was not running.
+
+        The update listener only sees removals while the hub is loaded; an appliance removed during a
+        setup retry, or while the hub was disabled, would otherwise stay trusted.
+        """
+        ledger = self.service.ledger
+        trusted = {registration.appliance_id for registration in self.service.policy.registrations()}
+        trusted.update(
+            appliance_id
+            for appliance_id in ledger.appliances()
+            if any(not record.revoked for record in ledger.for_appliance(appliance_id))
+        )
+        for appliance_id in sorted(trusted - set(self._appliance_subentries().values())):
+            _LOGGER.warning("Appliance %s was removed while the hub was stopped: revoking it", appliance_id)
+            await self.async_revoke(appliance_id)
 
     async def async_sync_subentries(self) -> None:
         """The entry's subentries changed: add entities for new appliances, revoke removed ones."""
