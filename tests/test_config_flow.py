@@ -247,6 +247,7 @@ async def test_preregister_flow_errors_then_success(
     for user_input, errors in (
         ({CONF_APPLIANCE_ID: "bad id!", CONF_PIN: "123456"}, {CONF_APPLIANCE_ID: "invalid_appliance_id"}),
         ({CONF_APPLIANCE_ID: "oven", CONF_PIN: "123"}, {CONF_PIN: "pin_too_short"}),
+        ({CONF_APPLIANCE_ID: "oven", CONF_PIN: "1" * 129}, {CONF_PIN: "pin_too_long"}),
     ):
         result = await hass.config_entries.subentries.async_configure(result["flow_id"], user_input)
         assert result["errors"] == errors

@@ -46,6 +46,7 @@ from .const import (
 from .est.ca import format_fingerprint
 from .est.errors import LockedOut, MalformedRequest, NotAllowed, PendingRequestGone, WrongPin
 from .est.issuance import check_appliance_id
+from .est.limits import MAX_SECRET_LENGTH
 from .runtime import hub_runtime
 from .services import MIN_PIN_LENGTH
 
@@ -334,6 +335,8 @@ class ApplianceSubentryFlow(ConfigSubentryFlow):
             else:
                 if len(user_input[CONF_PIN]) < MIN_PIN_LENGTH:
                     errors[CONF_PIN] = "pin_too_short"
+                elif len(user_input[CONF_PIN]) > MAX_SECRET_LENGTH:
+                    errors[CONF_PIN] = "pin_too_long"
                 elif any(s.unique_id == appliance_id for s in entry.subentries.values()):
                     errors[CONF_APPLIANCE_ID] = "already_paired"
                 else:

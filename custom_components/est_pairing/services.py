@@ -11,6 +11,7 @@ import voluptuous as vol
 
 from .const import CONF_APPLIANCE_ID, CONF_NAME, CONF_PIN, DOMAIN
 from .est.errors import EstError
+from .est.limits import MAX_SECRET_LENGTH
 from .exceptions import translated
 from .runtime import EstRuntime, hub_runtime
 
@@ -24,7 +25,7 @@ REVOKE_SCHEMA = vol.Schema({vol.Required(ATTR_DEVICE_ID): cv.string})
 PREREGISTER_SCHEMA = vol.Schema(
     {
         vol.Required(CONF_APPLIANCE_ID): cv.string,
-        vol.Required(CONF_PIN): vol.All(cv.string, vol.Length(min=MIN_PIN_LENGTH, max=128)),
+        vol.Required(CONF_PIN): vol.All(cv.string, vol.Length(min=MIN_PIN_LENGTH, max=MAX_SECRET_LENGTH)),
         vol.Optional(CONF_NAME): cv.string,
     }
 )
