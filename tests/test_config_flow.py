@@ -265,6 +265,7 @@ async def test_preregister_flow_errors_then_success(
     registration = runtime.service.policy.registration("oven")
     assert registration is not None
     assert registration.preregistered
+    assert registration.details.name == "Kitchen oven"
 
     result = await hass.config_entries.subentries.async_init(
         (init_integration.entry_id, SUBENTRY_APPLIANCE), context={"source": SOURCE_USER}

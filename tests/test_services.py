@@ -46,6 +46,34 @@ async def test_preregister_validates_its_input(hass: HomeAssistant, runtime: Est
     assert runtime.service.policy.registrations() == []
 
 
+async def test_preregister_keeps_the_name_and_refuses_a_paired_appliance(
+    hass: HomeAssistant, init_integration: MockConfigEntry, runtime: EstRuntime
+) -> None:
+    await hass.services.async_call(
+        DOMAIN,
+        "preregister_appliance",
+        {"appliance_id": "oven", "pin": "123456", "name": "Kitchen oven"},
+        blocking=True,
+    )
+    await hass.async_block_till_done()
+    registration = runtime.service.policy.registration("oven")
+    assert registration is not None
+    assert registration.details.name == "Kitchen oven"
+    assert [s.title for s in init_integration.subentries.values()] == ["Kitchen oven"]
+
+    with pytest.raises(ServiceValidationError) as err:
+        await hass.services.async_call(
+            DOMAIN,
+            "preregister_appliance",
+            {"appliance_id": "oven", "pin": "654321", "name": "Hijacked"},
+            blocking=True,
+        )
+    assert err.value.translation_key == "already_paired"
+    assert err.value.translation_placeholders == {"appliance_id": "oven"}
+    assert runtime.service.policy.registration("oven") == registration
+    assert [s.title for s in init_integration.subentries.values()] == ["Kitchen oven"]
+
+
 async def test_revoke_needs_an_appliance_device(
     hass: HomeAssistant, init_integration: MockConfigEntry
 ) -> None:

@@ -47,6 +47,7 @@ from .est.ca import format_fingerprint
 from .est.errors import LockedOut, MalformedRequest, NotAllowed, PendingRequestGone, WrongPin
 from .est.issuance import check_appliance_id
 from .est.limits import MAX_SECRET_LENGTH
+from .exceptions import AlreadyPaired
 from .runtime import hub_runtime
 from .services import MIN_PIN_LENGTH
 
@@ -337,15 +338,17 @@ class ApplianceSubentryFlow(ConfigSubentryFlow):
                     errors[CONF_PIN] = "pin_too_short"
                 elif len(user_input[CONF_PIN]) > MAX_SECRET_LENGTH:
                     errors[CONF_PIN] = "pin_too_long"
-                elif any(s.unique_id == appliance_id for s in entry.subentries.values()):
-                    errors[CONF_APPLIANCE_ID] = "already_paired"
                 else:
-                    registration = runtime.service.policy.preregister(appliance_id, user_input[CONF_PIN])
-                    return self.async_create_entry(
-                        title=name or registration.appliance_id,
-                        data={CONF_APPLIANCE_ID: appliance_id},
-                        unique_id=appliance_id,
-                    )
+                    try:
+                        runtime.preregister(appliance_id, user_input[CONF_PIN], name, add_subentry=False)
+                    except AlreadyPaired:
+                        errors[CONF_APPLIANCE_ID] = "already_paired"
+                    else:
+                        return self.async_create_entry(
+                            title=name or appliance_id,
+                            data={CONF_APPLIANCE_ID: appliance_id},
+                            unique_id=appliance_id,
+                        )
         return self.async_show_form(
             step_id="user",
             data_schema=self.add_suggested_values_to_schema(

@@ -8,6 +8,17 @@ from .const import DOMAIN
 from .est.errors import EstError, MalformedRequest, NotAllowed
 
 
+class AlreadyPaired(ServiceValidationError):
+    """An appliance with this id is paired or pre-registered: the owner removes it first."""
+
+    def __init__(self, appliance_id: str) -> None:
+        super().__init__(
+            translation_domain=DOMAIN,
+            translation_key="already_paired",
+            translation_placeholders={"appliance_id": appliance_id},
+        )
+
+
 def translated(err: EstError) -> HomeAssistantError:
     """A translated exception for a library error: the owner's mistakes are validation errors."""
     if isinstance(err, MalformedRequest | NotAllowed):

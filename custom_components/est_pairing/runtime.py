@@ -54,6 +54,7 @@ from .est.ledger import CertificateRecord
 from .est.policy import PendingEnrollment, Registration
 from .est.service import EstService, ServiceConfig
 from .est.tls import ListenerNames
+from .exceptions import AlreadyPaired
 from .store import DocumentStore, LedgerJournal
 
 _LOGGER = logging.getLogger(__name__)
@@ -364,10 +365,21 @@ class EstRuntime:
             if pending.identity == identity:
                 self.service.policy.reject(pending.request_id)
 
-    def preregister(self, appliance_id: str, pin: str, name: str | None) -> Registration:
-        """Let an appliance enroll unattended with this id and PIN; adds it as an appliance."""
+    def preregister(
+        self, appliance_id: str, pin: str, name: str | None, *, add_subentry: bool = True
+    ) -> Registration:
+        """Let an appliance enroll unattended with this id and PIN; adds it as an appliance.
+
+        Raises AlreadyPaired for an appliance the hub has: a PIN must not replace the keys the owner
+        approved. The subentry flow creates the subentry itself (``add_subentry=False``).
+        """
+        if self.service.policy.registration(appliance_id) is not None or (
+            appliance_id in self._appliance_subentries().values()
+        ):
+            raise AlreadyPaired(appliance_id)
         registration = self.service.policy.preregister(appliance_id, pin, ApplianceDetails(name=name))
-        self._ensure_subentry(appliance_id, registration.details)
+        if add_subentry:
+            self._ensure_subentry(appliance_id, registration.details)
         return registration
 
     async def async_revoke(self, appliance_id: str) -> list[CertificateRecord]:
