@@ -151,7 +151,7 @@ async def test_reenroll_needs_a_household_certificate_from_the_ledger(
 
 async def test_serverkeygen_for_an_unknown_appliance_waits_for_the_owner(registrar: Registrar) -> None:
     outcome = await registrar.serverkeygen(
-        Peer("10.0.0.7", BasicCredentials("fridge", "")),
+        Peer("10.0.0.7", BasicCredentials("fridge", "424242")),
         build_csr(ec.generate_private_key(ec.SECP256R1()), "fridge"),
     )
     assert isinstance(outcome, AwaitingOwner)

@@ -447,6 +447,27 @@ async def test_serverkeygen(
     assert certificate.public_key() != oven.key.public_key()
 
 
+async def test_serverkeygen_needs_a_secret_a_copy_of_the_request_lacks(
+    server: RunningServer, call: Call
+) -> None:
+    """A request's signature proves possession once: replaying an approved one must not buy a key."""
+    fridge = appliance("fridge")
+    waiting = await call("POST", f"{EST}/simpleenroll", body=fridge.body, auth=("fridge", ""))
+    assert waiting.status == 202
+    (pending,) = server.service.policy.pending_requests()
+    server.service.policy.approve(pending.request_id)  # the owner compared the fingerprints
+
+    replay = await call("POST", f"{EST}/serverkeygen", body=fridge.body, auth=("fridge", ""))
+    assert_refusal(replay, 403, "must enroll its own key (simpleenroll)")
+    fresh = await call("POST", f"{EST}/serverkeygen", body=appliance("toaster").body, auth=("toaster", ""))
+    assert_refusal(fresh, 403, "needs a PIN, a pre-registration secret or a factory certificate")
+    assert server.service.policy.pending_requests() == []  # refused before asking the owner
+    assert len(server.service.ledger) == 0
+    # The appliance itself, holding its key, still gets the certificate the owner approved.
+    own = await call("POST", f"{EST}/simpleenroll", body=fridge.body, auth=("fridge", ""))
+    assert certificate_from(own).public_key() == fridge.key.public_key()
+
+
 async def test_server_keeps_answering_concurrent_requests(call: Call) -> None:
     answers = await asyncio.gather(*(call("GET", f"{EST}/cacerts") for _ in range(20)))
     assert {a.status for a in answers} == {200}

@@ -26,7 +26,7 @@ from .errors import AuthenticationRequired, CAFailure, CertificateRevoked, NotAl
 from .issuance import Grant, IssuancePolicy
 from .ledger import CertificateRecord, Ledger
 from .limits import CRL_VALIDITY_DAYS
-from .policy import AwaitingOwner, Claim, EnrollmentPolicy
+from .policy import AwaitingOwner, Claim, CredentialKind, EnrollmentPolicy
 from .wire import BasicCredentials, CsrAttribute
 
 _BACKDATE = timedelta(minutes=5)
@@ -159,9 +159,21 @@ class Registrar:
 
         RSA-2048 when the request's own key is RSA, else EC P-256; the request's key only proves
         possession.
+
+        Only for a claim that carries something a copy of the request cannot: a secret (PIN or
+        pre-registration secret) or a factory certificate on this TLS connection. A request's
+        signature proves possession of its key once; anyone holding a copy of an approved request
+        could replay it here and receive a fresh key and certificate for that appliance. A claim
+        confirmed by fingerprint has no secret, so it must enroll its own key (simpleenroll), and
+        the owner's approval then covers the very key the certificate carries.
         """
         request = inspect_request(csr)
         claim = self._claim(peer)
+        if claim.kind is CredentialKind.FINGERPRINT:
+            raise NotAllowed(
+                "server key generation needs a PIN, a pre-registration secret or a factory "
+                "certificate; without one the appliance must enroll its own key (simpleenroll)"
+            )
         grant = self.issuance.grant(request, claim.appliance_id)
         decision = self.policy.authorize(claim, request, peer.address)
         if isinstance(decision, AwaitingOwner):
