@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 from cryptography.x509.oid import NameOID
 from pyasn1.codec.der import decoder, encoder
 from pyasn1.type import univ
-from pyasn1_modules import rfc2986
+from pyasn1_modules import rfc2986, rfc5280
 
 from custom_components.est_pairing.est import wire
 from custom_components.est_pairing.est.ca import HouseholdCA, IssuedName
@@ -212,3 +212,39 @@ def expired_twin(
         not_before=now - timedelta(days=30),
         not_after=now - timedelta(days=1),
     )
+
+
+def with_subject_common_name_der(
+    certificate: x509.Certificate, issuer_key: ec.EllipticCurvePrivateKey, value: bytes
+) -> x509.Certificate:
+    """``certificate`` with its subject's first attribute value replaced by the raw DER ``value``
+    (a PrintableString holding byte 0x80, say: OpenSSL verifies such a certificate, cryptography
+    cannot read its subject), signed again with ``issuer_key`` (ECDSA with SHA-256)."""
+    decoded, _ = decoder.decode(
+        certificate.public_bytes(serialization.Encoding.DER), asn1Spec=rfc5280.Certificate()
+    )
+    tbs = decoded["tbsCertificate"]
+    tbs["subject"][0][0][0]["value"] = univ.Any(value)
+    tbs_der = encoder.encode(tbs)
+    decoded["signature"] = univ.BitString.fromOctetString(issuer_key.sign(tbs_der, ec.ECDSA(hashes.SHA256())))
+    return x509.load_der_x509_certificate(encoder.encode(decoded))
+
+
+def with_long_form_serial_length(
+    certificate: x509.Certificate, issuer_key: ec.EllipticCurvePrivateKey
+) -> bytes:
+    """``certificate`` (DER) with its serial number's length in a needless long form, signed again.
+
+    BER allows it and OpenSSL verifies the certificate; cryptography, strict DER, cannot load it.
+    """
+    tbs = certificate.tbs_certificate_bytes
+    header = 2 + (tbs[1] & 0x7F if tbs[1] & 0x80 else 0)
+    version = bytes.fromhex("a003020102")  # [0] INTEGER 2 (v3)
+    body = tbs[header:]
+    if not body.startswith(version) or body[len(version)] != 0x02 or body[len(version) + 1] >= 0x80:
+        raise ValueError("expected a v3 certificate with a short serial number")
+    serial_at = len(version)
+    stretched = body[:serial_at] + bytes([0x02, 0x81]) + body[serial_at + 1 :]
+    new_tbs = tlv(0x30, stretched)
+    signature = issuer_key.sign(new_tbs, ec.ECDSA(hashes.SHA256()))
+    return tlv(0x30, new_tbs + _ECDSA_WITH_SHA256 + tlv(0x03, b"\x00" + signature))

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+import logging
 from pathlib import Path
+import ssl
 
 import aiohttp
 from cryptography import x509
@@ -23,6 +25,9 @@ from .conftest import RunningServer, make_service
 
 EST = "/.well-known/est"
 NOW = datetime.now(UTC)
+
+# A PrintableString holding byte 0x80: OpenSSL verifies the certificate, cryptography cannot read it.
+UNDECODABLE_COMMON_NAME = b"\x13\x04S\x80-7"
 
 
 @pytest.fixture(scope="module")
@@ -86,3 +91,64 @@ async def test_serverkeygen_with_a_factory_certificate_after_approval(
     key = serialization.load_der_private_key(parts[wire.PKCS8], password=None)
     (certificate,) = wire.decode_certs_only(parts[wire.PKCS7_MIME])
     assert certificate.public_key() == key.public_key()
+
+
+@pytest.mark.parametrize("operation", ["simpleenroll", "serverkeygen"])
+async def test_a_factory_certificate_cryptography_cannot_decode_is_a_400(
+    server: RunningServer, manufacturer: HouseholdCA, caplog: pytest.LogCaptureFixture, operation: str
+) -> None:
+    factory_key = ec.generate_private_key(ec.SECP256R1())
+    manufacturer_key = serialization.load_pem_private_key(manufacturer.to_pem()[1], password=None)
+    assert isinstance(manufacturer_key, ec.EllipticCurvePrivateKey)
+    undecodable = forge.with_subject_common_name_der(
+        factory_certificate(manufacturer, factory_key), manufacturer_key, UNDECODABLE_COMMON_NAME
+    )
+    with pytest.raises(ValueError, match="subject"):
+        _ = undecodable.subject
+    undecodable.verify_directly_issued_by(manufacturer.certificate)  # validly signed all the same
+
+    csr = build_csr(ec.generate_private_key(ec.SECP256R1()), "SN-7")
+    with caplog.at_level(logging.DEBUG, logger="custom_components.est_pairing.est"):
+        status, content_type, body = await post(server, operation, csr, undecodable, factory_key)
+    assert status == 400, body
+    assert content_type.startswith("text/plain")
+    assert body == b"client certificate cannot be decoded\n"
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
+    assert server.service.policy.pending_requests() == []
+    assert len(server.service.ledger) == 0
+
+
+async def test_a_factory_certificate_cryptography_cannot_load_is_a_400(
+    server: RunningServer, manufacturer: HouseholdCA, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    factory_key = ec.generate_private_key(ec.SECP256R1())
+    manufacturer_key = serialization.load_pem_private_key(manufacturer.to_pem()[1], password=None)
+    assert isinstance(manufacturer_key, ec.EllipticCurvePrivateKey)
+    der = forge.with_long_form_serial_length(factory_certificate(manufacturer, factory_key), manufacturer_key)
+    with pytest.raises(ValueError, match="InvalidLength"):
+        x509.load_der_x509_certificate(der)
+    # The ssl module loads client certificates from files only, and cryptography cannot hold this one.
+    (tmp_path / "factory.pem").write_text(ssl.DER_cert_to_PEM_cert(der))
+    (tmp_path / "factory.key").write_bytes(
+        factory_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    context = client_ssl_context(server.service.ca.certificate)
+    context.load_cert_chain(tmp_path / "factory.pem", tmp_path / "factory.key")
+    csr = build_csr(ec.generate_private_key(ec.SECP256R1()), "SN-7")
+    with caplog.at_level(logging.DEBUG, logger="custom_components.est_pairing.est"):
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(
+                f"{server.url}{EST}/simpleenroll",
+                data=wire.encode_base64(csr.public_bytes(serialization.Encoding.DER)),
+                headers={"Content-Type": wire.PKCS10},
+                ssl=context,
+            ) as response,
+        ):
+            assert response.status == 400, await response.text()
+            assert await response.read() == b"client certificate cannot be decoded\n"
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
+    assert server.service.policy.pending_requests() == []
+    assert len(server.service.ledger) == 0

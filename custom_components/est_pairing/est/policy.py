@@ -83,7 +83,11 @@ class Claim:
     def from_factory_certificate(cls, certificate: x509.Certificate) -> Claim:
         """Identity = the factory certificate's fingerprint; the id comes from its serial or CN."""
         fingerprint = certificate_fingerprint(certificate)
-        details = ApplianceDetails.from_name(certificate.subject)
+        try:  # cryptography decodes names when read: OpenSSL accepts some it cannot decode
+            details = ApplianceDetails.from_name(certificate.subject)
+            issuer = certificate.issuer.rfc4514_string()
+        except ValueError:
+            raise MalformedRequest("client certificate cannot be decoded") from None
         appliance_id = appliance_id_from(
             details.serial_number or details.name, fallback=f"factory-{fingerprint[:12]}"
         )
@@ -92,7 +96,7 @@ class Claim:
             appliance_id,
             CredentialKind.FACTORY,
             factory_fingerprint=fingerprint,
-            factory_issuer=certificate.issuer.rfc4514_string(),
+            factory_issuer=issuer,
             details=details,
         )
 

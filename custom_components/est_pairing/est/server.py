@@ -203,7 +203,10 @@ def _peer(request: web.Request) -> Peer:
     transport = request.transport
     ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
     if isinstance(ssl_object, ssl.SSLObject | ssl.SSLSocket):
-        chain = tuple(x509.load_der_x509_certificate(der) for der in ssl_object.get_verified_chain())
+        try:  # TLS verified the chain with OpenSSL, which accepts some DER that cryptography does not
+            chain = tuple(x509.load_der_x509_certificate(der) for der in ssl_object.get_verified_chain())
+        except ValueError:
+            raise MalformedRequest("client certificate cannot be decoded") from None
     return Peer(address=request.remote, credentials=credentials, certificate_chain=chain)
 
 
