@@ -6,7 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 import socket
 from typing import Any
-from unittest.mock import MagicMock
+from unittest.mock import MagicMock, patch
 
 from cryptography.hazmat.primitives.asymmetric import ec
 from freezegun.api import FrozenDateTimeFactory
@@ -15,7 +15,12 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers import issue_registry as ir
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 
-from custom_components.est_pairing.const import DOMAIN, ISSUE_CA_EXPIRING, ISSUE_PORT_UNAVAILABLE
+from custom_components.est_pairing.const import (
+    DOMAIN,
+    ISSUE_CA_EXPIRING,
+    ISSUE_LISTENER_NAMES,
+    ISSUE_PORT_UNAVAILABLE,
+)
 from custom_components.est_pairing.est.client import EstClient, build_csr
 from custom_components.est_pairing.runtime import EstRuntime
 from custom_components.est_pairing.store import DocumentStore
@@ -130,3 +135,30 @@ async def test_ca_nearing_expiry_raises_a_repair_issue(
     await hass.async_block_till_done(wait_background_tasks=True)
     issue = ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_CA_EXPIRING)
     assert issue is not None
+
+
+async def test_deleting_the_hub_deletes_its_repair_issues(
+    hass: HomeAssistant, init_integration: MockConfigEntry, freezer: FrozenDateTimeFactory
+) -> None:
+    runtime: EstRuntime = init_integration.runtime_data
+    freezer.move_to(runtime.service.ca.not_valid_after - timedelta(days=100))
+    with patch("homeassistant.components.network.async_get_announce_addresses", return_value=["192.168.7.7"]):
+        async_fire_time_changed(hass)
+        await hass.async_block_till_done(wait_background_tasks=True)
+    issues = ir.async_get(hass)
+    assert issues.async_get_issue(DOMAIN, ISSUE_CA_EXPIRING) is not None
+    assert issues.async_get_issue(DOMAIN, ISSUE_LISTENER_NAMES) is not None
+
+    assert await hass.config_entries.async_remove(init_integration.entry_id)
+    await hass.async_block_till_done()
+    assert issues.async_get_issue(DOMAIN, ISSUE_CA_EXPIRING) is None
+    assert issues.async_get_issue(DOMAIN, ISSUE_LISTENER_NAMES) is None
+
+
+async def test_deleting_a_hub_that_could_not_start_deletes_its_port_issue(
+    hass: HomeAssistant, entry_on_taken_port: MockConfigEntry
+) -> None:
+    assert ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_PORT_UNAVAILABLE) is not None
+    assert await hass.config_entries.async_remove(entry_on_taken_port.entry_id)
+    await hass.async_block_till_done()
+    assert ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_PORT_UNAVAILABLE) is None

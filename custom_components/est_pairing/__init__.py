@@ -5,10 +5,14 @@ from __future__ import annotations
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
-from homeassistant.helpers import config_validation as cv, device_registry as dr
+from homeassistant.helpers import (
+    config_validation as cv,
+    device_registry as dr,
+    issue_registry as ir,
+)
 from homeassistant.helpers.typing import ConfigType
 
-from .const import DOMAIN
+from .const import DOMAIN, ISSUE_CA_EXPIRING, ISSUE_LISTENER_NAMES, ISSUE_PORT_UNAVAILABLE
 from .runtime import EstRuntime, HubSettings
 from .services import async_setup_services
 from .store import DocumentStore, LedgerJournal
@@ -52,7 +56,9 @@ async def _async_entry_updated(hass: HomeAssistant, entry: EstConfigEntry) -> No
 
 
 async def async_remove_entry(hass: HomeAssistant, entry: EstConfigEntry) -> None:
-    """Deleting the hub deletes the household CA, approvals and ledger from .storage."""
+    """Deleting the hub deletes the household CA, approvals and ledger from .storage, and its issues."""
+    for issue_id in (ISSUE_PORT_UNAVAILABLE, ISSUE_CA_EXPIRING, ISSUE_LISTENER_NAMES):
+        ir.async_delete_issue(hass, DOMAIN, issue_id)
     await DocumentStore(hass, entry.entry_id, "ca").remove()
     await DocumentStore(hass, entry.entry_id, "approvals").remove()
     await LedgerJournal(hass, entry.entry_id).remove()
