@@ -55,10 +55,18 @@ def test_the_table_covers_the_issue() -> None:
         assert phrase in names, phrase
 
 
-def test_after_the_table_the_state_loads(standalone: ServerProcess) -> None:
-    """The CA key still loads and the ledger parses, with no serial twice."""
+async def test_after_the_table_the_state_loads(standalone: ServerProcess, target: Target) -> None:
+    """The CA key still loads and the ledger parses, with no serial twice.
+
+    It runs after the table in this module, and obtains a certificate of its own first: run alone
+    (or after cases that issued nothing) it still checks a ledger with an issuance in it.
+    """
+    certificate, _ = await target.enrolled()
     data_dir: Path = standalone.data_dir
     HouseholdCA.from_pem((data_dir / "ca.pem").read_bytes(), (data_dir / "ca.key").read_bytes())
-    serials = [e["serial"] for e in JournalFile(data_dir / "ledger.jsonl").read_sync() if e["op"] == "issued"]
-    assert serials and len(serials) == len(set(serials))
+    events = JournalFile(data_dir / "ledger.jsonl").read_sync()
+    serials = [int(e["serial"], 16) for e in events if e["op"] == "issued"]
+    assert certificate.serial_number in serials
+    assert len(serials) == len(set(serials)), "a serial number issued twice"
+    assert await target.serves()
     assert standalone.alive()
