@@ -16,6 +16,7 @@ from homeassistant.helpers import issue_registry as ir
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 
 from custom_components.est_pairing.const import (
+    CONF_PORT,
     DOMAIN,
     ISSUE_CA_EXPIRING,
     ISSUE_LISTENER_NAMES,
@@ -161,4 +162,26 @@ async def test_deleting_a_hub_that_could_not_start_deletes_its_port_issue(
     assert ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_PORT_UNAVAILABLE) is not None
     assert await hass.config_entries.async_remove(entry_on_taken_port.entry_id)
     await hass.async_block_till_done()
+    assert ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_PORT_UNAVAILABLE) is None
+
+
+async def test_a_failed_announcement_frees_the_port_for_the_next_attempt(
+    hass: HomeAssistant, mock_config_entry: MockConfigEntry, zeroconf: MagicMock
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    entry = MockConfigEntry(domain=DOMAIN, unique_id=DOMAIN, data={**mock_config_entry.data, CONF_PORT: port})
+    entry.add_to_hass(hass)
+    zeroconf.async_register_service.side_effect = OSError("no multicast interface")
+    assert not await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    assert entry.state is ConfigEntryState.SETUP_ERROR
+
+    zeroconf.async_register_service.side_effect = None
+    assert await hass.config_entries.async_reload(entry.entry_id)
+    await hass.async_block_till_done()
+    assert state_of(entry) is ConfigEntryState.LOADED
+    runtime: EstRuntime = entry.runtime_data
+    assert runtime.service.port == port
     assert ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_PORT_UNAVAILABLE) is None

@@ -191,12 +191,16 @@ class EstRuntime:
                 translation_placeholders={"port": str(self.settings.port)},
             ) from err
         ir.async_delete_issue(self.hass, DOMAIN, ISSUE_PORT_UNAVAILABLE)
-        await self._announce(names)
-        self._known_subentries = self._appliance_subentries()
-        self._check_ca_expiry()
-        self._unsubscribers.append(
-            async_track_time_interval(self.hass, self._async_refresh, REFRESH_INTERVAL)
-        )
+        try:
+            await self._announce(names)
+            self._known_subentries = self._appliance_subentries()
+            self._check_ca_expiry()
+            self._unsubscribers.append(
+                async_track_time_interval(self.hass, self._async_refresh, REFRESH_INTERVAL)
+            )
+        except BaseException:
+            await self.async_stop()  # free the port, or the next attempt finds it in use
+            raise
 
     async def async_stop(self) -> None:
         """Withdraw the announcement, stop the listener, drop flows for requests that die with it."""
