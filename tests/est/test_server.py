@@ -21,6 +21,7 @@ import pytest
 
 from custom_components.est_pairing.est import wire
 from custom_components.est_pairing.est.client import build_csr, renewal_csr
+from custom_components.est_pairing.est.errors import NotAllowed
 from custom_components.est_pairing.est.limits import FREE_ATTEMPTS, MAX_BODY_BYTES, PENDING_MAX_PER_ADDRESS
 from custom_components.est_pairing.est.tls import client_ssl_context
 
@@ -336,6 +337,45 @@ async def test_names_in_the_request(
         assert ExtendedKeyUsageOID.SERVER_AUTH in eku
     else:
         assert_refusal(answer, status, reason)
+
+
+async def test_an_id_differing_only_in_case_from_a_known_one_is_refused(
+    server: RunningServer, call: Call
+) -> None:
+    """DNS names ignore case: ``Fridge`` and ``fridge`` would both be granted ``fridge.local``."""
+    fridge = appliance("fridge")
+    await call("POST", f"{EST}/simpleenroll", body=fridge.body, auth=("fridge", ""))
+    toaster = await call("POST", f"{EST}/simpleenroll", body=appliance("toaster").body, auth=("toaster", ""))
+    assert toaster.status == 202
+    pending = {p.appliance_id: p for p in server.service.policy.pending_requests()}
+    server.service.policy.approve(pending["fridge"].request_id)
+
+    for twin, known in [("Fridge", "fridge"), ("TOASTER", "toaster"), ("Oven", "oven")]:
+        # approved, pending, pre-registered
+        twin_key = ec.generate_private_key(ec.SECP256R1())
+        csr = build_csr(twin_key, twin, dns_names=[f"{twin}.local"])
+        body = wire.encode_base64(csr.public_bytes(serialization.Encoding.DER))
+        answer = await call("POST", f"{EST}/simpleenroll", body=body, auth=(twin, ""))
+        assert_refusal(
+            answer, 403, f"appliance id '{twin}' differs only in case from the known appliance '{known}'"
+        )
+    with pytest.raises(NotAllowed, match="differs only in case"):
+        server.service.policy.preregister("FRIDGE", "123456")
+    assert sorted(p.appliance_id for p in server.service.policy.pending_requests()) == ["toaster"]
+    assert len(server.service.ledger) == 0
+    # The known appliance itself is unaffected.
+    own = await call("POST", f"{EST}/simpleenroll", body=fridge.body, auth=("fridge", ""))
+    assert certificate_from(own).public_key() == fridge.key.public_key()
+
+
+@pytest.mark.parametrize("appliance_id", ["localhost", "localhost.local", "LocalHost.Local", "localhost."])
+async def test_an_id_naming_the_server_with_or_without_local_is_refused(
+    call: Call, appliance_id: str
+) -> None:
+    """The server answers to ``localhost``: ``localhost.local`` is a name of the server too."""
+    twin = appliance(appliance_id)
+    answer = await call("POST", f"{EST}/simpleenroll", body=twin.body, auth=(appliance_id, ""))
+    assert_refusal(answer, 403, "a name this server answers to")
 
 
 async def test_weak_key_is_refused(call: Call) -> None:

@@ -66,13 +66,15 @@ class IssuancePolicy:
 
     @reserved_names.setter
     def reserved_names(self, names: Iterable[str]) -> None:
+        # Each name with and without ``.local``: an appliance named ``localhost.local`` would get the
+        # name ``localhost.local`` as its subjectAltName, one a client dialling the server may use.
         reserved = {name.casefold().rstrip(".") for name in names}
-        reserved |= {name.removesuffix(_MDNS_SUFFIX) for name in reserved}
-        self._reserved = frozenset(reserved)
+        bare = {name.removesuffix(_MDNS_SUFFIX) for name in reserved}
+        self._reserved = frozenset(reserved | bare | {f"{name}{_MDNS_SUFFIX}" for name in bare})
 
     def check_reserved(self, appliance_id: str) -> None:
-        """Refuse an appliance id that is one of the server's own names."""
-        if appliance_id.casefold() in self._reserved:
+        """Refuse an appliance id that is one of the server's own names (any case, trailing dot or not)."""
+        if appliance_id.casefold().rstrip(".") in self._reserved:
             raise NotAllowed(f"appliance id {appliance_id!r} is a name this server answers to")
 
     def grant(self, request: CertificateRequest, appliance_id: str) -> Grant:

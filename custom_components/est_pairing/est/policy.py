@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 import hashlib
 import hmac
+from itertools import chain
 import secrets
 import time
 from typing import Any
@@ -214,6 +215,7 @@ class EnrollmentPolicy:
             self._check_secret(claim, registration.secret_digest)
             if registration.accepts_key(key):
                 return Approved(registration.appliance_id)
+        self._check_distinct_name(claim.appliance_id)
         if self.auto_approve:
             return Approved(claim.appliance_id)
         request_id = request_id_for(claim.identity, key)
@@ -261,6 +263,23 @@ class EnrollmentPolicy:
             return
         self.throttle.failure(claim.identity)
         raise AuthenticationRequired(f"wrong secret for appliance {claim.appliance_id}")
+
+    def _check_distinct_name(self, appliance_id: str) -> None:
+        """Refuse an id that differs only in case from a known appliance's: DNS names ignore case.
+
+        ``Fridge`` and ``fridge`` would both be granted the name ``fridge.local``, so each would hold a
+        certificate naming the other. Ids stay case-sensitive everywhere else (they are CNs, and keys
+        of stored registrations); a case twin is simply never let in, whether pending, approved or
+        pre-registered.
+        """
+        self._expire(self._clock())
+        folded = appliance_id.casefold()
+        known = chain(self._registrations, (pending.appliance_id for pending in self._pending.values()))
+        for other in known:
+            if other != appliance_id and other.casefold() == folded:
+                raise NotAllowed(
+                    f"appliance id {appliance_id!r} differs only in case from the known appliance {other!r}"
+                )
 
     def _check_room(self, identity: str, address: str | None) -> None:
         if len(self._pending) >= PENDING_MAX:
@@ -360,6 +379,7 @@ class EnrollmentPolicy:
             raise MalformedRequest("a pre-registration needs a secret")
         if len(secret) > MAX_SECRET_LENGTH:
             raise MalformedRequest(f"secret is longer than {MAX_SECRET_LENGTH} characters")
+        self._check_distinct_name(appliance_id)
         registration = Registration(
             appliance_id=appliance_id,
             identity=f"id:{appliance_id}",
