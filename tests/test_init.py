@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from pathlib import Path
 import socket
@@ -11,8 +12,10 @@ from unittest.mock import MagicMock, patch
 from cryptography.hazmat.primitives.asymmetric import ec
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.config_entries import ConfigEntry, ConfigEntryState
+from homeassistant.const import EVENT_HOMEASSISTANT_STOP
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import issue_registry as ir
+import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 
 from custom_components.est_pairing.const import (
@@ -185,3 +188,22 @@ async def test_a_failed_announcement_frees_the_port_for_the_next_attempt(
     runtime: EstRuntime = entry.runtime_data
     assert runtime.service.port == port
     assert ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_PORT_UNAVAILABLE) is None
+
+
+async def test_stopping_home_assistant_stops_the_listener_and_keeps_approvals(
+    hass: HomeAssistant, init_integration: MockConfigEntry, hass_storage: dict[str, Any], zeroconf: MagicMock
+) -> None:
+    runtime: EstRuntime = init_integration.runtime_data
+    port = runtime.service.port
+    runtime.preregister("oven", "123456", "Kitchen oven")  # right before the restart
+
+    hass.bus.async_fire(EVENT_HOMEASSISTANT_STOP)
+    await hass.async_block_till_done()
+    approvals = hass_storage[f"{DOMAIN}.{init_integration.entry_id}.approvals"]["data"]
+    assert [registration["appliance_id"] for registration in approvals["registrations"]] == ["oven"]
+    with pytest.raises(ConnectionRefusedError):
+        await asyncio.open_connection("127.0.0.1", port)
+    zeroconf.async_unregister_service.assert_awaited_once()
+
+    assert await hass.config_entries.async_unload(init_integration.entry_id)  # an unload may follow
+    zeroconf.async_unregister_service.assert_awaited_once()

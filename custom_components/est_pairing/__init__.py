@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from homeassistant.config_entries import ConfigEntry
-from homeassistant.const import Platform
+from homeassistant.const import EVENT_HOMEASSISTANT_STOP, Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import (
     config_validation as cv,
@@ -36,6 +36,8 @@ async def async_setup_entry(hass: HomeAssistant, entry: EstConfigEntry) -> bool:
     try:
         entry.runtime_data = runtime
         entry.async_on_unload(entry.add_update_listener(_async_entry_updated))
+        # Home Assistant does not unload entries when it stops: free the port, write pending approvals.
+        entry.async_on_unload(hass.bus.async_listen(EVENT_HOMEASSISTANT_STOP, runtime.async_shutdown))
         await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     except BaseException:
         await runtime.async_stop()  # free the port, or the next attempt finds it in use

@@ -22,7 +22,7 @@ from homeassistant.config_entries import (
     ConfigEntry,
     ConfigSubentry,
 )
-from homeassistant.core import HomeAssistant, callback
+from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.exceptions import ConfigEntryNotReady
 from homeassistant.helpers import discovery_flow, issue_registry as ir
 from homeassistant.helpers.dispatcher import async_dispatcher_send
@@ -202,8 +202,15 @@ class EstRuntime:
             await self.async_stop()  # free the port, or the next attempt finds it in use
             raise
 
+    async def async_shutdown(self, _event: Event) -> None:
+        """Home Assistant stops: stop as an unload would, which waits for pending approval saves."""
+        await self.async_stop()
+
     async def async_stop(self) -> None:
-        """Withdraw the announcement, stop the listener, drop flows for requests that die with it."""
+        """Withdraw the announcement, stop the listener, drop flows for requests that die with it.
+
+        Safe to call again (an unload after Home Assistant's stop event).
+        """
         for unsubscribe in self._unsubscribers:
             unsubscribe()
         self._unsubscribers.clear()
