@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 import gzip
@@ -201,6 +202,24 @@ async def test_media_type_parameters_and_case_are_accepted(call: Call) -> None:
         auth=("oven", "123456"),
     )
     assert certificate_from(answer).public_key() == oven.key.public_key()
+
+
+async def test_base64_without_its_padding_is_accepted(call: Call) -> None:
+    """Deployed clients differ: some leave the trailing ``=`` off."""
+    oven = appliance()
+    der = oven.csr.public_bytes(serialization.Encoding.DER)  # each .csr is signed afresh
+    while len(der) % 3 == 0:  # then its base64 has no padding to leave off
+        der = oven.csr.public_bytes(serialization.Encoding.DER)
+    unpadded = base64.b64encode(der).rstrip(b"=")
+    assert len(unpadded) % 4 in {2, 3}
+    answer = await call("POST", f"{EST}/simpleenroll", body=unpadded, auth=("oven", "123456"))
+    assert certificate_from(answer).public_key() == oven.key.public_key()
+    truncated = unpadded[: len(unpadded) - len(unpadded) % 4 + 1]  # 1 mod 4: not base64 at all
+    assert_refusal(
+        await call("POST", f"{EST}/simpleenroll", body=truncated, auth=("oven", "123456")),
+        400,
+        "not valid base64",
+    )
 
 
 async def test_chunked_upload_is_accepted_and_over_limit_is_413(server: RunningServer) -> None:

@@ -101,10 +101,21 @@ def _body_forms(der: bytes) -> dict[str, bytes]:
         "base64, 76 columns LF": base64.encodebytes(der),
         "base64, spaces and tabs": b" \t".join(text[i : i + 10] for i in range(0, len(text), 10)),
         "base64, leading and trailing blank lines": b"\r\n\r\n" + text + b"\r\n\r\n",
+        "base64, padding left off": text.rstrip(b"="),
+        "base64, padding left off, 64 columns": wire.encode_base64(der).rstrip(b"=\r\n"),
         "PEM armour": pem + b"-----END CERTIFICATE REQUEST-----\n",
         "PEM armour, NEW label": pem.replace(b"CERTIFICATE", b"NEW CERTIFICATE")
         + b"-----END NEW CERTIFICATE REQUEST-----\n",
     }
+
+
+@pytest.mark.parametrize("length", [30, 31, 32])  # base64 ending in "", "==" and "="
+def test_base64_without_padding_decodes_as_with_it(length: int) -> None:
+    der = bytes(range(length))
+    text = base64.b64encode(der)
+    assert text.endswith(b"=") == (length % 3 != 0)
+    assert wire.decode_base64(text.rstrip(b"="), what="body") == der
+    assert wire.decode_base64(text, what="body") == der
 
 
 @pytest.mark.parametrize("form", list(_body_forms(b"0")))
@@ -126,6 +137,9 @@ def test_every_accepted_request_form_gives_the_same_csr(form: str) -> None:
         (b"\x30\x82\xff\xff truncated", "not a DER PKCS#10"),
         (b"-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n", "without its END line"),
         (b"====", "not valid base64"),
+        (b"MIIBC", "not valid base64"),  # 1 mod 4: no padding makes it base64
+        (b"MIIB\r\nC", "not valid base64"),
+        (b"MIIB=Cg", "not valid base64"),  # padding in the middle: re-padding the end cannot mend it
     ],
 )
 def test_malformed_request_bodies(body: bytes, reason: str) -> None:

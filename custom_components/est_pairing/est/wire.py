@@ -60,12 +60,17 @@ def encode_base64(der: bytes) -> bytes:
 
 
 def decode_base64(data: bytes, *, what: str) -> bytes:
-    """Decode base64 that may contain whitespace and line breaks anywhere; reject anything else."""
+    """Decode base64 with whitespace and line breaks anywhere, with or without its ``=`` padding.
+
+    Reject anything else: a length of 1 mod 4 cannot be base64, padded or not.
+    """
     compact = b"".join(data.split())
     if not compact:
         raise MalformedRequest(f"{what} is empty")
+    if len(compact) % 4 == 1:
+        raise MalformedRequest(f"{what} is not valid base64 (truncated)")
     try:
-        decoded = base64.b64decode(compact, validate=True)
+        decoded = base64.b64decode(compact + b"=" * (-len(compact) % 4), validate=True)
     except (binascii.Error, ValueError):
         raise MalformedRequest(f"{what} is not valid base64") from None
     if not decoded:
