@@ -18,10 +18,11 @@ import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 
 from custom_components.est_pairing import async_remove_config_entry_device
-from custom_components.est_pairing.const import DOMAIN
+from custom_components.est_pairing.const import DOMAIN, REFRESH_INTERVAL
 from custom_components.est_pairing.est.client import EstClient, Pending, build_csr, renewal_csr
 from custom_components.est_pairing.est.csr import ApplianceDetails
 from custom_components.est_pairing.est.errors import CertificateRevoked, LockedOut, NotAllowed
+from custom_components.est_pairing.est.limits import PENDING_TTL
 from custom_components.est_pairing.runtime import EstRuntime
 
 from .conftest import device_for
@@ -208,23 +209,32 @@ async def test_one_flow_per_appliance_id_and_the_next_key_gets_its_turn(
 
 
 async def test_flows_close_when_their_request_expires_or_the_hub_unloads(
-    hass: HomeAssistant,
-    init_integration: MockConfigEntry,
-    runtime: EstRuntime,
-    appliance_client: EstClient,
-    freezer: FrozenDateTimeFactory,
+    hass: HomeAssistant, mock_config_entry: MockConfigEntry, freezer: FrozenDateTimeFactory
 ) -> None:
-    await ask(hass, appliance_client, key())
-    assert len(flows(hass)) == 1
-    freezer.tick(timedelta(hours=25))
-    assert runtime.service.policy.pending_requests() == []
+    mock_config_entry.add_to_hass(hass)
+    # The periodic refresh closes them by itself, not the pending requests sensor reading the policy.
+    er.async_get(hass).async_get_or_create(
+        "sensor",
+        DOMAIN,
+        f"{mock_config_entry.entry_id}_pending_requests",
+        config_entry=mock_config_entry,
+        disabled_by=er.RegistryEntryDisabler.USER,
+    )
+    assert await hass.config_entries.async_setup(mock_config_entry.entry_id)
     await hass.async_block_till_done()
-    assert flows(hass) == []
+    runtime: EstRuntime = mock_config_entry.runtime_data
+    url = f"https://127.0.0.1:{runtime.service.port}"
+    async with EstClient(url, runtime.service.ca.certificate) as client:
+        await ask(hass, client, key())
+        assert len(flows(hass)) == 1
+        freezer.tick(timedelta(seconds=PENDING_TTL) + REFRESH_INTERVAL)
+        async_fire_time_changed(hass)
+        await hass.async_block_till_done(wait_background_tasks=True)
+        assert flows(hass) == []
 
-    freezer.tick(timedelta(seconds=1))
-    await ask(hass, appliance_client, key())
+        await ask(hass, client, key())
     assert len(flows(hass)) == 1
-    await hass.config_entries.async_unload(init_integration.entry_id)
+    await hass.config_entries.async_unload(mock_config_entry.entry_id)
     await hass.async_block_till_done()
     assert flows(hass) == []
 

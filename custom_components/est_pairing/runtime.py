@@ -272,6 +272,7 @@ class EstRuntime:
         elif self.service.listener_identity.needs_renewal(self.service.ca, names, self.service.now()):
             await self.service.update_names(names)
         self._check_ca_expiry()
+        self.service.policy.pending_requests()  # forgets expired requests, which closes their flows
         async_dispatcher_send(self.hass, self.signal_appliance, None)
         async_dispatcher_send(self.hass, self.signal_hub)
 
