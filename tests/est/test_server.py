@@ -255,6 +255,26 @@ async def test_no_credentials_gets_a_quoted_basic_challenge(call: Call) -> None:
     assert answer.headers["WWW-Authenticate"].startswith('Basic realm="EST Appliance Pairing"')
 
 
+@pytest.mark.parametrize(
+    ("authorization", "reason"),
+    [
+        ("Basic", "missing after 'Basic'"),
+        ("Basic " + base64.b64encode(b"oven").decode(), "no ':' between user and password"),
+        ("Basic %%%", "not valid base64"),
+        ("Basic " + base64.b64encode(b"oven:\xff\xfe").decode(), "not UTF-8"),
+    ],
+)
+async def test_unreadable_basic_credentials_get_the_challenge(
+    call: Call, authorization: str, reason: str
+) -> None:
+    """Like missing or wrong credentials: 401 and a challenge, so the client asks again."""
+    answer = await call(
+        "POST", f"{EST}/simpleenroll", body=appliance().body, headers={"Authorization": authorization}
+    )
+    assert_refusal(answer, 401, reason)
+    assert answer.headers["WWW-Authenticate"].startswith('Basic realm="EST Appliance Pairing"')
+
+
 async def test_preregistered_appliance_enrolls_at_once(server: RunningServer, call: Call) -> None:
     oven = appliance()
     answer = await call("POST", f"{EST}/simpleenroll", body=oven.body, auth=("oven", "123456"))

@@ -265,9 +265,11 @@ def test_basic_credentials_round_trip_and_repr_hides_the_password() -> None:
     ("header", "error", "reason"),
     [
         ("Bearer abc", AuthenticationRequired, "only HTTP Basic"),
-        ("Basic %%%", MalformedRequest, "not valid base64"),
-        ("Basic " + base64.b64encode(b"\xff\xfe:x").decode(), MalformedRequest, "not UTF-8"),
-        ("Basic " + base64.b64encode(b"no-colon").decode(), MalformedRequest, "no ':'"),
+        ("Basic", AuthenticationRequired, "missing after 'Basic'"),
+        ("Basic   ", AuthenticationRequired, "missing after 'Basic'"),
+        ("Basic %%%", AuthenticationRequired, "not valid base64"),
+        ("Basic " + base64.b64encode(b"\xff\xfe:x").decode(), AuthenticationRequired, "not UTF-8"),
+        ("Basic " + base64.b64encode(b"no-colon").decode(), AuthenticationRequired, "no ':'"),
     ],
 )
 def test_bad_authorization_headers(header: str, error: type[Exception], reason: str) -> None:

@@ -277,23 +277,29 @@ class BasicCredentials:
 
 
 def parse_basic_authorization(header: str | None) -> BasicCredentials | None:
-    """Credentials from an ``Authorization: Basic`` header; None when absent."""
+    """Credentials from an ``Authorization: Basic`` header; None when absent.
+
+    Credentials that cannot be read are refused like wrong ones (401 and a challenge, RFC 9110
+    §11.6.1), so that a client asks its user again rather than giving up on a 400.
+    """
     if header is None:
         return None
     scheme, _, token = header.strip().partition(" ")
     if scheme.lower() != "basic":
         raise AuthenticationRequired("only HTTP Basic authentication is supported")
+    if not token.strip():
+        raise AuthenticationRequired("Basic credentials are missing after 'Basic'")
     try:
         decoded = base64.b64decode(token.strip(), validate=True)
     except (binascii.Error, ValueError):
-        raise MalformedRequest("Basic credentials are not valid base64") from None
+        raise AuthenticationRequired("Basic credentials are not valid base64") from None
     try:
         text = decoded.decode("utf-8")
     except UnicodeDecodeError:
-        raise MalformedRequest("Basic credentials are not UTF-8") from None
+        raise AuthenticationRequired("Basic credentials are not UTF-8") from None
     username, colon, password = text.partition(":")
     if not colon:
-        raise MalformedRequest("Basic credentials have no ':' between user and password")
+        raise AuthenticationRequired("Basic credentials have no ':' between user and password")
     return BasicCredentials(username, password)
 
 

@@ -309,18 +309,18 @@ def with_authorization(t: Target, value: bytes) -> bytes:
     return head + b"\r\nAuthorization: " + value + b"\r\n\r\n" + body
 
 
-@case("non-UTF-8 credentials", 400, "not UTF-8")
+@case("non-UTF-8 credentials", 401, "not UTF-8")
 async def _non_utf8(t: Target) -> Answer:
     token = base64.b64encode(t.user.encode() + b":\xff\xfe\xfd")
     return await t.exchange(with_authorization(t, b"Basic " + token))
 
 
-@case("raw non-ASCII bytes in Authorization", 400, "not valid base64")
+@case("raw non-ASCII bytes in Authorization", 401, "not valid base64")
 async def _raw_bytes(t: Target) -> Answer:
     return await t.exchange(with_authorization(t, b"Basic \xff\xfe\x80\x81"))
 
 
-@case("credentials without a colon", 400, "no ':'")
+@case("credentials without a colon", 401, "no ':'")
 async def _no_colon(t: Target) -> Answer:
     return await t.exchange(with_authorization(t, b"Basic " + base64.b64encode(t.user.encode())))
 
