@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from unittest.mock import AsyncMock, patch
+from collections.abc import Buffer
+import errno
+import os
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
 from homeassistant.const import ATTR_ENTITY_ID
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
@@ -14,7 +17,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 import voluptuous as vol
 
 from custom_components.est_pairing.const import DOMAIN
-from custom_components.est_pairing.est.errors import CAFailure
+from custom_components.est_pairing.est.client import EstClient, build_csr
 from custom_components.est_pairing.runtime import EstRuntime
 
 from .conftest import device_for
@@ -103,22 +106,33 @@ async def test_actions_need_a_running_hub(hass: HomeAssistant, init_integration:
     assert err.value.translation_key == "not_loaded"
 
 
-async def test_a_failing_household_ca_is_a_translated_error(hass: HomeAssistant, runtime: EstRuntime) -> None:
+async def test_a_failing_household_ca_is_a_translated_error(
+    hass: HomeAssistant, runtime: EstRuntime, appliance_client: EstClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
     runtime.preregister("oven", "123456", "Kitchen oven")
+    await hass.async_block_till_done()
+    csr = build_csr(ec.generate_private_key(ec.SECP256R1()), "oven")
+    certificate = await appliance_client.enroll(csr, username="oven", password="123456")
     await hass.async_block_till_done()
     oven = device_for(hass, "oven")
     assert oven is not None
     registry = er.async_get(hass)
     (button,) = [e.entity_id for e in registry.entities.values() if e.domain == "button"]
-    failing = AsyncMock(side_effect=CAFailure("could not record the revocation: disk full"))
-    with patch.object(runtime.service.registrar, "revoke_appliance", failing):
-        with pytest.raises(HomeAssistantError) as from_action:
-            await hass.services.async_call(
-                DOMAIN, "revoke_certificate", {"device_id": oven.id}, blocking=True
-            )
-        with pytest.raises(HomeAssistantError) as from_button:
-            await hass.services.async_call("button", "press", {ATTR_ENTITY_ID: button}, blocking=True)
+
+    def disk_full(descriptor: int, data: Buffer) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", disk_full)  # the ledger cannot record the revocation
+    with pytest.raises(HomeAssistantError) as from_action:
+        await hass.services.async_call(DOMAIN, "revoke_certificate", {"device_id": oven.id}, blocking=True)
+    with pytest.raises(HomeAssistantError) as from_button:
+        await hass.services.async_call("button", "press", {ATTR_ENTITY_ID: button}, blocking=True)
+    monkeypatch.undo()
     for err in (from_action.value, from_button.value):
         assert not isinstance(err, ServiceValidationError)
         assert err.translation_key == "operation_failed"
-        assert err.translation_placeholders == {"reason": "could not record the revocation: disk full"}
+        assert err.translation_placeholders is not None
+        assert "No space left on device" in err.translation_placeholders["reason"]
+    record = runtime.service.ledger.get(certificate.serial_number)
+    assert record is not None
+    assert not record.revoked
