@@ -153,6 +153,31 @@ async def test_crl_is_signed_by_the_ca(server: RunningServer, call: Call) -> Non
     assert len(crl) == 0
 
 
+@pytest.mark.parametrize("path", [f"{EST}/cacerts", f"{EST}/appliance/csrattrs", "/crl"])
+async def test_head_works_wherever_get_does(server: RunningServer, path: str) -> None:
+    """RFC 9110: the GET answer's headers, no body (the next answer on the connection proves it)."""
+    context = rawhttp.tls_context(server.service.ca.certificate_pem)
+    async with rawhttp.connect(server.service.port, tls=context) as connection:
+        await connection.send(rawhttp.http_request("HEAD", path))
+        head = await connection.response(to_head=True)
+        await connection.send(rawhttp.http_request("GET", path))
+        get = await connection.response()
+    assert head is not None
+    assert get is not None, "the HEAD answer carried a body"
+    assert (head.status, get.status) == (200, 200)
+    assert head.body == b""
+    assert head.headers["content-type"] == get.headers["content-type"]
+    assert int(head.headers["content-length"]) == len(get.body) > 0
+
+
+async def test_head_is_not_allowed_where_get_is_not(call: Call) -> None:
+    answer = await call("HEAD", f"{EST}/simpleenroll")
+    assert answer.status == 405
+    assert answer.headers["Allow"] == "POST"
+    assert (await call("POST", f"{EST}/cacerts", body=b"x")).headers["Allow"] == "GET, HEAD"
+    assert (await call("POST", "/crl", body=b"x")).headers["Allow"] == "GET, HEAD"
+
+
 # --- the status-code table ------------------------------------------------------------------------
 
 

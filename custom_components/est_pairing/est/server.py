@@ -150,8 +150,9 @@ class EstApplication:
         operation = self._operations.get(request.match_info["op"])
         if operation is None:
             raise UnknownResource("unknown EST operation")
-        if request.method != operation.method:
-            raise MethodNotAllowed(f"this operation takes {operation.method} only", (operation.method,))
+        allowed = _with_head(operation.method)
+        if request.method not in allowed:
+            raise MethodNotAllowed(f"this operation takes {operation.method} only", allowed)
         return await operation.handler(request)
 
     # --- operations ---------------------------------------------------------------------------------
@@ -189,12 +190,20 @@ class EstApplication:
         raise OperationNotSupported("full CMC is not offered; use simpleenroll")
 
     async def _crl(self, request: web.Request) -> web.Response:
-        if request.method != hdrs.METH_GET:
-            raise MethodNotAllowed("the CRL is fetched with GET", (hdrs.METH_GET,))
+        if request.method not in _with_head(hdrs.METH_GET):
+            raise MethodNotAllowed("the CRL is fetched with GET", _with_head(hdrs.METH_GET))
         return web.Response(body=self.registrar.crl(), headers={hdrs.CONTENT_TYPE: PKIX_CRL})
 
 
 # --- request and response helpers ---------------------------------------------------------------------
+
+
+def _with_head(method: str) -> tuple[str, ...]:
+    """The methods a resource answers: HEAD wherever GET works (RFC 9110 §9.3.2).
+
+    aiohttp sends a HEAD answer's headers (Content-Length included) and leaves its body out.
+    """
+    return (method, hdrs.METH_HEAD) if method == hdrs.METH_GET else (method,)
 
 
 def _peer(request: web.Request) -> Peer:
