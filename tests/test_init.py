@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 import socket
@@ -15,6 +16,7 @@ from homeassistant.config_entries import ConfigEntry, ConfigEntryState
 from homeassistant.const import EVENT_HOMEASSISTANT_STOP
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import issue_registry as ir
+from homeassistant.helpers.storage import Store
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 
@@ -27,7 +29,6 @@ from custom_components.est_pairing.const import (
 )
 from custom_components.est_pairing.est.client import EstClient, build_csr
 from custom_components.est_pairing.runtime import EstRuntime
-from custom_components.est_pairing.store import DocumentStore
 
 from .conftest import ANNOUNCE_ADDRESSES
 
@@ -100,12 +101,26 @@ async def test_state_lives_in_private_stores_and_leaves_with_the_entry(
     prefix = f"{DOMAIN}.{init_integration.entry_id}"
     assert "PRIVATE KEY" in hass_storage[f"{prefix}.ca"]["data"]["ca"]["private_key"]
     assert "123456" not in str(hass_storage[f"{prefix}.approvals"])
-    for store in (runtime.service._ca_store, runtime.service._policy_store):
-        assert isinstance(store, DocumentStore)
-        assert store._store._private and store._store._atomic_writes
     journal = config_dir / ".storage" / f"{prefix}.ledger_journal"
     assert journal.stat().st_mode & 0o077 == 0
     assert '"appliance":"oven"' in journal.read_text()
+
+    constructed: dict[str, dict[str, Any]] = {}
+
+    class RecordingStore[T: Mapping[str, Any] | Sequence[Any]](Store[T]):
+        """Home Assistant's Store, noting how the integration asks for each one."""
+
+        def __init__(self, hass: HomeAssistant, version: int, key: str, **kwargs: Any) -> None:
+            super().__init__(hass, version, key, **kwargs)
+            constructed[key] = kwargs
+
+    with patch("custom_components.est_pairing.store.Store", RecordingStore):
+        assert await hass.config_entries.async_reload(init_integration.entry_id)
+        await hass.async_block_till_done()
+    assert set(constructed) == {f"{prefix}.ca", f"{prefix}.approvals", f"{prefix}.ledger"}
+    for kwargs in constructed.values():
+        assert kwargs.get("private") is True
+        assert kwargs.get("atomic_writes") is True
 
     assert await hass.config_entries.async_remove(init_integration.entry_id)
     await hass.async_block_till_done()
