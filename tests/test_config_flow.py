@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+import contextlib
 from datetime import UTC, datetime, timedelta
 import socket
 from typing import Any
@@ -97,9 +98,10 @@ async def test_port_in_use_then_a_free_one(hass: HomeAssistant, taken_port: int)
 
 
 async def test_default_port_taken_offers_a_free_one(hass: HomeAssistant) -> None:
-    with patch(
-        "custom_components.est_pairing.config_flow._port_free", side_effect=lambda port: port != DEFAULT_PORT
-    ):
+    with socket.socket() as holder:
+        with contextlib.suppress(OSError):  # if something else holds it already, it is taken all the same
+            holder.bind(("", DEFAULT_PORT))
+            holder.listen()
         result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
     offered = suggested(result, CONF_PORT)
     assert offered != DEFAULT_PORT
