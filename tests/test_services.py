@@ -45,7 +45,7 @@ async def test_preregister_validates_its_input(hass: HomeAssistant, runtime: Est
         await hass.services.async_call(
             DOMAIN, "preregister_appliance", {"appliance_id": "../oven", "pin": "123456"}, blocking=True
         )
-    assert err.value.translation_key == "invalid_request"
+    assert err.value.translation_key == "invalid_input"
     assert runtime.service.policy.registrations() == []
 
 

@@ -21,7 +21,13 @@ class AlreadyPaired(ServiceValidationError):
 
 def translated(err: EstError) -> HomeAssistantError:
     """A translated exception for a library error: the owner's mistakes are validation errors."""
-    if isinstance(err, MalformedRequest | NotAllowed):
+    if isinstance(err, MalformedRequest):
+        return ServiceValidationError(
+            translation_domain=DOMAIN,
+            translation_key="invalid_input",
+            translation_placeholders={"reason": str(err)},
+        )
+    if isinstance(err, NotAllowed):
         return ServiceValidationError(
             translation_domain=DOMAIN,
             translation_key="invalid_request",
