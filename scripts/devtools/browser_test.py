@@ -60,9 +60,11 @@ async def echo(stream: asyncio.StreamReader) -> None:
         print(line.decode(errors="replace"), end="", flush=True)
 
 
-async def run(shots: Path) -> int:
+async def run(shots: Path, python: str | None) -> int:
     """Run the flow; returns the browser test's exit code."""
-    config = Path(tempfile.mkdtemp(prefix="est-browser-ha-"))
+    # Another release's Python may run in a chroot that sees only the repository, so its
+    # configuration directory is made inside it then.
+    config = Path(tempfile.mkdtemp(prefix=".browser-ha-", dir=ROOT if python else None))
     develop = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -71,9 +73,11 @@ async def run(shots: Path) -> int:
         "--appliance",
         "--config",
         str(config),
+        *(["--python", python] if python else []),
         cwd=ROOT,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,  # so that a kill reaches what it started too
     )
     if develop.stdout is None:
         raise RuntimeError("no pipe from scripts/develop")
@@ -106,7 +110,8 @@ async def run(shots: Path) -> int:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(develop.wait(), 60)
         if develop.returncode is None:
-            develop.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(develop.pid, signal.SIGKILL)
         shutil.rmtree(config, ignore_errors=True)
 
 
@@ -114,13 +119,18 @@ def main() -> None:
     """Entry point."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--update-images", action="store_true", help="write the screenshots to docs/images")
+    parser.add_argument(
+        "--python",
+        help="the command that runs Home Assistant's Python, passed to scripts/develop"
+        " (default: .venv's; .ci/run passes the newest release's)",
+    )
     args = parser.parse_args()
     preflight()
     shots = IMAGES if args.update_images else Path(tempfile.mkdtemp(prefix="est-browser-shots-"))
     if args.update_images:
         for old in IMAGES.glob("*.png"):
             old.unlink()
-    code = asyncio.run(run(shots))
+    code = asyncio.run(run(shots, args.python))
     for failed in shots.glob("failed-*.png"):
         print(f"scripts/browser-test: the failing page is in {failed}", file=sys.stderr)
     print(f"scripts/browser-test: {'passed' if code == 0 else 'FAILED'}; screenshots in {shots}")

@@ -22,6 +22,7 @@ import json
 import os
 from pathlib import Path
 import secrets
+import shlex
 import shutil
 import signal
 import subprocess
@@ -103,11 +104,11 @@ async def onboard(owner: Owner, *, isolated: bool) -> None:
     )
 
 
-def install_requirements(config: Path) -> None:
+def install_requirements(python: list[str], config: Path) -> None:
     """Let Home Assistant install its start-up requirements while the network is reachable."""
     subprocess.run(
         [
-            sys.executable,
+            *python,
             str(ROOT / "scripts" / "devtools" / "install_ha_requirements.py"),
             str(config),
             "est_pairing",
@@ -205,25 +206,35 @@ async def start_appliance(config: Path, pin: str) -> asyncio.subprocess.Process:
     )
 
 
+def stop_group(process: asyncio.subprocess.Process) -> None:
+    """Ask every process in the process group that ``process`` leads to stop."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+
+
 async def run(args: argparse.Namespace) -> int:
     """Start Home Assistant (isolated or not) and wait for it to exit."""
     config: Path = args.config
-    command = [sys.executable, "-m", "homeassistant", "-c", str(config)]
+    command = [*args.python, "-m", "homeassistant", "-c", str(config)]
     server = None
     if args.isolated:
         create_namespace()
         command = ["ip", "netns", "exec", NETNS, *command]
         server = await forward(HTTP_PORT)
-    process = await asyncio.create_subprocess_exec(*command)
+    # Its own process group: a wrapper in the command (ip netns exec, a chroot's unshare) may not
+    # pass signals on, so a stop goes to every process of the group.
+    process = await asyncio.create_subprocess_exec(*command, start_new_session=True)
     print(f"scripts/develop: Home Assistant starting at http://127.0.0.1:{HTTP_PORT}", flush=True)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, process.send_signal, signal.SIGTERM)
+        loop.add_signal_handler(signum, stop_group, process)
     onboarding = asyncio.create_task(onboard(owner_account(config), isolated=args.isolated))
     appliance = await start_appliance(config, args.appliance_pin) if args.appliance else None
     try:
         return await process.wait()
     finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # whatever of it outlived its leader
         onboarding.cancel()
         if appliance is not None and appliance.returncode is None:
             appliance.terminate()
@@ -256,10 +267,17 @@ def main() -> None:
         default=ROOT / "config",
         help="Home Assistant configuration directory (default: config/ in the repository)",
     )
+    parser.add_argument(
+        "--python",
+        type=shlex.split,
+        default=[sys.executable],
+        help="the command that runs Home Assistant's Python (default: this one); e.g. another"
+        " release's: '../shared/tools/py314/run --exec $PWD /opt/ha-newest/bin/python'",
+    )
     args = parser.parse_args()
     args.config = args.config.resolve()
     prepare_config(args.config)
-    install_requirements(args.config)
+    install_requirements(args.python, args.config)
     with contextlib.suppress(KeyboardInterrupt):
         sys.exit(asyncio.run(run(args)))
 

@@ -61,9 +61,16 @@ async function step(name, action) {
 const statusRow = (state) =>
   page.locator("hui-generic-entity-row").filter({ hasText: "Certificate status" }).filter({ hasText: state });
 
+// The integrations page's "Add integration" button (an ha-fab up to 2026.10).
+const addIntegration = () =>
+  page.getByRole("button", { name: "Add integration" }).or(page.locator("ha-fab")).first();
+
+// The PIN field: labelled up to 2026.10; from 2026.11 on the label is not tied to the input.
+const pinField = () => page.getByLabel("PIN").or(page.locator('input[type="password"]')).first();
+
 async function openIntegrations() {
   await page.goto(`${url}/config/integrations/dashboard`);
-  await page.getByRole("heading", { name: "Configured" }).or(page.locator("ha-fab")).first().waitFor();
+  await addIntegration().waitFor();
 }
 
 await step("login", async () => {
@@ -72,25 +79,32 @@ await step("login", async () => {
   await page.getByLabel("Password", { exact: true }).fill(password);
   await page.screenshot({ path: join(shots, "00-login-form.png") });
   await page.getByRole("button", { name: "Log in" }).click();
-  await page.waitForURL(/lovelace/);
+  // The dashboard the owner lands on: /lovelace/0 up to 2026.10, /home from 2026.11 on.
+  await page.waitForURL((landed) => !landed.pathname.startsWith("/auth/"));
 });
 
 await step("add-integration", async () => {
   await openIntegrations();
-  await page.locator("ha-fab").click();
+  await addIntegration().click();
   await page.getByText("Select brand").waitFor();
-  await page.getByLabel("Search for a brand name").fill("EST Appliance");
+  // A labelled field up to 2026.10, a placeholder from 2026.11 on.
+  await page
+    .getByLabel("Search for a brand name")
+    .or(page.getByPlaceholder("Search for a brand name"))
+    .first()
+    .fill("EST Appliance");
   await page.getByText("EST Appliance Pairing", { exact: true }).click();
   await page.getByText("Household certificate authority").waitFor();
 });
 
 await step("hub-created", async () => {
   await page.getByRole("button", { name: "Submit" }).click();
-  await page.getByText("Created configuration for").waitFor();
+  // "Created configuration for ..." up to 2026.10; from 2026.11 on, a "Name and assign" step.
+  await page.getByText("Created configuration for").or(page.getByText("Name and assign")).first().waitFor();
 });
 
 await step("discovered", async () => {
-  await page.getByRole("button", { name: "Finish" }).click();
+  await page.getByRole("button", { name: "Finish" }).click(); // "Skip and finish" from 2026.11 on
   // The appliance finds the new EST server over mDNS and asks to enroll; its card appears.
   const card = page.getByText(applianceName, { exact: true });
   const deadline = Date.now() + patience;
@@ -109,13 +123,13 @@ await step("confirm", async () => {
 
 await step("wrong-pin", async () => {
   await page.getByText("Type the PIN printed on the appliance").click();
-  await page.getByLabel("PIN").fill("000000");
+  await pinField().fill("000000");
   await page.getByRole("button", { name: "Submit" }).click();
   await page.getByText("That is not the PIN the appliance sent").waitFor();
 });
 
 await step("approved", async () => {
-  await page.getByLabel("PIN").fill(pin);
+  await pinField().fill(pin);
   await page.getByRole("button", { name: "Submit" }).click();
   await page.getByText("is approved").waitFor();
 });
@@ -123,7 +137,8 @@ await step("approved", async () => {
 await step("hub-and-appliance", async () => {
   await page.getByRole("button", { name: "Close" }).last().click();
   await page.goto(`${url}/config/integrations/integration/est_pairing`);
-  await page.getByText(applianceName, { exact: true }).waitFor();
+  // From 2026.11 on the page names both the appliance's subentry and its device.
+  await page.getByText(applianceName, { exact: true }).first().waitFor();
 });
 
 await step("device", async () => {
