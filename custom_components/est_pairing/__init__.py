@@ -33,15 +33,16 @@ async def async_setup_entry(hass: HomeAssistant, entry: EstConfigEntry) -> bool:
     """Load or create the household CA, start the EST listener and announce it."""
     runtime = EstRuntime(hass, entry, HubSettings.from_entry(entry))
     await runtime.async_start()  # stops what it started if it fails part way
+    entry.runtime_data = runtime
     try:
-        entry.runtime_data = runtime
-        entry.async_on_unload(entry.add_update_listener(_async_entry_updated))
-        # Home Assistant does not unload entries when it stops: free the port, write pending approvals.
-        entry.async_on_unload(hass.bus.async_listen(EVENT_HOMEASSISTANT_STOP, runtime.async_shutdown))
         await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     except BaseException:
         await runtime.async_stop()  # free the port, or the next attempt finds it in use
         raise
+    # Registered only now: Home Assistant 2025.4 runs no on_unload callbacks after a setup error.
+    entry.async_on_unload(entry.add_update_listener(_async_entry_updated))
+    # Home Assistant does not unload entries when it stops: free the port, write pending approvals.
+    entry.async_on_unload(hass.bus.async_listen(EVENT_HOMEASSISTANT_STOP, runtime.async_shutdown))
     return True
 
 
