@@ -236,6 +236,22 @@ def test_global_ceiling_on_wrong_secrets(policy: EnrollmentPolicy) -> None:
         policy.authorize(claim(), request(), None)
 
 
+def test_the_global_ceiling_does_not_keep_the_owner_from_approving_by_pin(
+    policy: EnrollmentPolicy,
+) -> None:
+    fridge = request("fridge")
+    pending = policy.authorize(claim("fridge", "777777"), fridge, None)
+    assert isinstance(pending, AwaitingOwner)
+    for index in range(60):  # guessers on the LAN reach the ceiling meanwhile
+        policy.preregister(f"a{index}", "123456")
+        with pytest.raises(AuthenticationRequired):
+            policy.authorize(claim(f"a{index}", "000000"), request(f"a{index}"), None)
+    with pytest.raises(LockedOut, match="on this server"):
+        policy.authorize(claim("fridge", "777777"), fridge, None)
+    registration = policy.approve(pending.pending.request_id, pin="777777")
+    assert registration.keys == {fridge.key_fingerprint}
+
+
 def test_export_and_restore_keep_decisions_but_not_secrets(policy: EnrollmentPolicy) -> None:
     policy.preregister("oven", "123456")
     oven = request("fridge")

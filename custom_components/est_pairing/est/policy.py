@@ -343,7 +343,7 @@ class EnrollmentPolicy:
     def _check_owner_pin(self, pending: PendingEnrollment, pin: str) -> None:
         if pending.secret_digest is None:
             raise NotAllowed("this appliance sent no PIN; compare the fingerprints instead")
-        self.throttle.check(pending.identity)
+        self.throttle.check(pending.identity, server_wide=False)
         if secret_matches(pin.strip(), pending.secret_digest):
             return
         pending.owner_pin_failures += 1

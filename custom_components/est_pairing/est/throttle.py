@@ -44,10 +44,14 @@ class SecretThrottle:
         """Identities with wrong secrets on record (bounded: quiet, unlocked ones are dropped)."""
         return len(self._records)
 
-    def check(self, identity: str) -> None:
-        """Raise LockedOut if this identity, or everyone, must wait before trying a secret."""
+    def check(self, identity: str, *, server_wide: bool = True) -> None:
+        """Raise LockedOut if this identity, or everyone, must wait before trying a secret.
+
+        ``server_wide=False`` leaves out the ceiling on everyone's wrong secrets: for the owner, whom
+        guessers on the LAN must not be able to keep from approving an appliance.
+        """
         now = self._clock()
-        if len(self._recent) == self._recent.maxlen and now - self._recent[0] < _WINDOW:
+        if server_wide and len(self._recent) == self._recent.maxlen and now - self._recent[0] < _WINDOW:
             raise LockedOut(
                 "too many wrong secrets on this server; try again later",
                 _ceil(self._recent[0] + _WINDOW - now),
