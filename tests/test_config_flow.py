@@ -276,6 +276,11 @@ async def test_preregister_flow_errors_then_success(
         result["flow_id"], {CONF_APPLIANCE_ID: "oven", CONF_PIN: "654321"}
     )
     assert result["errors"] == {CONF_APPLIANCE_ID: "already_paired"}
+    result = await hass.config_entries.subentries.async_configure(
+        result["flow_id"], {CONF_APPLIANCE_ID: "Oven", CONF_PIN: "654321"}
+    )
+    assert result["errors"] == {CONF_APPLIANCE_ID: "case_twin"}
+    assert runtime.service.policy.registration("Oven") is None
 
 
 async def test_preregister_flow_needs_a_running_hub(

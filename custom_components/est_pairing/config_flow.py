@@ -343,6 +343,8 @@ class ApplianceSubentryFlow(ConfigSubentryFlow):
                         runtime.preregister(appliance_id, user_input[CONF_PIN], name, add_subentry=False)
                     except AlreadyPaired:
                         errors[CONF_APPLIANCE_ID] = "already_paired"
+                    except NotAllowed:  # the id differs only in case from a known appliance's
+                        errors[CONF_APPLIANCE_ID] = "case_twin"
                     else:
                         return self.async_create_entry(
                             title=name or appliance_id,
