@@ -170,6 +170,22 @@ async def test_ignoring_the_discovery_rejects_it(
     with pytest.raises(NotAllowed, match="403"):
         await ask(hass, appliance_client, oven_key)
 
+    # While it is ignored, a request with another key is refused at its next retry, not left to
+    # wait a day for a decision nobody is asked for.
+    second_key = key()
+    assert isinstance(await ask(hass, appliance_client, second_key), Pending)
+    await hass.async_block_till_done()
+    assert flows(hass) == []
+    assert runtime.service.policy.pending_requests() == []
+    with pytest.raises(NotAllowed, match="403"):
+        await ask(hass, appliance_client, second_key)
+
+    # Deleting the ignored entry lets it ask again.
+    assert await hass.config_entries.async_remove(result["result"].entry_id)
+    assert isinstance(await ask(hass, appliance_client, key()), Pending)
+    await hass.async_block_till_done()
+    assert len(flows(hass)) == 1
+
 
 async def test_wrong_pins_stop_the_flow_and_lock_the_appliance(
     hass: HomeAssistant, runtime: EstRuntime, appliance_client: EstClient

@@ -18,6 +18,7 @@ from typing import Any
 from cryptography import x509
 from homeassistant.components import network, zeroconf
 from homeassistant.config_entries import (
+    SOURCE_IGNORE,
     SOURCE_INTEGRATION_DISCOVERY,
     ConfigEntry,
     ConfigSubentry,
@@ -317,6 +318,14 @@ class EstRuntime:
 
     @callback
     def _pending_added(self, pending: PendingEnrollment) -> None:
+        ignored = self.hass.config_entries.async_entry_for_domain_unique_id(DOMAIN, pending.identity)
+        if ignored is not None and ignored.source == SOURCE_IGNORE:
+            # The owner ignored this appliance: its requests are refused until the owner deletes the
+            # ignored entry, instead of waiting a day for a decision nobody is asked for. Deferred:
+            # the request that added it is still being answered.
+            _LOGGER.info("Appliance %s asks to enroll; refused: the owner ignored it", pending.appliance_id)
+            self.hass.loop.call_soon(self.service.policy.reject, pending.request_id)
+            return
         _LOGGER.info(
             "Appliance %s asks to enroll from %s; waiting for the owner",
             pending.appliance_id,
