@@ -170,8 +170,7 @@ class EstRuntime:
         names = await self._listener_names()
         self.service.config.names = names
         self.service.issuance.reserved_names = names.all()
-        if await self.service.load():
-            _LOGGER.info("Created the household CA (SHA-256 %s)", self.service.ca.fingerprint)
+        await self.service.load()  # creates the household CA on first start (the library logs it)
         policy = self.service.policy
         policy.on_pending_added = self._pending_added
         policy.on_pending_removed = self._pending_removed

@@ -113,7 +113,7 @@ class EstService:
             self._ca = await asyncio.to_thread(
                 HouseholdCA.create, self.config.ca_name, curve=self.config.curve, now=self.now()
             )
-            _LOGGER.info("Created the household CA %s", self._ca.fingerprint)
+            _LOGGER.info("Created the household CA (SHA-256 %s)", self._ca.fingerprint)
         else:
             self._ca, self._identity = _from_document(document)
         if self._identity is None or self._identity.needs_renewal(self._ca, self.config.names, self.now()):
