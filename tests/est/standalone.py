@@ -21,7 +21,7 @@ def environment() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(LIBRARY_PARENT)}
 
 
-async def est_server(*args: str | Path) -> tuple[int, str, str]:
+async def est_server(*args: str | Path, stdin: str = "") -> tuple[int, str, str]:
     """Run one command (approve, list...) to completion: exit code, stdout, stderr."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -29,10 +29,11 @@ async def est_server(*args: str | Path) -> tuple[int, str, str]:
         "est.cli",
         *map(str, args),
         env=environment(),
+        stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    stdout, stderr = await process.communicate()
+    stdout, stderr = await process.communicate(stdin.encode())
     assert process.returncode is not None
     return process.returncode, stdout.decode(), stderr.decode()
 

@@ -62,6 +62,44 @@ async def test_serve_approve_list_revoke_restart(serving: Serving, tmp_path: Pat
     await again.stop()
 
 
+async def test_secrets_can_stay_off_the_command_line(tmp_path: Path) -> None:
+    users = tmp_path / "users"
+    users.write_text("# appliances that enroll unattended\noven:123456\n\n")
+    data_dir = tmp_path / "data"
+    serving = await start(data_dir, "--users-file", str(users))
+    try:
+        ca = x509.load_pem_x509_certificate((data_dir / "ca.pem").read_bytes())
+        async with EstClient(serving.url, ca) as client:
+            oven = build_csr(ec.generate_private_key(ec.SECP256R1()), "oven")
+            assert isinstance(
+                await client.simpleenroll(oven, username="oven", password="123456"), x509.Certificate
+            )
+            fridge = build_csr(ec.generate_private_key(ec.SECP256R1()), "fridge")
+            assert isinstance(await client.simpleenroll(fridge, username="fridge", password="999"), Pending)
+            code, _, stderr = await est_server(
+                "approve", "fridge", "--data-dir", data_dir, "--pin", "-", stdin="1\n"
+            )
+            assert (code, "does not match" in stderr) == (1, True)
+            code, stdout, _ = await est_server(
+                "approve", "fridge", "--data-dir", data_dir, "--pin", "-", stdin="999\n"
+            )
+            assert code == 0, stdout
+            assert isinstance(
+                await client.simpleenroll(fridge, username="fridge", password="999"), x509.Certificate
+            )
+    finally:
+        await serving.stop()
+
+
+def test_a_users_file_must_hold_id_and_secret(tmp_path: Path) -> None:
+    users = tmp_path / "users"
+    users.write_text("oven:123456\nfridge\n")
+    with pytest.raises(SystemExit, match="entry 2 is not ID:SECRET"):
+        cli._users_in(users)
+    with pytest.raises(SystemExit, match="No such file"):
+        cli._users_in(tmp_path / "missing")
+
+
 async def test_one_server_per_data_directory(serving: Serving, tmp_path: Path) -> None:
     code, _, stderr = await est_server("serve", "--data-dir", tmp_path, "--port", "0")
     assert code != 0

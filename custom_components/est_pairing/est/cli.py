@@ -145,7 +145,10 @@ async def serve(args: argparse.Namespace) -> None:
     )
     service = open_service(data_dir, config)
     await service.load()
-    for user in args.user:
+    users = list(args.user)
+    for path in args.users_file:
+        users += _users_in(path)
+    for user in users:
         appliance_id, _, secret = user.partition(":")
         service.policy.preregister(appliance_id, secret)
     service.policy.on_pending_added = _announce_pending
@@ -311,7 +314,7 @@ async def command(args: argparse.Namespace, out: IO[str]) -> int:
     if args.command in {"approve", "reject"}:
         request["key"] = args.key
     if args.command == "approve":
-        request["pin"] = args.pin
+        request["pin"] = sys.stdin.readline().strip() if args.pin == "-" else args.pin
     reply = await _ask_server(args.data_dir, request)
     if reply is None:
         reply = await _offline(args.data_dir, request)
@@ -367,6 +370,18 @@ def _print_listing(reply: dict[str, Any], out: IO[str], *, as_json: bool) -> Non
         )
 
 
+def _users_in(path: Path) -> list[str]:
+    """The ID:SECRET lines of a users file (blank lines and '#' comments skipped)."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as err:
+        raise SystemExit(f"--users-file {path}: {err.strerror}") from err
+    users = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    if bad := [number for number, user in enumerate(users, 1) if ":" not in user]:
+        raise SystemExit(f"--users-file {path}: entry {bad[0]} is not ID:SECRET")
+    return users
+
+
 # --- entry point --------------------------------------------------------------------------------------
 
 
@@ -379,7 +394,19 @@ def parser() -> argparse.ArgumentParser:
     serve_parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve_parser.add_argument("--port", type=int, default=8443)
     serve_parser.add_argument(
-        "--user", action="append", default=[], metavar="ID:SECRET", help="pre-approve an appliance"
+        "--user",
+        action="append",
+        default=[],
+        metavar="ID:SECRET",
+        help="pre-approve an appliance (the secret shows in the process list: see --users-file)",
+    )
+    serve_parser.add_argument(
+        "--users-file",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="FILE",
+        help="pre-approve the appliances of a file, one ID:SECRET a line ('#' starts a comment)",
     )
     serve_parser.add_argument(
         "--client-ca",
@@ -406,7 +433,9 @@ def parser() -> argparse.ArgumentParser:
         if name != "revoke":
             sub.add_argument("--key", help="fingerprint (prefix) of the key, when several wait")
         if name == "approve":
-            sub.add_argument("--pin", help="check the appliance sent this PIN")
+            sub.add_argument(
+                "--pin", help="check the appliance sent this PIN ('-': read it from standard input)"
+            )
     list_parser = commands.add_parser("list", help="pending requests and issued certificates")
     list_parser.add_argument("--data-dir", type=Path, required=True)
     list_parser.add_argument("--json", action="store_true")
