@@ -615,16 +615,31 @@ async def test_a_peer_leaving_mid_request_leaves_nothing_behind(
     """No error log, and no timer outlives the connection (the harness fails on lingering timers)."""
     context = rawhttp.tls_context(server.service.ca.certificate_pem)
     headers = {"Content-Type": wire.PKCS10, "Content-Length": "1000"}
+    listener = server.service._listener
+    assert listener is not None
+    guard = listener.guard
     async with rawhttp.connect(server.service.port, tls=context) as connection:
         await connection.send(rawhttp.http_request("POST", f"{EST}/simpleenroll", headers=headers) + b"MII")
-        await asyncio.sleep(0.1)  # the handler is waiting for the rest of the body
+        await eventually(
+            lambda: any(c.busy for c in guard._open), "the handler waits for the rest of the body"
+        )
         connection.writer.transport.abort()
-    await asyncio.sleep(0.1)
+    await eventually(lambda: len(guard) == 0, "the server let go of the connection")
     answer = await rawhttp.exchange(
         server.service.port, rawhttp.http_request("GET", f"{EST}/cacerts"), tls=context
     )
     assert answer is not None and answer.status == 200
     assert [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info] == []
+
+
+async def eventually(condition: Callable[[], bool], what: str, within: float = 10.0) -> None:
+    """Poll ``condition`` until it holds; fail after ``within`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not condition():
+        if loop.time() > deadline:
+            pytest.fail(f"not within {within} s: {what}")
+        await asyncio.sleep(0.01)
 
 
 @pytest.mark.parametrize(
