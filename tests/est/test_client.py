@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
+import socket
 
 import aiohttp
+from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 import pytest
 
@@ -28,6 +31,8 @@ from custom_components.est_pairing.est.errors import (
     UnknownResource,
 )
 from custom_components.est_pairing.est.limits import FREE_ATTEMPTS
+from custom_components.est_pairing.est.tls import ListenerIdentity, ListenerNames, server_ssl_context
+from custom_components.est_pairing.est.wire import EST_PATH
 
 from .conftest import RunningServer
 
@@ -151,6 +156,38 @@ async def test_a_certificate_for_another_key_is_refused(server: RunningServer) -
             client._issued_to(build_csr(key(), "oven"), body)
 
 
-async def test_no_csr_attributes_is_an_empty_list(server: RunningServer) -> None:
+async def test_csr_attributes_of_an_unknown_label_are_an_empty_list(server: RunningServer) -> None:
+    """A 404 for /csrattrs means no attributes (RFC 7030 §4.5.2), not an error."""
     async with EstClient(server.url, server.service.ca.certificate, label="none") as client:
-        assert await client.csrattrs() == []  # 404: the server has none for this label (§4.5.2)
+        with pytest.raises(UnknownResource):  # the label is unknown: every operation is a 404
+            await client.cacerts()
+        assert await client.csrattrs() == []
+
+
+async def test_a_204_for_csr_attributes_is_an_empty_list(ca: HouseholdCA) -> None:
+    """RFC 7030 §4.5.2: a server with no attributes to ask for may answer 204 No Content. The
+    library's listener always asks for some, so a bare aiohttp server answers here, over TLS on
+    127.0.0.1 with a certificate from the household CA the client trusts."""
+    asked: list[str] = []
+
+    async def csrattrs(request: web.Request) -> web.Response:
+        asked.append(request.path)
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_get(f"{EST_PATH}/csrattrs", csrattrs)
+    identity = ListenerIdentity.issue(ca, ListenerNames.from_hosts(["127.0.0.1"]), datetime.now(UTC))
+    listening = socket.create_server(("127.0.0.1", 0))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        await web.SockSite(
+            runner, listening, ssl_context=server_ssl_context(identity, [ca.certificate])
+        ).start()
+        port = listening.getsockname()[1]
+        async with EstClient(f"https://127.0.0.1:{port}", ca.certificate) as client:
+            assert await client.csrattrs() == []
+        assert asked == [f"{EST_PATH}/csrattrs"]
+    finally:
+        await runner.cleanup()
+        listening.close()

@@ -6,6 +6,8 @@ Browsing itself multicasts, so it is exercised only inside a private network nam
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from zeroconf.asyncio import AsyncServiceInfo
 
@@ -91,17 +93,37 @@ def test_qr_payload_round_trip(host: str, url: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "payload",
+    ("payload", "reason"),
     [
-        f"https://192.168.1.2:8443/.well-known/est?sha256={FINGERPRINT}",  # not est://
-        f"est://192.168.1.2/.well-known/est?sha256={FINGERPRINT}",  # no port
-        "est://192.168.1.2:8443/.well-known/est",  # no fingerprint
-        "est://192.168.1.2:8443/.well-known/est?sha256=1234",  # not a SHA-256
-        f"est://192.168.1.2:8443/elsewhere?sha256={FINGERPRINT}",
+        pytest.param(
+            f"https://192.168.1.2:8443/.well-known/est?sha256={FINGERPRINT}",
+            "a QR payload looks like est://HOST:PORT/.well-known/est?sha256=FINGERPRINT",
+            id="not est://",
+        ),
+        pytest.param(
+            f"est://192.168.1.2/.well-known/est?sha256={FINGERPRINT}",
+            "a QR payload looks like est://HOST:PORT/.well-known/est?sha256=FINGERPRINT",
+            id="no port",
+        ),
+        pytest.param(
+            "est://192.168.1.2:8443/.well-known/est",
+            "the QR payload carries no single sha256= CA fingerprint",
+            id="no fingerprint",
+        ),
+        pytest.param(
+            "est://192.168.1.2:8443/.well-known/est?sha256=1234",
+            "a CA fingerprint is 64 hexadecimal digits (SHA-256)",
+            id="not a SHA-256",
+        ),
+        pytest.param(
+            f"est://192.168.1.2:8443/elsewhere?sha256={FINGERPRINT}",
+            "the EST path is /.well-known/est or /.well-known/est/LABEL",
+            id="not the EST path",
+        ),
     ],
 )
-def test_malformed_qr_payloads_are_refused(payload: str) -> None:
-    with pytest.raises(ValueError, match=r"."):
+def test_malformed_qr_payloads_are_refused(payload: str, reason: str) -> None:
+    with pytest.raises(ValueError, match=f"^{re.escape(reason)}$"):
         server_from_qr_payload(payload)
 
 
@@ -110,8 +132,12 @@ def test_server_urls() -> None:
         "https://10.0.0.2:8443", "https://10.0.0.2:8443"
     )
     assert server_from_url("https://10.0.0.2:8443/.well-known/est/appliance/").label == "appliance"
-    for bad in ("http://10.0.0.2:8443", "10.0.0.2:8443", "https://10.0.0.2:8443/api"):
-        with pytest.raises(ValueError, match=r"."):
+    for bad, reason in [
+        ("http://10.0.0.2:8443", "the server URL looks like https://HOST:PORT"),
+        ("10.0.0.2:8443", "the server URL looks like https://HOST:PORT"),
+        ("https://10.0.0.2:8443/api", "the EST path is /.well-known/est or /.well-known/est/LABEL"),
+    ]:
+        with pytest.raises(ValueError, match=f"^{re.escape(reason)}$"):
             server_from_url(bad)
 
 

@@ -186,9 +186,11 @@ async def test_head_is_not_allowed_where_get_is_not(call: Call) -> None:
     [
         ("GET", f"{EST}/nosuchop", {}, 404, "unknown EST operation"),
         ("GET", f"{EST}/nolabel/cacerts", {}, 404, "unknown EST label"),
-        ("GET", f"{EST}/../cacerts", {}, 404, ""),
-        ("GET", f"{EST}/appliance/extra/cacerts", {}, 404, ""),
-        ("GET", "/", {}, 404, ""),
+        # aiohttp's client resolves the dot segment (/.well-known/cacerts): the router's own 404. Sent
+        # as is (rawhttp), the same path gets "unknown EST label": ".." is taken for a label.
+        ("GET", f"{EST}/../cacerts", {}, 404, "Not Found"),
+        ("GET", f"{EST}/appliance/extra/cacerts", {}, 404, "Not Found"),
+        ("GET", "/", {}, 404, "Not Found"),
         ("POST", f"{EST}/cacerts", {"body": b"x"}, 405, "GET only"),
         ("GET", f"{EST}/simpleenroll", {}, 405, "POST only"),
         ("DELETE", f"{EST}/appliance/simplereenroll", {}, 405, "POST only"),
