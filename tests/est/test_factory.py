@@ -61,6 +61,13 @@ async def post(
 ) -> tuple[int, str, bytes]:
     """POST ``csr`` to ``operation`` with ``certificate`` as the TLS client certificate."""
     context = client_ssl_context(server.service.ca.certificate, certificate=certificate, private_key=key)
+    return await post_over(server, operation, csr, context)
+
+
+async def post_over(
+    server: RunningServer, operation: str, csr: x509.CertificateSigningRequest, context: ssl.SSLContext
+) -> tuple[int, str, bytes]:
+    """POST ``csr`` to ``operation`` over a TLS connection made with ``context``."""
     async with (
         aiohttp.ClientSession() as session,
         session.post(
@@ -138,17 +145,8 @@ async def test_a_factory_certificate_cryptography_cannot_load_is_a_400(
     context.load_cert_chain(tmp_path / "factory.pem", tmp_path / "factory.key")
     csr = build_csr(ec.generate_private_key(ec.SECP256R1()), "SN-7")
     with caplog.at_level(logging.DEBUG, logger="custom_components.est_pairing.est"):
-        async with (
-            aiohttp.ClientSession() as session,
-            session.post(
-                f"{server.url}{EST}/simpleenroll",
-                data=wire.encode_base64(csr.public_bytes(serialization.Encoding.DER)),
-                headers={"Content-Type": wire.PKCS10},
-                ssl=context,
-            ) as response,
-        ):
-            assert response.status == 400, await response.text()
-            assert await response.read() == b"client certificate cannot be decoded\n"
+        status, _, body = await post_over(server, "simpleenroll", csr, context)
+    assert (status, body) == (400, b"client certificate cannot be decoded\n")
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
     assert server.service.policy.pending_requests() == []
     assert len(server.service.ledger) == 0

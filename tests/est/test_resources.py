@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 import contextlib
 import os
 from pathlib import Path
@@ -35,6 +35,7 @@ from custom_components.est_pairing.est.limits import (
 
 from . import forge, rawhttp, standalone
 from .conftest import RunningServer, make_service
+from .polling import eventually
 
 EST = "/.well-known/est"
 SLACK = 1.5  # scheduling leeway on a loaded CI machine
@@ -109,16 +110,6 @@ async def assert_cut_off(
     elapsed = loop.time() - start
     assert received == b"", f"the server answered instead of cutting off: {received[:200]!r}"
     assert elapsed >= at_least - EARLY, f"closed after {elapsed:.3f} s, before its {at_least} s deadline"
-
-
-async def eventually(condition: Callable[[], bool], what: str, within: float = 30.0) -> None:
-    """Poll ``condition`` until it holds; fail after ``within`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not condition():
-        if loop.time() > deadline:
-            pytest.fail(f"not within {within} s: {what}")
-        await asyncio.sleep(0.01)
 
 
 def guard(server: RunningServer) -> ConnectionGuard:

@@ -28,6 +28,7 @@ from custom_components.est_pairing.est.tls import client_ssl_context
 
 from . import rawhttp
 from .conftest import RunningServer
+from .polling import eventually
 
 EST = "/.well-known/est"
 
@@ -632,16 +633,6 @@ async def test_a_peer_leaving_mid_request_leaves_nothing_behind(
     )
     assert answer is not None and answer.status == 200
     assert [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info] == []
-
-
-async def eventually(condition: Callable[[], bool], what: str, within: float = 10.0) -> None:
-    """Poll ``condition`` until it holds; fail after ``within`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not condition():
-        if loop.time() > deadline:
-            pytest.fail(f"not within {within} s: {what}")
-        await asyncio.sleep(0.01)
 
 
 @pytest.mark.parametrize(
