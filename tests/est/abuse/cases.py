@@ -237,7 +237,12 @@ for _name, _expect, _reason, _request in [
         "unknown EST label",
         rawhttp.http_request("GET", f"{EST}/..%2F..%2F..%2Fetc%2Fpasswd/cacerts"),
     ),
-    ("path traversal in the path", 404, "", rawhttp.http_request("GET", f"{EST}/../../../../etc/passwd")),
+    (
+        "path traversal in the path",
+        404,
+        "Not Found",
+        rawhttp.http_request("GET", f"{EST}/../../../../etc/passwd"),
+    ),
     ("unknown operation", 404, "unknown EST operation", rawhttp.http_request("GET", f"{EST}/appliance/x")),
     ("wrong method", 405, "POST only", rawhttp.http_request("GET", f"{EST}/simpleenroll")),
     ("DELETE on /cacerts", 405, "GET only", rawhttp.http_request("DELETE", f"{EST}/cacerts")),
@@ -246,7 +251,7 @@ for _name, _expect, _reason, _request in [
     (
         "CONNECT tunnel attempt",
         404,
-        "",
+        "Not Found",
         b"CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\n\r\nSSH-2.0-x\r\n\x00\x01",
     ),
 ]:
