@@ -216,10 +216,11 @@ def expired_twin(
 
 def with_subject_common_name_der(
     certificate: x509.Certificate, issuer_key: ec.EllipticCurvePrivateKey, value: bytes
-) -> x509.Certificate:
-    """``certificate`` with its subject's first attribute value replaced by the raw DER ``value``
-    (a PrintableString holding byte 0x80, say: OpenSSL verifies such a certificate, cryptography
-    cannot read its subject), signed again with ``issuer_key`` (ECDSA with SHA-256)."""
+) -> bytes:
+    """``certificate`` (DER) with its subject's first attribute value replaced by the raw DER
+    ``value`` (a PrintableString holding byte 0x80, say: OpenSSL verifies such a certificate,
+    cryptography refuses its subject, at load or when it is read, depending on its version),
+    signed again with ``issuer_key`` (ECDSA with SHA-256)."""
     decoded, _ = decoder.decode(
         certificate.public_bytes(serialization.Encoding.DER), asn1Spec=rfc5280.Certificate()
     )
@@ -227,7 +228,7 @@ def with_subject_common_name_der(
     tbs["subject"][0][0][0]["value"] = univ.Any(value)
     tbs_der = encoder.encode(tbs)
     decoded["signature"] = univ.BitString.fromOctetString(issuer_key.sign(tbs_der, ec.ECDSA(hashes.SHA256())))
-    return x509.load_der_x509_certificate(encoder.encode(decoded))
+    return bytes(encoder.encode(decoded))
 
 
 def with_long_form_serial_length(
