@@ -42,22 +42,36 @@ def preflight() -> None:
         sys.exit("scripts/browser-test cannot run: " + "; ".join(problems))
 
 
+COMPLAINT = re.compile(r"\b(?:WARNING|ERROR|CRITICAL)\b.*\best_pairing\b")
+# Home Assistant says this of every custom integration it loads.
+CUSTOM_INTEGRATION_NOTICE = "We found a custom integration est_pairing"
+
+
+def is_complaint(line: str) -> bool:
+    """A warning or error logged about this integration (the flow must run without any)."""
+    return COMPLAINT.search(line) is not None and CUSTOM_INTEGRATION_NOTICE not in line
+
+
 async def read_until(
-    stream: asyncio.StreamReader, pattern: re.Pattern[str], patience: float
+    stream: asyncio.StreamReader, pattern: re.Pattern[str], patience: float, complaints: list[str]
 ) -> re.Match[str]:
-    """Echo lines until one matches."""
+    """Echo lines until one matches, keeping the complaints."""
     async with asyncio.timeout(patience):
         while line := (await stream.readline()).decode(errors="replace"):
             print(line, end="", flush=True)
+            if is_complaint(line):
+                complaints.append(line.rstrip())
             if match := pattern.search(line):
                 return match
     raise RuntimeError(f"scripts/develop ended before printing /{pattern.pattern}/")
 
 
-async def echo(stream: asyncio.StreamReader) -> None:
-    """Keep echoing Home Assistant's output so its pipe never fills."""
-    while line := await stream.readline():
-        print(line.decode(errors="replace"), end="", flush=True)
+async def echo(stream: asyncio.StreamReader, complaints: list[str]) -> None:
+    """Keep echoing Home Assistant's output so its pipe never fills, keeping the complaints."""
+    while line := (await stream.readline()).decode(errors="replace"):
+        print(line, end="", flush=True)
+        if is_complaint(line):
+            complaints.append(line.rstrip())
 
 
 async def run(shots: Path, python: str | None) -> int:
@@ -82,9 +96,10 @@ async def run(shots: Path, python: str | None) -> int:
     if develop.stdout is None:
         raise RuntimeError("no pipe from scripts/develop")
     try:
-        pin = (await read_until(develop.stdout, PIN, 600))["pin"]
-        login = await read_until(develop.stdout, READY, 600)
-        echoing = asyncio.create_task(echo(develop.stdout))
+        complaints: list[str] = []
+        pin = (await read_until(develop.stdout, PIN, 600, complaints))["pin"]
+        login = await read_until(develop.stdout, READY, 600, complaints)
+        echoing = asyncio.create_task(echo(develop.stdout, complaints))
         browser = await asyncio.create_subprocess_exec(
             "ip",
             "netns",
@@ -102,8 +117,11 @@ async def run(shots: Path, python: str | None) -> int:
             },
         )
         code = await browser.wait()
+        await asyncio.sleep(1)  # what Home Assistant logged about the last step
         echoing.cancel()
-        return code
+        for line in complaints:
+            print(f"scripts/browser-test: Home Assistant complained: {line}", file=sys.stderr)
+        return code or (1 if complaints else 0)
     finally:
         if develop.returncode is None:
             develop.send_signal(signal.SIGTERM)
