@@ -18,7 +18,7 @@ import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 
 from custom_components.est_pairing import async_remove_config_entry_device
-from custom_components.est_pairing.const import DOMAIN, REFRESH_INTERVAL
+from custom_components.est_pairing.const import CONF_APPLIANCE_ID, CONF_APPLIANCES, DOMAIN, REFRESH_INTERVAL
 from custom_components.est_pairing.est.client import EstClient, Pending, build_csr, renewal_csr
 from custom_components.est_pairing.est.csr import ApplianceDetails
 from custom_components.est_pairing.est.errors import CertificateRevoked, LockedOut, NotAllowed
@@ -345,6 +345,34 @@ async def test_an_appliance_removed_while_the_hub_is_not_running_is_revoked_at_s
     async with EstClient(url, restarted.service.ca.certificate) as client:
         with pytest.raises(CertificateRevoked):
             await client.reenroll(renewal_csr(oven_key, certificate), certificate, oven_key)
+
+
+async def test_an_appliance_approved_just_before_a_crash_is_added_again_not_revoked(
+    hass: HomeAssistant, init_integration: MockConfigEntry, runtime: EstRuntime, appliance_client: EstClient
+) -> None:
+    certificate, oven_key = await paired_oven(hass, runtime, appliance_client)
+    assert init_integration.data[CONF_APPLIANCES] == ["oven"]
+    assert await hass.config_entries.async_unload(init_integration.entry_id)
+    # Home Assistant died before its delayed write of the config entries: the approval and the
+    # certificate are on disk, the subentry and its mark are not.
+    (subentry_id,) = init_integration.subentries
+    hass.config_entries.async_remove_subentry(init_integration, subentry_id)
+    hass.config_entries.async_update_entry(
+        init_integration, data={k: v for k, v in init_integration.data.items() if k != CONF_APPLIANCES}
+    )
+    await hass.async_block_till_done()
+
+    assert await hass.config_entries.async_setup(init_integration.entry_id)
+    await hass.async_block_till_done()
+    restarted: EstRuntime = init_integration.runtime_data
+    (subentry,) = init_integration.subentries.values()
+    assert (subentry.data[CONF_APPLIANCE_ID], subentry.title) == ("oven", "Kitchen oven")
+    assert init_integration.data[CONF_APPLIANCES] == ["oven"]
+    assert not restarted.service.ledger.get(certificate.serial_number).revoked  # type: ignore[union-attr]
+    url = f"https://127.0.0.1:{restarted.service.port}"
+    async with EstClient(url, restarted.service.ca.certificate) as client:
+        renewed = await client.reenroll(renewal_csr(oven_key, certificate), certificate, oven_key)
+    assert renewed.public_key() == oven_key.public_key()
 
 
 async def test_deleting_the_device_revokes_and_removes_the_appliance(

@@ -22,6 +22,9 @@ DEFAULT_RENEWAL_DAYS: Final = 30
 # Appliances are config subentries of the hub
 SUBENTRY_APPLIANCE: Final = "appliance"
 CONF_APPLIANCE_ID: Final = "appliance_id"
+# In the hub entry's data: the appliances that had a subentry when the entry was last written. It is
+# saved with the subentries, so a subentry missing beside its mark was deleted by the owner.
+CONF_APPLIANCES: Final = "appliances"
 CONF_PIN: Final = "pin"
 CONF_NAME: Final = "name"
 

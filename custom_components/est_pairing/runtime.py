@@ -34,6 +34,7 @@ from zeroconf.asyncio import AsyncServiceInfo
 from .const import (
     CA_EXPIRY_WARNING,
     CONF_APPLIANCE_ID,
+    CONF_APPLIANCES,
     CONF_CA_NAME,
     CONF_MANUFACTURER_CAS,
     CONF_PORT,
@@ -175,7 +176,7 @@ class EstRuntime:
         policy.on_pending_added = self._pending_added
         policy.on_pending_removed = self._pending_removed
         self._unsubscribers.append(self.service.ledger.subscribe(self._ledger_changed))
-        await self._revoke_removed_appliances()
+        await self._reconcile_appliances()
         try:
             await self.service.start()
         except OSError as err:
@@ -449,22 +450,44 @@ class EstRuntime:
             if subentry.subentry_type == SUBENTRY_APPLIANCE
         }
 
-    async def _revoke_removed_appliances(self) -> None:
-        """Revoke every appliance whose subentry was deleted while the hub was not running.
+    async def _reconcile_appliances(self) -> None:
+        """Match the approvals and certificates to the appliance subentries, at start.
 
-        The update listener only sees removals while the hub is loaded; an appliance removed during a
-        setup retry, or while the hub was disabled, would otherwise stay trusted.
+        The update listener only sees removals while the hub is loaded. An appliance marked in the
+        entry's data (CONF_APPLIANCES) whose subentry is gone was deleted while the hub was not
+        running (a setup retry, a disabled hub): it is revoked. A registered appliance with neither
+        subentry nor mark was approved just before Home Assistant died, before it wrote its config
+        entries (the approval is written at once, the subentry a second later): its subentry is made
+        again. Certificates of an appliance with neither registration nor subentry are revoked.
         """
-        ledger = self.service.ledger
-        trusted = {registration.appliance_id for registration in self.service.policy.registrations()}
-        trusted.update(
+        current = set(self._appliance_subentries().values())
+        marked = set(self.entry.data.get(CONF_APPLIANCES, current))
+        policy, ledger = self.service.policy, self.service.ledger
+        registered = {registration.appliance_id: registration for registration in policy.registrations()}
+        certified = {
             appliance_id
             for appliance_id in ledger.appliances()
             if any(not record.revoked for record in ledger.for_appliance(appliance_id))
-        )
-        for appliance_id in sorted(trusted - set(self._appliance_subentries().values())):
-            _LOGGER.warning("Appliance %s was removed while the hub was stopped: revoking it", appliance_id)
-            await self.async_revoke(appliance_id)
+        }
+        for appliance_id in sorted((set(registered) | certified) - current):
+            if appliance_id in registered and appliance_id not in marked:
+                _LOGGER.warning("Appliance %s lost its entry in a crash: adding it again", appliance_id)
+                self._ensure_subentry(appliance_id, registered[appliance_id].details)
+            else:
+                _LOGGER.warning(
+                    "Appliance %s was removed while the hub was stopped: revoking it", appliance_id
+                )
+                await self.async_revoke(appliance_id)
+        self._mark_appliances()
+
+    @callback
+    def _mark_appliances(self) -> None:
+        """Note in the entry's data which appliances have a subentry (saved with the subentries)."""
+        appliances = sorted(set(self._appliance_subentries().values()))
+        if self.entry.data.get(CONF_APPLIANCES) != appliances:
+            self.hass.config_entries.async_update_entry(
+                self.entry, data={**self.entry.data, CONF_APPLIANCES: appliances}
+            )
 
     async def async_sync_subentries(self) -> None:
         """The entry's subentries changed: add entities for new appliances, revoke removed ones."""
@@ -472,6 +495,7 @@ class EstRuntime:
         added = {sid: aid for sid, aid in current.items() if sid not in self._known_subentries}
         removed = [aid for sid, aid in self._known_subentries.items() if sid not in current]
         self._known_subentries = current
+        self._mark_appliances()
         for subentry_id in added:
             async_dispatcher_send(self.hass, self.signal_new_appliance, subentry_id)
         for appliance_id in removed:
