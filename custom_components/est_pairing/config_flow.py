@@ -227,9 +227,9 @@ class EstPairingConfigFlow(ConfigFlow, domain=DOMAIN):
         return self.async_abort(reason="rejected", description_placeholders=self._placeholders())
 
     async def async_step_ignore(self, user_input: dict[str, Any]) -> ConfigFlowResult:
-        """Ignoring a discovered appliance rejects it too."""
+        """Ignoring a discovered appliance refuses its requests while it stays ignored."""
         if (runtime := hub_runtime(self.hass)) is not None:
-            runtime.reject_identity(user_input["unique_id"])
+            runtime.ignore_identity(user_input["unique_id"])
         return await super().async_step_ignore(user_input)
 
     def _approve(self, *, pin: str | None) -> ConfigFlowResult:

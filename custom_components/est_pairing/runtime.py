@@ -175,6 +175,7 @@ class EstRuntime:
         policy = self.service.policy
         policy.on_pending_added = self._pending_added
         policy.on_pending_removed = self._pending_removed
+        policy.refusal = self._refusal
         self._unsubscribers.append(self.service.ledger.subscribe(self._ledger_changed))
         await self._reconcile_appliances()
         try:
@@ -318,14 +319,6 @@ class EstRuntime:
 
     @callback
     def _pending_added(self, pending: PendingEnrollment) -> None:
-        ignored = self.hass.config_entries.async_entry_for_domain_unique_id(DOMAIN, pending.identity)
-        if ignored is not None and ignored.source == SOURCE_IGNORE:
-            # The owner ignored this appliance: its requests are refused until the owner deletes the
-            # ignored entry, instead of waiting a day for a decision nobody is asked for. Deferred:
-            # the request that added it is still being answered.
-            _LOGGER.info("Appliance %s asks to enroll; refused: the owner ignored it", pending.appliance_id)
-            self.hass.loop.call_soon(self.service.policy.reject, pending.request_id)
-            return
         _LOGGER.info(
             "Appliance %s asks to enroll from %s; waiting for the owner",
             pending.appliance_id,
@@ -380,11 +373,22 @@ class EstRuntime:
         """Reject one pending request."""
         self.service.policy.reject(request_id)
 
-    def reject_identity(self, identity: str) -> None:
-        """Reject every pending request of an identity (the owner ignored its discovery)."""
+    def ignore_identity(self, identity: str) -> None:
+        """The owner ignored an appliance's discovery: withdraw its waiting requests.
+
+        While it stays ignored the policy refuses its requests (``_refusal``); once the owner deletes
+        the ignored entry it may ask again, with the same key too.
+        """
         for pending in self.service.policy.pending_requests():
             if pending.identity == identity:
-                self.service.policy.reject(pending.request_id)
+                self.service.policy.withdraw(pending.request_id)
+
+    @callback
+    def _refusal(self, identity: str) -> str | None:
+        ignored = self.hass.config_entries.async_entry_for_domain_unique_id(DOMAIN, identity)
+        if ignored is not None and ignored.source == SOURCE_IGNORE:
+            return "the owner ignored this appliance in Home Assistant"
+        return None
 
     def preregister(
         self, appliance_id: str, pin: str, name: str | None, *, add_subentry: bool = True

@@ -297,3 +297,19 @@ def test_the_throttle_forgets_quiet_identities_beyond_its_bound(clock: Clock) ->
 def test_errors_without_a_status_are_500() -> None:
     assert status_for(ProtocolError("x")) == 500
     assert status_for(WrongPin("x", 1)) == 401
+
+
+def test_the_embedding_application_refuses_and_withdraws_without_deciding(policy: EnrollmentPolicy) -> None:
+    oven = request()
+    pending = policy.authorize(claim(), oven, None)
+    assert isinstance(pending, AwaitingOwner)
+    policy.withdraw(pending.pending.request_id)
+    assert policy.pending_requests() == []
+    policy.refusal = lambda identity: "the owner ignored it" if identity == "id:oven" else None
+    with pytest.raises(NotAllowed, match="ignored it"):
+        policy.authorize(claim(), oven, None)
+    assert isinstance(policy.authorize(claim("fridge"), request("fridge"), None), AwaitingOwner)
+    policy.refusal = lambda identity: None
+    again = policy.authorize(claim(), oven, None)  # withdrawn is not rejected: the same key may ask
+    assert isinstance(again, AwaitingOwner)
+    assert again.new

@@ -199,6 +199,9 @@ class EnrollmentPolicy:
         self.on_change: Callable[[], None] = _nothing
         self.on_pending_added: Callable[[PendingEnrollment], None] = _nothing_pending
         self.on_pending_removed: Callable[[PendingEnrollment], None] = _nothing_pending
+        # The embedding application's own refusals, by identity: the reason, or None to go on (Home
+        # Assistant refuses appliances the owner ignored, for as long as they stay ignored).
+        self.refusal: Callable[[str], str | None] = _no_refusal
 
     # --- requests ---------------------------------------------------------------------------------
 
@@ -216,6 +219,8 @@ class EnrollmentPolicy:
             if registration.accepts_key(key):
                 return Approved(registration.appliance_id)
         self._check_distinct_name(claim.appliance_id)
+        if (refusal := self.refusal(claim.identity)) is not None:
+            raise NotAllowed(refusal)
         if self.auto_approve:
             return Approved(claim.appliance_id)
         request_id = request_id_for(claim.identity, key)
@@ -295,6 +300,11 @@ class EnrollmentPolicy:
         for pending in list(self._pending.values()):
             if now - pending.first_seen > PENDING_TTL or now - pending.last_seen > PENDING_IDLE_TTL:
                 self._drop_pending(pending)
+
+    def withdraw(self, request_id: str) -> None:
+        """Drop a waiting request without deciding it (its appliance may ask again)."""
+        if (pending := self._pending.get(request_id)) is not None:
+            self._drop_pending(pending)
 
     def _drop_pending(self, pending: PendingEnrollment) -> None:
         if self._pending.pop(pending.request_id, None) is not None:
@@ -481,6 +491,10 @@ def _registration_from_dict(data: dict[str, Any]) -> Registration:
 
 
 def _nothing() -> None:
+    return None
+
+
+def _no_refusal(_identity: str) -> str | None:
     return None
 
 
