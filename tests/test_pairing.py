@@ -409,3 +409,15 @@ async def test_appliances_survive_a_reload(
     assert entity_state(hass, "_oven_certificate_expiry") == certificate.not_valid_after_utc.isoformat()
     reloaded: EstRuntime = init_integration.runtime_data
     assert reloaded.service.policy.registration("oven") is not None
+
+
+async def test_approving_a_case_twin_of_a_paired_appliance_is_refused(
+    hass: HomeAssistant, runtime: EstRuntime, appliance_client: EstClient
+) -> None:
+    await ask(hass, appliance_client, key())  # "oven" waits
+    runtime.preregister("OVEN", "123456", None)  # meanwhile its case twin is pre-registered
+    (flow,) = flows(hass)
+    await hass.config_entries.flow.async_configure(flow["flow_id"], {"next_step_id": "pin"})
+    result = await hass.config_entries.flow.async_configure(flow["flow_id"], {"pin": "482913"})
+    assert result["reason"] == "name_taken"
+    assert runtime.service.policy.registration("oven") is None

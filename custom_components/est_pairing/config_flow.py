@@ -44,7 +44,7 @@ from .const import (
     SUBENTRY_APPLIANCE,
 )
 from .est.ca import format_fingerprint
-from .est.errors import LockedOut, MalformedRequest, NotAllowed, PendingRequestGone, WrongPin
+from .est.errors import LockedOut, MalformedRequest, NameTaken, NotAllowed, PendingRequestGone, WrongPin
 from .est.issuance import check_appliance_id
 from .est.limits import MAX_SECRET_LENGTH
 from .exceptions import AlreadyPaired
@@ -242,6 +242,8 @@ class EstPairingConfigFlow(ConfigFlow, domain=DOMAIN):
             return self.async_abort(reason="request_gone")
         except LockedOut:
             return self.async_abort(reason="locked_out")
+        except NameTaken:
+            return self.async_abort(reason="name_taken", description_placeholders=self._placeholders())
         except NotAllowed:
             return self.async_abort(reason="no_pin_sent")
         return self.async_abort(reason="approved", description_placeholders=self._placeholders())
@@ -343,7 +345,7 @@ class ApplianceSubentryFlow(ConfigSubentryFlow):
                         runtime.preregister(appliance_id, user_input[CONF_PIN], name, add_subentry=False)
                     except AlreadyPaired:
                         errors[CONF_APPLIANCE_ID] = "already_paired"
-                    except NotAllowed:  # the id differs only in case from a known appliance's
+                    except NameTaken:
                         errors[CONF_APPLIANCE_ID] = "case_twin"
                     else:
                         return self.async_create_entry(

@@ -22,6 +22,10 @@ class NotAllowed(EstError):
     """Authenticated, but the policy (or the owner) does not allow this request."""
 
 
+class NameTaken(NotAllowed):
+    """The appliance id differs only in case from an appliance the owner approved or pre-registered."""
+
+
 class CertificateRevoked(NotAllowed):
     """The presented certificate, or the key in the request, has been revoked."""
 

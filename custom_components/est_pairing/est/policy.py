@@ -13,7 +13,6 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 import hashlib
 import hmac
-from itertools import chain
 import secrets
 import time
 from typing import Any
@@ -28,6 +27,7 @@ from .errors import (
     CertificateRevoked,
     LockedOut,
     MalformedRequest,
+    NameTaken,
     NotAllowed,
     PendingRequestGone,
     TooManyRequests,
@@ -274,15 +274,14 @@ class EnrollmentPolicy:
 
         ``Fridge`` and ``fridge`` would both be granted the name ``fridge.local``, so each would hold a
         certificate naming the other. Ids stay case-sensitive everywhere else (they are CNs, and keys
-        of stored registrations); a case twin is simply never let in, whether pending, approved or
-        pre-registered.
+        of stored registrations). Only appliances the owner approved or pre-registered count: twins
+        may wait side by side (a stranger's request must not lock a real appliance out), and the
+        owner can approve one of them.
         """
-        self._expire(self._clock())
         folded = appliance_id.casefold()
-        known = chain(self._registrations, (pending.appliance_id for pending in self._pending.values()))
-        for other in known:
+        for other in self._registrations:
             if other != appliance_id and other.casefold() == folded:
-                raise NotAllowed(
+                raise NameTaken(
                     f"appliance id {appliance_id!r} differs only in case from the known appliance {other!r}"
                 )
 
@@ -330,6 +329,7 @@ class EnrollmentPolicy:
         ``pin`` is what the owner typed; ``None`` means the owner confirmed the fingerprints match.
         """
         pending = self.pending_request(request_id)
+        self._check_distinct_name(pending.appliance_id)
         if pin is not None:
             self._check_owner_pin(pending, pin)
         current = self._registrations.get(pending.appliance_id)
