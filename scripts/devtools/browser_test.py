@@ -16,6 +16,7 @@ from pathlib import Path
 import re
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 
@@ -23,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BROWSER = ROOT / "tests" / "browser"
 IMAGES = ROOT / "docs" / "images"
 APPLIANCE_NAME = "Kitchen oven"
+NETNS = "est-dev"  # scripts/develop --isolated's
 READY = re.compile(r"log in as '(?P<user>[^']+)' with password '(?P<password>[^']+)'")
 PIN = re.compile(r"its PIN is (?P<pin>\d+)")
 
@@ -50,6 +52,18 @@ CUSTOM_INTEGRATION_NOTICE = "We found a custom integration est_pairing"
 def is_complaint(line: str) -> bool:
     """A warning or error logged about this integration (the flow must run without any)."""
     return COMPLAINT.search(line) is not None and CUSTOM_INTEGRATION_NOTICE not in line
+
+
+def kill_namespace() -> None:
+    """Kill what is left in develop's network namespace.
+
+    Home Assistant runs in a process group of its own there, which a kill of develop's group does not
+    reach.
+    """
+    listed = subprocess.run(["ip", "netns", "pids", NETNS], capture_output=True, text=True, check=False)
+    for pid in listed.stdout.split():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(pid), signal.SIGKILL)
 
 
 async def read_until(
@@ -91,7 +105,7 @@ async def run(shots: Path, python: str | None) -> int:
         cwd=ROOT,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
-        start_new_session=True,  # so that a kill reaches what it started too
+        start_new_session=True,  # so that a kill reaches the appliance it started too
     )
     if develop.stdout is None:
         raise RuntimeError("no pipe from scripts/develop")
@@ -130,6 +144,7 @@ async def run(shots: Path, python: str | None) -> int:
         if develop.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(develop.pid, signal.SIGKILL)
+            kill_namespace()
         shutil.rmtree(config, ignore_errors=True)
 
 
