@@ -76,6 +76,8 @@ async def test_secrets_can_stay_off_the_command_line(tmp_path: Path) -> None:
             )
             fridge = build_csr(ec.generate_private_key(ec.SECP256R1()), "fridge")
             assert isinstance(await client.simpleenroll(fridge, username="fridge", password="999"), Pending)
+            code, _, stderr = await est_server("approve", "fridge", "--data-dir", data_dir, "--pin", "-")
+            assert (code, stderr) == (1, "est-server approve: no PIN on standard input\n")  # not a wrong PIN
             code, _, stderr = await est_server(
                 "approve", "fridge", "--data-dir", data_dir, "--pin", "-", stdin="1\n"
             )
@@ -89,6 +91,21 @@ async def test_secrets_can_stay_off_the_command_line(tmp_path: Path) -> None:
             )
     finally:
         await serving.stop()
+
+
+async def test_a_users_file_the_policy_refuses_stops_serve_with_a_reason(tmp_path: Path) -> None:
+    users = tmp_path / "users"
+    users.write_text("fridge:s3cret-one\nFridge:s3cret-two\n")
+    code, _, stderr = await est_server(
+        "serve", "--data-dir", tmp_path / "data", "--port", "0", "--users-file", users
+    )
+    assert code == 1
+    assert stderr.splitlines()[-1] == (
+        f"--users-file {users}: appliance 2: appliance id 'Fridge' differs only in case from the known"
+        " appliance 'fridge'"
+    )
+    assert "Traceback" not in stderr
+    assert "s3cret" not in stderr
 
 
 def test_a_users_file_must_hold_id_and_secret(tmp_path: Path) -> None:

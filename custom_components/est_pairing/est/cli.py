@@ -19,6 +19,7 @@ from collections.abc import Iterator
 import contextlib
 from datetime import UTC, datetime
 import fcntl
+import getpass
 import json
 import logging
 import os
@@ -145,12 +146,15 @@ async def serve(args: argparse.Namespace) -> None:
     )
     service = open_service(data_dir, config)
     await service.load()
-    users = list(args.user)
+    users = [("--user", number, user) for number, user in enumerate(args.user, 1)]
     for path in args.users_file:
-        users += _users_in(path)
-    for user in users:
+        users += [(f"--users-file {path}", number, user) for number, user in enumerate(_users_in(path), 1)]
+    for origin, number, user in users:
         appliance_id, _, secret = user.partition(":")
-        service.policy.preregister(appliance_id, secret)
+        try:
+            service.policy.preregister(appliance_id, secret)
+        except EstError as err:  # the reason names the id, never the secret
+            raise SystemExit(f"{origin}: appliance {number}: {err}") from err
     service.policy.on_pending_added = _announce_pending
     await service.start()
     control = await _start_control(service, data_dir / "control.sock")
@@ -314,7 +318,7 @@ async def command(args: argparse.Namespace, out: IO[str]) -> int:
     if args.command in {"approve", "reject"}:
         request["key"] = args.key
     if args.command == "approve":
-        request["pin"] = sys.stdin.readline().strip() if args.pin == "-" else args.pin
+        request["pin"] = _pin_from_stdin() if args.pin == "-" else args.pin
     reply = await _ask_server(args.data_dir, request)
     if reply is None:
         reply = await _offline(args.data_dir, request)
@@ -368,6 +372,15 @@ def _print_listing(reply: dict[str, Any], out: IO[str], *, as_json: bool) -> Non
         print(
             f"  {c['serial'][:16]:<16} {c['appliance']:<24} {c['status']:<8} expires {c['expires']}", file=out
         )
+
+
+def _pin_from_stdin() -> str:
+    """The PIN for ``approve --pin -``: asked for without echo on a terminal, else one line read."""
+    pin = getpass.getpass("PIN: ") if sys.stdin.isatty() else sys.stdin.readline()
+    if not pin.strip():
+        # An empty PIN would count as a wrong one, and wrong PINs lock the appliance out.
+        raise SystemExit("est-server approve: no PIN on standard input")
+    return pin.strip()
 
 
 def _users_in(path: Path) -> list[str]:
