@@ -205,6 +205,19 @@ async def test_a_failed_announcement_frees_the_port_for_the_next_attempt(
     assert ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_PORT_UNAVAILABLE) is None
 
 
+async def test_a_failing_goodbye_still_frees_the_port(
+    hass: HomeAssistant, init_integration: MockConfigEntry, zeroconf: MagicMock
+) -> None:
+    runtime: EstRuntime = init_integration.runtime_data
+    port = runtime.service.port
+    zeroconf.async_unregister_service.side_effect = OSError("no multicast interface")
+    with pytest.raises(OSError, match="no multicast"):
+        await runtime.async_stop()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", port))  # the listener let go of it
+    await runtime.async_stop()  # and a second stop (the unload's) has nothing left to do
+
+
 async def test_stopping_home_assistant_stops_the_listener_and_keeps_approvals(
     hass: HomeAssistant, init_integration: MockConfigEntry, hass_storage: dict[str, Any], zeroconf: MagicMock
 ) -> None:

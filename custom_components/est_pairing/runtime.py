@@ -216,15 +216,17 @@ class EstRuntime:
         for unsubscribe in self._unsubscribers:
             unsubscribe()
         self._unsubscribers.clear()
-        if self._service_info is not None:
-            aiozc = await zeroconf.async_get_async_instance(self.hass)
-            goodbye = await aiozc.async_unregister_service(self._service_info)
-            await goodbye  # the goodbye packets go out now, not from a task left behind by the unload
-            self._service_info = None
-        for identity in {p.identity for p in self.service.policy.pending_requests()}:
-            for flow_id in self._flows_for(identity):
-                self.hass.config_entries.flow.async_abort(flow_id)
-        await self.service.stop()
+        try:
+            if (service_info := self._service_info) is not None:
+                self._service_info = None
+                aiozc = await zeroconf.async_get_async_instance(self.hass)
+                goodbye = await aiozc.async_unregister_service(service_info)
+                await goodbye  # the goodbye packets go out now, not from a task left behind by the unload
+        finally:  # whatever zeroconf does, the port is freed and approvals are written
+            for identity in {p.identity for p in self.service.policy.pending_requests()}:
+                for flow_id in self._flows_for(identity):
+                    self.hass.config_entries.flow.async_abort(flow_id)
+            await self.service.stop()
 
     # --- the network ----------------------------------------------------------------------------------
 
