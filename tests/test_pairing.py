@@ -321,18 +321,29 @@ async def test_removing_the_appliance_revokes_it(
         await appliance_client.reenroll(renewal_csr(oven_key, certificate), certificate, oven_key)
 
 
+async def restart_without_the_subentry(
+    hass: HomeAssistant, entry: MockConfigEntry, *, keep_mark: bool
+) -> EstRuntime:
+    """Unload the hub, drop the appliance's subentry (and its mark in the entry, unless kept), set up."""
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    (subentry_id,) = entry.subentries
+    hass.config_entries.async_remove_subentry(entry, subentry_id)
+    if not keep_mark:
+        hass.config_entries.async_update_entry(
+            entry, data={k: v for k, v in entry.data.items() if k != CONF_APPLIANCES}
+        )
+    await hass.async_block_till_done()
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    restarted: EstRuntime = entry.runtime_data
+    return restarted
+
+
 async def test_an_appliance_removed_while_the_hub_is_not_running_is_revoked_at_start(
     hass: HomeAssistant, init_integration: MockConfigEntry, runtime: EstRuntime, appliance_client: EstClient
 ) -> None:
     certificate, oven_key = await paired_oven(hass, runtime, appliance_client)
-    assert await hass.config_entries.async_unload(init_integration.entry_id)
-    (subentry_id,) = init_integration.subentries
-    hass.config_entries.async_remove_subentry(init_integration, subentry_id)
-    await hass.async_block_till_done()
-
-    assert await hass.config_entries.async_setup(init_integration.entry_id)
-    await hass.async_block_till_done()
-    restarted: EstRuntime = init_integration.runtime_data
+    restarted = await restart_without_the_subentry(hass, init_integration, keep_mark=True)
     record = restarted.service.ledger.get(certificate.serial_number)
     assert record is not None
     assert record.revoked
@@ -348,19 +359,9 @@ async def test_an_appliance_approved_just_before_a_crash_is_added_again_not_revo
 ) -> None:
     certificate, oven_key = await paired_oven(hass, runtime, appliance_client)
     assert init_integration.data[CONF_APPLIANCES] == ["oven"]
-    assert await hass.config_entries.async_unload(init_integration.entry_id)
     # Home Assistant died before its delayed write of the config entries: the approval and the
     # certificate are on disk, the subentry and its mark are not.
-    (subentry_id,) = init_integration.subentries
-    hass.config_entries.async_remove_subentry(init_integration, subentry_id)
-    hass.config_entries.async_update_entry(
-        init_integration, data={k: v for k, v in init_integration.data.items() if k != CONF_APPLIANCES}
-    )
-    await hass.async_block_till_done()
-
-    assert await hass.config_entries.async_setup(init_integration.entry_id)
-    await hass.async_block_till_done()
-    restarted: EstRuntime = init_integration.runtime_data
+    restarted = await restart_without_the_subentry(hass, init_integration, keep_mark=False)
     (subentry,) = init_integration.subentries.values()
     assert (subentry.data[CONF_APPLIANCE_ID], subentry.title) == ("oven", "Kitchen oven")
     assert init_integration.data[CONF_APPLIANCES] == ["oven"]
