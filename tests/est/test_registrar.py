@@ -158,6 +158,21 @@ async def test_serverkeygen_for_an_unknown_appliance_waits_for_the_owner(registr
     assert len(registrar.ledger) == 0
 
 
+async def test_revoking_after_serverkeygen_blocks_the_request_key_too(registrar: Registrar) -> None:
+    """The certificate is for the server's key; a replay of the approved request must not pair again."""
+    fridge = Peer("10.0.0.7", BasicCredentials("fridge", "424242"))
+    csr = build_csr(ec.generate_private_key(ec.SECP256R1()), "fridge")
+    waiting = await registrar.serverkeygen(fridge, csr)
+    assert isinstance(waiting, AwaitingOwner)
+    registrar.policy.approve(waiting.pending.request_id, pin="424242")
+    assert isinstance(await registrar.serverkeygen(fridge, csr), IssuedWithKey)
+    await registrar.revoke_appliance("fridge")
+    for operation in (registrar.serverkeygen, registrar.enroll):
+        with pytest.raises(CertificateRevoked):
+            await operation(fridge, csr)
+    assert registrar.policy.pending_requests() == []
+
+
 async def test_the_ledger_records_the_key_each_certificate_was_issued_for(registrar: Registrar) -> None:
     """The registrar gives the ledger the key fingerprint it approved; the ledger need not re-read it."""
     oven = Peer("10.0.0.7", BasicCredentials("oven", "123456"))

@@ -405,9 +405,14 @@ class EnrollmentPolicy:
         return registration
 
     def remove(self, appliance_id: str, revoked_keys: Iterable[str] = ()) -> None:
-        """Forget an appliance; its revoked keys can never enroll again."""
-        self._registrations.pop(appliance_id, None)
+        """Forget a revoked appliance: neither its revoked keys nor its approved ones enroll again.
+
+        After serverkeygen the request's key, which the owner approved, is not the certificate's.
+        """
+        registration = self._registrations.pop(appliance_id, None)
         self._revoked_keys.update(revoked_keys)
+        if registration is not None:
+            self._revoked_keys.update(registration.keys)
         for pending in list(self._pending.values()):
             if pending.appliance_id == appliance_id:
                 self._drop_pending(pending)
