@@ -32,9 +32,9 @@ async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
 async def async_setup_entry(hass: HomeAssistant, entry: EstConfigEntry) -> bool:
     """Load or create the household CA, start the EST listener and announce it."""
     runtime = EstRuntime(hass, entry, HubSettings.from_entry(entry))
-    await runtime.async_start()  # stops what it started if it fails part way
-    entry.runtime_data = runtime
     try:
+        await runtime.async_start()
+        entry.runtime_data = runtime
         await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     except BaseException:
         await runtime.async_stop()  # free the port, or the next attempt finds it in use

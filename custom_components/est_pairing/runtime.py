@@ -167,6 +167,7 @@ class EstRuntime:
         """Load or create the CA, start the listener, announce it.
 
         Raises ConfigEntryNotReady if the port cannot be bound; a repair issue tells the owner why.
+        Whatever it raises, the caller stops what it started (``async_stop``).
         """
         names = await self._listener_names()
         self.service.config.names = names
@@ -193,16 +194,12 @@ class EstRuntime:
                 translation_placeholders={"port": str(self.settings.port)},
             ) from err
         ir.async_delete_issue(self.hass, DOMAIN, ISSUE_PORT_UNAVAILABLE)
-        try:
-            await self._announce(names)
-            self._known_subentries = self._appliance_subentries()
-            self._check_ca_expiry()
-            self._unsubscribers.append(
-                async_track_time_interval(self.hass, self._async_refresh, REFRESH_INTERVAL)
-            )
-        except BaseException:
-            await self.async_stop()  # free the port, or the next attempt finds it in use
-            raise
+        await self._announce(names)
+        self._known_subentries = self._appliance_subentries()
+        self._check_ca_expiry()
+        self._unsubscribers.append(
+            async_track_time_interval(self.hass, self._async_refresh, REFRESH_INTERVAL)
+        )
 
     async def async_shutdown(self, _event: Event) -> None:
         """Home Assistant stops: stop as an unload would, which waits for pending approval saves."""
