@@ -190,8 +190,9 @@ class EstApplication:
         raise OperationNotSupported("full CMC is not offered; use simpleenroll")
 
     async def _crl(self, request: web.Request) -> web.Response:
-        if request.method not in _with_head(hdrs.METH_GET):
-            raise MethodNotAllowed("the CRL is fetched with GET", _with_head(hdrs.METH_GET))
+        allowed = _with_head(hdrs.METH_GET)
+        if request.method not in allowed:
+            raise MethodNotAllowed("the CRL is fetched with GET", allowed)
         return web.Response(body=self.registrar.crl(), headers={hdrs.CONTENT_TYPE: PKIX_CRL})
 
 
