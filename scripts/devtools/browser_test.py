@@ -20,11 +20,12 @@ import subprocess
 import sys
 import tempfile
 
+from scripts.devtools.develop import NETNS
+
 ROOT = Path(__file__).resolve().parents[2]
 BROWSER = ROOT / "tests" / "browser"
 IMAGES = ROOT / "docs" / "images"
 APPLIANCE_NAME = "Kitchen oven"
-NETNS = "est-dev"  # scripts/develop --isolated's
 READY = re.compile(r"log in as '(?P<user>[^']+)' with password '(?P<password>[^']+)'")
 PIN = re.compile(r"its PIN is (?P<pin>\d+)")
 
@@ -66,26 +67,27 @@ def kill_namespace() -> None:
             os.kill(int(pid), signal.SIGKILL)
 
 
+async def echo(
+    stream: asyncio.StreamReader, complaints: list[str], until: re.Pattern[str] | None = None
+) -> re.Match[str] | None:
+    """Echo develop's output so its pipe never fills, keeping the complaints; stop at ``until``."""
+    while line := (await stream.readline()).decode(errors="replace"):
+        print(line, end="", flush=True)
+        if is_complaint(line):
+            complaints.append(line.rstrip())
+        if until is not None and (match := until.search(line)):
+            return match
+    return None
+
+
 async def read_until(
     stream: asyncio.StreamReader, pattern: re.Pattern[str], patience: float, complaints: list[str]
 ) -> re.Match[str]:
     """Echo lines until one matches, keeping the complaints."""
     async with asyncio.timeout(patience):
-        while line := (await stream.readline()).decode(errors="replace"):
-            print(line, end="", flush=True)
-            if is_complaint(line):
-                complaints.append(line.rstrip())
-            if match := pattern.search(line):
-                return match
+        if (match := await echo(stream, complaints, pattern)) is not None:
+            return match
     raise RuntimeError(f"scripts/develop ended before printing /{pattern.pattern}/")
-
-
-async def echo(stream: asyncio.StreamReader, complaints: list[str]) -> None:
-    """Keep echoing Home Assistant's output so its pipe never fills, keeping the complaints."""
-    while line := (await stream.readline()).decode(errors="replace"):
-        print(line, end="", flush=True)
-        if is_complaint(line):
-            complaints.append(line.rstrip())
 
 
 async def run(shots: Path, python: str | None) -> int:
