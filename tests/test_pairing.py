@@ -306,6 +306,35 @@ async def test_revoke_button_blocks_renewal(
     assert crl.get_revoked_certificate_by_serial_number(certificate.serial_number) is not None
 
 
+async def test_pairing_a_revoked_appliance_again_shows_what_it_says_now(
+    hass: HomeAssistant, init_integration: MockConfigEntry, runtime: EstRuntime, appliance_client: EstClient
+) -> None:
+    await paired_oven(hass, runtime, appliance_client)  # pre-registered by name only: no model yet
+    hass.config_entries.async_update_subentry(
+        init_integration, next(iter(init_integration.subentries.values())), title="Oven by the window"
+    )
+    await runtime.async_revoke("oven")
+    await hass.async_block_till_done()
+
+    assert isinstance(await ask(hass, appliance_client, key()), Pending)  # a new key, with its details
+    (flow,) = flows(hass)
+    await hass.config_entries.flow.async_configure(flow["flow_id"], {"next_step_id": "pin"})
+    result = await hass.config_entries.flow.async_configure(flow["flow_id"], {"pin": "482913"})
+    await hass.async_block_till_done()
+    assert result["reason"] == "approved"
+
+    (subentry,) = init_integration.subentries.values()  # the same subentry, with the new details
+    assert subentry.title == "Oven by the window"  # the owner's name for it stays
+    assert (subentry.data["model"], subentry.data["manufacturer"], subentry.data["serial_number"]) == (
+        "OV-200",
+        "Acme",
+        "SN-42",
+    )
+    device = device_for(hass, "oven")
+    assert device is not None
+    assert (device.model, device.manufacturer, device.serial_number) == ("OV-200", "Acme", "SN-42")
+
+
 async def test_removing_the_appliance_revokes_it(
     hass: HomeAssistant, init_integration: MockConfigEntry, runtime: EstRuntime, appliance_client: EstClient
 ) -> None:

@@ -25,7 +25,7 @@ from homeassistant.config_entries import (
 )
 from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.exceptions import ConfigEntryNotReady
-from homeassistant.helpers import discovery_flow, issue_registry as ir
+from homeassistant.helpers import device_registry as dr, discovery_flow, issue_registry as ir
 from homeassistant.helpers.dispatcher import async_dispatcher_send
 from homeassistant.helpers.event import async_track_time_interval
 from homeassistant.util import dt as dt_util
@@ -427,24 +427,46 @@ class EstRuntime:
                 self.hass.config_entries.async_remove_subentry(self.entry, subentry_id)
 
     def _ensure_subentry(self, appliance_id: str, details: ApplianceDetails) -> None:
-        if appliance_id in self._appliance_subentries().values():
-            return
+        """Add the appliance's subentry, or bring the one it has up to what it says now.
+
+        An appliance paired again after a revocation keeps its subentry and device; what its new
+        request says about it (model, manufacturer, serial number) replaces what the old one said.
+        The title stays: the owner may have renamed it.
+        """
+        described = {
+            "model": details.model,
+            "manufacturer": details.manufacturer,
+            "serial_number": details.serial_number,
+        }
+        for subentry_id, known in self._appliance_subentries().items():
+            if known == appliance_id:
+                said = {key: value for key, value in described.items() if value is not None}
+                self._update_details(self.entry.subentries[subentry_id], said)
+                return
         self.hass.config_entries.async_add_subentry(
             self.entry,
             ConfigSubentry(
-                data=MappingProxyType(
-                    {
-                        CONF_APPLIANCE_ID: appliance_id,
-                        "model": details.model,
-                        "manufacturer": details.manufacturer,
-                        "serial_number": details.serial_number,
-                    }
-                ),
+                data=MappingProxyType({CONF_APPLIANCE_ID: appliance_id, **described}),
                 subentry_type=SUBENTRY_APPLIANCE,
                 title=details.name or appliance_id,
                 unique_id=appliance_id,
             ),
         )
+
+    def _update_details(self, subentry: ConfigSubentry, described: dict[str, str]) -> None:
+        if all(subentry.data.get(key) == value for key, value in described.items()):
+            return
+        data = {**subentry.data, **described}
+        self.hass.config_entries.async_update_subentry(self.entry, subentry, data=data)
+        registry = dr.async_get(self.hass)
+        device = registry.async_get_device(identifiers={(DOMAIN, subentry.data[CONF_APPLIANCE_ID])})
+        if device is not None:
+            registry.async_update_device(
+                device.id,
+                model=data.get("model"),
+                manufacturer=data.get("manufacturer"),
+                serial_number=data.get("serial_number"),
+            )
 
     def _appliance_subentries(self) -> dict[str, str]:
         return {
