@@ -290,6 +290,22 @@ async def paired_oven(
     return certificate, oven_key
 
 
+async def test_a_preregistered_appliance_shows_what_it_reports_when_it_enrolls(
+    hass: HomeAssistant, init_integration: MockConfigEntry, runtime: EstRuntime, appliance_client: EstClient
+) -> None:
+    await paired_oven(hass, runtime, appliance_client)  # pre-registered by name, enrolled with OVEN
+    device = device_for(hass, "oven")
+    assert device is not None
+    assert (device.name, device.model, device.manufacturer, device.serial_number) == (
+        "Kitchen oven",
+        "OV-200",
+        "Acme",
+        "SN-42",
+    )
+    (subentry,) = init_integration.subentries.values()
+    assert subentry.data["model"] == "OV-200"
+
+
 async def test_revoke_button_blocks_renewal(
     hass: HomeAssistant, runtime: EstRuntime, appliance_client: EstClient
 ) -> None:
@@ -309,14 +325,19 @@ async def test_revoke_button_blocks_renewal(
 async def test_pairing_a_revoked_appliance_again_shows_what_it_says_now(
     hass: HomeAssistant, init_integration: MockConfigEntry, runtime: EstRuntime, appliance_client: EstClient
 ) -> None:
-    await paired_oven(hass, runtime, appliance_client)  # pre-registered by name only: no model yet
+    await paired_oven(hass, runtime, appliance_client)
     hass.config_entries.async_update_subentry(
         init_integration, next(iter(init_integration.subentries.values())), title="Oven by the window"
     )
     await runtime.async_revoke("oven")
     await hass.async_block_till_done()
 
-    assert isinstance(await ask(hass, appliance_client, key()), Pending)  # a new key, with its details
+    rebuilt = ApplianceDetails(name="Oven", model="OV-300", manufacturer="Acme", serial_number="SN-43")
+    pending = await appliance_client.simpleenroll(  # a new key, and new details
+        build_csr(key(), "oven", details=rebuilt), username="oven", password="482913"
+    )
+    await hass.async_block_till_done()
+    assert isinstance(pending, Pending)
     (flow,) = flows(hass)
     await hass.config_entries.flow.async_configure(flow["flow_id"], {"next_step_id": "pin"})
     result = await hass.config_entries.flow.async_configure(flow["flow_id"], {"pin": "482913"})
@@ -325,14 +346,10 @@ async def test_pairing_a_revoked_appliance_again_shows_what_it_says_now(
 
     (subentry,) = init_integration.subentries.values()  # the same subentry, with the new details
     assert subentry.title == "Oven by the window"  # the owner's name for it stays
-    assert (subentry.data["model"], subentry.data["manufacturer"], subentry.data["serial_number"]) == (
-        "OV-200",
-        "Acme",
-        "SN-42",
-    )
+    assert (subentry.data["model"], subentry.data["serial_number"]) == ("OV-300", "SN-43")
     device = device_for(hass, "oven")
     assert device is not None
-    assert (device.model, device.manufacturer, device.serial_number) == ("OV-200", "Acme", "SN-42")
+    assert (device.model, device.manufacturer, device.serial_number) == ("OV-300", "Acme", "SN-43")
 
 
 async def test_removing_the_appliance_revokes_it(

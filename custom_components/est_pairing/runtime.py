@@ -121,6 +121,15 @@ def hub_runtime(hass: HomeAssistant) -> EstRuntime | None:
     return runtime
 
 
+def _device_details(details: ApplianceDetails) -> dict[str, str | None]:
+    """The subentry data an appliance's details fill in (its device shows them)."""
+    return {
+        "model": details.model,
+        "manufacturer": details.manufacturer,
+        "serial_number": details.serial_number,
+    }
+
+
 def certificate_status(record: CertificateRecord | None, now: datetime, renewal_days: int) -> str:
     """awaiting_enrollment, valid, expiring, expired or revoked."""
     if record is None:
@@ -433,30 +442,31 @@ class EstRuntime:
         request says about it (model, manufacturer, serial number) replaces what the old one said.
         The title stays: the owner may have renamed it.
         """
-        described = {
-            "model": details.model,
-            "manufacturer": details.manufacturer,
-            "serial_number": details.serial_number,
-        }
-        for subentry_id, known in self._appliance_subentries().items():
-            if known == appliance_id:
-                said = {key: value for key, value in described.items() if value is not None}
-                self._update_details(self.entry.subentries[subentry_id], said)
-                return
+        if (subentry := self._subentry_for(appliance_id)) is not None:
+            self._update_details(subentry, details)
+            return
         self.hass.config_entries.async_add_subentry(
             self.entry,
             ConfigSubentry(
-                data=MappingProxyType({CONF_APPLIANCE_ID: appliance_id, **described}),
+                data=MappingProxyType({CONF_APPLIANCE_ID: appliance_id, **_device_details(details)}),
                 subentry_type=SUBENTRY_APPLIANCE,
                 title=details.name or appliance_id,
                 unique_id=appliance_id,
             ),
         )
 
-    def _update_details(self, subentry: ConfigSubentry, described: dict[str, str]) -> None:
-        if all(subentry.data.get(key) == value for key, value in described.items()):
+    def _subentry_for(self, appliance_id: str) -> ConfigSubentry | None:
+        for subentry_id, known in self._appliance_subentries().items():
+            if known == appliance_id:
+                return self.entry.subentries[subentry_id]
+        return None
+
+    def _update_details(self, subentry: ConfigSubentry, details: ApplianceDetails) -> None:
+        """Put what the appliance said in its subentry and device; what it did not say stays."""
+        said = {key: value for key, value in _device_details(details).items() if value is not None}
+        if all(subentry.data.get(key) == value for key, value in said.items()):
             return
-        data = {**subentry.data, **described}
+        data = {**subentry.data, **said}
         self.hass.config_entries.async_update_subentry(self.entry, subentry, data=data)
         registry = dr.async_get(self.hass)
         device = registry.async_get_device(identifiers={(DOMAIN, subentry.data[CONF_APPLIANCE_ID])})
@@ -530,6 +540,11 @@ class EstRuntime:
 
     @callback
     def _ledger_changed(self, record: CertificateRecord) -> None:
+        # A pre-registered appliance's first certificate: the policy has learnt what it reports.
+        registration = self.service.policy.registration(record.appliance_id)
+        subentry = self._subentry_for(record.appliance_id)
+        if not record.revoked and registration is not None and subentry is not None:
+            self._update_details(subentry, registration.details)
         async_dispatcher_send(self.hass, self.signal_appliance, record.appliance_id)
 
     def latest_certificate(self, appliance_id: str) -> CertificateRecord | None:

@@ -6,7 +6,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 import pytest
 
 from custom_components.est_pairing.est.client import build_csr
-from custom_components.est_pairing.est.csr import CertificateRequest, inspect_request
+from custom_components.est_pairing.est.csr import ApplianceDetails, CertificateRequest, inspect_request
 from custom_components.est_pairing.est.errors import (
     AuthenticationRequired,
     Busy,
@@ -148,6 +148,22 @@ def test_preregistration_accepts_any_key_with_the_secret(policy: EnrollmentPolic
         policy.authorize(claim(secret="1"), request(), None)
     with pytest.raises(MalformedRequest):
         policy.preregister("oven", "")
+
+
+def test_a_preregistration_learns_what_the_appliance_says_about_itself(policy: EnrollmentPolicy) -> None:
+    saves: list[None] = []
+    policy.on_change = lambda: saves.append(None)
+    policy.preregister("oven", "123456", ApplianceDetails(name="Kitchen oven"))  # what the owner typed
+    saves.clear()
+    said = ApplianceDetails(name="OV oven", model="OV-200", manufacturer="Acme", serial_number="SN-42")
+    oven = inspect_request(build_csr(ec.generate_private_key(ec.SECP256R1()), "oven", details=said))
+    assert policy.authorize(claim(), oven, None) == Approved("oven")
+    registration = policy.registration("oven")
+    assert registration is not None
+    assert registration.details == ApplianceDetails("Kitchen oven", "OV-200", "Acme", "SN-42")  # owner's name
+    assert len(saves) == 1
+    assert policy.authorize(claim(), request(), None) == Approved("oven")  # says nothing new: no save
+    assert len(saves) == 1
 
 
 def test_revoked_keys_never_enroll_again(policy: EnrollmentPolicy) -> None:

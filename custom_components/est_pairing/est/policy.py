@@ -217,6 +217,7 @@ class EnrollmentPolicy:
         if registration is not None and registration.identity == claim.identity:
             self._check_secret(claim, registration.secret_digest)
             if registration.accepts_key(key):
+                self._learn_details(registration, request.details)
                 return Approved(registration.appliance_id)
         self._check_distinct_name(claim.appliance_id)
         if (refusal := self.refusal(claim.identity)) is not None:
@@ -253,6 +254,17 @@ class EnrollmentPolicy:
         self._pending[request_id] = pending
         self.on_pending_added(pending)
         return AwaitingOwner(pending, self.retry_after, new=True)
+
+    def _learn_details(self, registration: Registration, said: ApplianceDetails) -> None:
+        """Fill in what a registration does not know yet from what the appliance says about itself.
+
+        A pre-registration knows only what the owner typed (at most a name); the appliance's own
+        request tells its model, manufacturer and serial number. What is known already stays.
+        """
+        details = _merge(registration.details, said)
+        if details != registration.details:
+            self._registrations[registration.appliance_id] = replace(registration, details=details)
+            self.on_change()
 
     def check_key(self, key_fingerprint: str) -> None:
         """Refuse a key whose certificate was revoked (re-enrollment uses this too)."""
