@@ -65,6 +65,13 @@ def entity_state(hass: HomeAssistant, unique_id_suffix: str) -> str:
     return state.state
 
 
+def shown_on_device(hass: HomeAssistant, appliance_id: str) -> tuple[str | None, ...]:
+    """Name, model, manufacturer and serial number of the appliance's device."""
+    device = device_for(hass, appliance_id)
+    assert device is not None
+    return (device.name, device.model, device.manufacturer, device.serial_number)
+
+
 async def test_pin_pairing_end_to_end(
     hass: HomeAssistant, runtime: EstRuntime, appliance_client: EstClient
 ) -> None:
@@ -101,14 +108,7 @@ async def test_pin_pairing_end_to_end(
     assert result["reason"] == "approved"
     assert flows(hass) == []
 
-    device = device_for(hass, "oven")
-    assert device is not None
-    assert (device.name, device.model, device.manufacturer, device.serial_number) == (
-        "Kitchen oven",
-        "OV-200",
-        "Acme",
-        "SN-42",
-    )
+    assert shown_on_device(hass, "oven") == ("Kitchen oven", "OV-200", "Acme", "SN-42")
     assert entity_state(hass, "_oven_certificate_status") == "awaiting_enrollment"
 
     certificate = await ask(hass, appliance_client, oven_key)
@@ -294,14 +294,7 @@ async def test_a_preregistered_appliance_shows_what_it_reports_when_it_enrolls(
     hass: HomeAssistant, init_integration: MockConfigEntry, runtime: EstRuntime, appliance_client: EstClient
 ) -> None:
     await paired_oven(hass, runtime, appliance_client)  # pre-registered by name, enrolled with OVEN
-    device = device_for(hass, "oven")
-    assert device is not None
-    assert (device.name, device.model, device.manufacturer, device.serial_number) == (
-        "Kitchen oven",
-        "OV-200",
-        "Acme",
-        "SN-42",
-    )
+    assert shown_on_device(hass, "oven") == ("Kitchen oven", "OV-200", "Acme", "SN-42")
     (subentry,) = init_integration.subentries.values()
     assert subentry.data["model"] == "OV-200"
 
@@ -347,9 +340,7 @@ async def test_pairing_a_revoked_appliance_again_shows_what_it_says_now(
     (subentry,) = init_integration.subentries.values()  # the same subentry, with the new details
     assert subentry.title == "Oven by the window"  # the owner's name for it stays
     assert (subentry.data["model"], subentry.data["serial_number"]) == ("OV-300", "SN-43")
-    device = device_for(hass, "oven")
-    assert device is not None
-    assert (device.model, device.manufacturer, device.serial_number) == ("OV-300", "Acme", "SN-43")
+    assert shown_on_device(hass, "oven") == ("Kitchen oven", "OV-300", "Acme", "SN-43")
 
 
 async def test_removing_the_appliance_revokes_it(
