@@ -163,6 +163,25 @@ async def test_listeners_see_every_change(tmp_path: Path, ca: HouseholdCA) -> No
     assert record.revoked
 
 
+async def test_a_failing_listener_does_not_stop_the_ledger(
+    tmp_path: Path, ca: HouseholdCA, caplog: pytest.LogCaptureFixture
+) -> None:
+    ledger = Ledger(JournalFile(tmp_path / "ledger.jsonl"))
+    seen: list[str] = []
+
+    def broken(_record: object) -> None:
+        raise RuntimeError("listener bug")
+
+    ledger.subscribe(broken)
+    ledger.subscribe(lambda r: seen.append(r.appliance_id))
+    async with asyncio.timeout(5):  # one batch: every event in it is applied and answered
+        await asyncio.gather(*(ledger.record_issued(issue(ca, name), name) for name in ("oven", "fridge")))
+        await ledger.record_issued(issue(ca, "kettle"), "kettle")  # and the writer goes on
+    assert seen == ["oven", "fridge", "kettle"]
+    assert sorted(ledger.appliances()) == ["fridge", "kettle", "oven"]
+    assert "listener bug" in caplog.text
+
+
 async def test_json_store_writes_atomically_and_privately(tmp_path: Path) -> None:
     store = JsonFileStore(tmp_path / "sub" / "state.json")
     assert await store.load() is None

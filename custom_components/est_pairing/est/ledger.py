@@ -210,10 +210,17 @@ class Ledger:
                 record = self._apply(event)
                 future.set_result(None)
                 if record is not None:
-                    for listener in list(self._listeners):
-                        listener(record)
+                    self._tell_listeners(record)
             self._events_since_compaction += len(events)
             await self._compact_if_due()
+
+    def _tell_listeners(self, record: CertificateRecord) -> None:
+        # A listener's bug must not stop the writer: the events after it would never be answered.
+        for listener in list(self._listeners):
+            try:
+                listener(record)
+            except Exception:
+                _LOGGER.exception("A certificate ledger listener failed on serial %x", record.serial_number)
 
     async def _compact_if_due(self) -> None:
         if self._events_since_compaction < max(_COMPACT_MIN, len(self._records)):
