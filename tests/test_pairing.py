@@ -298,6 +298,29 @@ async def test_a_preregistered_appliance_shows_what_it_reports_when_it_enrolls(
     (subentry,) = init_integration.subentries.values()
     assert subentry.data["model"] == "OV-200"
 
+    # Later certificates only fill gaps: what the subentry holds stays.
+    renamed = {**subentry.data, "model": "OV-2"}
+    hass.config_entries.async_update_subentry(init_integration, subentry, data=renamed)
+    assert isinstance(await ask(hass, appliance_client, key()), x509.Certificate)
+    assert init_integration.subentries[subentry.subentry_id].data["model"] == "OV-2"
+
+
+async def test_details_learnt_just_before_a_crash_reach_the_device_at_start(
+    hass: HomeAssistant, init_integration: MockConfigEntry, runtime: EstRuntime, appliance_client: EstClient
+) -> None:
+    await paired_oven(hass, runtime, appliance_client)
+    (subentry,) = init_integration.subentries.values()
+    forgotten = {**subentry.data, "model": None, "manufacturer": None, "serial_number": None}
+    hass.config_entries.async_update_subentry(init_integration, subentry, data=forgotten)  # as if never saved
+    assert await hass.config_entries.async_reload(init_integration.entry_id)
+    await hass.async_block_till_done()
+    (subentry,) = init_integration.subentries.values()
+    assert (subentry.data["model"], subentry.data["manufacturer"], subentry.data["serial_number"]) == (
+        "OV-200",
+        "Acme",
+        "SN-42",
+    )
+
 
 async def test_revoke_button_blocks_renewal(
     hass: HomeAssistant, runtime: EstRuntime, appliance_client: EstClient
@@ -325,7 +348,7 @@ async def test_pairing_a_revoked_appliance_again_shows_what_it_says_now(
     await runtime.async_revoke("oven")
     await hass.async_block_till_done()
 
-    rebuilt = ApplianceDetails(name="Oven", model="OV-300", manufacturer="Acme", serial_number="SN-43")
+    rebuilt = ApplianceDetails(name="Oven", model="OV-300", manufacturer="Acme")  # and no serial number
     pending = await appliance_client.simpleenroll(  # a new key, and new details
         build_csr(key(), "oven", details=rebuilt), username="oven", password="482913"
     )
@@ -339,8 +362,8 @@ async def test_pairing_a_revoked_appliance_again_shows_what_it_says_now(
 
     (subentry,) = init_integration.subentries.values()  # the same subentry, with the new details
     assert subentry.title == "Oven by the window"  # the owner's name for it stays
-    assert (subentry.data["model"], subentry.data["serial_number"]) == ("OV-300", "SN-43")
-    assert shown_on_device(hass, "oven") == ("Kitchen oven", "OV-300", "Acme", "SN-43")
+    assert (subentry.data["model"], subentry.data["serial_number"]) == ("OV-300", None)
+    assert shown_on_device(hass, "oven")[1:] == ("OV-300", "Acme", None)  # not the old unit's serial
 
 
 async def test_removing_the_appliance_revokes_it(

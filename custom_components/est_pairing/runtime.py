@@ -443,7 +443,7 @@ class EstRuntime:
         The title stays: the owner may have renamed it.
         """
         if (subentry := self._subentry_for(appliance_id)) is not None:
-            self._update_details(subentry, details)
+            self._update_details(subentry, details, fill_only=False)
             return
         self.hass.config_entries.async_add_subentry(
             self.entry,
@@ -461,9 +461,18 @@ class EstRuntime:
                 return self.entry.subentries[subentry_id]
         return None
 
-    def _update_details(self, subentry: ConfigSubentry, details: ApplianceDetails) -> None:
-        """Put what the appliance said in its subentry and device; what it did not say stays."""
-        said = {key: value for key, value in _device_details(details).items() if value is not None}
+    def _update_details(
+        self, subentry: ConfigSubentry, details: ApplianceDetails, *, fill_only: bool
+    ) -> None:
+        """Put what the appliance says about itself in its subentry and device.
+
+        ``fill_only``: only where the subentry knows nothing yet (what a pre-registered appliance
+        reports when it enrolls); otherwise the details replace the old ones (an appliance paired
+        again may be another unit under the same id).
+        """
+        said = _device_details(details)
+        if fill_only:
+            said = {key: value for key, value in said.items() if subentry.data.get(key) is None}
         if all(subentry.data.get(key) == value for key, value in said.items()):
             return
         data = {**subentry.data, **said}
@@ -513,6 +522,10 @@ class EstRuntime:
                     "Appliance %s was removed while the hub was stopped: revoking it", appliance_id
                 )
                 await self.async_revoke(appliance_id)
+        # What a pre-registered appliance reported is saved at once, its subentry a second later.
+        for appliance_id in current & set(registered):
+            if (subentry := self._subentry_for(appliance_id)) is not None:
+                self._update_details(subentry, registered[appliance_id].details, fill_only=True)
         self._mark_appliances()
 
     @callback
@@ -543,8 +556,8 @@ class EstRuntime:
         # A pre-registered appliance's first certificate: the policy has learnt what it reports.
         registration = self.service.policy.registration(record.appliance_id)
         subentry = self._subentry_for(record.appliance_id)
-        if not record.revoked and registration is not None and subentry is not None:
-            self._update_details(subentry, registration.details)
+        if registration is not None and subentry is not None:
+            self._update_details(subentry, registration.details, fill_only=True)
         async_dispatcher_send(self.hass, self.signal_appliance, record.appliance_id)
 
     def latest_certificate(self, appliance_id: str) -> CertificateRecord | None:

@@ -163,6 +163,10 @@ def test_a_preregistration_learns_what_the_appliance_says_about_itself(policy: E
     assert registration.details == ApplianceDetails("Kitchen oven", "OV-200", "Acme", "SN-42")  # owner's name
     assert len(saves) == 1
     assert policy.authorize(claim(), request(), None) == Approved("oven")  # says nothing new: no save
+    other = ApplianceDetails(model="OV-999", manufacturer="Other", serial_number="SN-1")
+    other_oven = inspect_request(build_csr(ec.generate_private_key(ec.SECP256R1()), "oven", details=other))
+    assert policy.authorize(claim(), other_oven, None) == Approved("oven")  # what is known stays
+    assert policy.registration("oven") == registration
     assert len(saves) == 1
 
 
