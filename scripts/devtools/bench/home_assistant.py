@@ -66,7 +66,7 @@ def _no_multicast() -> Iterator[None]:
 
 async def stalls_inside_home_assistant(
     runs: Runs, load: Load, password: str
-) -> list[tuple[str, LoopLagProbe, LoadRun]]:
+) -> list[tuple[str, LoopLagProbe, Measurement, LoadRun]]:
     """Set the hub up in Home Assistant, then measure each run with the probe on Home Assistant's loop."""
     results = []
     with tempfile.TemporaryDirectory(prefix="est-bench-ha-") as config_dir, _no_multicast():
@@ -94,8 +94,10 @@ async def stalls_inside_home_assistant(
             try:
                 for label, concurrency, requests in runs:
                     async with LoopLagProbe() as probe:
-                        _, run = await hass.async_add_executor_job(load, target, concurrency, requests)
-                    results.append((label, probe, run))
+                        measurement, run = await hass.async_add_executor_job(
+                            load, target, concurrency, requests
+                        )
+                    results.append((label, probe, measurement, run))
             finally:
                 await hass.config_entries.async_unload(entry.entry_id)
                 await hass.async_block_till_done()

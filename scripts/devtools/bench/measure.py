@@ -11,7 +11,7 @@ from cryptography import x509
 from est.wire import PKCS7_MIME
 
 from .loadgen import Endpoint, LoadRun, LoadSpec, run_load
-from .servers import ServerProcess, machine_busy_seconds
+from .servers import ServerProcess, machine_cpu_seconds
 from .stats import Throughput, segment_rates
 from .workload import csr_bodies, enrollment_headers, first_problem
 
@@ -45,6 +45,7 @@ class Measurement:
     other_cpu: float  # cores everything else on the machine used over the run
     notes: tuple[str, ...] = ()
     segments: tuple[float, ...] = ()  # successes per second in each tenth of the run
+    steal: float = 0.0  # cores the host gave other guests while this machine's CPUs wanted to run
 
     @property
     def server_cpu(self) -> float | None:
@@ -72,7 +73,7 @@ class Measurement:
         text = (
             f"{self.target:<10} c={self.concurrency:<3} {t.rate:7.1f}/s  p50 {ms(latency.p50)}  "
             f"p90 {ms(latency.p90)}  p99 {ms(latency.p99)}  max {ms(latency.max)}  errors {errors}  "
-            f"cpu: {server}load {self.load_cpu:4.0%}, other {self.other_cpu:4.0%}"
+            f"cpu: {server}load {self.load_cpu:4.0%}, other {self.other_cpu:4.0%}, steal {self.steal:4.0%}"
         )
         return "\n    ".join([text, *self.notes])
 
@@ -103,7 +104,7 @@ def measure(
     )
     meter = _CpuMeter(target.server)
     run = run_load(spec, processes=processes, cpus=cpus, warmup=warmup, on_start=meter.start)
-    seconds, server_cpu_seconds, other_cpu = meter.stop(run)
+    seconds, server_cpu_seconds, other_cpu, steal = meter.stop(run)
     notes = list(run.notes)
     if target.ca is not None and (problem := first_problem(run.kept, target.ca)) is not None:
         notes.append(f"WRONG ANSWER: {problem}")
@@ -111,6 +112,8 @@ def measure(
         notes.append("the load generator was CPU-bound: the server could go faster than this")
     if other_cpu > 0.1 and not target.external:
         notes.append(f"other processes used {other_cpu:.0%} of a CPU meanwhile: figures may be low")
+    if steal > 0.1:
+        notes.append(f"the host took {steal:.0%} of a CPU away (steal time) meanwhile: figures may be low")
     measurement = Measurement(
         target=target.name,
         concurrency=concurrency,
@@ -122,6 +125,7 @@ def measure(
         other_cpu=other_cpu,
         notes=tuple(notes),
         segments=segment_rates([r.finished for r in run.requests if r.error is None]),
+        steal=steal,
     )
     return measurement, run
 
@@ -131,18 +135,18 @@ class _CpuMeter:
 
     def __init__(self, server: ServerProcess | None) -> None:
         self._server = server
-        self._start = (0.0, 0.0, 0.0, 0.0)
+        self._start = (0.0, 0.0, 0.0, 0.0, 0.0)
 
-    def _sample(self) -> tuple[float, float, float, float]:
+    def _sample(self) -> tuple[float, float, float, float, float]:
         server = self._server.cpu_seconds() if self._server is not None else 0.0
-        return time.monotonic(), machine_busy_seconds(), server, time.process_time()
+        return time.monotonic(), *machine_cpu_seconds(), server, time.process_time()
 
     def start(self) -> None:
         self._start = self._sample()
 
-    def stop(self, run: LoadRun) -> tuple[float, float | None, float]:
-        """(seconds, server CPU seconds, cores used by other processes) since start()."""
-        wall, busy, server, own = (b - a for a, b in zip(self._start, self._sample(), strict=True))
+    def stop(self, run: LoadRun) -> tuple[float, float | None, float, float]:
+        """(seconds, server CPU seconds, cores used by other processes, cores stolen) since start()."""
+        wall, busy, steal, server, own = (b - a for a, b in zip(self._start, self._sample(), strict=True))
         wall = max(wall, 1e-9)
         other = max(0.0, (busy - server - own - run.load_cpu_seconds) / wall)
-        return wall, (server if self._server is not None else None), other
+        return wall, (server if self._server is not None else None), other, steal / wall

@@ -262,10 +262,10 @@ class Bench:
                 stalls.append(_stall(label, probe, run, sequential=concurrency == 1))
                 stall = stalls[-1]
                 typical = f", typical enrollment {ms(stall.typical)}" if stall.typical is not None else ""
-                noise = f"; other processes used {measurement.other_cpu:.0%} of a CPU meanwhile"
                 settings.say(
                     f"  {label}: longest stall {ms(stall.longest_on_cpu)} ({ms(stall.longest)} with waits "
-                    f"for a CPU){typical} ({stall.enrollments} enrollments, {stall.errors} errors{noise})"
+                    f"for a CPU){typical} ({stall.enrollments} enrollments, {stall.errors} errors"
+                    f"{_noise(measurement)})"
                 )
         finally:
             await service.stop()
@@ -287,13 +287,14 @@ class Bench:
         ]
         with pinned(settings.server_cpus):
             measured = asyncio.run(stalls_inside_home_assistant(runs, self._load, self.password))
-        for label, probe, run in measured:
+        for label, probe, measurement, run in measured:
             stall = _stall(label, probe, run, sequential=label.endswith("one enrollment at a time"))
             self.results.ha_stalls.append(stall)
             typical = f", typical enrollment {ms(stall.typical)}" if stall.typical is not None else ""
             settings.say(
                 f"  {label}: longest stall {ms(stall.longest_on_cpu)} ({ms(stall.longest)} with waits "
-                f"for a CPU){typical} ({stall.enrollments} enrollments, {stall.errors} errors)"
+                f"for a CPU){typical} ({stall.enrollments} enrollments, {stall.errors} errors"
+                f"{_noise(measurement)})"
             )
 
     def memory(self) -> None:
@@ -373,6 +374,18 @@ class Bench:
             cpus=settings.load_cpus,
             warmup=settings.warmup,
         )
+
+
+def _noise(measurement: Measurement) -> str:
+    """What else took the machine's CPUs while a stall was measured: other processes, and the host.
+
+    The probe sees the loop's thread wait for a CPU the kernel gave to another process, not one the
+    hypervisor gave to another guest: with steal time about, long stalls may be the host's.
+    """
+    return (
+        f"; other processes used {measurement.other_cpu:.0%} of a CPU meanwhile, "
+        f"the host took {measurement.steal:.0%} (steal time)"
+    )
 
 
 def _stall(label: str, probe: LoopLagProbe, run: LoadRun, *, sequential: bool) -> Stall:

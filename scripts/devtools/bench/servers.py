@@ -81,12 +81,24 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime, stime
 
 
-def machine_busy_seconds() -> float:
-    """CPU time every CPU of this machine spent not idle, from /proc/stat."""
-    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+def machine_cpu_seconds() -> tuple[float, float]:
+    """(busy, stolen): CPU time this machine's CPUs spent running something, and lost to the host.
+
+    Steal is the time a virtual CPU was ready but the hypervisor ran another guest: on a shared
+    host it shows as load no process of this machine made, and as event-loop stalls the probe cannot
+    tell from the loop's own.
+    """
+    return cpu_seconds(Path("/proc/stat").read_text().split("\n", 1)[0])
+
+
+def cpu_seconds(total_line: str) -> tuple[float, float]:
+    """(busy, stolen) seconds from the ``cpu`` line of /proc/stat (see :func:`machine_cpu_seconds`)."""
+    values = [int(v) for v in total_line.split()[1:]]
+    values += [0] * (10 - len(values))  # older kernels print fewer columns
     idle = values[3] + values[4]  # idle, iowait
-    guest = sum(values[8:10])  # already counted in user and nice
-    return (sum(values) - idle - guest) / _CLOCK_TICKS
+    steal = values[7]
+    guest = values[8] + values[9]  # already counted in user and nice
+    return (sum(values) - idle - steal - guest) / _CLOCK_TICKS, steal / _CLOCK_TICKS
 
 
 def _status_kib(pid: int, key: str) -> int:
