@@ -1,4 +1,4 @@
-"""The one table between the library's errors and HTTP status codes (docs: est-wire.md)."""
+"""The one table between the library's errors and HTTP status codes (docs/appliance-profile.md)."""
 
 from __future__ import annotations
 

@@ -36,7 +36,7 @@ def parser() -> argparse.ArgumentParser:
         description="EST enrollment benchmarks: throughput, latency, scaling, loop stall, memory "
         "(docs/performance.md).",
     )
-    root.add_argument("--quick", action="store_true", help="smaller counts: a few minutes")
+    root.add_argument("--quick", action="store_true", help="smaller counts: about 40 s")
     root.add_argument("--only", default=",".join(PHASES), help=f"phases to run, of {','.join(PHASES)}")
     root.add_argument("--requests", type=int, help="requests per throughput measurement (5000; quick 1500)")
     root.add_argument("--concurrency", type=int, default=32, help="clients for the targets (32)")
