@@ -430,10 +430,9 @@ class EstRuntime:
 
     @callback
     def _remove_subentry(self, appliance_id: str) -> None:
-        for subentry_id, known in self._appliance_subentries().items():
-            if known == appliance_id:
-                self._known_subentries.pop(subentry_id, None)
-                self.hass.config_entries.async_remove_subentry(self.entry, subentry_id)
+        if (subentry := self._subentry_for(appliance_id)) is not None:  # one at most: unique_id
+            self._known_subentries.pop(subentry.subentry_id, None)
+            self.hass.config_entries.async_remove_subentry(self.entry, subentry.subentry_id)
 
     def _ensure_subentry(self, appliance_id: str, details: ApplianceDetails) -> None:
         """Add the appliance's subentry, or bring the one it has up to what it says now.
@@ -523,9 +522,11 @@ class EstRuntime:
                 )
                 await self.async_revoke(appliance_id)
         # What a pre-registered appliance reported is saved at once, its subentry a second later.
-        for appliance_id in current & set(registered):
-            if (subentry := self._subentry_for(appliance_id)) is not None:
-                self._update_details(subentry, registered[appliance_id].details, fill_only=True)
+        for subentry_id, appliance_id in self._appliance_subentries().items():
+            if appliance_id in registered:
+                self._update_details(
+                    self.entry.subentries[subentry_id], registered[appliance_id].details, fill_only=True
+                )
         self._mark_appliances()
 
     @callback
