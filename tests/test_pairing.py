@@ -8,14 +8,21 @@ from datetime import timedelta
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from freezegun.api import FrozenDateTimeFactory
-from homeassistant.config_entries import SOURCE_IGNORE, ConfigFlowResult
+from homeassistant.config_entries import (
+    SOURCE_IGNORE,
+    ConfigEntryDisabler,
+    ConfigEntryState,
+    ConfigFlowResult,
+)
 from homeassistant.const import ATTR_ENTITY_ID
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers import entity_registry as er
+from homeassistant.setup import async_setup_component
 from homeassistant.util import dt as dt_util
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
+from pytest_homeassistant_custom_component.typing import WebSocketGenerator
 
 from custom_components.est_pairing import async_remove_config_entry_device
 from custom_components.est_pairing.const import CONF_APPLIANCE_ID, CONF_APPLIANCES, DOMAIN, REFRESH_INTERVAL
@@ -445,6 +452,45 @@ async def test_deleting_the_device_revokes_and_removes_the_appliance(
     await hass.async_block_till_done()
     assert init_integration.subentries == {}
     assert runtime.service.ledger.get(certificate.serial_number).revoked  # type: ignore[union-attr]
+
+
+async def test_deleting_the_device_of_a_disabled_hub_revokes_the_appliance_at_start(
+    hass: HomeAssistant,
+    init_integration: MockConfigEntry,
+    runtime: EstRuntime,
+    appliance_client: EstClient,
+    hass_ws_client: WebSocketGenerator,
+) -> None:
+    certificate, _ = await paired_oven(hass, runtime, appliance_client)
+    oven = device_for(hass, "oven")
+    assert oven is not None
+    assert await hass.config_entries.async_set_disabled_by(
+        init_integration.entry_id, ConfigEntryDisabler.USER
+    )
+    await hass.async_block_till_done()
+    assert init_integration.state is ConfigEntryState.NOT_LOADED
+
+    # The device page's delete, as the frontend sends it.
+    assert await async_setup_component(hass, "config", {})
+    client = await hass_ws_client(hass)
+    await client.send_json_auto_id(
+        {
+            "type": "config/device_registry/remove_config_entry",
+            "config_entry_id": init_integration.entry_id,
+            "device_id": oven.id,
+        }
+    )
+    response = await client.receive_json()
+    assert response["success"], response
+    await hass.async_block_till_done()
+    assert device_for(hass, "oven") is None
+    assert init_integration.subentries == {}
+
+    assert await hass.config_entries.async_set_disabled_by(init_integration.entry_id, None)
+    await hass.async_block_till_done()
+    restarted: EstRuntime = init_integration.runtime_data
+    assert restarted.service.ledger.get(certificate.serial_number).revoked  # type: ignore[union-attr]
+    assert restarted.service.policy.registration("oven") is None
 
 
 async def test_status_follows_the_clock(

@@ -16,6 +16,7 @@ import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 import voluptuous as vol
 
+from custom_components.est_pairing import async_remove_config_entry_device
 from custom_components.est_pairing.const import DOMAIN
 from custom_components.est_pairing.est.client import EstClient, build_csr
 from custom_components.est_pairing.runtime import EstRuntime
@@ -127,8 +128,11 @@ async def test_a_failing_household_ca_is_a_translated_error(
         await hass.services.async_call(DOMAIN, "revoke_certificate", {"device_id": oven.id}, blocking=True)
     with pytest.raises(HomeAssistantError) as from_button:
         await hass.services.async_call("button", "press", {ATTR_ENTITY_ID: button}, blocking=True)
+    entry = hass.config_entries.async_entries(DOMAIN)[0]
+    with pytest.raises(HomeAssistantError) as from_device_page:
+        await async_remove_config_entry_device(hass, entry, oven)
     monkeypatch.undo()
-    for err in (from_action.value, from_button.value):
+    for err in (from_action.value, from_button.value, from_device_page.value):
         assert not isinstance(err, ServiceValidationError)
         assert err.translation_key == "operation_failed"
         assert err.translation_placeholders is not None

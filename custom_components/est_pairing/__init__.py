@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from homeassistant.config_entries import ConfigEntry
+from homeassistant.config_entries import ConfigEntry, ConfigEntryState
 from homeassistant.const import EVENT_HOMEASSISTANT_STOP, Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import (
@@ -13,7 +13,9 @@ from homeassistant.helpers import (
 from homeassistant.helpers.typing import ConfigType
 
 from .const import DOMAIN, ISSUE_CA_EXPIRING, ISSUE_LISTENER_NAMES, ISSUE_PORT_UNAVAILABLE
-from .runtime import EstRuntime, HubSettings
+from .est.errors import EstError
+from .exceptions import translated
+from .runtime import EstRuntime, HubSettings, remove_appliance_subentry
 from .services import async_setup_services
 from .store import DocumentStore, LedgerJournal
 
@@ -78,5 +80,13 @@ async def async_remove_config_entry_device(
     appliance_ids = [key for domain, key in device.identifiers if domain == DOMAIN]
     if not appliance_ids or appliance_ids[0] == entry.entry_id:
         return False
-    await entry.runtime_data.async_remove_appliance(appliance_ids[0])
+    if entry.state is not ConfigEntryState.LOADED:
+        # Disabled or waiting to retry: the hub revokes appliances whose subentry is gone at start.
+        # After the device registry has finished removing the device, drop the subentry.
+        hass.loop.call_soon(remove_appliance_subentry, hass, entry, appliance_ids[0])
+        return True
+    try:
+        await entry.runtime_data.async_remove_appliance(appliance_ids[0])
+    except EstError as err:
+        raise translated(err) from err
     return True

@@ -121,6 +121,21 @@ def hub_runtime(hass: HomeAssistant) -> EstRuntime | None:
     return runtime
 
 
+def appliance_subentry(entry: ConfigEntry, appliance_id: str) -> ConfigSubentry | None:
+    """The appliance's subentry (one at most: the appliance id is its unique id)."""
+    for subentry in entry.subentries.values():
+        if subentry.subentry_type == SUBENTRY_APPLIANCE and subentry.data[CONF_APPLIANCE_ID] == appliance_id:
+            return subentry
+    return None
+
+
+@callback
+def remove_appliance_subentry(hass: HomeAssistant, entry: ConfigEntry, appliance_id: str) -> None:
+    """Drop the appliance's subentry, if it still has one."""
+    if (subentry := appliance_subentry(entry, appliance_id)) is not None:
+        hass.config_entries.async_remove_subentry(entry, subentry.subentry_id)
+
+
 def _device_details(details: ApplianceDetails) -> dict[str, str | None]:
     """The subentry data an appliance's details fill in (its device shows them)."""
     return {
@@ -430,9 +445,9 @@ class EstRuntime:
 
     @callback
     def _remove_subentry(self, appliance_id: str) -> None:
-        if (subentry := self._subentry_for(appliance_id)) is not None:  # one at most: unique_id
+        if (subentry := self._subentry_for(appliance_id)) is not None:
             self._known_subentries.pop(subentry.subentry_id, None)
-            self.hass.config_entries.async_remove_subentry(self.entry, subentry.subentry_id)
+        remove_appliance_subentry(self.hass, self.entry, appliance_id)
 
     def _ensure_subentry(self, appliance_id: str, details: ApplianceDetails) -> None:
         """Add the appliance's subentry, or bring the one it has up to what it says now.
@@ -455,10 +470,7 @@ class EstRuntime:
         )
 
     def _subentry_for(self, appliance_id: str) -> ConfigSubentry | None:
-        for subentry_id, known in self._appliance_subentries().items():
-            if known == appliance_id:
-                return self.entry.subentries[subentry_id]
-        return None
+        return appliance_subentry(self.entry, appliance_id)
 
     def _update_details(
         self, subentry: ConfigSubentry, details: ApplianceDetails, *, fill_only: bool
