@@ -17,6 +17,7 @@ from typing import cast
 from aiohttp import web
 
 from .limits import ConnectionLimits
+from .sessions import NO_CLIENT_CERTIFICATE, ClientChain, SessionChains
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -45,6 +46,12 @@ class ConnectionGuard:
         self._by_handler: dict[asyncio.BaseProtocol, _GuardedConnection] = {}
         self._handshakes: set[asyncio.Task[None]] = set()
         self._at_cap = False
+        self.sessions = SessionChains()
+
+    def client_chain(self, handler: asyncio.BaseProtocol) -> ClientChain | None:
+        """The verified client chain of the connection aiohttp's ``handler`` serves (None: not ours)."""
+        connection = self._by_handler.get(handler)
+        return connection.client_chain if connection is not None else None
 
     def __len__(self) -> int:
         return len(self._open)
@@ -122,6 +129,7 @@ class _GuardedConnection(asyncio.Protocol):
         self.busy = False  # a request is being handled
         self._transport: asyncio.Transport | None = None  # plain TCP, then TLS
         self._tcp: asyncio.Transport | None = None  # the TCP transport under the TLS one
+        self.client_chain = NO_CLIENT_CERTIFICATE
         self._early: list[bytes] = []  # decrypted before the handler was attached
         self._eof = False
         self._timer: asyncio.TimerHandle | None = None
@@ -220,6 +228,8 @@ class _GuardedConnection(asyncio.Protocol):
             self._finish()
             return
         self._transport = tls
+        if isinstance(ssl_object := tls.get_extra_info("ssl_object"), ssl.SSLObject):
+            self.client_chain = self._guard.sessions.chain_for(ssl_object)
         handler = self.handler = self._handler_factory()
         self._guard._attached(self, handler)
         handler.connection_made(tls)

@@ -41,6 +41,8 @@ class Peer:
     address: str | None
     credentials: BasicCredentials | None = None
     certificate_chain: tuple[x509.Certificate, ...] = ()  # verified by TLS, leaf first
+    # False on a resumed TLS session whose chain is no longer known: the leaf alone, verified then.
+    chain_complete: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,11 +207,22 @@ class Registrar:
             leaf = peer.certificate_chain[0]
             if self.ca.issued(leaf):
                 raise NotAllowed("already enrolled: renew with simplereenroll")
+            if not peer.chain_complete:
+                raise AuthenticationRequired(
+                    "this TLS session was resumed and its factory certificate chain is no longer"
+                    " known: connect again with a full handshake"
+                )
             anchor = peer.certificate_chain[-1]
             if anchor not in self.manufacturer_cas:
                 raise NotAllowed("the client certificate is not from a configured manufacturer")
-            if not leaf.not_valid_before_utc <= self._now() < leaf.not_valid_after_utc:
+            now = self._now()
+            if not leaf.not_valid_before_utc <= now < leaf.not_valid_after_utc:
                 raise NotAllowed("the factory certificate is not valid now")
+            # TLS leaves time checks to this layer (for the specific answer above): the manufacturer's
+            # intermediates and root must be valid now too.
+            for issuer in peer.certificate_chain[1:]:
+                if not issuer.not_valid_before_utc <= now < issuer.not_valid_after_utc:
+                    raise NotAllowed("a manufacturer CA above the factory certificate is not valid now")
             return Claim.from_factory_certificate(leaf)
         if peer.credentials is None:
             raise AuthenticationRequired(

@@ -35,6 +35,7 @@ from .guard import ConnectionGuard
 from .limits import DEFAULT_CONNECTION_LIMITS, MAX_BODY_BYTES, ConnectionLimits
 from .policy import AwaitingOwner
 from .registrar import Issued, Peer, Registrar
+from .sessions import NO_CLIENT_CERTIFICATE, ClientChain
 from .status import status_for
 from .wire import (
     CERTS_ONLY,
@@ -65,6 +66,7 @@ _CLOSE_AFTER: Final = frozenset({408, 413})  # the rest of the body was not read
 _MAX_REASON: Final = 200
 
 _BODY_TIMEOUT: Final = web.AppKey("body_timeout", float)
+_GUARD: Final = web.AppKey("guard", ConnectionGuard)
 
 type Handler = Callable[[web.Request], Awaitable[web.Response]]
 type NextHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -105,6 +107,8 @@ class EstApplication:
             middlewares.insert(0, guard.middleware)
         app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
         app[_BODY_TIMEOUT] = (guard.limits if guard is not None else DEFAULT_CONNECTION_LIMITS).body_timeout
+        if guard is not None:
+            app[_GUARD] = guard
         app.router.add_route("*", f"{EST_PATH}/{{op}}", self._dispatch)
         app.router.add_route("*", f"{EST_PATH}/{{label}}/{{op}}", self._dispatch)
         app.router.add_route("*", CRL_PATH, self._crl)
@@ -209,15 +213,29 @@ def _with_head(method: str) -> tuple[str, ...]:
 
 def _peer(request: web.Request) -> Peer:
     credentials = parse_basic_authorization(request.headers.get(hdrs.AUTHORIZATION))
-    chain: tuple[x509.Certificate, ...] = ()
+    client_chain = _client_chain(request)
+    try:  # TLS verified the chain with OpenSSL, which accepts some DER that cryptography does not
+        chain = tuple(x509.load_der_x509_certificate(der) for der in client_chain.certificates)
+    except ValueError:
+        raise MalformedRequest("client certificate cannot be decoded") from None
+    return Peer(
+        address=request.remote,
+        credentials=credentials,
+        certificate_chain=chain,
+        chain_complete=client_chain.complete,
+    )
+
+
+def _client_chain(request: web.Request) -> ClientChain:
+    guard = request.app.get(_GUARD)
+    if guard is not None and (chain := guard.client_chain(request.protocol)) is not None:
+        return chain  # resumed TLS 1.2 sessions included
     transport = request.transport
     ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
     if isinstance(ssl_object, ssl.SSLObject | ssl.SSLSocket):
-        try:  # TLS verified the chain with OpenSSL, which accepts some DER that cryptography does not
-            chain = tuple(x509.load_der_x509_certificate(der) for der in ssl_object.get_verified_chain())
-        except ValueError:
-            raise MalformedRequest("client certificate cannot be decoded") from None
-    return Peer(address=request.remote, credentials=credentials, certificate_chain=chain)
+        verified = ssl_object.get_verified_chain()
+        return ClientChain(tuple(verified)) if verified else NO_CLIENT_CERTIFICATE
+    return NO_CLIENT_CERTIFICATE
 
 
 async def _read_csr(request: web.Request) -> x509.CertificateSigningRequest:

@@ -1,0 +1,284 @@
+"""Client certificates on resumed TLS sessions, and factory chains whose manufacturer CA expired.
+
+Real TLS on 127.0.0.1 with blocking `ssl` sockets (in a thread), because only they let a client offer
+a saved session. OpenSSL reports no verified chain on a resumed session; the listener sends no session
+tickets (so TLS 1.3 never resumes) and remembers the chain of each TLS 1.2 session it began.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+import socket
+import ssl
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+import pytest
+
+from custom_components.est_pairing.est import sessions, wire
+from custom_components.est_pairing.est.client import build_csr, renewal_csr
+from custom_components.est_pairing.est.policy import CredentialKind
+from custom_components.est_pairing.est.tls import client_ssl_context
+
+from .conftest import RunningServer, make_service
+
+EST = "/.well-known/est"
+NOW = datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    status: int
+    body: bytes
+    session: ssl.SSLSession | None
+    resumed: bool
+
+
+def _post_blocking(
+    port: int,
+    operation: str,
+    der: bytes,
+    context: ssl.SSLContext,
+    session: ssl.SSLSession | None,
+    auth: str | None,
+) -> Exchange:
+    body = wire.encode_base64(der)
+    head = f"POST {EST}/{operation} HTTP/1.1\r\nHost: localhost\r\nContent-Type: {wire.PKCS10}\r\n"
+    if auth is not None:
+        head += f"Authorization: {auth}\r\n"
+    head += f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="localhost", session=session) as tls,
+    ):
+        tls.sendall(head.encode() + body)
+        answer = b""
+        while chunk := tls.recv(65536):
+            answer += chunk
+        resumed, saved = bool(tls.session_reused), tls.session
+    status_line, _, rest = answer.partition(b"\r\n")
+    return Exchange(int(status_line.split()[1]), rest.partition(b"\r\n\r\n")[2], saved, resumed)
+
+
+async def post(
+    server: RunningServer,
+    operation: str,
+    csr: x509.CertificateSigningRequest,
+    context: ssl.SSLContext,
+    session: ssl.SSLSession | None = None,
+    auth: str | None = None,
+) -> Exchange:
+    der = csr.public_bytes(serialization.Encoding.DER)
+    return await asyncio.to_thread(
+        _post_blocking, server.service.port, operation, der, context, session, auth
+    )
+
+
+def key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def tls12(context: ssl.SSLContext) -> ssl.SSLContext:
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+def authority(
+    issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None,
+    own_key: ec.EllipticCurvePrivateKey,
+    name: str,
+    not_after: datetime,
+) -> x509.Certificate:
+    """A manufacturer CA: the root when ``issuer`` is None, else an intermediate under it."""
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    issuer_name, signing_key = (subject, own_key) if issuer is None else (issuer[0].subject, issuer[1])
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer_name)
+        .public_key(own_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - timedelta(days=3650))
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(signing_key, hashes.SHA256())
+    )
+
+
+def leaf(
+    issuer: x509.Certificate, issuer_key: ec.EllipticCurvePrivateKey, own_key: ec.EllipticCurvePrivateKey
+) -> x509.Certificate:
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "SN-7")])
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer.subject)
+        .public_key(own_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - timedelta(days=1))
+        .not_valid_after(NOW + timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(issuer_key, hashes.SHA256())
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Manufacturer:
+    """A root, an intermediate under it, and a factory certificate under that."""
+
+    root: x509.Certificate
+    intermediate: x509.Certificate
+    factory: x509.Certificate
+    factory_key: ec.EllipticCurvePrivateKey
+
+    @classmethod
+    def make(cls, *, root_expires: datetime, intermediate_expires: datetime) -> Manufacturer:
+        root_key, intermediate_key, factory_key = key(), key(), key()
+        root = authority(None, root_key, "Acme Root", root_expires)
+        intermediate = authority((root, root_key), intermediate_key, "Acme Factory 2", intermediate_expires)
+        return cls(root, intermediate, leaf(intermediate, intermediate_key, factory_key), factory_key)
+
+    def context(self, server: RunningServer, tmp_path: Path) -> ssl.SSLContext:
+        """A client context presenting the factory certificate with its intermediate."""
+        chain = tmp_path / f"factory-{self.factory.serial_number}.pem"
+        chain.write_bytes(
+            self.factory.public_bytes(serialization.Encoding.PEM)
+            + self.intermediate.public_bytes(serialization.Encoding.PEM)
+            + self.factory_key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+        context = client_ssl_context(server.service.ca.certificate)
+        context.load_cert_chain(chain)
+        return context
+
+
+LATER = NOW + timedelta(days=3650)
+
+
+@pytest.fixture
+def acme() -> Manufacturer:
+    return Manufacturer.make(root_expires=LATER, intermediate_expires=LATER)
+
+
+@pytest.fixture
+async def server(tmp_path: Path, acme: Manufacturer) -> AsyncIterator[RunningServer]:
+    service = make_service(tmp_path, manufacturer_cas=[acme.root])
+    await service.load()
+    service.policy.preregister("oven", "123456")
+    service.policy.retry_after = 1
+    await service.start()
+    yield RunningServer(service, tmp_path)
+    await service.stop()
+
+
+async def enrolled_oven(server: RunningServer) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    oven_key = key()
+    answer = await post(
+        server,
+        "simpleenroll",
+        build_csr(oven_key, "oven"),
+        client_ssl_context(server.service.ca.certificate),
+        auth="Basic b3ZlbjoxMjM0NTY=",  # oven:123456
+    )
+    assert answer.status == 200, answer.body
+    (certificate,) = wire.decode_certs_only(answer.body)
+    return certificate, oven_key
+
+
+async def test_renewal_over_a_resumed_tls12_session(server: RunningServer) -> None:
+    """Clients that cache TLS 1.2 sessions (JSSE, Go with a cache) resume them when they renew."""
+    certificate, oven_key = await enrolled_oven(server)
+    context = tls12(
+        client_ssl_context(server.service.ca.certificate, certificate=certificate, private_key=oven_key)
+    )
+    first = await post(server, "simplereenroll", renewal_csr(oven_key, certificate), context)
+    assert (first.status, first.resumed) == (200, False), first.body
+    again = await post(server, "simplereenroll", renewal_csr(oven_key, certificate), context, first.session)
+    assert again.resumed
+    assert again.status == 200, again.body
+    (renewed,) = wire.decode_certs_only(again.body)
+    assert renewed.public_key() == oven_key.public_key()
+
+
+async def test_tls13_sessions_are_not_resumed(server: RunningServer) -> None:
+    """No session tickets: a TLS 1.3 client always makes a full handshake, its certificate verified."""
+    certificate, oven_key = await enrolled_oven(server)
+    context = client_ssl_context(server.service.ca.certificate, certificate=certificate, private_key=oven_key)
+    first = await post(server, "simplereenroll", renewal_csr(oven_key, certificate), context)
+    again = await post(server, "simplereenroll", renewal_csr(oven_key, certificate), context, first.session)
+    assert (first.status, again.status, again.resumed) == (200, 200, False)
+
+
+async def test_a_factory_retry_over_a_resumed_session_completes(
+    server: RunningServer, acme: Manufacturer, tmp_path: Path
+) -> None:
+    context = tls12(acme.context(server, tmp_path))
+    csr = build_csr(key(), "SN-7")
+    asked = await post(server, "simpleenroll", csr, context)
+    assert asked.status == 202, asked.body
+    (pending,) = server.service.policy.pending_requests()
+    assert pending.kind is CredentialKind.FACTORY
+    server.service.policy.approve(pending.request_id)
+    retry = await post(server, "simpleenroll", csr, context, asked.session)
+    assert retry.resumed
+    assert retry.status == 200, retry.body
+
+
+async def test_a_resumed_session_whose_chain_was_forgotten(
+    server: RunningServer, acme: Manufacturer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only so many chains are kept: renewal still works (the leaf is enough), a factory claim asks again."""
+    monkeypatch.setattr(sessions, "MAX_REMEMBERED_SESSIONS", 1)
+    await server.service.stop()
+    await server.service.start()  # a listener that keeps one chain
+    certificate, oven_key = await enrolled_oven(server)
+    factory_context = tls12(acme.context(server, tmp_path))
+    oven_context = tls12(
+        client_ssl_context(server.service.ca.certificate, certificate=certificate, private_key=oven_key)
+    )
+    csr = build_csr(key(), "SN-7")
+    factory = await post(server, "simpleenroll", csr, factory_context)
+    renewal = await post(server, "simplereenroll", renewal_csr(oven_key, certificate), oven_context)
+    assert (factory.status, renewal.status) == (202, 200)  # the oven's chain pushed the factory's out
+
+    factory_again = await post(server, "simpleenroll", csr, factory_context, factory.session)
+    assert factory_again.resumed
+    assert factory_again.status == 401
+    assert b"connect again with a full handshake" in factory_again.body
+    assert len(server.service.policy.pending_requests()) == 1
+
+    renewal_again = await post(
+        server, "simplereenroll", renewal_csr(oven_key, certificate), oven_context, renewal.session
+    )
+    assert (renewal_again.resumed, renewal_again.status) == (True, 200)
+
+
+@pytest.mark.parametrize(("expired", "status"), [(None, 202), ("intermediate", 403), ("root", 403)], ids=str)
+async def test_a_factory_chain_under_an_expired_manufacturer_ca(
+    tmp_path: Path, expired: str | None, status: int
+) -> None:
+    """TLS leaves the dates to the EST layer, which checks every certificate of the chain."""
+    yesterday = NOW - timedelta(days=1)
+    acme = Manufacturer.make(
+        root_expires=yesterday if expired == "root" else LATER,
+        intermediate_expires=yesterday if expired == "intermediate" else LATER,
+    )
+    service = make_service(tmp_path, manufacturer_cas=[acme.root])
+    await service.load()
+    await service.start()
+    try:
+        server = RunningServer(service, tmp_path)
+        answer = await post(server, "simpleenroll", build_csr(key(), "SN-7"), acme.context(server, tmp_path))
+        assert answer.status == status, answer.body
+        if expired is not None:
+            assert answer.body == b"a manufacturer CA above the factory certificate is not valid now\n"
+            assert service.policy.pending_requests() == []
+    finally:
+        await service.stop()
