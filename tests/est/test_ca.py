@@ -384,16 +384,31 @@ def test_issuance_refuses_names_it_did_not_grant(
         policy.grant(request, appliance_id)
 
 
-def test_issuance_grants_the_appliance_its_own_name() -> None:
+@pytest.mark.parametrize(
+    ("asked", "granted"),
+    [
+        (["oven.local"], ("oven.local",)),
+        # Written from the id: no case variant, no trailing dot (RFC 5280 §4.2.1.6), no repeat.
+        (["Oven.LOCAL."], ("oven.local",)),
+        (["OVEN.local", "oven", "oven.local.", "Oven"], ("oven.local", "oven")),
+    ],
+)
+def test_issuance_grants_the_appliance_its_own_name(asked: list[str], granted: tuple[str, ...]) -> None:
     policy = IssuancePolicy()
-    request = inspect_request(
-        build_csr(ec.generate_private_key(ec.SECP256R1()), "oven", dns_names=["Oven.local"])
-    )
+    request = inspect_request(build_csr(ec.generate_private_key(ec.SECP256R1()), "oven", dns_names=asked))
     grant = policy.grant(request, "oven")
-    assert grant.name.common_name == "oven" and grant.name.dns_names == ("Oven.local",)
+    assert grant.name.common_name == "oven" and grant.name.dns_names == granted
     assert grant.server_auth
     with pytest.raises(NotAllowed, match="serverAuth"):
         IssuancePolicy(allow_server_auth=False).grant(request, "oven")
+
+
+def test_server_auth_needs_a_name() -> None:
+    """A server certificate naming nothing cannot be checked against a host name: clientAuth only."""
+    request = inspect_request(csr_with(extensions=[x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH])]))
+    assert request.wants_server_auth
+    grant = IssuancePolicy().grant(request, "oven")
+    assert (grant.name.dns_names, grant.server_auth) == ((), False)
 
 
 def test_ip_addresses_are_never_granted() -> None:

@@ -87,16 +87,23 @@ class IssuancePolicy:
             )
         if request.ip_addresses:
             raise NotAllowed("certificates name appliances, not IP addresses (addresses change)")
-        allowed = {appliance_id.casefold(), f"{appliance_id}{_MDNS_SUFFIX}".casefold()}
+        # The names are written from the id, not copied: no trailing dot, no case variant, no repeat.
+        allowed = {
+            appliance_id.casefold(): appliance_id,
+            f"{appliance_id}{_MDNS_SUFFIX}".casefold(): f"{appliance_id}{_MDNS_SUFFIX}",
+        }
+        names: dict[str, None] = {}
         for dns_name in request.dns_names:
-            if dns_name.casefold().rstrip(".") not in allowed:
+            if (granted := allowed.get(dns_name.casefold().rstrip("."))) is None:
                 raise NotAllowed(
                     f"certificate request asks for the name {dns_name!r}; "
                     f"an appliance may only be named {appliance_id}{_MDNS_SUFFIX}"
                 )
+            names[granted] = None
         if request.wants_server_auth and not self.allow_server_auth:
             raise NotAllowed("this server does not issue serverAuth certificates")
-        return Grant(IssuedName(appliance_id, request.dns_names), request.wants_server_auth)
+        # A server certificate without a name cannot be checked against one: serverAuth needs a name.
+        return Grant(IssuedName(appliance_id, tuple(names)), request.wants_server_auth and bool(names))
 
     def grant_renewal(self, request: CertificateRequest, current: x509.Certificate) -> Grant:
         """Re-enrollment (§4.2.2): Subject and SubjectAltName must equal the current certificate's."""
