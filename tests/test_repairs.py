@@ -9,7 +9,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.setup import async_setup_component
 from homeassistant.util import dt as dt_util
-from pytest_homeassistant_custom_component.common import async_fire_time_changed
+from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
 from custom_components.est_pairing.const import DOMAIN, ISSUE_LISTENER_NAMES, REFRESH_INTERVAL
@@ -42,3 +42,31 @@ async def test_listener_names_issue_and_its_fix(
 
     assert "192.168.7.7" in runtime.service.listener_identity.names().all()
     assert ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_LISTENER_NAMES) is None
+
+
+async def _refresh(hass: HomeAssistant, times: int = 1) -> None:
+    for _ in range(times):
+        async_fire_time_changed(hass, dt_util.utcnow() + REFRESH_INTERVAL)
+        await hass.async_block_till_done(wait_background_tasks=True)
+
+
+async def test_the_issue_goes_when_the_addresses_come_back(hass: HomeAssistant, runtime: EstRuntime) -> None:
+    with patch("homeassistant.components.network.async_get_announce_addresses", return_value=NEW_ADDRESSES):
+        await _refresh(hass)
+    assert ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_LISTENER_NAMES) is not None
+    await _refresh(hass)  # the old addresses are back, and the certificate covers them
+    assert ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_LISTENER_NAMES) is None
+
+
+async def test_the_issue_goes_when_a_restart_covered_the_new_addresses(
+    hass: HomeAssistant, init_integration: MockConfigEntry
+) -> None:
+    with patch("homeassistant.components.network.async_get_announce_addresses", return_value=NEW_ADDRESSES):
+        await _refresh(hass)
+        assert ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_LISTENER_NAMES) is not None
+        # A reload (an options change, a restart) issues the listener certificate for the names of the day.
+        assert await hass.config_entries.async_reload(init_integration.entry_id)
+        await hass.async_block_till_done()
+        reloaded: EstRuntime = init_integration.runtime_data
+        assert "192.168.7.7" in reloaded.service.listener_identity.names().all()
+        assert ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_LISTENER_NAMES) is None

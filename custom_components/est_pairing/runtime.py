@@ -218,6 +218,7 @@ class EstRuntime:
                 translation_placeholders={"port": str(self.settings.port)},
             ) from err
         ir.async_delete_issue(self.hass, DOMAIN, ISSUE_PORT_UNAVAILABLE)
+        ir.async_delete_issue(self.hass, DOMAIN, ISSUE_LISTENER_NAMES)  # started with a certificate for names
         await self._announce(names)
         self._known_subentries = self._appliance_subentries()
         self._check_ca_expiry()
@@ -294,8 +295,10 @@ class EstRuntime:
         names = await self._listener_names()
         if not self.service.listener_identity.covers(names):
             self._raise_issue(ISSUE_LISTENER_NAMES, ir.IssueSeverity.WARNING, names=", ".join(names.all()))
-        elif self.service.listener_identity.needs_renewal(self.service.ca, names, self.service.now()):
-            await self.service.update_names(names)
+        else:
+            ir.async_delete_issue(self.hass, DOMAIN, ISSUE_LISTENER_NAMES)  # the addresses came back
+            if self.service.listener_identity.needs_renewal(self.service.ca, names, self.service.now()):
+                await self.service.update_names(names)
         self._check_ca_expiry()
         self.service.policy.pending_requests()  # forgets expired requests, which closes their flows
         async_dispatcher_send(self.hass, self.signal_appliance, None)
