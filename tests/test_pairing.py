@@ -345,6 +345,30 @@ async def test_revoke_button_blocks_renewal(
     assert crl.get_revoked_certificate_by_serial_number(certificate.serial_number) is not None
 
 
+async def test_revoking_before_the_first_certificate_shows_revoked(
+    hass: HomeAssistant, runtime: EstRuntime, appliance_client: EstClient
+) -> None:
+    """Pre-registered (or approved) but not yet enrolled: the button withdraws the approval."""
+    runtime.preregister("oven", "482913", "Kitchen oven")
+    await hass.async_block_till_done()
+    assert entity_state(hass, "_oven_certificate_status") == "awaiting_enrollment"
+    registry = er.async_get(hass)
+    (button,) = [e.entity_id for e in registry.entities.values() if e.domain == "button"]
+    await hass.services.async_call("button", "press", {ATTR_ENTITY_ID: button}, blocking=True)
+    await hass.async_block_till_done()
+    assert runtime.service.policy.registration("oven") is None
+    assert entity_state(hass, "_oven_certificate_status") == "revoked"
+    # It now waits for the owner like any newcomer; approved again, it awaits its certificate again.
+    assert isinstance(await ask(hass, appliance_client, key()), Pending)
+    assert entity_state(hass, "_oven_certificate_status") == "revoked"
+    (flow,) = flows(hass)
+    await hass.config_entries.flow.async_configure(flow["flow_id"], {"next_step_id": "pin"})
+    result = await hass.config_entries.flow.async_configure(flow["flow_id"], {"pin": "482913"})
+    assert result["type"] is FlowResultType.ABORT and result["reason"] == "approved"
+    await hass.async_block_till_done()
+    assert entity_state(hass, "_oven_certificate_status") == "awaiting_enrollment"
+
+
 async def test_pairing_a_revoked_appliance_again_shows_what_it_says_now(
     hass: HomeAssistant, init_integration: MockConfigEntry, runtime: EstRuntime, appliance_client: EstClient
 ) -> None:

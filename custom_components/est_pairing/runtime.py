@@ -393,6 +393,8 @@ class EstRuntime:
         """Approve a pending request (raises the library's errors) and add the appliance."""
         registration = self.service.policy.approve(request_id, pin=pin)
         self._ensure_subentry(registration.appliance_id, registration.details)
+        # One revoked before its first certificate, approved again, awaits enrollment again.
+        async_dispatcher_send(self.hass, self.signal_appliance, registration.appliance_id)
         return registration
 
     def reject(self, request_id: str) -> None:
@@ -582,6 +584,7 @@ class EstRuntime:
 
     def status(self, appliance_id: str) -> str:
         """The appliance's certificate status now."""
-        return certificate_status(
-            self.latest_certificate(appliance_id), dt_util.utcnow(), self.settings.renewal_days
-        )
+        record = self.latest_certificate(appliance_id)
+        if record is None and self.service.policy.registration(appliance_id) is None:
+            return "revoked"  # its approval was revoked before its first certificate
+        return certificate_status(record, dt_util.utcnow(), self.settings.renewal_days)
