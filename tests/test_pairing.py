@@ -297,6 +297,20 @@ async def paired_oven(
     return certificate, oven_key
 
 
+async def test_preregistering_an_appliance_under_discovered_removes_its_card(
+    hass: HomeAssistant, runtime: EstRuntime, appliance_client: EstClient
+) -> None:
+    oven_key = key()
+    assert isinstance(await ask(hass, appliance_client, oven_key), Pending)
+    assert len(flows(hass)) == 1
+    runtime.preregister("oven", "482913", "Kitchen oven")  # from the hub's dialog instead
+    await hass.async_block_till_done()
+    assert flows(hass) == []
+    assert entity_state(hass, "_pending_requests") == "0"
+    assert isinstance(await ask(hass, appliance_client, oven_key), x509.Certificate)
+    assert flows(hass) == []
+
+
 async def test_a_preregistered_appliance_shows_what_it_reports_when_it_enrolls(
     hass: HomeAssistant, init_integration: MockConfigEntry, runtime: EstRuntime, appliance_client: EstClient
 ) -> None:

@@ -150,6 +150,20 @@ def test_preregistration_accepts_any_key_with_the_secret(policy: EnrollmentPolic
         policy.preregister("oven", "")
 
 
+def test_preregistering_an_appliance_that_waits_withdraws_its_request(policy: EnrollmentPolicy) -> None:
+    """Its card under Discovered would otherwise outlive the enrollment the registration allows."""
+    removed: list[str] = []
+    policy.on_pending_removed = lambda pending: removed.append(pending.request_id)
+    oven = request()
+    waiting = policy.authorize(claim(), oven, None)
+    other = policy.authorize(claim("fridge"), request("fridge"), None)
+    assert isinstance(waiting, AwaitingOwner) and isinstance(other, AwaitingOwner)
+    policy.preregister("oven", "123456")
+    assert removed == [waiting.pending.request_id]
+    assert [p.appliance_id for p in policy.pending_requests()] == ["fridge"]
+    assert policy.authorize(claim(), oven, None) == Approved("oven")  # its retry, with the PIN
+
+
 def test_a_preregistration_learns_what_the_appliance_says_about_itself(policy: EnrollmentPolicy) -> None:
     saves: list[None] = []
     policy.on_change = lambda: saves.append(None)

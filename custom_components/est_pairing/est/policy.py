@@ -414,6 +414,10 @@ class EnrollmentPolicy:
         )
         self._registrations[appliance_id] = registration
         self.on_change()
+        # Requests already waiting under this id are the registration's to answer from now on: with
+        # the secret they get their certificate at their next retry, without it they are refused.
+        for pending in [p for p in self._pending.values() if p.identity == registration.identity]:
+            self._drop_pending(pending)
         return registration
 
     def remove(self, appliance_id: str, revoked_keys: Iterable[str] = ()) -> None:
