@@ -566,3 +566,7 @@ async def test_approving_a_case_twin_of_a_paired_appliance_is_refused(
     result = await hass.config_entries.flow.async_configure(flow["flow_id"], {"pin": "482913"})
     assert result["reason"] == "name_taken"
     assert runtime.service.policy.registration("oven") is None
+    # Its request goes with its card: no invisible request waits, counted as pending, for hours.
+    await hass.async_block_till_done()
+    assert runtime.service.policy.pending_requests() == []
+    assert entity_state(hass, "_pending_requests") == "0"

@@ -341,7 +341,11 @@ class EnrollmentPolicy:
         ``pin`` is what the owner typed; ``None`` means the owner confirmed the fingerprints match.
         """
         pending = self.pending_request(request_id)
-        self._check_distinct_name(pending.appliance_id)
+        try:
+            self._check_distinct_name(pending.appliance_id)
+        except NameTaken:
+            self._drop_pending(pending)  # it cannot be approved while its twin is known
+            raise
         if pin is not None:
             self._check_owner_pin(pending, pin)
         current = self._registrations.get(pending.appliance_id)
