@@ -316,7 +316,7 @@ async def test_preregistered_appliance_enrolls_at_once(server: RunningServer, ca
     assert list(eku) == [ExtendedKeyUsageOID.CLIENT_AUTH]
     assert certificate.serial_number.bit_length() > 64
     cdp = certificate.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
-    assert cdp[0].full_name[0].value == f"https://localhost:{server.service.port}/crl"
+    assert cdp[0].full_name[0].value == f"{server.url}/crl"  # where it listens, not "localhost"
     assert server.service.ledger.get(certificate.serial_number) is not None
 
 
