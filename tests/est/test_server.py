@@ -290,6 +290,7 @@ async def test_no_credentials_gets_a_quoted_basic_challenge(call: Call) -> None:
         ("Basic " + base64.b64encode(b"oven").decode(), "no ':' between user and password"),
         ("Basic %%%", "not valid base64"),
         ("Basic " + base64.b64encode(b"oven:\xff\xfe").decode(), "not UTF-8"),
+        ("Bearer x", "only HTTP Basic"),  # with no client certificate to fall back on
     ],
 )
 async def test_unreadable_basic_credentials_get_the_challenge(
@@ -529,6 +530,54 @@ async def test_reenroll_refusals(server: RunningServer, call: Call) -> None:
     )
     crl = x509.load_der_x509_crl((await call("GET", "/crl")).body)
     assert crl.get_revoked_certificate_by_serial_number(certificate.serial_number) is not None
+
+
+@pytest.mark.parametrize("authorization", ["Bearer x", "Basic %%%", wire.basic_authorization("oven", "0")])
+async def test_a_client_certificate_needs_no_authorization_header_and_ignores_one(
+    server: RunningServer, call: Call, authorization: str
+) -> None:
+    """§3.2.3: HTTP authentication is optional beside TLS client authentication."""
+    certificate, key = await enrolled(call)
+    headers = {"Authorization": authorization}
+    renewed = await call(
+        "POST",
+        f"{EST}/simplereenroll",
+        body=renewal_body(key, certificate),
+        tls=(certificate, key),
+        headers=headers,
+    )
+    assert certificate_from(renewed).subject == certificate.subject
+    again = await call(
+        "POST", f"{EST}/simpleenroll", body=appliance().body, tls=(certificate, key), headers=headers
+    )
+    assert_refusal(again, 403, "renew with simplereenroll")  # judged by its certificate, not a 401
+
+
+@pytest.mark.parametrize(
+    ("repeated", "reason"),
+    [
+        ("Authorization: Basic b3ZlbjoxMjM0NTY=\r\nAuthorization: Basic Zm9vOmJhcg==", "one Authorization"),
+        ("Content-Type: text/plain\r\nContent-Type: application/pkcs10", "one Content-Type"),
+        ("Content-Type: application/pkcs10\r\nContent-Type: text/plain", "one Content-Type"),
+    ],
+)
+async def test_a_repeated_authorization_or_content_type_header_is_400(
+    server: RunningServer, caplog: pytest.LogCaptureFixture, repeated: str, reason: str
+) -> None:
+    """Neither copy wins: which one a client meant is a guess, and proxies may pick the other one."""
+    body = appliance().body
+    head = (
+        f"POST {EST}/simpleenroll HTTP/1.1\r\nHost: 127.0.0.1\r\n{repeated}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    context = rawhttp.tls_context(server.service.ca.certificate_pem)
+    answer = await rawhttp.exchange(server.service.port, head.encode() + body, tls=context)
+    assert answer is not None
+    assert answer.status == 400, answer.text
+    assert answer.is_one_line_refusal(), answer.body
+    assert reason in answer.text
+    assert len(server.service.ledger) == 0
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info] == []
 
 
 # --- server-side key generation --------------------------------------------------------------------

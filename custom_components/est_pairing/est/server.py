@@ -63,6 +63,7 @@ DEFAULT_LABELS: Final = ("appliance",)
 
 _CLOSE_AFTER: Final = frozenset({408, 413})  # the rest of the body was not read: drop the connection
 _MAX_REASON: Final = 200
+_SINGLE_HEADERS: Final = (hdrs.AUTHORIZATION, hdrs.CONTENT_TYPE)  # a request that repeats one gets 400
 
 _BODY_TIMEOUT: Final = web.AppKey("body_timeout", float)
 
@@ -153,6 +154,9 @@ class EstApplication:
         allowed = _with_head(operation.method)
         if request.method not in allowed:
             raise MethodNotAllowed(f"this operation takes {operation.method} only", allowed)
+        for name in _SINGLE_HEADERS:  # which one counts would be a guess (RFC 9110 §5.3)
+            if len(request.headers.getall(name, ())) > 1:
+                raise MalformedRequest(f"the request has more than one {name} header")
         return await operation.handler(request)
 
     # --- operations ---------------------------------------------------------------------------------
@@ -208,7 +212,11 @@ def _with_head(method: str) -> tuple[str, ...]:
 
 
 def _peer(request: web.Request) -> Peer:
-    credentials = parse_basic_authorization(request.headers.get(hdrs.AUTHORIZATION))
+    """The TLS client certificate, else the HTTP Basic credentials.
+
+    A certificate authenticates the request by itself (§3.2.3: HTTP authentication is optional
+    beside it): an Authorization header it does not need, whatever its scheme, is not read.
+    """
     chain: tuple[x509.Certificate, ...] = ()
     transport = request.transport
     ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
@@ -217,6 +225,7 @@ def _peer(request: web.Request) -> Peer:
             chain = tuple(x509.load_der_x509_certificate(der) for der in ssl_object.get_verified_chain())
         except ValueError:
             raise MalformedRequest("client certificate cannot be decoded") from None
+    credentials = None if chain else parse_basic_authorization(request.headers.get(hdrs.AUTHORIZATION))
     return Peer(address=request.remote, credentials=credentials, certificate_chain=chain)
 
 
