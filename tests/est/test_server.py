@@ -22,8 +22,16 @@ import pytest
 
 from custom_components.est_pairing.est import wire
 from custom_components.est_pairing.est.client import build_csr, renewal_csr
+from custom_components.est_pairing.est.csr import inspect_request
 from custom_components.est_pairing.est.errors import NameTaken
-from custom_components.est_pairing.est.limits import FREE_ATTEMPTS, MAX_BODY_BYTES, PENDING_MAX_PER_ADDRESS
+from custom_components.est_pairing.est.limits import (
+    FREE_ATTEMPTS,
+    MAX_BODY_BYTES,
+    PENDING_MAX,
+    PENDING_MAX_PER_ADDRESS,
+)
+from custom_components.est_pairing.est.policy import Claim
+from custom_components.est_pairing.est.server import BUSY_WARNING_INTERVAL
 from custom_components.est_pairing.est.tls import client_ssl_context
 
 from . import rawhttp
@@ -358,6 +366,57 @@ async def test_pending_requests_from_one_address_are_bounded_with_429(call: Call
     answer = await call("POST", f"{EST}/simpleenroll", body=appliance("b").body, auth=("b", "1"))
     assert_refusal(answer, 429, "waiting from this address")
     assert int(answer.headers["Retry-After"]) >= 1
+
+
+async def test_a_full_server_answers_503_and_warns_once_not_per_request(
+    server: RunningServer, call: Call, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The overall bound on waiting requests is the server's state, worth a warning; but any device
+    on the LAN can provoke the 503 at will, so one warning per interval, not one per request."""
+    policy = server.service.policy
+    for index in range(PENDING_MAX):  # from many addresses, as a crowd of appliances would
+        policy.authorize(
+            Claim.from_basic(wire.BasicCredentials(f"a{index}", "1")),
+            inspect_request(appliance(f"a{index}").csr),
+            f"10.0.{index // 200}.{index % 200}",
+        )
+    listener = server.service._listener
+    assert listener is not None
+    limiter = listener.application.busy_warning
+    now = 1000.0
+    limiter.clock = lambda: now
+    caplog.set_level(logging.DEBUG, logger="custom_components.est_pairing.est")
+
+    async def refused(count: int) -> list[str]:
+        caplog.clear()
+        for _ in range(count):
+            answer = await call("POST", f"{EST}/simpleenroll", body=appliance("b").body, auth=("b", "1"))
+            assert_refusal(answer, 503, "too many requests are waiting")
+            assert int(answer.headers["Retry-After"]) >= 1
+        return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+    assert await refused(5) == [
+        "EST answered 503: too many requests are waiting for the owner (the next ones are logged at"
+        " debug level for 600 s)"
+    ]
+    now += BUSY_WARNING_INTERVAL - 1
+    assert await refused(3) == []
+    now += 1
+    assert await refused(2) == [
+        "EST answered 503: too many requests are waiting for the owner (7 more since the last warning;"
+        " the next ones are logged at debug level for 600 s)"
+    ]
+
+
+async def test_fullcmc_is_not_offered_and_that_is_no_warning(
+    call: Call, caplog: pytest.LogCaptureFixture
+) -> None:
+    """501 is the documented answer for an operation not offered: logged like any refusal."""
+    caplog.set_level(logging.DEBUG, logger="custom_components.est_pairing.est")
+    for _ in range(3):
+        assert_refusal(await call("POST", f"{EST}/fullcmc", body=b"MAA="), 501, "full CMC is not offered")
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert "EST refused a request with 501: full CMC is not offered" in caplog.text
 
 
 async def test_approval_is_for_that_key_only(server: RunningServer, call: Call) -> None:
