@@ -118,6 +118,48 @@ def test_a_users_file_must_hold_id_and_secret(tmp_path: Path) -> None:
         cli._users_in(tmp_path / "missing")
 
 
+@pytest.mark.parametrize(
+    ("host", "crl_url"),
+    [
+        ("192.168.1.10", "https://192.168.1.10:8443/crl"),
+        ("hub.example", "https://hub.example:8443/crl"),
+        ("fd00::10", "https://[fd00::10]:8443/crl"),
+        ("fe80::1%eth0", "https://[fe80::1%25eth0]:8443/crl"),
+        ("0.0.0.0", "https://oven-hub:8443/crl"),
+        ("::", "https://oven-hub:8443/crl"),
+    ],
+)
+def test_certificates_name_the_crl_where_other_machines_reach_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, host: str, crl_url: str
+) -> None:
+    """At --host as given, never at "localhost"; a wildcard --host at the machine's host name."""
+    monkeypatch.setattr("socket.gethostname", lambda: "oven-hub")
+    args = cli.parser().parse_args(["serve", "--data-dir", str(tmp_path), "--host", host])
+    config = cli.service_config(args)
+    assert cli.open_service(tmp_path, config).crl_url == crl_url
+    assert {"localhost", "127.0.0.1"} <= set(config.names.all())
+    if host in {"0.0.0.0", "::"}:  # the listener certificate covers the name the CRL is at
+        assert "oven-hub" in config.names.all()
+
+
+async def test_an_issued_certificate_names_a_crl_its_holder_can_fetch(tmp_path: Path) -> None:
+    serving = await start(tmp_path, "--host", "127.0.0.1", "--user", "oven:123456")
+    try:
+        ca = x509.load_pem_x509_certificate((tmp_path / "ca.pem").read_bytes())
+        async with EstClient(serving.url, ca) as client:
+            oven = build_csr(ec.generate_private_key(ec.SECP256R1()), "oven")
+            certificate = await client.simpleenroll(oven, username="oven", password="123456")
+            assert isinstance(certificate, x509.Certificate)
+            points = certificate.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+            (url,) = [name.value for point in points for name in point.full_name or ()]
+            assert url == f"https://127.0.0.1:{serving.port}/crl"
+            async with EstClient(url.removesuffix("/crl"), ca) as at_that_url:
+                crl = await at_that_url.crl()
+        assert crl.issuer == ca.subject
+    finally:
+        await serving.stop()
+
+
 async def test_one_server_per_data_directory(serving: Serving, tmp_path: Path) -> None:
     code, _, stderr = await est_server("serve", "--data-dir", tmp_path, "--port", "0")
     assert code != 0

@@ -189,3 +189,35 @@ async def test_curl_gets_the_challenge_then_202(server: RunningServer, pki: Path
     assert b"www-authenticate: basic" in headers.lower()  # curl's first try had no credentials
     assert b"retry-after: 1" in headers.lower()
     assert len(server.service.policy.pending_requests()) == 1
+
+
+def readme_block(after: str) -> str:
+    """The first ```sh block of README.md after the text ``after``."""
+    text = (Path(__file__).parents[2] / "README.md").read_text()
+    rest = text[text.index(after) :]
+    start = rest.index("```sh\n") + len("```sh\n")
+    return rest[start : rest.index("```\n", start)]
+
+
+async def test_the_readme_curl_and_openssl_commands_work_as_written(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    """In bash with the real tools (GNU coreutils among them) against the real listener, errors fatal.
+
+    Answers end their base64 lines in CRLF, which GNU ``base64 -d`` refuses: the README once piped
+    them into it.
+    """
+    block = readme_block("With `curl` and `openssl` as the client")
+    assert "127.0.0.1:8443" in block
+    script = "set -euo pipefail\n" + block.replace("127.0.0.1:8443", f"127.0.0.1:{server.service.port}")
+    bash = shutil.which("bash")
+    assert bash
+    process = await asyncio.create_subprocess_exec(
+        bash, "-c", script, cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    stdout, stderr = await process.communicate()
+    assert process.returncode == 0, stderr.decode(errors="replace")
+    fingerprint, *verified = stdout.decode().splitlines()
+    assert fingerprint.split("=")[1].replace(":", "").lower() == server.service.ca.fingerprint
+    assert verified == ["oven.pem: OK", "oven-renewed.pem: OK"]
+    assert [r.appliance_id for r in server.service.ledger.for_appliance("oven")] == ["oven", "oven"]

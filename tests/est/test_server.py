@@ -22,8 +22,16 @@ import pytest
 
 from custom_components.est_pairing.est import wire
 from custom_components.est_pairing.est.client import build_csr, renewal_csr
+from custom_components.est_pairing.est.csr import inspect_request
 from custom_components.est_pairing.est.errors import NameTaken
-from custom_components.est_pairing.est.limits import FREE_ATTEMPTS, MAX_BODY_BYTES, PENDING_MAX_PER_ADDRESS
+from custom_components.est_pairing.est.limits import (
+    FREE_ATTEMPTS,
+    MAX_BODY_BYTES,
+    PENDING_MAX,
+    PENDING_MAX_PER_ADDRESS,
+)
+from custom_components.est_pairing.est.policy import Claim
+from custom_components.est_pairing.est.server import BUSY_WARNING_INTERVAL
 from custom_components.est_pairing.est.tls import client_ssl_context
 
 from . import rawhttp
@@ -290,6 +298,7 @@ async def test_no_credentials_gets_a_quoted_basic_challenge(call: Call) -> None:
         ("Basic " + base64.b64encode(b"oven").decode(), "no ':' between user and password"),
         ("Basic %%%", "not valid base64"),
         ("Basic " + base64.b64encode(b"oven:\xff\xfe").decode(), "not UTF-8"),
+        ("Bearer x", "only HTTP Basic"),  # with no client certificate to fall back on
     ],
 )
 async def test_unreadable_basic_credentials_get_the_challenge(
@@ -316,7 +325,7 @@ async def test_preregistered_appliance_enrolls_at_once(server: RunningServer, ca
     assert list(eku) == [ExtendedKeyUsageOID.CLIENT_AUTH]
     assert certificate.serial_number.bit_length() > 64
     cdp = certificate.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
-    assert cdp[0].full_name[0].value == f"https://localhost:{server.service.port}/crl"
+    assert cdp[0].full_name[0].value == f"{server.url}/crl"  # where it listens, not "localhost"
     assert server.service.ledger.get(certificate.serial_number) is not None
 
 
@@ -357,6 +366,57 @@ async def test_pending_requests_from_one_address_are_bounded_with_429(call: Call
     answer = await call("POST", f"{EST}/simpleenroll", body=appliance("b").body, auth=("b", "1"))
     assert_refusal(answer, 429, "waiting from this address")
     assert int(answer.headers["Retry-After"]) >= 1
+
+
+async def test_a_full_server_answers_503_and_warns_once_not_per_request(
+    server: RunningServer, call: Call, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The overall bound on waiting requests is the server's state, worth a warning; but any device
+    on the LAN can provoke the 503 at will, so one warning per interval, not one per request."""
+    policy = server.service.policy
+    for index in range(PENDING_MAX):  # from many addresses, as a crowd of appliances would
+        policy.authorize(
+            Claim.from_basic(wire.BasicCredentials(f"a{index}", "1")),
+            inspect_request(appliance(f"a{index}").csr),
+            f"10.0.{index // 200}.{index % 200}",
+        )
+    listener = server.service._listener
+    assert listener is not None
+    limiter = listener.application.busy_warning
+    now = 1000.0
+    limiter.clock = lambda: now
+    caplog.set_level(logging.DEBUG, logger="custom_components.est_pairing.est")
+
+    async def refused(count: int) -> list[str]:
+        caplog.clear()
+        for _ in range(count):
+            answer = await call("POST", f"{EST}/simpleenroll", body=appliance("b").body, auth=("b", "1"))
+            assert_refusal(answer, 503, "too many requests are waiting")
+            assert int(answer.headers["Retry-After"]) >= 1
+        return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+    assert await refused(5) == [
+        "EST answered 503: too many requests are waiting for the owner (the next ones are logged at"
+        " debug level for 600 s)"
+    ]
+    now += BUSY_WARNING_INTERVAL - 1
+    assert await refused(3) == []
+    now += 1
+    assert await refused(2) == [
+        "EST answered 503: too many requests are waiting for the owner (7 more since the last warning;"
+        " the next ones are logged at debug level for 600 s)"
+    ]
+
+
+async def test_fullcmc_is_not_offered_and_that_is_no_warning(
+    call: Call, caplog: pytest.LogCaptureFixture
+) -> None:
+    """501 is the documented answer for an operation not offered: logged like any refusal."""
+    caplog.set_level(logging.DEBUG, logger="custom_components.est_pairing.est")
+    for _ in range(3):
+        assert_refusal(await call("POST", f"{EST}/fullcmc", body=b"MAA="), 501, "full CMC is not offered")
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert "EST refused a request with 501: full CMC is not offered" in caplog.text
 
 
 async def test_approval_is_for_that_key_only(server: RunningServer, call: Call) -> None:
@@ -529,6 +589,54 @@ async def test_reenroll_refusals(server: RunningServer, call: Call) -> None:
     )
     crl = x509.load_der_x509_crl((await call("GET", "/crl")).body)
     assert crl.get_revoked_certificate_by_serial_number(certificate.serial_number) is not None
+
+
+@pytest.mark.parametrize("authorization", ["Bearer x", "Basic %%%", wire.basic_authorization("oven", "0")])
+async def test_a_client_certificate_needs_no_authorization_header_and_ignores_one(
+    server: RunningServer, call: Call, authorization: str
+) -> None:
+    """§3.2.3: HTTP authentication is optional beside TLS client authentication."""
+    certificate, key = await enrolled(call)
+    headers = {"Authorization": authorization}
+    renewed = await call(
+        "POST",
+        f"{EST}/simplereenroll",
+        body=renewal_body(key, certificate),
+        tls=(certificate, key),
+        headers=headers,
+    )
+    assert certificate_from(renewed).subject == certificate.subject
+    again = await call(
+        "POST", f"{EST}/simpleenroll", body=appliance().body, tls=(certificate, key), headers=headers
+    )
+    assert_refusal(again, 403, "renew with simplereenroll")  # judged by its certificate, not a 401
+
+
+@pytest.mark.parametrize(
+    ("repeated", "reason"),
+    [
+        ("Authorization: Basic b3ZlbjoxMjM0NTY=\r\nAuthorization: Basic Zm9vOmJhcg==", "one Authorization"),
+        ("Content-Type: text/plain\r\nContent-Type: application/pkcs10", "one Content-Type"),
+        ("Content-Type: application/pkcs10\r\nContent-Type: text/plain", "one Content-Type"),
+    ],
+)
+async def test_a_repeated_authorization_or_content_type_header_is_400(
+    server: RunningServer, caplog: pytest.LogCaptureFixture, repeated: str, reason: str
+) -> None:
+    """Neither copy wins: which one a client meant is a guess, and proxies may pick the other one."""
+    body = appliance().body
+    head = (
+        f"POST {EST}/simpleenroll HTTP/1.1\r\nHost: 127.0.0.1\r\n{repeated}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    context = rawhttp.tls_context(server.service.ca.certificate_pem)
+    answer = await rawhttp.exchange(server.service.port, head.encode() + body, tls=context)
+    assert answer is not None
+    assert answer.status == 400, answer.text
+    assert answer.is_one_line_refusal(), answer.body
+    assert reason in answer.text
+    assert len(server.service.ledger) == 0
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info] == []
 
 
 # --- server-side key generation --------------------------------------------------------------------

@@ -9,6 +9,7 @@ import pytest
 
 from custom_components.est_pairing.est.service import EstService, ServiceConfig
 from custom_components.est_pairing.est.storage import Document, JournalFile, JsonFileStore
+from custom_components.est_pairing.est.tls import ListenerNames
 
 
 class MemoryStore:
@@ -60,3 +61,25 @@ async def test_flush_returns_when_a_save_has_just_finished(tmp_path: Path) -> No
     await asyncio.sleep(0)  # the save runs and finishes
     await service.flush()
     assert [r["appliance_id"] for r in policy_store.saved[-1]["registrations"]] == ["oven"]
+
+
+@pytest.mark.parametrize(
+    ("bind_host", "crl_url"),
+    [
+        (None, "https://oven-hub.local:8443/crl"),  # the Home Assistant hub: every interface
+        ("0.0.0.0", "https://oven-hub.local:8443/crl"),
+        ("192.168.1.10", "https://192.168.1.10:8443/crl"),
+        ("::1", "https://[::1]:8443/crl"),
+    ],
+)
+def test_the_crl_is_named_where_the_listener_is_bound(
+    tmp_path: Path, bind_host: str | None, crl_url: str
+) -> None:
+    names = ListenerNames.from_hosts(["oven-hub.local", "oven-hub", "192.168.1.10", "localhost", "127.0.0.1"])
+    service = EstService(
+        ServiceConfig("Test", port=8443, bind_host=bind_host, names=names),
+        ca_store=MemoryStore(),
+        policy_store=MemoryStore(),
+        ledger_journal=JournalFile(tmp_path / "ledger.jsonl"),
+    )
+    assert service.crl_url == crl_url

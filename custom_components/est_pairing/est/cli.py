@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives import serialization
 from .ca import format_fingerprint
 from .errors import EstError
 from .policy import PendingEnrollment
-from .service import EstService, ServiceConfig
+from .service import EstService, ServiceConfig, url_host
 from .storage import Document, JournalFile, JsonFileStore, write_private_atomically
 from .tls import ListenerNames
 
@@ -131,20 +131,7 @@ def exclusive(data_dir: Path) -> Iterator[None]:
 async def serve(args: argparse.Namespace) -> None:
     """Run until SIGINT or SIGTERM."""
     data_dir: Path = args.data_dir
-    hosts = [args.host, "localhost", "127.0.0.1"]
-    if args.host in {"0.0.0.0", "::", ""}:  # noqa: S104 - the owner asked for every interface
-        hosts.append(socket.gethostname())
-    config = ServiceConfig(
-        ca_name=args.name,
-        port=args.port,
-        bind_host=args.host or None,
-        names=ListenerNames.from_hosts(hosts),
-        labels=args.label or ("appliance",),
-        validity_days=args.validity_days,
-        manufacturer_cas=[c for path in args.client_ca for c in _load_certificates(path)],
-        auto_approve=args.auto_approve,
-    )
-    service = open_service(data_dir, config)
+    service = open_service(data_dir, service_config(args))
     await service.load()
     users = [("--user", number, user) for number, user in enumerate(args.user, 1)]
     for path in args.users_file:
@@ -162,7 +149,7 @@ async def serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):  # before the ready line: a supervisor may stop us at once
         loop.add_signal_handler(signum, stopped.set)
-    print(f"listening on https://{_url_host(args.host)}:{service.port}/.well-known/est", flush=True)
+    print(f"listening on https://{url_host(args.host)}:{service.port}/.well-known/est", flush=True)
     print(f"CA SHA-256 {service.ca.fingerprint}", flush=True)
     try:
         await stopped.wait()
@@ -174,8 +161,26 @@ async def serve(args: argparse.Namespace) -> None:
         print("stopped", flush=True)
 
 
-def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
+def service_config(args: argparse.Namespace) -> ServiceConfig:
+    """What ``serve``'s arguments ask for.
+
+    The listener certificate covers ``--host``, localhost and 127.0.0.1. Certificates name their CRL
+    at ``--host``; with a wildcard (0.0.0.0, ::) at the machine's host name, which the listener
+    certificate then covers too.
+    """
+    hosts = [args.host, "localhost", "127.0.0.1"]
+    if args.host in {"0.0.0.0", "::", ""}:  # noqa: S104 - the owner asked for every interface
+        hosts.insert(0, socket.gethostname())
+    return ServiceConfig(
+        ca_name=args.name,
+        port=args.port,
+        bind_host=args.host or None,
+        names=ListenerNames.from_hosts(hosts),
+        labels=args.label or ("appliance",),
+        validity_days=args.validity_days,
+        manufacturer_cas=[c for path in args.client_ca for c in _load_certificates(path)],
+        auto_approve=args.auto_approve,
+    )
 
 
 def _announce_pending(pending: PendingEnrollment) -> None:
@@ -404,7 +409,12 @@ def parser() -> argparse.ArgumentParser:
     commands = root.add_subparsers(dest="command", required=True)
     serve_parser = commands.add_parser("serve", help="run the EST server")
     serve_parser.add_argument("--data-dir", type=Path, required=True)
-    serve_parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve_parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address or name to listen on, and where certificates say the CRL is "
+        "(0.0.0.0 or '::': every interface, and the CRL at the machine's host name)",
+    )
     serve_parser.add_argument("--port", type=int, default=8443)
     serve_parser.add_argument(
         "--user",

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 import logging
 import ssl
+import time
 from typing import Any, Final
 
 from aiohttp import hdrs, web
@@ -64,12 +65,37 @@ DEFAULT_LABELS: Final = ("appliance",)
 
 _CLOSE_AFTER: Final = frozenset({408, 413})  # the rest of the body was not read: drop the connection
 _MAX_REASON: Final = 200
+# 501 is the documented answer for an operation not offered (fullcmc); 503 is warned about
+# once per BUSY_WARNING_INTERVAL. Any other 5xx is a fault worth a warning each time.
+_NOT_FAULTS: Final = frozenset({501, 503})
+BUSY_WARNING_INTERVAL: Final = 600.0  # seconds
+_SINGLE_HEADERS: Final = (hdrs.AUTHORIZATION, hdrs.CONTENT_TYPE)  # a request that repeats one gets 400
 
 _BODY_TIMEOUT: Final = web.AppKey("body_timeout", float)
 _GUARD: Final = web.AppKey("guard", ConnectionGuard)
 
 type Handler = Callable[[web.Request], Awaitable[web.Response]]
 type NextHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class OncePer:
+    """Whether something that keeps happening is due a log line: at most once per ``interval``."""
+
+    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval = interval
+        self.clock = clock
+        self.held_back = 0  # occurrences since the last one that was due, when it is due
+        self._last: float | None = None
+        self._since = 0
+
+    def due(self) -> bool:
+        """Count one occurrence; True when it is the first, or ``interval`` has passed since the last due."""
+        now = self.clock()
+        if self._last is not None and now - self._last < self.interval:
+            self._since += 1
+            return False
+        self._last, self.held_back, self._since = now, self._since, 0
+        return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +117,7 @@ class EstApplication:
         self.registrar = registrar
         self.labels = frozenset(labels)
         self._challenge = 'Basic realm="{}", charset="UTF-8"'.format(realm.replace('"', "'"))
+        self.busy_warning = OncePer(BUSY_WARNING_INTERVAL)
         self._operations: dict[str, _Operation] = {
             "cacerts": _Operation(hdrs.METH_GET, self._cacerts),
             "csrattrs": _Operation(hdrs.METH_GET, self._csrattrs),
@@ -141,7 +168,17 @@ class EstApplication:
             response.headers[hdrs.ALLOW] = ", ".join(err.allowed)
         if status in _CLOSE_AFTER:
             response.force_close()
-        if status >= 500:
+        if status == 503 and self.busy_warning.due():
+            # The server is full of requests waiting for the owner: worth one warning, not one per
+            # request (any device on the LAN could write them at will).
+            held_back = self.busy_warning.held_back
+            _LOGGER.warning(
+                "EST answered 503: %s (%sthe next ones are logged at debug level for %d s)",
+                err,
+                f"{held_back} more since the last warning; " if held_back else "",
+                self.busy_warning.interval,
+            )
+        elif status >= 500 and status not in _NOT_FAULTS:
             _LOGGER.warning("EST answered %s: %s", status, err)
         else:
             _LOGGER.debug("EST refused a request with %s: %s", status, err)
@@ -157,6 +194,9 @@ class EstApplication:
         allowed = _with_head(operation.method)
         if request.method not in allowed:
             raise MethodNotAllowed(f"this operation takes {operation.method} only", allowed)
+        for name in _SINGLE_HEADERS:  # which one counts would be a guess (RFC 9110 §5.3)
+            if len(request.headers.getall(name, ())) > 1:
+                raise MalformedRequest(f"the request has more than one {name} header")
         return await operation.handler(request)
 
     # --- operations ---------------------------------------------------------------------------------
@@ -212,12 +252,17 @@ def _with_head(method: str) -> tuple[str, ...]:
 
 
 def _peer(request: web.Request) -> Peer:
-    credentials = parse_basic_authorization(request.headers.get(hdrs.AUTHORIZATION))
+    """The TLS client certificate, else the HTTP Basic credentials.
+
+    A certificate authenticates the request by itself (§3.2.3: HTTP authentication is optional
+    beside it): an Authorization header it does not need, whatever its scheme, is not read.
+    """
     client_chain = _client_chain(request)
     try:  # TLS verified the chain with OpenSSL, which accepts some DER that cryptography does not
         chain = tuple(x509.load_der_x509_certificate(der) for der in client_chain.certificates)
     except ValueError:
         raise MalformedRequest("client certificate cannot be decoded") from None
+    credentials = None if chain else parse_basic_authorization(request.headers.get(hdrs.AUTHORIZATION))
     return Peer(
         address=request.remote,
         credentials=credentials,
@@ -400,6 +445,7 @@ class EstListener:
         limits: ConnectionLimits = DEFAULT_CONNECTION_LIMITS,
     ) -> None:
         self.guard = ConnectionGuard(limits, ssl_context)
+        self.application = application
         self._app = application.build(self.guard)
         self._host = host
         self._port = port

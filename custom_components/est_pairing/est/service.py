@@ -29,6 +29,7 @@ from .wire import CRL_PATH
 
 _LOGGER = logging.getLogger(__name__)
 CA_DOCUMENT_VERSION = 1
+_WILDCARDS = frozenset({"", "0.0.0.0", "::"})  # noqa: S104 - bind hosts that mean every interface
 
 
 @dataclass(slots=True)
@@ -137,10 +138,16 @@ class EstService:
 
     @property
     def crl_url(self) -> str:
-        """Where the CRL is published (named in every certificate's CRL distribution point)."""
-        host = next(iter(self.config.names.all()), "localhost")
-        host = f"[{host}]" if ":" in host else host
-        return f"https://{host}:{self.port}{CRL_PATH}"
+        """Where the CRL is published (named in every certificate's CRL distribution point).
+
+        At the address or name the listener is bound to, when that is one host: the one the owner
+        chose, which other machines reach. A wildcard bind (every interface) names the first of the
+        listener's names (the Home Assistant hub lists ``<host>.local`` first).
+        """
+        host = self.config.bind_host
+        if host is None or host.strip("[]") in _WILDCARDS:
+            host = next(iter(self.config.names.all()), "localhost")
+        return f"https://{url_host(host)}:{self.port}{CRL_PATH}"
 
     async def _save_ca(self) -> None:
         ca_pem, ca_key = self.ca.to_pem()
@@ -215,6 +222,12 @@ class EstService:
             await asyncio.to_thread(load_identity, self._listener.ssl_context, self._identity)
         _LOGGER.info("Re-issued the EST listener certificate for %s", ", ".join(names.all()))
         return True
+
+
+def url_host(host: str) -> str:
+    """A host as a URL writes it: IPv6 literals in brackets, a zone's ``%`` as ``%25`` (RFC 6874)."""
+    host = host.strip("[]")
+    return f"[{host.replace('%', '%25')}]" if ":" in host else host
 
 
 def _from_document(document: dict[str, Any]) -> tuple[HouseholdCA, ListenerIdentity | None]:
