@@ -373,6 +373,42 @@ async def test_a_pin_for_an_appliance_that_sent_none(
     assert runtime.service.policy.registration("oven") is None
 
 
+HOSTILE = {
+    "name": "Oven** ![](http://10.9.9.9/t.png) [Verified](http://10.9.9.9/) **",
+    "model": "<img src=x onerror=alert(1)>",
+    "manufacturer": "Acme\n\n# Verified by Home Assistant",
+    "serial_number": "_1_ `2` www.example.com",
+    "factory_issuer": "CN=Acme Root,O=[Trusted](http://10.9.9.9/)",
+    "factory_fingerprint": "cd" * 32,
+}
+
+
+async def test_what_the_appliance_claims_is_shown_as_text(hass: HomeAssistant) -> None:
+    """The dialogs render markdown: an appliance's text must not become links, images, HTML or emphasis."""
+    flow_id = await discovery_flow(hass, DISCOVERY | HOSTILE)
+    (flow,) = hass.config_entries.flow.async_progress_by_handler(DOMAIN)
+    assert flow["context"]["title_placeholders"] == {"name": HOSTILE["name"]}  # a card title is plain text
+    menu = await hass.config_entries.flow.async_configure(flow_id)
+    form = await hass.config_entries.flow.async_configure(flow_id, {"next_step_id": "fingerprint"})
+    for result in (menu, form):
+        shown = result["description_placeholders"]
+        assert shown is not None
+        assert shown["name"] == (
+            r"Oven\*\* \!\[\]\(http\:\/\/10\.9\.9\.9\/t\.png\) "
+            r"\[Verified\]\(http\:\/\/10\.9\.9\.9\/\) \*\*"
+        )
+        assert shown["model"] == r"\<img src\=x onerror\=alert\(1\)\>"
+        assert shown["manufacturer"] == r"Acme  \# Verified by Home Assistant"  # one line, no heading
+        assert shown["serial_number"] == r"\_1\_ \`2\` www\.example\.com"
+        assert shown["factory_issuer"] == r"CN\=Acme Root\,O\=\[Trusted\]\(http\:\/\/10\.9\.9\.9\/\)"
+        assert shown["appliance_id"] == "oven"
+        # What the integration formats itself is shown as it is (fingerprints sit in code spans).
+        assert shown["fingerprint"] == " ".join(["ABAB"] * 16)
+        assert shown["factory_fingerprint"] == " ".join(["CDCD"] * 16)
+        assert shown["key_type"] == "EC P-256"
+        assert shown["address"] == "127.0.0.1"
+
+
 async def test_an_abandoned_dialog_does_not_block_a_new_one(hass: HomeAssistant) -> None:
     abandoned = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
     result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +54,10 @@ from .services import MIN_PIN_LENGTH
 
 if TYPE_CHECKING:
     from .runtime import EstRuntime
+
+# CommonMark: backslash-escaped ASCII punctuation shows as itself ("\<img>" is text, not HTML)
+_MARKDOWN_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 CONF_FINGERPRINTS_MATCH = "fingerprints_match"
 SHORT_FINGERPRINT_GROUPS = 4
@@ -249,14 +254,15 @@ class EstPairingConfigFlow(ConfigFlow, domain=DOMAIN):
         return self.async_abort(reason="approved", description_placeholders=self._placeholders())
 
     def _placeholders(self) -> dict[str, str]:
+        """What the dialogs show; text the appliance chose is escaped, as they are rendered as markdown."""
         info = self._discovery
         fingerprint = info["key_fingerprint"]
         return {
-            "name": info["name"],
-            "appliance_id": info["appliance_id"],
-            "model": info.get("model") or "-",
-            "manufacturer": info.get("manufacturer") or "-",
-            "serial_number": info.get("serial_number") or "-",
+            "name": _literal(info["name"]),
+            "appliance_id": _literal(info["appliance_id"]),
+            "model": _literal(info.get("model") or "-"),
+            "manufacturer": _literal(info.get("manufacturer") or "-"),
+            "serial_number": _literal(info.get("serial_number") or "-"),
             "address": info.get("address") or "-",
             "key_type": info["key_type"],
             "short_fingerprint": format_fingerprint(fingerprint, groups=SHORT_FINGERPRINT_GROUPS),
@@ -264,10 +270,15 @@ class EstPairingConfigFlow(ConfigFlow, domain=DOMAIN):
             "factory_fingerprint": format_fingerprint(info["factory_fingerprint"])
             if info.get("factory_fingerprint")
             else "-",
-            "factory_issuer": info.get("factory_issuer") or "-",
+            "factory_issuer": _literal(info.get("factory_issuer") or "-"),
             "already_paired": "yes" if info.get("already_paired") else "no",
             "attempts_left": "",
         }
+
+
+def _literal(text: str) -> str:
+    """Text shown as itself in markdown: no links, images, emphasis, HTML or extra lines."""
+    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", _CONTROL_CHARACTERS.sub(" ", text))
 
 
 class EstOptionsFlow(OptionsFlow):
