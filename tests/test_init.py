@@ -94,6 +94,22 @@ async def test_a_hub_named_too_long_by_an_earlier_version_sets_up(
     assert hub.name == name
 
 
+async def test_a_long_name_is_announced_cut_to_a_dns_label(
+    hass: HomeAssistant, mock_config_entry: MockConfigEntry, zeroconf: MagicMock
+) -> None:
+    """17 CJK characters fill the CA's name (64 bytes); the mDNS instance name is cut between characters."""
+    entry = MockConfigEntry(
+        domain=DOMAIN, unique_id=DOMAIN, data={**mock_config_entry.data, CONF_CA_NAME: "日" * 17}
+    )
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    runtime: EstRuntime = entry.runtime_data
+    assert runtime.service.ca.certificate.subject.rfc4514_string() == "CN=" + "日" * 17 + " Household CA"
+    info = zeroconf.async_register_service.await_args.args[0]
+    assert info.name == "日" * 15 + " Household CA._est._tcp.local."  # 58 bytes: room for zeroconf's "-2"
+
+
 async def test_reload_keeps_the_ca_and_rebinds(
     hass: HomeAssistant, init_integration: MockConfigEntry
 ) -> None:
