@@ -97,6 +97,38 @@ async def test_port_in_use_then_a_free_one(hass: HomeAssistant, taken_port: int)
     assert result["data"][CONF_PORT] == offered
 
 
+@pytest.mark.parametrize(
+    ("name", "error"),
+    [
+        ("   ", "name_blank"),
+        ("x" * 52, "name_too_long"),  # "<name> Household CA" is a CN: at most 64 bytes of UTF-8
+        ("日" * 18, "name_too_long"),  # 18 characters, 54 bytes
+    ],
+)
+async def test_household_name_errors_then_success(hass: HomeAssistant, name: str, error: str) -> None:
+    result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
+    port = free_port()
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {CONF_CA_NAME: name, CONF_PORT: port}
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {CONF_CA_NAME: error}
+    assert result["description_placeholders"] == {"max_length": "51"}
+
+    with patch("custom_components.est_pairing.async_setup_entry", return_value=True):
+        result = await hass.config_entries.flow.async_configure(
+            result["flow_id"], {CONF_CA_NAME: "x" * 51, CONF_PORT: port}
+        )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["title"] == "x" * 51 + " Household CA"
+
+
+async def test_a_long_home_name_is_offered_shortened(hass: HomeAssistant) -> None:
+    hass.config.location_name = "Familie Müller-Lüdenscheidt, Ferienhaus am Seeufer 12"  # 55 bytes
+    result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
+    assert suggested(result, CONF_CA_NAME) == "Familie Müller-Lüdenscheidt, Ferienhaus am Seeufe"  # 51
+
+
 async def test_default_port_taken_offers_a_free_one(hass: HomeAssistant) -> None:
     with socket.socket() as holder:
         with contextlib.suppress(OSError):  # if something else holds it already, it is taken all the same

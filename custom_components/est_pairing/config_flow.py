@@ -44,7 +44,7 @@ from .const import (
     DOMAIN,
     SUBENTRY_APPLIANCE,
 )
-from .est.ca import format_fingerprint
+from .est.ca import MAX_HOUSEHOLD_NAME_BYTES, format_fingerprint, household_ca_name, shorten_household_name
 from .est.errors import LockedOut, MalformedRequest, NameTaken, NotAllowed, PendingRequestGone, WrongPin
 from .est.issuance import check_appliance_id
 from .est.limits import MAX_SECRET_LENGTH
@@ -141,19 +141,30 @@ class EstPairingConfigFlow(ConfigFlow, domain=DOMAIN):
         errors: dict[str, str] = {}
         if user_input is not None:
             data = {CONF_CA_NAME: user_input[CONF_CA_NAME].strip(), CONF_PORT: int(user_input[CONF_PORT])}
-            if await self.hass.async_add_executor_job(_port_free, data[CONF_PORT]):
-                return self.async_create_entry(title=f"{data[CONF_CA_NAME]} Household CA", data=data)
-            errors[CONF_PORT] = "port_in_use"
-            suggested = {**data, CONF_PORT: await self.hass.async_add_executor_job(_a_free_port)}
+            suggested = dict(data)
+            if not data[CONF_CA_NAME]:
+                errors[CONF_CA_NAME] = "name_blank"
+            elif len(data[CONF_CA_NAME].encode()) > MAX_HOUSEHOLD_NAME_BYTES:
+                errors[CONF_CA_NAME] = "name_too_long"
+            if not await self.hass.async_add_executor_job(_port_free, data[CONF_PORT]):
+                errors[CONF_PORT] = "port_in_use"
+                suggested[CONF_PORT] = await self.hass.async_add_executor_job(_a_free_port)
+            if not errors:
+                return self.async_create_entry(title=household_ca_name(data[CONF_CA_NAME]), data=data)
         else:
             port = DEFAULT_PORT
             if not await self.hass.async_add_executor_job(_port_free, port):
                 port = await self.hass.async_add_executor_job(_a_free_port)
-            suggested = {CONF_CA_NAME: self.hass.config.location_name, CONF_PORT: port}
+            # A home name too long for the CA's name is offered shortened.
+            suggested = {
+                CONF_CA_NAME: shorten_household_name(self.hass.config.location_name),
+                CONF_PORT: port,
+            }
         return self.async_show_form(
             step_id="user",
             data_schema=self.add_suggested_values_to_schema(USER_SCHEMA, suggested),
             errors=errors,
+            description_placeholders={"max_length": str(MAX_HOUSEHOLD_NAME_BYTES)},
         )
 
     async def async_step_reconfigure(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
