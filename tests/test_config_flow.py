@@ -97,6 +97,38 @@ async def test_port_in_use_then_a_free_one(hass: HomeAssistant, taken_port: int)
     assert result["data"][CONF_PORT] == offered
 
 
+@pytest.mark.parametrize(
+    ("name", "error"),
+    [
+        ("   ", "name_blank"),
+        ("x" * 52, "name_too_long"),  # "<name> Household CA" is a CN: at most 64 bytes of UTF-8
+        ("日" * 18, "name_too_long"),  # 18 characters, 54 bytes
+    ],
+)
+async def test_household_name_errors_then_success(hass: HomeAssistant, name: str, error: str) -> None:
+    result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
+    port = free_port()
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {CONF_CA_NAME: name, CONF_PORT: port}
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {CONF_CA_NAME: error}
+    assert result["description_placeholders"] == {"max_length": "51"}
+
+    with patch("custom_components.est_pairing.async_setup_entry", return_value=True):
+        result = await hass.config_entries.flow.async_configure(
+            result["flow_id"], {CONF_CA_NAME: "x" * 51, CONF_PORT: port}
+        )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["title"] == "x" * 51 + " Household CA"
+
+
+async def test_a_long_home_name_is_offered_shortened(hass: HomeAssistant) -> None:
+    hass.config.location_name = "Familie Müller-Lüdenscheidt, Ferienhaus am Seeufer 12"  # 55 bytes
+    result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
+    assert suggested(result, CONF_CA_NAME) == "Familie Müller-Lüdenscheidt, Ferienhaus am Seeufe"  # 51
+
+
 async def test_default_port_taken_offers_a_free_one(hass: HomeAssistant) -> None:
     with socket.socket() as holder:
         with contextlib.suppress(OSError):  # if something else holds it already, it is taken all the same
@@ -371,6 +403,42 @@ async def test_a_pin_for_an_appliance_that_sent_none(
     result = await hass.config_entries.flow.async_configure(flow_id, {"pin": "123456"})
     assert result["reason"] == "no_pin_sent"
     assert runtime.service.policy.registration("oven") is None
+
+
+HOSTILE = {
+    "name": "Oven** ![](http://10.9.9.9/t.png) [Verified](http://10.9.9.9/) **",
+    "model": "<img src=x onerror=alert(1)>",
+    "manufacturer": "Acme\n\n# Verified by Home Assistant",
+    "serial_number": "_1_ `2` www.example.com",
+    "factory_issuer": "CN=Acme Root,O=[Trusted](http://10.9.9.9/)",
+    "factory_fingerprint": "cd" * 32,
+}
+
+
+async def test_what_the_appliance_claims_is_shown_as_text(hass: HomeAssistant) -> None:
+    """The dialogs render markdown: an appliance's text must not become links, images, HTML or emphasis."""
+    flow_id = await discovery_flow(hass, DISCOVERY | HOSTILE)
+    (flow,) = hass.config_entries.flow.async_progress_by_handler(DOMAIN)
+    assert flow["context"]["title_placeholders"] == {"name": HOSTILE["name"]}  # a card title is plain text
+    menu = await hass.config_entries.flow.async_configure(flow_id)
+    form = await hass.config_entries.flow.async_configure(flow_id, {"next_step_id": "fingerprint"})
+    for result in (menu, form):
+        shown = result["description_placeholders"]
+        assert shown is not None
+        assert shown["name"] == (
+            r"Oven\*\* \!\[\]\(http\:\/\/10\.9\.9\.9\/t\.png\) "
+            r"\[Verified\]\(http\:\/\/10\.9\.9\.9\/\) \*\*"
+        )
+        assert shown["model"] == r"\<img src\=x onerror\=alert\(1\)\>"
+        assert shown["manufacturer"] == r"Acme  \# Verified by Home Assistant"  # one line, no heading
+        assert shown["serial_number"] == r"\_1\_ \`2\` www\.example\.com"
+        assert shown["factory_issuer"] == r"CN\=Acme Root\,O\=\[Trusted\]\(http\:\/\/10\.9\.9\.9\/\)"
+        assert shown["appliance_id"] == "oven"
+        # What the integration formats itself is shown as it is (fingerprints sit in code spans).
+        assert shown["fingerprint"] == " ".join(["ABAB"] * 16)
+        assert shown["factory_fingerprint"] == " ".join(["CDCD"] * 16)
+        assert shown["key_type"] == "EC P-256"
+        assert shown["address"] == "127.0.0.1"
 
 
 async def test_an_abandoned_dialog_does_not_block_a_new_one(hass: HomeAssistant) -> None:

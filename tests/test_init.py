@@ -21,6 +21,7 @@ import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 
 from custom_components.est_pairing.const import (
+    CONF_CA_NAME,
     CONF_PORT,
     DOMAIN,
     ISSUE_CA_EXPIRING,
@@ -30,7 +31,7 @@ from custom_components.est_pairing.const import (
 from custom_components.est_pairing.est.client import EstClient, build_csr
 from custom_components.est_pairing.runtime import EstRuntime
 
-from .conftest import ANNOUNCE_ADDRESSES
+from .conftest import ANNOUNCE_ADDRESSES, device_for
 
 
 def state_of(entry: ConfigEntry) -> ConfigEntryState:
@@ -68,6 +69,45 @@ async def test_setup_announces_and_unload_withdraws(
     await hass.async_block_till_done()
     assert state_of(init_integration) is ConfigEntryState.NOT_LOADED
     zeroconf.async_unregister_service.assert_awaited_once_with(info)
+
+
+async def test_a_hub_named_too_long_by_an_earlier_version_sets_up(
+    hass: HomeAssistant, mock_config_entry: MockConfigEntry
+) -> None:
+    """Earlier versions accepted any name; the CA and the hub device take it shortened to fit a CN."""
+    entry = MockConfigEntry(
+        domain=DOMAIN,
+        unique_id=DOMAIN,
+        data={
+            **mock_config_entry.data,
+            CONF_CA_NAME: "Familie Mueller-Luedenscheidt, Ferienhaus am Seeufer 12",
+        },
+    )
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    runtime: EstRuntime = entry.runtime_data
+    name = "Familie Mueller-Luedenscheidt, Ferienhaus am Seeufe Household CA"  # 64 bytes
+    assert runtime.service.ca.certificate.subject.rfc4514_string() == f"CN={name.replace(',', '\\,')}"
+    hub = device_for(hass, entry.entry_id)
+    assert hub is not None
+    assert hub.name == name
+
+
+async def test_a_long_name_is_announced_cut_to_a_dns_label(
+    hass: HomeAssistant, mock_config_entry: MockConfigEntry, zeroconf: MagicMock
+) -> None:
+    """17 CJK characters fill the CA's name (64 bytes); the mDNS instance name is cut between characters."""
+    entry = MockConfigEntry(
+        domain=DOMAIN, unique_id=DOMAIN, data={**mock_config_entry.data, CONF_CA_NAME: "日" * 17}
+    )
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    runtime: EstRuntime = entry.runtime_data
+    assert runtime.service.ca.certificate.subject.rfc4514_string() == "CN=" + "日" * 17 + " Household CA"
+    info = zeroconf.async_register_service.await_args.args[0]
+    assert info.name == "日" * 15 + " Household CA._est._tcp.local."  # 58 bytes: room for zeroconf's "-2"
 
 
 async def test_reload_keeps_the_ca_and_rebinds(

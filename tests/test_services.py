@@ -37,6 +37,13 @@ async def test_export_ca(hass: HomeAssistant, runtime: EstRuntime) -> None:
     assert response["expires"] == certificate.not_valid_after_utc.isoformat()
 
 
+async def test_export_ca_takes_no_fields(hass: HomeAssistant, runtime: EstRuntime) -> None:
+    with pytest.raises(vol.Invalid):
+        await hass.services.async_call(
+            DOMAIN, "export_ca", {"format": "der"}, blocking=True, return_response=True
+        )
+
+
 async def test_preregister_validates_its_input(hass: HomeAssistant, runtime: EstRuntime) -> None:
     with pytest.raises(vol.Invalid):
         await hass.services.async_call(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +44,7 @@ from .const import (
     DOMAIN,
     SUBENTRY_APPLIANCE,
 )
-from .est.ca import format_fingerprint
+from .est.ca import MAX_HOUSEHOLD_NAME_BYTES, format_fingerprint, household_ca_name, shorten_household_name
 from .est.errors import LockedOut, MalformedRequest, NameTaken, NotAllowed, PendingRequestGone, WrongPin
 from .est.issuance import check_appliance_id
 from .est.limits import MAX_SECRET_LENGTH
@@ -53,6 +54,10 @@ from .services import MIN_PIN_LENGTH
 
 if TYPE_CHECKING:
     from .runtime import EstRuntime
+
+# CommonMark: backslash-escaped ASCII punctuation shows as itself ("\<img>" is text, not HTML)
+_MARKDOWN_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 CONF_FINGERPRINTS_MATCH = "fingerprints_match"
 SHORT_FINGERPRINT_GROUPS = 4
@@ -136,19 +141,30 @@ class EstPairingConfigFlow(ConfigFlow, domain=DOMAIN):
         errors: dict[str, str] = {}
         if user_input is not None:
             data = {CONF_CA_NAME: user_input[CONF_CA_NAME].strip(), CONF_PORT: int(user_input[CONF_PORT])}
-            if await self.hass.async_add_executor_job(_port_free, data[CONF_PORT]):
-                return self.async_create_entry(title=f"{data[CONF_CA_NAME]} Household CA", data=data)
-            errors[CONF_PORT] = "port_in_use"
-            suggested = {**data, CONF_PORT: await self.hass.async_add_executor_job(_a_free_port)}
+            suggested = dict(data)
+            if not data[CONF_CA_NAME]:
+                errors[CONF_CA_NAME] = "name_blank"
+            elif len(data[CONF_CA_NAME].encode()) > MAX_HOUSEHOLD_NAME_BYTES:
+                errors[CONF_CA_NAME] = "name_too_long"
+            if not await self.hass.async_add_executor_job(_port_free, data[CONF_PORT]):
+                errors[CONF_PORT] = "port_in_use"
+                suggested[CONF_PORT] = await self.hass.async_add_executor_job(_a_free_port)
+            if not errors:
+                return self.async_create_entry(title=household_ca_name(data[CONF_CA_NAME]), data=data)
         else:
             port = DEFAULT_PORT
             if not await self.hass.async_add_executor_job(_port_free, port):
                 port = await self.hass.async_add_executor_job(_a_free_port)
-            suggested = {CONF_CA_NAME: self.hass.config.location_name, CONF_PORT: port}
+            # A home name too long for the CA's name is offered shortened.
+            suggested = {
+                CONF_CA_NAME: shorten_household_name(self.hass.config.location_name),
+                CONF_PORT: port,
+            }
         return self.async_show_form(
             step_id="user",
             data_schema=self.add_suggested_values_to_schema(USER_SCHEMA, suggested),
             errors=errors,
+            description_placeholders={"max_length": str(MAX_HOUSEHOLD_NAME_BYTES)},
         )
 
     async def async_step_reconfigure(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
@@ -249,14 +265,15 @@ class EstPairingConfigFlow(ConfigFlow, domain=DOMAIN):
         return self.async_abort(reason="approved", description_placeholders=self._placeholders())
 
     def _placeholders(self) -> dict[str, str]:
+        """What the dialogs show; text the appliance chose is escaped, as they are rendered as markdown."""
         info = self._discovery
         fingerprint = info["key_fingerprint"]
         return {
-            "name": info["name"],
-            "appliance_id": info["appliance_id"],
-            "model": info.get("model") or "-",
-            "manufacturer": info.get("manufacturer") or "-",
-            "serial_number": info.get("serial_number") or "-",
+            "name": _literal(info["name"]),
+            "appliance_id": _literal(info["appliance_id"]),
+            "model": _literal(info.get("model") or "-"),
+            "manufacturer": _literal(info.get("manufacturer") or "-"),
+            "serial_number": _literal(info.get("serial_number") or "-"),
             "address": info.get("address") or "-",
             "key_type": info["key_type"],
             "short_fingerprint": format_fingerprint(fingerprint, groups=SHORT_FINGERPRINT_GROUPS),
@@ -264,10 +281,15 @@ class EstPairingConfigFlow(ConfigFlow, domain=DOMAIN):
             "factory_fingerprint": format_fingerprint(info["factory_fingerprint"])
             if info.get("factory_fingerprint")
             else "-",
-            "factory_issuer": info.get("factory_issuer") or "-",
+            "factory_issuer": _literal(info.get("factory_issuer") or "-"),
             "already_paired": "yes" if info.get("already_paired") else "no",
             "attempts_left": "",
         }
+
+
+def _literal(text: str) -> str:
+    """Text shown as itself in markdown: no links, images, emphasis, HTML or extra lines."""
+    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", _CONTROL_CHARACTERS.sub(" ", text))
 
 
 class EstOptionsFlow(OptionsFlow):

@@ -13,6 +13,7 @@ from homeassistant.helpers.entity import Entity, EntityDescription
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .const import CONF_APPLIANCE_ID, DOMAIN, NAME, SUBENTRY_APPLIANCE
+from .est.ca import household_ca_name
 from .runtime import EstRuntime
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ class HubEntity(EstEntity):
         self._attr_unique_id = f"{entry.entry_id}_{description.key}"
         self._attr_device_info = DeviceInfo(
             identifiers={(DOMAIN, entry.entry_id)},
-            name=f"{runtime.settings.ca_name} Household CA",
+            name=household_ca_name(runtime.settings.ca_name),
             manufacturer=NAME,
             model="Household certificate authority",
         )

@@ -50,7 +50,7 @@ from .const import (
     SUBENTRY_APPLIANCE,
 )
 from .est import discovery
-from .est.ca import format_fingerprint
+from .est.ca import format_fingerprint, household_ca_name
 from .est.csr import ApplianceDetails
 from .est.ledger import CertificateRecord
 from .est.policy import PendingEnrollment, Registration
@@ -264,7 +264,7 @@ class EstRuntime:
 
     async def _announce(self, names: ListenerNames) -> None:
         info = discovery.service_info(
-            f"{self.settings.ca_name[:40]} Household CA",
+            household_ca_name(self.settings.ca_name, max_bytes=discovery.MAX_INSTANCE_BYTES),
             port=self.service.port,
             ca_fingerprint=self.service.ca.fingerprint,
             server=f"{self.host_name}.local.",

@@ -21,6 +21,7 @@ SERVICE_EXPORT_CA = "export_ca"
 ATTR_DEVICE_ID = "device_id"
 MIN_PIN_LENGTH = 6
 
+EXPORT_CA_SCHEMA = vol.Schema({})  # no fields: an unknown one is refused rather than ignored
 REVOKE_SCHEMA = vol.Schema({vol.Required(ATTR_DEVICE_ID): cv.string})
 PREREGISTER_SCHEMA = vol.Schema(
     {
@@ -67,7 +68,7 @@ def async_setup_services(hass: HomeAssistant) -> None:
     hass.services.async_register(DOMAIN, SERVICE_REVOKE, revoke, schema=REVOKE_SCHEMA)
     hass.services.async_register(DOMAIN, SERVICE_PREREGISTER, preregister, schema=PREREGISTER_SCHEMA)
     hass.services.async_register(
-        DOMAIN, SERVICE_EXPORT_CA, export_ca, supports_response=SupportsResponse.ONLY
+        DOMAIN, SERVICE_EXPORT_CA, export_ca, schema=EXPORT_CA_SCHEMA, supports_response=SupportsResponse.ONLY
     )
 
 

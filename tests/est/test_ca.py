@@ -50,6 +50,20 @@ def test_household_ca_profile(curve: str, size: int) -> None:
     certificate.verify_directly_issued_by(certificate)
 
 
+@pytest.mark.parametrize(
+    ("name", "common_name"),
+    [
+        ("x" * 51, "x" * 51 + " Household CA"),  # 64 bytes: the longest CN
+        ("x" * 60, "x" * 51 + " Household CA"),
+        ("日" * 20, "日" * 17 + " Household CA"),  # 3 bytes each: cut between characters
+        ("ä" * 30, "ä" * 25 + " Household CA"),
+    ],
+)
+def test_a_long_household_name_is_shortened_to_fit_the_common_name(name: str, common_name: str) -> None:
+    subject = HouseholdCA.create(name).certificate.subject
+    assert subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == common_name
+
+
 def test_pem_round_trip_and_mismatch(ca: HouseholdCA) -> None:
     certificate_pem, key_pem = ca.to_pem()
     assert HouseholdCA.from_pem(certificate_pem, key_pem).fingerprint == ca.fingerprint

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 import hashlib
 import ipaddress
-from typing import Literal
+from typing import Final, Literal
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -25,6 +25,9 @@ _CURVES: dict[CurveName, ec.EllipticCurve] = {"P-256": ec.SECP256R1(), "P-384": 
 _BACKDATE = timedelta(minutes=5)  # tolerate appliances whose clocks run a little behind
 _END_ENTITY = x509.BasicConstraints(ca=False, path_length=None)
 _MAX_TEMPLATES = 16
+HOUSEHOLD_CA_SUFFIX: Final = " Household CA"
+MAX_COMMON_NAME_BYTES: Final = 64  # RFC 5280 ub-common-name; cryptography counts it in UTF-8 bytes
+MAX_HOUSEHOLD_NAME_BYTES: Final = MAX_COMMON_NAME_BYTES - len(HOUSEHOLD_CA_SUFFIX)
 type _TemplateKind = tuple[tuple[x509.ObjectIdentifier, ...], bool, str | None]
 
 
@@ -48,6 +51,17 @@ def _key_usage(
 _CA_USAGE = _key_usage(certificates_and_crls=True)
 _SIGNING_USAGE = _key_usage(digital_signature=True)
 _EC_USAGE = _key_usage(digital_signature=True, key_agreement=True)  # EC keys may also do ECDH
+
+
+def shorten_household_name(name: str, max_bytes: int = MAX_HOUSEHOLD_NAME_BYTES) -> str:
+    """The household's name in at most ``max_bytes`` of UTF-8, cut between characters, never inside one."""
+    return name.strip().encode()[:max_bytes].decode(errors="ignore").rstrip()
+
+
+def household_ca_name(name: str, *, max_bytes: int = MAX_COMMON_NAME_BYTES) -> str:
+    """``<name> Household CA`` in at most ``max_bytes`` of UTF-8; a long name loses its end."""
+    name = shorten_household_name(name, max_bytes - len(HOUSEHOLD_CA_SUFFIX))
+    return f"{name}{HOUSEHOLD_CA_SUFFIX}".lstrip()
 
 
 def sha256_fingerprint(der: bytes) -> str:
@@ -111,7 +125,7 @@ class HouseholdCA:
         """Create a new root: EC key, 20 years, CA:TRUE pathlen 0, keyCertSign + cRLSign."""
         now = now or datetime.now(UTC)
         key = ec.generate_private_key(_CURVES[curve])
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} Household CA")])
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, household_ca_name(name))])
         ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
         certificate = (
             x509.CertificateBuilder()

@@ -26,6 +26,9 @@ TXT_PATH: Final = "path"  # the EST path prefix, /.well-known/est (with a label:
 TXT_CA_FINGERPRINT: Final = "cafp"  # SHA-256 of the CA certificate, hex: a hint, never a trust anchor
 TXT_VERSION: Final = "ver"  # this TXT profile's version; browsers skip versions they do not know
 PROFILE_VERSION: Final = "1"
+# An instance name is one DNS label (63 bytes of UTF-8; zeroconf refuses longer), with room for the
+# "-2", "-3", ... zeroconf appends when another server already announces the name.
+MAX_INSTANCE_BYTES: Final = 63 - len("-99")
 QR_SCHEME: Final = "est"
 _RESOLVE_TIMEOUT_MS: Final = 3000
 
