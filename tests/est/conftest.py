@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 import time
@@ -87,13 +88,22 @@ def make_service(data_dir: Path, *, clock: Callable[[], float] = time.time, **co
     )
 
 
-@pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
+@asynccontextmanager
+async def oven_server(data_dir: Path, **config: Any) -> AsyncIterator[RunningServer]:
     """A running server with appliance ``oven`` pre-registered with PIN 123456."""
-    service = make_service(tmp_path)
+    service = make_service(data_dir, **config)
     await service.load()
     service.policy.preregister("oven", "123456")
     service.policy.retry_after = 1
     await service.start()
-    yield RunningServer(service, tmp_path)
-    await service.stop()
+    try:
+        yield RunningServer(service, data_dir)
+    finally:
+        await service.stop()
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
+    """A running server with appliance ``oven`` pre-registered with PIN 123456."""
+    async with oven_server(tmp_path) as running:
+        yield running

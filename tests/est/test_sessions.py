@@ -26,7 +26,7 @@ from custom_components.est_pairing.est.client import build_csr, renewal_csr
 from custom_components.est_pairing.est.policy import CredentialKind
 from custom_components.est_pairing.est.tls import client_ssl_context
 
-from .conftest import RunningServer, make_service
+from .conftest import RunningServer, make_service, oven_server
 
 EST = "/.well-known/est"
 NOW = datetime.now(UTC)
@@ -169,13 +169,8 @@ def acme() -> Manufacturer:
 
 @pytest.fixture
 async def server(tmp_path: Path, acme: Manufacturer) -> AsyncIterator[RunningServer]:
-    service = make_service(tmp_path, manufacturer_cas=[acme.root])
-    await service.load()
-    service.policy.preregister("oven", "123456")
-    service.policy.retry_after = 1
-    await service.start()
-    yield RunningServer(service, tmp_path)
-    await service.stop()
+    async with oven_server(tmp_path, manufacturer_cas=[acme.root]) as running:
+        yield running
 
 
 async def enrolled_oven(server: RunningServer) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
