@@ -12,7 +12,7 @@ from unittest.mock import MagicMock, patch
 
 from cryptography.hazmat.primitives.asymmetric import ec
 from freezegun.api import FrozenDateTimeFactory
-from homeassistant.config_entries import ConfigEntry, ConfigEntryState
+from homeassistant.config_entries import ConfigEntry, ConfigEntryDisabler, ConfigEntryState
 from homeassistant.const import EVENT_HOMEASSISTANT_STOP
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import issue_registry as ir
@@ -220,6 +220,19 @@ async def test_deleting_a_hub_that_could_not_start_deletes_its_port_issue(
     assert ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_PORT_UNAVAILABLE) is not None
     assert await hass.config_entries.async_remove(entry_on_taken_port.entry_id)
     await hass.async_block_till_done()
+    assert ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_PORT_UNAVAILABLE) is None
+
+
+async def test_disabling_a_hub_that_could_not_start_deletes_its_port_issue(
+    hass: HomeAssistant, entry_on_taken_port: MockConfigEntry
+) -> None:
+    """Home Assistant stops retrying without unloading it: the issue says it keeps retrying."""
+    assert ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_PORT_UNAVAILABLE) is not None
+    assert await hass.config_entries.async_set_disabled_by(
+        entry_on_taken_port.entry_id, ConfigEntryDisabler.USER
+    )
+    await hass.async_block_till_done()
+    assert state_of(entry_on_taken_port) is ConfigEntryState.NOT_LOADED
     assert ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_PORT_UNAVAILABLE) is None
 
 

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from homeassistant.config_entries import ConfigEntry, ConfigEntryState
+from homeassistant.config_entries import (
+    SIGNAL_CONFIG_ENTRY_CHANGED,
+    ConfigEntry,
+    ConfigEntryChange,
+    ConfigEntryState,
+)
 from homeassistant.const import EVENT_HOMEASSISTANT_STOP, Platform
-from homeassistant.core import HomeAssistant
+from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import (
     config_validation as cv,
     device_registry as dr,
     issue_registry as ir,
 )
+from homeassistant.helpers.dispatcher import async_dispatcher_connect
 from homeassistant.helpers.typing import ConfigType
 
 from .const import DOMAIN, ISSUE_CA_EXPIRING, ISSUE_LISTENER_NAMES, ISSUE_PORT_UNAVAILABLE
@@ -28,6 +34,15 @@ type EstConfigEntry = ConfigEntry[EstRuntime]
 async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
     """Register the actions (they find the hub when called)."""
     async_setup_services(hass)
+
+    @callback
+    def entry_changed(change: ConfigEntryChange, entry: ConfigEntry) -> None:
+        # A hub waiting to retry that the owner disables is unloaded without async_unload_entry:
+        # its "keeps retrying" issue would outlive the retries.
+        if entry.domain == DOMAIN and entry.state is ConfigEntryState.NOT_LOADED:
+            ir.async_delete_issue(hass, DOMAIN, ISSUE_PORT_UNAVAILABLE)
+
+    async_dispatcher_connect(hass, SIGNAL_CONFIG_ENTRY_CHANGED, entry_changed)
     return True
 
 
