@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 import gzip
 import logging
+import re
 import ssl
 from unittest.mock import patch
 
@@ -615,9 +616,9 @@ async def test_a_client_certificate_needs_no_authorization_header_and_ignores_on
 @pytest.mark.parametrize(
     ("repeated", "reason"),
     [
-        ("Authorization: Basic b3ZlbjoxMjM0NTY=\r\nAuthorization: Basic Zm9vOmJhcg==", "one Authorization"),
-        ("Content-Type: text/plain\r\nContent-Type: application/pkcs10", "one Content-Type"),
-        ("Content-Type: application/pkcs10\r\nContent-Type: text/plain", "one Content-Type"),
+        ("Authorization: Basic b3ZlbjoxMjM0NTY=\r\nAuthorization: Basic Zm9vOmJhcg==", "Authorization"),
+        ("Content-Type: text/plain\r\nContent-Type: application/pkcs10", "Content-Type"),
+        ("Content-Type: application/pkcs10\r\nContent-Type: text/plain", "Content-Type"),
     ],
 )
 async def test_a_repeated_authorization_or_content_type_header_is_400(
@@ -634,7 +635,8 @@ async def test_a_repeated_authorization_or_content_type_header_is_400(
     assert answer is not None
     assert answer.status == 400, answer.text
     assert answer.is_one_line_refusal(), answer.body
-    assert reason in answer.text
+    # The server's reason, or (Content-Type, on newer aiohttp) its HTTP parser's: both name the header.
+    assert re.search(rf"more than one {reason} header|Duplicate '{reason}' header", answer.text), answer.text
     assert len(server.service.ledger) == 0
     assert [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info] == []
 
