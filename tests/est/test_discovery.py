@@ -13,7 +13,7 @@ from zeroconf.asyncio import AsyncServiceInfo
 
 from custom_components.est_pairing.est.discovery import (
     EstServer,
-    choose_server,
+    candidate_servers,
     qr_payload,
     server_from_qr_payload,
     server_from_service_info,
@@ -89,7 +89,7 @@ def test_what_a_browser_makes_of_announcements(
 def test_qr_payload_round_trip(host: str, url: str) -> None:
     payload = qr_payload(host, 8443, FINGERPRINT)
     assert payload.startswith("est://") and payload.endswith(f"/.well-known/est?sha256={FINGERPRINT}")
-    assert server_from_qr_payload(payload) == EstServer(url, url, None, FINGERPRINT)
+    assert server_from_qr_payload(payload) == EstServer(url, url, None, FINGERPRINT, out_of_band=True)
 
 
 @pytest.mark.parametrize(
@@ -145,17 +145,22 @@ HOME = EstServer("Home", "https://10.0.0.2:8443", None, FINGERPRINT)
 CABIN = EstServer("Cabin", "https://10.0.0.3:8443", None, "cd" * 32)
 
 
+IMPOSTOR = EstServer("A Household CA", "https://10.0.0.9:8443", None, FINGERPRINT)  # copies Home's hint
+
+
 @pytest.mark.parametrize(
-    ("servers", "expected_fingerprint", "chosen"),
+    ("servers", "expected_fingerprint", "candidates"),
     [
-        ([], None, None),
-        ([HOME], None, HOME),
-        ([HOME], "cd" * 32, HOME),  # the announcement is only a hint: the bootstrap decides
-        ([HOME, CABIN], None, None),  # no reason to prefer either: the user must choose
-        ([HOME, CABIN], "cd" * 32, CABIN),
+        ([], None, []),
+        ([HOME], None, [HOME]),
+        ([HOME], "cd" * 32, [HOME]),  # the announcement is only a hint: the bootstrap decides
+        ([HOME, CABIN], None, []),  # no reason to prefer either: the user must choose
+        ([HOME, CABIN], "cd" * 32, [CABIN, HOME]),
+        # Anyone can announce the fingerprint: every server announcing it is tried, then the rest.
+        ([IMPOSTOR, CABIN, HOME], FINGERPRINT, [IMPOSTOR, HOME, CABIN]),
     ],
 )
-def test_choosing_among_servers(
-    servers: list[EstServer], expected_fingerprint: str | None, chosen: EstServer | None
+def test_candidate_servers(
+    servers: list[EstServer], expected_fingerprint: str | None, candidates: list[EstServer]
 ) -> None:
-    assert choose_server(servers, expected_fingerprint) == chosen
+    assert candidate_servers(servers, expected_fingerprint) == candidates

@@ -20,9 +20,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from .ca import certificate_fingerprint, format_fingerprint, public_key_fingerprint
-from .client import EstClient, Pending, build_csr, renewal_csr
+from .client import EstClient, Pending, build_csr, normalize_fingerprint, renewal_csr
 from .csr import ApplianceDetails
-from .discovery import SERVICE_TYPE, EstServer, browse, choose_server
+from .discovery import SERVICE_TYPE, EstServer, browse, candidate_servers
 from .errors import (
     ApprovalTimeout,
     Busy,
@@ -73,12 +73,25 @@ class ApplianceConfig:
     approval_timeout: float = 3600.0
     renew_after: float | None = None  # seconds after a certificate is stored; None: RENEWAL_FRACTION
 
+    @property
+    def expected_ca_fingerprint(self) -> str | None:
+        """The CA the owner vouched for: typed, or scanned with the server (a QR code); normalized.
+
+        ValueError if the two differ, or the typed one is not a SHA-256 fingerprint.
+        """
+        typed = normalize_fingerprint(self.ca_fingerprint) if self.ca_fingerprint else None
+        scanned = self.server.expected_fingerprint if self.server is not None else None
+        if typed is not None and scanned is not None and typed != scanned:
+            raise ValueError("the CA fingerprint given differs from the one the server was given with")
+        return typed or scanned
+
 
 class Appliance:
     """Holds a certificate from the household CA and keeps it valid."""
 
     def __init__(self, config: ApplianceConfig, report: Report) -> None:
         self.config = config
+        self._expected = config.expected_ca_fingerprint
         self.store = KeyStore(config.state_dir)
         self._report = report
         self._server: EstServer | None = None
@@ -218,33 +231,51 @@ class Appliance:
     # --- finding and trusting the server ------------------------------------------------------------
 
     async def _connection(self) -> tuple[EstServer, x509.Certificate]:
-        if self._server is None:
-            self._server = await self._locate()
+        server = self._server or self.config.server
+        if server is None:
+            server, self._ca = await self._locate()
+        self._server = server
         if self._ca is None:
-            self._ca = await self._trust(self._server)
-        return self._server, self._ca
+            self._ca = await self._trust(server)
+        return server, self._ca
 
-    async def _locate(self) -> EstServer:
-        if self.config.server is not None:
-            return self.config.server
+    async def _locate(self) -> tuple[EstServer, x509.Certificate]:
+        """Browse, then take the first server that proves to hold the CA this appliance expects."""
         pinned = await asyncio.to_thread(self.store.pinned_ca)
-        expected = self.config.ca_fingerprint or (certificate_fingerprint(pinned) if pinned else None)
+        expected = self._expected or (certificate_fingerprint(pinned) if pinned else None)
         timeout = self.config.discovery_timeout
         self._report(f"looking for an EST server ({SERVICE_TYPE}) on the local network ...")
         servers = await browse(within=timeout)
-        server = choose_server(servers, expected)
-        if server is None and not servers:
+        candidates = candidate_servers(servers, expected)
+        if not servers:
             raise ServerNotFound(
                 f"no EST server announced itself within {timeout:g} s "
                 "(is Home Assistant running with EST Appliance Pairing? or give --server URL)"
             )
-        if server is None:
+        if not candidates:
             raise ServerNotFound(
                 f"{len(servers)} EST servers answer ({'; '.join(map(str, servers))}): "
                 "choose one with --server URL or --ca-fingerprint"
             )
-        self._report(f"found EST server {server}")
-        return server
+        if len(candidates) == 1:  # its own error says best what is wrong with it
+            self._report(f"found EST server {candidates[0]}")
+            return candidates[0], await self._trust(candidates[0])
+        skipped: list[str] = []
+        for server in candidates:  # an announcement is anyone's: a copied fingerprint proves nothing
+            self._report(f"found EST server {server}")
+            try:
+                ca = await self._trust(server)
+                if pinned is not None:  # not contacted yet: it must show a certificate from the CA
+                    async with _reaching(server), self._client(server, ca) as client:
+                        await client.cacerts()
+            except (FingerprintMismatch, CAFailure, ServerNotFound, ProtocolError) as err:
+                self._report(f"skipping {server}: {err}")
+                skipped.append(server.name)
+                continue
+            return server, ca
+        raise ServerNotFound(
+            f"none of the {len(candidates)} EST servers found holds the expected CA ({', '.join(skipped)})"
+        )
 
     async def _trust(self, server: EstServer) -> x509.Certificate:
         """The pinned CA; else the server's, checked against the owner's fingerprint or trusted once."""
@@ -254,7 +285,7 @@ class Appliance:
             return pinned
         async with _reaching(server):
             bootstrap = await EstClient.fetch_ca(
-                server.base_url, expected_fingerprint=self.config.ca_fingerprint, label=server.label
+                server.base_url, expected_fingerprint=self._expected, label=server.label
             )
         spaced = format_fingerprint(bootstrap.fingerprint)
         if bootstrap.verified_out_of_band:
@@ -271,7 +302,7 @@ class Appliance:
     def _check_pinned(self, pinned: x509.Certificate) -> str:
         """The pinned CA's fingerprint; FingerprintMismatch if the owner gave another one."""
         fingerprint = certificate_fingerprint(pinned)
-        expected = self.config.ca_fingerprint
+        expected = self._expected
         if expected is not None and expected != fingerprint:
             raise FingerprintMismatch(
                 f"the CA pinned in {self.store.ca_path} has SHA-256 {format_fingerprint(fingerprint)}, "

@@ -41,6 +41,12 @@ class EstServer:
     base_url: str  # https://host:port
     label: str | None = None
     ca_fingerprint: str | None = None  # from TXT cafp (a hint) or a QR code / the owner (out of band)
+    out_of_band: bool = False  # ca_fingerprint came from the owner's screen (a QR code): trust it
+
+    @property
+    def expected_fingerprint(self) -> str | None:
+        """The CA fingerprint to require: one from out of band; an announced one is only a hint."""
+        return self.ca_fingerprint if self.out_of_band else None
 
     def __str__(self) -> str:
         return f"{self.name} at {self.base_url}" if self.name != self.base_url else self.base_url
@@ -86,7 +92,9 @@ def server_from_qr_payload(payload: str) -> EstServer:
     if len(fingerprints) != 1:
         raise ValueError("the QR payload carries no single sha256= CA fingerprint")
     base_url = f"https://{parts.netloc}"
-    return EstServer(base_url, base_url, _label(parts.path), normalize_fingerprint(fingerprints[0]))
+    return EstServer(
+        base_url, base_url, _label(parts.path), normalize_fingerprint(fingerprints[0]), out_of_band=True
+    )
 
 
 def server_from_url(url: str) -> EstServer:
@@ -157,13 +165,18 @@ async def browse(
     return sorted(found.values(), key=lambda server: (server.name, server.base_url))
 
 
-def choose_server(servers: Sequence[EstServer], expected_fingerprint: str | None) -> EstServer | None:
-    """The server to enroll with: the one announcing the expected CA, else the only one; else None."""
-    if expected_fingerprint is not None:
-        for server in servers:
-            if server.ca_fingerprint == expected_fingerprint:
-                return server
-    return servers[0] if len(servers) == 1 else None
+def candidate_servers(servers: Sequence[EstServer], expected_fingerprint: str | None) -> list[EstServer]:
+    """The servers to try, in order; each is verified against the expected CA before it is used.
+
+    Anyone on the LAN can announce anything, the expected CA's fingerprint included: with an expected
+    CA, those announcing it come first and the rest follow (the first that proves to hold the CA
+    wins). Without one, only a lone server is a candidate: which of several to trust on first use
+    is the owner's choice.
+    """
+    if expected_fingerprint is None:
+        return list(servers) if len(servers) == 1 else []
+    announcing = [server for server in servers if server.ca_fingerprint == expected_fingerprint]
+    return announcing + [server for server in servers if server not in announcing]
 
 
 def _label(path: str) -> str | None:
