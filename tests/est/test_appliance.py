@@ -32,6 +32,7 @@ from custom_components.est_pairing.est.limits import FREE_ATTEMPTS
 
 from . import forge
 from .conftest import RunningServer, make_service
+from .test_sessions import LATER, Manufacturer
 
 ROOT = Path(__file__).parents[2]
 DOCS = ROOT / "docs" / "appliance-profile.md"
@@ -323,6 +324,79 @@ async def test_enrolls_with_a_factory_certificate(tmp_path: Path, capsys: pytest
     assert run.code == ExitCode.OK, run.error
     assert run.line("enrolling as SN-7 with its factory certificate")
     assert stored_certificate(tmp_path / "state").subject.rfc4514_string() == "CN=SN-7"
+
+
+def pem(*certificates: x509.Certificate) -> bytes:
+    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certificates)
+
+
+def private_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+async def test_sends_the_manufacturer_intermediate_with_its_factory_certificate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The hub trusts the manufacturer's root only: the handshake needs the intermediate too."""
+    acme = Manufacturer.make(root_expires=LATER, intermediate_expires=LATER)
+    (tmp_path / "factory.pem").write_bytes(pem(acme.factory, acme.intermediate))
+    (tmp_path / "factory.key").write_bytes(private_pem(acme.factory_key))
+    service = make_service(tmp_path / "server", manufacturer_cas=[acme.root])
+    await service.load()
+    service.policy.retry_after = 1
+    await service.start()
+
+    async def owner_approves() -> None:
+        (pending,) = service.policy.pending_requests()
+        assert pending.factory_issuer is not None
+        assert "Acme Factory 2" in pending.factory_issuer
+        service.policy.approve(pending.request_id)
+
+    try:
+        run = await appliance(
+            capsys,
+            tmp_path / "state",
+            *(
+                "--factory-cert",
+                str(tmp_path / "factory.pem"),
+                "--factory-key",
+                str(tmp_path / "factory.key"),
+            ),
+            *("--server", f"https://127.0.0.1:{service.port}"),
+            when_waiting=owner_approves,
+        )
+    finally:
+        await service.stop()
+    assert run.code == ExitCode.OK, run.error
+    assert stored_certificate(tmp_path / "state").subject.rfc4514_string() == "CN=SN-7"
+
+
+@pytest.mark.parametrize(
+    ("order", "complaint"),
+    [
+        ("intermediate first", "the first certificate in"),
+        ("root skipped", "did not issue"),
+    ],
+)
+def test_a_factory_chain_out_of_order_is_a_usage_error(tmp_path: Path, order: str, complaint: str) -> None:
+    acme = Manufacturer.make(root_expires=LATER, intermediate_expires=LATER)
+    chain = (
+        (acme.intermediate, acme.factory)
+        if order == "intermediate first"
+        else (acme.factory, acme.root, acme.intermediate)
+    )
+    (tmp_path / "factory.pem").write_bytes(pem(*chain))
+    (tmp_path / "factory.key").write_bytes(private_pem(acme.factory_key))
+    arguments = [
+        "--factory-cert",
+        str(tmp_path / "factory.pem"),
+        "--factory-key",
+        str(tmp_path / "factory.key"),
+    ]
+    with pytest.raises(ValueError, match=complaint):  # main() shows it as a usage error (exit 2)
+        cli.config_from(cli.parser().parse_args(arguments))
 
 
 @pytest.mark.parametrize(

@@ -47,10 +47,15 @@ type Report = Callable[[str], None]
 
 @dataclass(frozen=True, slots=True)
 class FactoryIdentity:
-    """A manufacturer-issued certificate and key, the TLS client credential for the first enrollment."""
+    """A manufacturer-issued certificate and key, the TLS client credential for the first enrollment.
+
+    ``intermediates``: the manufacturer CAs between the certificate and the root the hub trusts,
+    nearest first; the TLS handshake sends them with the certificate.
+    """
 
     certificate: x509.Certificate
     private_key: PrivateKeyTypes
+    intermediates: tuple[x509.Certificate, ...] = ()
 
     @property
     def appliance_id(self) -> str:
@@ -128,7 +133,11 @@ class Appliance:
         client_ssl = None
         if factory is not None:
             client_ssl = await asyncio.to_thread(
-                client_ssl_context, ca, certificate=factory.certificate, private_key=factory.private_key
+                client_ssl_context,
+                ca,
+                certificate=factory.certificate,
+                private_key=factory.private_key,
+                intermediates=factory.intermediates,
             )
         deadline = time.monotonic() + self.config.approval_timeout
         while True:

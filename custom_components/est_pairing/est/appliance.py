@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 from enum import IntEnum
+import itertools
 import logging
 from pathlib import Path
 import signal
@@ -133,7 +134,12 @@ def parser() -> argparse.ArgumentParser:
     who.add_argument(
         "--pin", default="", help="the PIN printed on the appliance; empty: the owner compares fingerprints"
     )
-    who.add_argument("--factory-cert", type=Path, metavar="PEM", help="factory certificate (TLS client)")
+    who.add_argument(
+        "--factory-cert",
+        type=Path,
+        metavar="PEM",
+        help="factory certificate (TLS client), then any manufacturer intermediates above it",
+    )
     who.add_argument("--factory-key", type=Path, metavar="PEM", help="its private key")
     who.add_argument("--name", help="friendly name (id-at-name)")
     who.add_argument("--model", help="model (OU)")
@@ -209,10 +215,24 @@ def _factory_identity(certificate: Path | None, key: Path | None) -> FactoryIden
         return None
     if certificate is None or key is None:
         raise ValueError("--factory-cert and --factory-key go together")
-    return FactoryIdentity(
-        x509.load_pem_x509_certificate(certificate.read_bytes()),
-        serialization.load_pem_private_key(key.read_bytes(), password=None),
-    )
+    try:
+        chain = x509.load_pem_x509_certificates(certificate.read_bytes())
+    except ValueError:
+        raise ValueError(f"{certificate} holds no PEM certificate") from None
+    private_key = serialization.load_pem_private_key(key.read_bytes(), password=None)
+    leaf, *intermediates = chain
+    if leaf.public_key() != private_key.public_key():
+        raise ValueError(
+            f"the first certificate in {certificate} is not the one for {key} "
+            "(the factory certificate comes first, then its manufacturer intermediates)"
+        )
+    for lower, upper in itertools.pairwise(chain):
+        if lower.issuer != upper.subject:
+            raise ValueError(
+                f"{certificate}: {upper.subject.rfc4514_string()} did not issue "
+                f"{lower.subject.rfc4514_string()} (list the certificate, then each issuer in turn)"
+            )
+    return FactoryIdentity(leaf, private_key, tuple(intermediates))
 
 
 def main(argv: list[str] | None = None) -> int:
