@@ -186,7 +186,13 @@ async def test_waits_for_the_owner_and_shows_its_key(
 @pytest.mark.parametrize(
     ("owner", "code", "message"),
     [
-        ("reject", ExitCode.REJECTED, "appliance: refused: 403: the owner rejected this appliance"),
+        (
+            "reject",
+            ExitCode.REJECTED,
+            "appliance: refused: 403: the owner rejected this appliance; its key and certificate are "
+            "discarded, the CA stays pinned in {state}/ca.pem; to pair again, run again: the owner "
+            "approves a new key",
+        ),
         ("nothing", ExitCode.NOT_APPROVED, "appliance: not approved: the owner did not approve within 1.5 s"),
     ],
 )
@@ -214,8 +220,38 @@ async def test_the_owner_says_no_or_nothing(
         "1.5",
         when_waiting=decide,
     )
-    assert (run.code, run.error) == (code, message)
+    assert (run.code, run.error) == (code, message.format(state=tmp_path))
     assert not (tmp_path / "certificate.pem").exists()
+    assert (tmp_path / "ca.pem").exists()
+
+
+async def test_a_rejected_appliance_asks_again_with_a_new_key_under_the_pinned_ca(
+    server: RunningServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The owner rejected it by mistake: running it again makes a new request, not a new trust decision."""
+    policy = server.service.policy
+
+    async def owner_rejects() -> None:
+        (pending,) = policy.pending_requests()
+        policy.reject(pending.request_id)
+
+    async def owner_approves() -> None:
+        (pending,) = policy.pending_requests()
+        policy.approve(pending.request_id)
+
+    fridge = ("--id", "fridge", "--server", server.url)
+    state = tmp_path / "fridge"
+    rejected = await appliance(capsys, state, *fridge, when_waiting=owner_rejects)
+    assert rejected.code == ExitCode.REJECTED
+    rejected_key = rejected.line("enrolling as fridge").split("key SHA-256 ")[1].split(" (")[0]
+    assert sorted(path.name for path in state.iterdir()) == ["ca.pem"]
+
+    again = await appliance(capsys, state, *fridge, when_waiting=owner_approves)
+    assert again.code == ExitCode.OK, again.error
+    assert not [line for line in again.lines if "trusting" in line]  # the pin holds
+    assert rejected_key not in again.line("enrolling as fridge")
+    key = serialization.load_pem_private_key((state / "key.pem").read_bytes(), password=None)
+    assert key.public_key() == stored_certificate(state).public_key()
 
 
 async def test_wrong_pins_then_locked_out(
@@ -254,9 +290,23 @@ async def test_renews_with_a_new_key_until_revoked(
     run = await appliance(capsys, tmp_path, "--id", "oven", "--server", server.url, "--renew-after", "0")
     assert run.code == ExitCode.REVOKED
     assert run.error == (
-        "appliance: revoked: 403: the presented certificate has been revoked; "
-        f"to pair again, remove {tmp_path} and run again"
+        "appliance: revoked: 403: the presented certificate has been revoked; its key and certificate "
+        f"are discarded, the CA stays pinned in {tmp_path}/ca.pem; to pair again, run again: the owner "
+        "approves a new key"
     )
+    assert (tmp_path / "ca.pem").exists()
+    assert not [name for name in ("key.pem", "certificate.pem", "next-key.pem") if (tmp_path / name).exists()]
+
+    async def owner_approves() -> None:
+        (pending,) = server.service.policy.pending_requests()
+        server.service.policy.approve(pending.request_id)
+
+    again = await appliance(
+        capsys, tmp_path, "--id", "oven", "--server", server.url, when_waiting=owner_approves
+    )
+    assert again.code == ExitCode.OK, again.error
+    assert not [line for line in again.lines if "trusting" in line]
+    assert stored_certificate(tmp_path).public_key() not in (first.public_key(), renewed.public_key())
 
 
 def test_renewal_is_due_at_two_thirds_of_the_lifetime(tmp_path: Path) -> None:

@@ -15,6 +15,9 @@ Exit codes (one line on stderr says why):
     7  the certificate (or key) was revoked
     8  the owner did not approve in time (--approval-timeout)
     9  wrong PIN
+
+Rejected (5) or revoked (7), it deletes its key and certificate but keeps the pinned CA: running it
+again asks the owner to approve a new key.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from .errors import (
     FingerprintMismatch,
     LockedOut,
     NotAllowed,
+    Rejected,
     ServerNotFound,
 )
 from .issuance import check_appliance_id
@@ -76,9 +80,14 @@ OUTCOMES: Final[dict[type[EstError], tuple[ExitCode, str]]] = {
 }
 _STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
 _ADVICE: Final[dict[ExitCode, str]] = {
-    ExitCode.REVOKED: "to pair again, remove {state_dir} and run again",
     ExitCode.LOCKED_OUT: "wait, then run again with the PIN printed on the appliance",
 }
+# A rejected or revoked key can never be approved again: the appliance forgets it (and its
+# certificate) but keeps the pinned CA, so that running it again asks the same hub with a new key.
+_NEW_KEY_ADVICE: Final = (
+    "its key and certificate are discarded, the CA stays pinned in {ca}; "
+    "to pair again, run again: the owner approves a new key"
+)
 
 
 def outcome(error: EstError) -> tuple[ExitCode, str]:
@@ -106,7 +115,10 @@ async def run(appliance: Appliance, *, once: bool) -> int:
         return ExitCode.OK
     except EstError as err:
         code, message = outcome(err)
-        advice = _ADVICE.get(code, "").format(state_dir=appliance.store.directory)
+        advice = _ADVICE.get(code, "")
+        if isinstance(err, Rejected | CertificateRevoked):
+            await asyncio.to_thread(appliance.store.discard_credentials)
+            advice = _NEW_KEY_ADVICE.format(ca=appliance.store.ca_path)
         print(f"appliance: {message}" + (f"; {advice}" if advice else ""), file=sys.stderr, flush=True)
         return code
     except (OSError, ValueError, TypeError) as err:  # the state directory or a PEM file is unusable
