@@ -423,6 +423,36 @@ async def test_sends_the_manufacturer_intermediate_with_its_factory_certificate(
     assert stored_certificate(tmp_path / "state").subject.rfc4514_string() == "CN=SN-7"
 
 
+async def test_a_factory_certificate_the_hub_does_not_trust_is_a_refusal_not_a_missing_server(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without its intermediate the chain does not reach the root the hub trusts: the handshake fails."""
+    acme = Manufacturer.make(root_expires=LATER, intermediate_expires=LATER)
+    (tmp_path / "factory.pem").write_bytes(pem(acme.factory))
+    (tmp_path / "factory.key").write_bytes(private_pem(acme.factory_key))
+    service = make_service(tmp_path / "server", manufacturer_cas=[acme.root])
+    await service.load()
+    await service.start()
+    try:
+        run = await appliance(
+            capsys,
+            tmp_path / "state",
+            *(
+                "--factory-cert",
+                str(tmp_path / "factory.pem"),
+                "--factory-key",
+                str(tmp_path / "factory.key"),
+            ),
+            *("--server", f"https://127.0.0.1:{service.port}"),
+        )
+    finally:
+        await service.stop()
+    assert run.code == ExitCode.REJECTED, run.error
+    assert run.error.startswith("appliance: refused: cannot reach the EST server at https://127.0.0.1:")
+    assert "does not trust the certificate's issuer" in run.error
+    assert len(service.policy.pending_requests()) == 0
+
+
 @pytest.mark.parametrize(
     ("order", "complaint"),
     [

@@ -113,6 +113,13 @@ class Appliance:
             await _sleep_until(due)
             certificate = await self._renew(*await self._current(), retry=True)
 
+    @property
+    def connection(self) -> tuple[EstServer, x509.Certificate] | None:
+        """The server this run located and the CA it trusts, once both are known."""
+        if self._server is None or self._ca is None:
+            return None
+        return self._server, self._ca
+
     def renewal_due(self, certificate: x509.Certificate) -> datetime:
         """When to renew: two thirds into the lifetime, or ``renew_after`` seconds after storing it."""
         if self.config.renew_after is not None:

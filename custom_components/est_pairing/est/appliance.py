@@ -10,7 +10,8 @@ Exit codes (one line on stderr says why):
     2  bad command line
     3  no EST server found (mDNS) or reachable (--server)
     4  CA fingerprint mismatch (not the CA given or pinned)
-    5  refused: the owner rejected this appliance, or the server's policy forbids the request
+    5  refused: the owner rejected this appliance, the server's policy forbids the request, or the
+       server drops the TLS handshake with the factory certificate (it does not trust its issuer)
     6  locked out after too many wrong PINs
     7  the certificate (or key) was revoked
     8  the owner did not approve in time (--approval-timeout)
@@ -32,11 +33,12 @@ import signal
 import sys
 from typing import Final
 
+import aiohttp
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from .agent import Appliance, ApplianceConfig, FactoryIdentity
-from .client import normalize_fingerprint
+from .client import EstClient, normalize_fingerprint
 from .csr import ApplianceDetails
 from .discovery import EstServer, server_from_qr_payload, server_from_url
 from .errors import (
@@ -114,6 +116,13 @@ async def run(appliance: Appliance, *, once: bool) -> int:
         print("stopped", flush=True)
         return ExitCode.OK
     except EstError as err:
+        if isinstance(err, ServerNotFound) and await _refuses_factory_certificate(appliance):
+            err = NotAllowed(
+                f"{err}: the server answers without the factory certificate but drops the connection "
+                "that presents it, so it does not trust the certificate's issuer (the owner adds the "
+                "manufacturer's CA in the integration's options; --factory-cert lists the certificate "
+                "first, then its intermediates)"
+            )
         code, message = outcome(err)
         advice = _ADVICE.get(code, "")
         if isinstance(err, Rejected | CertificateRevoked):
@@ -128,6 +137,23 @@ async def run(appliance: Appliance, *, once: bool) -> int:
         for signum in _STOP_SIGNALS:
             loop.remove_signal_handler(signum)
     return ExitCode.OK
+
+
+async def _refuses_factory_certificate(appliance: Appliance) -> bool:
+    """Whether a server that dropped the handshake with the factory certificate answers without it.
+
+    The server closes such a handshake without a TLS alert (TLS 1.3 only after the request was sent),
+    so the dropped connection alone looks like a server gone away; one more request tells them apart.
+    """
+    if appliance.config.factory is None or (connection := appliance.connection) is None:
+        return False
+    server, ca = connection
+    try:
+        async with EstClient(server.base_url, ca, label=server.label, request_timeout=10) as client:
+            await client.cacerts()
+    except (EstError, aiohttp.ClientError, OSError, TimeoutError):
+        return False
+    return True
 
 
 def parser() -> argparse.ArgumentParser:
