@@ -32,6 +32,7 @@ from custom_components.est_pairing.est.limits import FREE_ATTEMPTS
 
 from . import forge
 from .conftest import RunningServer, make_service
+from .test_sessions import LATER, Manufacturer
 
 ROOT = Path(__file__).parents[2]
 DOCS = ROOT / "docs" / "appliance-profile.md"
@@ -185,7 +186,13 @@ async def test_waits_for_the_owner_and_shows_its_key(
 @pytest.mark.parametrize(
     ("owner", "code", "message"),
     [
-        ("reject", ExitCode.REJECTED, "appliance: refused: 403: the owner rejected this appliance"),
+        (
+            "reject",
+            ExitCode.REJECTED,
+            "appliance: refused: 403: the owner rejected this appliance; its key and certificate are "
+            "discarded, the CA stays pinned in {state}/ca.pem; to pair again, run again: the owner "
+            "approves a new key",
+        ),
         ("nothing", ExitCode.NOT_APPROVED, "appliance: not approved: the owner did not approve within 1.5 s"),
     ],
 )
@@ -213,8 +220,38 @@ async def test_the_owner_says_no_or_nothing(
         "1.5",
         when_waiting=decide,
     )
-    assert (run.code, run.error) == (code, message)
+    assert (run.code, run.error) == (code, message.format(state=tmp_path))
     assert not (tmp_path / "certificate.pem").exists()
+    assert (tmp_path / "ca.pem").exists()
+
+
+async def test_a_rejected_appliance_asks_again_with_a_new_key_under_the_pinned_ca(
+    server: RunningServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The owner rejected it by mistake: running it again makes a new request, not a new trust decision."""
+    policy = server.service.policy
+
+    async def owner_rejects() -> None:
+        (pending,) = policy.pending_requests()
+        policy.reject(pending.request_id)
+
+    async def owner_approves() -> None:
+        (pending,) = policy.pending_requests()
+        policy.approve(pending.request_id)
+
+    fridge = ("--id", "fridge", "--server", server.url)
+    state = tmp_path / "fridge"
+    rejected = await appliance(capsys, state, *fridge, when_waiting=owner_rejects)
+    assert rejected.code == ExitCode.REJECTED
+    rejected_key = rejected.line("enrolling as fridge").split("key SHA-256 ")[1].split(" (")[0]
+    assert sorted(path.name for path in state.iterdir()) == ["ca.pem"]
+
+    again = await appliance(capsys, state, *fridge, when_waiting=owner_approves)
+    assert again.code == ExitCode.OK, again.error
+    assert not [line for line in again.lines if "trusting" in line]  # the pin holds
+    assert rejected_key not in again.line("enrolling as fridge")
+    key = serialization.load_pem_private_key((state / "key.pem").read_bytes(), password=None)
+    assert key.public_key() == stored_certificate(state).public_key()
 
 
 async def test_wrong_pins_then_locked_out(
@@ -253,9 +290,23 @@ async def test_renews_with_a_new_key_until_revoked(
     run = await appliance(capsys, tmp_path, "--id", "oven", "--server", server.url, "--renew-after", "0")
     assert run.code == ExitCode.REVOKED
     assert run.error == (
-        "appliance: revoked: 403: the presented certificate has been revoked; "
-        f"to pair again, remove {tmp_path} and run again"
+        "appliance: revoked: 403: the presented certificate has been revoked; its key and certificate "
+        f"are discarded, the CA stays pinned in {tmp_path}/ca.pem; to pair again, run again: the owner "
+        "approves a new key"
     )
+    assert (tmp_path / "ca.pem").exists()
+    assert not [name for name in ("key.pem", "certificate.pem", "next-key.pem") if (tmp_path / name).exists()]
+
+    async def owner_approves() -> None:
+        (pending,) = server.service.policy.pending_requests()
+        server.service.policy.approve(pending.request_id)
+
+    again = await appliance(
+        capsys, tmp_path, "--id", "oven", "--server", server.url, when_waiting=owner_approves
+    )
+    assert again.code == ExitCode.OK, again.error
+    assert not [line for line in again.lines if "trusting" in line]
+    assert stored_certificate(tmp_path).public_key() not in (first.public_key(), renewed.public_key())
 
 
 def test_renewal_is_due_at_two_thirds_of_the_lifetime(tmp_path: Path) -> None:
@@ -323,6 +374,109 @@ async def test_enrolls_with_a_factory_certificate(tmp_path: Path, capsys: pytest
     assert run.code == ExitCode.OK, run.error
     assert run.line("enrolling as SN-7 with its factory certificate")
     assert stored_certificate(tmp_path / "state").subject.rfc4514_string() == "CN=SN-7"
+
+
+def pem(*certificates: x509.Certificate) -> bytes:
+    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certificates)
+
+
+def private_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+async def test_sends_the_manufacturer_intermediate_with_its_factory_certificate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The hub trusts the manufacturer's root only: the handshake needs the intermediate too."""
+    acme = Manufacturer.make(root_expires=LATER, intermediate_expires=LATER)
+    (tmp_path / "factory.pem").write_bytes(pem(acme.factory, acme.intermediate))
+    (tmp_path / "factory.key").write_bytes(private_pem(acme.factory_key))
+    service = make_service(tmp_path / "server", manufacturer_cas=[acme.root])
+    await service.load()
+    service.policy.retry_after = 1
+    await service.start()
+
+    async def owner_approves() -> None:
+        (pending,) = service.policy.pending_requests()
+        assert pending.factory_issuer is not None
+        assert "Acme Factory 2" in pending.factory_issuer
+        service.policy.approve(pending.request_id)
+
+    try:
+        run = await appliance(
+            capsys,
+            tmp_path / "state",
+            *(
+                "--factory-cert",
+                str(tmp_path / "factory.pem"),
+                "--factory-key",
+                str(tmp_path / "factory.key"),
+            ),
+            *("--server", f"https://127.0.0.1:{service.port}"),
+            when_waiting=owner_approves,
+        )
+    finally:
+        await service.stop()
+    assert run.code == ExitCode.OK, run.error
+    assert stored_certificate(tmp_path / "state").subject.rfc4514_string() == "CN=SN-7"
+
+
+async def test_a_factory_certificate_the_hub_does_not_trust_is_a_refusal_not_a_missing_server(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without its intermediate the chain does not reach the root the hub trusts: the handshake fails."""
+    acme = Manufacturer.make(root_expires=LATER, intermediate_expires=LATER)
+    (tmp_path / "factory.pem").write_bytes(pem(acme.factory))
+    (tmp_path / "factory.key").write_bytes(private_pem(acme.factory_key))
+    service = make_service(tmp_path / "server", manufacturer_cas=[acme.root])
+    await service.load()
+    await service.start()
+    try:
+        run = await appliance(
+            capsys,
+            tmp_path / "state",
+            *(
+                "--factory-cert",
+                str(tmp_path / "factory.pem"),
+                "--factory-key",
+                str(tmp_path / "factory.key"),
+            ),
+            *("--server", f"https://127.0.0.1:{service.port}"),
+        )
+    finally:
+        await service.stop()
+    assert run.code == ExitCode.REJECTED, run.error
+    assert run.error.startswith("appliance: refused: cannot reach the EST server at https://127.0.0.1:")
+    assert "does not trust the certificate's issuer" in run.error
+    assert len(service.policy.pending_requests()) == 0
+
+
+@pytest.mark.parametrize(
+    ("order", "complaint"),
+    [
+        ("intermediate first", "the first certificate in"),
+        ("root skipped", "did not issue"),
+    ],
+)
+def test_a_factory_chain_out_of_order_is_a_usage_error(tmp_path: Path, order: str, complaint: str) -> None:
+    acme = Manufacturer.make(root_expires=LATER, intermediate_expires=LATER)
+    chain = (
+        (acme.intermediate, acme.factory)
+        if order == "intermediate first"
+        else (acme.factory, acme.root, acme.intermediate)
+    )
+    (tmp_path / "factory.pem").write_bytes(pem(*chain))
+    (tmp_path / "factory.key").write_bytes(private_pem(acme.factory_key))
+    arguments = [
+        "--factory-cert",
+        str(tmp_path / "factory.pem"),
+        "--factory-key",
+        str(tmp_path / "factory.key"),
+    ]
+    with pytest.raises(ValueError, match=complaint):  # main() shows it as a usage error (exit 2)
+        cli.config_from(cli.parser().parse_args(arguments))
 
 
 @pytest.mark.parametrize(

@@ -47,10 +47,15 @@ type Report = Callable[[str], None]
 
 @dataclass(frozen=True, slots=True)
 class FactoryIdentity:
-    """A manufacturer-issued certificate and key, the TLS client credential for the first enrollment."""
+    """A manufacturer-issued certificate and key, the TLS client credential for the first enrollment.
+
+    ``intermediates``: the manufacturer CAs between the certificate and the root the hub trusts,
+    nearest first; the TLS handshake sends them with the certificate.
+    """
 
     certificate: x509.Certificate
     private_key: PrivateKeyTypes
+    intermediates: tuple[x509.Certificate, ...] = ()
 
     @property
     def appliance_id(self) -> str:
@@ -121,6 +126,13 @@ class Appliance:
             await _sleep_until(due)
             certificate = await self._renew(*await self._current(), retry=True)
 
+    @property
+    def connection(self) -> tuple[EstServer, x509.Certificate] | None:
+        """The server this run located and the CA it trusts, once both are known."""
+        if self._server is None or self._ca is None:
+            return None
+        return self._server, self._ca
+
     def renewal_due(self, certificate: x509.Certificate) -> datetime:
         """When to renew: two thirds into the lifetime, or ``renew_after`` seconds after storing it."""
         if self.config.renew_after is not None:
@@ -141,7 +153,11 @@ class Appliance:
         client_ssl = None
         if factory is not None:
             client_ssl = await asyncio.to_thread(
-                client_ssl_context, ca, certificate=factory.certificate, private_key=factory.private_key
+                client_ssl_context,
+                ca,
+                certificate=factory.certificate,
+                private_key=factory.private_key,
+                intermediates=factory.intermediates,
             )
         deadline = time.monotonic() + self.config.approval_timeout
         while True:

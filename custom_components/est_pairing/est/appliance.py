@@ -10,11 +10,15 @@ Exit codes (one line on stderr says why):
     2  bad command line
     3  no EST server found (mDNS) or reachable (--server)
     4  CA fingerprint mismatch (not the CA given or pinned)
-    5  refused: the owner rejected this appliance, or the server's policy forbids the request
+    5  refused: the owner rejected this appliance, the server's policy forbids the request, or the
+       server drops the TLS handshake with the factory certificate (it does not trust its issuer)
     6  locked out after too many wrong PINs
     7  the certificate (or key) was revoked
     8  the owner did not approve in time (--approval-timeout)
     9  wrong PIN
+
+Rejected (5) or revoked (7), it deletes its key and certificate but keeps the pinned CA: running it
+again asks the owner to approve a new key.
 """
 
 from __future__ import annotations
@@ -22,17 +26,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 from enum import IntEnum
+import itertools
 import logging
 from pathlib import Path
 import signal
 import sys
 from typing import Final
 
+import aiohttp
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from .agent import Appliance, ApplianceConfig, FactoryIdentity
-from .client import normalize_fingerprint
+from .client import EstClient, normalize_fingerprint
 from .csr import ApplianceDetails
 from .discovery import EstServer, server_from_qr_payload, server_from_url
 from .errors import (
@@ -43,6 +49,7 @@ from .errors import (
     FingerprintMismatch,
     LockedOut,
     NotAllowed,
+    Rejected,
     ServerNotFound,
 )
 from .issuance import check_appliance_id
@@ -75,9 +82,14 @@ OUTCOMES: Final[dict[type[EstError], tuple[ExitCode, str]]] = {
 }
 _STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
 _ADVICE: Final[dict[ExitCode, str]] = {
-    ExitCode.REVOKED: "to pair again, remove {state_dir} and run again",
     ExitCode.LOCKED_OUT: "wait, then run again with the PIN printed on the appliance",
 }
+# A rejected or revoked key can never be approved again: the appliance forgets it (and its
+# certificate) but keeps the pinned CA, so that running it again asks the same hub with a new key.
+_NEW_KEY_ADVICE: Final = (
+    "its key and certificate are discarded, the CA stays pinned in {ca}; "
+    "to pair again, run again: the owner approves a new key"
+)
 
 
 def outcome(error: EstError) -> tuple[ExitCode, str]:
@@ -104,8 +116,18 @@ async def run(appliance: Appliance, *, once: bool) -> int:
         print("stopped", flush=True)
         return ExitCode.OK
     except EstError as err:
+        if isinstance(err, ServerNotFound) and await _refuses_factory_certificate(appliance):
+            err = NotAllowed(
+                f"{err}: the server answers without the factory certificate but drops the connection "
+                "that presents it, so it does not trust the certificate's issuer (the owner adds the "
+                "manufacturer's CA in the integration's options; --factory-cert lists the certificate "
+                "first, then its intermediates)"
+            )
         code, message = outcome(err)
-        advice = _ADVICE.get(code, "").format(state_dir=appliance.store.directory)
+        advice = _ADVICE.get(code, "")
+        if isinstance(err, Rejected | CertificateRevoked):
+            await asyncio.to_thread(appliance.store.discard_credentials)
+            advice = _NEW_KEY_ADVICE.format(ca=appliance.store.ca_path)
         print(f"appliance: {message}" + (f"; {advice}" if advice else ""), file=sys.stderr, flush=True)
         return code
     except (OSError, ValueError, TypeError) as err:  # the state directory or a PEM file is unusable
@@ -115,6 +137,23 @@ async def run(appliance: Appliance, *, once: bool) -> int:
         for signum in _STOP_SIGNALS:
             loop.remove_signal_handler(signum)
     return ExitCode.OK
+
+
+async def _refuses_factory_certificate(appliance: Appliance) -> bool:
+    """Whether a server that dropped the handshake with the factory certificate answers without it.
+
+    The server closes such a handshake without a TLS alert (TLS 1.3 only after the request was sent),
+    so the dropped connection alone looks like a server gone away; one more request tells them apart.
+    """
+    if appliance.config.factory is None or (connection := appliance.connection) is None:
+        return False
+    server, ca = connection
+    try:
+        async with EstClient(server.base_url, ca, label=server.label, request_timeout=10) as client:
+            await client.cacerts()
+    except (EstError, aiohttp.ClientError, OSError, TimeoutError):
+        return False
+    return True
 
 
 def parser() -> argparse.ArgumentParser:
@@ -133,7 +172,12 @@ def parser() -> argparse.ArgumentParser:
     who.add_argument(
         "--pin", default="", help="the PIN printed on the appliance; empty: the owner compares fingerprints"
     )
-    who.add_argument("--factory-cert", type=Path, metavar="PEM", help="factory certificate (TLS client)")
+    who.add_argument(
+        "--factory-cert",
+        type=Path,
+        metavar="PEM",
+        help="factory certificate (TLS client), then any manufacturer intermediates above it",
+    )
     who.add_argument("--factory-key", type=Path, metavar="PEM", help="its private key")
     who.add_argument("--name", help="friendly name (id-at-name)")
     who.add_argument("--model", help="model (OU)")
@@ -209,10 +253,24 @@ def _factory_identity(certificate: Path | None, key: Path | None) -> FactoryIden
         return None
     if certificate is None or key is None:
         raise ValueError("--factory-cert and --factory-key go together")
-    return FactoryIdentity(
-        x509.load_pem_x509_certificate(certificate.read_bytes()),
-        serialization.load_pem_private_key(key.read_bytes(), password=None),
-    )
+    try:
+        chain = x509.load_pem_x509_certificates(certificate.read_bytes())
+    except ValueError:
+        raise ValueError(f"{certificate} holds no PEM certificate") from None
+    private_key = serialization.load_pem_private_key(key.read_bytes(), password=None)
+    leaf, *intermediates = chain
+    if leaf.public_key() != private_key.public_key():
+        raise ValueError(
+            f"the first certificate in {certificate} is not the one for {key} "
+            "(the factory certificate comes first, then its manufacturer intermediates)"
+        )
+    for lower, upper in itertools.pairwise(chain):
+        if lower.issuer != upper.subject:
+            raise ValueError(
+                f"{certificate}: {upper.subject.rfc4514_string()} did not issue "
+                f"{lower.subject.rfc4514_string()} (list the certificate, then each issuer in turn)"
+            )
+    return FactoryIdentity(leaf, private_key, tuple(intermediates))
 
 
 def main(argv: list[str] | None = None) -> int:

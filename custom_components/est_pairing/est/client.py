@@ -36,6 +36,7 @@ from .errors import (
     LockedOut,
     MethodNotAllowed,
     ProtocolError,
+    Rejected,
     RetryLater,
     UnknownResource,
 )
@@ -392,6 +393,7 @@ class EstClient:
 # tell them apart.
 _REFINED: tuple[tuple[int, str, type[EstError]], ...] = (
     (403, "revoked", CertificateRevoked),
+    (403, "owner rejected", Rejected),
     (429, "wrong secrets", LockedOut),
 )
 

@@ -26,6 +26,10 @@ class NameTaken(NotAllowed):
     """The appliance id differs only in case from an appliance the owner approved or pre-registered."""
 
 
+class Rejected(NotAllowed):
+    """The owner rejected this appliance's request: its identity and key are refused from now on."""
+
+
 class CertificateRevoked(NotAllowed):
     """The presented certificate, or the key in the request, has been revoked."""
 

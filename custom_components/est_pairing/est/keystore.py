@@ -6,6 +6,9 @@ Files (PEM) in the state directory:
     certificate.pem  the current certificate
     next-key.pem     the key of a renewal in progress (rekey); it becomes key.pem once its
                      certificate is stored, so a crash never pairs a certificate with the wrong key
+
+When the owner rejects or revokes the appliance, key and certificate go (``discard_credentials``) and
+the CA pin stays: the next enrollment is a new key for the same hub.
 """
 
 from __future__ import annotations
@@ -86,6 +89,14 @@ class KeyStore:
         next_key = _load_key(self.next_key_path)
         if next_key is not None and next_key.public_key() == certificate.public_key():
             self.next_key_path.replace(self.key_path)
+
+    def discard_credentials(self) -> None:
+        """Forget key and certificate (rejected or revoked: they can never be used again); keep the CA pin.
+
+        The next enrollment makes a new key, which the owner approves anew, from the same hub.
+        """
+        for path in (self.next_key_path, self.certificate_path, self.key_path):
+            path.unlink(missing_ok=True)
 
     def stored_at(self) -> datetime:
         """When the current certificate was stored (the clock for ``--renew-after``)."""

@@ -30,6 +30,7 @@ from .errors import (
     NameTaken,
     NotAllowed,
     PendingRequestGone,
+    Rejected,
     TooManyRequests,
     WrongPin,
 )
@@ -226,7 +227,7 @@ class EnrollmentPolicy:
             return Approved(claim.appliance_id)
         request_id = request_id_for(claim.identity, key)
         if request_id in self._rejected:
-            raise NotAllowed("the owner rejected this appliance")
+            raise Rejected("the owner rejected this appliance")
         now = self._clock()
         self._expire(now)
         if (pending := self._pending.get(request_id)) is not None:

@@ -149,11 +149,14 @@ def client_ssl_context(
     *,
     certificate: x509.Certificate | None = None,
     private_key: PrivateKeyTypes | None = None,
+    intermediates: Sequence[x509.Certificate] = (),
 ) -> ssl.SSLContext:
     """A client context that verifies the server against ``trust_anchor``.
 
     ``trust_anchor=None`` gives the provisional, unverified context of RFC 7030 §4.1.1, good only for
-    fetching /cacerts; never send credentials over it. Blocking when a client certificate is given.
+    fetching /cacerts; never send credentials over it. Blocking when a client certificate is given;
+    the handshake presents it followed by ``intermediates`` (a factory certificate's manufacturer
+    CAs, nearest first), since the server may trust only the manufacturer's root.
     """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -164,7 +167,7 @@ def client_ssl_context(
         context.load_verify_locations(cadata=_pem_bundle([trust_anchor]))
     if certificate is not None and private_key is not None:
         _load_cert_chain(
-            context, certificate.public_bytes(serialization.Encoding.PEM), _private_pem(private_key)
+            context, _pem_bundle([certificate, *intermediates]).encode(), _private_pem(private_key)
         )
     return context
 
