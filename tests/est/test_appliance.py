@@ -32,7 +32,7 @@ from custom_components.est_pairing.est.limits import FREE_ATTEMPTS
 
 from . import forge
 from .conftest import RunningServer, make_service
-from .test_sessions import LATER, Manufacturer
+from .manufacturer import LATER, Manufacturer
 
 ROOT = Path(__file__).parents[2]
 DOCS = ROOT / "docs" / "appliance-profile.md"
@@ -329,6 +329,58 @@ async def test_no_server_to_reach(tmp_path: Path, capsys: pytest.CaptureFixture[
     )
 
 
+def pem(*certificates: x509.Certificate) -> bytes:
+    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certificates)
+
+
+def private_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+async def with_factory_certificate(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    *,
+    hub_trusts: x509.Certificate,
+    chain: bytes,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: str | None = None,
+) -> tuple[Run, int]:
+    """The appliance run with this factory PEM against a hub trusting ``hub_trusts``; the owner
+    approves (checking the request names ``issuer``). The run, and the requests left waiting."""
+    (tmp_path / "factory.pem").write_bytes(chain)
+    (tmp_path / "factory.key").write_bytes(private_pem(key))
+    service = make_service(tmp_path / "server", manufacturer_cas=[hub_trusts])
+    await service.load()
+    service.policy.retry_after = 1
+    await service.start()
+
+    async def owner_approves() -> None:
+        (pending,) = service.policy.pending_requests()
+        assert pending.factory_fingerprint is not None
+        assert pending.factory_issuer is not None and (issuer or "") in pending.factory_issuer
+        service.policy.approve(pending.request_id)
+
+    try:
+        run = await appliance(
+            capsys,
+            tmp_path / "state",
+            *(
+                "--factory-cert",
+                str(tmp_path / "factory.pem"),
+                "--factory-key",
+                str(tmp_path / "factory.key"),
+            ),
+            *("--server", f"https://127.0.0.1:{service.port}"),
+            when_waiting=owner_approves,
+        )
+    finally:
+        await service.stop()
+    return run, len(service.policy.pending_requests())
+
+
 async def test_enrolls_with_a_factory_certificate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     manufacturer = HouseholdCA.create("Acme Factory")
     factory_key = ec.generate_private_key(ec.SECP256R1())
@@ -340,50 +392,12 @@ async def test_enrolls_with_a_factory_certificate(tmp_path: Path, capsys: pytest
         not_before=yesterday,
         lifetime=timedelta(days=2),
     )
-    (tmp_path / "factory.pem").write_bytes(factory_certificate.public_bytes(serialization.Encoding.PEM))
-    (tmp_path / "factory.key").write_bytes(
-        factory_key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+    run, _ = await with_factory_certificate(
+        capsys, tmp_path, hub_trusts=manufacturer.certificate, chain=pem(factory_certificate), key=factory_key
     )
-    service = make_service(tmp_path / "server", manufacturer_cas=[manufacturer.certificate])
-    await service.load()
-    service.policy.retry_after = 1
-    await service.start()
-
-    async def owner_approves() -> None:
-        (pending,) = service.policy.pending_requests()
-        assert pending.factory_fingerprint is not None
-        service.policy.approve(pending.request_id)
-
-    try:
-        run = await appliance(
-            capsys,
-            tmp_path / "state",
-            *(
-                "--factory-cert",
-                str(tmp_path / "factory.pem"),
-                "--factory-key",
-                str(tmp_path / "factory.key"),
-            ),
-            *("--server", f"https://127.0.0.1:{service.port}"),
-            when_waiting=owner_approves,
-        )
-    finally:
-        await service.stop()
     assert run.code == ExitCode.OK, run.error
     assert run.line("enrolling as SN-7 with its factory certificate")
     assert stored_certificate(tmp_path / "state").subject.rfc4514_string() == "CN=SN-7"
-
-
-def pem(*certificates: x509.Certificate) -> bytes:
-    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certificates)
-
-
-def private_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
 
 
 async def test_sends_the_manufacturer_intermediate_with_its_factory_certificate(
@@ -391,34 +405,14 @@ async def test_sends_the_manufacturer_intermediate_with_its_factory_certificate(
 ) -> None:
     """The hub trusts the manufacturer's root only: the handshake needs the intermediate too."""
     acme = Manufacturer.make(root_expires=LATER, intermediate_expires=LATER)
-    (tmp_path / "factory.pem").write_bytes(pem(acme.factory, acme.intermediate))
-    (tmp_path / "factory.key").write_bytes(private_pem(acme.factory_key))
-    service = make_service(tmp_path / "server", manufacturer_cas=[acme.root])
-    await service.load()
-    service.policy.retry_after = 1
-    await service.start()
-
-    async def owner_approves() -> None:
-        (pending,) = service.policy.pending_requests()
-        assert pending.factory_issuer is not None
-        assert "Acme Factory 2" in pending.factory_issuer
-        service.policy.approve(pending.request_id)
-
-    try:
-        run = await appliance(
-            capsys,
-            tmp_path / "state",
-            *(
-                "--factory-cert",
-                str(tmp_path / "factory.pem"),
-                "--factory-key",
-                str(tmp_path / "factory.key"),
-            ),
-            *("--server", f"https://127.0.0.1:{service.port}"),
-            when_waiting=owner_approves,
-        )
-    finally:
-        await service.stop()
+    run, _ = await with_factory_certificate(
+        capsys,
+        tmp_path,
+        hub_trusts=acme.root,
+        chain=pem(acme.factory, acme.intermediate),
+        key=acme.factory_key,
+        issuer="Acme Factory 2",
+    )
     assert run.code == ExitCode.OK, run.error
     assert stored_certificate(tmp_path / "state").subject.rfc4514_string() == "CN=SN-7"
 
@@ -428,29 +422,13 @@ async def test_a_factory_certificate_the_hub_does_not_trust_is_a_refusal_not_a_m
 ) -> None:
     """Without its intermediate the chain does not reach the root the hub trusts: the handshake fails."""
     acme = Manufacturer.make(root_expires=LATER, intermediate_expires=LATER)
-    (tmp_path / "factory.pem").write_bytes(pem(acme.factory))
-    (tmp_path / "factory.key").write_bytes(private_pem(acme.factory_key))
-    service = make_service(tmp_path / "server", manufacturer_cas=[acme.root])
-    await service.load()
-    await service.start()
-    try:
-        run = await appliance(
-            capsys,
-            tmp_path / "state",
-            *(
-                "--factory-cert",
-                str(tmp_path / "factory.pem"),
-                "--factory-key",
-                str(tmp_path / "factory.key"),
-            ),
-            *("--server", f"https://127.0.0.1:{service.port}"),
-        )
-    finally:
-        await service.stop()
+    run, waiting = await with_factory_certificate(
+        capsys, tmp_path, hub_trusts=acme.root, chain=pem(acme.factory), key=acme.factory_key
+    )
     assert run.code == ExitCode.REJECTED, run.error
     assert run.error.startswith("appliance: refused: cannot reach the EST server at https://127.0.0.1:")
     assert "does not trust the certificate's issuer" in run.error
-    assert len(service.policy.pending_requests()) == 0
+    assert waiting == 0
 
 
 @pytest.mark.parametrize(
