@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
+import errno
 import os
 from pathlib import Path
 import re
@@ -252,6 +253,28 @@ async def test_a_rejected_appliance_asks_again_with_a_new_key_under_the_pinned_c
     assert rejected_key not in again.line("enrolling as fridge")
     key = serialization.load_pem_private_key((state / "key.pem").read_bytes(), password=None)
     assert key.public_key() == stored_certificate(state).public_key()
+
+
+async def test_a_rejected_appliance_that_cannot_discard_its_key_says_so(
+    server: RunningServer, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read-only state directory: the one-line error tells the owner what to remove, no traceback."""
+
+    def read_only(store: KeyStore) -> None:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    async def owner_rejects() -> None:
+        (pending,) = server.service.policy.pending_requests()
+        server.service.policy.reject(pending.request_id)
+
+    monkeypatch.setattr(KeyStore, "discard_credentials", read_only)
+    run = await appliance(
+        capsys, tmp_path, "--id", "fridge", "--server", server.url, when_waiting=owner_rejects
+    )
+    assert run.code == ExitCode.REJECTED
+    assert run.error.endswith(
+        f"could not be discarded (Read-only file system): remove them from {tmp_path} but keep ca.pem"
+    )
 
 
 async def test_wrong_pins_then_locked_out(

@@ -126,8 +126,14 @@ async def run(appliance: Appliance, *, once: bool) -> int:
         code, message = outcome(err)
         advice = _ADVICE.get(code, "")
         if isinstance(err, Rejected | CertificateRevoked):
-            await asyncio.to_thread(appliance.store.discard_credentials)
-            advice = _NEW_KEY_ADVICE.format(ca=appliance.store.ca_path)
+            try:
+                await asyncio.to_thread(appliance.store.discard_credentials)
+                advice = _NEW_KEY_ADVICE.format(ca=appliance.store.ca_path)
+            except OSError as failed:
+                advice = (
+                    f"its key and certificate could not be discarded ({failed.strerror or failed}): "
+                    f"remove them from {appliance.store.directory} but keep {appliance.store.ca_path.name}"
+                )
         print(f"appliance: {message}" + (f"; {advice}" if advice else ""), file=sys.stderr, flush=True)
         return code
     except (OSError, ValueError, TypeError) as err:  # the state directory or a PEM file is unusable
