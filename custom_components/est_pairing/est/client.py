@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+import math
 import re
 import ssl
 from typing import Self
@@ -426,8 +429,27 @@ async def _pending(response: aiohttp.ClientResponse) -> Pending:
 
 
 def _retry_after(response: aiohttp.ClientResponse) -> int:
+    """Retry-After in seconds (RFC 9110 §10.2.3), clamped to a second .. an hour.
+
+    Either delay-seconds or an HTTP-date, taken relative to the response's Date (else to now); 5 s
+    when it is missing or unreadable.
+    """
+    value = response.headers.get("Retry-After", "").strip()
     try:
-        seconds = int(response.headers.get("Retry-After", ""))
+        seconds = int(value)
     except ValueError:
-        seconds = 5
+        seconds = _seconds_until(value, response.headers.get("Date"))
     return min(max(seconds, _MIN_WAIT), _MAX_WAIT)
+
+
+def _seconds_until(http_date: str, date_header: str | None) -> int:
+    try:
+        moment = parsedate_to_datetime(http_date)
+    except (TypeError, ValueError):
+        return 5
+    now = datetime.now(UTC)
+    if date_header:
+        with suppress(TypeError, ValueError):
+            now = parsedate_to_datetime(date_header)
+    moment, now = (m if m.tzinfo else m.replace(tzinfo=UTC) for m in (moment, now))  # "-0000" is UTC
+    return math.ceil((moment - now).total_seconds())
