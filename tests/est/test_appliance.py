@@ -32,6 +32,7 @@ from custom_components.est_pairing.est.limits import FREE_ATTEMPTS
 
 from . import forge
 from .conftest import RunningServer, make_service
+from .scripted import Step, scripted_hub
 
 ROOT = Path(__file__).parents[2]
 DOCS = ROOT / "docs" / "appliance-profile.md"
@@ -403,3 +404,17 @@ async def test_the_command_documents_itself() -> None:
     output, _ = await process.communicate()
     assert process.returncode == 0
     assert "exit codes: 0 ok, 1 failed, 2 usage, 3 no server" in " ".join(output.decode().split())
+
+
+async def test_a_renewal_answered_202_asks_again(
+    ca: HouseholdCA, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """RFC 7030 §4.2.3 holds for simplereenroll too: 202 + Retry-After, then the same request again."""
+    async with scripted_hub(ca) as hub:
+        enrolled = await appliance(capsys, tmp_path, "--id", "oven", "--pin", "1", "--server", hub.url)
+        assert enrolled.code == ExitCode.OK, enrolled.error
+        hub.script.append(Step(202, "processing", {"Retry-After": "1"}))
+        run = await appliance(capsys, tmp_path, "--id", "oven", "--server", hub.url, "--renew-after", "0")
+    assert run.code == ExitCode.OK, run.error
+    assert run.line("renewed: CN=oven")
+    assert hub.answered[1:] == [("simplereenroll", 202), ("simplereenroll", 200)]

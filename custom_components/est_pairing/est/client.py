@@ -268,13 +268,25 @@ class EstClient:
         csr: x509.CertificateSigningRequest,
         certificate: x509.Certificate,
         private_key: PrivateKeyTypes,
+        *,
+        approval_timeout: float = 600.0,
+        on_pending: Callable[[Pending], None] | None = None,
     ) -> x509.Certificate:
-        """simplereenroll, authenticated by the current certificate; ``csr`` may carry a new key."""
+        """simplereenroll, authenticated by the current certificate; ``csr`` may carry a new key.
+
+        A 202 is followed as for :meth:`enroll` (RFC 7030 §4.2.3 covers re-enrollment too).
+        """
         client_ssl = await asyncio.to_thread(
             client_ssl_context, self.ca_certificate, certificate=certificate, private_key=private_key
         )
-        async with self._request("POST", "simplereenroll", csr=csr, ssl=client_ssl) as response:
-            return self._issued_to(csr, await _checked_body(response, PKCS7_MIME))
+
+        async def attempt() -> x509.Certificate | Pending:
+            async with self._request("POST", "simplereenroll", csr=csr, ssl=client_ssl) as response:
+                if response.status == 202:
+                    return await _pending(response)
+                return self._issued_to(csr, await _checked_body(response, PKCS7_MIME))
+
+        return await self._until_approved(attempt, approval_timeout=approval_timeout, on_pending=on_pending)
 
     async def serverkeygen(
         self,
