@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 import pytest
 
-from custom_components.est_pairing.est import appliance as cli
+from custom_components.est_pairing.est import agent, appliance as cli
 from custom_components.est_pairing.est.agent import Appliance
 from custom_components.est_pairing.est.appliance import ExitCode
 from custom_components.est_pairing.est.ca import HouseholdCA, format_fingerprint
@@ -418,3 +418,80 @@ async def test_a_renewal_answered_202_asks_again(
     assert run.code == ExitCode.OK, run.error
     assert run.line("renewed: CN=oven")
     assert hub.answered[1:] == [("simplereenroll", 202), ("simplereenroll", 200)]
+
+
+@pytest.fixture
+def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Back-off without a Retry-After starts at a tenth of a second instead of five."""
+    monkeypatch.setattr(agent, "_RETRY_FIRST", 0.1)
+
+
+@pytest.mark.usefixtures("quick_retries")
+async def test_an_outage_while_waiting_for_the_owner_is_ridden_out(
+    server: RunningServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The hub restarts (or Wi-Fi drops) while the appliance waits: it keeps asking until it is back."""
+    service = server.service
+
+    async def restart_then_approve() -> None:
+        port = service.port
+        await service.stop()
+        await asyncio.sleep(1.5)  # the appliance asks again meanwhile (every second) and cannot connect
+        service.config.port = port
+        await service.start()
+        while not service.policy.pending_requests():
+            await asyncio.sleep(0.05)
+        (pending,) = service.policy.pending_requests()
+        service.policy.approve(pending.request_id)
+
+    run = await appliance(
+        capsys,
+        tmp_path,
+        *("--id", "fridge", "--server", server.url, "--approval-timeout", "30"),
+        when_waiting=restart_then_approve,
+    )
+    assert run.code == ExitCode.OK, run.error
+    assert [line for line in run.lines if line.startswith("enrollment failed (cannot reach the EST server")]
+    assert stored_certificate(tmp_path).subject.rfc4514_string() == "CN=fridge"
+
+
+@pytest.mark.usefixtures("quick_retries")
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        Step(500, "could not record the certificate"),
+        Step(408, "the request body did not arrive within 15 s"),
+        Step(503, "too many requests are waiting for the owner", {"Retry-After": "1"}),
+        Step(429, "too many requests are waiting from this address", {"Retry-After": "1"}),
+        Step(429, "too many keys are waiting for this appliance id", {"Retry-After": "1"}),
+    ],
+    ids=["500", "408", "503", "429-address", "429-id"],
+)
+async def test_enrollment_asks_again_after_a_passing_refusal(
+    ca: HouseholdCA, tmp_path: Path, capsys: pytest.CaptureFixture[str], refusal: Step
+) -> None:
+    async with scripted_hub(ca, [refusal]) as hub:
+        run = await appliance(capsys, tmp_path, "--id", "oven", "--pin", "123456", "--server", hub.url)
+    assert run.code == ExitCode.OK, run.error
+    assert hub.answered == [("simpleenroll", refusal.status), ("simpleenroll", 200)]
+    assert run.line(f"enrollment failed ({refusal.status}: {refusal.reason}")
+
+
+@pytest.mark.parametrize(
+    ("refusal", "code"),
+    [
+        (
+            Step(429, "too many wrong secrets for this appliance; locked for a while", {"Retry-After": "1"}),
+            ExitCode.LOCKED_OUT,
+        ),
+        (Step(401, "wrong secret for appliance oven"), ExitCode.WRONG_PIN),
+    ],
+    ids=["locked-out", "wrong-pin"],
+)
+async def test_enrollment_stops_at_a_lockout_or_a_wrong_pin(
+    ca: HouseholdCA, tmp_path: Path, capsys: pytest.CaptureFixture[str], refusal: Step, code: ExitCode
+) -> None:
+    async with scripted_hub(ca, [refusal]) as hub:
+        run = await appliance(capsys, tmp_path, "--id", "oven", "--pin", "123456", "--server", hub.url)
+    assert run.code == code
+    assert hub.answered == [("simpleenroll", refusal.status)]

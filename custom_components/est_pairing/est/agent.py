@@ -27,8 +27,11 @@ from .errors import (
     ApprovalTimeout,
     Busy,
     CAFailure,
+    EstError,
     FingerprintMismatch,
+    LockedOut,
     ProtocolError,
+    RequestTimeout,
     RetryLater,
     ServerNotFound,
 )
@@ -37,7 +40,9 @@ from .policy import Claim
 from .tls import client_ssl_context
 
 RENEWAL_FRACTION = 2 / 3  # renew at two thirds of the lifetime: the last third is for retries
-_RETRY_FIRST, _RETRY_MAX = 5.0, 600.0  # renewal retries back off between these (seconds)
+_RETRY_FIRST, _RETRY_MAX = 5.0, 600.0  # retries without a Retry-After back off between these (seconds)
+# Worth asking again: the server is unreachable, busy, asks to wait, or failed through no fault of ours.
+_TRANSIENT = (ServerNotFound, RetryLater, CAFailure, RequestTimeout)
 _PROGRESS_EVERY = 30.0  # seconds between "still waiting" lines
 _LONGEST_SLEEP = 3600.0  # wake up hourly to re-read the wall clock (suspend, clock changes)
 _SHORT_FINGERPRINT = 4  # groups of four hex digits Home Assistant shows on its discovery card
@@ -118,7 +123,11 @@ class Appliance:
     # --- first enrollment -------------------------------------------------------------------------------
 
     async def enroll(self) -> x509.Certificate:
-        """First enrollment (simpleenroll) by PIN, no PIN or factory certificate; waits for the owner."""
+        """First enrollment (simpleenroll) by PIN, no PIN or factory certificate; waits for the owner.
+
+        Until the approval timeout it asks again when the server is busy, fails or asks to wait, and,
+        once a request waits there, when the server cannot be reached.
+        """
         server, ca = await self._connection()
         appliance_id = self.config.appliance_id
         key = await asyncio.to_thread(self.store.enrollment_key)
@@ -131,8 +140,10 @@ class Appliance:
                 client_ssl_context, ca, certificate=factory.certificate, private_key=factory.private_key
             )
         deadline = time.monotonic() + self.config.approval_timeout
+        delay = _RETRY_FIRST
         while True:
             try:
+                server, ca = await self._connection()
                 async with _reaching(server), self._client(server, ca) as client:
                     certificate = await client.enroll(
                         csr,
@@ -146,11 +157,25 @@ class Appliance:
             except ApprovalTimeout:
                 timeout = self.config.approval_timeout
                 raise ApprovalTimeout(f"the owner did not approve within {timeout:g} s") from None
-            except Busy as err:  # the server's queue is full, through no fault of ours
-                if time.monotonic() + err.retry_after > deadline:
-                    raise ApprovalTimeout(f"the server stayed busy ({err})") from None
-                self._report(f"the server is busy ({err}); asking again in {err.retry_after} s")
-                await asyncio.sleep(err.retry_after)
+            except LockedOut:
+                raise  # wrong PINs: the owner must act, asking again would only lengthen the lockout
+            except _TRANSIENT as err:
+                if isinstance(err, ServerNotFound) and self._waiting_since is None:
+                    raise  # never reached: nothing is waiting there for us
+                left = deadline - time.monotonic()
+                if isinstance(err, RetryLater):
+                    wait = float(err.retry_after)  # not sooner (profile section 10)
+                    if wait > left:
+                        if isinstance(err, Busy):
+                            raise ApprovalTimeout(f"the server stayed busy ({err})") from None
+                        raise
+                else:
+                    if left <= 0:
+                        raise
+                    wait, delay = min(delay, left), min(delay * 2, _RETRY_MAX)
+                self._report(f"enrollment failed ({err}); asking again in {wait:g} s")
+                await _sleep(wait)
+                self._forget_server(err)
         await asyncio.to_thread(self.store.store, certificate)
         self._report(f"enrolled: {_describe(certificate)}; saved in {self.store.directory}")
         return certificate
@@ -204,10 +229,15 @@ class Appliance:
                 if not retry or _now() + timedelta(seconds=wait) >= certificate.not_valid_after_utc:
                     raise
                 self._report(f"renewal failed ({err}); trying again in {wait:g} s")
-                await asyncio.sleep(wait)
+                await _sleep(wait)
                 delay = min(delay * 2, _RETRY_MAX)
                 if self.config.server is None:
                     self._server = None  # browse again: the hub may have moved
+
+    def _forget_server(self, err: EstError) -> None:
+        """After a failed attempt: browse again if mDNS found the server and it could not be reached."""
+        if isinstance(err, ServerNotFound) and self.config.server is None:
+            self._server = None  # the hub may have moved
 
     async def _current(self) -> tuple[x509.Certificate, PrivateKeyTypes]:
         current = await asyncio.to_thread(self.store.current)
@@ -320,7 +350,11 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+async def _sleep(seconds: float) -> None:
+    await asyncio.sleep(seconds)
+
+
 async def _sleep_until(moment: datetime) -> None:
     # A wall-clock deadline: asyncio's monotonic clock stops while the machine is suspended.
-    while (left := (moment - _now()).total_seconds()) > 0:  # noqa: ASYNC110
-        await asyncio.sleep(min(left, _LONGEST_SLEEP))
+    while (left := (moment - _now()).total_seconds()) > 0:
+        await _sleep(min(left, _LONGEST_SLEEP))
