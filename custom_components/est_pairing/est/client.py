@@ -33,6 +33,7 @@ from .ca import certificate_fingerprint
 from .csr import ApplianceDetails
 from .errors import (
     ApprovalTimeout,
+    CertificateExpired,
     CertificateRevoked,
     EstError,
     FingerprintMismatch,
@@ -407,6 +408,7 @@ class EstClient:
 # tell them apart.
 _REFINED: tuple[tuple[int, str, type[EstError]], ...] = (
     (403, "revoked", CertificateRevoked),
+    (403, "has expired", CertificateExpired),
     (429, "wrong secrets", LockedOut),
 )
 
