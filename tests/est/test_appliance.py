@@ -16,6 +16,7 @@ import re
 import socket
 import stat
 import sys
+import time
 from typing import Any
 
 from cryptography import x509
@@ -23,7 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 import pytest
 
-from custom_components.est_pairing.est import appliance as cli
+from custom_components.est_pairing.est import agent, appliance as cli
 from custom_components.est_pairing.est.agent import Appliance
 from custom_components.est_pairing.est.appliance import ExitCode
 from custom_components.est_pairing.est.ca import HouseholdCA, format_fingerprint
@@ -32,8 +33,9 @@ from custom_components.est_pairing.est.keystore import KeyStore
 from custom_components.est_pairing.est.limits import FREE_ATTEMPTS
 
 from . import forge
-from .conftest import RunningServer, make_service
+from .conftest import RunningServer, make_service, oven_server
 from .manufacturer import LATER, Manufacturer
+from .scripted import Step, scripted_hub
 
 ROOT = Path(__file__).parents[2]
 DOCS = ROOT / "docs" / "appliance-profile.md"
@@ -56,20 +58,28 @@ async def appliance(
     state_dir: Path,
     *args: str,
     when_waiting: Callable[[], Coroutine[Any, Any, None]] | None = None,
+    until: str | None = None,
 ) -> Run:
-    """Run the appliance in this event loop, as ``scripts/appliance ARGS --state-dir DIR`` would."""
+    """Run the appliance in this event loop, as ``scripts/appliance ARGS --state-dir DIR`` would.
+
+    With ``until`` it runs on (no ``--once``) and is stopped, as by SIGTERM, once it reports that text.
+    """
     config = cli.config_from(cli.parser().parse_args([*args, "--state-dir", str(state_dir)]))
     lines: list[str] = []
     helper: asyncio.Task[None] | None = None
+    running: asyncio.Task[int] | None = None
 
     def report(message: str) -> None:
         nonlocal helper
         lines.append(message)
         if when_waiting is not None and "waiting for the owner" in message and helper is None:
             helper = asyncio.get_running_loop().create_task(when_waiting())
+        if until is not None and until in message and running is not None:
+            running.cancel()
 
     capsys.readouterr()
-    code = await cli.run(Appliance(config, report), once=True)
+    running = asyncio.create_task(cli.run(Appliance(config, report), once=until is None))
+    code = await running
     if helper is not None:
         await helper
     return Run(code, lines, capsys.readouterr().err.strip())
@@ -558,3 +568,177 @@ async def test_the_command_documents_itself() -> None:
     output, _ = await process.communicate()
     assert process.returncode == 0
     assert "exit codes: 0 ok, 1 failed, 2 usage, 3 no server" in " ".join(output.decode().split())
+
+
+@pytest.fixture
+def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Back-off without a Retry-After starts at a tenth of a second instead of five."""
+    monkeypatch.setattr(agent, "_RETRY_FIRST", 0.1)
+
+
+class FakeClock:
+    """The appliance's wall clock and its waits: a wait moves the clock on at once."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    async def sleep(self, seconds: float) -> None:
+        self.offset += timedelta(seconds=seconds)
+        await asyncio.sleep(0)
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    fake = FakeClock()
+    monkeypatch.setattr(agent, "_now", fake.now)
+    monkeypatch.setattr(agent, "_sleep", fake.sleep)
+    return fake
+
+
+@pytest.mark.usefixtures("quick_retries")
+async def test_an_outage_while_waiting_for_the_owner_is_ridden_out(
+    server: RunningServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The hub restarts (or Wi-Fi drops) while the appliance waits: it keeps asking until it is back."""
+    service = server.service
+
+    async def restart_then_approve() -> None:
+        port = service.port
+        await service.stop()
+        await asyncio.sleep(1.5)  # the appliance asks again meanwhile (every second) and cannot connect
+        service.config.port = port
+        await service.start()
+        while not service.policy.pending_requests():
+            await asyncio.sleep(0.05)
+        (pending,) = service.policy.pending_requests()
+        service.policy.approve(pending.request_id)
+
+    run = await appliance(
+        capsys,
+        tmp_path,
+        *("--id", "fridge", "--server", server.url, "--approval-timeout", "30"),
+        when_waiting=restart_then_approve,
+    )
+    assert run.code == ExitCode.OK, run.error
+    assert [line for line in run.lines if line.startswith("enrollment failed (cannot reach the EST server")]
+    assert stored_certificate(tmp_path).subject.rfc4514_string() == "CN=fridge"
+
+
+@pytest.mark.usefixtures("quick_retries")
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        Step(500, "could not record the certificate"),
+        Step(408, "the request body did not arrive within 15 s"),
+        Step(503, "too many requests are waiting for the owner", {"Retry-After": "1"}),
+        Step(429, "too many requests are waiting from this address", {"Retry-After": "1"}),
+        Step(429, "too many keys are waiting for this appliance id", {"Retry-After": "1"}),
+    ],
+    ids=["500", "408", "503", "429-address", "429-id"],
+)
+async def test_enrollment_asks_again_after_a_passing_refusal(
+    ca: HouseholdCA, tmp_path: Path, capsys: pytest.CaptureFixture[str], refusal: Step
+) -> None:
+    async with scripted_hub(ca, [refusal]) as hub:
+        run = await appliance(capsys, tmp_path, "--id", "oven", "--pin", "123456", "--server", hub.url)
+    assert run.code == ExitCode.OK, run.error
+    assert hub.answered == [("simpleenroll", refusal.status), ("simpleenroll", 200)]
+    assert run.line(f"enrollment failed ({refusal.status}: {refusal.reason}")
+
+
+@pytest.mark.parametrize(
+    ("refusal", "code"),
+    [
+        (
+            Step(429, "too many wrong secrets for this appliance; locked for a while", {"Retry-After": "1"}),
+            ExitCode.LOCKED_OUT,
+        ),
+        (Step(401, "wrong secret for appliance oven"), ExitCode.WRONG_PIN),
+    ],
+    ids=["locked-out", "wrong-pin"],
+)
+async def test_enrollment_stops_at_a_lockout_or_a_wrong_pin(
+    ca: HouseholdCA, tmp_path: Path, capsys: pytest.CaptureFixture[str], refusal: Step, code: ExitCode
+) -> None:
+    async with scripted_hub(ca, [refusal]) as hub:
+        run = await appliance(capsys, tmp_path, "--id", "oven", "--pin", "123456", "--server", hub.url)
+    assert run.code == code
+    assert hub.answered == [("simpleenroll", refusal.status)]
+
+
+async def test_a_renewal_answered_202_asks_again(
+    ca: HouseholdCA, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """RFC 7030 §4.2.3 holds for simplereenroll too: 202 + Retry-After, then the same request again."""
+    async with scripted_hub(ca) as hub:
+        enrolled = await appliance(capsys, tmp_path, "--id", "oven", "--pin", "1", "--server", hub.url)
+        assert enrolled.code == ExitCode.OK, enrolled.error
+        hub.script.append(Step(202, "processing", {"Retry-After": "1"}))
+        run = await appliance(capsys, tmp_path, "--id", "oven", "--server", hub.url, "--renew-after", "0")
+    assert run.code == ExitCode.OK, run.error
+    assert run.line("renewed: CN=oven")
+    assert hub.answered[1:] == [("simplereenroll", 202), ("simplereenroll", 200)]
+
+
+async def test_renewal_makes_a_last_attempt_just_before_expiry(
+    ca: HouseholdCA, tmp_path: Path, capsys: pytest.CaptureFixture[str], clock: FakeClock
+) -> None:
+    """A Retry-After reaching past notAfter is cut short: one more try while the certificate is valid."""
+    async with scripted_hub(ca, lifetime=timedelta(hours=1, minutes=30)) as hub:
+        enrolled = await appliance(capsys, tmp_path, "--id", "oven", "--pin", "1", "--server", hub.url)
+        assert enrolled.code == ExitCode.OK, enrolled.error
+        first = stored_certificate(tmp_path)
+        hub.script.append(Step(503, "too many requests are waiting", {"Retry-After": "3600"}))
+        run = await appliance(capsys, tmp_path, "--id", "oven", "--server", hub.url, until="renewed")
+    assert run.code == ExitCode.OK, run.error
+    assert hub.answered[1:] == [("simplereenroll", 503), ("simplereenroll", 200)]
+    assert run.line("renewed: CN=oven")
+    (retry,) = [line for line in run.lines if line.startswith("renewal failed (503")]
+    waited = float(retry.rsplit("trying again in ", 1)[1].removesuffix(" s"))
+    assert 0 < waited < 30 * 60  # at most until just before notAfter, half an hour after renewal was due
+    assert stored_certificate(tmp_path).serial_number != first.serial_number
+
+
+async def test_a_certificate_that_expires_unrenewed_enrolls_again(
+    ca: HouseholdCA, tmp_path: Path, capsys: pytest.CaptureFixture[str], clock: FakeClock
+) -> None:
+    """Profile section 8: renewals fail until the certificate expires; the same run enrolls again."""
+    async with scripted_hub(ca, lifetime=timedelta(hours=1)) as hub:
+        enrolled = await appliance(capsys, tmp_path, "--id", "oven", "--pin", "1", "--server", hub.url)
+        assert enrolled.code == ExitCode.OK, enrolled.error
+        first = stored_certificate(tmp_path)
+        hub.always["simplereenroll"] = Step(500, "the CA failed")
+        run = await appliance(
+            capsys, tmp_path, "--id", "oven", "--pin", "1", "--server", hub.url, until="enrolled"
+        )
+    assert run.code == ExitCode.OK, run.error
+    renewals = hub.answered[1:-1]
+    assert len(renewals) > 1
+    assert set(renewals) == {("simplereenroll", 500)}
+    assert hub.answered[-1] == ("simpleenroll", 200)
+    assert run.line(
+        "the certificate expired before it could be renewed (500: the CA failed); enrolling again"
+    )
+    assert stored_certificate(tmp_path).serial_number != first.serial_number
+
+
+async def test_a_certificate_the_server_calls_expired_enrolls_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The hub's clock says the certificate has expired (403): the appliance enrolls again at once."""
+    later = timedelta()
+    async with oven_server(tmp_path / "server", clock=lambda: time.time() + later.total_seconds()) as server:
+        state = tmp_path / "state"
+        first = await appliance(capsys, state, "--id", "oven", "--pin", "123456", "--server", server.url)
+        assert first.code == ExitCode.OK, first.error
+        later = stored_certificate(state).not_valid_after_utc - datetime.now(UTC) + timedelta(days=1)
+        run = await appliance(
+            capsys, state, "--id", "oven", "--pin", "123456", "--server", server.url, "--renew-after", "0"
+        )
+    assert run.code == ExitCode.OK, run.error
+    assert run.line("the presented certificate has expired; enroll again")
+    assert run.line("enrolled: CN=oven")
+    assert len(server.service.ledger.for_appliance("oven")) == 2

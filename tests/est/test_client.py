@@ -35,6 +35,7 @@ from custom_components.est_pairing.est.tls import ListenerIdentity, ListenerName
 from custom_components.est_pairing.est.wire import EST_PATH
 
 from .conftest import RunningServer
+from .scripted import Step, scripted_hub
 
 
 def key() -> ec.EllipticCurvePrivateKey:
@@ -191,3 +192,27 @@ async def test_a_204_for_csr_attributes_is_an_empty_list(ca: HouseholdCA) -> Non
     finally:
         await runner.cleanup()
         listening.close()
+
+
+@pytest.mark.parametrize(
+    ("headers", "seconds"),
+    [
+        ({"Retry-After": "7"}, 7),
+        ({"Retry-After": "Sat, 01 Jan 2000 00:00:42 GMT", "Date": "Sat, 01 Jan 2000 00:00:00 GMT"}, 42),
+        ({"Retry-After": "Sat, 01 Jan 2000 02:00:00 GMT", "Date": "Sat, 01 Jan 2000 00:00:00 GMT"}, 3600),
+        ({"Retry-After": "Fri, 31 Dec 1999 23:00:00 GMT", "Date": "Sat, 01 Jan 2000 00:00:00 GMT"}, 1),
+        ({"Retry-After": "Sat, 01 Jan 2000 00:00:42 GMT", "Date": "not a date"}, 1),
+        ({"Retry-After": "soon"}, 5),
+    ],
+    ids=["seconds", "date", "date-clamped", "date-past", "date-without-usable-date-header", "unreadable"],
+)
+async def test_retry_after_as_seconds_or_an_http_date(
+    ca: HouseholdCA, headers: dict[str, str], seconds: int
+) -> None:
+    """RFC 9110 §10.2.3: an HTTP-date counts from the answer's Date (else now), clamped like seconds."""
+    async with (
+        scripted_hub(ca, [Step(202, "waiting", headers)]) as hub,
+        EstClient(hub.url, ca.certificate) as client,
+    ):
+        pending = await client.simpleenroll(build_csr(key(), "oven"), username="oven", password="1")
+    assert pending == Pending(seconds, "waiting")

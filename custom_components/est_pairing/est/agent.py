@@ -27,8 +27,12 @@ from .errors import (
     ApprovalTimeout,
     Busy,
     CAFailure,
+    CertificateExpired,
+    EstError,
     FingerprintMismatch,
+    LockedOut,
     ProtocolError,
+    RequestTimeout,
     RetryLater,
     ServerNotFound,
 )
@@ -37,7 +41,10 @@ from .policy import Claim
 from .tls import client_ssl_context
 
 RENEWAL_FRACTION = 2 / 3  # renew at two thirds of the lifetime: the last third is for retries
-_RETRY_FIRST, _RETRY_MAX = 5.0, 600.0  # renewal retries back off between these (seconds)
+_RETRY_FIRST, _RETRY_MAX = 5.0, 600.0  # retries without a Retry-After back off between these (seconds)
+# Worth asking again: the server is unreachable, busy, asks to wait, or failed through no fault of ours.
+_TRANSIENT = (ServerNotFound, RetryLater, CAFailure, RequestTimeout)
+_LAST_TRY = 10.0  # seconds before notAfter: the last renewal attempt (clocks differ a little)
 _PROGRESS_EVERY = 30.0  # seconds between "still waiting" lines
 _LONGEST_SLEEP = 3600.0  # wake up hourly to re-read the wall clock (suspend, clock changes)
 _SHORT_FINGERPRINT = 4  # groups of four hex digits Home Assistant shows on its discovery card
@@ -114,7 +121,7 @@ class Appliance:
                 self._report("the stored certificate has expired; enrolling again")
             certificate = await self.enroll()
         elif _now() >= self.renewal_due(current[0]):
-            certificate = await self._renew(*current, retry=not once)
+            certificate = await self._renew_or_enroll(*current, retry=not once)
         else:
             certificate = current[0]
             self._report(f"holding {_describe(certificate)}")
@@ -124,7 +131,7 @@ class Appliance:
             if once:
                 return
             await _sleep_until(due)
-            certificate = await self._renew(*await self._current(), retry=True)
+            certificate = await self._renew_or_enroll(*await self._current(), retry=True)
 
     @property
     def connection(self) -> tuple[EstServer, x509.Certificate] | None:
@@ -142,8 +149,12 @@ class Appliance:
 
     # --- first enrollment -------------------------------------------------------------------------------
 
-    async def enroll(self) -> x509.Certificate:
-        """First enrollment (simpleenroll) by PIN, no PIN or factory certificate; waits for the owner."""
+    async def enroll(self, *, patient: bool = False) -> x509.Certificate:
+        """First enrollment (simpleenroll) by PIN, no PIN or factory certificate; waits for the owner.
+
+        Until the approval timeout it asks again when the server is busy, fails or asks to wait, and,
+        once a request waits there (or when ``patient``), when the server cannot be reached.
+        """
         server, ca = await self._connection()
         appliance_id = self.config.appliance_id
         key = await asyncio.to_thread(self.store.enrollment_key)
@@ -160,8 +171,10 @@ class Appliance:
                 intermediates=factory.intermediates,
             )
         deadline = time.monotonic() + self.config.approval_timeout
+        delay = _RETRY_FIRST
         while True:
             try:
+                server, ca = await self._connection()
                 async with _reaching(server), self._client(server, ca) as client:
                     certificate = await client.enroll(
                         csr,
@@ -175,11 +188,25 @@ class Appliance:
             except ApprovalTimeout:
                 timeout = self.config.approval_timeout
                 raise ApprovalTimeout(f"the owner did not approve within {timeout:g} s") from None
-            except Busy as err:  # the server's queue is full, through no fault of ours
-                if time.monotonic() + err.retry_after > deadline:
-                    raise ApprovalTimeout(f"the server stayed busy ({err})") from None
-                self._report(f"the server is busy ({err}); asking again in {err.retry_after} s")
-                await asyncio.sleep(err.retry_after)
+            except LockedOut:
+                raise  # wrong PINs: the owner must act, asking again would only lengthen the lockout
+            except _TRANSIENT as err:
+                if isinstance(err, ServerNotFound) and not patient and self._waiting_since is None:
+                    raise  # never reached: nothing is waiting there for us
+                left = deadline - time.monotonic()
+                if isinstance(err, RetryLater):
+                    wait = float(err.retry_after)  # not sooner (profile section 10)
+                    if wait > left:
+                        if isinstance(err, Busy):
+                            raise ApprovalTimeout(f"the server stayed busy ({err})") from None
+                        raise
+                else:
+                    if left <= 0:
+                        raise
+                    wait, delay = min(delay, left), min(delay * 2, _RETRY_MAX)
+                self._report(f"enrollment failed ({err}); asking again in {wait:g} s")
+                await _sleep(wait)
+                self._forget_server(err)
         await asyncio.to_thread(self.store.store, certificate)
         self._report(f"enrolled: {_describe(certificate)}; saved in {self.store.directory}")
         return certificate
@@ -210,12 +237,16 @@ class Appliance:
 
     # --- renewal ------------------------------------------------------------------------------------
 
-    async def renew(self, certificate: x509.Certificate, key: PrivateKeyTypes) -> x509.Certificate:
+    async def renew(
+        self, certificate: x509.Certificate, key: PrivateKeyTypes, *, approval_timeout: float = 600.0
+    ) -> x509.Certificate:
         """Re-enrollment (simplereenroll) with the current certificate as TLS client certificate; new key."""
         server, ca = await self._connection()
         new_key = await asyncio.to_thread(self.store.renewal_key)
         async with _reaching(server), self._client(server, ca) as client:
-            renewed = await client.reenroll(renewal_csr(new_key, certificate), certificate, key)
+            renewed = await client.reenroll(
+                renewal_csr(new_key, certificate), certificate, key, approval_timeout=approval_timeout
+            )
         await asyncio.to_thread(self.store.store, renewed)
         self._report(f"renewed: {_describe(renewed)}")
         return renewed
@@ -223,20 +254,46 @@ class Appliance:
     async def _renew(
         self, certificate: x509.Certificate, key: PrivateKeyTypes, *, retry: bool
     ) -> x509.Certificate:
-        """Renew; with ``retry``, ride out an unreachable or busy server until the certificate expires."""
+        """Renew; with ``retry``, ride out an unreachable or busy server until the certificate expires.
+
+        The waits end just before notAfter, for one last attempt while the certificate is valid.
+        """
         delay = _RETRY_FIRST
+        last = False
         while True:
             try:
-                return await self.renew(certificate, key)
-            except (ServerNotFound, RetryLater, CAFailure) as err:
+                left = (certificate.not_valid_after_utc - _now()).total_seconds()
+                return await self.renew(certificate, key, approval_timeout=max(left - _LAST_TRY, 0))
+            except _TRANSIENT as err:
                 wait = float(err.retry_after) if isinstance(err, RetryLater) else delay
-                if not retry or _now() + timedelta(seconds=wait) >= certificate.not_valid_after_utc:
+                left = (certificate.not_valid_after_utc - _now()).total_seconds() - _LAST_TRY
+                if not retry or last or left <= 0:
                     raise
+                if wait >= left:
+                    wait, last = left, True
                 self._report(f"renewal failed ({err}); trying again in {wait:g} s")
-                await asyncio.sleep(wait)
+                await _sleep(wait)
                 delay = min(delay * 2, _RETRY_MAX)
-                if self.config.server is None:
-                    self._server = None  # browse again: the hub may have moved
+                self._forget_server(err)
+
+    async def _renew_or_enroll(
+        self, certificate: x509.Certificate, key: PrivateKeyTypes, *, retry: bool
+    ) -> x509.Certificate:
+        """Renew; a certificate that expired meanwhile cannot, so enroll again (profile section 8)."""
+        try:
+            return await self._renew(certificate, key, retry=retry)
+        except (*_TRANSIENT, ApprovalTimeout, CertificateExpired) as err:
+            expiring = _now() + timedelta(seconds=_LAST_TRY) >= certificate.not_valid_after_utc
+            if not (expiring or isinstance(err, CertificateExpired)):
+                raise
+            self._report(f"the certificate expired before it could be renewed ({err}); enrolling again")
+        self._waiting_since = None
+        return await self.enroll(patient=retry)
+
+    def _forget_server(self, err: EstError) -> None:
+        """After a failed attempt: browse again if mDNS found the server and it could not be reached."""
+        if isinstance(err, ServerNotFound) and self.config.server is None:
+            self._server = None  # the hub may have moved
 
     async def _current(self) -> tuple[x509.Certificate, PrivateKeyTypes]:
         current = await asyncio.to_thread(self.store.current)
@@ -367,7 +424,11 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+async def _sleep(seconds: float) -> None:
+    await asyncio.sleep(seconds)
+
+
 async def _sleep_until(moment: datetime) -> None:
     # A wall-clock deadline: asyncio's monotonic clock stops while the machine is suspended.
-    while (left := (moment - _now()).total_seconds()) > 0:  # noqa: ASYNC110
-        await asyncio.sleep(min(left, _LONGEST_SLEEP))
+    while (left := (moment - _now()).total_seconds()) > 0:
+        await _sleep(min(left, _LONGEST_SLEEP))

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+import math
 import re
 import ssl
 from typing import Self
@@ -30,6 +33,7 @@ from .ca import certificate_fingerprint
 from .csr import ApplianceDetails
 from .errors import (
     ApprovalTimeout,
+    CertificateExpired,
     CertificateRevoked,
     EstError,
     FingerprintMismatch,
@@ -266,13 +270,25 @@ class EstClient:
         csr: x509.CertificateSigningRequest,
         certificate: x509.Certificate,
         private_key: PrivateKeyTypes,
+        *,
+        approval_timeout: float = 600.0,
+        on_pending: Callable[[Pending], None] | None = None,
     ) -> x509.Certificate:
-        """simplereenroll, authenticated by the current certificate; ``csr`` may carry a new key."""
+        """simplereenroll, authenticated by the current certificate; ``csr`` may carry a new key.
+
+        A 202 is followed as for :meth:`enroll` (RFC 7030 §4.2.3 covers re-enrollment too).
+        """
         client_ssl = await asyncio.to_thread(
             client_ssl_context, self.ca_certificate, certificate=certificate, private_key=private_key
         )
-        async with self._request("POST", "simplereenroll", csr=csr, ssl=client_ssl) as response:
-            return self._issued_to(csr, await _checked_body(response, PKCS7_MIME))
+
+        async def attempt() -> x509.Certificate | Pending:
+            async with self._request("POST", "simplereenroll", csr=csr, ssl=client_ssl) as response:
+                if response.status == 202:
+                    return await _pending(response)
+                return self._issued_to(csr, await _checked_body(response, PKCS7_MIME))
+
+        return await self._until_approved(attempt, approval_timeout=approval_timeout, on_pending=on_pending)
 
     async def serverkeygen(
         self,
@@ -394,6 +410,7 @@ class EstClient:
 _REFINED: tuple[tuple[int, str, type[EstError]], ...] = (
     (403, "revoked", CertificateRevoked),
     (403, "owner rejected", Rejected),
+    (403, "has expired", CertificateExpired),
     (429, "wrong secrets", LockedOut),
 )
 
@@ -428,8 +445,27 @@ async def _pending(response: aiohttp.ClientResponse) -> Pending:
 
 
 def _retry_after(response: aiohttp.ClientResponse) -> int:
+    """Retry-After in seconds (RFC 9110 §10.2.3), clamped to a second .. an hour.
+
+    Either delay-seconds or an HTTP-date, taken relative to the response's Date (else to now); 5 s
+    when it is missing or unreadable.
+    """
+    value = response.headers.get("Retry-After", "").strip()
     try:
-        seconds = int(response.headers.get("Retry-After", ""))
+        seconds = int(value)
     except ValueError:
-        seconds = 5
+        seconds = _seconds_until(value, response.headers.get("Date"))
     return min(max(seconds, _MIN_WAIT), _MAX_WAIT)
+
+
+def _seconds_until(http_date: str, date_header: str | None) -> int:
+    try:
+        moment = parsedate_to_datetime(http_date)
+    except (TypeError, ValueError):
+        return 5
+    now = datetime.now(UTC)
+    if date_header:
+        with suppress(TypeError, ValueError):
+            now = parsedate_to_datetime(date_header)
+    moment, now = (m if m.tzinfo else m.replace(tzinfo=UTC) for m in (moment, now))  # "-0000" is UTC
+    return math.ceil((moment - now).total_seconds())

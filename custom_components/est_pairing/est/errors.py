@@ -34,6 +34,10 @@ class CertificateRevoked(NotAllowed):
     """The presented certificate, or the key in the request, has been revoked."""
 
 
+class CertificateExpired(NotAllowed):
+    """The presented certificate has expired: it cannot renew, the appliance enrolls again."""
+
+
 class UnknownResource(EstError):
     """Unknown path, label or operation."""
 
