@@ -7,7 +7,9 @@ impostor here is a real EST server with its own CA that announces the household 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -115,3 +117,37 @@ def test_a_typed_fingerprint_must_agree_with_the_scanned_one(tmp_path: Path) -> 
         appliance_id="oven", state_dir=tmp_path, server=scanned, ca_fingerprint=("AB:" * 32)[:-1]
     )
     assert config.expected_ca_fingerprint == "ab" * 32
+
+
+async def test_renewing_when_another_device_answers_at_the_hubs_address_browses_again(
+    server: RunningServer, impostor: RunningServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hub moved and its old address now answers with another CA: look again, do not give up."""
+    household = server.service.ca.fingerprint
+    browsing_finds(monkeypatch, [announced(server, "Home Household CA", household)])
+    first, _ = oven(tmp_path, ca_fingerprint=household)
+    await first.run(once=True)
+
+    answers = [[announced(impostor, "Home Household CA", household)], [announced(server, "Home", household)]]
+
+    async def browse(*, within: float) -> list[EstServer]:
+        return answers.pop(0) if answers else [announced(server, "Home", household)]
+
+    async def no_wait(seconds: float) -> None:
+        await asyncio.sleep(0)
+
+    monkeypatch.setattr(agent, "browse", browse)
+    monkeypatch.setattr(agent, "_sleep", no_wait)
+    renewing, lines = oven(tmp_path, renew_after=0.0)
+    running = asyncio.create_task(renewing.run())  # the long-running appliance retries its renewals
+    try:
+        async with asyncio.timeout(30):
+            while len(server.service.ledger) < 2:
+                await asyncio.sleep(0.05)
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+    assert answers == []  # it browsed again after the impostor's answer
+    assert any(line.startswith("renewal failed") and "trying again" in line for line in lines)
+    assert len(impostor.service.ledger) == 0

@@ -264,7 +264,9 @@ class Appliance:
             try:
                 left = (certificate.not_valid_after_utc - _now()).total_seconds()
                 return await self.renew(certificate, key, approval_timeout=max(left - _LAST_TRY, 0))
-            except _TRANSIENT as err:
+            except (*_TRANSIENT, FingerprintMismatch) as err:
+                if isinstance(err, FingerprintMismatch) and self.config.server is not None:
+                    raise  # the owner named this server: it holds another CA now
                 wait = float(err.retry_after) if isinstance(err, RetryLater) else delay
                 left = (certificate.not_valid_after_utc - _now()).total_seconds() - _LAST_TRY
                 if not retry or last or left <= 0:
@@ -291,8 +293,11 @@ class Appliance:
         return await self.enroll(patient=retry)
 
     def _forget_server(self, err: EstError) -> None:
-        """After a failed attempt: browse again if mDNS found the server and it could not be reached."""
-        if isinstance(err, ServerNotFound) and self.config.server is None:
+        """After a failed attempt, browse again if mDNS found the server.
+
+        It could not be reached, or another device (without the CA) answers at its address now.
+        """
+        if isinstance(err, ServerNotFound | FingerprintMismatch) and self.config.server is None:
             self._server = None  # the hub may have moved
 
     async def _current(self) -> tuple[x509.Certificate, PrivateKeyTypes]:
