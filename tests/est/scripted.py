@@ -72,14 +72,9 @@ class ScriptedHub:
 
 
 @asynccontextmanager
-async def scripted_hub(
-    ca: HouseholdCA, script: Iterable[Step] = (), *, lifetime: timedelta = timedelta(days=30)
-) -> AsyncIterator[ScriptedHub]:
-    """Serve ``script`` (then certificates) until the block ends."""
+async def serving_tls(ca: HouseholdCA, app: web.Application) -> AsyncIterator[str]:
+    """Serve a bare aiohttp ``app`` over TLS on 127.0.0.1 with a certificate from ``ca``; its URL."""
     listening = socket.create_server(("127.0.0.1", 0))
-    hub = ScriptedHub(ca, f"https://127.0.0.1:{listening.getsockname()[1]}", list(script), lifetime)
-    app = web.Application()
-    app.router.add_route("*", f"{EST_PATH}/{{operation}}", hub.handle)
     identity = ListenerIdentity.issue(ca, ListenerNames.from_hosts(["127.0.0.1"]), datetime.now(UTC))
     runner = web.AppRunner(app)
     await runner.setup()
@@ -87,7 +82,20 @@ async def scripted_hub(
         await web.SockSite(
             runner, listening, ssl_context=server_ssl_context(identity, [ca.certificate])
         ).start()
-        yield hub
+        yield f"https://127.0.0.1:{listening.getsockname()[1]}"
     finally:
         await runner.cleanup()
         listening.close()
+
+
+@asynccontextmanager
+async def scripted_hub(
+    ca: HouseholdCA, script: Iterable[Step] = (), *, lifetime: timedelta = timedelta(days=30)
+) -> AsyncIterator[ScriptedHub]:
+    """Serve ``script`` (then certificates) until the block ends."""
+    app = web.Application()
+    hub = ScriptedHub(ca, "", list(script), lifetime)
+    app.router.add_route("*", f"{EST_PATH}/{{operation}}", hub.handle)
+    async with serving_tls(ca, app) as url:
+        hub.url = url
+        yield hub

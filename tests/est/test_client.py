@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
-import socket
 
 import aiohttp
 from aiohttp import web
@@ -31,11 +29,10 @@ from custom_components.est_pairing.est.errors import (
     UnknownResource,
 )
 from custom_components.est_pairing.est.limits import FREE_ATTEMPTS
-from custom_components.est_pairing.est.tls import ListenerIdentity, ListenerNames, server_ssl_context
 from custom_components.est_pairing.est.wire import EST_PATH
 
 from .conftest import RunningServer
-from .scripted import Step, scripted_hub
+from .scripted import Step, scripted_hub, serving_tls
 
 
 def key() -> ec.EllipticCurvePrivateKey:
@@ -177,21 +174,9 @@ async def test_a_204_for_csr_attributes_is_an_empty_list(ca: HouseholdCA) -> Non
 
     app = web.Application()
     app.router.add_get(f"{EST_PATH}/csrattrs", csrattrs)
-    identity = ListenerIdentity.issue(ca, ListenerNames.from_hosts(["127.0.0.1"]), datetime.now(UTC))
-    listening = socket.create_server(("127.0.0.1", 0))
-    runner = web.AppRunner(app)
-    await runner.setup()
-    try:
-        await web.SockSite(
-            runner, listening, ssl_context=server_ssl_context(identity, [ca.certificate])
-        ).start()
-        port = listening.getsockname()[1]
-        async with EstClient(f"https://127.0.0.1:{port}", ca.certificate) as client:
-            assert await client.csrattrs() == []
-        assert asked == [f"{EST_PATH}/csrattrs"]
-    finally:
-        await runner.cleanup()
-        listening.close()
+    async with serving_tls(ca, app) as url, EstClient(url, ca.certificate) as client:
+        assert await client.csrattrs() == []
+    assert asked == [f"{EST_PATH}/csrattrs"]
 
 
 @pytest.mark.parametrize(
