@@ -94,7 +94,7 @@ class ApplianceConfig:
         typed = normalize_fingerprint(self.ca_fingerprint) if self.ca_fingerprint else None
         scanned = self.server.expected_fingerprint if self.server is not None else None
         if typed is not None and scanned is not None and typed != scanned:
-            raise ValueError("the CA fingerprint given differs from the one the server was given with")
+            raise ValueError("the CA fingerprint given differs from the one in the QR payload")
         return typed or scanned
 
 

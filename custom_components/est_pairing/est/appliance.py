@@ -38,7 +38,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from .agent import Appliance, ApplianceConfig, FactoryIdentity
-from .client import EstClient, normalize_fingerprint
+from .client import EstClient
 from .csr import ApplianceDetails
 from .discovery import EstServer, server_from_qr_payload, server_from_url
 from .errors import (
@@ -225,8 +225,7 @@ def config_from(args: argparse.Namespace) -> ApplianceConfig:
         check_appliance_id(appliance_id)
     except EstError as err:
         raise ValueError(str(err)) from None
-    server, fingerprint = _server_and_fingerprint(args)
-    return ApplianceConfig(
+    config = ApplianceConfig(
         appliance_id=appliance_id,
         state_dir=args.state_dir or Path("appliance-state") / appliance_id,
         pin=args.pin,
@@ -234,24 +233,23 @@ def config_from(args: argparse.Namespace) -> ApplianceConfig:
         details=ApplianceDetails(
             name=args.name, model=args.model, manufacturer=args.manufacturer, serial_number=args.serial
         ),
-        server=server,
-        ca_fingerprint=fingerprint,
+        server=_server(args),
+        ca_fingerprint=args.ca_fingerprint or None,
         discovery_timeout=args.discovery_timeout,
         approval_timeout=args.approval_timeout,
         renew_after=args.renew_after,
     )
+    _ = config.expected_ca_fingerprint  # a malformed fingerprint, or one the QR payload contradicts
+    return config
 
 
-def _server_and_fingerprint(args: argparse.Namespace) -> tuple[EstServer | None, str | None]:
-    fingerprint = normalize_fingerprint(args.ca_fingerprint) if args.ca_fingerprint else None
+def _server(args: argparse.Namespace) -> EstServer | None:
+    """--server, or --qr (whose fingerprint is out of band: the appliance requires it), or None."""
     if args.qr and args.server:
         raise ValueError("give --server or --qr, not both")
-    if not args.qr:
-        return (server_from_url(args.server) if args.server else None), fingerprint
-    server = server_from_qr_payload(args.qr)
-    if fingerprint is not None and fingerprint != server.ca_fingerprint:
-        raise ValueError("--ca-fingerprint differs from the fingerprint in the QR payload")
-    return server, server.ca_fingerprint  # scanned from the owner's screen: out of band
+    if args.qr:
+        return server_from_qr_payload(args.qr)
+    return server_from_url(args.server) if args.server else None
 
 
 def _factory_identity(certificate: Path | None, key: Path | None) -> FactoryIdentity | None:
