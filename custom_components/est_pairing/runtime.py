@@ -451,8 +451,8 @@ class EstRuntime:
     @callback
     def _remove_subentry(self, appliance_id: str) -> None:
         if (subentry := self._subentry_for(appliance_id)) is not None:
-            self._known_subentries.pop(subentry.subentry_id, None)
-        remove_appliance_subentry(self.hass, self.entry, appliance_id)
+            self._known_subentries.pop(subentry.subentry_id, None)  # before: listeners may run eagerly
+            self.hass.config_entries.async_remove_subentry(self.entry, subentry.subentry_id)
 
     def _ensure_subentry(self, appliance_id: str, details: ApplianceDetails) -> None:
         """Add the appliance's subentry, or bring the one it has up to what it says now.
