@@ -123,6 +123,17 @@ async def test_household_name_errors_then_success(hass: HomeAssistant, name: str
     assert result["title"] == "x" * 51 + " Household CA"
 
 
+async def test_a_pasted_tab_in_the_household_name_becomes_a_space(hass: HomeAssistant) -> None:
+    result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
+    with patch("custom_components.est_pairing.async_setup_entry", return_value=True):
+        result = await hass.config_entries.flow.async_configure(
+            result["flow_id"], {CONF_CA_NAME: " Sea\tView\r\n", CONF_PORT: free_port()}
+        )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["data"][CONF_CA_NAME] == "Sea View"
+    assert result["title"] == "Sea View Household CA"
+
+
 async def test_a_long_home_name_is_offered_shortened(hass: HomeAssistant) -> None:
     hass.config.location_name = "Familie Müller-Lüdenscheidt, Ferienhaus am Seeufer 12"  # 55 bytes
     result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})

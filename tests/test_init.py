@@ -94,6 +94,23 @@ async def test_a_hub_named_too_long_by_an_earlier_version_sets_up(
     assert hub.name == name
 
 
+async def test_a_name_with_a_control_character_is_announced(
+    hass: HomeAssistant, mock_config_entry: MockConfigEntry, zeroconf: MagicMock
+) -> None:
+    """An earlier version stored a pasted tab; zeroconf refuses control characters in an instance name."""
+    entry = MockConfigEntry(
+        domain=DOMAIN, unique_id=DOMAIN, data={**mock_config_entry.data, CONF_CA_NAME: "Sea\tView"}
+    )
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    assert entry.state is ConfigEntryState.LOADED
+    info = zeroconf.async_register_service.await_args.args[0]
+    assert info.name == "Sea View Household CA._est._tcp.local."
+    runtime: EstRuntime = entry.runtime_data
+    assert runtime.service.ca.certificate.subject.rfc4514_string() == "CN=Sea View Household CA"
+
+
 async def test_a_long_name_is_announced_cut_to_a_dns_label(
     hass: HomeAssistant, mock_config_entry: MockConfigEntry, zeroconf: MagicMock
 ) -> None:

@@ -44,7 +44,13 @@ from .const import (
     DOMAIN,
     SUBENTRY_APPLIANCE,
 )
-from .est.ca import MAX_HOUSEHOLD_NAME_BYTES, format_fingerprint, household_ca_name, shorten_household_name
+from .est.ca import (
+    MAX_HOUSEHOLD_NAME_BYTES,
+    format_fingerprint,
+    household_ca_name,
+    shorten_household_name,
+    tidy_household_name,
+)
 from .est.errors import LockedOut, MalformedRequest, NameTaken, NotAllowed, PendingRequestGone, WrongPin
 from .est.issuance import check_appliance_id
 from .est.limits import MAX_SECRET_LENGTH
@@ -140,17 +146,19 @@ class EstPairingConfigFlow(ConfigFlow, domain=DOMAIN):
         self._abort_if_unique_id_configured()
         errors: dict[str, str] = {}
         if user_input is not None:
-            data = {CONF_CA_NAME: user_input[CONF_CA_NAME].strip(), CONF_PORT: int(user_input[CONF_PORT])}
+            name = tidy_household_name(user_input[CONF_CA_NAME])
+            port = int(user_input[CONF_PORT])
+            data: dict[str, Any] = {CONF_CA_NAME: name, CONF_PORT: port}
             suggested = dict(data)
-            if not data[CONF_CA_NAME]:
+            if not name:
                 errors[CONF_CA_NAME] = "name_blank"
-            elif len(data[CONF_CA_NAME].encode()) > MAX_HOUSEHOLD_NAME_BYTES:
+            elif len(name.encode()) > MAX_HOUSEHOLD_NAME_BYTES:
                 errors[CONF_CA_NAME] = "name_too_long"
-            if not await self.hass.async_add_executor_job(_port_free, data[CONF_PORT]):
+            if not await self.hass.async_add_executor_job(_port_free, port):
                 errors[CONF_PORT] = "port_in_use"
                 suggested[CONF_PORT] = await self.hass.async_add_executor_job(_a_free_port)
             if not errors:
-                return self.async_create_entry(title=household_ca_name(data[CONF_CA_NAME]), data=data)
+                return self.async_create_entry(title=household_ca_name(name), data=data)
         else:
             port = DEFAULT_PORT
             if not await self.hass.async_add_executor_job(_port_free, port):

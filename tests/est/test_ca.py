@@ -57,6 +57,9 @@ def test_household_ca_profile(curve: str, size: int) -> None:
         ("x" * 60, "x" * 51 + " Household CA"),
         ("日" * 20, "日" * 17 + " Household CA"),  # 3 bytes each: cut between characters
         ("ä" * 30, "ä" * 25 + " Household CA"),
+        ("x" * 50 + "e\u0301", "x" * 50 + " Household CA"),  # no "e" without its accent
+        ("x" * 48 + "e\u0301", "x" * 48 + "e\u0301 Household CA"),  # 51 bytes: fits
+        ("Ho\tme\n", "Ho me Household CA"),  # control characters (pasted) become spaces
     ],
 )
 def test_a_long_household_name_is_shortened_to_fit_the_common_name(name: str, common_name: str) -> None:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import hashlib
 import ipaddress
 from typing import Final, Literal
+import unicodedata
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -53,9 +54,25 @@ _SIGNING_USAGE = _key_usage(digital_signature=True)
 _EC_USAGE = _key_usage(digital_signature=True, key_agreement=True)  # EC keys may also do ECDH
 
 
+def tidy_household_name(name: str) -> str:
+    """The name with control characters (a pasted tab or line break) as spaces, without outer spaces.
+
+    mDNS refuses control characters in an instance name, and a CA's name shows them nowhere.
+    """
+    return "".join(" " if unicodedata.category(c) == "Cc" else c for c in name).strip()
+
+
 def shorten_household_name(name: str, max_bytes: int = MAX_HOUSEHOLD_NAME_BYTES) -> str:
-    """The household's name in at most ``max_bytes`` of UTF-8, cut between characters, never inside one."""
-    return name.strip().encode()[:max_bytes].decode(errors="ignore").rstrip()
+    """The household's tidied name in at most ``max_bytes`` of UTF-8, cut between characters.
+
+    Never inside one, nor between a letter and its combining accents: a letter whose accent would
+    be cut off goes with it.
+    """
+    name = tidy_household_name(name)
+    cut = name.encode()[:max_bytes].decode(errors="ignore")
+    while cut and len(cut) < len(name) and unicodedata.combining(name[len(cut)]):
+        cut = cut[:-1]
+    return cut.rstrip()
 
 
 def household_ca_name(name: str, *, max_bytes: int = MAX_COMMON_NAME_BYTES) -> str:
