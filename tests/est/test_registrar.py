@@ -190,3 +190,44 @@ async def test_the_ledger_records_the_key_each_certificate_was_issued_for(regist
     for each in issued:
         assert each.record.key_fingerprint == public_key_fingerprint(each.certificate.public_key())
         assert registrar.ledger.get(each.certificate.serial_number) == each.record
+
+
+async def test_a_retried_enrollment_gets_the_same_certificate_not_another(
+    tmp_path: Path, ca: HouseholdCA
+) -> None:
+    """A lost answer, a retry loop or a replayed copy of an approved request must not fill the ledger."""
+    clock = [NOW]
+    policy = EnrollmentPolicy()
+    policy.preregister("oven", "123456")
+    registrar = Registrar(
+        ca=ca,
+        ledger=Ledger(JournalFile(tmp_path / "ledger.jsonl")),
+        policy=policy,
+        issuance=IssuancePolicy(validity_days=30),
+        now=lambda: clock[0],
+    )
+    oven = Peer("10.0.0.7", BasicCredentials("oven", "123456"))
+    csr = build_csr(ec.generate_private_key(ec.SECP256R1()), "oven")
+    first = await registrar.enroll(oven, csr)
+    assert isinstance(first, Issued)
+    clock[0] = NOW + timedelta(days=14)
+    again = await registrar.enroll(oven, csr)
+    assert isinstance(again, Issued)
+    assert again.certificate == first.certificate
+    assert len(registrar.ledger) == 1
+
+    other_key = await registrar.enroll(oven, build_csr(ec.generate_private_key(ec.SECP256R1()), "oven"))
+    assert isinstance(other_key, Issued)
+    assert other_key.certificate.serial_number != first.certificate.serial_number
+    clock[0] = NOW + timedelta(days=15)  # the first certificate is half-way through its life: a new one
+    later = await registrar.enroll(oven, csr)
+    assert isinstance(later, Issued)
+    assert later.certificate.serial_number != first.certificate.serial_number
+    assert later.certificate.not_valid_after_utc > first.certificate.not_valid_after_utc
+    await registrar.ledger.revoke(
+        later.certificate.serial_number, reason=x509.ReasonFlags.superseded, when=clock[0]
+    )
+    after_revocation = await registrar.enroll(oven, csr)
+    assert isinstance(after_revocation, Issued)
+    assert after_revocation.certificate.serial_number != later.certificate.serial_number
+    assert len(registrar.ledger) == 4

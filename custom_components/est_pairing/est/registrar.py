@@ -92,6 +92,8 @@ class Registrar:
         self._now = now
         self._crl: tuple[int, datetime, bytes] | None = None
         self._revocations: dict[str, int] = {}  # appliance id -> times revoked, to catch races
+        # appliance id -> its latest simpleenroll answer, handed out again to a retry of that request
+        self._enrolled: dict[str, tuple[str, Grant, Issued]] = {}
 
     # --- unauthenticated ----------------------------------------------------------------------------
 
@@ -126,9 +128,13 @@ class Registrar:
         decision = self.policy.authorize(claim, request, peer.address)
         if isinstance(decision, AwaitingOwner):
             return decision
-        return await self._sign_and_record(
+        if (answered := self._answered(decision.appliance_id, request.key_fingerprint, grant)) is not None:
+            return answered
+        issued = await self._sign_and_record(
             request.public_key, request.key_fingerprint, grant, decision.appliance_id
         )
+        self._enrolled[decision.appliance_id] = (request.key_fingerprint, grant, issued)
+        return issued
 
     async def reenroll(self, peer: Peer, csr: x509.CertificateSigningRequest) -> Issued:
         """Simplereenroll (§4.2.2): renew with the current certificate; rekey allowed."""
@@ -150,6 +156,7 @@ class Registrar:
             raise NotAllowed("the presented certificate has expired; enroll again")
         self.policy.check_key(request.key_fingerprint)
         grant = self.issuance.grant_renewal(request, current)
+        self._enrolled.pop(record.appliance_id, None)
         return await self._sign_and_record(
             request.public_key, request.key_fingerprint, grant, record.appliance_id
         )
@@ -196,11 +203,31 @@ class Registrar:
     ) -> list[CertificateRecord]:
         """Revoke every certificate of an appliance and forget its registration."""
         self._revocations[appliance_id] = self._revocations.get(appliance_id, 0) + 1
+        self._enrolled.pop(appliance_id, None)
         records = await self.ledger.revoke_appliance(appliance_id, reason=reason, when=self._now())
         self.policy.remove(appliance_id, [r.key_fingerprint for r in self.ledger.for_appliance(appliance_id)])
         return records
 
     # --- helpers ------------------------------------------------------------------------------------
+
+    def _answered(self, appliance_id: str, key_fingerprint: str, grant: Grant) -> Issued | None:
+        """The certificate an earlier simpleenroll of the same request got, if it is still good.
+
+        A retry (the answer was lost, the appliance loops, or a copy of an approved request is
+        replayed) gets that certificate again instead of another one: each would be a ledger record
+        kept for good. Good means unrevoked and in the first half of its lifetime; a simpleenroll
+        later than that is an appliance wanting a fresh certificate, which it gets.
+        """
+        if (earlier := self._enrolled.get(appliance_id)) is None or earlier[:2] != (key_fingerprint, grant):
+            return None
+        record = self.ledger.get(earlier[2].record.serial_number)
+        if (
+            record is None
+            or record.revoked
+            or self._now().timestamp() >= (record.not_before + record.not_after) / 2
+        ):
+            return None
+        return earlier[2]
 
     def _claim(self, peer: Peer) -> Claim:
         if peer.certificate_chain:
