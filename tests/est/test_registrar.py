@@ -216,9 +216,6 @@ async def test_a_retried_enrollment_gets_the_same_certificate_not_another(
     assert again.certificate == first.certificate
     assert len(registrar.ledger) == 1
 
-    other_key = await registrar.enroll(oven, build_csr(ec.generate_private_key(ec.SECP256R1()), "oven"))
-    assert isinstance(other_key, Issued)
-    assert other_key.certificate.serial_number != first.certificate.serial_number
     clock[0] = NOW + timedelta(days=15)  # the first certificate is half-way through its life: a new one
     later = await registrar.enroll(oven, csr)
     assert isinstance(later, Issued)
@@ -230,4 +227,16 @@ async def test_a_retried_enrollment_gets_the_same_certificate_not_another(
     after_revocation = await registrar.enroll(oven, csr)
     assert isinstance(after_revocation, Issued)
     assert after_revocation.certificate.serial_number != later.certificate.serial_number
+    other_key_pair = ec.generate_private_key(ec.SECP256R1())
+    other_key = await registrar.enroll(oven, build_csr(other_key_pair, "oven"))
+    assert isinstance(other_key, Issued)
+    assert other_key.certificate.serial_number != after_revocation.certificate.serial_number
     assert len(registrar.ledger) == 4
+
+    holder = Peer("10.0.0.7", certificate_chain=(other_key.certificate,))
+    same_key = await registrar.reenroll(holder, renewal_csr(other_key_pair, other_key.certificate))
+    assert same_key.certificate != other_key.certificate  # never the certificate being renewed
+    renewal = renewal_csr(ec.generate_private_key(ec.SECP256R1()), other_key.certificate)
+    renewed = await registrar.reenroll(holder, renewal)
+    assert (await registrar.reenroll(holder, renewal)).certificate == renewed.certificate
+    assert len(registrar.ledger) == 6

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 )
 
 from .ca import HouseholdCA, public_key_fingerprint
-from .csr import inspect_request
+from .csr import CertificateRequest, inspect_request
 from .errors import AuthenticationRequired, CAFailure, CertificateRevoked, NotAllowed
 from .issuance import Grant, IssuancePolicy
 from .ledger import CertificateRecord, Ledger
@@ -92,8 +92,8 @@ class Registrar:
         self._now = now
         self._crl: tuple[int, datetime, bytes] | None = None
         self._revocations: dict[str, int] = {}  # appliance id -> times revoked, to catch races
-        # appliance id -> its latest simpleenroll answer, handed out again to a retry of that request
-        self._enrolled: dict[str, tuple[str, Grant, Issued]] = {}
+        # appliance id -> its latest (re-)enrollment answer, handed out again to a retry of that request
+        self._answers: dict[str, tuple[str, Grant, Issued]] = {}
 
     # --- unauthenticated ----------------------------------------------------------------------------
 
@@ -128,13 +128,7 @@ class Registrar:
         decision = self.policy.authorize(claim, request, peer.address)
         if isinstance(decision, AwaitingOwner):
             return decision
-        if (answered := self._answered(decision.appliance_id, request.key_fingerprint, grant)) is not None:
-            return answered
-        issued = await self._sign_and_record(
-            request.public_key, request.key_fingerprint, grant, decision.appliance_id
-        )
-        self._enrolled[decision.appliance_id] = (request.key_fingerprint, grant, issued)
-        return issued
+        return await self._answer(request, grant, decision.appliance_id)
 
     async def reenroll(self, peer: Peer, csr: x509.CertificateSigningRequest) -> Issued:
         """Simplereenroll (§4.2.2): renew with the current certificate; rekey allowed."""
@@ -156,10 +150,7 @@ class Registrar:
             raise NotAllowed("the presented certificate has expired; enroll again")
         self.policy.check_key(request.key_fingerprint)
         grant = self.issuance.grant_renewal(request, current)
-        self._enrolled.pop(record.appliance_id, None)
-        return await self._sign_and_record(
-            request.public_key, request.key_fingerprint, grant, record.appliance_id
-        )
+        return await self._answer(request, grant, record.appliance_id, renewing=current.serial_number)
 
     async def serverkeygen(
         self, peer: Peer, csr: x509.CertificateSigningRequest
@@ -203,31 +194,12 @@ class Registrar:
     ) -> list[CertificateRecord]:
         """Revoke every certificate of an appliance and forget its registration."""
         self._revocations[appliance_id] = self._revocations.get(appliance_id, 0) + 1
-        self._enrolled.pop(appliance_id, None)
+        self._answers.pop(appliance_id, None)
         records = await self.ledger.revoke_appliance(appliance_id, reason=reason, when=self._now())
         self.policy.remove(appliance_id, [r.key_fingerprint for r in self.ledger.for_appliance(appliance_id)])
         return records
 
     # --- helpers ------------------------------------------------------------------------------------
-
-    def _answered(self, appliance_id: str, key_fingerprint: str, grant: Grant) -> Issued | None:
-        """The certificate an earlier simpleenroll of the same request got, if it is still good.
-
-        A retry (the answer was lost, the appliance loops, or a copy of an approved request is
-        replayed) gets that certificate again instead of another one: each would be a ledger record
-        kept for good. Good means unrevoked and in the first half of its lifetime; a simpleenroll
-        later than that is an appliance wanting a fresh certificate, which it gets.
-        """
-        if (earlier := self._enrolled.get(appliance_id)) is None or earlier[:2] != (key_fingerprint, grant):
-            return None
-        record = self.ledger.get(earlier[2].record.serial_number)
-        if (
-            record is None
-            or record.revoked
-            or self._now().timestamp() >= (record.not_before + record.not_after) / 2
-        ):
-            return None
-        return earlier[2]
 
     def _claim(self, peer: Peer) -> Claim:
         if peer.certificate_chain:
@@ -256,6 +228,36 @@ class Registrar:
                 "authenticate with the appliance id and PIN (HTTP Basic) or a factory certificate"
             )
         return Claim.from_basic(peer.credentials)
+
+    async def _answer(
+        self, request: CertificateRequest, grant: Grant, appliance_id: str, *, renewing: int | None = None
+    ) -> Issued:
+        """A certificate for an authorized request; a retry of the last one answered gets that again.
+
+        Whether the answer was lost, the appliance loops, or a copy of an approved request is
+        replayed, a retry must not mint another certificate: each would be a ledger record kept for
+        good. The earlier one is handed out again while it is unrevoked and in the first half of its
+        lifetime; a request later than that is an appliance wanting a fresh certificate. A renewal
+        never gets back the certificate it presents (``renewing``, its serial number).
+        """
+        earlier = self._answers.get(appliance_id)
+        if (
+            earlier is not None
+            and earlier[:2] == (request.key_fingerprint, grant)
+            and earlier[2].certificate.serial_number != renewing
+            and self._young(earlier[2])
+        ):
+            return earlier[2]
+        issued = await self._sign_and_record(request.public_key, request.key_fingerprint, grant, appliance_id)
+        self._answers[appliance_id] = (request.key_fingerprint, grant, issued)
+        return issued
+
+    def _young(self, issued: Issued) -> bool:
+        """Whether a certificate is unrevoked and in the first half of its lifetime."""
+        record = self.ledger.get(issued.record.serial_number)
+        if record is None or record.revoked:
+            return False
+        return self._now().timestamp() < (record.not_before + record.not_after) / 2
 
     async def _sign_and_record(
         self, public_key: CertificatePublicKeyTypes, key_fingerprint: str, grant: Grant, appliance_id: str
