@@ -1,0 +1,60 @@
+"""What survives in .storage when a write fails or Home Assistant is stopping."""
+
+from __future__ import annotations
+
+from typing import Any
+from unittest.mock import patch
+
+from homeassistant.core import CoreState, HomeAssistant
+from homeassistant.helpers.storage import Store
+from homeassistant.util.file import WriteError
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from custom_components.est_pairing.est.client import EstClient
+from custom_components.est_pairing.runtime import EstRuntime
+
+from .test_pairing import entity_state, paired_oven
+
+
+async def reloaded(hass: HomeAssistant, entry: MockConfigEntry) -> EstRuntime:
+    assert await hass.config_entries.async_reload(entry.entry_id)
+    await hass.async_block_till_done()
+    runtime: EstRuntime = entry.runtime_data
+    return runtime
+
+
+async def test_a_ledger_compaction_whose_snapshot_cannot_be_written_loses_nothing(
+    hass: HomeAssistant, init_integration: MockConfigEntry, runtime: EstRuntime, appliance_client: EstClient
+) -> None:
+    """A nearly full disk takes the journal's small appends but not a rewrite of every record."""
+    write = Store._async_write_data  # the test harness's in-memory storage
+
+    async def full_disk(store: Store[Any], *args: Any) -> None:
+        if store.key.endswith(".ledger"):
+            raise WriteError("No space left on device")
+        await write(store, *args)
+
+    with (
+        patch("custom_components.est_pairing.est.ledger._COMPACT_MIN", 1),  # compact at once
+        patch.object(Store, "_async_write_data", full_disk),
+    ):
+        certificate, _ = await paired_oven(hass, runtime, appliance_client)
+    restarted = await reloaded(hass, init_integration)
+    assert restarted.service.ledger.get(certificate.serial_number) is not None
+    assert entity_state(hass, "_oven_certificate_status") == "valid"
+
+
+async def test_a_ledger_compaction_while_home_assistant_stops_is_on_disk_at_once(
+    hass: HomeAssistant, init_integration: MockConfigEntry, runtime: EstRuntime, appliance_client: EstClient
+) -> None:
+    """A Store saved while stopping is written at the final write; the journal was emptied before."""
+    certificate, _ = await paired_oven(hass, runtime, appliance_client)
+    hass.set_state(CoreState.stopping)
+    with patch("custom_components.est_pairing.est.ledger._COMPACT_MIN", 1):
+        await runtime.async_revoke("oven")  # compacts
+    await hass.async_block_till_done()
+    hass.set_state(CoreState.running)  # killed before the final write; started again
+    restarted = await reloaded(hass, init_integration)
+    record = restarted.service.ledger.get(certificate.serial_number)
+    assert record is not None
+    assert record.revoked
