@@ -12,7 +12,7 @@ from unittest.mock import MagicMock, patch
 
 from cryptography.hazmat.primitives.asymmetric import ec
 from freezegun.api import FrozenDateTimeFactory
-from homeassistant.config_entries import ConfigEntry, ConfigEntryDisabler, ConfigEntryState
+from homeassistant.config_entries import SOURCE_IGNORE, ConfigEntry, ConfigEntryDisabler, ConfigEntryState
 from homeassistant.const import EVENT_HOMEASSISTANT_STOP
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import issue_registry as ir
@@ -305,3 +305,15 @@ async def test_stopping_home_assistant_stops_the_listener_and_keeps_approvals(
 
     assert await hass.config_entries.async_unload(init_integration.entry_id)  # an unload may follow
     zeroconf.async_unregister_service.assert_awaited_once()
+
+
+async def test_an_ignored_appliance_deleted_while_the_hub_retries_leaves_its_port_issue(
+    hass: HomeAssistant, entry_on_taken_port: MockConfigEntry
+) -> None:
+    """Ignored appliances are entries of this domain too: their changes say nothing about the hub."""
+    ignored = MockConfigEntry(domain=DOMAIN, unique_id="id:oven", source=SOURCE_IGNORE, title="Kitchen oven")
+    ignored.add_to_hass(hass)
+    assert await hass.config_entries.async_remove(ignored.entry_id)  # the owner hears from it again
+    await hass.async_block_till_done()
+    assert state_of(entry_on_taken_port) is ConfigEntryState.SETUP_RETRY
+    assert ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_PORT_UNAVAILABLE) is not None

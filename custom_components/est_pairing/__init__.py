@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from homeassistant.config_entries import (
     SIGNAL_CONFIG_ENTRY_CHANGED,
+    SOURCE_IGNORE,
     ConfigEntry,
     ConfigEntryChange,
     ConfigEntryState,
@@ -38,8 +39,13 @@ async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
     @callback
     def entry_changed(change: ConfigEntryChange, entry: ConfigEntry) -> None:
         # A hub waiting to retry that the owner disables is unloaded without async_unload_entry:
-        # its "keeps retrying" issue would outlive the retries.
-        if entry.domain == DOMAIN and entry.state is ConfigEntryState.NOT_LOADED:
+        # its "keeps retrying" issue would outlive the retries. Ignored appliances are entries of
+        # this domain too (never loaded): theirs say nothing about the hub.
+        if (
+            entry.domain == DOMAIN
+            and entry.source != SOURCE_IGNORE
+            and entry.state is ConfigEntryState.NOT_LOADED
+        ):
             ir.async_delete_issue(hass, DOMAIN, ISSUE_PORT_UNAVAILABLE)
 
     async_dispatcher_connect(hass, SIGNAL_CONFIG_ENTRY_CHANGED, entry_changed)

@@ -1,8 +1,13 @@
 """Home Assistant storage for the household CA, approvals and ledger (all in .storage, 0600).
 
 The CA and approvals are JSON documents in ``Store(private=True, atomic_writes=True)``. The ledger is
-a snapshot in such a Store plus an fsynced journal file beside it, so recording a certificate does not
-rewrite every certificate before it.
+an fsynced journal file beside them, so recording a certificate does not rewrite every certificate
+before it; compaction rewrites it atomically.
+
+The ledger is never compacted into a Store: a Store logs a failed write instead of raising, and while
+Home Assistant stops it only writes at the final write, so the journal would be emptied of records that
+were not saved anywhere else (a nearly full disk takes small appends but not a rewrite of everything).
+Earlier versions did; their snapshot is still read, and removed once the journal holds everything.
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ class DocumentStore:
 
 
 class LedgerJournal:
-    """A library :class:`~.est.storage.JournalStore`: Store snapshot + fsynced journal file."""
+    """A library :class:`~.est.storage.JournalStore`: an fsynced journal file (and an old snapshot)."""
 
     def __init__(self, hass: HomeAssistant, entry_id: str) -> None:
         self._snapshot = Store[list[Event]](
@@ -56,7 +61,7 @@ class LedgerJournal:
         self._journal = JournalFile(Path(hass.config.path(".storage", f"{DOMAIN}.{entry_id}.ledger_journal")))
 
     async def read(self) -> list[Event]:
-        """Snapshot events, then the journal's."""
+        """An earlier version's snapshot events, if any, then the journal's."""
         snapshot = await self._snapshot.async_load() or []
         return [*snapshot, *await self._journal.read()]
 
@@ -65,9 +70,12 @@ class LedgerJournal:
         await self._journal.append(events)
 
     async def compact(self, events: Sequence[Event]) -> None:
-        """Save everything as the snapshot, then empty the journal."""
-        await self._snapshot.async_save(list(events))
-        await asyncio.to_thread(self._journal.truncate_sync)
+        """Rewrite the journal with everything (atomic; raises if it cannot), then drop an old snapshot.
+
+        A crash between the two leaves records in both, which the ledger reads once.
+        """
+        await self._journal.compact(events)
+        await self._snapshot.async_remove()
 
     async def remove(self) -> None:
         """Delete both files."""

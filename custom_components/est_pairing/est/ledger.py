@@ -182,6 +182,15 @@ class Ledger:
             await self.revoke(record.serial_number, reason=reason, when=when)
         return records
 
+    async def wait_idle(self) -> None:
+        """Wait until the writer has written what was committed and finished any compaction.
+
+        A server that stops waits for this: whoever loads the journal next must not read it while
+        this ledger still appends to it or replaces it.
+        """
+        while (writer := self._writer) is not None and not writer.done():
+            await asyncio.wait({writer})
+
     # --- journal ----------------------------------------------------------------------------------
 
     async def _commit(self, event: Event) -> None:

@@ -91,7 +91,10 @@ class Registrar:
         self.crl_url = crl_url
         self._now = now
         self._crl: tuple[int, datetime, bytes] | None = None
-        self._revocations: dict[str, int] = {}  # appliance id -> times revoked, to catch races
+        # Appliance id -> revocations begun, and those still being written: a request decided before
+        # a revocation, or while one is written, gets no certificate (see _sign_and_record).
+        self._revocations: dict[str, int] = {}
+        self._revoking: dict[str, int] = {}
         # appliance id -> its latest (re-)enrollment answer, handed out again to a retry of that request
         self._answers: dict[str, tuple[str, Grant, Issued]] = {}
 
@@ -178,11 +181,12 @@ class Registrar:
         decision = self.policy.authorize(claim, request, peer.address)
         if isinstance(decision, AwaitingOwner):
             return decision
+        decided = self._revocation_mark(decision.appliance_id)  # the owner may revoke while the key is made
         want_rsa = isinstance(request.public_key, rsa.RSAPublicKey)
         private_key = await asyncio.to_thread(_generate_key, want_rsa=want_rsa)
         public_key = private_key.public_key()
         issued = await self._sign_and_record(
-            public_key, public_key_fingerprint(public_key), grant, decision.appliance_id
+            public_key, public_key_fingerprint(public_key), grant, decision.appliance_id, decided=decided
         )
         return IssuedWithKey(issued, private_key)
 
@@ -192,11 +196,27 @@ class Registrar:
         *,
         reason: x509.ReasonFlags = x509.ReasonFlags.cessation_of_operation,
     ) -> list[CertificateRecord]:
-        """Revoke every certificate of an appliance and forget its registration."""
+        """Revoke every certificate of an appliance and forget its registration.
+
+        Requests decided before it, or while it is written, get no certificate: once it returns, none
+        of the appliance's certificates is valid, including any recorded while it was written.
+        """
         self._revocations[appliance_id] = self._revocations.get(appliance_id, 0) + 1
+        self._revoking[appliance_id] = self._revoking.get(appliance_id, 0) + 1
         self._answers.pop(appliance_id, None)
-        records = await self.ledger.revoke_appliance(appliance_id, reason=reason, when=self._now())
-        self.policy.remove(appliance_id, [r.key_fingerprint for r in self.ledger.for_appliance(appliance_id)])
+        try:
+            records: list[CertificateRecord] = []
+            ledger = self.ledger
+            while revoked := await ledger.revoke_appliance(appliance_id, reason=reason, when=self._now()):
+                records += revoked  # again: a certificate may have been recorded meanwhile
+            self.policy.remove(
+                appliance_id, [r.key_fingerprint for r in self.ledger.for_appliance(appliance_id)]
+            )
+        finally:
+            if (left := self._revoking[appliance_id] - 1) > 0:
+                self._revoking[appliance_id] = left
+            else:
+                del self._revoking[appliance_id]
         return records
 
     # --- helpers ------------------------------------------------------------------------------------
@@ -229,6 +249,14 @@ class Registrar:
             )
         return Claim.from_basic(peer.credentials)
 
+    def _revocation_mark(self, appliance_id: str) -> int:
+        """How many revocations of the appliance had begun when a request was decided."""
+        return self._revocations.get(appliance_id, 0)
+
+    def _revoked_since(self, appliance_id: str, decided: int) -> bool:
+        """Whether the owner revoked the appliance after the request was decided, or is revoking it."""
+        return self._revoking.get(appliance_id, 0) > 0 or self._revocations.get(appliance_id, 0) != decided
+
     async def _answer(
         self, request: CertificateRequest, grant: Grant, appliance_id: str, *, renewing: int | None = None
     ) -> Issued:
@@ -240,6 +268,7 @@ class Registrar:
         lifetime; a request later than that is an appliance wanting a fresh certificate. A renewal
         never gets back the certificate it presents (``renewing``, its serial number).
         """
+        decided = self._revocation_mark(appliance_id)
         earlier = self._answers.get(appliance_id)
         if (
             earlier is not None
@@ -248,7 +277,9 @@ class Registrar:
             and self._young(earlier[2])
         ):
             return earlier[2]
-        issued = await self._sign_and_record(request.public_key, request.key_fingerprint, grant, appliance_id)
+        issued = await self._sign_and_record(
+            request.public_key, request.key_fingerprint, grant, appliance_id, decided=decided
+        )
         self._answers[appliance_id] = (request.key_fingerprint, grant, issued)
         return issued
 
@@ -260,8 +291,17 @@ class Registrar:
         return self._now().timestamp() < (record.not_before + record.not_after) / 2
 
     async def _sign_and_record(
-        self, public_key: CertificatePublicKeyTypes, key_fingerprint: str, grant: Grant, appliance_id: str
+        self,
+        public_key: CertificatePublicKeyTypes,
+        key_fingerprint: str,
+        grant: Grant,
+        appliance_id: str,
+        *,
+        decided: int,
     ) -> Issued:
+        """Sign and record a certificate for a request decided at revocation mark ``decided``."""
+        if self._revoked_since(appliance_id, decided):
+            raise CertificateRevoked("the appliance was revoked while this request was handled")
         serial = self._reserve_serial()
         now = self._now()
         try:
@@ -278,9 +318,8 @@ class Registrar:
         except Exception:
             self.ledger.release_serial(serial)
             raise
-        revocations = self._revocations.get(appliance_id, 0)
         record = await self.ledger.record_issued(certificate, appliance_id, key_fingerprint=key_fingerprint)
-        if self._revocations.get(appliance_id, 0) != revocations:
+        if self._revoked_since(appliance_id, decided):
             # The owner revoked the appliance while this certificate was being recorded.
             await self.ledger.revoke(serial, reason=x509.ReasonFlags.cessation_of_operation, when=self._now())
             self.policy.remove(appliance_id, [record.key_fingerprint])

@@ -204,10 +204,11 @@ class EstService:
         return server_ssl_context(self.listener_identity, anchors)
 
     async def stop(self) -> None:
-        """Stop serving and finish pending saves."""
+        """Stop serving and finish pending saves, the ledger's included."""
         if self._listener is not None:
             await self._listener.stop()
             self._listener = None
+        await self.ledger.wait_idle()
         await self.flush()
 
     async def update_names(self, names: ListenerNames) -> bool:
