@@ -175,6 +175,17 @@ def test_crl_lists_revoked_serials(ca: HouseholdCA) -> None:
     assert revoked.extensions.get_extension_for_class(x509.CRLReason).value.reason.name == ("key_compromise")
 
 
+def test_crl_entries_without_a_known_reason_carry_no_reason_code(ca: HouseholdCA) -> None:
+    """RFC 5280 §5.3.1: no reasonCode rather than "unspecified" (a ledger record without a reason)."""
+    entries = [
+        RevokedCertificate(1, NOW, x509.ReasonFlags.unspecified),
+        RevokedCertificate(2, NOW, x509.ReasonFlags.cessation_of_operation),
+    ]
+    crl = ca.sign_crl(entries, crl_number=8, now=NOW)
+    reasons = {entry.serial_number: [e.value for e in entry.extensions] for entry in crl}
+    assert reasons == {1: [], 2: [x509.CRLReason(x509.ReasonFlags.cessation_of_operation)]}
+
+
 def test_listener_certificate(ca: HouseholdCA) -> None:
     names = ListenerNames.from_hosts(
         ["HomeAssistant.local.", "127.0.0.1", "[::1]", "0.0.0.0", "homeassistant.local"]
