@@ -428,6 +428,33 @@ def test_issuance_grants_the_appliance_its_own_name(asked: list[str], granted: t
         IssuancePolicy(allow_server_auth=False).grant(request, "oven")
 
 
+@pytest.mark.parametrize(
+    ("appliance_id", "asked", "granted"),
+    [
+        # RFC 5280 §4.2.1.6: a dNSName is a host name (RFC 1123), whatever an appliance id allows.
+        ("oven-", ["oven-.local"], None),  # a hyphen at a label's end
+        ("oven.", ["oven..local"], None),  # an empty label
+        ("x" * 64, ["x" * 64 + ".local"], None),  # a label over 63 characters
+        ("192.168.1.7", ["192.168.1.7"], None),  # an IPv4 address spelt as a DNS name
+        ("7", ["7"], None),  # all-digit top label
+        ("192.168.1.7", ["192.168.1.7.local"], ("192.168.1.7.local",)),
+        ("oven.kitchen", ["oven.kitchen.local"], ("oven.kitchen.local",)),
+        ("x" * 63, ["x" * 63 + ".local"], ("x" * 63 + ".local",)),
+        ("fridge_1", ["fridge_1.local"], ("fridge_1.local",)),  # mDNS names may have underscores
+    ],
+)
+def test_only_host_names_are_granted_as_dns_names(
+    appliance_id: str, asked: list[str], granted: tuple[str, ...] | None
+) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    request = inspect_request(build_csr(key, appliance_id, dns_names=asked))
+    if granted is None:
+        with pytest.raises(NotAllowed, match="not a valid DNS name"):
+            IssuancePolicy().grant(request, appliance_id)
+        return
+    assert IssuancePolicy().grant(request, appliance_id).name.dns_names == granted
+
+
 def test_server_auth_needs_a_name() -> None:
     """A server certificate naming nothing cannot be checked against a host name: clientAuth only."""
     request = inspect_request(csr_with(extensions=[x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH])]))
