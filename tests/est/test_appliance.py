@@ -114,6 +114,19 @@ async def test_enrolls_with_its_pin_and_pins_the_ca(
     assert len(server.service.ledger) == 1
 
 
+async def test_an_id_that_is_no_host_name_enrolls_without_a_dns_name(
+    server: RunningServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``oven-.local`` cannot be a dNSName (RFC 1123): the appliance asks for none rather than be refused."""
+    server.service.policy.preregister("oven-", "123456")
+    run = await appliance(capsys, tmp_path, "--id", "oven-", "--pin", "123456", "--server", server.url)
+    assert run.code == ExitCode.OK, run.error
+    certificate = stored_certificate(tmp_path)
+    assert certificate.subject.rfc4514_string() == "CN=oven-"
+    with pytest.raises(x509.ExtensionNotFound):
+        certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+
+
 async def test_the_owners_fingerprint_must_match(
     server: RunningServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

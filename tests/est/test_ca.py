@@ -178,6 +178,17 @@ def test_crl_lists_revoked_serials(ca: HouseholdCA) -> None:
     assert revoked.extensions.get_extension_for_class(x509.CRLReason).value.reason.name == ("key_compromise")
 
 
+def test_crl_entries_without_a_known_reason_carry_no_reason_code(ca: HouseholdCA) -> None:
+    """RFC 5280 §5.3.1: no reasonCode rather than "unspecified" (a ledger record without a reason)."""
+    entries = [
+        RevokedCertificate(1, NOW, x509.ReasonFlags.unspecified),
+        RevokedCertificate(2, NOW, x509.ReasonFlags.cessation_of_operation),
+    ]
+    crl = ca.sign_crl(entries, crl_number=8, now=NOW)
+    reasons = {entry.serial_number: [e.value for e in entry.extensions] for entry in crl}
+    assert reasons == {1: [], 2: [x509.CRLReason(x509.ReasonFlags.cessation_of_operation)]}
+
+
 def test_listener_certificate(ca: HouseholdCA) -> None:
     names = ListenerNames.from_hosts(
         ["HomeAssistant.local.", "127.0.0.1", "[::1]", "0.0.0.0", "homeassistant.local"]
@@ -418,6 +429,33 @@ def test_issuance_grants_the_appliance_its_own_name(asked: list[str], granted: t
     assert grant.server_auth
     with pytest.raises(NotAllowed, match="serverAuth"):
         IssuancePolicy(allow_server_auth=False).grant(request, "oven")
+
+
+@pytest.mark.parametrize(
+    ("appliance_id", "asked", "granted"),
+    [
+        # RFC 5280 §4.2.1.6: a dNSName is a host name (RFC 1123), whatever an appliance id allows.
+        ("oven-", ["oven-.local"], None),  # a hyphen at a label's end
+        ("oven.", ["oven..local"], None),  # an empty label
+        ("x" * 64, ["x" * 64 + ".local"], None),  # a label over 63 characters
+        ("192.168.1.7", ["192.168.1.7"], None),  # an IPv4 address spelt as a DNS name
+        ("7", ["7"], None),  # all-digit top label
+        ("192.168.1.7", ["192.168.1.7.local"], ("192.168.1.7.local",)),
+        ("oven.kitchen", ["oven.kitchen.local"], ("oven.kitchen.local",)),
+        ("x" * 63, ["x" * 63 + ".local"], ("x" * 63 + ".local",)),
+        ("fridge_1", ["fridge_1.local"], ("fridge_1.local",)),  # mDNS names may have underscores
+    ],
+)
+def test_only_host_names_are_granted_as_dns_names(
+    appliance_id: str, asked: list[str], granted: tuple[str, ...] | None
+) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    request = inspect_request(build_csr(key, appliance_id, dns_names=asked))
+    if granted is None:
+        with pytest.raises(NotAllowed, match="not a valid DNS name"):
+            IssuancePolicy().grant(request, appliance_id)
+        return
+    assert IssuancePolicy().grant(request, appliance_id).name.dns_names == granted
 
 
 def test_server_auth_needs_a_name() -> None:

@@ -240,3 +240,41 @@ async def test_a_retried_enrollment_gets_the_same_certificate_not_another(
     renewed = await registrar.reenroll(holder, renewal)
     assert (await registrar.reenroll(holder, renewal)).certificate == renewed.certificate
     assert len(registrar.ledger) == 6
+
+
+async def test_every_crl_with_new_dates_has_a_larger_crl_number(tmp_path: Path, ca: HouseholdCA) -> None:
+    """RFC 5280 §5.2.3: a re-signed CRL (half-way, after a restart, a revocation) supersedes by number."""
+    clock = [NOW]
+    policy = EnrollmentPolicy()
+    policy.preregister("oven", "123456")
+
+    async def registrar() -> Registrar:  # a fresh one is a restart: the ledger is read again
+        ledger = Ledger(JournalFile(tmp_path / "ledger.jsonl"))
+        await ledger.load()
+        return Registrar(ca=ca, ledger=ledger, policy=policy, issuance=IssuancePolicy(), now=lambda: clock[0])
+
+    def crl_of(running: Registrar) -> x509.CertificateRevocationList:
+        return x509.load_der_x509_crl(running.crl())
+
+    def number(crl: x509.CertificateRevocationList) -> int:
+        return crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+
+    running = await registrar()
+    first = crl_of(running)
+    assert crl_of(running).last_update_utc == first.last_update_utc  # unchanged: served again as it was
+    clock[0] += timedelta(days=4)  # past half its validity: re-signed
+    resigned = crl_of(running)
+    assert resigned.last_update_utc > first.last_update_utc
+    enrolled = await running.enroll(
+        Peer("127.0.0.1", BasicCredentials("oven", "123456")),
+        build_csr(ec.generate_private_key(ec.SECP256R1()), "oven"),
+    )
+    assert isinstance(enrolled, Issued)
+    await running.revoke_appliance("oven")
+    revoked = crl_of(running)  # at the same instant: new entries, so a new number all the same
+    clock[0] += timedelta(minutes=1)
+    restarted = crl_of(await registrar())
+    assert len(restarted) == 1
+    numbers = [number(crl) for crl in (first, resigned, revoked, restarted)]
+    assert numbers == sorted(set(numbers)), numbers
+    assert all(n.bit_length() <= 159 for n in numbers)  # RFC 5280: at most 20 octets

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from .ca import certificate_fingerprint, format_fingerprint, public_key_fingerprint
 from .client import EstClient, Pending, build_csr, normalize_fingerprint, renewal_csr
-from .csr import ApplianceDetails
+from .csr import ApplianceDetails, is_host_name
 from .discovery import SERVICE_TYPE, EstServer, browse, candidate_servers
 from .errors import (
     ApprovalTimeout,
@@ -158,7 +158,9 @@ class Appliance:
         server, ca = await self._connection()
         appliance_id = self.config.appliance_id
         key = await asyncio.to_thread(self.store.enrollment_key)
-        csr = build_csr(key, appliance_id, details=self.config.details, dns_names=[f"{appliance_id}.local"])
+        dns_name = f"{appliance_id}.local"
+        dns_names = [dns_name] if is_host_name(dns_name) else []  # the server refuses any other name
+        csr = build_csr(key, appliance_id, details=self.config.details, dns_names=dns_names)
         self._announce_key(public_key_fingerprint(key.public_key()))
         factory = self.config.factory
         client_ssl = None

@@ -313,13 +313,15 @@ class HouseholdCA:
             .add_extension(self._aki, critical=False)
         )
         for entry in revoked:
-            builder = builder.add_revoked_certificate(
+            revoked_entry = (
                 x509.RevokedCertificateBuilder()
                 .serial_number(entry.serial_number)
                 .revocation_date(entry.revoked_at)
-                .add_extension(x509.CRLReason(entry.reason), critical=False)
-                .build()
             )
+            # RFC 5280 §5.3.1: no reasonCode rather than the reason "unspecified".
+            if entry.reason is not x509.ReasonFlags.unspecified:
+                revoked_entry = revoked_entry.add_extension(x509.CRLReason(entry.reason), critical=False)
+            builder = builder.add_revoked_certificate(revoked_entry.build())
         return builder.sign(self._private_key, _hash_for(self._private_key))
 
     def issued(self, certificate: x509.Certificate) -> bool:

@@ -13,7 +13,7 @@ import re
 from cryptography import x509
 
 from .ca import IssuedName
-from .csr import CertificateRequest, extension_value
+from .csr import CertificateRequest, extension_value, is_host_name
 from .errors import MalformedRequest, NotAllowed
 from .limits import DEFAULT_VALIDITY_DAYS, MAX_APPLIANCE_ID_LENGTH
 
@@ -98,6 +98,11 @@ class IssuancePolicy:
                 raise NotAllowed(
                     f"certificate request asks for the name {dns_name!r}; "
                     f"an appliance may only be named {appliance_id}{_MDNS_SUFFIX}"
+                )
+            if not is_host_name(granted):
+                raise NotAllowed(
+                    f"certificate request asks for the name {dns_name!r}, which is not a valid DNS "
+                    "name (RFC 1123); ask for none, or use an appliance id that is a host name"
                 )
             names[granted] = None
         if request.wants_server_auth and not self.allow_server_auth:

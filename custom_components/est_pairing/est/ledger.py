@@ -85,7 +85,7 @@ class Ledger:
 
     @property
     def crl_number(self) -> int:
-        """Increases with every revocation: the number of the current CRL."""
+        """Increases with every revocation; the CRL number starts with it (the registrar adds the time)."""
         return self._crl_number
 
     def get(self, serial_number: int) -> CertificateRecord | None:

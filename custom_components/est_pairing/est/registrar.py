@@ -32,6 +32,7 @@ from .wire import BasicCredentials, CsrAttribute
 _BACKDATE = timedelta(minutes=5)
 _SECP256R1 = x509.ObjectIdentifier("1.2.840.10045.3.1.7")
 _ECDSA_WITH_SHA256 = x509.ObjectIdentifier("1.2.840.10045.4.3.2")
+_CRL_SECONDS_BITS = 40
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,26 @@ class Peer:
     certificate_chain: tuple[x509.Certificate, ...] = ()  # verified by TLS, leaf first
     # False on a resumed TLS session whose chain is no longer known: the leaf alone, verified then.
     chain_complete: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class _SignedCRL:
+    """The CRL last signed, kept until a revocation or half its validity makes it stale."""
+
+    revocations: int
+    signed_at: datetime
+    der: bytes
+
+
+def _crl_number(revocations: int, signed_at: datetime) -> int:
+    """The CRL number: the revocations so far, then the second the CRL was signed.
+
+    RFC 5280 §5.2.3: relying parties tell which CRL supersedes another by this number alone, so every
+    CRL re-signed with new dates (half-way through its validity, or after a restart) needs a larger
+    one than the last, not the same. Two CRLs share a number only if they have the same entries and
+    dates. 40 bits of seconds last until the year 36812; the number stays far below 20 octets.
+    """
+    return revocations << _CRL_SECONDS_BITS | int(signed_at.timestamp())
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +111,7 @@ class Registrar:
         self.manufacturer_cas = tuple(manufacturer_cas)
         self.crl_url = crl_url
         self._now = now
-        self._crl: tuple[int, datetime, bytes] | None = None
+        self._crl: _SignedCRL | None = None
         # Appliance id -> revocations begun, and those still being written: a request decided before
         # a revocation, or while one is written, gets no certificate (see _sign_and_record).
         self._revocations: dict[str, int] = {}
@@ -111,15 +132,16 @@ class Registrar:
     def crl(self) -> bytes:
         """The current CRL (DER), re-signed after a revocation or half-way through its validity."""
         now = self._now()
-        number = self.ledger.crl_number
+        revocations = self.ledger.crl_number
         if (
             self._crl is None
-            or self._crl[0] != number
-            or now - self._crl[1] > timedelta(days=CRL_VALIDITY_DAYS / 2)
+            or self._crl.revocations != revocations
+            or now - self._crl.signed_at > timedelta(days=CRL_VALIDITY_DAYS / 2)
         ):
+            number = _crl_number(revocations, now)
             crl = self.ca.sign_crl(self.ledger.revoked(), crl_number=number, now=now)
-            self._crl = (number, now, crl.public_bytes(serialization.Encoding.DER))
-        return self._crl[2]
+            self._crl = _SignedCRL(revocations, now, crl.public_bytes(serialization.Encoding.DER))
+        return self._crl.der
 
     # --- enrollment ---------------------------------------------------------------------------------
 
