@@ -8,7 +8,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 import pytest
 
 from custom_components.est_pairing.est.ca import (
@@ -278,3 +280,43 @@ async def test_every_crl_with_new_dates_has_a_larger_crl_number(tmp_path: Path, 
     numbers = [number(crl) for crl in (first, resigned, revoked, restarted)]
     assert numbers == sorted(set(numbers)), numbers
     assert all(n.bit_length() <= 159 for n in numbers)  # RFC 5280: at most 20 octets
+
+
+async def test_a_certificate_that_serves_tls_is_valid_825_days_at_most(
+    tmp_path: Path, ca: HouseholdCA
+) -> None:
+    """Apple platforms refuse a TLS server certificate valid longer, even from an installed CA."""
+    policy = EnrollmentPolicy()
+    policy.preregister("oven", "123456")
+    registrar = Registrar(
+        ca=ca,
+        ledger=Ledger(JournalFile(tmp_path / "ledger.jsonl")),
+        policy=policy,
+        issuance=IssuancePolicy(validity_days=3650),
+        now=lambda: NOW,
+    )
+    oven = Peer("10.0.0.7", BasicCredentials("oven", "123456"))
+    named_server: list[x509.ExtensionType] = [
+        x509.SubjectAlternativeName([x509.DNSName("oven.local")]),
+        x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+    ]
+    lifetimes = []
+    for extensions in (named_server, []):  # without a name, clientAuth only
+        builder = x509.CertificateSigningRequestBuilder().subject_name(
+            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "oven")])
+        )
+        for extension in extensions:
+            builder = builder.add_extension(extension, critical=False)
+        issued = await registrar.enroll(
+            oven, builder.sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256())
+        )
+        assert isinstance(issued, Issued)
+        certificate = issued.certificate
+        serves_tls = (
+            ExtendedKeyUsageOID.SERVER_AUTH
+            in certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        )
+        lifetimes.append((serves_tls, certificate.not_valid_after_utc - NOW.replace(microsecond=0)))
+    assert [serves for serves, _ in lifetimes] == [True, False]
+    assert timedelta(days=824) < lifetimes[0][1] <= timedelta(days=825)
+    assert timedelta(days=3649) < lifetimes[1][1] <= timedelta(days=3650)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 import re
 
 from cryptography import x509
@@ -15,7 +16,7 @@ from cryptography import x509
 from .ca import IssuedName
 from .csr import CertificateRequest, extension_value, is_host_name
 from .errors import MalformedRequest, NotAllowed
-from .limits import DEFAULT_VALIDITY_DAYS, MAX_APPLIANCE_ID_LENGTH
+from .limits import DEFAULT_VALIDITY_DAYS, MAX_APPLIANCE_ID_LENGTH, MAX_SERVER_AUTH_DAYS
 
 _APPLIANCE_ID = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{MAX_APPLIANCE_ID_LENGTH - 1}}}")
 _MDNS_SUFFIX = ".local"
@@ -109,6 +110,15 @@ class IssuancePolicy:
             raise NotAllowed("this server does not issue serverAuth certificates")
         # A server certificate without a name cannot be checked against one: serverAuth needs a name.
         return Grant(IssuedName(appliance_id, tuple(names)), request.wants_server_auth and bool(names))
+
+    def lifetime(self, grant: Grant) -> timedelta:
+        """How long a certificate is valid: the owner's choice; with serverAuth at most 825 days.
+
+        Apple platforms refuse a TLS server certificate valid longer, whoever issued it: an
+        appliance serving TLS to an iPhone with a longer one could never be reached.
+        """
+        days = min(self.validity_days, MAX_SERVER_AUTH_DAYS) if grant.server_auth else self.validity_days
+        return timedelta(days=days)
 
     def grant_renewal(self, request: CertificateRequest, current: x509.Certificate) -> Grant:
         """Re-enrollment (§4.2.2): Subject and SubjectAltName must equal the current certificate's."""

@@ -60,6 +60,8 @@ OWNER_PIN_ATTEMPTS: Final = 3  # wrong PINs typed by the owner before the pairin
 
 # Certificates
 DEFAULT_VALIDITY_DAYS: Final = 365
+# The longest TLS server certificate Apple platforms accept, even from a CA the user installed.
+MAX_SERVER_AUTH_DAYS: Final = 825
 CA_VALIDITY_DAYS: Final = 20 * 365 + 5
 LISTENER_VALIDITY_DAYS: Final = 397
 LISTENER_RENEW_BEFORE_DAYS: Final = 30

@@ -333,7 +333,7 @@ class Registrar:
                 server_auth=grant.server_auth,
                 serial_number=serial,
                 not_before=now - _BACKDATE,
-                not_after=now + timedelta(days=self.issuance.validity_days),
+                not_after=now + self.issuance.lifetime(grant),
                 crl_url=self.crl_url,
                 key_fingerprint=key_fingerprint,
             )
