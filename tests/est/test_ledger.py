@@ -268,3 +268,35 @@ async def test_a_failed_compaction_is_tried_again(tmp_path: Path, ca: HouseholdC
     assert reloaded.crl_number == 70
     with pytest.raises(KeyError):
         await ledger.revoke(12345, reason=x509.ReasonFlags.superseded, when=NOW)
+
+
+async def test_a_revocation_in_a_compacted_copy_wins_over_an_older_copy(
+    tmp_path: Path, ca: HouseholdCA
+) -> None:
+    """A crash after a compaction was written but before an older copy was dropped reads both.
+
+    (Home Assistant kept a snapshot beside the journal in earlier versions: it is read first.)
+    """
+    certificate = issue(ca)
+    older = {
+        "op": "issued",
+        "serial": format(certificate.serial_number, "x"),
+        "appliance": "oven",
+        "subject": "CN=oven",
+        "key": "ab" * 32,
+        "not_before": int(NOW.timestamp()),
+        "not_after": int(NOW.timestamp()) + 86400,
+    }
+    compacted = [
+        {"op": "meta", "crl_number": 1},
+        {**older, "revoked_at": int(NOW.timestamp()) + 60, "reason": "keyCompromise"},
+    ]
+    path = tmp_path / "ledger.jsonl"
+    path.write_text("".join(json.dumps(event) + "\n" for event in [older, *compacted]))
+    ledger = Ledger(JournalFile(path))
+    await ledger.load()
+    record = ledger.get(certificate.serial_number)
+    assert record is not None
+    assert record.revoked and record.revocation_reason == "keyCompromise"
+    assert [r.serial_number for r in ledger.revoked()] == [certificate.serial_number]
+    assert ledger.crl_number == 1

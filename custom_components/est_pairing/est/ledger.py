@@ -247,8 +247,15 @@ class Ledger:
             return None
         serial = int(event["serial"], 16)
         if event["op"] == "issued":
-            if serial in self._records:  # replayed after a crash between snapshot and truncation
+            if (known := self._records.get(serial)) is not None:
+                # Read twice after a crash between writing a compaction and dropping the older copy;
+                # the compacted copy may carry a revocation the older one does not.
                 _LOGGER.debug("Ledger lists serial %x twice; keeping the first", serial)
+                if event.get("revoked_at") is not None and not known.revoked:
+                    known.revoked_at = event["revoked_at"]
+                    known.revocation_reason = event.get("reason")
+                    self._revoked[serial] = known
+                    return known
                 return None
             record = CertificateRecord(
                 serial_number=serial,
