@@ -1,14 +1,17 @@
-"""The running service: what it saves, and that waiting for its saves always ends."""
+"""The running service: what it saves, what it does when it cannot, and that waiting for saves ends."""
 
 from __future__ import annotations
 
 import asyncio
+import errno
+import logging
 from pathlib import Path
 
 import pytest
 
+from custom_components.est_pairing.est.cli import PemDirectoryStore
 from custom_components.est_pairing.est.service import EstService, ServiceConfig
-from custom_components.est_pairing.est.storage import Document, JournalFile, JsonFileStore
+from custom_components.est_pairing.est.storage import Document, DocumentStore, JournalFile, JsonFileStore
 from custom_components.est_pairing.est.tls import ListenerNames
 
 
@@ -23,6 +26,98 @@ class MemoryStore:
 
     async def save(self, document: Document) -> None:
         self.saved.append(document)
+
+
+class FullDisk:
+    """A real file store on a disk that refuses writes while ``full`` (as a full disk does)."""
+
+    def __init__(self, store: JsonFileStore | PemDirectoryStore) -> None:
+        self.store = store
+        self.full = True
+
+    async def load(self) -> Document | None:
+        return await self.store.load()
+
+    async def save(self, document: Document) -> None:
+        if self.full:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        await self.store.save(document)
+
+
+def hub(
+    tmp_path: Path, *, ca_store: DocumentStore | None = None, policy_store: DocumentStore | None = None
+) -> EstService:
+    """A service over the files in ``tmp_path`` (or the stores given)."""
+    names = ListenerNames.from_hosts(["hub.local", "127.0.0.1"])
+    return EstService(
+        ServiceConfig("Test", port=0, bind_host="127.0.0.1", names=names),
+        ca_store=ca_store or PemDirectoryStore(tmp_path),
+        policy_store=policy_store or JsonFileStore(tmp_path / "approvals.json"),
+        ledger_journal=JournalFile(tmp_path / "ledger.jsonl"),
+    )
+
+
+async def test_a_household_ca_that_cannot_be_saved_is_not_used(tmp_path: Path) -> None:
+    """Certificates issued under a CA lost at the next start would be worthless: load() fails instead."""
+    disk = FullDisk(PemDirectoryStore(tmp_path))
+    with pytest.raises(OSError, match="No space left"):
+        await hub(tmp_path, ca_store=disk).load()
+    assert await disk.load() is None
+    disk.full = False
+    service = hub(tmp_path, ca_store=disk)
+    assert await service.load()  # created now, and saved
+    restarted = hub(tmp_path)
+    assert not await restarted.load()  # the saved one
+    assert restarted.ca.fingerprint == service.ca.fingerprint
+
+
+async def test_approvals_that_cannot_be_saved_are_reported_once_and_saved_with_the_next_change(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    disk = FullDisk(JsonFileStore(tmp_path / "approvals.json"))
+    service = hub(tmp_path, policy_store=disk)
+    await service.load()
+    told: list[OSError | None] = []
+    service.on_policy_saved = told.append
+    service.policy.preregister("oven", "482913")
+    service.policy.preregister("fridge", "551207")
+    await service.flush()  # the failed saves do not make waiting for them fail
+    error = service.policy_save_error
+    assert isinstance(error, OSError)
+    assert error.errno == errno.ENOSPC
+    assert [type(e) for e in told] == [OSError, OSError]
+    assert await disk.load() is None
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [r.getMessage() for r in errors] == [
+        "Could not save the approvals ([Errno 28] No space left on device); every later change tries again"
+    ]
+    assert "482913" not in caplog.text
+    disk.full = False
+    service.policy.preregister("dishwasher", "120934")
+    await service.flush()
+    assert service.policy_save_error is None
+    assert told[-1] is None
+    reloaded = hub(tmp_path)
+    await reloaded.load()
+    assert {r.appliance_id for r in reloaded.policy.registrations()} == {"oven", "fridge", "dishwasher"}
+
+
+async def test_a_renewed_listener_certificate_that_cannot_be_saved_is_not_used(tmp_path: Path) -> None:
+    """After a restart the old one would be back: the listener keeps the one that is saved."""
+    disk = FullDisk(PemDirectoryStore(tmp_path))
+    disk.full = False
+    service = hub(tmp_path, ca_store=disk)
+    await service.load()
+    before = service.listener_identity
+    disk.full = True
+    with pytest.raises(OSError, match="No space left"):
+        await service.update_names(ListenerNames.from_hosts(["hub.local", "192.168.1.20", "127.0.0.1"]))
+    assert service.listener_identity is before
+    disk.full = False
+    assert await service.update_names(ListenerNames.from_hosts(["hub.local", "192.168.1.20", "127.0.0.1"]))
+    restarted = hub(tmp_path)
+    await restarted.load()
+    assert restarted.listener_identity.certificate == service.listener_identity.certificate
 
 
 @pytest.mark.timeout(10)  # the regression was a busy loop: only a signal interrupts it

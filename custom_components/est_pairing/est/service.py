@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+import contextlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 import logging
@@ -73,6 +74,10 @@ class EstService:
         self._listener: EstListener | None = None
         self._save_lock = asyncio.Lock()
         self._saves: set[asyncio.Task[None]] = set()
+        # Why the approvals on disk are behind the ones in memory (None: they are not); told to
+        # on_policy_saved after every save. Each save writes everything, so the next one catches up.
+        self.policy_save_error: OSError | None = None
+        self.on_policy_saved: Callable[[OSError | None], None] | None = None
 
     # --- state --------------------------------------------------------------------------------------
 
@@ -121,7 +126,7 @@ class EstService:
             self._identity = ListenerIdentity.issue(self._ca, self.config.names, self.now())
             created = True
         if created:
-            await self._save_ca()
+            await self._save_ca(self.listener_identity)
         self.policy.restore(await self._policy_store.load() or {})
         self.policy.on_change = self._schedule_policy_save
         await self.ledger.load()
@@ -149,9 +154,10 @@ class EstService:
             host = next(iter(self.config.names.all()), "localhost")
         return f"https://{url_host(host)}:{self.port}{CRL_PATH}"
 
-    async def _save_ca(self) -> None:
+    async def _save_ca(self, identity: ListenerIdentity) -> None:
+        """Save the CA with this listener identity; raises OSError if it cannot be written."""
         ca_pem, ca_key = self.ca.to_pem()
-        listener_pem, listener_key = self.listener_identity.to_pem()
+        listener_pem, listener_key = identity.to_pem()
         await self._ca_store.save(
             {
                 "version": CA_DOCUMENT_VERSION,
@@ -164,14 +170,39 @@ class EstService:
         )
 
     def _schedule_policy_save(self) -> None:
-        task = asyncio.get_running_loop().create_task(self.save_policy(), name="est policy save")
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(self._save_policy_in_background(), name="est policy save")
         self._saves.add(task)
         task.add_done_callback(self._saves.discard)
 
+    async def _save_policy_in_background(self) -> None:
+        with contextlib.suppress(OSError):  # logged, kept in policy_save_error and told by save_policy
+            await self.save_policy()
+
     async def save_policy(self) -> None:
-        """Persist approvals now (saves run one at a time, each writing the latest state)."""
+        """Persist approvals now (saves run one at a time, each writing the latest state).
+
+        Raises OSError when they cannot be written (a full disk): it is logged, kept in
+        :attr:`policy_save_error` until a save succeeds, and told to :attr:`on_policy_saved`.
+        """
         async with self._save_lock:
-            await self._policy_store.save(self.policy.export())
+            error: OSError | None = None
+            try:
+                await self._policy_store.save(self.policy.export())
+            except OSError as err:
+                error = err
+            if error is not None and self.policy_save_error is None:
+                _LOGGER.error("Could not save the approvals (%s); every later change tries again", error)
+            elif error is None and self.policy_save_error is not None:
+                _LOGGER.info("The approvals are saved again")
+            self._policy_saved(error)
+            if error is not None:
+                raise error
+
+    def _policy_saved(self, error: OSError | None) -> None:
+        self.policy_save_error = error
+        if self.on_policy_saved is not None:
+            self.on_policy_saved(error)
 
     async def flush(self) -> None:
         """Wait for pending saves, and for any that start meanwhile."""
@@ -217,8 +248,9 @@ class EstService:
         self.issuance.reserved_names = names.all()
         if not self.listener_identity.needs_renewal(self.ca, names, self.now()):
             return False
-        self._identity = ListenerIdentity.issue(self.ca, names, self.now())
-        await self._save_ca()
+        identity = ListenerIdentity.issue(self.ca, names, self.now())
+        await self._save_ca(identity)  # raises OSError if it cannot be saved: the listener keeps the old one
+        self._identity = identity
         if self._listener is not None:
             await asyncio.to_thread(load_identity, self._listener.ssl_context, self._identity)
         _LOGGER.info("Re-issued the EST listener certificate for %s", ", ".join(names.all()))
