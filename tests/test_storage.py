@@ -3,18 +3,31 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 import json
 from pathlib import Path
 from typing import Any
 from unittest.mock import patch
 
+from cryptography import x509
+from homeassistant.components.repairs import DOMAIN as REPAIRS_DOMAIN
+from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import CoreState, HomeAssistant
+from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.storage import Store
+from homeassistant.setup import async_setup_component
+from homeassistant.util import dt as dt_util
 from homeassistant.util.file import WriteError
-from pytest_homeassistant_custom_component.common import MockConfigEntry
+from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
+from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
-from custom_components.est_pairing.const import DOMAIN
+from custom_components.est_pairing.const import (
+    DOMAIN,
+    ISSUE_LISTENER_NAMES,
+    ISSUE_STORAGE_UNWRITABLE,
+    REFRESH_INTERVAL,
+)
 from custom_components.est_pairing.est.client import EstClient
 from custom_components.est_pairing.est.storage import Event
 from custom_components.est_pairing.runtime import EstRuntime
@@ -22,6 +35,20 @@ from custom_components.est_pairing.store import LedgerJournal
 
 from .est.polling import eventually
 from .test_pairing import entity_state, paired_oven
+
+
+@contextmanager
+def full_disk_for(*names: str) -> Iterator[None]:
+    """Writes of this hub's stores with these names fail as on a full disk (the Store logs and goes on)."""
+    write = Store._async_write_data  # the test harness's in-memory storage
+
+    async def full_disk(store: Store[Any], *args: Any) -> None:
+        if store.key.rsplit(".", 1)[-1] in names:
+            raise WriteError("No space left on device")
+        await write(store, *args)
+
+    with patch.object(Store, "_async_write_data", full_disk):
+        yield
 
 
 async def reloaded(hass: HomeAssistant, entry: MockConfigEntry) -> EstRuntime:
@@ -35,21 +62,76 @@ async def test_a_ledger_compaction_whose_snapshot_cannot_be_written_loses_nothin
     hass: HomeAssistant, init_integration: MockConfigEntry, runtime: EstRuntime, appliance_client: EstClient
 ) -> None:
     """A nearly full disk takes the journal's small appends but not a rewrite of every record."""
-    write = Store._async_write_data  # the test harness's in-memory storage
-
-    async def full_disk(store: Store[Any], *args: Any) -> None:
-        if store.key.endswith(".ledger"):
-            raise WriteError("No space left on device")
-        await write(store, *args)
-
     with (
         patch("custom_components.est_pairing.est.ledger._COMPACT_MIN", 1),  # compact at once
-        patch.object(Store, "_async_write_data", full_disk),
+        full_disk_for("ledger"),
     ):
         certificate, _ = await paired_oven(hass, runtime, appliance_client)
     restarted = await reloaded(hass, init_integration)
     assert restarted.service.ledger.get(certificate.serial_number) is not None
     assert entity_state(hass, "_oven_certificate_status") == "valid"
+
+
+async def test_a_household_ca_home_assistant_cannot_save_is_not_used(
+    hass: HomeAssistant, mock_config_entry: MockConfigEntry, hass_storage: dict[str, Any]
+) -> None:
+    """Certificates issued under a CA that is gone at the next start would be worthless."""
+    mock_config_entry.add_to_hass(hass)
+    with full_disk_for("ca"):
+        assert not await hass.config_entries.async_setup(mock_config_entry.entry_id)
+        await hass.async_block_till_done()
+    assert mock_config_entry.state is ConfigEntryState.SETUP_RETRY
+    assert "could not be saved" in (mock_config_entry.reason or "")
+    prefix = f"{DOMAIN}.{mock_config_entry.entry_id}"
+    assert f"{prefix}.ca" not in hass_storage
+    runtime = await reloaded(hass, mock_config_entry)  # the disk has room again when it retries
+    saved = x509.load_pem_x509_certificate(hass_storage[f"{prefix}.ca"]["data"]["ca"]["certificate"].encode())
+    assert saved == runtime.service.ca.certificate
+
+
+async def test_approvals_home_assistant_cannot_save_raise_a_repair_issue_until_saved(
+    hass: HomeAssistant, init_integration: MockConfigEntry, runtime: EstRuntime, hass_storage: dict[str, Any]
+) -> None:
+    approvals = f"{DOMAIN}.{init_integration.entry_id}.approvals"
+    with full_disk_for("approvals"):
+        runtime.preregister("oven", "482913", "Kitchen oven")
+        await hass.async_block_till_done()
+        issue = ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_STORAGE_UNWRITABLE)
+        assert issue is not None
+        assert issue.severity is ir.IssueSeverity.ERROR
+        assert "oven" not in str(hass_storage.get(approvals))
+        async_fire_time_changed(hass, dt_util.utcnow() + REFRESH_INTERVAL)  # tries again, still full
+        await hass.async_block_till_done(wait_background_tasks=True)
+        assert ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_STORAGE_UNWRITABLE) is not None
+    async_fire_time_changed(hass, dt_util.utcnow() + 2 * REFRESH_INTERVAL)  # the owner freed some space
+    await hass.async_block_till_done(wait_background_tasks=True)
+    assert ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_STORAGE_UNWRITABLE) is None
+    restarted = await reloaded(hass, init_integration)
+    assert restarted.service.policy.registration("oven") is not None
+
+
+async def test_a_listener_certificate_home_assistant_cannot_save_is_not_used(
+    hass: HomeAssistant, runtime: EstRuntime, hass_client: ClientSessionGenerator
+) -> None:
+    """The repair's fix says so, and the listener keeps the certificate that a restart would load."""
+    assert await async_setup_component(hass, REPAIRS_DOMAIN, {})
+    before = runtime.service.listener_identity
+    client = await hass_client()
+    with (
+        patch("homeassistant.components.network.async_get_announce_addresses", return_value=["192.168.7.7"]),
+        full_disk_for("ca"),
+    ):
+        async_fire_time_changed(hass, dt_util.utcnow() + REFRESH_INTERVAL)
+        await hass.async_block_till_done(wait_background_tasks=True)
+        response = await client.post(
+            "/api/repairs/issues/fix", json={"handler": DOMAIN, "issue_id": ISSUE_LISTENER_NAMES}
+        )
+        flow = await response.json()
+        response = await client.post(f"/api/repairs/issues/fix/{flow['flow_id']}", json={})
+        result = await response.json()
+    assert (result["type"], result["reason"]) == ("abort", "not_saved")
+    assert runtime.service.listener_identity is before
+    assert ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_LISTENER_NAMES) is not None
 
 
 async def test_a_ledger_compaction_while_home_assistant_stops_is_on_disk_at_once(

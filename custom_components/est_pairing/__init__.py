@@ -19,7 +19,13 @@ from homeassistant.helpers import (
 from homeassistant.helpers.dispatcher import async_dispatcher_connect
 from homeassistant.helpers.typing import ConfigType
 
-from .const import DOMAIN, ISSUE_CA_EXPIRING, ISSUE_LISTENER_NAMES, ISSUE_PORT_UNAVAILABLE
+from .const import (
+    DOMAIN,
+    ISSUE_CA_EXPIRING,
+    ISSUE_LISTENER_NAMES,
+    ISSUE_PORT_UNAVAILABLE,
+    ISSUE_STORAGE_UNWRITABLE,
+)
 from .est.errors import EstError
 from .exceptions import translated
 from .runtime import EstRuntime, HubSettings, remove_appliance_subentry
@@ -87,7 +93,8 @@ async def _async_entry_updated(hass: HomeAssistant, entry: EstConfigEntry) -> No
 
 async def async_remove_entry(hass: HomeAssistant, entry: EstConfigEntry) -> None:
     """Deleting the hub deletes the household CA, approvals and ledger from .storage, and its issues."""
-    for issue_id in (ISSUE_PORT_UNAVAILABLE, ISSUE_CA_EXPIRING, ISSUE_LISTENER_NAMES):
+    issues = (ISSUE_PORT_UNAVAILABLE, ISSUE_CA_EXPIRING, ISSUE_LISTENER_NAMES, ISSUE_STORAGE_UNWRITABLE)
+    for issue_id in issues:
         ir.async_delete_issue(hass, DOMAIN, issue_id)
     await DocumentStore(hass, entry.entry_id, "ca").remove()
     await DocumentStore(hass, entry.entry_id, "approvals").remove()

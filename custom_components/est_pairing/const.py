@@ -32,6 +32,7 @@ CONF_NAME: Final = "name"
 ISSUE_PORT_UNAVAILABLE: Final = "port_unavailable"
 ISSUE_CA_EXPIRING: Final = "ca_expiring"
 ISSUE_LISTENER_NAMES: Final = "listener_names"
+ISSUE_STORAGE_UNWRITABLE: Final = "storage_unwritable"
 CA_EXPIRY_WARNING: Final = timedelta(days=365)
 
 # How often certificate states (valid -> expiring -> expired) and the network names are re-checked

@@ -31,7 +31,10 @@ class ReissueListenerCertificateFlow(ConfirmRepairFlow):
             runtime = hub_runtime(self.hass)
             if runtime is None:
                 return self.async_abort(reason="not_running")
-            await runtime.async_reissue_listener_certificate()
+            try:
+                await runtime.async_reissue_listener_certificate()
+            except OSError:  # not saved, so not used: the listener keeps its certificate
+                return self.async_abort(reason="not_saved")
             return self.async_create_entry(data={})
         return self.async_show_form(step_id="confirm")
 

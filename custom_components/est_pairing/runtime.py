@@ -8,6 +8,7 @@ appliance (config subentry) for every approved appliance, and tells entities whe
 from __future__ import annotations
 
 from collections.abc import Callable
+import contextlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 import logging
@@ -46,6 +47,7 @@ from .const import (
     ISSUE_CA_EXPIRING,
     ISSUE_LISTENER_NAMES,
     ISSUE_PORT_UNAVAILABLE,
+    ISSUE_STORAGE_UNWRITABLE,
     REFRESH_INTERVAL,
     SUBENTRY_APPLIANCE,
 )
@@ -196,7 +198,15 @@ class EstRuntime:
         names = await self._listener_names()
         self.service.config.names = names
         self.service.issuance.reserved_names = names.all()
-        await self.service.load()  # creates the household CA on first start (the library logs it)
+        try:
+            await self.service.load()  # creates the household CA on first start (the library logs it)
+        except OSError as err:  # a CA that was not saved is not used: nothing is issued under it
+            raise ConfigEntryNotReady(
+                translation_domain=DOMAIN,
+                translation_key=ISSUE_STORAGE_UNWRITABLE,
+                translation_placeholders={"error": str(err)},
+            ) from err
+        self.service.on_policy_saved = self._policy_saved
         policy = self.service.policy
         policy.on_pending_added = self._pending_added
         policy.on_pending_removed = self._pending_removed
@@ -298,7 +308,13 @@ class EstRuntime:
         else:
             ir.async_delete_issue(self.hass, DOMAIN, ISSUE_LISTENER_NAMES)  # the addresses came back
             if self.service.listener_identity.needs_renewal(self.service.ca, names, self.service.now()):
-                await self.service.update_names(names)
+                try:
+                    await self.service.update_names(names)
+                except OSError as err:  # the listener keeps its certificate; the next check tries again
+                    _LOGGER.warning("Could not save the EST server's renewed certificate: %s", err)
+        if self.service.policy_save_error is not None:
+            with contextlib.suppress(OSError):  # still failing: the repair issue stays
+                await self.service.save_policy()
         self._check_ca_expiry()
         self.service.policy.pending_requests()  # forgets expired requests, which closes their flows
         async_dispatcher_send(self.hass, self.signal_appliance, None)
@@ -310,6 +326,13 @@ class EstRuntime:
             self._raise_issue(ISSUE_CA_EXPIRING, ir.IssueSeverity.WARNING, expires=expires.date().isoformat())
         else:
             ir.async_delete_issue(self.hass, DOMAIN, ISSUE_CA_EXPIRING)
+
+    @callback
+    def _policy_saved(self, error: OSError | None) -> None:
+        if error is None:
+            ir.async_delete_issue(self.hass, DOMAIN, ISSUE_STORAGE_UNWRITABLE)
+        else:
+            self._raise_issue(ISSUE_STORAGE_UNWRITABLE, ir.IssueSeverity.ERROR, error=str(error))
 
     def _raise_issue(self, issue_id: str, severity: ir.IssueSeverity, **placeholders: str) -> None:
         """A repair issue whose translation key is its id; only the listener names one is fixable."""

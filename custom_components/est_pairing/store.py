@@ -1,8 +1,13 @@
 """Home Assistant storage for the household CA, approvals and ledger (all in .storage, 0600).
 
-The CA and approvals are JSON documents in ``Store(private=True, atomic_writes=True)``. The ledger is
-an fsynced journal file beside them, so recording a certificate does not rewrite every certificate
-before it; compaction rewrites it atomically.
+The CA and approvals are JSON documents in ``Store(private=True, atomic_writes=True)``. A Store logs
+a failed write instead of raising, so each save reads the document back and raises OSError if what
+is there is not what was saved (the write is atomic: a failed one leaves the older document). The
+library then does what it does with a file that cannot be written: a CA that cannot be saved is not
+used, approvals that cannot be saved are reported and written again with the next save.
+
+The ledger is an fsynced journal file beside them, so recording a certificate does not rewrite every
+certificate before it; compaction rewrites it atomically.
 
 The ledger is never compacted into a Store: a Store logs a failed write instead of raising, and while
 Home Assistant stops it only writes at the final write, so the journal would be emptied of records that
@@ -15,6 +20,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 import contextlib
+import json
 from pathlib import Path
 
 from homeassistant.core import HomeAssistant
@@ -43,8 +49,14 @@ class DocumentStore:
         return await self._store.async_load()
 
     async def save(self, document: Document) -> None:
-        """Replace the document (atomic, 0600)."""
+        """Replace the document (atomic, 0600); raises OSError if it was not written.
+
+        While Home Assistant stops, the Store keeps the document for its final write and reads it
+        back from memory: that one is not checked.
+        """
         await self._store.async_save(document)
+        if await self._store.async_load() != json.loads(json.dumps(document)):
+            raise OSError(f"Home Assistant could not write .storage/{self._store.key} (its log says why)")
 
     async def remove(self) -> None:
         """Delete the file."""
