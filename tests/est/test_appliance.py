@@ -733,9 +733,27 @@ async def test_a_certificate_that_expires_unrenewed_enrolls_again(
     assert set(renewals) == {("simplereenroll", 500)}
     assert hub.answered[-1] == ("simpleenroll", 200)
     assert run.line(
-        "the certificate expired before it could be renewed (500: the CA failed); enrolling again"
+        "the certificate expired before it could be renewed (500: the CA failed); "
+        "enrolling again with a new key"
     )
     assert stored_certificate(tmp_path).serial_number != first.serial_number
+    assert stored_certificate(tmp_path).public_key() != first.public_key()  # an expired key is not reused
+
+
+async def test_a_certificate_found_expired_at_start_enrolls_again_with_a_new_key(
+    ca: HouseholdCA, tmp_path: Path, capsys: pytest.CaptureFixture[str], clock: FakeClock
+) -> None:
+    """Switched off past its certificate's notAfter: the appliance enrolls again, not with the old key."""
+    async with scripted_hub(ca, lifetime=timedelta(hours=1)) as hub:
+        enrolled = await appliance(capsys, tmp_path, "--id", "oven", "--pin", "1", "--server", hub.url)
+        assert enrolled.code == ExitCode.OK, enrolled.error
+        first = stored_certificate(tmp_path)
+        clock.offset = timedelta(hours=2)
+        run = await appliance(capsys, tmp_path, "--id", "oven", "--pin", "1", "--server", hub.url)
+    assert run.code == ExitCode.OK, run.error
+    assert run.line("the stored certificate has expired; enrolling again with a new key")
+    assert hub.answered == [("simpleenroll", 200), ("simpleenroll", 200)]
+    assert stored_certificate(tmp_path).public_key() != first.public_key()
 
 
 async def test_a_certificate_the_server_calls_expired_enrolls_again(
@@ -754,4 +772,6 @@ async def test_a_certificate_the_server_calls_expired_enrolls_again(
     assert run.code == ExitCode.OK, run.error
     assert run.line("the presented certificate has expired; enroll again")
     assert run.line("enrolled: CN=oven")
-    assert len(server.service.ledger.for_appliance("oven")) == 2
+    records = server.service.ledger.for_appliance("oven")
+    assert len(records) == 2
+    assert records[0].key_fingerprint != records[1].key_fingerprint  # a new key, not the expired one's

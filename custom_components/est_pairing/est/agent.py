@@ -118,7 +118,8 @@ class Appliance:
         current = await asyncio.to_thread(self.store.current)
         if current is None or _now() >= current[0].not_valid_after_utc:
             if current is not None:
-                self._report("the stored certificate has expired; enrolling again")
+                self._report("the stored certificate has expired; enrolling again with a new key")
+                await asyncio.to_thread(self.store.discard_credentials)
             certificate = await self.enroll()
         elif _now() >= self.renewal_due(current[0]):
             certificate = await self._renew_or_enroll(*current, retry=not once)
@@ -290,7 +291,10 @@ class Appliance:
             expiring = _now() + timedelta(seconds=_LAST_TRY) >= certificate.not_valid_after_utc
             if not (expiring or isinstance(err, CertificateExpired)):
                 raise
-            self._report(f"the certificate expired before it could be renewed ({err}); enrolling again")
+            self._report(
+                f"the certificate expired before it could be renewed ({err}); enrolling again with a new key"
+            )
+        await asyncio.to_thread(self.store.discard_credentials)  # an expired key is not used again
         self._waiting_since = None
         return await self.enroll(patient=retry)
 

@@ -91,7 +91,7 @@ class KeyStore:
             self.next_key_path.replace(self.key_path)
 
     def discard_credentials(self) -> None:
-        """Forget key and certificate (rejected or revoked: they can never be used again); keep the CA pin.
+        """Forget key and certificate (rejected, revoked or expired: not used again); keep the CA pin.
 
         The next enrollment makes a new key, which the owner approves anew, from the same hub.
         """
