@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from unittest.mock import patch
+from unittest.mock import MagicMock, patch
 
 from homeassistant.components.repairs import DOMAIN as REPAIRS_DOMAIN
 from homeassistant.core import HomeAssistant
@@ -56,6 +56,22 @@ async def test_the_issue_goes_when_the_addresses_come_back(hass: HomeAssistant, 
     assert ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_LISTENER_NAMES) is not None
     await _refresh(hass)  # the old addresses are back, and the certificate covers them
     assert ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_LISTENER_NAMES) is None
+
+
+async def test_the_announcement_follows_the_new_addresses_while_the_issue_is_open(
+    hass: HomeAssistant, runtime: EstRuntime, zeroconf: MagicMock
+) -> None:
+    """The certificate still covers <host>.local: announced at the new address, appliances reach it there."""
+    certificate = runtime.service.listener_identity.certificate
+    with patch("homeassistant.components.network.async_get_announce_addresses", return_value=NEW_ADDRESSES):
+        await _refresh(hass, times=2)
+    assert ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_LISTENER_NAMES) is not None
+    zeroconf.async_update_service.assert_awaited_once()  # once: the second check found it announced there
+    info = zeroconf.async_update_service.await_args.args[0]
+    assert info.parsed_addresses() == NEW_ADDRESSES
+    assert info.server == "ha-test.local."
+    assert runtime.service.listener_identity.certificate == certificate  # re-issued only when the owner asks
+    assert "ha-test.local" in runtime.service.listener_identity.names().all()
 
 
 async def test_the_issue_goes_when_a_restart_covered_the_new_addresses(

@@ -272,14 +272,19 @@ class EstRuntime:
         host = self.host_name
         return ListenerNames.from_hosts([f"{host}.local", host, *addresses, "localhost", "127.0.0.1"])
 
+    @staticmethod
+    def _announced_addresses(names: ListenerNames) -> list[str]:
+        return [str(a) for a in names.ip_addresses if not a.is_loopback] or [
+            str(a) for a in names.ip_addresses
+        ]
+
     async def _announce(self, names: ListenerNames) -> None:
         info = discovery.service_info(
             household_ca_name(self.settings.ca_name, max_bytes=discovery.MAX_INSTANCE_BYTES),
             port=self.service.port,
             ca_fingerprint=self.service.ca.fingerprint,
             server=f"{self.host_name}.local.",
-            addresses=[str(a) for a in names.ip_addresses if not a.is_loopback]
-            or [str(a) for a in names.ip_addresses],
+            addresses=self._announced_addresses(names),
         )
         aiozc = await zeroconf.async_get_async_instance(self.hass)
         if self._service_info is None:
@@ -305,6 +310,13 @@ class EstRuntime:
         names = await self._listener_names()
         if not self.service.listener_identity.covers(names):
             self._raise_issue(ISSUE_LISTENER_NAMES, ir.IssueSeverity.WARNING, names=", ".join(names.all()))
+            announced = self._service_info
+            if announced is not None and set(announced.parsed_addresses()) != set(
+                self._announced_addresses(names)
+            ):
+                # Announce where Home Assistant is now: appliances that check the certificate for
+                # <host>.local, which it still covers, reach it there before the owner re-issues it.
+                await self._announce(names)
         else:
             ir.async_delete_issue(self.hass, DOMAIN, ISSUE_LISTENER_NAMES)  # the addresses came back
             if self.service.listener_identity.needs_renewal(self.service.ca, names, self.service.now()):
