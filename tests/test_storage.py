@@ -110,6 +110,22 @@ async def test_approvals_home_assistant_cannot_save_raise_a_repair_issue_until_s
     assert restarted.service.policy.registration("oven") is not None
 
 
+async def test_a_revocation_has_dropped_the_pin_on_disk_when_it_returns(
+    hass: HomeAssistant,
+    init_integration: MockConfigEntry,
+    runtime: EstRuntime,
+    appliance_client: EstClient,
+    hass_storage: dict[str, Any],
+) -> None:
+    """Killed right after the owner revoked it, the hub must not start again with the PIN still valid."""
+    await paired_oven(hass, runtime, appliance_client)
+    await hass.async_block_till_done()
+    approvals = f"{DOMAIN}.{init_integration.entry_id}.approvals"
+    assert "oven" in str(hass_storage[approvals]["data"])
+    await runtime.async_revoke("oven")  # nothing else runs before the check below
+    assert "oven" not in str(hass_storage[approvals]["data"]["registrations"])
+
+
 async def test_a_listener_certificate_home_assistant_cannot_save_is_not_used(
     hass: HomeAssistant, runtime: EstRuntime, hass_client: ClientSessionGenerator
 ) -> None:

@@ -473,6 +473,9 @@ class EstRuntime:
     async def async_revoke(self, appliance_id: str) -> list[CertificateRecord]:
         """Revoke an appliance's certificates; it cannot re-enroll until paired again."""
         records = await self.service.registrar.revoke_appliance(appliance_id)
+        # Its registration is gone from the approvals on disk too before this returns: a PIN left
+        # there by a crash would let it enroll again with a new key.
+        await self.service.flush()
         _LOGGER.info("Revoked %s certificate(s) of %s", len(records), appliance_id)
         async_dispatcher_send(self.hass, self.signal_appliance, appliance_id)
         return records
