@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+import contextlib
 import logging
+import socket
 import ssl
 from typing import cast
 
@@ -228,6 +230,7 @@ class _GuardedConnection(asyncio.Protocol):
             self._finish()
             return
         self._transport = tls
+        _acknowledge_now(transport)
         if isinstance(ssl_object := tls.get_extra_info("ssl_object"), ssl.SSLObject):
             self.client_chain = self._guard.sessions.chain_for(ssl_object)
         handler = self.handler = self._handler_factory()
@@ -245,3 +248,19 @@ class _GuardedConnection(asyncio.Protocol):
         self._closed = True
         self._early.clear()
         self._guard._release(self)
+
+
+def _acknowledge_now(transport: asyncio.BaseTransport) -> None:
+    """Acknowledge the client's last handshake flight at once instead of up to 40 ms later.
+
+    In TLS 1.3 the client speaks last (its Finished), and the server, sending no session tickets,
+    has nothing to send back on which the acknowledgement could ride; a client with Nagle's algorithm
+    on (lwIP, many embedded stacks, Python's ``ssl`` sockets) then holds its request until the
+    delayed acknowledgement comes: every enrollment took 40 ms longer. Setting TCP_QUICKACK sends an
+    acknowledgement that is due now (Linux only; elsewhere nothing is done).
+    """
+    quickack = getattr(socket, "TCP_QUICKACK", None)
+    sock = transport.get_extra_info("socket")
+    if quickack is not None and sock is not None:
+        with contextlib.suppress(OSError):  # the peer may have gone already
+            sock.setsockopt(socket.IPPROTO_TCP, quickack, 1)
