@@ -35,7 +35,7 @@ from custom_components.est_pairing.est.limits import FREE_ATTEMPTS
 from . import forge
 from .conftest import RunningServer, make_service, oven_server
 from .manufacturer import LATER, Manufacturer
-from .scripted import Step, scripted_hub
+from .scripted import ScriptedHub, Step, scripted_hub
 
 ROOT = Path(__file__).parents[2]
 DOCS = ROOT / "docs" / "appliance-profile.md"
@@ -696,14 +696,21 @@ async def test_a_renewal_answered_202_asks_again(
     assert hub.answered[1:] == [("simplereenroll", 202), ("simplereenroll", 200)]
 
 
+async def enrolled_oven(
+    capsys: pytest.CaptureFixture[str], state_dir: Path, hub: ScriptedHub
+) -> x509.Certificate:
+    """Enroll the oven with its PIN at the scripted hub; its stored certificate."""
+    enrolled = await appliance(capsys, state_dir, "--id", "oven", "--pin", "1", "--server", hub.url)
+    assert enrolled.code == ExitCode.OK, enrolled.error
+    return stored_certificate(state_dir)
+
+
 async def test_renewal_makes_a_last_attempt_just_before_expiry(
     ca: HouseholdCA, tmp_path: Path, capsys: pytest.CaptureFixture[str], clock: FakeClock
 ) -> None:
     """A Retry-After reaching past notAfter is cut short: one more try while the certificate is valid."""
     async with scripted_hub(ca, lifetime=timedelta(hours=1, minutes=30)) as hub:
-        enrolled = await appliance(capsys, tmp_path, "--id", "oven", "--pin", "1", "--server", hub.url)
-        assert enrolled.code == ExitCode.OK, enrolled.error
-        first = stored_certificate(tmp_path)
+        first = await enrolled_oven(capsys, tmp_path, hub)
         hub.script.append(Step(503, "too many requests are waiting", {"Retry-After": "3600"}))
         run = await appliance(capsys, tmp_path, "--id", "oven", "--server", hub.url, until="renewed")
     assert run.code == ExitCode.OK, run.error
@@ -720,9 +727,7 @@ async def test_a_certificate_that_expires_unrenewed_enrolls_again(
 ) -> None:
     """Profile section 8: renewals fail until the certificate expires; the same run enrolls again."""
     async with scripted_hub(ca, lifetime=timedelta(hours=1)) as hub:
-        enrolled = await appliance(capsys, tmp_path, "--id", "oven", "--pin", "1", "--server", hub.url)
-        assert enrolled.code == ExitCode.OK, enrolled.error
-        first = stored_certificate(tmp_path)
+        first = await enrolled_oven(capsys, tmp_path, hub)
         hub.always["simplereenroll"] = Step(500, "the CA failed")
         run = await appliance(
             capsys, tmp_path, "--id", "oven", "--pin", "1", "--server", hub.url, until="enrolled"
@@ -745,9 +750,7 @@ async def test_a_certificate_found_expired_at_start_enrolls_again_with_a_new_key
 ) -> None:
     """Switched off past its certificate's notAfter: the appliance enrolls again, not with the old key."""
     async with scripted_hub(ca, lifetime=timedelta(hours=1)) as hub:
-        enrolled = await appliance(capsys, tmp_path, "--id", "oven", "--pin", "1", "--server", hub.url)
-        assert enrolled.code == ExitCode.OK, enrolled.error
-        first = stored_certificate(tmp_path)
+        first = await enrolled_oven(capsys, tmp_path, hub)
         clock.offset = timedelta(hours=2)
         run = await appliance(capsys, tmp_path, "--id", "oven", "--pin", "1", "--server", hub.url)
     assert run.code == ExitCode.OK, run.error
