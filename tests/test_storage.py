@@ -28,6 +28,7 @@ from custom_components.est_pairing.const import (
     ISSUE_STORAGE_UNWRITABLE,
     REFRESH_INTERVAL,
 )
+from custom_components.est_pairing.diagnostics import async_get_config_entry_diagnostics
 from custom_components.est_pairing.est.client import EstClient
 from custom_components.est_pairing.est.storage import Event
 from custom_components.est_pairing.runtime import EstRuntime
@@ -100,12 +101,16 @@ async def test_approvals_home_assistant_cannot_save_raise_a_repair_issue_until_s
         assert issue is not None
         assert issue.severity is ir.IssueSeverity.ERROR
         assert "oven" not in str(hass_storage.get(approvals))
+        diagnostics = await async_get_config_entry_diagnostics(hass, init_integration)
+        assert diagnostics["approvals"]["saved"] is False
+        assert "could not write" in diagnostics["approvals"]["save_error"]
         async_fire_time_changed(hass, dt_util.utcnow() + REFRESH_INTERVAL)  # tries again, still full
         await hass.async_block_till_done(wait_background_tasks=True)
         assert ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_STORAGE_UNWRITABLE) is not None
     async_fire_time_changed(hass, dt_util.utcnow() + 2 * REFRESH_INTERVAL)  # the owner freed some space
     await hass.async_block_till_done(wait_background_tasks=True)
     assert ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_STORAGE_UNWRITABLE) is None
+    assert (await async_get_config_entry_diagnostics(hass, init_integration))["approvals"]["saved"] is True
     restarted = await reloaded(hass, init_integration)
     assert restarted.service.policy.registration("oven") is not None
 

@@ -39,6 +39,11 @@ async def async_get_config_entry_diagnostics(hass: HomeAssistant, entry: EstConf
             "not_valid_after": identity.certificate.not_valid_after_utc.isoformat(),
             "announced_as": runtime.service_info.name if runtime.service_info else None,
         },
+        "approvals": {
+            # Behind what the hub does when they could not be written (a full disk): lost at a restart.
+            "saved": service.policy_save_error is None,
+            "save_error": str(service.policy_save_error) if service.policy_save_error else None,
+        },
         "pending": [
             {
                 "appliance_id": pending.appliance_id,
