@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from custom_components.est_pairing.est import cli
 from custom_components.est_pairing.est.cli import PemDirectoryStore
 from custom_components.est_pairing.est.service import EstService, ServiceConfig
 from custom_components.est_pairing.est.storage import Document, DocumentStore, JournalFile, JsonFileStore
@@ -178,3 +179,39 @@ def test_the_crl_is_named_where_the_listener_is_bound(
         ledger_journal=JournalFile(tmp_path / "ledger.jsonl"),
     )
     assert service.crl_url == crl_url
+
+
+async def test_a_revocation_whose_approvals_cannot_be_saved_is_refused_as_unsaved(tmp_path: Path) -> None:
+    """The control command says so (the revocation took effect), and stopping tries once more."""
+    disk = FullDisk(JsonFileStore(tmp_path / "approvals.json"))
+    disk.full = False
+    service = hub(tmp_path, policy_store=disk)
+    await service.load()
+    service.policy.preregister("oven", "482913")
+    await service.flush(check=True)
+    disk.full = True
+    with pytest.raises(ValueError, match=r"revoked 0 certificate\(s\), but the approvals could not be saved"):
+        await cli._control_command(service, {"command": "revoke", "appliance": "oven"})
+    assert service.policy.registration("oven") is None  # revoked, in effect
+    assert "oven" in str(await disk.load())  # but the saved approvals still hold its PIN
+    with pytest.raises(OSError, match="No space left"):
+        await service.flush(check=True)
+    disk.full = False
+    await service.stop()  # a last try
+    assert "oven" not in str(await disk.load())
+
+
+async def test_a_re_issued_listener_certificate_that_cannot_be_saved_at_start_is_used(tmp_path: Path) -> None:
+    """The CA is saved; any certificate it issues serves the listener, and the next start issues another."""
+    first = hub(tmp_path)
+    await first.load()
+    disk = FullDisk(PemDirectoryStore(tmp_path))
+    moved = EstService(
+        ServiceConfig("Test", port=0, names=ListenerNames.from_hosts(["hub.local", "192.168.1.20"])),
+        ca_store=disk,
+        policy_store=JsonFileStore(tmp_path / "approvals.json"),
+        ledger_journal=JournalFile(tmp_path / "ledger.jsonl"),
+    )
+    assert not await moved.load()  # starts
+    assert moved.ca.fingerprint == first.ca.fingerprint
+    assert "192.168.1.20" in moved.listener_identity.names().all()

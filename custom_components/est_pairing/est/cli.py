@@ -227,18 +227,26 @@ async def _control_command(service: EstService, request: dict[str, Any]) -> dict
         return {"ok": True, **_listing(service)}
     if command == "revoke":
         records = await service.registrar.revoke_appliance(request["appliance"])
-        await service.flush()
+        await _saved(service, f"revoked {len(records)} certificate(s)")
         return {"ok": True, "message": f"revoked {len(records)} certificate(s)"}
     pending = _select_pending(service, request["appliance"], request.get("key"))
     if command == "approve":
         service.policy.approve(pending.request_id, pin=request.get("pin"))
-        await service.flush()
+        await _saved(service, f"approved {pending.appliance_id}")
         return {"ok": True, "message": f"approved {pending.appliance_id}; it enrolls on its next retry"}
     if command == "reject":
         service.policy.reject(pending.request_id)
-        await service.flush()
+        await _saved(service, f"rejected {pending.appliance_id}")
         return {"ok": True, "message": f"rejected {pending.appliance_id}"}
     raise ValueError(f"unknown command {command}")
+
+
+async def _saved(service: EstService, done: str) -> None:
+    """Wait until the approvals are saved; a ValueError (a refusal the caller shows) if they cannot be."""
+    try:
+        await service.flush(check=True)
+    except OSError as err:
+        raise ValueError(f"{done}, but the approvals could not be saved ({err}); free some space") from err
 
 
 def _select_pending(service: EstService, appliance: str, key: str | None) -> PendingEnrollment:

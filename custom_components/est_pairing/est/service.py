@@ -122,11 +122,20 @@ class EstService:
             _LOGGER.info("Created the household CA (SHA-256 %s)", self._ca.fingerprint)
         else:
             self._ca, self._identity = _from_document(document)
-        if self._identity is None or self._identity.needs_renewal(self._ca, self.config.names, self.now()):
+        reissued = self._identity is None or self._identity.needs_renewal(
+            self._ca, self.config.names, self.now()
+        )
+        if reissued:
             self._identity = ListenerIdentity.issue(self._ca, self.config.names, self.now())
-            created = True
         if created:
-            await self._save_ca(self.listener_identity)
+            await self._save_ca(self.listener_identity)  # raises: a CA that was not saved is never used
+        elif reissued:
+            try:
+                await self._save_ca(self.listener_identity)
+            except OSError as err:  # any certificate of the CA serves; the next start issues another
+                _LOGGER.warning(
+                    "Could not save the re-issued EST listener certificate (%s); using it anyway", err
+                )
         self.policy.restore(await self._policy_store.load() or {})
         self.policy.on_change = self._schedule_policy_save
         await self.ledger.load()
@@ -204,14 +213,20 @@ class EstService:
         if self.on_policy_saved is not None:
             self.on_policy_saved(error)
 
-    async def flush(self) -> None:
-        """Wait for pending saves, and for any that start meanwhile."""
+    async def flush(self, *, check: bool = False) -> None:
+        """Wait for pending saves, and for any that start meanwhile.
+
+        With ``check``, raise the OSError that keeps the approvals on disk behind those in memory:
+        what the owner just decided is not saved.
+        """
         while self._saves:
             # Take them out first: gather() over finished tasks completes without yielding (3.12+),
             # so waiting for their done-callbacks to empty the set would spin forever.
             saves = list(self._saves)
             self._saves.difference_update(saves)
             await asyncio.gather(*saves)
+        if check and self.policy_save_error is not None:
+            raise self.policy_save_error
 
     # --- listener -----------------------------------------------------------------------------------
 
@@ -241,6 +256,9 @@ class EstService:
             self._listener = None
         await self.ledger.wait_idle()
         await self.flush()
+        if self.policy_save_error is not None:  # a last try: what is not saved now is lost
+            with contextlib.suppress(OSError):
+                await self.save_policy()
 
     async def update_names(self, names: ListenerNames) -> bool:
         """Re-issue the listener certificate if it does not cover ``names`` or nears expiry."""
