@@ -72,6 +72,12 @@ async def test_the_announcement_follows_the_new_addresses_while_the_issue_is_ope
     assert info.server == "ha-test.local."
     assert runtime.service.listener_identity.certificate == certificate  # re-issued only when the owner asks
     assert "ha-test.local" in runtime.service.listener_identity.names().all()
+    await _refresh(hass)  # the old addresses are back: announced there again
+    assert ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_LISTENER_NAMES) is None
+    assert zeroconf.async_update_service.await_count == 2
+    info = zeroconf.async_update_service.await_args.args[0]
+    registered = zeroconf.async_register_service.await_args.args[0]
+    assert info.parsed_addresses() == registered.parsed_addresses() != NEW_ADDRESSES
 
 
 async def test_the_issue_goes_when_a_restart_covered_the_new_addresses(

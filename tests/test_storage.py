@@ -19,6 +19,7 @@ from homeassistant.helpers.storage import Store
 from homeassistant.setup import async_setup_component
 from homeassistant.util import dt as dt_util
 from homeassistant.util.file import WriteError
+import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
@@ -31,8 +32,9 @@ from custom_components.est_pairing.const import (
 from custom_components.est_pairing.diagnostics import async_get_config_entry_diagnostics
 from custom_components.est_pairing.est.client import EstClient
 from custom_components.est_pairing.est.storage import Event
+from custom_components.est_pairing.exceptions import NotSaved
 from custom_components.est_pairing.runtime import EstRuntime
-from custom_components.est_pairing.store import LedgerJournal
+from custom_components.est_pairing.store import DocumentStore, LedgerJournal
 
 from .est.polling import eventually
 from .test_pairing import entity_state, paired_oven
@@ -82,7 +84,7 @@ async def test_a_household_ca_home_assistant_cannot_save_is_not_used(
         assert not await hass.config_entries.async_setup(mock_config_entry.entry_id)
         await hass.async_block_till_done()
     assert mock_config_entry.state is ConfigEntryState.SETUP_RETRY
-    assert "could not be saved" in (mock_config_entry.reason or "")
+    assert "could not read or write its storage" in (mock_config_entry.reason or "")
     prefix = f"{DOMAIN}.{mock_config_entry.entry_id}"
     assert f"{prefix}.ca" not in hass_storage
     runtime = await reloaded(hass, mock_config_entry)  # the disk has room again when it retries
@@ -129,6 +131,49 @@ async def test_a_revocation_has_dropped_the_pin_on_disk_when_it_returns(
     assert "oven" in str(hass_storage[approvals]["data"])
     await runtime.async_revoke("oven")  # nothing else runs before the check below
     assert "oven" not in str(hass_storage[approvals]["data"]["registrations"])
+
+
+async def test_a_revocation_whose_approvals_cannot_be_saved_says_so_and_is_saved_at_unload(
+    hass: HomeAssistant, init_integration: MockConfigEntry, runtime: EstRuntime, appliance_client: EstClient
+) -> None:
+    await paired_oven(hass, runtime, appliance_client)
+    await hass.async_block_till_done()
+    with full_disk_for("approvals"), pytest.raises(NotSaved):
+        await runtime.async_revoke("oven")
+    assert entity_state(hass, "_oven_certificate_status") == "revoked"  # in effect all the same
+    assert ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_STORAGE_UNWRITABLE) is not None
+    restarted = await reloaded(hass, init_integration)  # the disk has room again: saved on the way out
+    assert restarted.service.policy.registration("oven") is None
+    assert ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_STORAGE_UNWRITABLE) is None
+
+
+async def test_two_saves_of_one_store_at_once_are_both_checked_against_their_own_document(
+    hass: HomeAssistant, config_dir: Path
+) -> None:
+    """The second save's document is pending while the first is read back: that is no failure."""
+    write = Store._async_write_data
+
+    async def slow_disk(store: Store[Any], *args: Any) -> None:
+        await asyncio.sleep(0.01)  # as a write in the executor lets other saves begin meanwhile
+        await write(store, *args)
+
+    store = DocumentStore(hass, "entry", "ca")
+    with patch.object(Store, "_async_write_data", slow_disk):
+        await asyncio.gather(store.save({"n": 1}), store.save({"n": 2}))
+    assert await store.load() == {"n": 2}
+
+
+async def test_a_hub_whose_re_issued_listener_certificate_cannot_be_saved_starts(
+    hass: HomeAssistant, init_integration: MockConfigEntry, hass_storage: dict[str, Any]
+) -> None:
+    """The CA is saved: any certificate it issues serves appliances, and the next start issues another."""
+    with (
+        patch("homeassistant.components.network.async_get_announce_addresses", return_value=["192.168.7.7"]),
+        full_disk_for("ca"),
+    ):
+        runtime = await reloaded(hass, init_integration)
+    assert init_integration.state is ConfigEntryState.LOADED
+    assert "192.168.7.7" in runtime.service.listener_identity.names().all()
 
 
 async def test_a_listener_certificate_home_assistant_cannot_save_is_not_used(

@@ -19,6 +19,17 @@ class AlreadyPaired(ServiceValidationError):
         )
 
 
+class NotSaved(HomeAssistantError):
+    """The owner's decision took effect, but the approvals could not be written (a full disk)."""
+
+    def __init__(self, appliance_id: str, revoked: int) -> None:
+        super().__init__(
+            translation_domain=DOMAIN,
+            translation_key="revoked_not_saved",
+            translation_placeholders={"appliance_id": appliance_id, "count": str(revoked)},
+        )
+
+
 def translated(err: EstError) -> HomeAssistantError:
     """A translated exception for a library error: the owner's mistakes are validation errors."""
     if isinstance(err, MalformedRequest):

@@ -58,7 +58,7 @@ from .est.ledger import CertificateRecord
 from .est.policy import PendingEnrollment, Registration
 from .est.service import EstService, ServiceConfig
 from .est.tls import ListenerNames
-from .exceptions import AlreadyPaired
+from .exceptions import AlreadyPaired, NotSaved
 from .store import DocumentStore, LedgerJournal
 
 _LOGGER = logging.getLogger(__name__)
@@ -207,6 +207,7 @@ class EstRuntime:
                 translation_placeholders={"error": str(err)},
             ) from err
         self.service.on_policy_saved = self._policy_saved
+        ir.async_delete_issue(self.hass, DOMAIN, ISSUE_STORAGE_UNWRITABLE)  # memory and disk agree again
         policy = self.service.policy
         policy.on_pending_added = self._pending_added
         policy.on_pending_removed = self._pending_removed
@@ -310,13 +311,6 @@ class EstRuntime:
         names = await self._listener_names()
         if not self.service.listener_identity.covers(names):
             self._raise_issue(ISSUE_LISTENER_NAMES, ir.IssueSeverity.WARNING, names=", ".join(names.all()))
-            announced = self._service_info
-            if announced is not None and set(announced.parsed_addresses()) != set(
-                self._announced_addresses(names)
-            ):
-                # Announce where Home Assistant is now: appliances that check the certificate for
-                # <host>.local, which it still covers, reach it there before the owner re-issues it.
-                await self._announce(names)
         else:
             ir.async_delete_issue(self.hass, DOMAIN, ISSUE_LISTENER_NAMES)  # the addresses came back
             if self.service.listener_identity.needs_renewal(self.service.ca, names, self.service.now()):
@@ -324,6 +318,13 @@ class EstRuntime:
                     await self.service.update_names(names)
                 except OSError as err:  # the listener keeps its certificate; the next check tries again
                     _LOGGER.warning("Could not save the EST server's renewed certificate: %s", err)
+        announced = self._service_info
+        if announced is not None and set(announced.parsed_addresses()) != set(
+            self._announced_addresses(names)
+        ):
+            # Announce where Home Assistant is now: while the listener-names issue is open, appliances
+            # that check the certificate for <host>.local, which it still covers, reach it there.
+            await self._announce(names)
         if self.service.policy_save_error is not None:
             with contextlib.suppress(OSError):  # still failing: the repair issue stays
                 await self.service.save_policy()
@@ -475,7 +476,10 @@ class EstRuntime:
         records = await self.service.registrar.revoke_appliance(appliance_id)
         # Its registration is gone from the approvals on disk too before this returns: a PIN left
         # there by a crash would let it enroll again with a new key.
-        await self.service.flush()
+        try:
+            await self.service.flush(check=True)
+        except OSError as err:
+            raise NotSaved(appliance_id, len(records)) from err
         _LOGGER.info("Revoked %s certificate(s) of %s", len(records), appliance_id)
         async_dispatcher_send(self.hass, self.signal_appliance, appliance_id)
         return records
@@ -575,7 +579,7 @@ class EstRuntime:
                 _LOGGER.warning(
                     "Appliance %s was removed while the hub was stopped: revoking it", appliance_id
                 )
-                await self.async_revoke(appliance_id)
+                await self._revoke_removed(appliance_id)
         # What a pre-registered appliance reported is saved at once, its subentry a second later.
         for subentry_id, appliance_id in self._appliance_subentries().items():
             if appliance_id in registered:
@@ -603,7 +607,14 @@ class EstRuntime:
         for subentry_id in added:
             async_dispatcher_send(self.hass, self.signal_new_appliance, subentry_id)
         for appliance_id in removed:
+            await self._revoke_removed(appliance_id)
+
+    async def _revoke_removed(self, appliance_id: str) -> None:
+        """Revoke an appliance whose subentry is gone; approvals that cannot be saved stop no other."""
+        try:
             await self.async_revoke(appliance_id)
+        except NotSaved:  # revoked; the storage repair issue tells the owner, the next save retries
+            _LOGGER.warning("Revoked %s, but the approvals could not be saved", appliance_id)
 
     # --- ledger -> entities -------------------------------------------------------------------------
 

@@ -43,6 +43,8 @@ class DocumentStore:
         self._store = Store[Document](
             hass, STORAGE_VERSION, _store_key(entry_id, name), private=True, atomic_writes=True
         )
+        # One save and its check at a time: a save begun meanwhile would be read back as pending.
+        self._saving = asyncio.Lock()
 
     async def load(self) -> Document | None:
         """The saved document, or None."""
@@ -54,9 +56,10 @@ class DocumentStore:
         While Home Assistant stops, the Store keeps the document for its final write and reads it
         back from memory: that one is not checked.
         """
-        await self._store.async_save(document)
-        if await self._store.async_load() != json.loads(json.dumps(document)):
-            raise OSError(f"Home Assistant could not write .storage/{self._store.key} (its log says why)")
+        async with self._saving:
+            await self._store.async_save(document)
+            if await self._store.async_load() != json.loads(json.dumps(document)):
+                raise OSError(f"Home Assistant could not write .storage/{self._store.key} (its log says why)")
 
     async def remove(self) -> None:
         """Delete the file."""
