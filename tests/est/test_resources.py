@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from custom_components.est_pairing.est import wire
+from custom_components.est_pairing.est import guard as listener_guard, wire
 from custom_components.est_pairing.est.guard import ConnectionGuard
 from custom_components.est_pairing.est.limits import (
     FREE_ATTEMPTS,
@@ -165,6 +165,34 @@ async def test_slow_body_is_cut_off_with_408(server: RunningServer) -> None:
         assert sender.sent < 2000  # refused while the body was still coming
         await assert_cut_off(connection, loop.time(), at_least=0.0, at_most=LIMITS.linger_timeout)
     await assert_still_serving(server)
+
+
+async def test_the_end_of_each_tls_handshake_is_acknowledged_at_once(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sending no session tickets, the listener has nothing to answer a TLS 1.3 client's Finished with.
+
+    Without an immediate acknowledgement a client with Nagle's algorithm on holds its request for the
+    delayed one (40 ms on Linux). That wait is measured by ``scripts/bench`` (one client); here, that
+    every connection gets TCP_QUICKACK on its own TCP socket once its handshake is done.
+    """
+    acknowledged: list[object] = []
+    acknowledge = listener_guard._acknowledge_now
+
+    def spy(transport: asyncio.BaseTransport) -> None:
+        acknowledge(transport)
+        acknowledged.append(transport.get_extra_info("peername"))  # the TCP transport: the client's end
+
+    monkeypatch.setattr(listener_guard, "_acknowledge_now", spy)
+    async with rawhttp.connect(server.service.port, tls=tls(server)) as connection:
+        client = connection.writer.get_extra_info("sockname")
+        ssl_object = connection.writer.get_extra_info("ssl_object")
+        assert ssl_object.version() == "TLSv1.3"
+        await connection.send(rawhttp.http_request("GET", "/.well-known/est/cacerts"))
+        answer = await connection.response()
+        assert answer is not None
+        assert answer.status == 200
+    assert acknowledged == [client]
 
 
 async def test_an_idle_tls_connection_is_closed(server: RunningServer) -> None:
