@@ -8,7 +8,6 @@ appliance (config subentry) for every approved appliance, and tells entities whe
 from __future__ import annotations
 
 from collections.abc import Callable
-import contextlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 import logging
@@ -325,9 +324,7 @@ class EstRuntime:
             # Announce where Home Assistant is now: while the listener-names issue is open, appliances
             # that check the certificate for <host>.local, which it still covers, reach it there.
             await self._announce(names)
-        if self.service.policy_save_error is not None:
-            with contextlib.suppress(OSError):  # still failing: the repair issue stays
-                await self.service.save_policy()
+        await self.service.catch_up_policy_save()  # still failing: the repair issue stays
         self._check_ca_expiry()
         self.service.policy.pending_requests()  # forgets expired requests, which closes their flows
         async_dispatcher_send(self.hass, self.signal_appliance, None)

@@ -208,6 +208,15 @@ class EstService:
             if error is not None:
                 raise error
 
+    async def catch_up_policy_save(self) -> None:
+        """If the approvals on disk are behind those in memory, try to save them once more.
+
+        A failure stays in :attr:`policy_save_error` (and was logged when it began).
+        """
+        if self.policy_save_error is not None:
+            with contextlib.suppress(OSError):
+                await self.save_policy()
+
     def _policy_saved(self, error: OSError | None) -> None:
         self.policy_save_error = error
         if self.on_policy_saved is not None:
@@ -256,9 +265,7 @@ class EstService:
             self._listener = None
         await self.ledger.wait_idle()
         await self.flush()
-        if self.policy_save_error is not None:  # a last try: what is not saved now is lost
-            with contextlib.suppress(OSError):
-                await self.save_policy()
+        await self.catch_up_policy_save()  # a last try: what is not saved now is lost
 
     async def update_names(self, names: ListenerNames) -> bool:
         """Re-issue the listener certificate if it does not cover ``names`` or nears expiry."""
