@@ -40,7 +40,7 @@ async def async_get_config_entry_diagnostics(hass: HomeAssistant, entry: EstConf
             "announced_as": runtime.service_info.name if runtime.service_info else None,
         },
         "approvals": {
-            # Behind what the hub does when they could not be written (a full disk): lost at a restart.
+            # False while the approvals on disk are behind those in memory (a full disk): lost at a restart.
             "saved": service.policy_save_error is None,
             "save_error": str(service.policy_save_error) if service.policy_save_error else None,
         },

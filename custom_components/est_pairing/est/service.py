@@ -127,12 +127,13 @@ class EstService:
         )
         if reissued:
             self._identity = ListenerIdentity.issue(self._ca, self.config.names, self.now())
-        if created:
-            await self._save_ca(self.listener_identity)  # raises: a CA that was not saved is never used
-        elif reissued:
+        if created or reissued:
             try:
                 await self._save_ca(self.listener_identity)
-            except OSError as err:  # any certificate of the CA serves; the next start issues another
+            except OSError as err:
+                if created:
+                    raise  # a CA that was not saved is never used
+                # Any certificate of the saved CA serves the listener; the next start issues another.
                 _LOGGER.warning(
                     "Could not save the re-issued EST listener certificate (%s); using it anyway", err
                 )
