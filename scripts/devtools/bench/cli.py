@@ -21,9 +21,10 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from est.client import EstClient
 from est.wire import EST_PATH
 
+from . import two_openssls
 from .loadgen import Endpoint
 from .measure import Target
-from .phases import Bench, Settings
+from .phases import Bench, Settings, pinned
 from .report import judge, report
 
 PHASES = ("limits", "scaling", "stall", "ha-stall", "memory")
@@ -51,6 +52,11 @@ def parser() -> argparse.ArgumentParser:
     root.add_argument("--load-cpus", default="1", help="CPUs for the load generator (1), or 'any'")
     root.add_argument("--work-dir", type=Path, help="for data directories and server logs")
     root.add_argument("--json", type=Path, help="also write every figure to this file")
+    root.add_argument(
+        "--two-openssls",
+        action="store_true",
+        help="instead: the experiment on a CSR check after a TLS handshake (docs/performance.md)",
+    )
     other = root.add_argument_group("an RFC 7030 server the bench does not start")
     other.add_argument("--url", help="https://HOST:PORT[/.well-known/est[/LABEL]]")
     other.add_argument("--ca", type=Path, help="its CA (PEM); default: fetched, trusted on first use")
@@ -84,6 +90,10 @@ def settings_from(args: argparse.Namespace, work_dir: Path) -> Settings:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point."""
     args = parser().parse_args(argv)
+    if args.two_openssls:
+        with pinned(_cpus(args.server_cpu)):
+            two_openssls.main()
+        return 0
     phases = {phase.strip() for phase in args.only.split(",") if phase.strip()}
     if unknown := phases - set(PHASES):
         raise SystemExit(f"unknown phase(s) {', '.join(sorted(unknown))}: choose from {', '.join(PHASES)}")

@@ -1,0 +1,32 @@
+"""The two-OpenSSLs experiment does what it says: real handshakes, one check after each piece of work."""
+
+from __future__ import annotations
+
+import pytest
+
+from scripts.devtools.bench import two_openssls
+from scripts.devtools.bench.workload import csr_bodies
+
+
+def test_a_handshake_completes_with_the_listener_settings() -> None:
+    server = two_openssls.Handshakes().run()
+    assert server.version() in {"TLSv1.2", "TLSv1.3"}
+    assert server.cipher() is not None
+    assert server.getpeercert() is None  # the client sent no certificate (the EST server asks, optionally)
+
+
+def test_each_check_follows_its_own_piece_of_work() -> None:
+    bodies = csr_bodies(3)
+    calls: list[int] = []
+    spent = two_openssls.check_after(lambda: calls.append(1), bodies)
+    assert len(calls) == len(bodies)
+    assert spent > 0
+
+
+def test_the_experiment_prints_a_figure_for_each_kind_of_work(capsys: pytest.CaptureFixture[str]) -> None:
+    two_openssls.main(rounds=1)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("one CSR check")
+    assert len(lines) == 5
+    assert "TLS handshake" in lines[-1]
+    assert all(float(line.rsplit(":", 1)[1].removesuffix("us")) > 0 for line in lines[1:])
