@@ -20,6 +20,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Middleware
 from cryptography import x509
 
+from .batching import WorkGroups
 from .errors import (
     AuthenticationRequired,
     EstError,
@@ -118,6 +119,7 @@ class EstApplication:
         self.labels = frozenset(labels)
         self._challenge = 'Basic realm="{}", charset="UTF-8"'.format(realm.replace('"', "'"))
         self.busy_warning = OncePer(BUSY_WARNING_INTERVAL)
+        self.work_groups = WorkGroups()
         self._operations: dict[str, _Operation] = {
             "cacerts": _Operation(hdrs.METH_GET, self._cacerts),
             "csrattrs": _Operation(hdrs.METH_GET, self._csrattrs),
@@ -209,16 +211,16 @@ class EstApplication:
         return _base64(CSRATTRS, encode_base64(der))
 
     async def _simpleenroll(self, request: web.Request) -> web.Response:
-        csr = await _read_csr(request)
+        csr = await self._read_csr(request)
         outcome = await self.registrar.enroll(_peer(request), csr)
         return _enrollment_response(outcome)
 
     async def _simplereenroll(self, request: web.Request) -> web.Response:
-        csr = await _read_csr(request)
+        csr = await self._read_csr(request)
         return _enrollment_response(await self.registrar.reenroll(_peer(request), csr))
 
     async def _serverkeygen(self, request: web.Request) -> web.Response:
-        csr = await _read_csr(request)
+        csr = await self._read_csr(request)
         outcome = await self.registrar.serverkeygen(_peer(request), csr)
         if isinstance(outcome, AwaitingOwner):
             return _enrollment_response(outcome)
@@ -229,6 +231,16 @@ class EstApplication:
             ]
         )
         return web.Response(body=body, headers={hdrs.CONTENT_TYPE: content_type})
+
+    async def _read_csr(self, request: web.Request) -> x509.CertificateSigningRequest:
+        """The request's CSR, checked once its group's turn comes (the rest of its handling follows)."""
+        if media_type(request.headers.get(hdrs.CONTENT_TYPE)) != PKCS10:
+            raise UnsupportedMediaType(f"send the certificate request as {PKCS10}")
+        if request.headers.get(hdrs.CONTENT_ENCODING, "identity").strip().lower() != "identity":
+            raise UnsupportedMediaType("send the certificate request uncompressed (no Content-Encoding)")
+        body = await _read_body(request)
+        await self.work_groups.wait_turn()
+        return load_csr(body)
 
     async def _fullcmc(self, request: web.Request) -> web.Response:
         raise OperationNotSupported("full CMC is not offered; use simpleenroll")
@@ -281,14 +293,6 @@ def _client_chain(request: web.Request) -> ClientChain:
         verified = ssl_object.get_verified_chain()
         return ClientChain(tuple(verified)) if verified else NO_CLIENT_CERTIFICATE
     return NO_CLIENT_CERTIFICATE
-
-
-async def _read_csr(request: web.Request) -> x509.CertificateSigningRequest:
-    if media_type(request.headers.get(hdrs.CONTENT_TYPE)) != PKCS10:
-        raise UnsupportedMediaType(f"send the certificate request as {PKCS10}")
-    if request.headers.get(hdrs.CONTENT_ENCODING, "identity").strip().lower() != "identity":
-        raise UnsupportedMediaType("send the certificate request uncompressed (no Content-Encoding)")
-    return load_csr(await _read_body(request))
 
 
 async def _read_body(request: web.Request) -> bytes:
