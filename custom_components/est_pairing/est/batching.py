@@ -50,8 +50,9 @@ class WorkGroups:
         loop = asyncio.get_running_loop()
         group = self._open
         if group is None:
-            self._open = group = _Group(deadline=loop.time() + self.gather)
-            group.check = loop.call_soon(self._check, group, loop.time())
+            now = loop.time()
+            self._open = group = _Group(deadline=now + self.gather)
+            group.check = loop.call_soon(self._check, group, now)
         group.size += 1
         if group.size >= self.max_group:  # full: it goes on at the next turn, in order of arrival
             if group.check is not None:
