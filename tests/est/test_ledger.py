@@ -235,6 +235,53 @@ class FlakyJournal(JournalFile):
         await super().compact(events)
 
 
+class HeldJournal(FlakyJournal):
+    """Holds each append until released, so a caller can be cancelled while its event is written."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.writing = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def append(self, events: Sequence[Event]) -> None:
+        self.writing.set()
+        await self.release.wait()
+        await super().append(events)
+
+
+@pytest.mark.parametrize("fail", [False, True], ids=["written", "write fails"])
+async def test_a_caller_cancelled_during_the_write_leaves_the_others_answered(
+    tmp_path: Path, ca: HouseholdCA, fail: bool
+) -> None:
+    journal = HeldJournal(tmp_path / "ledger.jsonl")
+    ledger = Ledger(journal)
+    left, stayed = issue(ca, "oven"), issue(ca, "fridge")
+    leaving = asyncio.create_task(ledger.record_issued(left, "oven"))
+    staying = asyncio.create_task(ledger.record_issued(stayed, "fridge"))
+    await journal.writing.wait()
+    leaving.cancel()
+    journal.fail_append = fail
+    journal.release.set()
+    # A writer that stopped on the cancelled caller's future would never answer the other one.
+    done, _ = await asyncio.wait({staying}, timeout=10)
+    assert staying in done
+    if fail:
+        with pytest.raises(CAFailure, match="could not record the certificate"):
+            staying.result()
+        assert len(ledger) == 0
+    else:
+        record = staying.result()
+        assert record.appliance_id == "fridge"
+        # The cancelled caller's event was in the write: it is recorded, as a crash after it would leave it.
+        assert set(ledger.appliances()) == {"oven", "fridge"}
+    with pytest.raises(asyncio.CancelledError):
+        await leaving
+    await ledger.record_issued(issue(ca, "kettle"), "kettle")  # the writer goes on
+    reloaded = Ledger(JournalFile(tmp_path / "ledger.jsonl"))
+    await reloaded.load()
+    assert len(reloaded) == len(ledger) == (1 if fail else 3)
+
+
 async def test_a_failed_write_issues_nothing_and_the_next_one_works(tmp_path: Path, ca: HouseholdCA) -> None:
     journal = FlakyJournal(tmp_path / "ledger.jsonl")
     ledger = Ledger(journal)

@@ -198,7 +198,9 @@ class Ledger:
         self._queue.append((event, future))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_queue(), name="est ledger writer")
-        await asyncio.shield(future)
+        # A caller cancelled meanwhile cancels only its wait: the event is in the queue and is written
+        # all the same (the writer answers only the futures still waited on).
+        await future
 
     async def _write_queue(self) -> None:
         busy = False
@@ -213,11 +215,13 @@ class Ledger:
             except Exception as err:
                 _LOGGER.exception("Could not write the certificate ledger")
                 for _, future in batch:
-                    future.set_exception(CAFailure(f"could not record the certificate: {err}"))
+                    if not future.done():
+                        future.set_exception(CAFailure(f"could not record the certificate: {err}"))
                 continue
             for event, future in batch:
                 record = self._apply(event)
-                future.set_result(None)
+                if not future.done():
+                    future.set_result(None)
                 if record is not None:
                     self._tell_listeners(record)
             self._events_since_compaction += len(events)
