@@ -22,6 +22,8 @@ type Event = dict[str, Any]
 _PRIVATE = 0o600
 _TAIL = 64 * 1024  # longer than any event; a torn final line is shorter
 _PIECE = 256  # events per write when compacting: each write lets the event loop's thread run
+# One encoder for every journal line: json.dumps with options would build a new one per event.
+_EVENT_ENCODER = json.JSONEncoder(separators=(",", ":"), sort_keys=True)
 
 
 class DocumentStore(Protocol):
@@ -207,7 +209,7 @@ def _write_all(descriptor: int, data: bytes) -> None:
 
 
 def _line(event: Event) -> bytes:
-    return json.dumps(event, separators=(",", ":"), sort_keys=True).encode() + b"\n"
+    return _EVENT_ENCODER.encode(event).encode() + b"\n"
 
 
 def _pieces(events: Iterable[Event]) -> Iterator[bytes]:
