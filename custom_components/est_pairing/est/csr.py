@@ -58,11 +58,15 @@ class ApplianceDetails:
     @classmethod
     def from_name(cls, subject: x509.Name) -> ApplianceDetails:
         """Pick the details out of an X.509 name, trimmed and stripped of control characters."""
+        return cls._from_values(_first_values(subject))
+
+    @classmethod
+    def _from_values(cls, values: _FirstValues) -> ApplianceDetails:
         return cls(
-            name=_attribute(subject, _NAME_ATTRIBUTE) or _attribute(subject, NameOID.COMMON_NAME),
-            model=_attribute(subject, NameOID.ORGANIZATIONAL_UNIT_NAME),
-            manufacturer=_attribute(subject, NameOID.ORGANIZATION_NAME),
-            serial_number=_attribute(subject, NameOID.SERIAL_NUMBER),
+            name=_detail(values, _NAME_ATTRIBUTE) or _detail(values, NameOID.COMMON_NAME),
+            model=_detail(values, NameOID.ORGANIZATIONAL_UNIT_NAME),
+            manufacturer=_detail(values, NameOID.ORGANIZATION_NAME),
+            serial_number=_detail(values, NameOID.SERIAL_NUMBER),
         )
 
 
@@ -108,16 +112,18 @@ def inspect_request(csr: x509.CertificateSigningRequest) -> CertificateRequest:
     dns_names, ip_addresses = _requested_names(extensions)
     usages = extension_value(extensions, x509.ExtendedKeyUsage)
     wants_server_auth = usages is not None and ExtendedKeyUsageOID.SERVER_AUTH in usages
+    values = _first_values(subject)
+    common_name = values.get(NameOID.COMMON_NAME)
     return CertificateRequest(
         csr=csr,
         public_key=public_key,
         key_fingerprint=public_key_fingerprint(public_key),
         key_description=key_description,
-        common_name=_attribute(subject, NameOID.COMMON_NAME, trim=False),
+        common_name=common_name if isinstance(common_name, str) and common_name else None,
         dns_names=dns_names,
         ip_addresses=ip_addresses,
         wants_server_auth=wants_server_auth or bool(dns_names or ip_addresses),
-        details=ApplianceDetails.from_name(subject),
+        details=ApplianceDetails._from_values(values),
     )
 
 
@@ -206,11 +212,19 @@ def _requested_names(extensions: x509.Extensions) -> tuple[tuple[str, ...], tupl
     return dns_names, ip_addresses
 
 
-def _attribute(name: x509.Name, oid: x509.ObjectIdentifier, *, trim: bool = True) -> str | None:
-    values = name.get_attributes_for_oid(oid)
-    if not values or not isinstance(values[0].value, str):
+type _FirstValues = dict[x509.ObjectIdentifier, str | bytes]
+
+
+def _first_values(name: x509.Name) -> _FirstValues:
+    """Each attribute type's first value, in one pass over the name."""
+    values: _FirstValues = {}
+    for attribute in name:
+        values.setdefault(attribute.oid, attribute.value)
+    return values
+
+
+def _detail(values: _FirstValues, oid: x509.ObjectIdentifier) -> str | None:
+    value = values.get(oid)
+    if not isinstance(value, str):
         return None
-    value = values[0].value
-    if trim:
-        value = _UNPRINTABLE.sub("", value).strip()[:_DETAIL_LENGTH]
-    return value or None
+    return _UNPRINTABLE.sub("", value).strip()[:_DETAIL_LENGTH] or None
