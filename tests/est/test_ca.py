@@ -153,6 +153,33 @@ def test_end_entity_kinds_do_not_share_extensions(ca: HouseholdCA) -> None:
             assert ca.issued(certificate)
 
 
+def test_fixed_extensions_kept_encoded_give_the_certificate_the_extension_objects_would(
+    ca: HouseholdCA,
+) -> None:
+    """A template holds its fixed extensions as cryptography encoded them once; nothing else changes."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    for server_auth, crl_url in ((True, "http://hub.local:8445/crl"), (False, None)):
+        certificate = forge.issued_by(
+            ca,
+            key.public_key(),
+            dns_names=("oven.local",) if server_auth else (),
+            server_auth=server_auth,
+            not_before=NOW,
+            crl_url=crl_url,
+        )
+        rebuilt = x509.CertificateBuilder(
+            issuer_name=certificate.issuer,
+            subject_name=certificate.subject,
+            public_key=key.public_key(),
+            serial_number=certificate.serial_number,
+            not_valid_before=certificate.not_valid_before_utc,
+            not_valid_after=certificate.not_valid_after_utc,
+            extensions=list(certificate.extensions),  # decoded into extension objects, encoded afresh
+        ).sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256())
+        assert rebuilt.tbs_certificate_bytes == certificate.tbs_certificate_bytes
+        assert not any(isinstance(e.value, x509.UnrecognizedExtension) for e in certificate.extensions)
+
+
 def test_subject_key_identifier_is_the_key_fingerprint(ca: HouseholdCA) -> None:
     """RFC 7093 section 2 method 4: SHA-256 of the SubjectPublicKeyInfo, the fingerprint the owner sees."""
     key = ec.generate_private_key(ec.SECP256R1()).public_key()

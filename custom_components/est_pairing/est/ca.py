@@ -288,13 +288,15 @@ class HouseholdCA:
             template = (
                 x509.CertificateBuilder()
                 .issuer_name(self.certificate.subject)
-                .add_extension(_END_ENTITY, critical=True)
-                .add_extension(_EC_USAGE if key_agreement else _SIGNING_USAGE, critical=True)
-                .add_extension(x509.ExtendedKeyUsage(list(usages)), critical=False)
-                .add_extension(self._aki, critical=False)
+                .add_extension(_encoded_once(_END_ENTITY), critical=True)
+                .add_extension(_encoded_once(_EC_USAGE if key_agreement else _SIGNING_USAGE), critical=True)
+                .add_extension(_encoded_once(x509.ExtendedKeyUsage(list(usages))), critical=False)
+                .add_extension(_encoded_once(self._aki), critical=False)
             )
             if crl_url:
-                template = template.add_extension(_crl_distribution_points(crl_url), critical=False)
+                template = template.add_extension(
+                    _encoded_once(_crl_distribution_points(crl_url)), critical=False
+                )
             if len(self._templates) >= _MAX_TEMPLATES:  # a CRL URL changes seldom; never grow without bound
                 self._templates.clear()
             self._templates[kind] = template
@@ -331,6 +333,15 @@ class HouseholdCA:
         except (ValueError, TypeError, InvalidSignature):
             return False
         return True
+
+
+def _encoded_once(extension: x509.ExtensionType) -> x509.UnrecognizedExtension:
+    """An extension as cryptography encodes it, kept encoded: a template's copies carry the DER as is.
+
+    The certificates are byte for byte those the extension objects would give; only the encoding,
+    the same for every certificate of a kind, is no longer repeated for each one.
+    """
+    return x509.UnrecognizedExtension(extension.oid, extension.public_bytes())
 
 
 def _crl_distribution_points(url: str) -> x509.CRLDistributionPoints:
