@@ -9,7 +9,10 @@ import ipaddress
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
-from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
+from cryptography.hazmat.primitives.asymmetric.types import (
+    CertificateIssuerPrivateKeyTypes,
+    CertificatePublicKeyTypes,
+)
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 import pytest
 
@@ -113,6 +116,20 @@ def test_appliance_certificates_never_outlive_the_ca(ca: HouseholdCA) -> None:
     assert not HouseholdCA.create("Other").issued(certificate)
 
 
+def issued_of_kind(
+    ca: HouseholdCA, public_key: CertificatePublicKeyTypes, *, server_auth: bool, crl_url: str | None
+) -> x509.Certificate:
+    """An appliance certificate of one kind: serverAuth (named oven.local) or not, a CRL pointer or not."""
+    return forge.issued_by(
+        ca,
+        public_key,
+        dns_names=("oven.local",) if server_auth else (),
+        server_auth=server_auth,
+        not_before=NOW,
+        crl_url=crl_url,
+    )
+
+
 def test_end_entity_kinds_do_not_share_extensions(ca: HouseholdCA) -> None:
     """Certificates of each kind get their own usages and CRL pointer, whatever was issued before."""
 
@@ -126,14 +143,7 @@ def test_end_entity_kinds_do_not_share_extensions(ca: HouseholdCA) -> None:
     ]
     for _ in range(2):  # the second time round, every kind has been built before
         for key, server_auth, crl_url in kinds:
-            certificate = forge.issued_by(
-                ca,
-                key.public_key(),
-                dns_names=("oven.local",) if server_auth else (),
-                server_auth=server_auth,
-                not_before=NOW,
-                crl_url=crl_url,
-            )
+            certificate = issued_of_kind(ca, key.public_key(), server_auth=server_auth, crl_url=crl_url)
             extensions = certificate.extensions
             eku = list(extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
             wanted = [ExtendedKeyUsageOID.CLIENT_AUTH] + (
@@ -159,14 +169,7 @@ def test_fixed_extensions_kept_encoded_give_the_certificate_the_extension_object
     """A template holds its fixed extensions as cryptography encoded them once; nothing else changes."""
     key = ec.generate_private_key(ec.SECP256R1())
     for server_auth, crl_url in ((True, "http://hub.local:8445/crl"), (False, None)):
-        certificate = forge.issued_by(
-            ca,
-            key.public_key(),
-            dns_names=("oven.local",) if server_auth else (),
-            server_auth=server_auth,
-            not_before=NOW,
-            crl_url=crl_url,
-        )
+        certificate = issued_of_kind(ca, key.public_key(), server_auth=server_auth, crl_url=crl_url)
         rebuilt = x509.CertificateBuilder(
             issuer_name=certificate.issuer,
             subject_name=certificate.subject,
