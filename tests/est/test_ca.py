@@ -424,6 +424,24 @@ def test_details_come_from_the_subject() -> None:
     assert request.common_name == "oven-7"
 
 
+def test_the_first_of_repeated_subject_attributes_counts() -> None:
+    """The common name checked against the credential and each detail are the first of their type."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Acme"),
+            x509.NameAttribute(NameOID.COMMON_NAME, "oven-7"),
+            x509.NameAttribute(NameOID.COMMON_NAME, "fridge-2"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Other"),
+        ]
+    )
+    csr = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256())
+    request = inspect_request(csr)
+    assert request.common_name == "oven-7"
+    assert request.details == ApplianceDetails(name="oven-7", manufacturer="Acme")
+    assert ApplianceDetails.from_name(subject) == request.details
+
+
 @pytest.mark.parametrize(
     ("appliance_id", "dns_names", "reason"),
     [

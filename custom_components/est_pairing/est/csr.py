@@ -58,16 +58,7 @@ class ApplianceDetails:
     @classmethod
     def from_name(cls, subject: x509.Name) -> ApplianceDetails:
         """Pick the details out of an X.509 name, trimmed and stripped of control characters."""
-        return cls._from_values(_first_values(subject))
-
-    @classmethod
-    def _from_values(cls, values: _FirstValues) -> ApplianceDetails:
-        return cls(
-            name=_detail(values, _NAME_ATTRIBUTE) or _detail(values, NameOID.COMMON_NAME),
-            model=_detail(values, NameOID.ORGANIZATIONAL_UNIT_NAME),
-            manufacturer=_detail(values, NameOID.ORGANIZATION_NAME),
-            serial_number=_detail(values, NameOID.SERIAL_NUMBER),
-        )
+        return _details(_first_values(subject))
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +114,7 @@ def inspect_request(csr: x509.CertificateSigningRequest) -> CertificateRequest:
         dns_names=dns_names,
         ip_addresses=ip_addresses,
         wants_server_auth=wants_server_auth or bool(dns_names or ip_addresses),
-        details=ApplianceDetails._from_values(values),
+        details=_details(values),
     )
 
 
@@ -221,6 +212,15 @@ def _first_values(name: x509.Name) -> _FirstValues:
     for attribute in name:
         values.setdefault(attribute.oid, attribute.value)
     return values
+
+
+def _details(values: _FirstValues) -> ApplianceDetails:
+    return ApplianceDetails(
+        name=_detail(values, _NAME_ATTRIBUTE) or _detail(values, NameOID.COMMON_NAME),
+        model=_detail(values, NameOID.ORGANIZATIONAL_UNIT_NAME),
+        manufacturer=_detail(values, NameOID.ORGANIZATION_NAME),
+        serial_number=_detail(values, NameOID.SERIAL_NUMBER),
+    )
 
 
 def _detail(values: _FirstValues, oid: x509.ObjectIdentifier) -> str | None:
