@@ -17,6 +17,7 @@ from homeassistant.const import EVENT_HOMEASSISTANT_STOP
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.storage import Store
+from homeassistant.util import dt as dt_util
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 
@@ -32,6 +33,7 @@ from custom_components.est_pairing.est.client import EstClient, build_csr
 from custom_components.est_pairing.runtime import EstRuntime
 
 from .conftest import ANNOUNCE_ADDRESSES, device_for
+from .pkix_lint import problems
 
 
 def state_of(entry: ConfigEntry) -> ConfigEntryState:
@@ -62,13 +64,53 @@ async def test_setup_announces_and_unload_withdraws(
     assert all(len(value or b"") < 255 for value in info.properties.values())
     assert zeroconf.async_register_service.await_args.kwargs == {"allow_name_change": True}
 
-    names = runtime.service.listener_identity.names().all()
-    assert {"ha-test.local", "192.168.1.2", "127.0.0.1", "localhost"} <= set(names)
+    # Home-network names only (no "localhost" or bare "ha-test"), clean by pkilint's RFC 5280 linter.
+    identity = runtime.service.listener_identity
+    assert identity.names().all() == ["ha-test.local", "192.168.1.2", "127.0.0.1"]
+    assert problems(identity.certificate) == []
 
     assert await hass.config_entries.async_unload(init_integration.entry_id)
     await hass.async_block_till_done()
     assert state_of(init_integration) is ConfigEntryState.NOT_LOADED
     zeroconf.async_unregister_service.assert_awaited_once_with(info)
+
+
+async def test_a_public_address_is_neither_certified_nor_announced(
+    hass: HomeAssistant, mock_config_entry: MockConfigEntry, zeroconf: MagicMock
+) -> None:
+    """The household CA's name constraint covers the home network's addresses, not a public IPv6."""
+    addresses = ["2001:db8::7", "192.168.1.2", "fd00::2", "203.0.113.5"]
+    with patch("homeassistant.components.network.async_get_announce_addresses", return_value=addresses):
+        mock_config_entry.add_to_hass(hass)
+        assert await hass.config_entries.async_setup(mock_config_entry.entry_id)
+        await hass.async_block_till_done()
+        runtime: EstRuntime = mock_config_entry.runtime_data
+        assert runtime.service.listener_identity.names().all() == [
+            "ha-test.local",
+            "192.168.1.2",
+            "fd00::2",
+            "127.0.0.1",
+        ]
+        info = zeroconf.async_register_service.await_args.args[0]
+        assert info.parsed_addresses() == ["192.168.1.2", "fd00::2"]
+        assert runtime.qr_payload.startswith("est://192.168.1.2:")
+        async_fire_time_changed(hass, dt_util.utcnow() + timedelta(hours=2))  # the hourly check
+        await hass.async_block_till_done(wait_background_tasks=True)
+    assert ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_LISTENER_NAMES) is None  # nothing missing
+
+
+async def test_only_public_addresses_are_announced_when_no_other_is_known(
+    hass: HomeAssistant, mock_config_entry: MockConfigEntry, zeroconf: MagicMock
+) -> None:
+    """Appliances then reach it by <host>.local, which the certificate covers."""
+    with patch("homeassistant.components.network.async_get_announce_addresses", return_value=["2001:db8::7"]):
+        mock_config_entry.add_to_hass(hass)
+        assert await hass.config_entries.async_setup(mock_config_entry.entry_id)
+        await hass.async_block_till_done()
+    runtime: EstRuntime = mock_config_entry.runtime_data
+    assert runtime.service.listener_identity.names().all() == ["ha-test.local", "127.0.0.1"]
+    assert zeroconf.async_register_service.await_args.args[0].parsed_addresses() == ["2001:db8::7"]
+    assert runtime.qr_payload.startswith("est://ha-test.local:")
 
 
 async def test_a_hub_named_too_long_by_an_earlier_version_sets_up(

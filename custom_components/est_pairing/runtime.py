@@ -274,9 +274,13 @@ class EstRuntime:
 
     @staticmethod
     def _announced_addresses(names: ListenerNames) -> list[str]:
-        return [str(a) for a in names.ip_addresses if not a.is_loopback] or [
-            str(a) for a in names.ip_addresses
-        ]
+        # Those the listener certificate covers: an appliance connecting to a public address Home
+        # Assistant also has could not verify it there. Others only if it has no covered one (the
+        # SRV record's <host>.local, which the certificate covers, still verifies).
+        for addresses in (names.certified().ip_addresses, names.ip_addresses):
+            if reachable := [str(a) for a in addresses if not a.is_loopback]:
+                return reachable
+        return [str(a) for a in names.ip_addresses]
 
     async def _announce(self, names: ListenerNames) -> None:
         info = discovery.service_info(
@@ -366,7 +370,8 @@ class EstRuntime:
     @property
     def qr_payload(self) -> str:
         """What an appliance that scans a QR code needs: where to enroll and which CA to expect."""
-        addresses = [a for a in self.service.config.names.ip_addresses if not a.is_loopback]
+        certified = self.service.config.names.certified()  # an address the certificate covers
+        addresses = [a for a in certified.ip_addresses if not a.is_loopback]
         host = str(addresses[0]) if addresses else f"{self.host_name}.local"
         return discovery.qr_payload(host, self.service.port, self.ca_fingerprint)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from custom_components.est_pairing.est.ca import HouseholdCA
 from custom_components.est_pairing.est.client import EstClient
 from custom_components.est_pairing.est.service import EstService, ServiceConfig
 from custom_components.est_pairing.est.storage import JournalFile, JsonFileStore
-from custom_components.est_pairing.est.tls import ListenerNames
+from custom_components.est_pairing.est.tls import ListenerNames, client_ssl_context
 
 
 @pytest.fixture(autouse=True)
@@ -69,6 +70,15 @@ class RunningServer:
 
     def client(self) -> EstClient:
         return EstClient(self.url, self.service.ca.certificate)
+
+    async def presented_certificate(self) -> x509.Certificate:
+        """The listener's certificate, as a TLS handshake that verifies it presents it."""
+        context = client_ssl_context(self.service.ca.certificate)
+        _, writer = await asyncio.open_connection("127.0.0.1", self.service.port, ssl=context)
+        der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+        writer.close()
+        await writer.wait_closed()
+        return x509.load_der_x509_certificate(der)
 
 
 def make_service(data_dir: Path, *, clock: Callable[[], float] = time.time, **config: Any) -> EstService:

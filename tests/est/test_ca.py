@@ -26,7 +26,12 @@ from custom_components.est_pairing.est.ca import (
 from custom_components.est_pairing.est.client import build_csr
 from custom_components.est_pairing.est.csr import ApplianceDetails, inspect_request
 from custom_components.est_pairing.est.errors import MalformedRequest, NotAllowed
-from custom_components.est_pairing.est.issuance import IssuancePolicy, appliance_id_from
+from custom_components.est_pairing.est.issuance import (
+    IssuancePolicy,
+    appliance_id_from,
+    check_appliance_id,
+    check_claimed_id,
+)
 from custom_components.est_pairing.est.limits import CA_VALIDITY_DAYS
 from custom_components.est_pairing.est.tls import ListenerIdentity, ListenerNames
 
@@ -48,6 +53,26 @@ def test_household_ca_profile(curve: str, size: int) -> None:
     usage = certificate.extensions.get_extension_for_class(x509.KeyUsage).value
     assert usage.key_cert_sign and usage.crl_sign and not usage.digital_signature
     certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+    constraint = certificate.extensions.get_extension_for_class(x509.NameConstraints)
+    assert constraint.critical and constraint.value.excluded_subtrees is None
+    assert set(constraint.value.permitted_subtrees or ()) == {
+        x509.DNSName("local"),
+        x509.DNSName("home.arpa"),
+        *(
+            x509.IPAddress(ipaddress.ip_network(network))
+            for network in [
+                "127.0.0.0/8",
+                "10.0.0.0/8",
+                "172.16.0.0/12",
+                "192.168.0.0/16",
+                "169.254.0.0/16",
+                "100.64.0.0/10",
+                "::1/128",
+                "fc00::/7",
+                "fe80::/10",
+            ]
+        ),
+    }
     lifetime = certificate.not_valid_after_utc - NOW
     assert timedelta(days=CA_VALIDITY_DAYS - 1) < lifetime <= timedelta(days=CA_VALIDITY_DAYS)
     certificate.verify_directly_issued_by(certificate)
@@ -221,12 +246,28 @@ def test_crl_entries_without_a_known_reason_carry_no_reason_code(ca: HouseholdCA
 
 def test_listener_certificate(ca: HouseholdCA) -> None:
     names = ListenerNames.from_hosts(
-        ["HomeAssistant.local.", "127.0.0.1", "[::1]", "0.0.0.0", "homeassistant.local"]
+        [
+            *(
+                "HomeAssistant.local.",
+                "homeassistant",
+                "127.0.0.1",
+                "[::1]",
+                "0.0.0.0",
+                "homeassistant.local",
+            ),
+            *("localhost", "8.8.8.8", "2001:db8::7", "192.168.1.2", "fe80::1%eth0"),
+        ]
     )
-    assert names.dns_names == ("homeassistant.local",)
-    assert names.ip_addresses == (ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"))
+    assert names.dns_names == ("homeassistant.local", "homeassistant", "localhost")
     identity = ListenerIdentity.issue(ca, names, NOW)
     certificate = identity.certificate
+    # Only names and addresses of the home network: not localhost, the bare host name or a public
+    # address, which the CA's name constraint would refuse.
+    assert identity.names() == ListenerNames(
+        ("homeassistant.local",),
+        tuple(map(ipaddress.ip_address, ["127.0.0.1", "::1", "192.168.1.2", "fe80::1"])),
+    )
+    assert certificate.subject.rfc4514_string() == "CN=EST server"  # no host name: see LISTENER_COMMON_NAME
     usage = certificate.extensions.get_extension_for_class(x509.KeyUsage).value
     assert usage.digital_signature and not usage.key_cert_sign
     eku = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
@@ -234,10 +275,25 @@ def test_listener_certificate(ca: HouseholdCA) -> None:
     assert identity.covers(names)
     assert not identity.needs_renewal(ca, names, NOW)
     assert identity.needs_renewal(ca, ListenerNames.from_hosts(["10.0.0.2"]), NOW)
+    assert not identity.needs_renewal(ca, ListenerNames.from_hosts([*names.all(), "203.0.113.9"]), NOW)
     assert identity.needs_renewal(ca, names, NOW + timedelta(days=380))
     assert identity.needs_renewal(HouseholdCA.create("Other"), names, NOW)
     reloaded = ListenerIdentity.from_pem(*identity.to_pem())
     assert reloaded.certificate == certificate
+
+
+def test_a_listener_certificate_naming_localhost_is_issued_again(ca: HouseholdCA) -> None:
+    """Older releases wrote ``localhost`` and the bare host name into it; the next start drops them."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    names = ListenerNames.from_hosts(["ha.local", "ha", "localhost", "127.0.0.1"])
+    old = ca.issue_listener_certificate(
+        public_key=key.public_key(),
+        dns_names=names.dns_names,
+        ip_addresses=names.ip_addresses,
+        not_before=NOW,
+        not_after=NOW + timedelta(days=365),
+    )
+    assert ListenerIdentity(old, key).needs_renewal(ca, names, NOW)
 
 
 def test_listener_identity_edges(ca: HouseholdCA) -> None:
@@ -466,7 +522,10 @@ def test_issuance_refuses_names_it_did_not_grant(
         (["oven.local"], ("oven.local",)),
         # Written from the id: no case variant, no trailing dot (RFC 5280 §4.2.1.6), no repeat.
         (["Oven.LOCAL."], ("oven.local",)),
-        (["OVEN.local", "oven", "oven.local.", "Oven"], ("oven.local", "oven")),
+        (["OVEN.local", "oven", "oven.local.", "Oven"], ("oven.local",)),
+        # A bare name is no name on the home network (nor a fully qualified one): the appliance's
+        # own name there is granted in its place.
+        (["oven"], ("oven.local",)),
     ],
 )
 def test_issuance_grants_the_appliance_its_own_name(asked: list[str], granted: tuple[str, ...]) -> None:
@@ -483,27 +542,41 @@ def test_issuance_grants_the_appliance_its_own_name(asked: list[str], granted: t
     ("appliance_id", "asked", "granted"),
     [
         # RFC 5280 §4.2.1.6: a dNSName is a host name (RFC 1123), whatever an appliance id allows.
-        ("oven-", ["oven-.local"], None),  # a hyphen at a label's end
-        ("oven.", ["oven..local"], None),  # an empty label
-        ("x" * 64, ["x" * 64 + ".local"], None),  # a label over 63 characters
-        ("192.168.1.7", ["192.168.1.7"], None),  # an IPv4 address spelt as a DNS name
-        ("7", ["7"], None),  # all-digit top label
-        ("192.168.1.7", ["192.168.1.7.local"], ("192.168.1.7.local",)),
-        ("oven.kitchen", ["oven.kitchen.local"], ("oven.kitchen.local",)),
+        ("oven.", ["oven.local"], ()),  # a hyphen at a label's end
+        ("7", ["7.local", "7"], ("7.local",)),
         ("x" * 63, ["x" * 63 + ".local"], ("x" * 63 + ".local",)),
         ("fridge_1", ["fridge_1.local"], ("fridge_1.local",)),  # mDNS names may have underscores
+        # Ids with dots, registered by older releases, keep their certificates but no DNS name.
+        ("oven.kitchen", ["oven.kitchen.local"], ()),
+        ("192.168.1.7", ["192.168.1.7.local"], ()),
+        ("login.microsoftonline.com", ["login.microsoftonline.com"], ()),
     ],
 )
-def test_only_host_names_are_granted_as_dns_names(
-    appliance_id: str, asked: list[str], granted: tuple[str, ...] | None
+def test_only_host_names_of_the_home_network_are_granted(
+    appliance_id: str, asked: list[str], granted: tuple[str, ...]
 ) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     request = inspect_request(build_csr(key, appliance_id, dns_names=asked))
-    if granted is None:
-        with pytest.raises(NotAllowed, match="not a valid DNS name"):
-            IssuancePolicy().grant(request, appliance_id)
-        return
-    assert IssuancePolicy().grant(request, appliance_id).name.dns_names == granted
+    grant = IssuancePolicy().grant(request, appliance_id)
+    assert grant.name.dns_names == granted
+    assert grant.server_auth == bool(granted)  # serverAuth needs a name
+
+
+@pytest.mark.parametrize(
+    ("appliance_id", "asked"),
+    [
+        ("oven", ["login.microsoftonline.com"]),
+        ("oven", ["oven.example.com"]),
+        ("oven", ["oven.home.arpa"]),  # the home network's, but not the name the hub gives it
+        ("login", ["login.microsoftonline.com"]),
+    ],
+)
+def test_no_other_name_is_granted(appliance_id: str, asked: list[str]) -> None:
+    request = inspect_request(
+        build_csr(ec.generate_private_key(ec.SECP256R1()), appliance_id, dns_names=asked)
+    )
+    with pytest.raises(NotAllowed, match=f"may only be named {appliance_id}.local"):
+        IssuancePolicy().grant(request, appliance_id)
 
 
 def test_server_auth_needs_a_name() -> None:
@@ -524,7 +597,33 @@ def test_ip_addresses_are_never_granted() -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("SN 123/45", "SN-123-45"), ("", "fallback"), (None, "fallback"), ("..x..", "x"), ("a" * 100, "a" * 64)],
+    [
+        ("SN 123/45", "SN-123-45"),
+        ("", "fallback"),
+        (None, "fallback"),
+        ("..x..", "x"),
+        ("a" * 100, "a" * 63),
+        ("a" * 62 + ".b", "a" * 62),  # cut to one label, without a hyphen at its end
+        ("oven.local", "oven-local"),  # never a dot: an id is one DNS label
+        ("login.microsoftonline.com", "login-microsoftonline-com"),
+        ("SN_7", "SN_7"),
+    ],
 )
 def test_appliance_ids_from_free_text(text: str | None, expected: str) -> None:
-    assert appliance_id_from(text, "fallback") == expected
+    assert appliance_id_from(text, "fallback") == check_appliance_id(expected)
+
+
+@pytest.mark.parametrize(
+    "appliance_id", ["oven.local", "oven.", "login.microsoftonline.com", "a" * 64, "-oven", ""]
+)
+def test_a_new_appliance_id_is_one_dns_label(appliance_id: str) -> None:
+    with pytest.raises(MalformedRequest, match=r"no '\.'"):
+        check_appliance_id(appliance_id)
+
+
+def test_a_request_may_claim_an_id_an_older_release_registered() -> None:
+    """Ids with dots were accepted before: their registrations still authenticate (the policy decides)."""
+    assert check_claimed_id("oven.kitchen") == "oven.kitchen"
+    assert check_claimed_id("a" * 64) == "a" * 64
+    with pytest.raises(MalformedRequest, match="appliance id must be"):
+        check_claimed_id("oven/../x")

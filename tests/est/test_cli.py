@@ -102,8 +102,8 @@ async def test_a_users_file_the_policy_refuses_stops_serve_with_a_reason(tmp_pat
     )
     assert code == 1
     assert stderr.splitlines()[-1] == (
-        f"--users-file {users}: appliance 2: appliance id 'Fridge' differs only in case from the known"
-        " appliance 'fridge'"
+        f"--users-file {users}: appliance 2: appliance id 'Fridge' stands for the same DNS name as an"
+        " appliance the hub already knows (names ignore case and '.local'); choose another id"
     )
     assert "Traceback" not in stderr
     assert "s3cret" not in stderr
@@ -119,27 +119,48 @@ def test_a_users_file_must_hold_id_and_secret(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("host", "crl_url"),
+    ("host", "crl_url", "certified"),
     [
-        ("192.168.1.10", "https://192.168.1.10:8443/crl"),
-        ("hub.example", "https://hub.example:8443/crl"),
-        ("fd00::10", "https://[fd00::10]:8443/crl"),
-        ("fe80::1%eth0", "https://[fe80::1%25eth0]:8443/crl"),
-        ("0.0.0.0", "https://oven-hub:8443/crl"),
-        ("::", "https://oven-hub:8443/crl"),
+        ("192.168.1.10", "https://192.168.1.10:8443/crl", "192.168.1.10"),
+        ("hub.home.arpa", "https://hub.home.arpa:8443/crl", "hub.home.arpa"),
+        ("Hub.local", "https://Hub.local:8443/crl", "hub.local"),
+        ("fd00::10", "https://[fd00::10]:8443/crl", "fd00::10"),
+        ("fe80::1%eth0", "https://[fe80::1%25eth0]:8443/crl", "fe80::1"),
+        ("0.0.0.0", "https://oven-hub.local:8443/crl", "oven-hub.local"),
+        ("::", "https://oven-hub.local:8443/crl", "oven-hub.local"),
     ],
 )
 def test_certificates_name_the_crl_where_other_machines_reach_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, host: str, crl_url: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, host: str, crl_url: str, certified: str
 ) -> None:
-    """At --host as given, never at "localhost"; a wildcard --host at the machine's host name."""
-    monkeypatch.setattr("socket.gethostname", lambda: "oven-hub")
+    """At --host as given, never at "localhost"; a wildcard --host at the machine's mDNS name."""
+    monkeypatch.setattr("socket.gethostname", lambda: "Oven-Hub.fritz.box")
     args = cli.parser().parse_args(["serve", "--data-dir", str(tmp_path), "--host", host])
     config = cli.service_config(args)
     assert cli.open_service(tmp_path, config).crl_url == crl_url
-    assert {"localhost", "127.0.0.1"} <= set(config.names.all())
-    if host in {"0.0.0.0", "::"}:  # the listener certificate covers the name the CRL is at
-        assert "oven-hub" in config.names.all()
+    assert {"localhost", "127.0.0.1"} <= set(config.names.all())  # kept from appliances
+    # The listener certificate covers the name the CRL is at, and only home-network names.
+    certified = config.names.certified().all()
+    assert (
+        crl_url.removeprefix("https://")
+        .rpartition(":")[0]
+        .strip("[]")
+        .replace("%25", "%")
+        .split("%")[0]
+        .lower()
+        in certified
+    )
+    assert "localhost" not in certified
+
+
+@pytest.mark.parametrize("host", ["hub.example", "localhost", "8.8.8.8", "2001:db8::1", "oven-hub"])
+def test_a_host_the_certificate_cannot_name_is_refused(tmp_path: Path, host: str) -> None:
+    """Clients could not verify the server there: the household CA names the home network only."""
+    args = cli.parser().parse_args(["serve", "--data-dir", str(tmp_path), "--host", host])
+    with pytest.raises(
+        SystemExit, match=f"--host {host}: the server's certificate names it on the home network only"
+    ):
+        cli.service_config(args)
 
 
 async def test_an_issued_certificate_names_a_crl_its_holder_can_fetch(tmp_path: Path) -> None:

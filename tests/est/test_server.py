@@ -31,7 +31,7 @@ from custom_components.est_pairing.est.limits import (
     PENDING_MAX,
     PENDING_MAX_PER_ADDRESS,
 )
-from custom_components.est_pairing.est.policy import Claim
+from custom_components.est_pairing.est.policy import Claim, digest_secret
 from custom_components.est_pairing.est.server import BUSY_WARNING_INTERVAL
 from custom_components.est_pairing.est.tls import client_ssl_context
 
@@ -444,7 +444,10 @@ async def test_rejected_appliance_gets_403(server: RunningServer, call: Call) ->
     [
         (lambda k: build_csr(k, "fridge"), 403, "names 'fridge'"),
         (lambda k: build_csr(k, "oven", dns_names=["homeassistant.local"]), 403, "may only be named"),
+        (lambda k: build_csr(k, "oven", dns_names=["login.microsoftonline.com"]), 403, "may only be named"),
         (lambda k: build_csr(k, "oven", dns_names=["oven.local"]), 200, ""),
+        # A bare name is no name on the home network: its name there is granted instead.
+        (lambda k: build_csr(k, "oven", dns_names=["oven", "OVEN.local."]), 200, ""),
     ],
 )
 async def test_names_in_the_request(
@@ -467,7 +470,10 @@ async def test_names_in_the_request(
         assert_refusal(answer, status, reason)
 
 
-async def test_an_id_differing_only_in_case_from_a_known_one_is_refused(
+TWIN_REFUSAL = "stands for the same DNS name as an appliance the hub already knows"
+
+
+async def test_an_id_standing_for_a_known_appliances_name_is_refused(
     server: RunningServer, call: Call
 ) -> None:
     """DNS names ignore case: ``Fridge`` and ``fridge`` would both be granted ``fridge.local``."""
@@ -483,10 +489,9 @@ async def test_an_id_differing_only_in_case_from_a_known_one_is_refused(
         csr = build_csr(twin_key, twin, dns_names=[f"{twin}.local"])
         body = wire.encode_base64(csr.public_bytes(serialization.Encoding.DER))
         answer = await call("POST", f"{EST}/simpleenroll", body=body, auth=(twin, ""))
-        assert_refusal(
-            answer, 403, f"appliance id '{twin}' differs only in case from the known appliance '{known}'"
-        )
-    with pytest.raises(NameTaken, match="differs only in case"):
+        assert_refusal(answer, 403, f"appliance id '{twin}' {TWIN_REFUSAL}")
+        assert f"'{known}'" not in answer.text  # the known id is not told
+    with pytest.raises(NameTaken, match=TWIN_REFUSAL):
         server.service.policy.preregister("FRIDGE", "123456")
     # Twins of a waiting request wait beside it (a stranger's request must not lock the real
     # appliance out); the owner can approve one of them, not both.
@@ -495,12 +500,70 @@ async def test_an_id_differing_only_in_case_from_a_known_one_is_refused(
     pending = {p.appliance_id: p for p in server.service.policy.pending_requests()}
     assert sorted(pending) == ["TOASTER", "toaster"]
     server.service.policy.approve(pending["toaster"].request_id)
-    with pytest.raises(NameTaken, match="'TOASTER' differs only in case from the known appliance 'toaster'"):
+    with pytest.raises(NameTaken, match=f"'TOASTER' {TWIN_REFUSAL}"):
         server.service.policy.approve(pending["TOASTER"].request_id)
     assert len(server.service.ledger) == 0
     # The known appliance itself is unaffected.
     own = await call("POST", f"{EST}/simpleenroll", body=fridge.body, auth=("fridge", ""))
     assert certificate_from(own).public_key() == fridge.key.public_key()
+
+
+async def test_probing_for_known_ids_costs_what_guessing_pins_costs(
+    server: RunningServer, call: Call
+) -> None:
+    """Each probe for a twin of a known id counts like a wrong secret: the prober is locked out."""
+    for _ in range(FREE_ATTEMPTS):
+        answer = await call("POST", f"{EST}/simpleenroll", body=appliance("OVEN").body, auth=("OVEN", ""))
+        assert_refusal(answer, 403, TWIN_REFUSAL)
+    locked = await call("POST", f"{EST}/simpleenroll", body=appliance("OVEN").body, auth=("OVEN", ""))
+    assert_refusal(locked, 429, "too many wrong secrets")
+    assert server.service.policy.pending_requests() == []
+
+
+@pytest.mark.parametrize(
+    "appliance_id", ["oven.local", "OVEN.local", "oven.", "login.microsoftonline.com", "fridge.local"]
+)
+async def test_an_id_with_a_dot_is_refused(server: RunningServer, call: Call, appliance_id: str) -> None:
+    """An id is one DNS label: ``oven.local`` would hold the pre-registered oven's name, and
+    ``login.microsoftonline.com`` a public site's, once the owner approves it."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = build_csr(key, appliance_id, dns_names=[appliance_id])
+    body = wire.encode_base64(csr.public_bytes(serialization.Encoding.DER))
+    for operation in ("simpleenroll", "serverkeygen"):
+        answer = await call("POST", f"{EST}/{operation}", body=body, auth=(appliance_id, "123456"))
+        assert_refusal(answer, 400, "with no '.' (the appliance is named <id>.local)")
+    assert server.service.policy.pending_requests() == []
+    assert len(server.service.ledger) == 0
+
+
+async def test_an_id_with_a_dot_from_an_older_release_keeps_working_without_a_dns_name(
+    server: RunningServer, call: Call
+) -> None:
+    """Registrations restored from storage keep their ids; their certificates carry no DNS name."""
+    state = server.service.policy.export()
+    state["registrations"].append(
+        {
+            "appliance_id": "oven.kitchen",
+            "identity": "id:oven.kitchen",
+            "kind": "pin",
+            "secret_digest": digest_secret("654321"),
+            "keys": [],
+            "details": {"name": None, "model": None, "manufacturer": None, "serial_number": None},
+            "approved_at": 0.0,
+            "preregistered": True,
+        }
+    )
+    server.service.policy.restore(state)
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = build_csr(key, "oven.kitchen", dns_names=["oven.kitchen.local"])
+    body = wire.encode_base64(csr.public_bytes(serialization.Encoding.DER))
+    answer = await call("POST", f"{EST}/simpleenroll", body=body, auth=("oven.kitchen", "654321"))
+    certificate = certificate_from(answer)
+    assert certificate.subject.rfc4514_string() == "CN=oven.kitchen"
+    with pytest.raises(x509.ExtensionNotFound):
+        certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    eku = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(eku) == [ExtendedKeyUsageOID.CLIENT_AUTH]
 
 
 @pytest.mark.parametrize("appliance_id", ["localhost", "localhost.local", "LocalHost.Local", "localhost."])

@@ -48,13 +48,13 @@ def _post_blocking(
     auth: str | None,
 ) -> Exchange:
     body = wire.encode_base64(der)
-    head = f"POST {EST}/{operation} HTTP/1.1\r\nHost: localhost\r\nContent-Type: {wire.PKCS10}\r\n"
+    head = f"POST {EST}/{operation} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {wire.PKCS10}\r\n"
     if auth is not None:
         head += f"Authorization: {auth}\r\n"
     head += f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     with (
         socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
-        context.wrap_socket(raw, server_hostname="localhost", session=session) as tls,
+        context.wrap_socket(raw, server_hostname="127.0.0.1", session=session) as tls,
     ):
         tls.sendall(head.encode() + body)
         answer = b""

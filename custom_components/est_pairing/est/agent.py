@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from .ca import certificate_fingerprint, format_fingerprint, public_key_fingerprint
 from .client import EstClient, Pending, build_csr, normalize_fingerprint, renewal_csr
-from .csr import ApplianceDetails, is_host_name
+from .csr import ApplianceDetails
 from .discovery import SERVICE_TYPE, EstServer, browse, candidate_servers
 from .errors import (
     ApprovalTimeout,
@@ -36,6 +36,7 @@ from .errors import (
     RetryLater,
     ServerNotFound,
 )
+from .homenet import appliance_dns_name
 from .keystore import KeyStore
 from .policy import Claim
 from .tls import client_ssl_context
@@ -159,8 +160,8 @@ class Appliance:
         server, ca = await self._connection()
         appliance_id = self.config.appliance_id
         key = await asyncio.to_thread(self.store.enrollment_key)
-        dns_name = f"{appliance_id}.local"
-        dns_names = [dns_name] if is_host_name(dns_name) else []  # the server refuses any other name
+        dns_name = appliance_dns_name(appliance_id)  # the one name the server grants, if any
+        dns_names = [dns_name] if dns_name else []
         csr = build_csr(key, appliance_id, details=self.config.details, dns_names=dns_names)
         self._announce_key(public_key_fingerprint(key.public_key()))
         factory = self.config.factory

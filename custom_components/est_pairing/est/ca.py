@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from .homenet import name_constraints
 from .limits import CA_VALIDITY_DAYS, CRL_VALIDITY_DAYS
 
 type CurveName = Literal["P-256", "P-384"]
@@ -29,6 +30,9 @@ _MAX_TEMPLATES = 16
 HOUSEHOLD_CA_SUFFIX: Final = " Household CA"
 MAX_COMMON_NAME_BYTES: Final = 64  # RFC 5280 ub-common-name; cryptography counts it in UTF-8 bytes
 MAX_HOUSEHOLD_NAME_BYTES: Final = MAX_COMMON_NAME_BYTES - len(HOUSEHOLD_CA_SUFFIX)
+# The listener is named by its subjectAltName. Its CN is no host name (it has a space): OpenSSL checks
+# a CN that looks like one (``127.0.0.1`` does) against the CA's DNS name constraint.
+LISTENER_COMMON_NAME: Final = "EST server"
 type _TemplateKind = tuple[tuple[x509.ObjectIdentifier, ...], bool, str | None]
 
 
@@ -139,7 +143,11 @@ class HouseholdCA:
 
     @classmethod
     def create(cls, name: str, *, curve: CurveName = "P-256", now: datetime | None = None) -> HouseholdCA:
-        """Create a new root: EC key, 20 years, CA:TRUE pathlen 0, keyCertSign + cRLSign."""
+        """Create a new root: EC key, 20 years, CA:TRUE pathlen 0, keyCertSign + cRLSign.
+
+        Its name constraint (critical, as RFC 5280 §4.2.1.10 requires) permits home-network names
+        and addresses only (:mod:`.homenet`).
+        """
         now = now or datetime.now(UTC)
         key = ec.generate_private_key(_CURVES[curve])
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, household_ca_name(name))])
@@ -155,6 +163,7 @@ class HouseholdCA:
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
             .add_extension(_CA_USAGE, critical=True)
             .add_extension(ski, critical=False)
+            .add_extension(name_constraints(), critical=True)
             .sign(key, _hash_for(key))
         )
         return cls(certificate, key)
@@ -231,11 +240,10 @@ class HouseholdCA:
         not_after: datetime,
     ) -> x509.Certificate:
         """The EST listener's own TLS certificate: serverAuth, never keyCertSign."""
-        common_name = dns_names[0] if dns_names else str(ip_addresses[0])
         return self._sign_end_entity(
             public_key=public_key,
             key_fingerprint=public_key_fingerprint(public_key),
-            name=IssuedName(common_name, tuple(dns_names), tuple(ip_addresses)),
+            name=IssuedName(LISTENER_COMMON_NAME, tuple(dns_names), tuple(ip_addresses)),
             usages=(ExtendedKeyUsageOID.SERVER_AUTH,),
             key_agreement=False,
             serial_number=x509.random_serial_number(),

@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives import serialization
 
 from .ca import format_fingerprint
 from .errors import EstError
+from .homenet import HOME_DOMAINS, MDNS_SUFFIX
 from .policy import PendingEnrollment
 from .service import EstService, ServiceConfig, url_host
 from .storage import Document, JournalFile, JsonFileStore, write_private_atomically
@@ -164,13 +165,19 @@ async def serve(args: argparse.Namespace) -> None:
 def service_config(args: argparse.Namespace) -> ServiceConfig:
     """What ``serve``'s arguments ask for.
 
-    The listener certificate covers ``--host``, localhost and 127.0.0.1. Certificates name their CRL
-    at ``--host``; with a wildcard (0.0.0.0, ::) at the machine's host name, which the listener
-    certificate then covers too.
+    The listener certificate covers ``--host`` and 127.0.0.1, names and addresses of the home network
+    only (a ``--host`` outside it is refused: clients could not verify the server there). Certificates
+    name their CRL at ``--host``; with a wildcard (0.0.0.0, ::) at ``<the machine's host name>.local``,
+    which the listener certificate then covers too.
     """
     hosts = [args.host, "localhost", "127.0.0.1"]
     if args.host in {"0.0.0.0", "::", ""}:  # noqa: S104 - the owner asked for every interface
-        hosts.insert(0, socket.gethostname())
+        hosts.insert(0, f"{socket.gethostname().split('.')[0].lower()}{MDNS_SUFFIX}")
+    elif not ListenerNames.from_hosts([args.host]).certified().all():
+        raise SystemExit(
+            f"--host {args.host}: the server's certificate names it on the home network only: give an"
+            f" address of a private range or loopback, or a name under {' or '.join(HOME_DOMAINS)}"
+        )
     return ServiceConfig(
         ca_name=args.name,
         port=args.port,

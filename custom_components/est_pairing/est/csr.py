@@ -22,24 +22,6 @@ _ACCEPTED_CURVES = {"secp256r1": "P-256", "secp384r1": "P-384"}
 _NAME_ATTRIBUTE = x509.ObjectIdentifier("2.5.4.41")  # id-at-name: a friendly name
 _DETAIL_LENGTH = 64
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f]")
-# RFC 1123 §2.1 labels: 1-63 letters, digits and hyphens, no hyphen at either end. Underscores too,
-# as mDNS (RFC 6762 §16) names and the TLS stacks that check them (OpenSSL, Go, rustls) accept them.
-_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)")
-_MAX_HOST_NAME = 253
-
-
-def is_host_name(name: str) -> bool:
-    """Whether ``name`` may be a certificate's dNSName (RFC 5280 §4.2.1.6: a host name, RFC 1123).
-
-    No empty or over-long label, no hyphen at a label's edge, and a last label that is not all
-    digits, so that ``192.168.1.7`` is never a DNS name.
-    """
-    labels = name.split(".")
-    return (
-        len(name) <= _MAX_HOST_NAME
-        and all(_HOST_LABEL.fullmatch(label) for label in labels)
-        and not labels[-1].isdigit()
-    )
 
 
 @dataclass(frozen=True, slots=True)

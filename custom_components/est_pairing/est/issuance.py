@@ -1,7 +1,8 @@
 """Issuance policy: which names and usages an approved appliance's certificate may carry.
 
-Nothing a request asks for is copied blindly: the subject is always ``CN=<appliance id>``, alternative
-names are granted only when they name the appliance itself, and never a name the server answers to.
+Nothing a request asks for is copied blindly: the subject is always ``CN=<appliance id>``, and the
+one alternative name an appliance may get, ``<id>.local``, is written from its id, never a name the
+server answers to.
 """
 
 from __future__ import annotations
@@ -14,27 +15,54 @@ import re
 from cryptography import x509
 
 from .ca import IssuedName
-from .csr import CertificateRequest, extension_value, is_host_name
+from .csr import CertificateRequest, extension_value
 from .errors import MalformedRequest, NotAllowed
+from .homenet import MDNS_SUFFIX, appliance_dns_name
 from .limits import DEFAULT_VALIDITY_DAYS, MAX_APPLIANCE_ID_LENGTH, MAX_SERVER_AUTH_DAYS
 
-_APPLIANCE_ID = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{MAX_APPLIANCE_ID_LENGTH - 1}}}")
-_MDNS_SUFFIX = ".local"
+# One DNS label (RFC 1035: at most 63 characters), so that ``<id>.local`` is the appliance's only name.
+_APPLIANCE_ID = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_-]{{0,{MAX_APPLIANCE_ID_LENGTH - 1}}}")
+# What older releases accepted, dots included: appliances registered then still authenticate.
+_STORED_APPLIANCE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 def check_appliance_id(appliance_id: str) -> str:
-    """An appliance id is 1-64 characters of letters, digits, ``.``, ``_``, ``-``; it becomes a CN."""
+    """A new appliance id is one DNS label: 1-63 letters, digits, ``_`` or ``-``; it becomes a CN.
+
+    No dot: ``oven.local`` or ``login.microsoftonline.com`` would be names of their own, not ids.
+    """
     if not _APPLIANCE_ID.fullmatch(appliance_id):
         raise MalformedRequest(
-            "appliance id must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+            f"appliance id must be 1-{MAX_APPLIANCE_ID_LENGTH} letters, digits, '_' or '-', starting with "
+            "a letter or digit, with no '.' (the appliance is named <id>.local)"
         )
     return appliance_id
 
 
+def check_claimed_id(appliance_id: str) -> str:
+    """An id a request may claim: a new one's syntax, or one an older release registered (with dots).
+
+    Whether an id of the older kind is known is the enrollment policy's to say.
+    """
+    if _STORED_APPLIANCE_ID.fullmatch(appliance_id):  # the new syntax is part of it
+        return appliance_id
+    return check_appliance_id(appliance_id)
+
+
 def appliance_id_from(text: str | None, fallback: str) -> str:
     """An appliance id made from free text (a factory certificate's serial number or CN)."""
-    candidate = re.sub(r"[^A-Za-z0-9._-]+", "-", text or "").strip("-._")
-    return candidate[:MAX_APPLIANCE_ID_LENGTH] or fallback
+    candidate = re.sub(r"[^A-Za-z0-9_-]+", "-", text or "").strip("-_")
+    return candidate[:MAX_APPLIANCE_ID_LENGTH].rstrip("-_") or fallback
+
+
+def appliance_names(appliance_id: str) -> frozenset[str]:
+    """The DNS names an appliance's id stands for, compared case-folded without a trailing dot.
+
+    ``oven`` stands for ``oven`` and ``oven.local``; so does ``OVEN.``. Two appliances whose names
+    meet would each hold a certificate a client could take for the other's.
+    """
+    name = appliance_id.casefold().rstrip(".")
+    return frozenset({name, name.removesuffix(MDNS_SUFFIX), f"{name.removesuffix(MDNS_SUFFIX)}{MDNS_SUFFIX}"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,15 +95,13 @@ class IssuancePolicy:
 
     @reserved_names.setter
     def reserved_names(self, names: Iterable[str]) -> None:
-        # Each name with and without ``.local``: an appliance named ``localhost.local`` would get the
-        # name ``localhost.local`` as its subjectAltName, one a client dialling the server may use.
-        reserved = {name.casefold().rstrip(".") for name in names}
-        bare = {name.removesuffix(_MDNS_SUFFIX) for name in reserved}
-        self._reserved = frozenset(reserved | bare | {f"{name}{_MDNS_SUFFIX}" for name in bare})
+        # Each name with and without ``.local``: an appliance named ``localhost`` would get the name
+        # ``localhost.local`` as its subjectAltName, one a client dialling the server may use.
+        self._reserved = frozenset().union(*map(appliance_names, names))
 
     def check_reserved(self, appliance_id: str) -> None:
-        """Refuse an appliance id that is one of the server's own names (any case, trailing dot or not)."""
-        if appliance_id.casefold().rstrip(".") in self._reserved:
+        """Refuse an appliance id that stands for one of the server's own names (any case, dot or not)."""
+        if appliance_names(appliance_id) & self._reserved:
             raise NotAllowed(f"appliance id {appliance_id!r} is a name this server answers to")
 
     def grant(self, request: CertificateRequest, appliance_id: str) -> Grant:
@@ -88,24 +114,17 @@ class IssuancePolicy:
             )
         if request.ip_addresses:
             raise NotAllowed("certificates name appliances, not IP addresses (addresses change)")
-        # The names are written from the id, not copied: no trailing dot, no case variant, no repeat.
-        allowed = {
-            appliance_id.casefold(): appliance_id,
-            f"{appliance_id}{_MDNS_SUFFIX}".casefold(): f"{appliance_id}{_MDNS_SUFFIX}",
-        }
-        names: dict[str, None] = {}
+        # Any of its own names (``oven``, ``Oven.LOCAL.``) is granted as the one it has on the home
+        # network, written from the id: ``oven.local``. An id that cannot be a DNS label gets none.
+        own = appliance_names(appliance_id)
         for dns_name in request.dns_names:
-            if (granted := allowed.get(dns_name.casefold().rstrip("."))) is None:
+            if dns_name.casefold().rstrip(".") not in own:
                 raise NotAllowed(
                     f"certificate request asks for the name {dns_name!r}; "
-                    f"an appliance may only be named {appliance_id}{_MDNS_SUFFIX}"
+                    f"an appliance may only be named {appliance_id}{MDNS_SUFFIX}"
                 )
-            if not is_host_name(granted):
-                raise NotAllowed(
-                    f"certificate request asks for the name {dns_name!r}, which is not a valid DNS "
-                    "name (RFC 1123); ask for none, or use an appliance id that is a host name"
-                )
-            names[granted] = None
+        dns_name = appliance_dns_name(appliance_id) if request.dns_names else None
+        names = (dns_name,) if dns_name else ()
         if request.wants_server_auth and not self.allow_server_auth:
             raise NotAllowed("this server does not issue serverAuth certificates")
         # A server certificate without a name cannot be checked against one: serverAuth needs a name.

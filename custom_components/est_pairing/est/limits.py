@@ -10,7 +10,7 @@ MAX_BODY_BYTES: Final = 16 * 1024  # a P-384 or RSA-4096 CSR in base64 is under 
 MAX_SUBJECT_BYTES: Final = 1024  # DER of the CSR subject
 MAX_SAN_ENTRIES: Final = 8
 MAX_LABEL_LENGTH: Final = 64
-MAX_APPLIANCE_ID_LENGTH: Final = 64
+MAX_APPLIANCE_ID_LENGTH: Final = 63  # one DNS label (RFC 1035)
 MAX_SECRET_LENGTH: Final = 128
 
 # Keys the issuance policy accepts

@@ -34,7 +34,7 @@ from .errors import (
     TooManyRequests,
     WrongPin,
 )
-from .issuance import appliance_id_from, check_appliance_id
+from .issuance import appliance_id_from, appliance_names, check_appliance_id, check_claimed_id
 from .limits import (
     MAX_SECRET_LENGTH,
     OWNER_PIN_ATTEMPTS,
@@ -75,7 +75,7 @@ class Claim:
     @classmethod
     def from_basic(cls, credentials: BasicCredentials) -> Claim:
         """Username = appliance id; password = PIN, or empty for fingerprint comparison."""
-        appliance_id = check_appliance_id(credentials.username)
+        appliance_id = check_claimed_id(credentials.username)
         if len(credentials.password) > MAX_SECRET_LENGTH:
             raise MalformedRequest(f"secret is longer than {MAX_SECRET_LENGTH} characters")
         kind = CredentialKind.PIN if credentials.password else CredentialKind.FINGERPRINT
@@ -220,7 +220,12 @@ class EnrollmentPolicy:
             if registration.accepts_key(key):
                 self._learn_details(registration, request.details)
                 return Approved(registration.appliance_id)
-        self._check_distinct_name(claim.appliance_id)
+        try:
+            self._check_distinct_name(claim.appliance_id)
+        except NameTaken:
+            # Counted like a wrong secret: probing ids for twins costs what guessing PINs costs.
+            self.throttle.failure(claim.identity)
+            raise
         if (refusal := self.refusal(claim.identity)) is not None:
             raise NotAllowed(refusal)
         if self.auto_approve:
@@ -283,19 +288,24 @@ class EnrollmentPolicy:
         raise AuthenticationRequired(f"wrong secret for appliance {claim.appliance_id}")
 
     def _check_distinct_name(self, appliance_id: str) -> None:
-        """Refuse an id that differs only in case from a known appliance's: DNS names ignore case.
+        """Refuse a new id, or one whose names are another known appliance's: one name, one appliance.
 
-        ``Fridge`` and ``fridge`` would both be granted the name ``fridge.local``, so each would hold a
-        certificate naming the other. Ids stay case-sensitive everywhere else (they are CNs, and keys
-        of stored registrations). Only appliances the owner approved or pre-registered count: twins
-        may wait side by side (a stranger's request must not lock a real appliance out), and the
-        owner can approve one of them.
+        An id stands for itself and ``<id>.local``, case-folded, without a trailing dot: ``Fridge``,
+        ``fridge.`` and a registration ``fridge.local`` from an older release all stand for
+        ``fridge.local``, so each would hold a certificate naming the others. Ids stay case-sensitive
+        everywhere else (they are CNs, and keys of stored registrations). Only appliances the owner
+        approved or pre-registered count: twins may wait side by side (a stranger's request must not
+        lock a real appliance out), and the owner can approve one of them. The reason does not name
+        the known appliance: a requester must not learn the ids the hub knows.
         """
-        folded = appliance_id.casefold()
+        if appliance_id not in self._registrations:
+            check_appliance_id(appliance_id)  # ids with dots are known from older releases only
+        names = appliance_names(appliance_id)
         for other in self._registrations:
-            if other != appliance_id and other.casefold() == folded:
+            if other != appliance_id and names & appliance_names(other):
                 raise NameTaken(
-                    f"appliance id {appliance_id!r} differs only in case from the known appliance {other!r}"
+                    f"appliance id {appliance_id!r} stands for the same DNS name as an appliance the hub"
+                    " already knows (names ignore case and '.local'); choose another id"
                 )
 
     def _check_room(self, identity: str, address: str | None) -> None:

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from .ca import HouseholdCA, IPAddress
+from .homenet import is_home_address, is_home_name
 from .limits import LISTENER_RENEW_BEFORE_DAYS, LISTENER_VALIDITY_DAYS
 
 # OpenSSL's X509_V_FLAG_NO_CHECK_TIME (x509_vfy.h): the handshake checks that a client certificate
@@ -29,7 +30,7 @@ _TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 
 @dataclass(frozen=True, slots=True)
 class ListenerNames:
-    """Every name and address clients reach the listener by."""
+    """Every name and address clients reach the listener by (all of them are kept from appliances)."""
 
     dns_names: tuple[str, ...]
     ip_addresses: tuple[IPAddress, ...]
@@ -53,6 +54,17 @@ class ListenerNames:
         """Names then addresses, as strings."""
         return [*self.dns_names, *map(str, self.ip_addresses)]
 
+    def certified(self) -> ListenerNames:
+        """Those the listener's certificate carries: names and addresses of the home network only.
+
+        Not ``localhost`` or a bare host name (no home-network name, and RFC 5280 wants a dNSName
+        to be a fully qualified host name), nor a public address: the household CA's name
+        constraint would refuse them.
+        """
+        return ListenerNames(
+            tuple(filter(is_home_name, self.dns_names)), tuple(filter(is_home_address, self.ip_addresses))
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class ListenerIdentity:
@@ -63,12 +75,13 @@ class ListenerIdentity:
 
     @classmethod
     def issue(cls, ca: HouseholdCA, names: ListenerNames, now: datetime) -> ListenerIdentity:
-        """A fresh key and certificate covering ``names``."""
+        """A fresh key and certificate covering the names of ``names`` it may carry (:meth:`certified`)."""
         key = ec.generate_private_key(ec.SECP256R1())
+        certified = names.certified()
         certificate = ca.issue_listener_certificate(
             public_key=key.public_key(),
-            dns_names=names.dns_names,
-            ip_addresses=names.ip_addresses,
+            dns_names=certified.dns_names,
+            ip_addresses=certified.ip_addresses,
             not_before=now - timedelta(minutes=5),
             not_after=now + timedelta(days=LISTENER_VALIDITY_DAYS),
         )
@@ -105,16 +118,25 @@ class ListenerIdentity:
         )
 
     def covers(self, names: ListenerNames) -> bool:
-        """Whether every name and address is in the certificate."""
-        mine = self.names()
-        return set(names.dns_names) <= set(mine.dns_names) and set(names.ip_addresses) <= set(
+        """Whether every name and address the certificate may carry is in it."""
+        mine, wanted = self.names(), names.certified()
+        return set(wanted.dns_names) <= set(mine.dns_names) and set(wanted.ip_addresses) <= set(
             mine.ip_addresses
         )
 
     def needs_renewal(self, ca: HouseholdCA, names: ListenerNames, now: datetime) -> bool:
-        """Re-issue when names changed, expiry nears, or another CA signed it."""
+        """Re-issue when names changed, expiry nears, or another CA signed it.
+
+        Also when it carries a name it may no longer carry (``localhost``, written by older releases).
+        """
         renew_at = self.certificate.not_valid_after_utc - timedelta(days=LISTENER_RENEW_BEFORE_DAYS)
-        return now >= renew_at or not self.covers(names) or not ca.issued(self.certificate)
+        mine = self.names()
+        return (
+            now >= renew_at
+            or not self.covers(names)
+            or mine != mine.certified()
+            or not ca.issued(self.certificate)
+        )
 
 
 def server_ssl_context(
