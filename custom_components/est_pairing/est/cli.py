@@ -428,7 +428,8 @@ def parser() -> argparse.ArgumentParser:
         "--host",
         default="127.0.0.1",
         help="address or name to listen on, and where certificates say the CRL is "
-        "(0.0.0.0 or '::': every interface, and the CRL at the machine's host name)",
+        "(0.0.0.0 or '::': every interface, and the CRL at the machine's host name under .local); "
+        "an address of the home network or a name under .local or .home.arpa",
     )
     serve_parser.add_argument("--port", type=int, default=8443)
     serve_parser.add_argument(

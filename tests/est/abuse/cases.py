@@ -167,6 +167,19 @@ async def _host_name_as_id(t: Target) -> Answer:
     return await t.enroll(body, user=t.reserved_name, pin="123456")
 
 
+@case("appliance id that is a public host name", 400, "with no '.'")
+async def _public_name_as_id(t: Target) -> Answer:
+    names = x509.SubjectAlternativeName([x509.DNSName("login.microsoftonline.com")])
+    csr = forge.build(forge.new_key(), "login.microsoftonline.com", extensions=[names])
+    return await t.enroll(forge.body(csr), user="login.microsoftonline.com", pin="123456")
+
+
+@case("appliance id differing only in case from a known one", 403, "stands for the same DNS name")
+async def _case_twin(t: Target) -> Answer:
+    twin = t.user.upper()
+    return await t.enroll(forge.body(forge.build(forge.new_key(), twin)), user=twin, pin="123456")
+
+
 @case("CSR asking for an IP address", 403, "IP addresses")
 async def _ip_address(t: Target) -> Answer:
     names = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("192.168.1.2"))])
