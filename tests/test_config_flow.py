@@ -291,6 +291,7 @@ async def test_preregister_flow_errors_then_success(
     assert result["type"] is FlowResultType.FORM
     for user_input, errors in (
         ({CONF_APPLIANCE_ID: "bad id!", CONF_PIN: "123456"}, {CONF_APPLIANCE_ID: "invalid_appliance_id"}),
+        ({CONF_APPLIANCE_ID: "oven.local", CONF_PIN: "123456"}, {CONF_APPLIANCE_ID: "invalid_appliance_id"}),
         ({CONF_APPLIANCE_ID: "oven", CONF_PIN: "123"}, {CONF_PIN: "pin_too_short"}),
         ({CONF_APPLIANCE_ID: "oven", CONF_PIN: "1" * 129}, {CONF_PIN: "pin_too_long"}),
     ):

@@ -54,6 +54,13 @@ async def test_preregister_validates_its_input(hass: HomeAssistant, runtime: Est
             DOMAIN, "preregister_appliance", {"appliance_id": "../oven", "pin": "123456"}, blocking=True
         )
     assert err.value.translation_key == "invalid_input"
+    for public_name in ("oven.local", "login.microsoftonline.com"):  # an id is one DNS label
+        with pytest.raises(ServiceValidationError) as err:
+            await hass.services.async_call(
+                DOMAIN, "preregister_appliance", {"appliance_id": public_name, "pin": "123456"}, blocking=True
+            )
+        placeholders = err.value.translation_placeholders
+        assert placeholders is not None and "with no '.'" in placeholders["reason"]
     assert runtime.service.policy.registrations() == []
 
 

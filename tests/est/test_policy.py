@@ -150,6 +150,16 @@ def test_preregistration_accepts_any_key_with_the_secret(policy: EnrollmentPolic
         policy.preregister("oven", "")
 
 
+@pytest.mark.parametrize("appliance_id", ["oven.local", "oven.", "login.microsoftonline.com"])
+def test_a_new_id_is_one_dns_label(policy: EnrollmentPolicy, appliance_id: str) -> None:
+    """Pre-registered (the owner, --user) or asked for by a request: the same rule, the same reason."""
+    with pytest.raises(MalformedRequest, match=r"with no '\.'"):
+        policy.preregister(appliance_id, "123456")
+    with pytest.raises(MalformedRequest, match=r"with no '\.'"):
+        policy.authorize(claim(appliance_id), request(appliance_id), None)
+    assert policy.registrations() == [] and policy.pending_requests() == []
+
+
 def test_preregistering_an_appliance_that_waits_withdraws_its_request(policy: EnrollmentPolicy) -> None:
     """Its card under Discovered would otherwise outlive the enrollment the registration allows."""
     removed: list[str] = []

@@ -123,8 +123,8 @@ class IssuancePolicy:
                     f"certificate request asks for the name {dns_name!r}; "
                     f"an appliance may only be named {appliance_id}{MDNS_SUFFIX}"
                 )
-        dns_name = appliance_dns_name(appliance_id) if request.dns_names else None
-        names = (dns_name,) if dns_name else ()
+        granted = appliance_dns_name(appliance_id) if request.dns_names else None
+        names = (granted,) if granted else ()
         if request.wants_server_auth and not self.allow_server_auth:
             raise NotAllowed("this server does not issue serverAuth certificates")
         # A server certificate without a name cannot be checked against one: serverAuth needs a name.
