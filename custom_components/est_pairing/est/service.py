@@ -40,7 +40,7 @@ class ServiceConfig:
     ca_name: str
     port: int
     bind_host: str | None = None  # None: every interface
-    names: ListenerNames = field(default_factory=lambda: ListenerNames(("localhost",), ()))
+    names: ListenerNames = field(default_factory=lambda: ListenerNames.from_hosts(["localhost", "127.0.0.1"]))
     labels: Sequence[str] = DEFAULT_LABELS
     validity_days: int = DEFAULT_VALIDITY_DAYS
     manufacturer_cas: Sequence[x509.Certificate] = ()
