@@ -32,6 +32,7 @@ from custom_components.est_pairing.est.limits import (
     PENDING_MAX_PER_ADDRESS,
 )
 from custom_components.est_pairing.est.policy import Claim
+from custom_components.est_pairing.est import server as server_module
 from custom_components.est_pairing.est.server import BUSY_WARNING_INTERVAL
 from custom_components.est_pairing.est.tls import client_ssl_context
 
@@ -47,6 +48,7 @@ class Answer:
     status: int
     headers: CIMultiDictProxy[str]
     body: bytes
+    reason: str = ""  # the status line's reason phrase
 
     @property
     def text(self) -> str:
@@ -105,7 +107,7 @@ async def call(server: RunningServer) -> AsyncIterator[Call]:
         async with session.request(
             method, server.url + path, data=body, headers=all_headers, ssl=context
         ) as response:
-            return Answer(response.status, response.headers, await response.read())
+            return Answer(response.status, response.headers, await response.read(), response.reason or "")
 
     yield request
     await session.close()
@@ -113,6 +115,11 @@ async def call(server: RunningServer) -> AsyncIterator[Call]:
 
 def assert_refusal(answer: Answer, status: int, reason: str) -> None:
     assert answer.status == status, answer.text
+    if status == 401:  # no body (Bouncy Castle fails on one): the reason is the status line's
+        assert (answer.headers["Content-Length"], answer.body) == ("0", b"")
+        assert "Content-Type" not in answer.headers
+        assert reason in answer.reason
+        return
     assert answer.headers["Content-Type"].startswith("text/plain")
     assert int(answer.headers["Content-Length"]) == len(answer.body)
     assert answer.text.count("\n") == 1
@@ -290,6 +297,35 @@ async def test_no_credentials_gets_a_quoted_basic_challenge(call: Call) -> None:
     answer = await call("POST", f"{EST}/simpleenroll", body=appliance().body)
     assert_refusal(answer, 401, "authenticate")
     assert answer.headers["WWW-Authenticate"].startswith('Basic realm="EST Appliance Pairing"')
+
+
+@pytest.mark.parametrize("operation", ["simpleenroll", "serverkeygen"])
+async def test_the_challenge_and_the_202_have_no_body(
+    call: Call, caplog: pytest.LogCaptureFixture, operation: str
+) -> None:
+    """Bouncy Castle's EST client closes a 401 or a 202 without reading it, and fails on any body it
+    left unread ("Stream closed before limit fully read"): neither has one. The reason is in the
+    status line, for people and clients that show it, and in the debug log."""
+    caplog.set_level(logging.DEBUG, logger="custom_components.est_pairing.est")
+    fridge = appliance("fridge")
+    challenge = await call("POST", f"{EST}/{operation}", body=fridge.body)
+    waiting = await call("POST", f"{EST}/{operation}", body=fridge.body, auth=("fridge", "424242"))
+    for answer, status in ((challenge, 401), (waiting, 202)):
+        assert (answer.status, answer.headers["Content-Length"], answer.body) == (status, "0", b"")
+        assert "Content-Type" not in answer.headers
+    authenticate = "authenticate with the appliance id and PIN (HTTP Basic) or a factory certificate"
+    assert challenge.reason == authenticate
+    assert challenge.headers["WWW-Authenticate"].startswith('Basic realm="EST Appliance Pairing"')
+    assert waiting.reason == "waiting for the owner to approve this appliance"
+    assert waiting.headers["Retry-After"] == "1"
+    assert f"EST refused a request with 401: {authenticate}" in caplog.text
+    assert "EST answered 202: fridge waits for the owner" in caplog.text
+
+
+def test_a_reason_in_the_status_line_is_printable_ascii() -> None:
+    """The status line is bytes every client parses its own way: anything else is escaped."""
+    response = server_module._bodiless(401, "caf\u00e9\u202e\x00\tlocked\n")
+    assert (response.reason, response.body) == ("caf\\xe9\\u202e\\x00 locked", None)
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,8 @@
 """The EST listener: aiohttp routes that map HTTP to registrar calls, and the guarded TLS site.
 
 Every answer has a Content-Length, every base64 body a ``Content-Transfer-Encoding: base64``, and
-every refusal is ``text/plain`` with a one-line reason and the status from :data:`STATUS`.
+every refusal has the status from :data:`STATUS` and a one-line reason: as a ``text/plain`` body, but
+for a 401 (and a 202) as the status line's reason phrase, with no body.
 """
 
 from __future__ import annotations
@@ -161,10 +162,12 @@ class EstApplication:
 
     def _refusal(self, err: EstError) -> web.Response:
         status = status_for(err)
-        response = _text(status, str(err))
         if isinstance(err, AuthenticationRequired):
+            response = _bodiless(status, str(err))
             response.headers[hdrs.WWW_AUTHENTICATE] = self._challenge
-        elif isinstance(err, RetryLater):
+        else:
+            response = _text(status, str(err))
+        if isinstance(err, RetryLater):
             response.headers[hdrs.RETRY_AFTER] = str(err.retry_after)
         elif isinstance(err, MethodNotAllowed):
             response.headers[hdrs.ALLOW] = ", ".join(err.allowed)
@@ -334,7 +337,8 @@ async def _receive_body(request: web.Request) -> bytes:
 
 def _enrollment_response(outcome: Issued | AwaitingOwner) -> web.Response:
     if isinstance(outcome, AwaitingOwner):
-        response = _text(202, "waiting for the owner to approve this appliance")
+        _LOGGER.debug("EST answered 202: %s waits for the owner", outcome.pending.appliance_id)
+        response = _bodiless(202, "waiting for the owner to approve this appliance")
         response.headers[hdrs.RETRY_AFTER] = str(outcome.retry_after)
         return response
     return _base64(CERTS_ONLY, encode_certs_only([outcome.certificate]))
@@ -345,8 +349,23 @@ def _base64(content_type: str, body: bytes) -> web.Response:
 
 
 def _text(status: int, reason: str) -> web.Response:
-    line = " ".join(reason.split())[:_MAX_REASON] or "error"
-    return web.Response(status=status, text=line + "\n", content_type="text/plain")
+    return web.Response(status=status, text=_one_line(reason) + "\n", content_type="text/plain")
+
+
+def _bodiless(status: int, reason: str) -> web.Response:
+    """An answer with no body (``Content-Length: 0``), its reason in the status line instead.
+
+    For the answers a client acts on by itself, a 401 challenge and a 202: Bouncy Castle's EST
+    client closes them unread and fails on any body it left unread. The reason phrase is there for
+    people (``curl -i``) and for clients that show it (aiohttp's ``reason``), escaped to printable
+    ASCII (RFC 9112 §4 leaves other bytes to each client's taste).
+    """
+    phrase = _one_line(reason).encode("unicode_escape").decode("ascii")[:_MAX_REASON]
+    return web.Response(status=status, reason=phrase)
+
+
+def _one_line(reason: str) -> str:
+    return " ".join(reason.split())[:_MAX_REASON] or "error"
 
 
 # --- the listener -------------------------------------------------------------------------------------
