@@ -376,6 +376,67 @@ async def test_wrong_pin_is_401_and_locks_out_after_free_attempts(call: Call) ->
     assert int(locked.headers["Retry-After"]) >= 1
 
 
+@pytest.mark.parametrize(
+    ("operation", "credentials", "common_name", "status", "reason"),
+    [
+        ("simpleenroll", ("oven", "000000"), "grill", 401, "wrong secret for appliance oven"),
+        ("simpleenroll", ("oven", "123456"), "grill", 403, "names 'grill' but the credential is for 'oven'"),
+        ("simpleenroll", None, "grill", 401, "authenticate with the appliance id and PIN"),
+        ("simpleenroll", ("oven", "000000"), "oven", 401, "wrong secret for appliance oven"),
+        ("simpleenroll", ("fridge", "000000"), "grill", 401, "wrong secret for appliance fridge"),
+        (
+            "simpleenroll",
+            ("fridge", "424242"),
+            "grill",
+            403,
+            "names 'grill' but the credential is for 'fridge'",
+        ),
+        ("serverkeygen", ("oven", "000000"), "grill", 401, "wrong secret for appliance oven"),
+        ("serverkeygen", ("oven", "123456"), "grill", 403, "names 'grill' but the credential is for 'oven'"),
+        ("serverkeygen", ("oven", ""), "oven", 401, "wrong secret for appliance oven"),
+        ("serverkeygen", ("fridge", ""), "fridge", 401, "wrong secret for appliance fridge"),
+        ("serverkeygen", None, "oven", 401, "authenticate with the appliance id and PIN"),
+    ],
+    ids=[
+        "enroll-wrong-secret-wrong-name",
+        "enroll-right-secret-wrong-name",
+        "enroll-no-credentials",
+        "enroll-wrong-secret",
+        "waiting-wrong-secret-wrong-name",
+        "waiting-right-secret-wrong-name",
+        "keygen-wrong-secret-wrong-name",
+        "keygen-right-secret-wrong-name",
+        "keygen-no-secret-for-a-pin",
+        "keygen-waiting-no-secret-for-a-pin",
+        "keygen-no-credentials",
+    ],
+)
+async def test_authentication_comes_before_what_the_request_asks(
+    server: RunningServer,
+    call: Call,
+    operation: str,
+    credentials: tuple[str, str] | None,
+    common_name: str,
+    status: int,
+    reason: str,
+) -> None:
+    """A wrong or missing secret is 401 with the challenge whatever the request asks (RFC 7235 §3.1);
+    403 is for a requester that proved who it is. Secrets are kept for the pre-registered ``oven``
+    (123456) and for ``fridge``'s request waiting for the owner (424242, same key). Either way the
+    owner is not asked and nothing is issued."""
+    fridge_key = ec.generate_private_key(ec.SECP256R1())
+    waiting = await call(
+        "POST", f"{EST}/simpleenroll", body=Appliance("fridge", fridge_key).body, auth=("fridge", "424242")
+    )
+    assert waiting.status == 202
+    key = fridge_key if credentials is not None and credentials[0] == "fridge" else appliance().key
+    answer = await call("POST", f"{EST}/{operation}", body=Appliance(common_name, key).body, auth=credentials)
+    assert_refusal(answer, status, reason)
+    assert ("WWW-Authenticate" in answer.headers) == (status == 401)
+    assert [p.appliance_id for p in server.service.policy.pending_requests()] == ["fridge"]
+    assert server.service.ledger.for_appliance("oven") == server.service.ledger.for_appliance("fridge") == []
+
+
 async def test_unknown_appliance_waits_for_the_owner_then_gets_200(server: RunningServer, call: Call) -> None:
     fridge = appliance("fridge")
     first = await call("POST", f"{EST}/simpleenroll", body=fridge.body, auth=("fridge", "424242"))
