@@ -62,7 +62,9 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Harness:
     """EstInterop.java compiled into a temporary directory (never next to the source)."""
     java, javac = shutil.which("java"), shutil.which("javac")
     if java is None or javac is None:
-        pytest.skip("Bouncy Castle interop needs a JDK (java and javac): apt-get install openjdk-17-jdk-headless")
+        pytest.skip(
+            "Bouncy Castle's EST client needs a JDK (java and javac): apt-get install default-jdk-headless"
+        )
     jars = {name: find_jar(name) for name in JARS}
     if missing := [name for name, jar in jars.items() if jar is None]:
         pytest.skip(
@@ -222,7 +224,7 @@ async def test_refusals_reach_bouncy_castle_with_their_status(
     appliance_id: str,
     pin: str,
     common_name: str,
-    lock: bool,  # noqa: FBT001
+    lock: bool,
     status: int,
 ) -> None:
     """Bouncy Castle reads the body of a refusal it reports (its ESTException): these keep theirs."""

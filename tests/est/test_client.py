@@ -128,7 +128,7 @@ async def test_enroll_gives_up_after_its_timeout(server: RunningServer) -> None:
 async def test_refusals_become_library_errors(server: RunningServer) -> None:
     csr = build_csr(key(), "oven")
     async with server.client() as client:
-        with pytest.raises(AuthenticationRequired, match="^401: authenticate with the appliance id and PIN"):
+        with pytest.raises(AuthenticationRequired, match=r"^401: authenticate with the appliance id and PIN"):
             await client.simpleenroll(csr)  # the reason from the status line: a 401 has no body
         for _ in range(FREE_ATTEMPTS):
             with pytest.raises(AuthenticationRequired, match="wrong secret"):

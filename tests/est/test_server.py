@@ -21,7 +21,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from multidict import CIMultiDictProxy
 import pytest
 
-from custom_components.est_pairing.est import wire
+from custom_components.est_pairing.est import server as server_module, wire
 from custom_components.est_pairing.est.client import build_csr, renewal_csr
 from custom_components.est_pairing.est.csr import inspect_request
 from custom_components.est_pairing.est.errors import NameTaken
@@ -32,7 +32,6 @@ from custom_components.est_pairing.est.limits import (
     PENDING_MAX_PER_ADDRESS,
 )
 from custom_components.est_pairing.est.policy import Claim
-from custom_components.est_pairing.est import server as server_module
 from custom_components.est_pairing.est.server import BUSY_WARNING_INTERVAL
 from custom_components.est_pairing.est.tls import client_ssl_context
 

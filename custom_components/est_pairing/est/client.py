@@ -445,8 +445,10 @@ async def _pending(response: aiohttp.ClientResponse) -> Pending:
 
 
 def _reason(response: aiohttp.ClientResponse, body: str) -> str:
-    """The server's one-line reason: its text/plain body, else (a 401 or 202 has no body) the reason
-    phrase of its status line."""
+    """The server's one-line reason: its text/plain body, else its status line's reason phrase.
+
+    A 401 or a 202 from the listener has no body: its reason is in the status line.
+    """
     reason = body.strip() or (response.reason or "").strip() or "no reason given"
     return reason.splitlines()[0]
 

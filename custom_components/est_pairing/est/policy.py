@@ -216,12 +216,12 @@ class EnrollmentPolicy:
         return self.decide(claim, request, address)
 
     def authenticate(self, claim: Claim, request: CertificateRequest) -> None:
-        """Raise AuthenticationRequired (401), or LockedOut, unless the claim's secret is the one kept
-        for it: by its appliance's registration, or by its request already waiting for the owner.
+        """Raise AuthenticationRequired (401) or LockedOut (429) unless the claim's secret is right.
 
-        First, whatever the request asks (RFC 7235 §3.1): a refusal of what it asks (403) is for a
-        requester that proved who it is. A claim nothing is kept for yet passes: its PIN is for the
-        owner to check.
+        Right means the one kept for it: by its appliance's registration, or by its request already
+        waiting for the owner. Checked first, whatever the request asks (RFC 7235 §3.1): a refusal of
+        what it asks (403) is for a requester that proved who it is. A claim nothing is kept for yet
+        passes: its PIN is for the owner to check.
         """
         self.throttle.check(claim.identity)
         registration = self._registrations.get(claim.appliance_id)
