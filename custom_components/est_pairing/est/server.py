@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from http import HTTPStatus
 import logging
 import ssl
-import time
 from typing import Any, Final
 
 from aiohttp import hdrs, web
@@ -36,6 +35,7 @@ from .errors import (
 )
 from .guard import ConnectionGuard
 from .limits import DEFAULT_CONNECTION_LIMITS, MAX_BODY_BYTES, ConnectionLimits
+from .lograte import OncePer
 from .policy import AwaitingOwner
 from .registrar import Issued, Peer, Registrar
 from .sessions import NO_CLIENT_CERTIFICATE, ClientChain
@@ -78,26 +78,6 @@ _GUARD: Final = web.AppKey("guard", ConnectionGuard)
 
 type Handler = Callable[[web.Request], Awaitable[web.Response]]
 type NextHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class OncePer:
-    """Whether something that keeps happening is due a log line: at most once per ``interval``."""
-
-    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.interval = interval
-        self.clock = clock
-        self.held_back = 0  # occurrences since the last one that was due, when it is due
-        self._last: float | None = None
-        self._since = 0
-
-    def due(self) -> bool:
-        """Count one occurrence; True when it is the first, or ``interval`` has passed since the last due."""
-        now = self.clock()
-        if self._last is not None and now - self._last < self.interval:
-            self._since += 1
-            return False
-        self._last, self.held_back, self._since = now, self._since, 0
-        return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,13 +156,7 @@ class EstApplication:
         if status == 503 and self.busy_warning.due():
             # The server is full of requests waiting for the owner: worth one warning, not one per
             # request (any device on the LAN could write them at will).
-            held_back = self.busy_warning.held_back
-            _LOGGER.warning(
-                "EST answered 503: %s (%sthe next ones are logged at debug level for %d s)",
-                err,
-                f"{held_back} more since the last warning; " if held_back else "",
-                self.busy_warning.interval,
-            )
+            _LOGGER.warning("EST answered 503: %s %s", err, self.busy_warning.note())
         elif status >= 500 and status not in _NOT_FAULTS:
             _LOGGER.warning("EST answered %s: %s", status, err)
         else:
