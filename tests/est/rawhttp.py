@@ -36,8 +36,21 @@ class RawResponse:
         """The body as text (undecodable bytes replaced)."""
         return self.body.decode(errors="replace")
 
+    @property
+    def reason_given(self) -> str:
+        """A refusal's one-line reason: its body, else (a 401 has none) its status line's phrase."""
+        return self.text.strip() if self.body else self.reason.strip()
+
     def is_one_line_refusal(self) -> bool:
-        """``text/plain``, a Content-Length that matches, and exactly one line of reason."""
+        """``text/plain``, a Content-Length that matches, and exactly one line of reason; for a 401, no
+        body at all (``Content-Length: 0``) and the reason in the status line instead."""
+        if self.status == 401:
+            return (
+                "content-type" not in self.headers
+                and self.headers.get("content-length") == "0"
+                and not self.body
+                and len(self.reason.strip()) > 0
+            )
         return (
             self.headers.get("content-type", "").startswith("text/plain")
             and self.headers.get("content-length") == str(len(self.body))

@@ -114,6 +114,7 @@ async def test_enroll_waits_for_the_owner(server: RunningServer) -> None:
     await approval
     assert certificate.subject.rfc4514_string() == "CN=fridge"
     assert seen and seen[0].retry_after >= 1
+    assert seen[0].message == "waiting for the owner to approve this appliance"  # the status line's
 
 
 async def test_enroll_gives_up_after_its_timeout(server: RunningServer) -> None:
@@ -127,8 +128,8 @@ async def test_enroll_gives_up_after_its_timeout(server: RunningServer) -> None:
 async def test_refusals_become_library_errors(server: RunningServer) -> None:
     csr = build_csr(key(), "oven")
     async with server.client() as client:
-        with pytest.raises(AuthenticationRequired, match="401"):
-            await client.simpleenroll(csr)
+        with pytest.raises(AuthenticationRequired, match=r"^401: authenticate with the appliance id and PIN"):
+            await client.simpleenroll(csr)  # the reason from the status line: a 401 has no body
         for _ in range(FREE_ATTEMPTS):
             with pytest.raises(AuthenticationRequired, match="wrong secret"):
                 await client.simpleenroll(csr, username="oven", password="000000")

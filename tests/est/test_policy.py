@@ -203,6 +203,19 @@ def test_revoked_keys_never_enroll_again(policy: EnrollmentPolicy) -> None:
     assert isinstance(policy.authorize(claim(), request(), None), AwaitingOwner)
 
 
+def test_only_an_authenticated_claim_learns_that_its_key_was_revoked(policy: EnrollmentPolicy) -> None:
+    """Pre-registered again after a revocation: the old key with a wrong secret is a 401 like any
+    wrong secret, not a 403 telling a guesser which keys were revoked."""
+    policy.preregister("oven", "123456")
+    oven = request()
+    policy.remove("oven", [oven.key_fingerprint])
+    policy.preregister("oven", "654321")
+    with pytest.raises(AuthenticationRequired, match="wrong secret"):
+        policy.authorize(claim(secret="123456"), oven, None)
+    with pytest.raises(CertificateRevoked):
+        policy.authorize(claim(secret="654321"), oven, None)
+
+
 def test_pending_requests_are_bounded(policy: EnrollmentPolicy) -> None:
     for _ in range(PENDING_MAX_PER_IDENTITY):
         policy.authorize(claim(), request(), None)

@@ -12,6 +12,7 @@ import asyncio
 import collections
 from collections.abc import AsyncIterator
 import contextlib
+import logging
 import os
 from pathlib import Path
 import resource
@@ -22,7 +23,7 @@ import time
 import pytest
 
 from custom_components.est_pairing.est import guard as listener_guard, wire
-from custom_components.est_pairing.est.guard import ConnectionGuard
+from custom_components.est_pairing.est.guard import CAP_WARNING_INTERVAL, ConnectionGuard
 from custom_components.est_pairing.est.limits import (
     FREE_ATTEMPTS,
     HEADER_TIMEOUT,
@@ -326,6 +327,48 @@ async def test_at_the_cap_connections_closing_after_their_answer_make_room_first
             assert answer is not None and answer.status == 200
         for connection in handshaking:  # older, but still waiting for their handshake: kept
             assert not await connection.closed_by_server(within=0.2)
+
+
+async def test_a_swinging_connection_count_is_warned_about_once_per_interval(
+    small_server: RunningServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Any device on the LAN can fill the cap, let the count fall and fill it again at will: that
+    must not write a warning each time (66 connects and one more wrote 154 warnings in 5 s). One
+    warning per interval, then one saying how many times it was reached meanwhile."""
+    caplog.set_level(logging.DEBUG, logger="custom_components.est_pairing.est")
+    port, cap = small_server.service.port, guard(small_server).limits.max_connections
+    now = 1000.0
+    guard(small_server).cap_warning.clock = lambda: now
+
+    def reached() -> int:
+        return sum("connection cap:" in r.getMessage() for r in caplog.records)
+
+    async def fill_then_leave(times: int) -> list[str]:
+        """Reach the cap (silent TCP connects, one more than it holds) and leave, ``times`` times."""
+        caplog.clear()
+        for time_ in range(times):
+            async with contextlib.AsyncExitStack() as stack:
+                for _ in range(cap + 1):
+                    await stack.enter_async_context(rawhttp.connect(port, tls=None))
+                await eventually(lambda: reached() == time_ + 1, "the cap reached")  # noqa: B023
+            await eventually(lambda: len(guard(small_server)) == 0, "every connection gone")
+        return [
+            r.getMessage()
+            for r in caplog.records
+            if r.levelno >= logging.INFO and "EST listener" in r.getMessage()
+        ]
+
+    assert await fill_then_leave(10) == [
+        f"EST listener at its {cap}-connection cap: closing idle connections to make room"
+        " (the next ones are logged at debug level for 600 s)",
+        "EST listener back under half its connection cap",
+    ]
+    now += CAP_WARNING_INTERVAL
+    assert await fill_then_leave(2) == [
+        f"EST listener at its {cap}-connection cap: closing idle connections to make room"
+        " (9 more since the last warning; the next ones are logged at debug level for 600 s)",
+        "EST listener back under half its connection cap",
+    ]
 
 
 def server_sockets(pid: int, port: int) -> int:

@@ -21,7 +21,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from multidict import CIMultiDictProxy
 import pytest
 
-from custom_components.est_pairing.est import wire
+from custom_components.est_pairing.est import server as server_module, wire
 from custom_components.est_pairing.est.client import build_csr, renewal_csr
 from custom_components.est_pairing.est.csr import inspect_request
 from custom_components.est_pairing.est.errors import NameTaken
@@ -47,6 +47,7 @@ class Answer:
     status: int
     headers: CIMultiDictProxy[str]
     body: bytes
+    reason: str = ""  # the status line's reason phrase
 
     @property
     def text(self) -> str:
@@ -105,7 +106,7 @@ async def call(server: RunningServer) -> AsyncIterator[Call]:
         async with session.request(
             method, server.url + path, data=body, headers=all_headers, ssl=context
         ) as response:
-            return Answer(response.status, response.headers, await response.read())
+            return Answer(response.status, response.headers, await response.read(), response.reason or "")
 
     yield request
     await session.close()
@@ -113,6 +114,11 @@ async def call(server: RunningServer) -> AsyncIterator[Call]:
 
 def assert_refusal(answer: Answer, status: int, reason: str) -> None:
     assert answer.status == status, answer.text
+    if status == 401:  # no body (Bouncy Castle fails on one): the reason is the status line's
+        assert (answer.headers["Content-Length"], answer.body) == ("0", b"")
+        assert "Content-Type" not in answer.headers
+        assert reason in answer.reason
+        return
     assert answer.headers["Content-Type"].startswith("text/plain")
     assert int(answer.headers["Content-Length"]) == len(answer.body)
     assert answer.text.count("\n") == 1
@@ -292,6 +298,35 @@ async def test_no_credentials_gets_a_quoted_basic_challenge(call: Call) -> None:
     assert answer.headers["WWW-Authenticate"].startswith('Basic realm="EST Appliance Pairing"')
 
 
+@pytest.mark.parametrize("operation", ["simpleenroll", "serverkeygen"])
+async def test_the_challenge_and_the_202_have_no_body(
+    call: Call, caplog: pytest.LogCaptureFixture, operation: str
+) -> None:
+    """Bouncy Castle's EST client closes a 401 or a 202 without reading it, and fails on any body it
+    left unread ("Stream closed before limit fully read"): neither has one. The reason is in the
+    status line, for people and clients that show it, and in the debug log."""
+    caplog.set_level(logging.DEBUG, logger="custom_components.est_pairing.est")
+    fridge = appliance("fridge")
+    challenge = await call("POST", f"{EST}/{operation}", body=fridge.body)
+    waiting = await call("POST", f"{EST}/{operation}", body=fridge.body, auth=("fridge", "424242"))
+    for answer, status in ((challenge, 401), (waiting, 202)):
+        assert (answer.status, answer.headers["Content-Length"], answer.body) == (status, "0", b"")
+        assert "Content-Type" not in answer.headers
+    authenticate = "authenticate with the appliance id and PIN (HTTP Basic) or a factory certificate"
+    assert challenge.reason == authenticate
+    assert challenge.headers["WWW-Authenticate"].startswith('Basic realm="EST Appliance Pairing"')
+    assert waiting.reason == "waiting for the owner to approve this appliance"
+    assert waiting.headers["Retry-After"] == "1"
+    assert f"EST refused a request with 401: {authenticate}" in caplog.text
+    assert "EST answered 202: fridge waits for the owner" in caplog.text
+
+
+def test_a_reason_in_the_status_line_is_printable_ascii() -> None:
+    """The status line is bytes every client parses its own way: anything else is escaped."""
+    response = server_module._bodiless(401, "caf\u00e9\u202e\x00\tlocked\n")
+    assert (response.reason, response.body) == ("caf\\xe9\\u202e\\x00 locked", None)
+
+
 @pytest.mark.parametrize(
     ("authorization", "reason"),
     [
@@ -338,6 +373,67 @@ async def test_wrong_pin_is_401_and_locks_out_after_free_attempts(call: Call) ->
     locked = await call("POST", f"{EST}/simpleenroll", body=oven.body, auth=("oven", "123456"))
     assert_refusal(locked, 429, "locked")
     assert int(locked.headers["Retry-After"]) >= 1
+
+
+@pytest.mark.parametrize(
+    ("operation", "credentials", "common_name", "status", "reason"),
+    [
+        ("simpleenroll", ("oven", "000000"), "grill", 401, "wrong secret for appliance oven"),
+        ("simpleenroll", ("oven", "123456"), "grill", 403, "names 'grill' but the credential is for 'oven'"),
+        ("simpleenroll", None, "grill", 401, "authenticate with the appliance id and PIN"),
+        ("simpleenroll", ("oven", "000000"), "oven", 401, "wrong secret for appliance oven"),
+        ("simpleenroll", ("fridge", "000000"), "grill", 401, "wrong secret for appliance fridge"),
+        (
+            "simpleenroll",
+            ("fridge", "424242"),
+            "grill",
+            403,
+            "names 'grill' but the credential is for 'fridge'",
+        ),
+        ("serverkeygen", ("oven", "000000"), "grill", 401, "wrong secret for appliance oven"),
+        ("serverkeygen", ("oven", "123456"), "grill", 403, "names 'grill' but the credential is for 'oven'"),
+        ("serverkeygen", ("oven", ""), "oven", 401, "wrong secret for appliance oven"),
+        ("serverkeygen", ("fridge", ""), "fridge", 401, "wrong secret for appliance fridge"),
+        ("serverkeygen", None, "oven", 401, "authenticate with the appliance id and PIN"),
+    ],
+    ids=[
+        "enroll-wrong-secret-wrong-name",
+        "enroll-right-secret-wrong-name",
+        "enroll-no-credentials",
+        "enroll-wrong-secret",
+        "waiting-wrong-secret-wrong-name",
+        "waiting-right-secret-wrong-name",
+        "keygen-wrong-secret-wrong-name",
+        "keygen-right-secret-wrong-name",
+        "keygen-no-secret-for-a-pin",
+        "keygen-waiting-no-secret-for-a-pin",
+        "keygen-no-credentials",
+    ],
+)
+async def test_authentication_comes_before_what_the_request_asks(
+    server: RunningServer,
+    call: Call,
+    operation: str,
+    credentials: tuple[str, str] | None,
+    common_name: str,
+    status: int,
+    reason: str,
+) -> None:
+    """A wrong or missing secret is 401 with the challenge whatever the request asks (RFC 7235 §3.1);
+    403 is for a requester that proved who it is. Secrets are kept for the pre-registered ``oven``
+    (123456) and for ``fridge``'s request waiting for the owner (424242, same key). Either way the
+    owner is not asked and nothing is issued."""
+    fridge_key = ec.generate_private_key(ec.SECP256R1())
+    waiting = await call(
+        "POST", f"{EST}/simpleenroll", body=Appliance("fridge", fridge_key).body, auth=("fridge", "424242")
+    )
+    assert waiting.status == 202
+    key = fridge_key if credentials is not None and credentials[0] == "fridge" else appliance().key
+    answer = await call("POST", f"{EST}/{operation}", body=Appliance(common_name, key).body, auth=credentials)
+    assert_refusal(answer, status, reason)
+    assert ("WWW-Authenticate" in answer.headers) == (status == 401)
+    assert [p.appliance_id for p in server.service.policy.pending_requests()] == ["fridge"]
+    assert server.service.ledger.for_appliance("oven") == server.service.ledger.for_appliance("fridge") == []
 
 
 async def test_unknown_appliance_waits_for_the_owner_then_gets_200(server: RunningServer, call: Call) -> None:

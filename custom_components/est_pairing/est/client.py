@@ -415,9 +415,9 @@ _REFINED: tuple[tuple[int, str, type[EstError]], ...] = (
 )
 
 
-def _error_for(response: aiohttp.ClientResponse, reason: str) -> EstError:
-    reason = reason.strip() or response.reason or "no reason given"
-    line = f"{response.status}: {reason.splitlines()[0]}"
+def _error_for(response: aiohttp.ClientResponse, body: str) -> EstError:
+    reason = _reason(response, body)
+    line = f"{response.status}: {reason}"
     cls = ERROR_FOR_STATUS.get(response.status, ProtocolError)
     for status, words, refined in _REFINED:
         if response.status == status and words in reason:
@@ -441,7 +441,16 @@ async def _checked_body(response: aiohttp.ClientResponse, expected_type: str) ->
 
 
 async def _pending(response: aiohttp.ClientResponse) -> Pending:
-    return Pending(_retry_after(response), (await response.text(errors="replace")).strip())
+    return Pending(_retry_after(response), _reason(response, await response.text(errors="replace")))
+
+
+def _reason(response: aiohttp.ClientResponse, body: str) -> str:
+    """The server's one-line reason: its text/plain body, else its status line's reason phrase.
+
+    A 401 or a 202 from the listener has no body: its reason is in the status line.
+    """
+    reason = body.strip() or (response.reason or "").strip() or "no reason given"
+    return reason.splitlines()[0]
 
 
 def _retry_after(response: aiohttp.ClientResponse) -> int:

@@ -14,14 +14,17 @@ import contextlib
 import logging
 import socket
 import ssl
-from typing import cast
+from typing import Final, cast
 
 from aiohttp import web
 
 from .limits import ConnectionLimits
+from .lograte import OncePer
 from .sessions import NO_CLIENT_CERTIFICATE, ClientChain, SessionChains
 
 _LOGGER = logging.getLogger(__name__)
+
+CAP_WARNING_INTERVAL: Final = 600.0  # seconds between warnings that the connection cap was reached
 
 type NextHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -48,6 +51,8 @@ class ConnectionGuard:
         self._by_handler: dict[asyncio.BaseProtocol, _GuardedConnection] = {}
         self._handshakes: set[asyncio.Task[None]] = set()
         self._at_cap = False
+        self.cap_warning = OncePer(CAP_WARNING_INTERVAL)
+        self._cap_warned = False  # whether reaching the cap this time was warned about
         self.sessions = SessionChains()
 
     def client_chain(self, handler: asyncio.BaseProtocol) -> ClientChain | None:
@@ -97,20 +102,29 @@ class ConnectionGuard:
             if victim is None:
                 victim = next((c for c in self._open if not c.busy), None)
                 if not self._at_cap:
-                    _LOGGER.warning(
-                        "EST listener at its %s-connection cap: closing idle connections to make room",
-                        self.limits.max_connections,
-                    )
                     self._at_cap = True
+                    self._reached_cap()
                 if victim is None:
                     return False
             self._release(victim)
             victim.abort()
         elif self._at_cap and len(self._open) < self.limits.max_connections // 2:
-            _LOGGER.info("EST listener back under half its connection cap")
             self._at_cap = False
+            level = logging.INFO if self._cap_warned else logging.DEBUG  # the end of what was warned about
+            _LOGGER.log(level, "EST listener back under half its connection cap")
         self._open[connection] = None
         return True
+
+    def _reached_cap(self) -> None:
+        # Any device on the LAN can fill the cap, let the count fall and fill it again at will: a
+        # warning each time would flood the log.
+        self._cap_warned = self.cap_warning.due()
+        cap = self.limits.max_connections
+        message = f"EST listener at its {cap}-connection cap: closing idle connections to make room"
+        if self._cap_warned:
+            _LOGGER.warning("%s %s", message, self.cap_warning.note())
+        else:
+            _LOGGER.debug("%s", message)
 
     def _attached(self, connection: _GuardedConnection, handler: asyncio.BaseProtocol) -> None:
         self._by_handler[handler] = connection

@@ -207,19 +207,47 @@ class EnrollmentPolicy:
     # --- requests ---------------------------------------------------------------------------------
 
     def authorize(self, claim: Claim, request: CertificateRequest, address: str | None) -> Decision:
-        """Approve at once, keep waiting for the owner, or raise the reason to refuse."""
+        """Approve at once, keep waiting for the owner, or raise the reason to refuse.
+
+        :meth:`authenticate`, then :meth:`decide`: a caller with checks of its own between the two
+        calls them one by one.
+        """
+        self.authenticate(claim, request)
+        return self.decide(claim, request, address)
+
+    def authenticate(self, claim: Claim, request: CertificateRequest) -> None:
+        """Raise AuthenticationRequired (401) or LockedOut (429) unless the claim's secret is right.
+
+        Right means the one kept for it: by its appliance's registration, or by its request already
+        waiting for the owner. Checked first, whatever the request asks (RFC 7235 §3.1): a refusal of
+        what it asks (403) is for a requester that proved who it is. A claim nothing is kept for yet
+        passes: its PIN is for the owner to check.
+        """
+        self.throttle.check(claim.identity)
+        registration = self._registrations.get(claim.appliance_id)
+        if registration is not None and registration.identity == claim.identity:
+            self._check_secret(claim, registration.secret_digest)
+        request_id = request_id_for(claim.identity, request.key_fingerprint)
+        if request_id in self._pending:
+            self._expire(self._clock())  # an expired request keeps no secret
+            if (pending := self._pending.get(request_id)) is not None:
+                self._check_secret(claim, pending.secret_digest)
+
+    def decide(self, claim: Claim, request: CertificateRequest, address: str | None) -> Decision:
+        """:meth:`authorize` for a claim :meth:`authenticate` accepted."""
         key = request.key_fingerprint
         if key in self._revoked_keys:
             raise CertificateRevoked(
                 "this key's certificate was revoked; the appliance needs a new key and the owner's approval"
             )
-        self.throttle.check(claim.identity)
         registration = self._registrations.get(claim.appliance_id)
-        if registration is not None and registration.identity == claim.identity:
-            self._check_secret(claim, registration.secret_digest)
-            if registration.accepts_key(key):
-                self._learn_details(registration, request.details)
-                return Approved(registration.appliance_id)
+        if (
+            registration is not None
+            and registration.identity == claim.identity
+            and registration.accepts_key(key)
+        ):
+            self._learn_details(registration, request.details)
+            return Approved(registration.appliance_id)
         try:
             self._check_distinct_name(claim.appliance_id)
         except NameTaken:
@@ -236,7 +264,6 @@ class EnrollmentPolicy:
         now = self._clock()
         self._expire(now)
         if (pending := self._pending.get(request_id)) is not None:
-            self._check_secret(claim, pending.secret_digest)
             pending.last_seen = now
             pending.address = address
             return AwaitingOwner(pending, self.retry_after, new=False)

@@ -1,8 +1,9 @@
 """The EST operations over one household CA: what the HTTP layer calls (the CA interface of RFC 7030).
 
-A request flows one way: the server parses it (wire), the registrar asks the enrollment policy who
-may enroll and the issuance policy what they may get, the CA signs, the ledger records, and only
-then does the certificate go back.
+A request flows one way: the server parses it (wire), the registrar asks the enrollment policy
+whether the requester is who it says (its secret), the issuance policy what it may get, and the
+enrollment policy whether it may enroll; the CA signs, the ledger records, and only then does the
+certificate go back.
 """
 
 from __future__ import annotations
@@ -149,8 +150,9 @@ class Registrar:
         """Simpleenroll (§4.2.1): first enrollment, which the owner approves."""
         request = inspect_request(csr)
         claim = self._claim(peer)
+        self.policy.authenticate(claim, request)  # a wrong secret is a 401 whatever the request asks
         grant = self.issuance.grant(request, claim.appliance_id)  # refuse before asking the owner
-        decision = self.policy.authorize(claim, request, peer.address)
+        decision = self.policy.decide(claim, request, peer.address)
         if isinstance(decision, AwaitingOwner):
             return decision
         return await self._answer(request, grant, decision.appliance_id)
@@ -194,13 +196,14 @@ class Registrar:
         """
         request = inspect_request(csr)
         claim = self._claim(peer)
+        self.policy.authenticate(claim, request)
         if claim.kind is CredentialKind.FINGERPRINT:
             raise NotAllowed(
                 "server key generation needs a PIN, a pre-registration secret or a factory "
                 "certificate; without one the appliance must enroll its own key (simpleenroll)"
             )
         grant = self.issuance.grant(request, claim.appliance_id)
-        decision = self.policy.authorize(claim, request, peer.address)
+        decision = self.policy.decide(claim, request, peer.address)
         if isinstance(decision, AwaitingOwner):
             return decision
         decided = self._revocation_mark(decision.appliance_id)  # the owner may revoke while the key is made

@@ -1,7 +1,8 @@
 """The EST listener: aiohttp routes that map HTTP to registrar calls, and the guarded TLS site.
 
 Every answer has a Content-Length, every base64 body a ``Content-Transfer-Encoding: base64``, and
-every refusal is ``text/plain`` with a one-line reason and the status from :data:`STATUS`.
+every refusal has the status from :data:`STATUS` and a one-line reason: as a ``text/plain`` body, but
+for a 401 (and a 202) as the status line's reason phrase, with no body.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from dataclasses import dataclass
 from http import HTTPStatus
 import logging
 import ssl
-import time
 from typing import Any, Final
 
 from aiohttp import hdrs, web
@@ -35,6 +35,7 @@ from .errors import (
 )
 from .guard import ConnectionGuard
 from .limits import DEFAULT_CONNECTION_LIMITS, MAX_BODY_BYTES, ConnectionLimits
+from .lograte import OncePer
 from .policy import AwaitingOwner
 from .registrar import Issued, Peer, Registrar
 from .sessions import NO_CLIENT_CERTIFICATE, ClientChain
@@ -77,26 +78,6 @@ _GUARD: Final = web.AppKey("guard", ConnectionGuard)
 
 type Handler = Callable[[web.Request], Awaitable[web.Response]]
 type NextHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class OncePer:
-    """Whether something that keeps happening is due a log line: at most once per ``interval``."""
-
-    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.interval = interval
-        self.clock = clock
-        self.held_back = 0  # occurrences since the last one that was due, when it is due
-        self._last: float | None = None
-        self._since = 0
-
-    def due(self) -> bool:
-        """Count one occurrence; True when it is the first, or ``interval`` has passed since the last due."""
-        now = self.clock()
-        if self._last is not None and now - self._last < self.interval:
-            self._since += 1
-            return False
-        self._last, self.held_back, self._since = now, self._since, 0
-        return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,10 +142,12 @@ class EstApplication:
 
     def _refusal(self, err: EstError) -> web.Response:
         status = status_for(err)
-        response = _text(status, str(err))
         if isinstance(err, AuthenticationRequired):
+            response = _bodiless(status, str(err))
             response.headers[hdrs.WWW_AUTHENTICATE] = self._challenge
-        elif isinstance(err, RetryLater):
+        else:
+            response = _text(status, str(err))
+        if isinstance(err, RetryLater):
             response.headers[hdrs.RETRY_AFTER] = str(err.retry_after)
         elif isinstance(err, MethodNotAllowed):
             response.headers[hdrs.ALLOW] = ", ".join(err.allowed)
@@ -173,13 +156,7 @@ class EstApplication:
         if status == 503 and self.busy_warning.due():
             # The server is full of requests waiting for the owner: worth one warning, not one per
             # request (any device on the LAN could write them at will).
-            held_back = self.busy_warning.held_back
-            _LOGGER.warning(
-                "EST answered 503: %s (%sthe next ones are logged at debug level for %d s)",
-                err,
-                f"{held_back} more since the last warning; " if held_back else "",
-                self.busy_warning.interval,
-            )
+            _LOGGER.warning("EST answered 503: %s %s", err, self.busy_warning.note())
         elif status >= 500 and status not in _NOT_FAULTS:
             _LOGGER.warning("EST answered %s: %s", status, err)
         else:
@@ -334,7 +311,8 @@ async def _receive_body(request: web.Request) -> bytes:
 
 def _enrollment_response(outcome: Issued | AwaitingOwner) -> web.Response:
     if isinstance(outcome, AwaitingOwner):
-        response = _text(202, "waiting for the owner to approve this appliance")
+        _LOGGER.debug("EST answered 202: %s waits for the owner", outcome.pending.appliance_id)
+        response = _bodiless(202, "waiting for the owner to approve this appliance")
         response.headers[hdrs.RETRY_AFTER] = str(outcome.retry_after)
         return response
     return _base64(CERTS_ONLY, encode_certs_only([outcome.certificate]))
@@ -345,8 +323,23 @@ def _base64(content_type: str, body: bytes) -> web.Response:
 
 
 def _text(status: int, reason: str) -> web.Response:
-    line = " ".join(reason.split())[:_MAX_REASON] or "error"
-    return web.Response(status=status, text=line + "\n", content_type="text/plain")
+    return web.Response(status=status, text=_one_line(reason) + "\n", content_type="text/plain")
+
+
+def _bodiless(status: int, reason: str) -> web.Response:
+    """An answer with no body (``Content-Length: 0``), its reason in the status line instead.
+
+    For the answers a client acts on by itself, a 401 challenge and a 202: Bouncy Castle's EST
+    client closes them unread and fails on any body it left unread. The reason phrase is there for
+    people (``curl -i``) and for clients that show it (aiohttp's ``reason``), escaped to printable
+    ASCII (RFC 9112 §4 leaves other bytes to each client's taste).
+    """
+    phrase = _one_line(reason).encode("unicode_escape").decode("ascii")[:_MAX_REASON]
+    return web.Response(status=status, reason=phrase)
+
+
+def _one_line(reason: str) -> str:
+    return " ".join(reason.split())[:_MAX_REASON] or "error"
 
 
 # --- the listener -------------------------------------------------------------------------------------

@@ -51,7 +51,7 @@ async def run_case(target: Target, case: AbuseCase) -> Verdict:
     if not await target.serves():
         problems.append("the server stopped answering")
     got = "closed" if answer is None else str(answer.status)
-    reason = answer.text.strip() if answer is not None and answer.status >= 400 else ""
+    reason = answer.reason_given if answer is not None and answer.status >= 400 else ""
     return Verdict(case, got, tuple(problems), reason)
 
 
@@ -62,13 +62,13 @@ def _judge(case: AbuseCase, answer: Answer) -> list[str]:
     if case.expect is CLOSED:
         problems.append(f"answered {answer.status}; the connection should have been refused")
     elif answer.status != case.expect:
-        problems.append(f"answered {answer.status}: {answer.text.strip()[:120]}")
+        problems.append(f"answered {answer.status}: {answer.reason_given[:120]}")
     if answer.status >= 500:
         problems.append("a 5xx")
     if answer.status >= 400:
         if not answer.is_one_line_refusal():
-            problems.append("the refusal is not one line of text/plain")
-        if case.reason not in answer.text:
+            problems.append("the refusal is not one line of text/plain (for a 401: no body)")
+        if case.reason not in answer.reason_given:
             problems.append(f"the reason does not say {case.reason!r}")
     if answer.headers.get("content-type", "").startswith(wire.MULTIPART_MIXED) or (
         answer.headers.get("content-type") == wire.CERTS_ONLY and case.expect != 200
