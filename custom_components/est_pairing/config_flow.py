@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 import re
 import socket
 from typing import TYPE_CHECKING, Any
@@ -123,6 +124,7 @@ class EstPairingConfigFlow(ConfigFlow, domain=DOMAIN):
 
     def __init__(self) -> None:
         self._discovery: dict[str, Any] = {}
+        self._ended = False  # by one of this flow's own steps, not closed from outside
 
     @staticmethod
     @callback
@@ -249,6 +251,24 @@ class EstPairingConfigFlow(ConfigFlow, domain=DOMAIN):
             return self.async_abort(reason="not_running")
         runtime.reject(self._discovery["request_id"])
         return self.async_abort(reason="rejected", description_placeholders=self._placeholders())
+
+    @callback
+    def async_abort(
+        self, *, reason: str, description_placeholders: Mapping[str, str] | None = None
+    ) -> ConfigFlowResult:
+        """Every dialog of this flow ends here, an approval too."""
+        self._ended = True
+        return super().async_abort(reason=reason, description_placeholders=description_placeholders)
+
+    @callback
+    def async_remove(self) -> None:
+        """Closed from outside with its request still waiting: the card comes back.
+
+        Home Assistant lets any user delete a flow in progress (only the steps are the owner's), so
+        without this a user who may not decide could still make a request vanish from Discovered.
+        """
+        if self._discovery and not self._ended and (runtime := hub_runtime(self.hass)) is not None:
+            runtime.show_again(self._discovery["identity"])
 
     async def async_step_ignore(self, user_input: dict[str, Any]) -> ConfigFlowResult:
         """Ignoring a discovered appliance refuses its requests while it stays ignored."""
