@@ -60,6 +60,7 @@ from .runtime import hub_runtime
 from .services import MIN_PIN_LENGTH
 
 if TYPE_CHECKING:
+    from . import EstConfigEntry
     from .runtime import EstRuntime
 
 # CommonMark: backslash-escaped ASCII punctuation shows as itself ("\<img>" is text, not HTML)
@@ -128,7 +129,7 @@ class EstPairingConfigFlow(ConfigFlow, domain=DOMAIN):
 
     @staticmethod
     @callback
-    def async_get_options_flow(config_entry: ConfigEntry) -> EstOptionsFlow:
+    def async_get_options_flow(config_entry: EstConfigEntry) -> EstOptionsFlow:
         """Certificate lifetime, renewal window, manufacturer CAs."""
         return EstOptionsFlow()
 
