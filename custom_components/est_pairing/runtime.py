@@ -307,6 +307,7 @@ class EstRuntime:
         await self.service.update_names(names)
         await self._announce(names)
         ir.async_delete_issue(self.hass, DOMAIN, ISSUE_LISTENER_NAMES)
+        async_dispatcher_send(self.hass, self.signal_hub)  # the QR payload names the new address
 
     async def _async_refresh(self, _now: datetime | None = None) -> None:
         names = await self._listener_names()
