@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 import re
 import socket
 from typing import TYPE_CHECKING, Any
@@ -254,12 +253,10 @@ class EstPairingConfigFlow(ConfigFlow, domain=DOMAIN):
         return self.async_abort(reason="rejected", description_placeholders=self._placeholders())
 
     @callback
-    def async_abort(
-        self, *, reason: str, description_placeholders: Mapping[str, str] | None = None
-    ) -> ConfigFlowResult:
-        """Every dialog of this flow ends here, an approval too."""
+    def async_abort(self, **kwargs: Any) -> ConfigFlowResult:
+        """Every dialog of this flow ends here, an approval too (the arguments vary by release)."""
         self._ended = True
-        return super().async_abort(reason=reason, description_placeholders=description_placeholders)
+        return super().async_abort(**kwargs)
 
     @callback
     def async_remove(self) -> None:

@@ -425,9 +425,13 @@ class EstRuntime:
 
     @callback
     def show_again(self, identity: str) -> None:
-        """A dialog closed without a decision: its waiting request gets a card again."""
+        """A dialog closed without a decision: its waiting request gets a card again (unless stopping)."""
+        self.hass.loop.call_soon(self._show_again, identity)
+
+    @callback
+    def _show_again(self, identity: str) -> None:
         if not self._stopping:
-            self.hass.loop.call_soon(self._resync_flows, identity)
+            self._resync_flows(identity)
 
     # --- the owner's decisions ----------------------------------------------------------------------
 
