@@ -16,7 +16,7 @@ from syrupy.assertion import SnapshotAssertion
 from syrupy.matchers import path_type
 import zxingcpp
 
-from custom_components.est_pairing.const import REFRESH_INTERVAL
+from custom_components.est_pairing.const import DOMAIN, REFRESH_INTERVAL
 from custom_components.est_pairing.runtime import EstRuntime
 
 QR_CODE = "image.home_household_ca_enrollment_qr_code"
@@ -114,3 +114,25 @@ async def test_a_new_port_redraws_it(
     assert drawn_after != drawn_before
     assert decoded(drawn_after) == runtime.qr_payload
     assert f":{runtime.service.port}/" in decoded(drawn_after)
+
+
+async def test_a_new_household_ca_redraws_it(
+    hass: HomeAssistant,
+    init_integration: MockConfigEntry,
+    mock_config_entry: MockConfigEntry,
+    hass_client: ClientSessionGenerator,
+) -> None:
+    """A hub deleted and added again has a new CA: the picture names the new fingerprint."""
+    old_fingerprint = init_integration.runtime_data.ca_fingerprint
+    drawn_before = await picture(hass_client)
+    assert await hass.config_entries.async_remove(init_integration.entry_id)
+    await hass.async_block_till_done()
+    hub = MockConfigEntry(domain=DOMAIN, unique_id=DOMAIN, data=dict(mock_config_entry.data))
+    hub.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(hub.entry_id)
+    await hass.async_block_till_done()
+    runtime: EstRuntime = hub.runtime_data
+    assert runtime.ca_fingerprint != old_fingerprint
+    drawn_after = await picture(hass_client)
+    assert drawn_after != drawn_before
+    assert decoded(drawn_after).endswith(f"sha256={runtime.ca_fingerprint}")
