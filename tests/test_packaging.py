@@ -4,17 +4,24 @@ translations for every key the code uses, icons, services, quality scale."""
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+import copy
+from importlib import metadata
 import json
 from pathlib import Path
 import re
+import tomllib
 from typing import Any
 
 import homeassistant
+from packaging.requirements import Requirement
 import pytest
+import voluptuous as vol
 import yaml
 
 from custom_components.est_pairing import const
+
+from . import hassfest_rules as hassfest
 
 ROOT = Path(__file__).parents[1]
 INTEGRATION = ROOT / "custom_components" / "est_pairing"
@@ -37,9 +44,8 @@ REPAIR_FLOWS = {"RepairsFlow", "ConfirmRepairFlow"}
 
 
 def test_manifest_keys_and_order() -> None:
-    keys = list(MANIFEST)
-    assert keys[:2] == ["domain", "name"]
-    assert keys[2:] == sorted(keys[2:])
+    hassfest.MANIFEST(MANIFEST)
+    assert list(MANIFEST) == hassfest.manifest_key_order(list(MANIFEST))
     assert MANIFEST["domain"] == INTEGRATION.name == "est_pairing"
     assert MANIFEST["name"] == "EST Appliance Pairing"
     assert MANIFEST["config_flow"] is True
@@ -63,6 +69,33 @@ def test_manifest_requires_nothing_home_assistant_already_pins() -> None:
         name = _canonical(re.split(r"[<>=!~; \[]", requirement, maxsplit=1)[0])
         assert name not in pinned, f"{name} is pinned by Home Assistant; do not require it"
         assert "==" in requirement, f"pin {requirement} exactly, as Home Assistant expects"
+
+
+def test_loggers_name_the_loggers_of_the_requirements() -> None:
+    """The loggers the requirements (and what they pull in) create, as Home Assistant's debug switch needs."""
+    seen: set[str] = set()
+    wanted = [Requirement(r).name for r in MANIFEST["requirements"]]
+    loggers: set[str] = set()
+    while wanted:
+        name = _canonical(wanted.pop())
+        if name in seen:
+            continue
+        seen.add(name)
+        distribution = metadata.distribution(name)
+        for line in distribution.requires or ():
+            requirement = Requirement(line)
+            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                wanted.append(requirement.name)
+        for file in distribution.files or ():
+            if file.suffix == ".py":
+                loggers |= _loggers_in(file.read_text(), file.parts[0])
+    assert sorted(MANIFEST["loggers"]) == sorted(loggers)
+
+
+def _loggers_in(source: str, package: str) -> set[str]:
+    """Top-level names of the loggers a module creates: getLogger("name") or getLogger(__name__)."""
+    names = re.findall(r"getLogger\(\s*(?:__name__|[\'\"]([\w.]+)[\'\"])\s*\)", source)
+    return {(name or package).split(".")[0] for name in names}
 
 
 def test_requirements_match_the_test_environment() -> None:
@@ -90,34 +123,172 @@ def test_translation_scanner_finds_the_keys_it_should() -> None:
     keys = set(used_translation_keys())
     assert "config.step.user.title" in keys
     assert "config.abort.already_configured" in keys
+    assert "issues.listener_names.title" in keys
+    assert "exceptions.port_unavailable.message" in keys
+    assert "entity.sensor.qr_payload.name" in keys
+
+
+def test_translations_pass_hassfests_schema() -> None:
+    hassfest.TRANSLATIONS(TRANSLATIONS)
+
+
+def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    def change(document: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        for key in parents:
+            document = document.setdefault(key, {})
+        document[last] = value
+
+    return change
+
+
+def _drop(path: str) -> Callable[[dict[str, Any]], None]:
+    def change(document: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        for key in parents:
+            document = document[key]
+        del document[last]
+
+    return change
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        _set("issues.listener_names.description", "An issue with a fix flow and a description."),
+        _drop("issues.ca_expiring.description"),
+        _set("issues.port_unavailable.fix_flow", {"step": {"confirm": {"title": "Fix"}}}),
+        _set("config.title", "EST Appliance Pairing"),
+        _set("unknown_section", {"a": "b"}),
+        _set("config.step.user.data_description.no_such_field", "Described but not asked."),
+        _set("config.error.port_in_use", " Leading space."),
+        _set("config.error.port_in_use", "See https://example.com/help."),
+        _set("config.error.port_in_use", "Port '{port}' is in use."),
+        _set("config.error.port_in_use", "Port {0} is in use."),
+        _set("config.error.port_in_use", "Port <b>in use</b>."),
+        _set("config.error.port_in_use", "[%key:common::config_flow::error::unknown%]"),
+        _set("entity.sensor.Certificate_Expiry", {"name": "Upper case key"}),
+        _set("entity.sensor.certificate_status.state.valid", "Valid for {days} days"),
+        _drop("services.export_ca.description"),
+        _drop("services.preregister_appliance.fields.pin.description"),
+        _set("config_subentries.appliance.entry_type", None),
+    ],
+)
+def test_the_translation_schema_refuses_what_hassfest_refuses(
+    change: Callable[[dict[str, Any]], None],
+) -> None:
+    document = copy.deepcopy(TRANSLATIONS)
+    change(document)
+    with pytest.raises(vol.Invalid):
+        hassfest.TRANSLATIONS(document)
+
+
+def test_each_issue_is_explained_or_fixed_as_it_is_raised() -> None:
+    """A fixable issue's words live in its fix flow (the dialog it opens), the others' in a description."""
+    issues = {value for name, value in vars(const).items() if name.startswith("ISSUE_")}
+    fixable = _fixable_issues()
+    assert fixable == {const.ISSUE_LISTENER_NAMES}
+    assert set(TRANSLATIONS["issues"]) == issues
+    for issue in issues:
+        translation = TRANSLATIONS["issues"][issue]
+        if issue in fixable:
+            assert "description" not in translation, issue
+            assert translation["fix_flow"]["step"]["confirm"]["description"], issue
+        else:
+            assert translation["description"], issue
 
 
 def test_icons_cover_services_and_entities() -> None:
     icons = json.loads((INTEGRATION / "icons.json").read_text())
+    hassfest.ICONS(icons)
     services = _services()
     assert set(icons.get("services", {})) == set(services)
     for platform, keys in TRANSLATIONS.get("entity", {}).items():
         assert set(keys) <= set(icons.get("entity", {}).get(platform, {})), platform
 
 
-def test_services_are_translated() -> None:
-    for service, spec in _services().items():
+def test_services_yaml_and_translations() -> None:
+    """Every action the code registers is described, and every field has a translated name and description."""
+    services = hassfest.SERVICES(_services())
+    assert set(services) == set(registered_services())
+    assert set(TRANSLATIONS["services"]) == set(services)
+    for service, spec in services.items():
         text = TRANSLATIONS["services"][service]
-        assert text["name"]
-        assert text["description"]
-        for field in (spec or {}).get("fields", {}):
+        fields = (spec or {}).get("fields", {})
+        assert set(text.get("fields", {})) == set(fields), service
+        for field, field_spec in fields.items():
             assert text["fields"][field]["name"], f"{service}.{field}"
+            assert text["fields"][field]["description"], f"{service}.{field}"
+            select = field_spec.get("selector", {}).get("select") or {}
+            if "translation_key" in select:
+                assert _lookup(f"selector.{select['translation_key']}"), f"{service}.{field}"
+
+
+def registered_services() -> Iterator[str]:
+    """Actions registered with hass.services.async_register or async_register_admin_service."""
+    tree = ast.parse((INTEGRATION / "services.py").read_text())
+    names = {
+        target.id: node.value.value
+        for node in tree.body
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    }
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            func = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", "")
+            arguments = [a.id for a in node.args if isinstance(a, ast.Name) and a.id in names]
+            if func in {"async_register", "async_register_admin_service"} and arguments:
+                yield str(names[arguments[0]])
 
 
 def test_quality_scale_rules_are_done_or_exempt_with_a_reason() -> None:
+    rules = hassfest.QUALITY_SCALE(yaml.safe_load((INTEGRATION / "quality_scale.yaml").read_text()))["rules"]
+    assert sorted(rules) == sorted(hassfest.ALL_RULES)
+    for rule, value in rules.items():
+        assert hassfest.status(value) in {"done", "exempt"}, rule
+
+
+def _rules_done() -> set[str]:
     rules = yaml.safe_load((INTEGRATION / "quality_scale.yaml").read_text())["rules"]
-    for rule, status in rules.items():
-        if isinstance(status, dict):
-            assert status["status"] in {"done", "exempt"}, rule
-            if status["status"] == "exempt":
-                assert status.get("comment"), f"{rule} is exempt without a reason"
-        else:
-            assert status == "done", rule
+    return {rule for rule, value in rules.items() if hassfest.status(value) == "done"}
+
+
+@pytest.mark.parametrize("rule", sorted(hassfest.RULE_CHECKS))
+def test_a_rule_marked_done_passes_cores_check(rule: str) -> None:
+    done = _rules_done()
+    if rule not in done:
+        pytest.skip(f"{rule} is exempt")
+    assert hassfest.RULE_CHECKS[rule](hassfest.Integration(INTEGRATION, MANIFEST), done) == []
+
+
+def test_each_rule_check_refuses_an_integration_without_it(tmp_path: Path) -> None:
+    (tmp_path / "__init__.py").write_text(
+        "async def async_setup_entry(hass, entry: ConfigEntry):\n"
+        "    hass.services.async_register('demo', 'act', print)\n"
+    )
+    (tmp_path / "config_flow.py").write_text(
+        "class Flow(ConfigFlow):\n"
+        "    def async_get_options_flow(config_entry: ConfigEntry):\n"
+        "        return None\n"
+    )
+    (tmp_path / "sensor.py").write_text("async def async_setup_entry(hass, entry, add_entities):\n    pass\n")
+    integration = hassfest.Integration(tmp_path, {"domain": "demo"})
+    for rule, check in hassfest.RULE_CHECKS.items():
+        assert check(integration, {"strict-typing"}), rule
+    assert hassfest.check_runtime_data(integration, {"strict-typing"}) == [
+        "async_setup_entry does not set entry.runtime_data",
+        "__init__.async_setup_entry does not take the typed config entry",
+        "sensor.async_setup_entry does not take the typed config entry",
+        "Flow.async_get_options_flow does not take the typed config entry",
+    ]
+
+
+def test_strict_typing_is_mypy_strict_over_the_integration() -> None:
+    """What core reads from .strict-typing: here the project's mypy configuration."""
+    mypy = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mypy"]
+    assert mypy["strict"] is True
+    assert "custom_components" in mypy["files"]
 
 
 # --- the scanner ------------------------------------------------------------------------------------
@@ -134,6 +305,20 @@ def used_translation_keys() -> Iterator[str]:
                     yield from _flow_keys(node, section)
             if isinstance(node, ast.Call):
                 yield from _call_keys(node, path.stem)
+
+
+def _classes() -> Iterator[ast.ClassDef]:
+    for path in INTEGRATION.glob("*.py"):
+        yield from (n for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.ClassDef))
+
+
+def _fixable_issues() -> set[str]:
+    """Issues a repair flow fixes (its ISSUE_ID)."""
+    return {
+        _class_constant(node, "ISSUE_ID")
+        for node in _classes()
+        if any(getattr(base, "id", getattr(base, "attr", "")) in REPAIR_FLOWS for base in node.bases)
+    }
 
 
 def _flow_section(node: ast.ClassDef) -> str | None:
@@ -186,19 +371,26 @@ def _flow_keys(node: ast.ClassDef, section: str) -> Iterator[str]:
 
 def _call_keys(node: ast.Call, module: str) -> Iterator[str]:
     kwargs = {k.arg: k.value for k in node.keywords}
+    func = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", "")
     key = _constant(kwargs.get("translation_key"))
+    if func == "_raise_issue" and node.args:  # the runtime's one way to raise a repair issue
+        key = _constant(node.args[0])
     if not key:
         return
-    func = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", "")
-    if func.endswith(("Error", "Exception")):
+    if func.endswith(("Error", "Exception", "NotReady")):
         yield f"exceptions.{key}.message"
-    elif func == "async_create_issue":
+    elif func in {"async_create_issue", "_raise_issue"}:
         yield f"issues.{key}.title"
-    elif func.endswith("EntityDescription"):
+    elif func.endswith("Description"):
         yield f"entity.{module}.{key}.name"
+    elif func.endswith("SelectorConfig"):
+        yield f"selector.{key}.options"
 
 
 def _constant(node: ast.AST | None) -> str | None:
+    """A string literal, or a name const.py gives a string."""
+    if isinstance(node, ast.Name):
+        node = ast.Constant(getattr(const, node.id, None))
     return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
 
 

@@ -7,6 +7,7 @@ from unittest.mock import MagicMock, patch
 from homeassistant.components.repairs import DOMAIN as REPAIRS_DOMAIN
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import issue_registry as ir
+from homeassistant.helpers.translation import async_get_translations
 from homeassistant.setup import async_setup_component
 from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
@@ -37,6 +38,12 @@ async def test_listener_names_issue_and_its_fix(
         )
         flow = await response.json()
         assert flow["step_id"] == "confirm"
+        # The dialog says why: the issue's words are in its confirm step, with the new addresses.
+        translations = await async_get_translations(hass, "en", "issues", [DOMAIN])
+        key = f"component.{DOMAIN}.issues.{ISSUE_LISTENER_NAMES}.fix_flow.step.confirm.description"
+        shown = translations[key].format(**flow["description_placeholders"])
+        assert "Home Assistant is now reached as" in shown
+        assert "192.168.7.7" in shown
         response = await client.post(f"/api/repairs/issues/fix/{flow['flow_id']}", json={})
         assert (await response.json())["type"] == "create_entry"
 

@@ -32,7 +32,7 @@ from .runtime import EstRuntime, HubSettings, remove_appliance_subentry
 from .services import async_setup_services
 from .store import DocumentStore, LedgerJournal
 
-PLATFORMS: list[Platform] = [Platform.BUTTON, Platform.SENSOR]
+PLATFORMS: list[Platform] = [Platform.BUTTON, Platform.IMAGE, Platform.SENSOR]
 CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
 
 type EstConfigEntry = ConfigEntry[EstRuntime]

@@ -33,7 +33,12 @@ async def async_setup_entry(
 
 
 class RevokeButton(ApplianceEntity, ButtonEntity):
-    """Revoke the appliance's certificates; it cannot re-enroll until paired again."""
+    """Revoke the appliance's certificates; it cannot re-enroll until paired again.
+
+    Left to every user Home Assistant lets operate the appliance's entities (not read-only users),
+    unlike the admin-only actions: such a user already controls the appliance itself, and revoking
+    only takes trust away, never grants it; the owner pairs the appliance again to undo it.
+    """
 
     async def async_press(self) -> None:
         """Revoke now."""

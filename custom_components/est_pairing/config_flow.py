@@ -59,6 +59,7 @@ from .runtime import hub_runtime
 from .services import MIN_PIN_LENGTH
 
 if TYPE_CHECKING:
+    from . import EstConfigEntry
     from .runtime import EstRuntime
 
 # CommonMark: backslash-escaped ASCII punctuation shows as itself ("\<img>" is text, not HTML)
@@ -123,10 +124,11 @@ class EstPairingConfigFlow(ConfigFlow, domain=DOMAIN):
 
     def __init__(self) -> None:
         self._discovery: dict[str, Any] = {}
+        self._ended = False  # by one of this flow's own steps, not closed from outside
 
     @staticmethod
     @callback
-    def async_get_options_flow(config_entry: ConfigEntry) -> EstOptionsFlow:
+    def async_get_options_flow(config_entry: EstConfigEntry) -> EstOptionsFlow:
         """Certificate lifetime, renewal window, manufacturer CAs."""
         return EstOptionsFlow()
 
@@ -249,6 +251,22 @@ class EstPairingConfigFlow(ConfigFlow, domain=DOMAIN):
             return self.async_abort(reason="not_running")
         runtime.reject(self._discovery["request_id"])
         return self.async_abort(reason="rejected", description_placeholders=self._placeholders())
+
+    @callback
+    def async_abort(self, **kwargs: Any) -> ConfigFlowResult:
+        """Every dialog of this flow ends here, an approval too (the arguments vary by release)."""
+        self._ended = True
+        return super().async_abort(**kwargs)
+
+    @callback
+    def async_remove(self) -> None:
+        """Closed from outside with its request still waiting: the card comes back.
+
+        Home Assistant lets any user delete a flow in progress (only the steps are the owner's), so
+        without this a user who may not decide could still make a request vanish from Discovered.
+        """
+        if self._discovery and not self._ended and (runtime := hub_runtime(self.hass)) is not None:
+            runtime.show_again(self._discovery["identity"])
 
     async def async_step_ignore(self, user_input: dict[str, Any]) -> ConfigFlowResult:
         """Ignoring a discovered appliance refuses its requests while it stays ignored."""

@@ -36,7 +36,7 @@ class ReissueListenerCertificateFlow(ConfirmRepairFlow):
             except OSError:  # not saved, so not used: the listener keeps its certificate
                 return self.async_abort(reason="not_saved")
             return self.async_create_entry(data={})
-        return self.async_show_form(step_id="confirm")
+        return await super().async_step_confirm()  # the form, with the placeholders ({names})
 
 
 async def async_create_fix_flow(

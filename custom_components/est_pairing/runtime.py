@@ -185,6 +185,7 @@ class EstRuntime:
         self._known_subentries: dict[str, str] = {}  # subentry id -> appliance id
         self._service_info: AsyncServiceInfo | None = None
         self._unsubscribers: list[Callable[[], None]] = []
+        self._stopping = False
 
     # --- life cycle ---------------------------------------------------------------------------------
 
@@ -245,6 +246,7 @@ class EstRuntime:
 
         Safe to call again (an unload after Home Assistant's stop event).
         """
+        self._stopping = True  # the flows closed below stay closed
         for unsubscribe in self._unsubscribers:
             unsubscribe()
         self._unsubscribers.clear()
@@ -309,6 +311,7 @@ class EstRuntime:
         await self.service.update_names(names)
         await self._announce(names)
         ir.async_delete_issue(self.hass, DOMAIN, ISSUE_LISTENER_NAMES)
+        async_dispatcher_send(self.hass, self.signal_hub)  # the QR payload names the new address
 
     async def _async_refresh(self, _now: datetime | None = None) -> None:
         names = await self._listener_names()
@@ -424,6 +427,16 @@ class EstRuntime:
                 self.hass.config_entries.flow.async_abort(flow_id)
         elif not flows:  # another key of the same appliance id was waiting behind this one
             self._start_flow(waiting[0])
+
+    @callback
+    def show_again(self, identity: str) -> None:
+        """A dialog closed without a decision: its waiting request gets a card again (unless stopping)."""
+        self.hass.loop.call_soon(self._show_again, identity)
+
+    @callback
+    def _show_again(self, identity: str) -> None:
+        if not self._stopping:
+            self._resync_flows(identity)
 
     # --- the owner's decisions ----------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ from typing import Any
 from homeassistant.core import HomeAssistant, ServiceCall, ServiceResponse, SupportsResponse, callback
 from homeassistant.exceptions import ServiceValidationError
 from homeassistant.helpers import config_validation as cv, device_registry as dr
+from homeassistant.helpers.service import async_register_admin_service
 import voluptuous as vol
 
 from .const import CONF_APPLIANCE_ID, CONF_NAME, CONF_PIN, DOMAIN
@@ -65,8 +66,12 @@ def async_setup_services(hass: HomeAssistant) -> None:
         }
         return response
 
-    hass.services.async_register(DOMAIN, SERVICE_REVOKE, revoke, schema=REVOKE_SCHEMA)
-    hass.services.async_register(DOMAIN, SERVICE_PREREGISTER, preregister, schema=PREREGISTER_SCHEMA)
+    # Who the household CA trusts is the owner's decision: only administrators may change it. Home
+    # Assistant checks no permission on an integration's own actions, so these must ask for it.
+    async_register_admin_service(hass, DOMAIN, SERVICE_REVOKE, revoke, schema=REVOKE_SCHEMA)
+    async_register_admin_service(hass, DOMAIN, SERVICE_PREREGISTER, preregister, schema=PREREGISTER_SCHEMA)
+    # Open to every user: it returns only public data, what /cacerts serves to anyone on the network
+    # and the hub's sensors show to every user (never the CA key).
     hass.services.async_register(
         DOMAIN, SERVICE_EXPORT_CA, export_ca, schema=EXPORT_CA_SCHEMA, supports_response=SupportsResponse.ONLY
     )

@@ -20,6 +20,9 @@ import subprocess
 import sys
 import tempfile
 
+from PIL import Image
+import zxingcpp
+
 from scripts.devtools.develop import NETNS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,6 +31,8 @@ IMAGES = ROOT / "docs" / "images"
 APPLIANCE_NAME = "Kitchen oven"
 READY = re.compile(r"log in as '(?P<user>[^']+)' with password '(?P<password>[^']+)'")
 PIN = re.compile(r"its PIN is (?P<pin>\d+)")
+QR_SHOT = "*-hub-qr-code.png"
+ENROLLMENT_PAYLOAD = re.compile(r"est://[^/]+/\.well-known/est\?sha256=[0-9a-f]{64}")
 
 
 def preflight() -> None:
@@ -53,6 +58,17 @@ CUSTOM_INTEGRATION_NOTICE = "We found a custom integration est_pairing"
 def is_complaint(line: str) -> bool:
     """A warning or error logged about this integration (the flow must run without any)."""
     return COMPLAINT.search(line) is not None and CUSTOM_INTEGRATION_NOTICE not in line
+
+
+def qr_code_problem(shots: Path) -> str | None:
+    """Whether the hub's screenshot shows a QR code that scans to an enrollment payload (ZXing reads it)."""
+    pictures = sorted(shots.glob(QR_SHOT))
+    if not pictures:
+        return "no screenshot of the hub's QR code"
+    texts = [code.text for code in zxingcpp.read_barcodes(Image.open(pictures[0]))]
+    if not any(ENROLLMENT_PAYLOAD.fullmatch(text) for text in texts):
+        return f"the QR code screenshot does not scan to an enrollment payload (read: {texts})"
+    return None
 
 
 def kill_namespace() -> None:
@@ -137,6 +153,9 @@ async def run(shots: Path, python: str | None) -> int:
         echoing.cancel()
         for line in complaints:
             print(f"scripts/browser-test: Home Assistant complained: {line}", file=sys.stderr)
+        if code == 0 and (problem := qr_code_problem(shots)) is not None:
+            print(f"scripts/browser-test: {problem}", file=sys.stderr)
+            return 1
         return code or (1 if complaints else 0)
     finally:
         if develop.returncode is None:

@@ -4,8 +4,8 @@
 //
 // Log in; add "EST Appliance Pairing" from Settings -> Devices & services; find the simulated
 // appliance under "Discovered"; open it, type its PIN (a wrong one first), submit; see the appliance
-// as a device with its certificate expiry; revoke it from the device page. Exits non-zero, with a
-// screenshot of the failing page, when any step fails.
+// as a device with its certificate expiry; revoke it from the device page; see the hub's enrollment
+// QR code drawn. Exits non-zero, with a screenshot of the failing page, when any step fails.
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
@@ -67,6 +67,17 @@ const addIntegration = () =>
 
 // The PIN field: labelled up to 2026.10; from 2026.11 on the label is not tied to the input.
 const pinField = () => page.getByLabel("PIN").or(page.locator('input[type="password"]')).first();
+
+// The enrollment QR code (an image entity) as the frontend draws it, once the picture has loaded.
+const qrCode = () => page.locator('img[src*="/api/image_proxy/image."]').filter({ visible: true }).first();
+
+async function pictureLoaded(locator) {
+  const deadline = Date.now() + patience;
+  while (!(await locator.evaluate((img) => img.complete && img.naturalWidth > 0))) {
+    if (Date.now() > deadline) throw new Error("the QR code picture never loaded");
+    await page.waitForTimeout(250);
+  }
+}
 
 async function openIntegrations() {
   await page.goto(`${url}/config/integrations/dashboard`);
@@ -152,6 +163,16 @@ await step("device", async () => {
 await step("revoked", async () => {
   await page.getByRole("button", { name: "Press" }).click();
   await statusRow("Revoked").waitFor();
+});
+
+await step("hub-qr-code", async () => {
+  await page.goto(`${url}/config/devices/dashboard`);
+  await page.getByText("Household CA").first().click();
+  const entity = page.getByText("Enrollment QR code", { exact: true }).filter({ visible: true }).first();
+  await entity.waitFor();
+  if (!(await qrCode().isVisible())) await entity.click(); // its more-info dialog shows the picture
+  await qrCode().waitFor();
+  await pictureLoaded(qrCode());
 });
 
 await browser.close();

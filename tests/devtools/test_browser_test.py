@@ -1,10 +1,15 @@
-"""The browser test fails when Home Assistant logs a warning or an error about this integration."""
+"""The browser test fails when Home Assistant logs a warning or an error about this integration, or
+when its screenshot of the hub's QR code does not scan."""
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
-from scripts.devtools.browser_test import is_complaint
+from PIL import Image
+import pytest
+import segno
+
+from scripts.devtools.browser_test import is_complaint, qr_code_problem
 
 
 @pytest.mark.parametrize(
@@ -44,3 +49,15 @@ from scripts.devtools.browser_test import is_complaint
 )
 def test_complaints_about_this_integration(line: str, complaint: bool) -> None:
     assert is_complaint(line) is complaint
+
+
+def test_the_qr_code_screenshot_must_scan_to_an_enrollment_payload(tmp_path: Path) -> None:
+    payload = "est://192.168.1.2:8443/.well-known/est?sha256=" + "ab" * 32
+    shot = tmp_path / "11-hub-qr-code.png"
+    assert qr_code_problem(tmp_path) == "no screenshot of the hub's QR code"
+    Image.new("RGB", (400, 300), "white").save(shot)
+    assert "does not scan" in (qr_code_problem(tmp_path) or "")
+    segno.make_qr("https://example.com/").save(str(shot), scale=8)
+    assert "does not scan" in (qr_code_problem(tmp_path) or "")
+    segno.make_qr(payload).save(str(shot), scale=8)
+    assert qr_code_problem(tmp_path) is None
