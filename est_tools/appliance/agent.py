@@ -19,11 +19,11 @@ import aiohttp
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
-from .ca import certificate_fingerprint, format_fingerprint, public_key_fingerprint
+from custom_components.est_pairing.est.ca import certificate_fingerprint, format_fingerprint, public_key_fingerprint
 from .client import EstClient, Pending, build_csr, normalize_fingerprint, renewal_csr
-from .csr import ApplianceDetails
-from .discovery import SERVICE_TYPE, EstServer, browse, candidate_servers
-from .errors import (
+from custom_components.est_pairing.est.csr import ApplianceDetails
+from custom_components.est_pairing.est.discovery import SERVICE_TYPE, EstServer, browse, candidate_servers
+from custom_components.est_pairing.est.errors import (
     ApprovalTimeout,
     Busy,
     CAFailure,
@@ -36,10 +36,10 @@ from .errors import (
     RetryLater,
     ServerNotFound,
 )
-from .homenet import appliance_dns_name
+from custom_components.est_pairing.est.homenet import appliance_dns_name
 from .keystore import KeyStore
-from .policy import Claim
-from .tls import client_ssl_context
+from custom_components.est_pairing.est.policy import Claim
+from custom_components.est_pairing.est.tls import client_ssl_context
 
 RENEWAL_FRACTION = 2 / 3  # renew at two thirds of the lifetime: the last third is for retries
 _RETRY_FIRST, _RETRY_MAX = 5.0, 600.0  # retries without a Retry-After back off between these (seconds)

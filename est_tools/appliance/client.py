@@ -29,9 +29,9 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 )
 from cryptography.x509.oid import NameOID
 
-from .ca import certificate_fingerprint
-from .csr import ApplianceDetails
-from .errors import (
+from custom_components.est_pairing.est.ca import certificate_fingerprint
+from custom_components.est_pairing.est.csr import ApplianceDetails
+from custom_components.est_pairing.est.errors import (
     ApprovalTimeout,
     CertificateExpired,
     CertificateRevoked,
@@ -44,9 +44,9 @@ from .errors import (
     RetryLater,
     UnknownResource,
 )
-from .status import ERROR_FOR_STATUS
-from .tls import client_ssl_context
-from .wire import (
+from custom_components.est_pairing.est.status import ERROR_FOR_STATUS
+from custom_components.est_pairing.est.tls import client_ssl_context
+from custom_components.est_pairing.est.wire import (
     CRL_PATH,
     CSRATTRS,
     EST_PATH,
