@@ -46,12 +46,12 @@ from .const import (
 )
 from .est.ca import (
     MAX_HOUSEHOLD_NAME_BYTES,
-    format_fingerprint,
     household_ca_name,
     shorten_household_name,
     tidy_household_name,
 )
 from .est.errors import LockedOut, MalformedRequest, NameTaken, NotAllowed, PendingRequestGone, WrongPin
+from .est.fingerprints import format_fingerprint
 from .est.issuance import check_appliance_id
 from .est.limits import MAX_SECRET_LENGTH
 from .exceptions import AlreadyPaired

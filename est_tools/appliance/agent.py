@@ -19,8 +19,6 @@ import aiohttp
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
-from custom_components.est_pairing.est.ca import certificate_fingerprint, format_fingerprint, public_key_fingerprint
-from .client import EstClient, Pending, build_csr, normalize_fingerprint, renewal_csr
 from custom_components.est_pairing.est.csr import ApplianceDetails
 from custom_components.est_pairing.est.discovery import SERVICE_TYPE, EstServer, browse, candidate_servers
 from custom_components.est_pairing.est.errors import (
@@ -36,10 +34,18 @@ from custom_components.est_pairing.est.errors import (
     RetryLater,
     ServerNotFound,
 )
+from custom_components.est_pairing.est.fingerprints import (
+    certificate_fingerprint,
+    format_fingerprint,
+    normalize_fingerprint,
+    public_key_fingerprint,
+)
 from custom_components.est_pairing.est.homenet import appliance_dns_name
-from .keystore import KeyStore
 from custom_components.est_pairing.est.policy import Claim
 from custom_components.est_pairing.est.tls import client_ssl_context
+
+from .client import EstClient, Pending, build_csr, renewal_csr
+from .keystore import KeyStore
 
 RENEWAL_FRACTION = 2 / 3  # renew at two thirds of the lifetime: the last third is for retries
 _RETRY_FIRST, _RETRY_MAX = 5.0, 600.0  # retries without a Retry-After back off between these (seconds)

@@ -37,8 +37,6 @@ import aiohttp
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from .agent import Appliance, ApplianceConfig, FactoryIdentity
-from .client import EstClient
 from custom_components.est_pairing.est.csr import ApplianceDetails
 from custom_components.est_pairing.est.discovery import EstServer, server_from_qr_payload, server_from_url
 from custom_components.est_pairing.est.errors import (
@@ -53,6 +51,9 @@ from custom_components.est_pairing.est.errors import (
     ServerNotFound,
 )
 from custom_components.est_pairing.est.issuance import check_appliance_id
+
+from .agent import Appliance, ApplianceConfig, FactoryIdentity
+from .client import EstClient
 
 
 class ExitCode(IntEnum):

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 import math
-import re
 import ssl
 from typing import Self
 
@@ -29,7 +28,6 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 )
 from cryptography.x509.oid import NameOID
 
-from custom_components.est_pairing.est.ca import certificate_fingerprint
 from custom_components.est_pairing.est.csr import ApplianceDetails
 from custom_components.est_pairing.est.errors import (
     ApprovalTimeout,
@@ -44,6 +42,7 @@ from custom_components.est_pairing.est.errors import (
     RetryLater,
     UnknownResource,
 )
+from custom_components.est_pairing.est.fingerprints import certificate_fingerprint, normalize_fingerprint
 from custom_components.est_pairing.est.status import ERROR_FOR_STATUS
 from custom_components.est_pairing.est.tls import client_ssl_context
 from custom_components.est_pairing.est.wire import (
@@ -67,7 +66,6 @@ from custom_components.est_pairing.est.wire import (
 
 _NAME_ATTRIBUTE = x509.ObjectIdentifier("2.5.4.41")
 _MIN_WAIT, _MAX_WAIT = 1, 3600
-_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,14 +83,6 @@ class Bootstrap:
     ca_certificate: x509.Certificate
     fingerprint: str
     verified_out_of_band: bool
-
-
-def normalize_fingerprint(text: str) -> str:
-    """``AB:12 cd-34...`` -> ``ab12cd34...``; raises ValueError unless it is a SHA-256 in hex."""
-    compact = re.sub(r"[\s:.-]", "", text).lower()
-    if not _HEX.fullmatch(compact):
-        raise ValueError("a CA fingerprint is 64 hexadecimal digits (SHA-256)")
-    return compact
 
 
 def build_csr(

@@ -32,12 +32,17 @@ from typing import IO, Any, ClassVar
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from custom_components.est_pairing.est.ca import format_fingerprint
 from custom_components.est_pairing.est.errors import EstError
+from custom_components.est_pairing.est.fingerprints import format_fingerprint
 from custom_components.est_pairing.est.homenet import HOME_DOMAINS, MDNS_SUFFIX
 from custom_components.est_pairing.est.policy import PendingEnrollment
 from custom_components.est_pairing.est.service import EstService, ServiceConfig, url_host
-from custom_components.est_pairing.est.storage import Document, JournalFile, JsonFileStore, write_private_atomically
+from custom_components.est_pairing.est.storage import (
+    Document,
+    JournalFile,
+    JsonFileStore,
+    write_private_atomically,
+)
 from custom_components.est_pairing.est.tls import ListenerNames
 
 _LOGGER = logging.getLogger(__name__)

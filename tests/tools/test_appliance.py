@@ -27,8 +27,9 @@ import pytest
 from custom_components.est_pairing.est import agent, appliance as cli
 from custom_components.est_pairing.est.agent import Appliance
 from custom_components.est_pairing.est.appliance import ExitCode
-from custom_components.est_pairing.est.ca import HouseholdCA, format_fingerprint
+from custom_components.est_pairing.est.ca import HouseholdCA
 from custom_components.est_pairing.est.discovery import qr_payload
+from custom_components.est_pairing.est.fingerprints import format_fingerprint
 from custom_components.est_pairing.est.keystore import KeyStore
 from custom_components.est_pairing.est.limits import FREE_ATTEMPTS
 

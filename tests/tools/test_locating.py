@@ -16,9 +16,9 @@ import pytest
 
 from custom_components.est_pairing.est import agent
 from custom_components.est_pairing.est.agent import Appliance, ApplianceConfig
-from custom_components.est_pairing.est.ca import format_fingerprint
 from custom_components.est_pairing.est.discovery import EstServer, qr_payload, server_from_qr_payload
 from custom_components.est_pairing.est.errors import FingerprintMismatch
+from custom_components.est_pairing.est.fingerprints import format_fingerprint
 
 from .conftest import RunningServer, make_service
 

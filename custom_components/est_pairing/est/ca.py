@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-import hashlib
 import ipaddress
 from typing import Final, Literal
 import unicodedata
@@ -17,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from .fingerprints import certificate_fingerprint, public_key_fingerprint
 from .homenet import name_constraints
 from .limits import CA_VALIDITY_DAYS, CRL_VALIDITY_DAYS
 
@@ -83,29 +83,6 @@ def household_ca_name(name: str, *, max_bytes: int = MAX_COMMON_NAME_BYTES) -> s
     """``<name> Household CA`` in at most ``max_bytes`` of UTF-8; a long name loses its end."""
     name = shorten_household_name(name, max_bytes - len(HOUSEHOLD_CA_SUFFIX))
     return f"{name}{HOUSEHOLD_CA_SUFFIX}".lstrip()
-
-
-def sha256_fingerprint(der: bytes) -> str:
-    """Lower-case hex SHA-256, the fingerprint format used everywhere in this project."""
-    return hashlib.sha256(der).hexdigest()
-
-
-def certificate_fingerprint(certificate: x509.Certificate) -> str:
-    """SHA-256 over the certificate's DER."""
-    return sha256_fingerprint(certificate.public_bytes(serialization.Encoding.DER))
-
-
-def public_key_fingerprint(public_key: CertificatePublicKeyTypes) -> str:
-    """SHA-256 over the SubjectPublicKeyInfo DER (stable across re-issued certificates)."""
-    return sha256_fingerprint(
-        public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    )
-
-
-def format_fingerprint(fingerprint: str, *, groups: int | None = None) -> str:
-    """``ab12 cd34 ...`` groups of four for people to compare; ``groups`` keeps only the first few."""
-    chunks = [fingerprint[i : i + 4].upper() for i in range(0, len(fingerprint), 4)]
-    return " ".join(chunks[:groups] if groups else chunks)
 
 
 @dataclass(frozen=True, slots=True)

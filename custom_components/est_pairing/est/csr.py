@@ -12,8 +12,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from .ca import public_key_fingerprint
 from .errors import MalformedRequest, NotAllowed
+from .fingerprints import public_key_fingerprint
 from .limits import MAX_RSA_BITS, MAX_RSA_EXPONENT_BITS, MAX_SAN_ENTRIES, MAX_SUBJECT_BYTES, MIN_RSA_BITS
 
 type IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address

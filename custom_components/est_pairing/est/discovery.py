@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 from zeroconf import IPVersion, ServiceStateChange, Zeroconf
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
-from .client import normalize_fingerprint
+from .fingerprints import normalize_fingerprint
 from .wire import EST_PATH
 
 SERVICE_TYPE: Final = "_est._tcp.local."

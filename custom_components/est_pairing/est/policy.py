@@ -19,7 +19,6 @@ from typing import Any
 
 from cryptography import x509
 
-from .ca import certificate_fingerprint
 from .csr import ApplianceDetails, CertificateRequest
 from .errors import (
     AuthenticationRequired,
@@ -34,6 +33,7 @@ from .errors import (
     TooManyRequests,
     WrongPin,
 )
+from .fingerprints import certificate_fingerprint
 from .issuance import appliance_id_from, appliance_names, check_appliance_id, check_claimed_id
 from .limits import (
     MAX_SECRET_LENGTH,

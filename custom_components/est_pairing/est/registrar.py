@@ -21,9 +21,10 @@ from cryptography.hazmat.primitives.asymmetric.types import (
     CertificatePublicKeyTypes,
 )
 
-from .ca import HouseholdCA, public_key_fingerprint
+from .ca import HouseholdCA
 from .csr import CertificateRequest, inspect_request
 from .errors import AuthenticationRequired, CAFailure, CertificateRevoked, NotAllowed
+from .fingerprints import public_key_fingerprint
 from .issuance import Grant, IssuancePolicy
 from .ledger import CertificateRecord, Ledger
 from .limits import CRL_VALIDITY_DAYS

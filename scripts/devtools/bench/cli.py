@@ -17,7 +17,6 @@ from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-
 from est.client import EstClient
 from est.wire import EST_PATH
 

@@ -7,7 +7,6 @@ import functools
 import time
 
 from cryptography import x509
-
 from est.wire import PKCS7_MIME
 
 from .loadgen import Endpoint, LoadRun, LoadSpec, run_load

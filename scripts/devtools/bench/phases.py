@@ -18,7 +18,6 @@ import statistics
 import time
 
 from cryptography import x509
-
 from est.wire import EST_PATH
 
 from .loadgen import Endpoint, LoadRun

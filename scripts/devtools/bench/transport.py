@@ -16,7 +16,6 @@ import signal
 from typing import Final
 
 from aiohttp import hdrs, web
-
 from est.cli import open_service
 from est.guard import ConnectionGuard
 from est.server import EstApplication, EstListener

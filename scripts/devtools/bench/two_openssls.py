@@ -27,7 +27,6 @@ import time
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
-
 from est.ca import HouseholdCA
 from est.tls import ListenerIdentity, ListenerNames, client_ssl_context, server_ssl_context
 from est.wire import load_csr

@@ -14,7 +14,6 @@ import time
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-
 from est.ca import HouseholdCA, IssuedName
 from est.cli import open_service
 from est.client import build_csr

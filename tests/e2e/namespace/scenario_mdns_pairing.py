@@ -26,7 +26,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.est_pairing.const import CONF_CA_NAME, CONF_PORT, DEFAULT_PORT, DOMAIN
 from custom_components.est_pairing.est.appliance import ExitCode
-from custom_components.est_pairing.est.ca import format_fingerprint
+from custom_components.est_pairing.est.fingerprints import format_fingerprint
 from custom_components.est_pairing.runtime import EstRuntime
 
 ROOT = Path(__file__).parents[3]
