@@ -20,7 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from custom_components.est_pairing.est.csr import ApplianceDetails
-from custom_components.est_pairing.est.discovery import SERVICE_TYPE, EstServer, browse, candidate_servers
+from custom_components.est_pairing.est.discovery import SERVICE_TYPE
 from custom_components.est_pairing.est.errors import (
     ApprovalTimeout,
     Busy,
@@ -44,6 +44,7 @@ from custom_components.est_pairing.est.homenet import appliance_dns_name
 from custom_components.est_pairing.est.policy import Claim
 from custom_components.est_pairing.est.tls import client_ssl_context
 
+from .browse import EstServer, browse, candidate_servers
 from .client import EstClient, Pending, build_csr, renewal_csr
 from .keystore import KeyStore
 

@@ -38,7 +38,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from custom_components.est_pairing.est.csr import ApplianceDetails
-from custom_components.est_pairing.est.discovery import EstServer, server_from_qr_payload, server_from_url
 from custom_components.est_pairing.est.errors import (
     ApprovalTimeout,
     AuthenticationRequired,
@@ -53,6 +52,7 @@ from custom_components.est_pairing.est.errors import (
 from custom_components.est_pairing.est.issuance import check_appliance_id
 
 from .agent import Appliance, ApplianceConfig, FactoryIdentity
+from .browse import EstServer, server_from_qr_payload, server_from_url
 from .client import EstClient
 
 
