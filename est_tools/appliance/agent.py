@@ -41,11 +41,10 @@ from custom_components.est_pairing.est.fingerprints import (
     public_key_fingerprint,
 )
 from custom_components.est_pairing.est.homenet import appliance_dns_name
-from custom_components.est_pairing.est.policy import Claim
-from custom_components.est_pairing.est.tls import client_ssl_context
+from custom_components.est_pairing.est.issuance import factory_appliance_id
 
 from .browse import EstServer, browse, candidate_servers
-from .client import EstClient, Pending, build_csr, renewal_csr
+from .client import EstClient, Pending, build_csr, client_ssl_context, renewal_csr
 from .keystore import KeyStore
 
 RENEWAL_FRACTION = 2 / 3  # renew at two thirds of the lifetime: the last third is for retries
@@ -75,7 +74,8 @@ class FactoryIdentity:
     @property
     def appliance_id(self) -> str:
         """The appliance id the server derives from this certificate (its serial number or name)."""
-        return Claim.from_factory_certificate(self.certificate).appliance_id
+        details = ApplianceDetails.from_name(self.certificate.subject)
+        return factory_appliance_id(details, certificate_fingerprint(self.certificate))
 
 
 @dataclass(frozen=True, slots=True)

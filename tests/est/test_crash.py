@@ -24,7 +24,7 @@ from custom_components.est_pairing.est.ca import HouseholdCA
 from custom_components.est_pairing.est.client import renewal_csr
 from custom_components.est_pairing.est.fingerprints import public_key_fingerprint
 from custom_components.est_pairing.est.storage import JournalFile
-from custom_components.est_pairing.est.tls import client_ssl_context
+from est_tools.appliance.client import client_ssl_context
 
 from . import forge, rawhttp, standalone
 

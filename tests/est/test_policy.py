@@ -6,6 +6,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 import pytest
 
 from custom_components.est_pairing.est.client import build_csr
+from custom_components.est_pairing.est.credentials import BasicCredentials
 from custom_components.est_pairing.est.csr import ApplianceDetails, CertificateRequest, inspect_request
 from custom_components.est_pairing.est.errors import (
     AuthenticationRequired,
@@ -41,7 +42,6 @@ from custom_components.est_pairing.est.policy import (
 )
 from custom_components.est_pairing.est.status import status_for
 from custom_components.est_pairing.est.throttle import MAX_TRACKED, SecretThrottle
-from custom_components.est_pairing.est.wire import BasicCredentials
 
 
 class Clock:

@@ -15,6 +15,7 @@ import pytest
 
 from custom_components.est_pairing.est.ca import HouseholdCA, IssuedName
 from custom_components.est_pairing.est.client import build_csr, renewal_csr
+from custom_components.est_pairing.est.credentials import BasicCredentials
 from custom_components.est_pairing.est.errors import CertificateRevoked, NotAllowed
 from custom_components.est_pairing.est.fingerprints import certificate_fingerprint, public_key_fingerprint
 from custom_components.est_pairing.est.issuance import IssuancePolicy
@@ -22,7 +23,6 @@ from custom_components.est_pairing.est.ledger import Ledger
 from custom_components.est_pairing.est.policy import AwaitingOwner, EnrollmentPolicy
 from custom_components.est_pairing.est.registrar import Issued, IssuedWithKey, Peer, Registrar
 from custom_components.est_pairing.est.storage import Event, JournalFile
-from custom_components.est_pairing.est.wire import BasicCredentials
 
 
 class GatedJournal(JournalFile):

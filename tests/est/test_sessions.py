@@ -23,7 +23,7 @@ import pytest
 from custom_components.est_pairing.est import sessions, wire
 from custom_components.est_pairing.est.client import build_csr, renewal_csr
 from custom_components.est_pairing.est.policy import CredentialKind
-from custom_components.est_pairing.est.tls import client_ssl_context
+from est_tools.appliance.client import client_ssl_context
 
 from .conftest import RunningServer, make_service, oven_server
 from .manufacturer import LATER, NOW, Manufacturer

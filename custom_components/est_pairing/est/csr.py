@@ -144,6 +144,14 @@ def _check_key(public_key: CertificatePublicKeyTypes) -> str:
     return description
 
 
+@dataclass(frozen=True, slots=True)
+class CsrAttribute:
+    """One AttrOrOID of /csrattrs (§4.5): a bare OID (``values`` empty) or an attribute with DER values."""
+
+    oid: x509.ObjectIdentifier
+    values: tuple[bytes, ...] = ()
+
+
 def extension_value[T: x509.ExtensionType](extensions: x509.Extensions, kind: type[T]) -> T | None:
     """The value of the extension of this type, or None.
 

@@ -28,8 +28,10 @@ import time
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
 from est.ca import HouseholdCA
-from est.tls import ListenerIdentity, ListenerNames, client_ssl_context, server_ssl_context
+from est.tls import ListenerIdentity, ListenerNames, server_ssl_context
 from est.wire import load_csr
+
+from est_tools.appliance.client import client_ssl_context
 
 from .workload import csr_bodies
 
