@@ -18,7 +18,6 @@ import pytest
 
 from custom_components.est_pairing.est import wire
 from custom_components.est_pairing.est.ca import HouseholdCA, RevokedCertificate
-from custom_components.est_pairing.est.client import build_csr
 from custom_components.est_pairing.est.csr import ApplianceDetails, inspect_request
 from custom_components.est_pairing.est.errors import MalformedRequest, NotAllowed
 from custom_components.est_pairing.est.fingerprints import public_key_fingerprint
@@ -30,6 +29,7 @@ from custom_components.est_pairing.est.issuance import (
 )
 from custom_components.est_pairing.est.limits import CA_VALIDITY_DAYS
 from custom_components.est_pairing.est.tls import ListenerIdentity, ListenerNames
+from est_tools.appliance.client import build_csr
 
 from . import forge
 

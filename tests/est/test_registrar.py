@@ -14,7 +14,6 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 import pytest
 
 from custom_components.est_pairing.est.ca import HouseholdCA, IssuedName
-from custom_components.est_pairing.est.client import build_csr, renewal_csr
 from custom_components.est_pairing.est.credentials import BasicCredentials
 from custom_components.est_pairing.est.errors import CertificateRevoked, NotAllowed
 from custom_components.est_pairing.est.fingerprints import certificate_fingerprint, public_key_fingerprint
@@ -23,6 +22,7 @@ from custom_components.est_pairing.est.ledger import Ledger
 from custom_components.est_pairing.est.policy import AwaitingOwner, EnrollmentPolicy
 from custom_components.est_pairing.est.registrar import Issued, IssuedWithKey, Peer, Registrar
 from custom_components.est_pairing.est.storage import Event, JournalFile
+from est_tools.appliance.client import build_csr, renewal_csr
 
 
 class GatedJournal(JournalFile):

@@ -22,7 +22,6 @@ from multidict import CIMultiDictProxy
 import pytest
 
 from custom_components.est_pairing.est import server as server_module, wire
-from custom_components.est_pairing.est.client import build_csr, renewal_csr
 from custom_components.est_pairing.est.credentials import BasicCredentials
 from custom_components.est_pairing.est.csr import inspect_request
 from custom_components.est_pairing.est.errors import NameTaken
@@ -34,7 +33,7 @@ from custom_components.est_pairing.est.limits import (
 )
 from custom_components.est_pairing.est.policy import Claim, digest_secret
 from custom_components.est_pairing.est.server import BUSY_WARNING_INTERVAL
-from est_tools.appliance.client import client_ssl_context
+from est_tools.appliance.client import build_csr, client_ssl_context, renewal_csr
 
 from . import rawhttp
 from .conftest import RunningServer

@@ -11,12 +11,6 @@ import pytest
 
 from custom_components.est_pairing.est import wire
 from custom_components.est_pairing.est.ca import HouseholdCA
-from custom_components.est_pairing.est.client import (
-    EstClient,
-    Pending,
-    build_csr,
-    renewal_csr,
-)
 from custom_components.est_pairing.est.errors import (
     ApprovalTimeout,
     AuthenticationRequired,
@@ -30,9 +24,14 @@ from custom_components.est_pairing.est.errors import (
 from custom_components.est_pairing.est.fingerprints import format_fingerprint
 from custom_components.est_pairing.est.limits import FREE_ATTEMPTS
 from custom_components.est_pairing.est.wire import EST_PATH
-
-from .conftest import RunningServer
-from .scripted import Step, scripted_hub, serving_tls
+from est_tools.appliance.client import (
+    EstClient,
+    Pending,
+    build_csr,
+    renewal_csr,
+)
+from tests.est.conftest import RunningServer
+from tests.est.scripted import Step, scripted_hub, serving_tls
 
 
 def key() -> ec.EllipticCurvePrivateKey:

@@ -27,10 +27,10 @@ import time
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
-from est.ca import HouseholdCA
-from est.tls import ListenerIdentity, ListenerNames, server_ssl_context
-from est.wire import load_csr
 
+from custom_components.est_pairing.est.ca import HouseholdCA
+from custom_components.est_pairing.est.tls import ListenerIdentity, ListenerNames, server_ssl_context
+from custom_components.est_pairing.est.wire import load_csr
 from est_tools.appliance.client import client_ssl_context
 
 from .workload import csr_bodies
