@@ -8,6 +8,8 @@ message, so the HTTP client and the tests drive it alike. The messages and the p
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum, auto
 import secrets
@@ -49,6 +51,7 @@ class _Step(Enum):
     PROVING = auto()
     ENROLLING = auto()
     DONE = auto()
+    FAILED = auto()
 
 
 @dataclass(slots=True)
@@ -89,14 +92,15 @@ class ApplianceExchange:
 
     def start(self) -> dict[str, str]:
         """The start message (slow: A = g^a)."""
-        self._advance(_Step.NEW, _Step.STARTED)
-        kwargs = group(self._backend)
-        user = with_ephemeral(
-            lambda a: self._backend.User(self.appliance_id, self._pin, bytes_a=a, **kwargs), self._ephemeral
-        )
-        _, a_public = user.start_authentication()
-        self._state.user = user
-        return start_message(self.appliance_id, a_public, self._csr_der)
+        with self._step(_Step.NEW, _Step.STARTED):
+            kwargs = group(self._backend)
+            user = with_ephemeral(
+                lambda a: self._backend.User(self.appliance_id, self._pin, bytes_a=a, **kwargs),
+                self._ephemeral,
+            )
+            _, a_public = user.start_authentication()
+            self._state.user = user
+            return start_message(self.appliance_id, a_public, self._csr_der)
 
     async def start_async(self) -> dict[str, str]:
         """:meth:`start` in a worker thread."""
@@ -104,12 +108,13 @@ class ApplianceExchange:
 
     def answer(self, body: bytes) -> dict[str, str]:
         """The prove message (M1) for the hub's challenge (slow: two exponentiations)."""
-        challenge = Challenge.parse(body)
-        self._advance(_Step.STARTED, _Step.PROVING)
-        if (proof := self._user().process_challenge(challenge.salt, challenge.b_public)) is None:
-            raise ProtocolError("the hub's B fails the SRP-6a safety check")
-        self._state.session = challenge.session
-        return prove_message(challenge.session, proof)
+        with self._step(_Step.STARTED, _Step.PROVING):
+            challenge = Challenge.parse(body)
+            proof = self._user().process_challenge(challenge.salt, challenge.b_public)
+            if proof is None:  # pragma: no cover - the parser refuses such a B first (and u = 0 never comes)
+                raise ProtocolError("the hub's B fails the SRP-6a safety check")
+            self._state.session = challenge.session
+            return prove_message(challenge.session, proof)
 
     async def answer_async(self, body: bytes) -> dict[str, str]:
         """:meth:`answer` in a worker thread."""
@@ -120,17 +125,17 @@ class ApplianceExchange:
 
         HubProofFailed otherwise: a fake hub learns nothing more than M1, which tests no PIN guess.
         """
-        hub_proof = HubProof.parse(body)
-        self._advance(_Step.PROVING, _Step.ENROLLING)
-        user = self._user()
-        user.verify_session(hub_proof.proof)  # pysrp compares with ==: each attempt checks one M2, once
-        if not user.authenticated() or (session_key := user.get_session_key()) is None:
-            raise HubProofFailed(
-                "the hub could not prove it knows this appliance's PIN: not the household hub, or its owner "
-                "typed another PIN; nothing it sent is trusted"
-            )
-        keys = self._state.keys = SessionKeys.derive(session_key)
-        return enroll_message(self._state.session, keys.csr_mac(self._csr_der))
+        with self._step(_Step.PROVING, _Step.ENROLLING):
+            hub_proof = HubProof.parse(body)
+            user = self._user()
+            user.verify_session(hub_proof.proof)  # pysrp compares with ==: each attempt checks one M2 once
+            if not user.authenticated() or (session_key := user.get_session_key()) is None:
+                raise HubProofFailed(
+                    "the hub could not prove it knows this appliance's PIN: not the household hub, or its "
+                    "owner typed another PIN; nothing it sent is trusted"
+                )
+            keys = self._state.keys = SessionKeys.derive(session_key)
+            return enroll_message(self._state.session, keys.csr_mac(self._csr_der))
 
     def conclude(self, body: bytes) -> Paired:
         """The CA to pin and the certificate, once their MAC proves the hub of the exchange sent them.
@@ -138,12 +143,12 @@ class ApplianceExchange:
         HubProofFailed for a wrong MAC (a relay's CA); ProtocolError for an authenticated answer that
         is unusable.
         """
-        answer = FinalAnswer.parse(body)
-        self._advance(_Step.ENROLLING, _Step.DONE)
-        keys = self._state.keys
-        if keys is None or not keys.answer_mac_matches(answer.ca_der, answer.certificate_der, answer.mac):
-            raise HubProofFailed("the CA and certificate are not the ones the PIN exchange authenticated")
-        return self._paired(answer)
+        with self._step(_Step.ENROLLING, _Step.DONE):
+            answer = FinalAnswer.parse(body)
+            keys = self._state.keys
+            if keys is None or not keys.answer_mac_matches(answer.ca_der, answer.certificate_der, answer.mac):
+                raise HubProofFailed("the CA and certificate are not the ones the PIN exchange authenticated")
+            return self._paired(answer)
 
     def _paired(self, answer: FinalAnswer) -> Paired:
         try:
@@ -161,15 +166,19 @@ class ApplianceExchange:
         return Paired(ca, certificate)
 
     def _user(self) -> SrpUser:
-        if self._state.user is None:  # pragma: no cover - _advance orders the steps
+        if self._state.user is None:  # pragma: no cover - _step orders the steps
             raise RuntimeError("the exchange has not started")
         return self._state.user
 
-    def _advance(self, expected: _Step, following: _Step) -> None:
+    @contextmanager
+    def _step(self, expected: _Step, following: _Step) -> Iterator[None]:
+        """Run one step in order; a step that raises leaves the attempt failed for good."""
         if (step := self._state.step) is not expected:
             raise RuntimeError(
-                f"the exchange is at its {step.name.lower()} step, not {expected.name.lower()}"
+                f"the exchange is at its {step.name.lower()} step, not at {expected.name.lower()}"
             )
+        self._state.step = _Step.FAILED
+        yield
         self._state.step = following
 
 
