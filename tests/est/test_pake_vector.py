@@ -140,3 +140,16 @@ def _fixed(by_length: dict[int, bytes]) -> Callable[[int], bytes]:
         return by_length[length]
 
     return random_bytes
+
+
+def test_the_appliance_profile_gives_the_constants_the_code_uses() -> None:
+    profile = (vector.VECTOR_FILE.parents[3] / "docs" / "appliance-profile.md").read_text()
+    assert f"`{pake.MDNS_TXT_KEY}={pake.METHOD}`" in profile
+    assert f"`{pake.INFO_APPLIANCE_TO_HUB.decode()}`" in profile
+    assert (
+        pake.INFO_HUB_TO_APPLIANCE.decode().replace(pake.INFO_APPLIANCE_TO_HUB.decode()[:-16], "... ")
+        in profile
+    )
+    assert f"/pake` answers `200`, `application/json`:\n  `{pake.encode(pake.offer()).decode()}`" in profile
+    assert str(vector.VECTOR_FILE.relative_to(vector.VECTOR_FILE.parents[3])) in profile
+    assert f"salt` {pake.SALT_BYTES} bytes" in profile
