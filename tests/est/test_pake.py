@@ -556,6 +556,8 @@ def test_the_verifier_record_round_trips_and_holds_no_pin(stored: pake.PinVerifi
         ({"salt": _b64(b"\1" * 15)}, "salt is 16 bytes"),
         ({"salt": _b64(b"\0" + b"\1" * 15)}, "the first one not zero"),
         ({"verifier": _b64(b"\0\1")}, "'verifier' starts with a zero byte"),
+        ({"verifier": ""}, "'verifier' is empty"),
+        ({"verifier": "AB=C"}, "are base64"),
     ],
 )
 def test_a_damaged_verifier_record_is_refused(

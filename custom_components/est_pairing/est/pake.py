@@ -193,7 +193,8 @@ class PinVerifier:
         For a PIN sent in HTTP Basic by a client that does not speak the exchange. pysrp has no call
         that recomputes a verifier for a given salt, so both sides of an exchange run here, with
         fresh ephemerals each time: nothing about the stored record can be timed across attempts.
-        Five exponentiations (about 2 ms with pysrp's OpenSSL backend, 130 ms in pure Python).
+        Seven exponentiations: about 8 ms with pysrp's OpenSSL backend, 70 ms in pure Python
+        (``scripts/bench --pake``).
         """
         if not pin or len(pin) > MAX_SECRET_LENGTH:
             return False
@@ -229,7 +230,9 @@ class PinVerifier:
         if not isinstance(appliance_id, str) or not isinstance(salt, str) or not isinstance(verifier, str):
             raise ValueError("a verifier record needs appliance_id, salt and verifier")  # noqa: TRY004
         try:
-            record = cls(appliance_id, base64.b64decode(salt, validate=True), base64.b64decode(verifier))
+            record = cls(
+                appliance_id, base64.b64decode(salt, validate=True), base64.b64decode(verifier, validate=True)
+            )
         except ValueError:
             raise ValueError("a verifier record's salt and verifier are base64") from None
         if len(record.salt) != SALT_BYTES or not record.salt[0]:
@@ -511,6 +514,8 @@ def _binary(
 
 def _number[E: Exception](data: bytes, name: str, error: type[E]) -> bytes:
     """A public value (A, B, v): minimal big-endian bytes of a number in 1..N-1."""
+    if not data:
+        raise error(f"'{name}' is empty")
     if len(data) > N_BYTES:
         raise error(f"'{name}' must be at most {N_BYTES} bytes (a number below N), not {len(data)}")
     if not data[0]:
