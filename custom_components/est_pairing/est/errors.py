@@ -18,6 +18,18 @@ class AuthenticationRequired(EstError):
     """No usable credentials, or wrong ones: the client must authenticate (again)."""
 
 
+class PairingProofFailed(AuthenticationRequired):
+    """The PIN exchange (SRP-6a) failed: the appliance's proof does not match the hub's verifier.
+
+    A wrong PIN on either side (printed on the appliance, or typed by the owner), or a relay that
+    swapped the certificate request. The hub counts it like a wrong PIN.
+    """
+
+
+class ExchangeGone(MalformedRequest):
+    """The PIN exchange a finish names is unknown: it expired, or finished already. Start again."""
+
+
 class NotAllowed(EstError):
     """Authenticated, but the policy (or the owner) does not allow this request."""
 
@@ -99,6 +111,13 @@ class ProtocolError(EstError):
 
 class FingerprintMismatch(EstError):
     """The CA the server presented does not match the fingerprint the owner gave."""
+
+
+class HubProofFailed(EstError):
+    """The hub's answer to the PIN exchange does not prove it knows the appliance's PIN.
+
+    A fake hub (or one whose owner typed another PIN): nothing it sent is trusted, its CA least of all.
+    """
 
 
 class ApprovalTimeout(EstError):

@@ -58,6 +58,11 @@ FAILURE_MEMORY: Final = 24 * 3600.0  # a quiet day forgives earlier wrong secret
 GLOBAL_FAILURES_PER_MINUTE: Final = 60  # wrong secrets across all identities before everyone waits
 OWNER_PIN_ATTEMPTS: Final = 3  # wrong PINs typed by the owner before the pairing flow stops
 
+# The PIN exchange (SRP-6a): each open exchange holds a few KB and cost the hub a modular exponentiation
+PAKE_SESSION_TTL: Final = 60.0  # seconds from an exchange's start to its finish
+PAKE_SESSIONS_MAX: Final = 32  # exchanges between start and finish, overall
+PAKE_SESSIONS_PER_ADDRESS: Final = 4  # ... from one source address
+
 # Certificates
 DEFAULT_VALIDITY_DAYS: Final = 365
 # The longest TLS server certificate Apple platforms accept, even from a CA the user installed.

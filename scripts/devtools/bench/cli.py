@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from custom_components.est_pairing.est.wire import EST_PATH
 from est_tools.appliance.client import EstClient
 
-from . import two_openssls
+from . import pin_exchange, two_openssls
 from .loadgen import Endpoint
 from .measure import Target
 from .phases import Bench, Settings, pinned
@@ -56,6 +56,11 @@ def parser() -> argparse.ArgumentParser:
         "--two-openssls",
         action="store_true",
         help="instead: the experiment on a CSR check after a TLS handshake (docs/performance.md)",
+    )
+    root.add_argument(
+        "--pake",
+        action="store_true",
+        help="instead: the PIN exchange's (SRP-6a) CPU on the hub and the appliance, per pysrp backend",
     )
     other = root.add_argument_group("an RFC 7030 server the bench does not start")
     other.add_argument("--url", help="https://HOST:PORT[/.well-known/est[/LABEL]]")
@@ -93,6 +98,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.two_openssls:
         with pinned(_cpus(args.server_cpu)):
             two_openssls.main()
+        return 0
+    if args.pake:
+        with pinned(_cpus(args.server_cpu)):
+            pin_exchange.main(rounds=5 if args.quick else 20)
         return 0
     phases = {phase.strip() for phase in args.only.split(",") if phase.strip()}
     if unknown := phases - set(PHASES):

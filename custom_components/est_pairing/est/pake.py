@@ -1,0 +1,779 @@
+"""The PIN exchange (SRP-6a): its parameters, its messages, and the hub's side of it.
+
+An appliance that knows only its id and the PIN printed on it proves the PIN to the hub, and the
+hub proves it holds the verifier the owner made from the same PIN, without either sending the PIN
+or anything that tests PIN guesses offline (RFC 2945, RFC 5054). The key both ends derive
+authenticates the appliance's certificate request to the hub and the household CA and certificate
+to the appliance. ``docs/appliance-profile.md`` specifies it for appliance makers; the appliance's
+side is :mod:`.pake_client`.
+
+The arithmetic is the ``srp`` package's (pysrp), called through its public API with its default
+formulas, never its process-wide switches (``rfc5054_enable``, ``no_username_in_x``)::
+
+    H = SHA-512; numbers hashed as minimal big-endian bytes (no leading zero bytes, no padding)
+    k = H(N || g)                x = H(s || H(I || ":" || P))     v = g^x
+    A = g^a                      B = k*v + g^b                    u = H(A || B)
+    S = (B - k*g^x)^(a + u*x) = (A * v^u)^b                       K = H(S)
+    M1 = H((H(N) xor H(g)) || H(I) || s || A || B || K)           M2 = H(A || M1 || K)
+
+Every step that raises a number to a secret power is slow (about 0.1-1 ms with pysrp's OpenSSL
+backend, 5-50 ms with its pure-Python one) and synchronous; each has an ``*_async`` twin that runs it
+in a worker thread. Note that the pure-Python backend holds the GIL through each exponentiation, so a
+thread keeps such a step off the event loop's code but not off its interpreter: ``scripts/bench
+--pake`` prints how long each step holds it on each backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+import hmac
+import json
+import math
+import secrets
+import time
+from typing import Any, Final, Protocol
+
+from cryptography.hazmat.primitives import hashes, hmac as crypto_hmac
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+import srp
+
+from .csr import CertificateRequest, inspect_request
+from .errors import (
+    Busy,
+    EstError,
+    ExchangeGone,
+    MalformedRequest,
+    PairingProofFailed,
+    ProtocolError,
+    TooManyRequests,
+)
+from .issuance import check_claimed_id
+from .limits import MAX_SECRET_LENGTH, PAKE_SESSION_TTL, PAKE_SESSIONS_MAX, PAKE_SESSIONS_PER_ADDRESS
+from .wire import decode_base64, load_csr
+
+METHOD: Final = "srp6a-sha512-3072"  # the one exchange offered: its name on the wire and in mDNS TXT
+MDNS_TXT_KEY: Final = "pake"  # TXT pake=<method>[,<method>...]: the hub speaks the exchange
+PATH_SUFFIX: Final = "/pake"  # POST /.well-known/est[/label]/pake; GET there lists the methods
+
+# RFC 5054 Appendix A, the 3072-bit group, g = 5: the prime of RFC 3526 group 15,
+# N = 2^3072 - 2^3008 - 1 + 2^64 * (floor(2^2942 * pi) + 1690314), a safe prime.
+N_HEX: Final = (
+    b"FFFFFFFFFFFFFFFFC90FDAA22168C234C4C6628B80DC1CD129024E088A67CC74020BBEA63B139B22514A08798E3404DD"
+    b"EF9519B3CD3A431B302B0A6DF25F14374FE1356D6D51C245E485B576625E7EC6F44C42E9A637ED6B0BFF5CB6F406B7ED"
+    b"EE386BFB5A899FA5AE9F24117C4B1FE649286651ECE45B3DC2007CB8A163BF0598DA48361C55D39A69163FA8FD24CF5F"
+    b"83655D23DCA3AD961C62F356208552BB9ED529077096966D670C354E4ABC9804F1746C08CA18217C32905E462E36CE3B"
+    b"E39E772C180E86039B2783A2EC07A28FB5C55DF06F4C52C9DE2BCBF6955817183995497CEA956AE515D2261898FA0510"
+    b"15728E5A8AAAC42DAD33170D04507A33A85521ABDF1CBA64ECFB850458DBEF0A8AEA71575D060C7DB3970F85A6E1E4C7"
+    b"ABF5AE8CDB0933D71E8C94E04A25619DCEE3D2261AD2EE6BF12FFA06D98A0864D87602733EC86A64521F2B18177B200C"
+    b"BBE117577A615D6C770988C0BAD946E208E24FA074E5AB3143DB5BFCE0FD108E4B82D120A93AD2CAFFFFFFFFFFFFFFFF"
+)
+G_HEX: Final = b"05"  # bytes, not str: pysrp's OpenSSL backend takes only bytes
+N: Final = int(N_HEX, 16)
+G: Final = int(G_HEX, 16)
+N_BYTES: Final = 384
+HASH_BYTES: Final = 64  # SHA-512: M1, M2, K and both MACs
+SALT_BYTES: Final = 16  # the hub's salts: 16 bytes, the first one not zero
+MAX_SALT_BYTES: Final = 64  # what an appliance accepts
+EPHEMERAL_BYTES: Final = 32  # a and b: 256 bits (RFC 5054 §2.5.4: at least 256), as pysrp's OpenSSL backend
+_PURE_PYTHON_EPHEMERAL_BYTES: Final = 256  # pysrp's pure-Python backend takes a and b in 256 bytes
+SESSION_ID_BYTES: Final = 16  # random bytes of the hub's session ids (base64url, unpadded)
+MAX_SESSION_ID_LENGTH: Final = 64
+
+# HKDF-SHA512 (RFC 5869) from K, no salt: one key for each direction.
+INFO_APPLIANCE_TO_HUB: Final = b"EST appliance pairing srp6a-sha512-3072: appliance to hub"
+INFO_HUB_TO_APPLIANCE: Final = b"EST appliance pairing srp6a-sha512-3072: hub to appliance"
+
+
+# --- the srp package, as used here ---------------------------------------------------------------------
+
+
+class SrpUser(Protocol):
+    """pysrp's client side (the appliance)."""
+
+    def start_authentication(self) -> tuple[str, bytes]:
+        """(I, A)."""
+
+    def process_challenge(self, salt: bytes, b_public: bytes, /) -> bytes | None:
+        """M1, or None if B fails the safety check."""
+
+    def verify_session(self, proof: bytes, /) -> None:
+        """Check M2."""
+
+    def authenticated(self) -> bool:
+        """Whether M2 was right."""
+
+    def get_session_key(self) -> bytes | None:
+        """K, once M2 was right."""
+
+
+class SrpVerifier(Protocol):
+    """pysrp's server side (the hub)."""
+
+    def get_challenge(self) -> tuple[bytes | None, bytes | None]:
+        """(s, B), or Nones if A failed the safety check."""
+
+    def verify_session(self, proof: bytes, /) -> bytes | None:
+        """M2 if M1 is right, else None."""
+
+    def get_session_key(self) -> bytes | None:
+        """K, once M1 was right."""
+
+
+class SrpBackend(Protocol):
+    """The ``srp`` package's public API: the package itself, or one of its two backend modules."""
+
+    SHA512: int
+    NG_CUSTOM: int
+    User: Callable[..., SrpUser]
+    Verifier: Callable[..., SrpVerifier]
+    create_salted_verification_key: Callable[..., tuple[bytes, bytes]]
+
+
+DEFAULT_BACKEND: Final[SrpBackend] = srp  # OpenSSL through ctypes where libssl.so loads, else pure Python
+
+
+def group(backend: SrpBackend) -> dict[str, Any]:
+    """The keyword arguments that give pysrp this exchange's group and hash."""
+    return {"hash_alg": backend.SHA512, "ng_type": backend.NG_CUSTOM, "n_hex": N_HEX, "g_hex": G_HEX}
+
+
+def with_ephemeral[T](make: Callable[[bytes], T], secret: bytes) -> T:
+    """Call ``make`` with an ephemeral secret (a or b) in the length the backend takes.
+
+    pysrp's two backends take the same number in different lengths: the OpenSSL one 32 bytes, the
+    pure-Python one 256 (this one, zero-padded). Each checks the length before any arithmetic.
+    """
+    try:
+        return make(secret)
+    except ValueError:
+        return make(secret.rjust(_PURE_PYTHON_EPHEMERAL_BYTES, b"\0"))
+
+
+# --- what the hub stores instead of a PIN ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PinVerifier:
+    """A salt and an SRP verifier for one appliance id and PIN: what the hub keeps instead of the PIN.
+
+    Finding the PIN from it takes a guess per exponentiation (a PIN's few digits do not resist that: it
+    is kept as the owner's approvals are), and nothing the appliance or an eavesdropper sees helps.
+    """
+
+    appliance_id: str
+    salt: bytes = field(repr=False)
+    verifier: bytes = field(repr=False)
+
+    @classmethod
+    def create(cls, appliance_id: str, pin: str, backend: SrpBackend = DEFAULT_BACKEND) -> PinVerifier:
+        """Make the record for this id and PIN (slow: one exponentiation)."""
+        check_claimed_id(appliance_id)
+        _check_pin(pin)
+        while True:
+            salt, verifier = backend.create_salted_verification_key(
+                appliance_id, pin, salt_len=SALT_BYTES, **group(backend)
+            )
+            # pysrp returns the salt as a number's minimal bytes: 15 or fewer one time in 256.
+            if len(salt) == SALT_BYTES:
+                return cls(appliance_id, salt, verifier)
+
+    @classmethod
+    async def create_async(
+        cls, appliance_id: str, pin: str, backend: SrpBackend = DEFAULT_BACKEND
+    ) -> PinVerifier:
+        """:meth:`create` in a worker thread."""
+        return await asyncio.to_thread(cls.create, appliance_id, pin, backend)
+
+    def matches(self, pin: str, backend: SrpBackend = DEFAULT_BACKEND) -> bool:
+        """Whether ``pin`` is the PIN this record was made from (slow: a whole exchange, both sides).
+
+        For a PIN sent in HTTP Basic by a client that does not speak the exchange. pysrp has no call
+        that recomputes a verifier for a given salt, so both sides of an exchange run here, with
+        fresh ephemerals each time: nothing about the stored record can be timed across attempts.
+        Seven exponentiations: about 8 ms with pysrp's OpenSSL backend, 70 ms in pure Python
+        (``scripts/bench --pake``).
+        """
+        if not pin or len(pin) > MAX_SECRET_LENGTH:
+            return False
+        kwargs = group(backend)
+        user = with_ephemeral(
+            lambda a: backend.User(self.appliance_id, pin, bytes_a=a, **kwargs),
+            secrets.token_bytes(EPHEMERAL_BYTES),
+        )
+        _, a_public = user.start_authentication()
+        b_secret = secrets.token_bytes(EPHEMERAL_BYTES)
+        proof = user.process_challenge(self.salt, _challenge(backend, self, a_public, b_secret))
+        return proof is not None and _verify(backend, self, a_public, b_secret, proof) is not None
+
+    async def matches_async(self, pin: str, backend: SrpBackend = DEFAULT_BACKEND) -> bool:
+        """:meth:`matches` in a worker thread."""
+        return await asyncio.to_thread(self.matches, pin, backend)
+
+    def to_dict(self) -> dict[str, str]:
+        """For storage (JSON)."""
+        return {
+            "method": METHOD,
+            "appliance_id": self.appliance_id,
+            "salt": _b64(self.salt),
+            "verifier": _b64(self.verifier),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PinVerifier:
+        """What :meth:`to_dict` made; ValueError if it is not such a record."""
+        if data.get("method") != METHOD:
+            raise ValueError(f"not a {METHOD} verifier")
+        appliance_id, salt, verifier = data.get("appliance_id"), data.get("salt"), data.get("verifier")
+        if not isinstance(appliance_id, str) or not isinstance(salt, str) or not isinstance(verifier, str):
+            raise ValueError("a verifier record needs appliance_id, salt and verifier")  # noqa: TRY004
+        try:
+            record = cls(
+                appliance_id, base64.b64decode(salt, validate=True), base64.b64decode(verifier, validate=True)
+            )
+        except ValueError:
+            raise ValueError("a verifier record's salt and verifier are base64") from None
+        if len(record.salt) != SALT_BYTES or not record.salt[0]:
+            raise ValueError(f"a verifier record's salt is {SALT_BYTES} bytes, the first one not zero")
+        _number(record.verifier, "verifier", ValueError)
+        return record
+
+
+def _check_pin(pin: str) -> None:
+    if not pin:
+        raise MalformedRequest("a PIN is needed")
+    if len(pin) > MAX_SECRET_LENGTH:
+        raise MalformedRequest(f"secret is longer than {MAX_SECRET_LENGTH} characters")
+
+
+# --- keys and MACs from K ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SessionKeys:
+    """The two MAC keys an exchange's K gives: one for each direction."""
+
+    appliance_to_hub: bytes = field(repr=False)
+    hub_to_appliance: bytes = field(repr=False)
+
+    @classmethod
+    def derive(cls, session_key: bytes) -> SessionKeys:
+        """HKDF-SHA512 of K, no salt, 64 bytes for each direction."""
+        return cls(_hkdf(session_key, INFO_APPLIANCE_TO_HUB), _hkdf(session_key, INFO_HUB_TO_APPLIANCE))
+
+    def csr_mac(self, csr_der: bytes) -> bytes:
+        """HMAC-SHA512 of the certificate request (DER) under the appliance's key."""
+        return _hmac(self.appliance_to_hub, csr_der)
+
+    def answer_mac(self, ca_der: bytes, certificate_der: bytes) -> bytes:
+        """HMAC-SHA512 of the CA and the certificate under the hub's key.
+
+        The CA's length (4 bytes, big-endian) comes first: no bytes can move from one to the other.
+        """
+        return _hmac(self.hub_to_appliance, len(ca_der).to_bytes(4, "big") + ca_der + certificate_der)
+
+    def csr_mac_matches(self, csr_der: bytes, mac: bytes) -> bool:
+        """Whether ``mac`` is :meth:`csr_mac` of the request (compared in constant time)."""
+        return hmac.compare_digest(self.csr_mac(csr_der), mac)
+
+    def answer_mac_matches(self, ca_der: bytes, certificate_der: bytes, mac: bytes) -> bool:
+        """Whether ``mac`` is :meth:`answer_mac` of the CA and certificate (compared in constant time)."""
+        return hmac.compare_digest(self.answer_mac(ca_der, certificate_der), mac)
+
+
+def _hkdf(session_key: bytes, info: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA512(), length=HASH_BYTES, salt=None, info=info).derive(session_key)
+
+
+def _hmac(key: bytes, data: bytes) -> bytes:
+    mac = crypto_hmac.HMAC(key, hashes.SHA512())
+    mac.update(data)
+    return mac.finalize()
+
+
+# --- messages -------------------------------------------------------------------------------------------
+
+
+def offer() -> dict[str, list[str]]:
+    """What ``GET .../pake`` answers: the methods the hub speaks."""
+    return {"methods": [METHOD]}
+
+
+def parse_offer(body: bytes) -> tuple[str, ...]:
+    """The methods a hub's ``GET .../pake`` answer lists (ProtocolError if it is not such an answer)."""
+    methods = _json_object(body, ProtocolError, "the hub's offer").get("methods")
+    if not isinstance(methods, list) or not all(isinstance(m, str) for m in methods):
+        raise ProtocolError("the hub's offer has no list of methods")
+    return tuple(methods)
+
+
+def encode(message: Mapping[str, Any]) -> bytes:
+    """A message as sent: compact JSON in UTF-8."""
+    return json.dumps(message, separators=(",", ":")).encode()
+
+
+def start_message(appliance_id: str, a_public: bytes, csr_der: bytes) -> dict[str, str]:
+    """The appliance's first message."""
+    return {"step": "start", "method": METHOD, "id": appliance_id, "A": _b64(a_public), "csr": _b64(csr_der)}
+
+
+def prove_message(session: str, proof: bytes) -> dict[str, str]:
+    """The appliance's second message: its proof (M1)."""
+    return {"step": "prove", "session": session, "M1": _b64(proof)}
+
+
+def enroll_message(session: str, csr_mac: bytes) -> dict[str, str]:
+    """The appliance's third message, once the hub proved itself: the MAC of its certificate request."""
+    return {"step": "enroll", "session": session, "csr_mac": _b64(csr_mac)}
+
+
+@dataclass(frozen=True, slots=True)
+class StartRequest:
+    """A parsed start: who, its A, and its certificate request (signature checked)."""
+
+    appliance_id: str
+    a_public: bytes = field(repr=False)
+    csr_der: bytes = field(repr=False)
+    request: CertificateRequest
+
+
+@dataclass(frozen=True, slots=True)
+class ProveRequest:
+    """A parsed prove: the appliance's M1."""
+
+    session: str
+    proof: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class EnrollRequest:
+    """A parsed enroll: the MAC of the certificate request the exchange started with."""
+
+    session: str
+    csr_mac: bytes = field(repr=False)
+
+
+type PakeRequest = StartRequest | ProveRequest | EnrollRequest
+
+
+def parse_request(body: bytes) -> PakeRequest:
+    """An appliance's message, or MalformedRequest saying what is wrong with it."""
+    fields = _json_object(body, MalformedRequest, "request body")
+    step = fields.get("step")
+    if step == "start":
+        method = _text(fields, "method", MalformedRequest, max_length=64)
+        if method != METHOD:
+            raise MalformedRequest(f"method {method!r} is not offered; this hub speaks {METHOD}")
+        appliance_id = check_claimed_id(_text(fields, "id", MalformedRequest, max_length=64))
+        a_public = _number(_binary(fields, "A", MalformedRequest), "A", MalformedRequest)
+        csr_der = _binary(fields, "csr", MalformedRequest)
+        if csr_der[:1] != b"\x30":
+            raise MalformedRequest("'csr' is not a DER PKCS#10 certificate request")
+        request = inspect_request(load_csr(csr_der))
+        return StartRequest(appliance_id, a_public, csr_der, request)
+    if step == "prove":
+        return ProveRequest(
+            _text(fields, "session", MalformedRequest, max_length=MAX_SESSION_ID_LENGTH),
+            _binary(fields, "M1", MalformedRequest, size=HASH_BYTES),
+        )
+    if step == "enroll":
+        return EnrollRequest(
+            _text(fields, "session", MalformedRequest, max_length=MAX_SESSION_ID_LENGTH),
+            _binary(fields, "csr_mac", MalformedRequest, size=HASH_BYTES),
+        )
+    raise MalformedRequest('field \'step\' must be "start", "prove" or "enroll"')
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    """The hub's answer to a start: the session to finish, the salt and B."""
+
+    session: str
+    salt: bytes
+    b_public: bytes = field(repr=False)
+
+    def to_dict(self) -> dict[str, str]:
+        """As sent."""
+        return {"session": self.session, "salt": _b64(self.salt), "B": _b64(self.b_public)}
+
+    @classmethod
+    def parse(cls, body: bytes) -> Challenge:
+        """The hub's answer, or ProtocolError."""
+        fields = _json_object(body, ProtocolError, "the hub's challenge")
+        session = _text(fields, "session", ProtocolError, max_length=MAX_SESSION_ID_LENGTH)
+        salt = _binary(fields, "salt", ProtocolError, max_size=MAX_SALT_BYTES)
+        if not salt[0]:
+            raise ProtocolError("the hub's salt starts with a zero byte")
+        return cls(session, salt, _number(_binary(fields, "B", ProtocolError), "B", ProtocolError))
+
+
+@dataclass(frozen=True, slots=True)
+class HubProof:
+    """The hub's answer to a right M1: its own proof, M2."""
+
+    proof: bytes = field(repr=False)
+
+    def to_dict(self) -> dict[str, str]:
+        """As sent."""
+        return {"M2": _b64(self.proof)}
+
+    @classmethod
+    def parse(cls, body: bytes) -> HubProof:
+        """The hub's answer, or ProtocolError."""
+        fields = _json_object(body, ProtocolError, "the hub's proof")
+        return cls(_binary(fields, "M2", ProtocolError, size=HASH_BYTES))
+
+
+@dataclass(frozen=True, slots=True)
+class FinalAnswer:
+    """The hub's answer to an enroll: the CA, the certificate, and their MAC."""
+
+    ca_der: bytes = field(repr=False)
+    certificate_der: bytes = field(repr=False)
+    mac: bytes = field(repr=False)
+
+    def to_dict(self) -> dict[str, str]:
+        """As sent."""
+        return {"ca": _b64(self.ca_der), "certificate": _b64(self.certificate_der), "mac": _b64(self.mac)}
+
+    @classmethod
+    def parse(cls, body: bytes) -> FinalAnswer:
+        """The hub's answer, or ProtocolError."""
+        fields = _json_object(body, ProtocolError, "the hub's answer")
+        return cls(
+            _binary(fields, "ca", ProtocolError),
+            _binary(fields, "certificate", ProtocolError),
+            _binary(fields, "mac", ProtocolError, size=HASH_BYTES),
+        )
+
+
+class _RepeatedField(Exception):
+    pass
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in fields:
+            raise _RepeatedField(key)
+        fields[key] = value
+    return fields
+
+
+def _json_object(body: bytes, error: type[EstError], what: str) -> dict[str, Any]:
+    """A JSON object, each field once (two parsers must never read one message two ways)."""
+    try:
+        value = json.loads(body.decode("utf-8"), object_pairs_hook=_unique)
+    except UnicodeDecodeError:
+        raise error(f"{what} is not UTF-8") from None
+    except _RepeatedField as repeated:
+        raise error(f"{what} has the field {repeated} more than once") from None
+    except (ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
+        raise error(f"{what} is not JSON") from None
+    if not isinstance(value, dict):
+        raise error(f"{what} is not a JSON object")
+    return value
+
+
+def _text(fields: Mapping[str, Any], name: str, error: type[EstError], *, max_length: int) -> str:
+    value = fields.get(name)
+    if value is None:
+        raise error(f"field '{name}' is missing")
+    if not isinstance(value, str) or not value:
+        raise error(f"field '{name}' must be a non-empty string")
+    if len(value) > max_length:
+        raise error(f"field '{name}' is longer than {max_length} characters")
+    return value
+
+
+def _binary(
+    fields: Mapping[str, Any],
+    name: str,
+    error: type[EstError],
+    *,
+    size: int | None = None,
+    max_size: int | None = None,
+) -> bytes:
+    value = fields.get(name)
+    if value is None:
+        raise error(f"field '{name}' is missing")
+    if not isinstance(value, str):
+        raise error(f"field '{name}' must be a base64 string")
+    try:
+        data = decode_base64(value.encode("ascii", "replace"), what=f"field '{name}'")
+    except MalformedRequest as err:
+        raise error(str(err)) from None
+    if size is not None and len(data) != size:
+        raise error(f"field '{name}' must be {size} bytes, not {len(data)}")
+    if max_size is not None and len(data) > max_size:
+        raise error(f"field '{name}' must be at most {max_size} bytes, not {len(data)}")
+    return data
+
+
+def _number[E: Exception](data: bytes, name: str, error: type[E]) -> bytes:
+    """A public value (A, B, v): minimal big-endian bytes of a number in 1..N-1."""
+    if not data:
+        raise error(f"'{name}' is empty")
+    if len(data) > N_BYTES:
+        raise error(f"'{name}' must be at most {N_BYTES} bytes (a number below N), not {len(data)}")
+    if not data[0]:
+        raise error(f"'{name}' starts with a zero byte: send the number's minimal big-endian bytes")
+    value = int.from_bytes(data, "big")
+    if value % N == 0:
+        raise error(f"'{name}' is zero modulo N (the SRP-6a safety check)")
+    if value >= N:
+        raise error(f"'{name}' is not reduced modulo N")
+    return data
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+# --- the hub's side --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PakeSession:
+    """An open exchange: started, and once the appliance proved the PIN, ``keys`` too. Plain data.
+
+    Each step takes it out of the table (:meth:`HubExchanges.take`); only a right proof puts it back.
+    """
+
+    session_id: str
+    appliance_id: str
+    request: CertificateRequest
+    address: str | None
+    expires: float
+    csr_der: bytes = field(repr=False)
+    verifier: PinVerifier = field(repr=False)
+    a_public: bytes = field(repr=False)
+    b_secret: bytes = field(repr=False)
+    b_public: bytes = field(repr=False)
+    keys: SessionKeys | None = field(default=None, repr=False)
+
+    @property
+    def proven(self) -> bool:
+        """Whether the appliance proved the PIN (its M1 was right)."""
+        return self.keys is not None
+
+
+@dataclass(frozen=True, slots=True)
+class PakeSuccess:
+    """An exchange done: the appliance knew the PIN, and the request is the one it started with.
+
+    The caller issues the certificate for ``session.request``, records it, then answers
+    :meth:`final_answer`.
+    """
+
+    session: PakeSession
+    keys: SessionKeys = field(repr=False)
+
+    def final_answer(self, ca_der: bytes, certificate_der: bytes) -> FinalAnswer:
+        """The CA, the certificate and their MAC: the appliance pins the CA only if the MAC is right."""
+        return FinalAnswer(ca_der, certificate_der, self.keys.answer_mac(ca_der, certificate_der))
+
+
+class HubExchanges:
+    """The exchanges the hub has open: bounded in number, per address and in time; one per request.
+
+    The caller parses each message (:func:`parse_request`), then:
+
+    - start: finds the appliance's verifier (the PIN the owner typed, or a pre-registration) and
+      checks its lockout; :meth:`start` opens the exchange and gives the challenge (salt, B);
+    - prove: :meth:`take` hands the session back (its appliance id, to check the lockout), and
+      :meth:`prove` checks M1 and gives M2, or raises PairingProofFailed, which the caller counts
+      like a wrong PIN;
+    - enroll: :meth:`take`, then :meth:`enroll` checks the request's MAC (PairingProofFailed again)
+      and gives the PakeSuccess from which the caller answers, once it issued the certificate.
+
+    The table is the event loop's: only the ``*_async`` methods' big-number work runs elsewhere.
+    """
+
+    def __init__(
+        self,
+        *,
+        backend: SrpBackend = DEFAULT_BACKEND,
+        clock: Callable[[], float] = time.monotonic,
+        random_bytes: Callable[[int], bytes] = secrets.token_bytes,
+        ttl: float = PAKE_SESSION_TTL,
+        capacity: int = PAKE_SESSIONS_MAX,
+        per_address: int = PAKE_SESSIONS_PER_ADDRESS,
+    ) -> None:
+        self._backend = backend
+        self._clock = clock
+        self._random_bytes = random_bytes
+        self._ttl = ttl
+        self._capacity = capacity
+        self._per_address = per_address
+        self._sessions: dict[str, PakeSession] = {}
+
+    def __len__(self) -> int:
+        self._expire()
+        return len(self._sessions)
+
+    def start(self, start: StartRequest, verifier: PinVerifier, address: str | None) -> Challenge:
+        """Open an exchange and give its challenge (slow: one exponentiation)."""
+        _check_verifier(start, verifier)
+        self._check_room(start, address)
+        b_secret = self._random_bytes(EPHEMERAL_BYTES)
+        b_public = _challenge(self._backend, verifier, start.a_public, b_secret)
+        return self._open(start, verifier, address, b_secret, b_public)
+
+    async def start_async(self, start: StartRequest, verifier: PinVerifier, address: str | None) -> Challenge:
+        """:meth:`start` with its exponentiation in a worker thread (refused before it when full)."""
+        _check_verifier(start, verifier)
+        self._check_room(start, address)
+        b_secret = self._random_bytes(EPHEMERAL_BYTES)
+        b_public = await asyncio.to_thread(_challenge, self._backend, verifier, start.a_public, b_secret)
+        self._check_room(start, address)  # others may have started meanwhile
+        return self._open(start, verifier, address, b_secret, b_public)
+
+    def take(self, session_id: str) -> PakeSession:
+        """The open exchange a prove or enroll names, out of the table: each step is taken once."""
+        self._expire()
+        if (session := self._sessions.pop(session_id, None)) is None:
+            raise ExchangeGone(
+                f"no such PIN exchange: it failed, finished or expired ({self._ttl:.0f} s after its start); "
+                "start again"
+            )
+        return session
+
+    def prove(self, session: PakeSession, prove: ProveRequest) -> HubProof:
+        """Check the appliance's M1; give M2, keep the exchange for its enroll (slow: 3 exponentiations).
+
+        pysrp's server side is made again from the session's b, which recomputes B: the session
+        stays plain data between the requests.
+        """
+        _check_unproven(session, prove.session)
+        return self._proven(session, _verify(self._backend, *_secrets(session), prove.proof))
+
+    async def prove_async(self, session: PakeSession, prove: ProveRequest) -> HubProof:
+        """:meth:`prove` with its exponentiations in a worker thread."""
+        _check_unproven(session, prove.session)
+        outcome = await asyncio.to_thread(_verify, self._backend, *_secrets(session), prove.proof)
+        return self._proven(session, outcome)
+
+    def enroll(self, session: PakeSession, enroll: EnrollRequest) -> PakeSuccess:
+        """Check that the request is the one the exchange started with (fast: a MAC)."""
+        _check_named(session, enroll.session)
+        if (keys := session.keys) is None:
+            raise MalformedRequest("this PIN exchange is not proven yet: send 'prove' first")
+        if not keys.csr_mac_matches(session.csr_der, enroll.csr_mac):
+            raise PairingProofFailed(
+                "the PIN exchange failed: the certificate request is not the one it started with"
+            )
+        return PakeSuccess(session, keys)
+
+    def _proven(self, session: PakeSession, outcome: tuple[bytes, bytes] | None) -> HubProof:
+        if outcome is None:
+            raise PairingProofFailed(
+                f"the PIN exchange failed: appliance {session.appliance_id} does not know the PIN the hub "
+                "has for it"
+            )
+        answer, session_key = outcome
+        self._sessions[session.session_id] = replace(session, keys=SessionKeys.derive(session_key))
+        return HubProof(answer)
+
+    def _check_room(self, start: StartRequest, address: str | None) -> None:
+        self._expire()
+        others = [s for s in self._sessions.values() if not _same_request(s, start)]
+        if len(others) >= self._capacity:
+            raise Busy("too many PIN exchanges are open; try again shortly", _ceil(self._ttl))
+        if address is not None and sum(s.address == address for s in others) >= self._per_address:
+            raise TooManyRequests("too many PIN exchanges are open from this address", _ceil(self._ttl))
+
+    def _open(
+        self,
+        start: StartRequest,
+        verifier: PinVerifier,
+        address: str | None,
+        b_secret: bytes,
+        b_public: bytes,
+    ) -> Challenge:
+        for earlier in [s for s in self._sessions.values() if _same_request(s, start)]:
+            del self._sessions[earlier.session_id]  # one exchange per request: the newest
+        session = PakeSession(
+            session_id=base64.urlsafe_b64encode(self._random_bytes(SESSION_ID_BYTES)).rstrip(b"=").decode(),
+            appliance_id=start.appliance_id,
+            request=start.request,
+            address=address,
+            expires=self._clock() + self._ttl,
+            csr_der=start.csr_der,
+            verifier=verifier,
+            a_public=start.a_public,
+            b_secret=b_secret,
+            b_public=b_public,
+        )
+        self._sessions[session.session_id] = session
+        return Challenge(session.session_id, verifier.salt, b_public)
+
+    def _expire(self) -> None:
+        now = self._clock()
+        for session in [s for s in self._sessions.values() if s.expires <= now]:
+            del self._sessions[session.session_id]
+
+
+def _check_verifier(start: StartRequest, verifier: PinVerifier) -> None:
+    if verifier.appliance_id != start.appliance_id:
+        raise ValueError("the verifier is another appliance's")
+
+
+def _check_named(session: PakeSession, named: str) -> None:
+    if named != session.session_id:
+        raise ValueError("the message names another session than the one taken")
+
+
+def _check_unproven(session: PakeSession, named: str) -> None:
+    _check_named(session, named)
+    if session.proven:
+        raise MalformedRequest("this PIN exchange is proven already: send 'enroll'")
+
+
+def _secrets(session: PakeSession) -> tuple[PinVerifier, bytes, bytes]:
+    return session.verifier, session.a_public, session.b_secret
+
+
+def _same_request(session: PakeSession, start: StartRequest) -> bool:
+    return (
+        session.appliance_id == start.appliance_id
+        and session.request.key_fingerprint == start.request.key_fingerprint
+    )
+
+
+def _challenge(backend: SrpBackend, verifier: PinVerifier, a_public: bytes, b_secret: bytes) -> bytes:
+    """B for this verifier, A and b."""
+    _, b_public = _server(backend, verifier, a_public, b_secret).get_challenge()
+    if b_public is None:  # A is checked on parsing: pysrp's own safety check cannot fail here
+        raise MalformedRequest("'A' is zero modulo N (the SRP-6a safety check)")
+    return b_public
+
+
+def _verify(
+    backend: SrpBackend, verifier: PinVerifier, a_public: bytes, b_secret: bytes, proof: bytes
+) -> tuple[bytes, bytes] | None:
+    """(M2, K) if ``proof`` is the M1 of the exchange with this verifier, A and b; else None.
+
+    pysrp compares M1 with ``==``, not in constant time; each session is checked once, with its own
+    b, so the time of one comparison says nothing about another session's M1.
+    """
+    server = _server(backend, verifier, a_public, b_secret)
+    if (answer := server.verify_session(proof)) is None or (key := server.get_session_key()) is None:
+        return None
+    return answer, key
+
+
+def _server(backend: SrpBackend, verifier: PinVerifier, a_public: bytes, b_secret: bytes) -> SrpVerifier:
+    kwargs = group(backend)
+    return with_ephemeral(
+        lambda b: backend.Verifier(
+            verifier.appliance_id, verifier.salt, verifier.verifier, a_public, bytes_b=b, **kwargs
+        ),
+        b_secret,
+    )
+
+
+def _ceil(seconds: float) -> int:
+    return max(1, math.ceil(seconds))

@@ -1,0 +1,190 @@
+"""What the PIN exchange (SRP-6a) costs the hub and the appliance, on each of pysrp's backends.
+
+For each backend that loads here (OpenSSL through ctypes where ``libssl.so`` is found, and pure
+Python, which is what a machine without it gets), in thread CPU time, medians over the rounds:
+
+- the hub's work per exchange: parsing the three messages (the request's signature check included),
+  the challenge, the proof check and the request's MAC; not the certificate it then issues;
+- the appliance's work per exchange: A, M1, checking M2 and the answer's MAC, the certificate checks;
+- the owner's side: making the verifier from a typed PIN, and checking a PIN sent in HTTP Basic;
+- how long the hub's steps, run in a worker thread (their ``*_async`` forms), held up an event loop:
+  the pure-Python backend holds the GIL through each exponentiation.
+
+``scripts/bench --pake`` prints them (docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+import importlib
+import statistics
+import time
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
+
+from est import pake
+from est.ca import HouseholdCA, IssuedName
+from est.pake_client import ApplianceExchange
+
+from .loop_lag import LoopLagProbe
+
+_PIN = "482913"
+_ID = "oven"
+BACKENDS = (("OpenSSL via ctypes", "srp._ctsrp"), ("pure Python", "srp._pysrp"))
+
+
+@dataclass(frozen=True, slots=True)
+class Costs:
+    """One backend's figures, in seconds."""
+
+    backend: str
+    hub: float  # thread CPU per exchange
+    appliance: float
+    make_verifier: float
+    basic_check: float
+    loop_stall: float  # the longest an event loop waited while the hub's steps ran in a thread
+
+
+def backends() -> list[tuple[str, pake.SrpBackend]]:
+    """The backends that load on this machine."""
+    found: list[tuple[str, pake.SrpBackend]] = []
+    for label, module in BACKENDS:
+        try:
+            found.append((label, importlib.import_module(module)))
+        except (ImportError, OSError):  # the OpenSSL backend without libssl.so
+            continue
+    return found
+
+
+class Fixture:
+    """A CA, a request and a certificate for it: what an exchange needs besides the arithmetic."""
+
+    def __init__(self) -> None:
+        self.ca = HouseholdCA.create("Bench")
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, _ID)])
+        csr = x509.CertificateSigningRequestBuilder().subject_name(name).sign(key, hashes.SHA256())
+        self.csr_der = csr.public_bytes(Encoding.DER)
+        now = datetime.now(UTC)
+        self.ca_der = self.ca.certificate.public_bytes(Encoding.DER)
+        self.certificate_der = self.ca.issue_appliance_certificate(
+            public_key=csr.public_key(),
+            name=IssuedName(_ID),
+            server_auth=False,
+            serial_number=x509.random_serial_number(),
+            not_before=now,
+            not_after=now + timedelta(days=1),
+            crl_url=None,
+        ).public_bytes(Encoding.DER)
+
+
+def exchange(backend: pake.SrpBackend, verifier: pake.PinVerifier, fixture: Fixture) -> tuple[float, float]:
+    """One whole exchange in this thread: (the hub's CPU seconds, the appliance's)."""
+    hub_exchanges = pake.HubExchanges(backend=backend)
+    appliance = ApplianceExchange(_ID, _PIN, fixture.csr_der, backend=backend)
+    spent = {"hub": 0.0, "appliance": 0.0}
+
+    def timed[T](side: str, work: Callable[[], T]) -> T:
+        started = time.thread_time()
+        result = work()
+        spent[side] += time.thread_time() - started
+        return result
+
+    def hub_step(body: bytes) -> dict[str, Any]:
+        message = pake.parse_request(body)
+        if isinstance(message, pake.StartRequest):
+            return hub_exchanges.start(message, verifier, "192.0.2.7").to_dict()
+        session = hub_exchanges.take(message.session)
+        if isinstance(message, pake.ProveRequest):
+            return hub_exchanges.prove(session, message).to_dict()
+        success = hub_exchanges.enroll(session, message)
+        return success.final_answer(fixture.ca_der, fixture.certificate_der).to_dict()
+
+    start = timed("appliance", appliance.start)
+    challenge = timed("hub", lambda: hub_step(pake.encode(start)))
+    prove = timed("appliance", lambda: appliance.answer(pake.encode(challenge)))
+    hub_proof = timed("hub", lambda: hub_step(pake.encode(prove)))
+    enroll = timed("appliance", lambda: appliance.confirm(pake.encode(hub_proof)))
+    final = timed("hub", lambda: hub_step(pake.encode(enroll)))
+    timed("appliance", lambda: appliance.conclude(pake.encode(final)))
+    return spent["hub"], spent["appliance"]
+
+
+def cpu(work: Callable[[], object]) -> float:
+    """Thread CPU seconds of one run of ``work``."""
+    started = time.thread_time()
+    work()
+    return time.thread_time() - started
+
+
+async def loop_stall(backend: pake.SrpBackend, verifier: pake.PinVerifier, fixture: Fixture) -> float:
+    """The longest an event loop waited while the hub's steps ran in worker threads (CPU waits left out)."""
+    appliance = ApplianceExchange(_ID, _PIN, fixture.csr_der, backend=backend)
+    start = _parse(appliance.start(), pake.StartRequest)
+    hub_exchanges = pake.HubExchanges(backend=backend)
+    async with LoopLagProbe() as probe:
+        challenge = await hub_exchanges.start_async(start, verifier, None)
+        await asyncio.sleep(0.01)  # the appliance's turn happens elsewhere
+    during_start = probe.longest(exclude_cpu_wait=True)
+    prove = _parse(appliance.answer(pake.encode(challenge.to_dict())), pake.ProveRequest)
+    async with LoopLagProbe() as probe:
+        await hub_exchanges.prove_async(hub_exchanges.take(prove.session), prove)
+        await verifier.matches_async(_PIN, backend)
+        await pake.PinVerifier.create_async(_ID, _PIN, backend)
+        await asyncio.sleep(0.01)
+    return max(during_start, probe.longest(exclude_cpu_wait=True))
+
+
+def _parse[T](message: dict[str, str], kind: type[T]) -> T:
+    parsed = pake.parse_request(pake.encode(message))
+    if not isinstance(parsed, kind):
+        raise TypeError(f"expected a {kind.__name__}")
+    return parsed
+
+
+def measure(label: str, backend: pake.SrpBackend, rounds: int, fixture: Fixture) -> Costs:
+    """Medians over ``rounds`` for one backend."""
+    verifier = pake.PinVerifier.create(_ID, _PIN, backend)
+    runs = [exchange(backend, verifier, fixture) for _ in range(rounds)]
+    return Costs(
+        backend=label,
+        hub=statistics.median(run[0] for run in runs),
+        appliance=statistics.median(run[1] for run in runs),
+        make_verifier=statistics.median(
+            cpu(lambda: pake.PinVerifier.create(_ID, _PIN, backend)) for _ in range(rounds)
+        ),
+        basic_check=statistics.median(cpu(lambda: verifier.matches(_PIN, backend)) for _ in range(rounds)),
+        loop_stall=max(asyncio.run(loop_stall(backend, verifier, fixture)) for _ in range(min(rounds, 5))),
+    )
+
+
+def main(rounds: int = 20) -> list[Costs]:
+    """Print the figures for each backend that loads here; return them."""
+    fixture = Fixture()
+    results = [measure(label, backend, rounds, fixture) for label, backend in backends()]
+    print(
+        f"PIN exchange ({pake.METHOD}): thread CPU, median of {rounds} rounds; the longest event-loop stall "
+        "while the hub's steps ran in a worker thread"
+    )
+    print(
+        f"  {'backend':20s} {'hub/exchange':>13s} {'appliance':>10s} {'PIN->verifier':>14s} "
+        f"{'Basic PIN check':>16s} {'loop stall':>11s}"
+    )
+    for costs in results:
+        print(
+            f"  {costs.backend:20s} {_ms(costs.hub):>13s} {_ms(costs.appliance):>10s} "
+            f"{_ms(costs.make_verifier):>14s} {_ms(costs.basic_check):>16s} {_ms(costs.loop_stall):>11s}"
+        )
+    return results
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.1f} ms"
