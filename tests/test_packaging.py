@@ -288,6 +288,9 @@ def test_each_rule_check_refuses_an_integration_without_it(tmp_path: Path) -> No
 # What Home Assistant imports of an integration besides the package and its entity PLATFORMS: the
 # modules it looks for by name. A module of that kind added to the integration is added here.
 INTEGRATION_PLATFORMS = ("config_flow", "diagnostics", "repairs")
+# The hub's modules it does not run yet: the PIN exchange's hub side, until the listener routes to it
+# (this list must then lose it: the test below also fails when a module listed here is run).
+NOT_RUN_YET = ["custom_components.est_pairing.est.pake"]
 
 
 def home_assistant_imports(graph: grimp.ImportGraph) -> set[str]:
@@ -318,7 +321,7 @@ def test_a_hacs_install_holds_only_what_home_assistant_imports() -> None:
     )
     reached = home_assistant_imports(graph)
     shipped = {"custom_components.est_pairing"} | graph.find_descendants("custom_components.est_pairing")
-    assert sorted(shipped - reached) == []
+    assert sorted(shipped - reached) == NOT_RUN_YET
     assert sorted(module for module in reached if module.split(".")[0] != "custom_components") == []
     assert {"custom_components.est_pairing.est", "custom_components.est_pairing.est.wire"} <= reached
 
