@@ -1,8 +1,8 @@
 """An appliance's certificate life cycle: locate the server, bootstrap its CA, enroll, renew in time.
 
-The reference behaviour for appliance makers (docs/appliance-profile.md); ``est.appliance`` is its
-command line. Trust comes from the CA fingerprint the owner supplies (or, without one, from the first
-CA seen, which is then pinned), never from the mDNS announcement that located the server.
+The reference behaviour for appliance makers (docs/appliance-profile.md); ``cli.py`` is its command
+line. Trust comes from the CA fingerprint the owner supplies (or, without one, from the first CA
+seen, which is then pinned), never from the mDNS announcement that located the server.
 """
 
 from __future__ import annotations

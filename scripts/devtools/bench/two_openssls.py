@@ -4,7 +4,7 @@ Python's ``ssl`` module and ``cryptography`` each bring their own OpenSSL (the `
 Python was built with, ``cryptography``'s wheels a copy linked into their extension), with their own
 code and their own precomputed tables for the curves. A server that terminates TLS and then checks
 a CSR runs both, one after the other. This times the CSR check of every enrollment (load and
-signature check, ``est.wire.load_csr``) in thread CPU time, on one CPU, alone and right after other
+signature check, ``wire.load_csr``) in thread CPU time, on one CPU, alone and right after other
 work of about a TLS handshake's length:
 
 - a TLS handshake through the ``ssl`` module, with the server's own TLS settings and a listener

@@ -30,7 +30,7 @@ from est_tools.appliance.client import build_csr
 from est_tools.standalone.cli import open_service
 
 BENCH_APPLIANCE = "bench-appliance"
-LEDGER_FILE = "ledger.jsonl"  # where est.cli.open_service keeps the ledger
+LEDGER_FILE = "ledger.jsonl"  # where est_tools.standalone.cli.open_service keeps the ledger
 _FILL_BATCH = 1000
 
 
