@@ -15,8 +15,8 @@ import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.est_pairing.const import CONF_CA_NAME, CONF_PORT, DOMAIN
-from custom_components.est_pairing.est.client import EstClient
 from custom_components.est_pairing.runtime import EstRuntime
+from est_tools.appliance.client import EstClient
 
 ANNOUNCE_ADDRESSES = ["192.168.1.2"]
 

@@ -38,9 +38,9 @@ from custom_components.est_pairing.const import (
     SUBENTRY_APPLIANCE,
 )
 from custom_components.est_pairing.est.ca import HouseholdCA
-from custom_components.est_pairing.est.client import EstClient, build_csr
 from custom_components.est_pairing.est.tls import ListenerIdentity, ListenerNames
 from custom_components.est_pairing.runtime import EstRuntime, pending_discovery_data
+from est_tools.appliance.client import EstClient, build_csr
 
 
 def free_port() -> int:

@@ -12,8 +12,8 @@ from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 from syrupy.assertion import SnapshotAssertion
 from syrupy.matchers import path_type
 
-from custom_components.est_pairing.est.client import EstClient, build_csr
 from custom_components.est_pairing.runtime import EstRuntime
+from est_tools.appliance.client import EstClient, build_csr
 
 VARIES = path_type(
     {

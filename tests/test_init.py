@@ -29,8 +29,8 @@ from custom_components.est_pairing.const import (
     ISSUE_LISTENER_NAMES,
     ISSUE_PORT_UNAVAILABLE,
 )
-from custom_components.est_pairing.est.client import EstClient, build_csr
 from custom_components.est_pairing.runtime import EstRuntime
+from est_tools.appliance.client import EstClient, build_csr
 
 from .conftest import ANNOUNCE_ADDRESSES, device_for
 from .pkix_lint import problems

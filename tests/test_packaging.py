@@ -13,13 +13,14 @@ import re
 import tomllib
 from typing import Any
 
+import grimp
 import homeassistant
 from packaging.requirements import Requirement
 import pytest
 import voluptuous as vol
 import yaml
 
-from custom_components.est_pairing import const
+from custom_components.est_pairing import PLATFORMS, const
 
 from . import hassfest_rules as hassfest
 
@@ -282,6 +283,47 @@ def test_each_rule_check_refuses_an_integration_without_it(tmp_path: Path) -> No
         "sensor.async_setup_entry does not take the typed config entry",
         "Flow.async_get_options_flow does not take the typed config entry",
     ]
+
+
+# What Home Assistant imports of an integration besides the package and its entity PLATFORMS: the
+# modules it looks for by name. A module of that kind added to the integration is added here.
+INTEGRATION_PLATFORMS = ("config_flow", "diagnostics", "repairs")
+# The hub's modules it does not run yet: the PIN exchange's hub side, until the listener routes to it
+# (this list must then lose it: the test below also fails when a module listed here is run).
+NOT_RUN_YET = ["custom_components.est_pairing.est.pake"]
+
+
+def home_assistant_imports(graph: grimp.ImportGraph) -> set[str]:
+    """The integration's modules Home Assistant runs: its entry points, what they import, their packages."""
+    package = "custom_components.est_pairing"
+    entry_points = {package} | {
+        f"{package}.{name}" for name in (*map(str, PLATFORMS), *INTEGRATION_PLATFORMS)
+    }
+    assert entry_points <= graph.modules
+    reached = set(entry_points)
+    for module in entry_points:
+        reached |= graph.find_upstream_modules(module)
+    return reached | {parent for module in reached for parent in _packages_of(module)}
+
+
+def _packages_of(module: str) -> Iterator[str]:
+    while "." in module:
+        module = module.rpartition(".")[0]
+        yield module
+
+
+def test_a_hacs_install_holds_only_what_home_assistant_imports() -> None:
+    """Every module under custom_components/ is imported at run time; none of them reaches est_tools,
+    which HACS does not install (lint-imports' contracts say the same of every import, this of the
+    ones Home Assistant runs)."""
+    graph = grimp.build_graph(
+        "custom_components", "est_tools", exclude_type_checking_imports=True, cache_dir=None
+    )
+    reached = home_assistant_imports(graph)
+    shipped = {"custom_components.est_pairing"} | graph.find_descendants("custom_components.est_pairing")
+    assert sorted(shipped - reached) == NOT_RUN_YET
+    assert sorted(module for module in reached if module.split(".")[0] != "custom_components") == []
+    assert {"custom_components.est_pairing.est", "custom_components.est_pairing.est.wire"} <= reached
 
 
 def test_strict_typing_is_mypy_strict_over_the_integration() -> None:

@@ -26,11 +26,11 @@ from pytest_homeassistant_custom_component.typing import WebSocketGenerator
 
 from custom_components.est_pairing import async_remove_config_entry_device
 from custom_components.est_pairing.const import CONF_APPLIANCE_ID, CONF_APPLIANCES, DOMAIN, REFRESH_INTERVAL
-from custom_components.est_pairing.est.client import EstClient, Pending, build_csr, renewal_csr
 from custom_components.est_pairing.est.csr import ApplianceDetails
 from custom_components.est_pairing.est.errors import CertificateRevoked, LockedOut, NotAllowed
 from custom_components.est_pairing.est.limits import PENDING_TTL
 from custom_components.est_pairing.runtime import EstRuntime
+from est_tools.appliance.client import EstClient, Pending, build_csr, renewal_csr
 
 from .conftest import device_for
 

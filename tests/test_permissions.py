@@ -18,8 +18,8 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry, MockUs
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator, WebSocketGenerator
 
 from custom_components.est_pairing.const import DOMAIN, SUBENTRY_APPLIANCE
-from custom_components.est_pairing.est.client import EstClient, Pending, build_csr
 from custom_components.est_pairing.runtime import EstRuntime
+from est_tools.appliance.client import EstClient, Pending, build_csr
 
 from .conftest import device_for
 

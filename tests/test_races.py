@@ -12,12 +12,12 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPri
 from homeassistant.core import HomeAssistant
 import pytest
 
-from custom_components.est_pairing.est.client import EstClient, build_csr, renewal_csr
 from custom_components.est_pairing.est.errors import CertificateRevoked
 from custom_components.est_pairing.est.registrar import _generate_key
 from custom_components.est_pairing.est.storage import Event
 from custom_components.est_pairing.runtime import EstRuntime
 from custom_components.est_pairing.store import LedgerJournal
+from est_tools.appliance.client import EstClient, build_csr, renewal_csr
 
 from .est.polling import eventually
 from .test_pairing import OVEN, key, paired_oven

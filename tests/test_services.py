@@ -18,8 +18,8 @@ import voluptuous as vol
 
 from custom_components.est_pairing import async_remove_config_entry_device
 from custom_components.est_pairing.const import DOMAIN
-from custom_components.est_pairing.est.client import EstClient, build_csr
 from custom_components.est_pairing.runtime import EstRuntime
+from est_tools.appliance.client import EstClient, build_csr
 
 from .conftest import device_for
 

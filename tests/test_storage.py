@@ -30,11 +30,11 @@ from custom_components.est_pairing.const import (
     REFRESH_INTERVAL,
 )
 from custom_components.est_pairing.diagnostics import async_get_config_entry_diagnostics
-from custom_components.est_pairing.est.client import EstClient
 from custom_components.est_pairing.est.storage import Event
 from custom_components.est_pairing.exceptions import NotSaved
 from custom_components.est_pairing.runtime import EstRuntime
 from custom_components.est_pairing.store import DocumentStore, LedgerJournal
+from est_tools.appliance.client import EstClient
 
 from .est.polling import eventually
 from .test_pairing import entity_state, paired_oven

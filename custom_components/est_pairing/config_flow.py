@@ -44,17 +44,13 @@ from .const import (
     DOMAIN,
     SUBENTRY_APPLIANCE,
 )
-from .est.ca import (
-    MAX_HOUSEHOLD_NAME_BYTES,
-    format_fingerprint,
-    household_ca_name,
-    shorten_household_name,
-    tidy_household_name,
-)
+from .est.ca import household_ca_name
 from .est.errors import LockedOut, MalformedRequest, NameTaken, NotAllowed, PendingRequestGone, WrongPin
+from .est.fingerprints import format_fingerprint
 from .est.issuance import check_appliance_id
 from .est.limits import MAX_SECRET_LENGTH
 from .exceptions import AlreadyPaired
+from .household import MAX_HOUSEHOLD_NAME_BYTES, shorten_household_name, tidy_household_name
 from .runtime import hub_runtime
 from .services import MIN_PIN_LENGTH
 

@@ -51,8 +51,9 @@ from .const import (
     SUBENTRY_APPLIANCE,
 )
 from .est import discovery
-from .est.ca import format_fingerprint, household_ca_name
+from .est.ca import household_ca_name
 from .est.csr import ApplianceDetails
+from .est.fingerprints import format_fingerprint
 from .est.ledger import CertificateRecord
 from .est.policy import PendingEnrollment, Registration
 from .est.service import EstService, ServiceConfig

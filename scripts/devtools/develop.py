@@ -182,7 +182,7 @@ async def start_appliance(config: Path, pin: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "est.appliance",
+        "est_tools.appliance",
         "--id",
         APPLIANCE["id"],
         "--pin",
@@ -202,7 +202,7 @@ async def start_appliance(config: Path, pin: str) -> asyncio.subprocess.Process:
         "3600",
         "--approval-timeout",
         "3600",
-        env={**os.environ, "PYTHONPATH": str(ROOT / "custom_components" / "est_pairing")},
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from est import pake
+from custom_components.est_pairing.est import pake
 from scripts.devtools.bench import pin_exchange
 
 

@@ -14,10 +14,10 @@ from cryptography import x509
 import pytest
 
 from custom_components.est_pairing.est.ca import HouseholdCA
-from custom_components.est_pairing.est.client import EstClient
 from custom_components.est_pairing.est.service import EstService, ServiceConfig
 from custom_components.est_pairing.est.storage import JournalFile, JsonFileStore
-from custom_components.est_pairing.est.tls import ListenerNames, client_ssl_context
+from custom_components.est_pairing.est.tls import ListenerNames
+from est_tools.appliance.client import EstClient, client_ssl_context
 
 
 @pytest.fixture(autouse=True)

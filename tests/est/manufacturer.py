@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from custom_components.est_pairing.est.tls import client_ssl_context
+from est_tools.appliance.client import client_ssl_context
 
 from .conftest import RunningServer
 

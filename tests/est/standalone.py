@@ -1,4 +1,4 @@
-"""The standalone command (``python -m est.cli``) as a separate process, the way a user runs it."""
+"""The standalone command (``python -m est_tools.standalone``) as a separate process, as a user runs it."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ import subprocess
 import sys
 import time
 
-LIBRARY_PARENT = Path(__file__).parents[2] / "custom_components" / "est_pairing"
+ROOT = Path(__file__).parents[2]
 _READY = re.compile(r"listening on (https://127\.0\.0\.1:(\d+))/\.well-known/est\n")
 
 
 def environment() -> dict[str, str]:
     """The environment ``scripts/est-server`` gives the command."""
-    return {**os.environ, "PYTHONPATH": str(LIBRARY_PARENT)}
+    return {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
 async def est_server(*args: str | Path, stdin: str = "") -> tuple[int, str, str]:
@@ -26,7 +26,7 @@ async def est_server(*args: str | Path, stdin: str = "") -> tuple[int, str, str]
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "est.cli",
+        "est_tools.standalone",
         *map(str, args),
         env=environment(),
         stdin=asyncio.subprocess.PIPE,
@@ -72,7 +72,7 @@ async def start(data_dir: Path, *extra: str) -> Serving:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "est.cli",
+        "est_tools.standalone",
         "serve",
         "--data-dir",
         str(data_dir),
@@ -111,7 +111,7 @@ class ServerProcess:
         """
         data_dir.mkdir(parents=True, exist_ok=True)
         log = data_dir.parent / f"{data_dir.name}.serve.log"
-        command = ["-m", "est.cli", "serve", "--data-dir", str(data_dir), "--port", "0", *extra]
+        command = ["-m", "est_tools.standalone", "serve", "--data-dir", str(data_dir), "--port", "0", *extra]
         with log.open("wb") as output:
             popen = subprocess.Popen(
                 [sys.executable, *command], env=environment(), stdout=output, stderr=subprocess.STDOUT

@@ -17,15 +17,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 import pytest
 
 from custom_components.est_pairing.est import wire
-from custom_components.est_pairing.est.ca import (
-    HouseholdCA,
-    RevokedCertificate,
-    format_fingerprint,
-    public_key_fingerprint,
-)
-from custom_components.est_pairing.est.client import build_csr
+from custom_components.est_pairing.est.ca import HouseholdCA, RevokedCertificate
 from custom_components.est_pairing.est.csr import ApplianceDetails, inspect_request
 from custom_components.est_pairing.est.errors import MalformedRequest, NotAllowed
+from custom_components.est_pairing.est.fingerprints import public_key_fingerprint
 from custom_components.est_pairing.est.issuance import (
     IssuancePolicy,
     appliance_id_from,
@@ -34,6 +29,7 @@ from custom_components.est_pairing.est.issuance import (
 )
 from custom_components.est_pairing.est.limits import CA_VALIDITY_DAYS
 from custom_components.est_pairing.est.tls import ListenerIdentity, ListenerNames
+from est_tools.appliance.client import build_csr
 
 from . import forge
 
@@ -312,11 +308,6 @@ def test_listener_identity_edges(ca: HouseholdCA) -> None:
 def test_reserved_names_include_the_bare_mdns_host() -> None:
     policy = IssuancePolicy(reserved_names=["HomeAssistant.local.", "192.168.1.2"])
     assert {"homeassistant.local", "homeassistant", "192.168.1.2"} <= policy.reserved_names
-
-
-def test_fingerprint_formatting() -> None:
-    assert format_fingerprint("ab12cd34ef56" + "0" * 52, groups=2) == "AB12 CD34"
-    assert len(format_fingerprint("a" * 64).split()) == 16
 
 
 # --- request inspection and issuance policy ----------------------------------------------------------

@@ -20,10 +20,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 import pytest
 
 from custom_components.est_pairing.est import wire
-from custom_components.est_pairing.est.ca import HouseholdCA, public_key_fingerprint
-from custom_components.est_pairing.est.client import renewal_csr
+from custom_components.est_pairing.est.ca import HouseholdCA
+from custom_components.est_pairing.est.fingerprints import public_key_fingerprint
 from custom_components.est_pairing.est.storage import JournalFile
-from custom_components.est_pairing.est.tls import client_ssl_context
+from est_tools.appliance.client import client_ssl_context, renewal_csr
 
 from . import forge, rawhttp, standalone
 

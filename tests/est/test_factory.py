@@ -17,9 +17,8 @@ import pytest
 
 from custom_components.est_pairing.est import wire
 from custom_components.est_pairing.est.ca import HouseholdCA
-from custom_components.est_pairing.est.client import build_csr
 from custom_components.est_pairing.est.policy import CredentialKind
-from custom_components.est_pairing.est.tls import client_ssl_context
+from est_tools.appliance.client import build_csr, client_ssl_context
 
 from . import forge
 from .conftest import RunningServer, make_service

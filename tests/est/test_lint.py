@@ -9,10 +9,10 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 import pytest
 
-from custom_components.est_pairing.est import cli
 from custom_components.est_pairing.est.ca import HouseholdCA
-from custom_components.est_pairing.est.client import Pending, build_csr
 from custom_components.est_pairing.est.tls import ListenerIdentity
+from est_tools.appliance.client import Pending, build_csr
+from est_tools.standalone import cli
 
 from ..pkix_lint import ACCEPTED_NOTICES, LOCAL_CONSTRAINT, findings, problems
 from .conftest import RunningServer, make_service

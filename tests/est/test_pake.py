@@ -36,9 +36,9 @@ from custom_components.est_pairing.est.errors import (
     TooManyRequests,
 )
 from custom_components.est_pairing.est.limits import FREE_ATTEMPTS, PAKE_SESSION_TTL
-from custom_components.est_pairing.est.pake_client import ApplianceExchange, Paired
 from custom_components.est_pairing.est.status import status_for
 from custom_components.est_pairing.est.throttle import SecretThrottle
+from est_tools.appliance.pake_client import ApplianceExchange, Paired
 
 from . import pake_vector as vector
 

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 import pytest
 
 from custom_components.est_pairing.est import pake
-from custom_components.est_pairing.est.pake_client import ApplianceExchange
+from est_tools.appliance.pake_client import ApplianceExchange
 
 from . import pake_vector as vector
 

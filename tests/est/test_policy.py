@@ -5,7 +5,7 @@ from __future__ import annotations
 from cryptography.hazmat.primitives.asymmetric import ec
 import pytest
 
-from custom_components.est_pairing.est.client import build_csr
+from custom_components.est_pairing.est.credentials import BasicCredentials
 from custom_components.est_pairing.est.csr import ApplianceDetails, CertificateRequest, inspect_request
 from custom_components.est_pairing.est.errors import (
     AuthenticationRequired,
@@ -41,7 +41,7 @@ from custom_components.est_pairing.est.policy import (
 )
 from custom_components.est_pairing.est.status import status_for
 from custom_components.est_pairing.est.throttle import MAX_TRACKED, SecretThrottle
-from custom_components.est_pairing.est.wire import BasicCredentials
+from est_tools.appliance.client import build_csr
 
 
 class Clock:

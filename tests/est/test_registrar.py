@@ -13,20 +13,16 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 import pytest
 
-from custom_components.est_pairing.est.ca import (
-    HouseholdCA,
-    IssuedName,
-    certificate_fingerprint,
-    public_key_fingerprint,
-)
-from custom_components.est_pairing.est.client import build_csr, renewal_csr
+from custom_components.est_pairing.est.ca import HouseholdCA, IssuedName
+from custom_components.est_pairing.est.credentials import BasicCredentials
 from custom_components.est_pairing.est.errors import CertificateRevoked, NotAllowed
+from custom_components.est_pairing.est.fingerprints import certificate_fingerprint, public_key_fingerprint
 from custom_components.est_pairing.est.issuance import IssuancePolicy
 from custom_components.est_pairing.est.ledger import Ledger
 from custom_components.est_pairing.est.policy import AwaitingOwner, EnrollmentPolicy
 from custom_components.est_pairing.est.registrar import Issued, IssuedWithKey, Peer, Registrar
 from custom_components.est_pairing.est.storage import Event, JournalFile
-from custom_components.est_pairing.est.wire import BasicCredentials
+from est_tools.appliance.client import build_csr, renewal_csr
 
 
 class GatedJournal(JournalFile):

@@ -22,7 +22,7 @@ from multidict import CIMultiDictProxy
 import pytest
 
 from custom_components.est_pairing.est import server as server_module, wire
-from custom_components.est_pairing.est.client import build_csr, renewal_csr
+from custom_components.est_pairing.est.credentials import BasicCredentials
 from custom_components.est_pairing.est.csr import inspect_request
 from custom_components.est_pairing.est.errors import NameTaken
 from custom_components.est_pairing.est.limits import (
@@ -33,7 +33,7 @@ from custom_components.est_pairing.est.limits import (
 )
 from custom_components.est_pairing.est.policy import Claim, digest_secret
 from custom_components.est_pairing.est.server import BUSY_WARNING_INTERVAL
-from custom_components.est_pairing.est.tls import client_ssl_context
+from est_tools.appliance.client import build_csr, client_ssl_context, renewal_csr
 
 from . import rawhttp
 from .conftest import RunningServer
@@ -473,7 +473,7 @@ async def test_a_full_server_answers_503_and_warns_once_not_per_request(
     policy = server.service.policy
     for index in range(PENDING_MAX):  # from many addresses, as a crowd of appliances would
         policy.authorize(
-            Claim.from_basic(wire.BasicCredentials(f"a{index}", "1")),
+            Claim.from_basic(BasicCredentials(f"a{index}", "1")),
             inspect_request(appliance(f"a{index}").csr),
             f"10.0.{index // 200}.{index % 200}",
         )

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from custom_components.est_pairing.est import cli
-from custom_components.est_pairing.est.cli import PemDirectoryStore
 from custom_components.est_pairing.est.service import EstService, ServiceConfig
 from custom_components.est_pairing.est.storage import Document, DocumentStore, JournalFile, JsonFileStore
 from custom_components.est_pairing.est.tls import ListenerNames
+from est_tools.standalone import cli
+from est_tools.standalone.cli import PemDirectoryStore
 
 
 class MemoryStore:

@@ -21,9 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 import pytest
 
 from custom_components.est_pairing.est import sessions, wire
-from custom_components.est_pairing.est.client import build_csr, renewal_csr
 from custom_components.est_pairing.est.policy import CredentialKind
-from custom_components.est_pairing.est.tls import client_ssl_context
+from est_tools.appliance.client import build_csr, client_ssl_context, renewal_csr
 
 from .conftest import RunningServer, make_service, oven_server
 from .manufacturer import LATER, NOW, Manufacturer

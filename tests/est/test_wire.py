@@ -11,6 +11,7 @@ from cryptography.x509.oid import NameOID
 import pytest
 
 from custom_components.est_pairing.est import wire
+from custom_components.est_pairing.est.credentials import BasicCredentials
 from custom_components.est_pairing.est.errors import (
     AuthenticationRequired,
     MalformedRequest,
@@ -256,7 +257,7 @@ def test_media_type(header: str | None, expected: str) -> None:
 def test_basic_credentials_round_trip_and_repr_hides_the_password() -> None:
     header = wire.basic_authorization("oven", "123456:with colon")
     credentials = wire.parse_basic_authorization(header)
-    assert credentials == wire.BasicCredentials("oven", "123456:with colon")
+    assert credentials == BasicCredentials("oven", "123456:with colon")
     assert "123456" not in repr(credentials)
     assert wire.parse_basic_authorization(None) is None
 

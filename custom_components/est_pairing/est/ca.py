@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-import hashlib
 import ipaddress
 from typing import Final, Literal
 import unicodedata
@@ -17,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from .fingerprints import certificate_fingerprint, public_key_fingerprint
 from .homenet import name_constraints
 from .limits import CA_VALIDITY_DAYS, CRL_VALIDITY_DAYS
 
@@ -29,7 +29,6 @@ _END_ENTITY = x509.BasicConstraints(ca=False, path_length=None)
 _MAX_TEMPLATES = 16
 HOUSEHOLD_CA_SUFFIX: Final = " Household CA"
 MAX_COMMON_NAME_BYTES: Final = 64  # RFC 5280 ub-common-name; cryptography counts it in UTF-8 bytes
-MAX_HOUSEHOLD_NAME_BYTES: Final = MAX_COMMON_NAME_BYTES - len(HOUSEHOLD_CA_SUFFIX)
 # The listener is named by its subjectAltName. Its CN is no host name (it has a space): OpenSSL checks
 # a CN that looks like one (``127.0.0.1`` does) against the CA's DNS name constraint.
 LISTENER_COMMON_NAME: Final = "EST server"
@@ -58,21 +57,17 @@ _SIGNING_USAGE = _key_usage(digital_signature=True)
 _EC_USAGE = _key_usage(digital_signature=True, key_agreement=True)  # EC keys may also do ECDH
 
 
-def tidy_household_name(name: str) -> str:
-    """The name with control characters (a pasted tab or line break) as spaces, without outer spaces.
+def household_name(name: str, max_bytes: int | None = None) -> str:
+    """The household's name as the CA's name carries it; in at most ``max_bytes`` of UTF-8 if given.
 
-    mDNS refuses control characters in an instance name, and a CA's name shows them nowhere.
+    Control characters (a pasted tab or line break) become spaces and outer spaces go: mDNS refuses
+    control characters in an instance name, and a CA's name shows them nowhere. A long name is cut
+    between characters: never inside one, nor between a letter and its combining accents (a letter
+    whose accent would be cut off goes with it).
     """
-    return "".join(" " if unicodedata.category(c) == "Cc" else c for c in name).strip()
-
-
-def shorten_household_name(name: str, max_bytes: int = MAX_HOUSEHOLD_NAME_BYTES) -> str:
-    """The household's tidied name in at most ``max_bytes`` of UTF-8, cut between characters.
-
-    Never inside one, nor between a letter and its combining accents: a letter whose accent would
-    be cut off goes with it.
-    """
-    name = tidy_household_name(name)
+    name = "".join(" " if unicodedata.category(c) == "Cc" else c for c in name).strip()
+    if max_bytes is None:
+        return name
     cut = name.encode()[:max_bytes].decode(errors="ignore")
     while cut and len(cut) < len(name) and unicodedata.combining(name[len(cut)]):
         cut = cut[:-1]
@@ -81,31 +76,8 @@ def shorten_household_name(name: str, max_bytes: int = MAX_HOUSEHOLD_NAME_BYTES)
 
 def household_ca_name(name: str, *, max_bytes: int = MAX_COMMON_NAME_BYTES) -> str:
     """``<name> Household CA`` in at most ``max_bytes`` of UTF-8; a long name loses its end."""
-    name = shorten_household_name(name, max_bytes - len(HOUSEHOLD_CA_SUFFIX))
+    name = household_name(name, max_bytes - len(HOUSEHOLD_CA_SUFFIX))
     return f"{name}{HOUSEHOLD_CA_SUFFIX}".lstrip()
-
-
-def sha256_fingerprint(der: bytes) -> str:
-    """Lower-case hex SHA-256, the fingerprint format used everywhere in this project."""
-    return hashlib.sha256(der).hexdigest()
-
-
-def certificate_fingerprint(certificate: x509.Certificate) -> str:
-    """SHA-256 over the certificate's DER."""
-    return sha256_fingerprint(certificate.public_bytes(serialization.Encoding.DER))
-
-
-def public_key_fingerprint(public_key: CertificatePublicKeyTypes) -> str:
-    """SHA-256 over the SubjectPublicKeyInfo DER (stable across re-issued certificates)."""
-    return sha256_fingerprint(
-        public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    )
-
-
-def format_fingerprint(fingerprint: str, *, groups: int | None = None) -> str:
-    """``ab12 cd34 ...`` groups of four for people to compare; ``groups`` keeps only the first few."""
-    chunks = [fingerprint[i : i + 4].upper() for i in range(0, len(fingerprint), 4)]
-    return " ".join(chunks[:groups] if groups else chunks)
 
 
 @dataclass(frozen=True, slots=True)

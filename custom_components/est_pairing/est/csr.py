@@ -12,8 +12,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from .ca import public_key_fingerprint
 from .errors import MalformedRequest, NotAllowed
+from .fingerprints import public_key_fingerprint
 from .limits import MAX_RSA_BITS, MAX_RSA_EXPONENT_BITS, MAX_SAN_ENTRIES, MAX_SUBJECT_BYTES, MIN_RSA_BITS
 
 type IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -142,6 +142,14 @@ def _check_key(public_key: CertificatePublicKeyTypes) -> str:
     elif not isinstance(public_key, ed25519.Ed25519PublicKey):
         raise MalformedRequest(f"certificate request key type {description} is not supported")
     return description
+
+
+@dataclass(frozen=True, slots=True)
+class CsrAttribute:
+    """One AttrOrOID of /csrattrs (§4.5): a bare OID (``values`` empty) or an attribute with DER values."""
+
+    oid: x509.ObjectIdentifier
+    values: tuple[bytes, ...] = ()
 
 
 def extension_value[T: x509.ExtensionType](extensions: x509.Extensions, kind: type[T]) -> T | None:

@@ -15,7 +15,7 @@ import re
 from cryptography import x509
 
 from .ca import IssuedName
-from .csr import CertificateRequest, extension_value
+from .csr import ApplianceDetails, CertificateRequest, extension_value
 from .errors import MalformedRequest, NotAllowed
 from .homenet import MDNS_SUFFIX, appliance_dns_name
 from .limits import DEFAULT_VALIDITY_DAYS, MAX_APPLIANCE_ID_LENGTH, MAX_SERVER_AUTH_DAYS
@@ -53,6 +53,11 @@ def appliance_id_from(text: str | None, fallback: str) -> str:
     """An appliance id made from free text (a factory certificate's serial number or CN)."""
     candidate = re.sub(r"[^A-Za-z0-9_-]+", "-", text or "").strip("-_")
     return candidate[:MAX_APPLIANCE_ID_LENGTH].rstrip("-_") or fallback
+
+
+def factory_appliance_id(details: ApplianceDetails, fingerprint: str) -> str:
+    """The appliance id a factory certificate stands for: its serial number or name, else its fingerprint."""
+    return appliance_id_from(details.serial_number or details.name, fallback=f"factory-{fingerprint[:12]}")
 
 
 def appliance_names(appliance_id: str) -> frozenset[str]:

@@ -18,8 +18,9 @@ from typing import Any, overload
 
 from cryptography import x509
 
-from .ca import RevokedCertificate, public_key_fingerprint
+from .ca import RevokedCertificate
 from .errors import CAFailure
+from .fingerprints import public_key_fingerprint
 from .storage import Event, JournalStore
 
 _LOGGER = logging.getLogger(__name__)

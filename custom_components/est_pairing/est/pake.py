@@ -5,7 +5,7 @@ hub proves it holds the verifier the owner made from the same PIN, without eithe
 or anything that tests PIN guesses offline (RFC 2945, RFC 5054). The key both ends derive
 authenticates the appliance's certificate request to the hub and the household CA and certificate
 to the appliance. ``docs/appliance-profile.md`` specifies it for appliance makers; the appliance's
-side is :mod:`.pake_client`.
+side is ``est_tools.appliance.pake_client``.
 
 The arithmetic is the ``srp`` package's (pysrp), called through its public API with its default
 formulas, never its process-wide switches (``rfc5054_enable``, ``no_username_in_x``)::

@@ -19,7 +19,7 @@ from typing import Any
 
 from cryptography import x509
 
-from .ca import certificate_fingerprint
+from .credentials import BasicCredentials
 from .csr import ApplianceDetails, CertificateRequest
 from .errors import (
     AuthenticationRequired,
@@ -34,7 +34,8 @@ from .errors import (
     TooManyRequests,
     WrongPin,
 )
-from .issuance import appliance_id_from, appliance_names, check_appliance_id, check_claimed_id
+from .fingerprints import certificate_fingerprint
+from .issuance import appliance_names, check_appliance_id, check_claimed_id, factory_appliance_id
 from .limits import (
     MAX_SECRET_LENGTH,
     OWNER_PIN_ATTEMPTS,
@@ -47,7 +48,6 @@ from .limits import (
     RETRY_AFTER_PENDING,
 )
 from .throttle import SecretThrottle
-from .wire import BasicCredentials
 
 STATE_VERSION = 1
 
@@ -90,9 +90,7 @@ class Claim:
             issuer = certificate.issuer.rfc4514_string()
         except ValueError:
             raise MalformedRequest("client certificate cannot be decoded") from None
-        appliance_id = appliance_id_from(
-            details.serial_number or details.name, fallback=f"factory-{fingerprint[:12]}"
-        )
+        appliance_id = factory_appliance_id(details, fingerprint)
         return cls(
             f"factory:{fingerprint}",
             appliance_id,

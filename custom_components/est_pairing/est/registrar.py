@@ -21,14 +21,15 @@ from cryptography.hazmat.primitives.asymmetric.types import (
     CertificatePublicKeyTypes,
 )
 
-from .ca import HouseholdCA, public_key_fingerprint
-from .csr import CertificateRequest, inspect_request
+from .ca import HouseholdCA
+from .credentials import BasicCredentials
+from .csr import CertificateRequest, CsrAttribute, inspect_request
 from .errors import AuthenticationRequired, CAFailure, CertificateRevoked, NotAllowed
+from .fingerprints import public_key_fingerprint
 from .issuance import Grant, IssuancePolicy
 from .ledger import CertificateRecord, Ledger
 from .limits import CRL_VALIDITY_DAYS
 from .policy import AwaitingOwner, Claim, CredentialKind, EnrollmentPolicy
-from .wire import BasicCredentials, CsrAttribute
 
 _BACKDATE = timedelta(minutes=5)
 _SECP256R1 = x509.ObjectIdentifier("1.2.840.10045.3.1.7")

@@ -1,4 +1,4 @@
-"""TLS for EST: the listener's certificate from the household CA, and server and client SSL contexts."""
+"""TLS for EST: the listener's certificate from the household CA, and the server's SSL context."""
 
 from __future__ import annotations
 
@@ -162,47 +162,21 @@ def server_ssl_context(
 
 def load_identity(context: ssl.SSLContext, identity: ListenerIdentity) -> None:
     """Install (or replace) the certificate new handshakes present. Blocking."""
-    certificate_pem, key_pem = identity.to_pem()
-    _load_cert_chain(context, certificate_pem, key_pem)
+    load_cert_chain(context, [identity.certificate], identity.private_key)
 
 
-def client_ssl_context(
-    trust_anchor: x509.Certificate | None,
-    *,
-    certificate: x509.Certificate | None = None,
-    private_key: PrivateKeyTypes | None = None,
-    intermediates: Sequence[x509.Certificate] = (),
-) -> ssl.SSLContext:
-    """A client context that verifies the server against ``trust_anchor``.
-
-    ``trust_anchor=None`` gives the provisional, unverified context of RFC 7030 §4.1.1, good only for
-    fetching /cacerts; never send credentials over it. Blocking when a client certificate is given;
-    the handshake presents it followed by ``intermediates`` (a factory certificate's manufacturer
-    CAs, nearest first), since the server may trust only the manufacturer's root.
-    """
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    if trust_anchor is None:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    else:
-        context.load_verify_locations(cadata=_pem_bundle([trust_anchor]))
-    if certificate is not None and private_key is not None:
-        _load_cert_chain(
-            context, _pem_bundle([certificate, *intermediates]).encode(), _private_pem(private_key)
-        )
-    return context
-
-
-def _load_cert_chain(context: ssl.SSLContext, certificate_pem: bytes, key_pem: bytes) -> None:
+def load_cert_chain(
+    context: ssl.SSLContext, chain: Sequence[x509.Certificate], private_key: PrivateKeyTypes
+) -> None:
+    """Install the certificate, its intermediates (nearest first) and its key for handshakes. Blocking."""
     # The ssl module loads certificates and keys only from files: a private temporary directory.
     with tempfile.TemporaryDirectory(prefix="est-tls-") as directory:
         certificate_path = Path(directory, "certificate.pem")
         key_path = Path(directory, "key.pem")
-        certificate_path.write_bytes(certificate_pem)
+        certificate_path.write_text(_pem_bundle(chain))
         descriptor = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "wb") as handle:
-            handle.write(key_pem)
+            handle.write(_private_pem(private_key))
         context.load_cert_chain(certificate_path, key_path)
 
 

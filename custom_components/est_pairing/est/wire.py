@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Sequence
-from dataclasses import dataclass
 from email.parser import BytesParser
 from email.policy import HTTP
 import secrets
@@ -24,7 +23,8 @@ from pyasn1.error import PyAsn1Error
 from pyasn1.type import univ
 from pyasn1_modules import rfc7030
 
-from .csr import check_rsa_key
+from .credentials import BasicCredentials
+from .csr import CsrAttribute, check_rsa_key
 from .errors import AuthenticationRequired, MalformedRequest, ProtocolError
 
 EST_PATH = "/.well-known/est"
@@ -171,14 +171,6 @@ def decode_certs_only(body: bytes) -> list[x509.Certificate]:
 # --- CSR attributes (§4.5, RFC 8951 §4) ---------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class CsrAttribute:
-    """One AttrOrOID: a bare OID (``values`` empty) or an attribute with DER-encoded values."""
-
-    oid: x509.ObjectIdentifier
-    values: tuple[bytes, ...] = ()
-
-
 def encode_csrattrs(attributes: Sequence[CsrAttribute]) -> bytes:
     """DER of ``CsrAttrs``."""
     sequence = rfc7030.CsrAttrs()
@@ -263,17 +255,6 @@ def decode_multipart(body: bytes, content_type: str) -> list[tuple[str, bytes]]:
 
 
 # --- HTTP Basic credentials (RFC 7617) --------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class BasicCredentials:
-    """Username and password from an Authorization header. ``repr`` never shows the password."""
-
-    username: str
-    password: str
-
-    def __repr__(self) -> str:
-        return f"BasicCredentials(username={self.username!r}, password=<{len(self.password)} chars>)"
 
 
 def parse_basic_authorization(header: str | None) -> BasicCredentials | None:

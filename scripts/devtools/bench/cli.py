@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from est.client import EstClient
-from est.wire import EST_PATH
+from custom_components.est_pairing.est.wire import EST_PATH
+from est_tools.appliance.client import EstClient
 
 from . import pin_exchange, two_openssls
 from .loadgen import Endpoint

@@ -8,7 +8,7 @@ import time
 
 from cryptography import x509
 
-from est.wire import PKCS7_MIME
+from custom_components.est_pairing.est.wire import PKCS7_MIME
 
 from .loadgen import Endpoint, LoadRun, LoadSpec, run_load
 from .servers import ServerProcess, machine_cpu_seconds

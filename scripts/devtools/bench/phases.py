@@ -19,7 +19,7 @@ import time
 
 from cryptography import x509
 
-from est.wire import EST_PATH
+from custom_components.est_pairing.est.wire import EST_PATH
 
 from .loadgen import Endpoint, LoadRun
 from .loop_lag import LoopLagProbe
@@ -30,7 +30,7 @@ from .transport import FIXED_PATH
 from .workload import BENCH_APPLIANCE, crypto_limit, make_compaction_due, prepare_data_dir
 
 ENROLL_PATH = f"{EST_PATH}/simpleenroll"
-_EST_SERVER = "est.cli"
+_EST_SERVER = "est_tools.standalone"
 _TRANSPORT_SERVER = "scripts.devtools.bench.transport"
 _COMPACTION_RUN = 20  # enrollments after a restart whose ledger is due for compaction
 

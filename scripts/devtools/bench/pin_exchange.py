@@ -30,9 +30,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
-from est import pake
-from est.ca import HouseholdCA, IssuedName
-from est.pake_client import ApplianceExchange
+from custom_components.est_pairing.est import pake
+from custom_components.est_pairing.est.ca import HouseholdCA, IssuedName
+from est_tools.appliance.pake_client import ApplianceExchange
 
 from .loop_lag import LoopLagProbe
 

@@ -15,14 +15,19 @@ from pathlib import Path
 import signal
 from typing import Final
 
+from est_tools.library import without_home_assistant
+
+if __name__ == "__main__":  # a server process of its own, like est-server's: without Home Assistant too
+    without_home_assistant()
+
 from aiohttp import hdrs, web
 
-from est.cli import open_service
-from est.guard import ConnectionGuard
-from est.server import EstApplication, EstListener
-from est.service import ServiceConfig
-from est.tls import ListenerNames, server_ssl_context
-from est.wire import CERTS_ONLY, TRANSFER_ENCODING
+from custom_components.est_pairing.est.guard import ConnectionGuard
+from custom_components.est_pairing.est.server import EstApplication, EstListener
+from custom_components.est_pairing.est.service import ServiceConfig
+from custom_components.est_pairing.est.tls import ListenerNames, server_ssl_context
+from custom_components.est_pairing.est.wire import CERTS_ONLY, TRANSFER_ENCODING
+from est_tools.standalone.cli import open_service
 
 FIXED_PATH: Final = "/bench/fixed-1k"
 FIXED_BODY: Final = b"A" * 1022 + b"\r\n"  # base64-looking, 1 KiB

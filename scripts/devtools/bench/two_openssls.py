@@ -4,7 +4,7 @@ Python's ``ssl`` module and ``cryptography`` each bring their own OpenSSL (the `
 Python was built with, ``cryptography``'s wheels a copy linked into their extension), with their own
 code and their own precomputed tables for the curves. A server that terminates TLS and then checks
 a CSR runs both, one after the other. This times the CSR check of every enrollment (load and
-signature check, ``est.wire.load_csr``) in thread CPU time, on one CPU, alone and right after other
+signature check, ``wire.load_csr``) in thread CPU time, on one CPU, alone and right after other
 work of about a TLS handshake's length:
 
 - a TLS handshake through the ``ssl`` module, with the server's own TLS settings and a listener
@@ -28,9 +28,10 @@ import time
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
 
-from est.ca import HouseholdCA
-from est.tls import ListenerIdentity, ListenerNames, client_ssl_context, server_ssl_context
-from est.wire import load_csr
+from custom_components.est_pairing.est.ca import HouseholdCA
+from custom_components.est_pairing.est.tls import ListenerIdentity, ListenerNames, server_ssl_context
+from custom_components.est_pairing.est.wire import load_csr
+from est_tools.appliance.client import client_ssl_context
 
 from .workload import csr_bodies
 

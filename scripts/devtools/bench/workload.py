@@ -15,16 +15,22 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from est.ca import HouseholdCA, IssuedName
-from est.cli import open_service
-from est.client import build_csr
-from est.service import EstService, ServiceConfig
-from est.storage import JournalFile
-from est.tls import ListenerNames
-from est.wire import PKCS10, basic_authorization, decode_body, decode_certs_only, encode_base64
+from custom_components.est_pairing.est.ca import HouseholdCA, IssuedName
+from custom_components.est_pairing.est.service import EstService, ServiceConfig
+from custom_components.est_pairing.est.storage import JournalFile
+from custom_components.est_pairing.est.tls import ListenerNames
+from custom_components.est_pairing.est.wire import (
+    PKCS10,
+    basic_authorization,
+    decode_body,
+    decode_certs_only,
+    encode_base64,
+)
+from est_tools.appliance.client import build_csr
+from est_tools.standalone.cli import open_service
 
 BENCH_APPLIANCE = "bench-appliance"
-LEDGER_FILE = "ledger.jsonl"  # where est.cli.open_service keeps the ledger
+LEDGER_FILE = "ledger.jsonl"  # where est_tools.standalone.cli.open_service keeps the ledger
 _FILL_BATCH = 1000
 
 

@@ -25,18 +25,17 @@ import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.est_pairing.const import CONF_CA_NAME, CONF_PORT, DEFAULT_PORT, DOMAIN
-from custom_components.est_pairing.est.appliance import ExitCode
-from custom_components.est_pairing.est.ca import format_fingerprint
+from custom_components.est_pairing.est.fingerprints import format_fingerprint
 from custom_components.est_pairing.runtime import EstRuntime
+from est_tools.appliance.cli import ExitCode
 
 ROOT = Path(__file__).parents[3]
-LIBRARY_PARENT = ROOT / "custom_components" / "est_pairing"
 PIN = "482913"
 STEP_TIMEOUT = 30.0  # generous: CI runs the suite twice on two cores
 
 
 class ApplianceProcess:
-    """``python -m est.appliance`` as a user starts it, with its output read line by line."""
+    """``python -m est_tools.appliance`` as a user starts it, with its output read line by line."""
 
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         self.process = process
@@ -88,11 +87,11 @@ async def oven(tmp_path: Path) -> AsyncIterator[ApplianceProcess]:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "est.appliance",
+        "est_tools.appliance",
         *("--id", "oven", "--pin", PIN, "--name", "Kitchen oven", "--model", "OV-200"),
         *("--manufacturer", "Acme", "--serial", "SN-42", "--state-dir", str(tmp_path / "oven")),
         *("--renew-after", "2", "--discovery-timeout", str(STEP_TIMEOUT)),
-        env={**os.environ, "PYTHONPATH": str(LIBRARY_PARENT)},
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )

@@ -22,8 +22,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from custom_components.est_pairing.est import wire
-from custom_components.est_pairing.est.client import renewal_csr
 from custom_components.est_pairing.est.limits import MAX_BODY_BYTES
+from est_tools.appliance.client import renewal_csr
 
 from .. import forge, rawhttp
 from .target import EST, Target

@@ -13,9 +13,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 
 from custom_components.est_pairing.est import wire
-from custom_components.est_pairing.est.ca import public_key_fingerprint
+from custom_components.est_pairing.est.fingerprints import public_key_fingerprint
 from custom_components.est_pairing.est.storage import JournalFile
-from custom_components.est_pairing.est.tls import client_ssl_context
+from est_tools.appliance.client import client_ssl_context
 
 from .. import forge, rawhttp
 from ..standalone import est_server

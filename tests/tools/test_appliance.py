@@ -24,22 +24,21 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 import pytest
 
-from custom_components.est_pairing.est import agent, appliance as cli
-from custom_components.est_pairing.est.agent import Appliance
-from custom_components.est_pairing.est.appliance import ExitCode
-from custom_components.est_pairing.est.ca import HouseholdCA, format_fingerprint
+from custom_components.est_pairing.est.ca import HouseholdCA
 from custom_components.est_pairing.est.discovery import qr_payload
-from custom_components.est_pairing.est.keystore import KeyStore
+from custom_components.est_pairing.est.fingerprints import format_fingerprint
 from custom_components.est_pairing.est.limits import FREE_ATTEMPTS
-
-from . import forge
-from .conftest import RunningServer, make_service, oven_server
-from .manufacturer import LATER, Manufacturer
-from .scripted import ScriptedHub, Step, scripted_hub
+from est_tools.appliance import agent, cli as cli
+from est_tools.appliance.agent import Appliance
+from est_tools.appliance.cli import ExitCode
+from est_tools.appliance.keystore import KeyStore
+from tests.est import forge
+from tests.est.conftest import RunningServer, make_service, oven_server
+from tests.est.manufacturer import LATER, Manufacturer
+from tests.est.scripted import ScriptedHub, Step, scripted_hub
 
 ROOT = Path(__file__).parents[2]
 DOCS = ROOT / "docs" / "appliance-profile.md"
-LIBRARY_PARENT = ROOT / "custom_components" / "est_pairing"
 
 
 class Run:
@@ -573,9 +572,9 @@ async def test_the_command_documents_itself() -> None:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "est.appliance",
+        "est_tools.appliance",
         "--help",
-        env={**os.environ, "PYTHONPATH": str(LIBRARY_PARENT)},
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=asyncio.subprocess.PIPE,
     )
     output, _ = await process.communicate()

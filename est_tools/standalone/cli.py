@@ -32,13 +32,18 @@ from typing import IO, Any, ClassVar
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from .ca import format_fingerprint
-from .errors import EstError
-from .homenet import HOME_DOMAINS, MDNS_SUFFIX
-from .policy import PendingEnrollment
-from .service import EstService, ServiceConfig, url_host
-from .storage import Document, JournalFile, JsonFileStore, write_private_atomically
-from .tls import ListenerNames
+from custom_components.est_pairing.est.errors import EstError
+from custom_components.est_pairing.est.fingerprints import format_fingerprint
+from custom_components.est_pairing.est.homenet import HOME_DOMAINS, MDNS_SUFFIX
+from custom_components.est_pairing.est.policy import PendingEnrollment
+from custom_components.est_pairing.est.service import EstService, ServiceConfig, url_host
+from custom_components.est_pairing.est.storage import (
+    Document,
+    JournalFile,
+    JsonFileStore,
+    write_private_atomically,
+)
+from custom_components.est_pairing.est.tls import ListenerNames
 
 _LOGGER = logging.getLogger(__name__)
 _PUBLIC = 0o644
@@ -492,7 +497,3 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(serve(args))
         return 0
     return asyncio.run(command(args, sys.stdout))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""Locating a server: the announcement's TXT record, the QR payload, the --server URL, choosing one.
+"""Locating a server: what an appliance makes of a hub's announcement and QR payload, URLs, choosing one.
 
 Browsing itself multicasts, so it is exercised only inside a private network namespace
 (tests/e2e/test_mdns_pairing.py).
@@ -11,15 +11,13 @@ import re
 import pytest
 from zeroconf.asyncio import AsyncServiceInfo
 
-from custom_components.est_pairing.est.discovery import (
+from custom_components.est_pairing.est.discovery import qr_payload, service_info, txt_properties
+from est_tools.appliance.browse import (
     EstServer,
     candidate_servers,
-    qr_payload,
     server_from_qr_payload,
     server_from_service_info,
     server_from_url,
-    service_info,
-    txt_properties,
 )
 
 FINGERPRINT = "ab" * 32

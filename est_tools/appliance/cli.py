@@ -37,11 +37,8 @@ import aiohttp
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from .agent import Appliance, ApplianceConfig, FactoryIdentity
-from .client import EstClient
-from .csr import ApplianceDetails
-from .discovery import EstServer, server_from_qr_payload, server_from_url
-from .errors import (
+from custom_components.est_pairing.est.csr import ApplianceDetails
+from custom_components.est_pairing.est.errors import (
     ApprovalTimeout,
     AuthenticationRequired,
     CertificateRevoked,
@@ -52,7 +49,11 @@ from .errors import (
     Rejected,
     ServerNotFound,
 )
-from .issuance import check_appliance_id
+from custom_components.est_pairing.est.issuance import check_appliance_id
+
+from .agent import Appliance, ApplianceConfig, FactoryIdentity
+from .browse import EstServer, server_from_qr_payload, server_from_url
+from .client import EstClient
 
 
 class ExitCode(IntEnum):
@@ -288,7 +289,3 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     appliance = Appliance(config, lambda message: print(message, flush=True))
     return asyncio.run(run(appliance, once=args.once))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -10,14 +10,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 import pytest
 
 from custom_components.est_pairing.est import wire
-from custom_components.est_pairing.est.ca import HouseholdCA, format_fingerprint
-from custom_components.est_pairing.est.client import (
-    EstClient,
-    Pending,
-    build_csr,
-    normalize_fingerprint,
-    renewal_csr,
-)
+from custom_components.est_pairing.est.ca import HouseholdCA
 from custom_components.est_pairing.est.errors import (
     ApprovalTimeout,
     AuthenticationRequired,
@@ -28,11 +21,17 @@ from custom_components.est_pairing.est.errors import (
     TooManyRequests,
     UnknownResource,
 )
+from custom_components.est_pairing.est.fingerprints import format_fingerprint
 from custom_components.est_pairing.est.limits import FREE_ATTEMPTS
 from custom_components.est_pairing.est.wire import EST_PATH
-
-from .conftest import RunningServer
-from .scripted import Step, scripted_hub, serving_tls
+from est_tools.appliance.client import (
+    EstClient,
+    Pending,
+    build_csr,
+    renewal_csr,
+)
+from tests.est.conftest import RunningServer
+from tests.est.scripted import Step, scripted_hub, serving_tls
 
 
 def key() -> ec.EllipticCurvePrivateKey:
@@ -55,12 +54,6 @@ async def test_bootstrap_on_first_use_reports_what_it_trusted(server: RunningSer
     bootstrap = await EstClient.fetch_ca(server.url, label="appliance")
     assert not bootstrap.verified_out_of_band
     assert bootstrap.fingerprint == server.service.ca.fingerprint
-
-
-def test_fingerprints_are_normalized() -> None:
-    assert normalize_fingerprint("AB:" * 31 + "AB") == "ab" * 32
-    with pytest.raises(ValueError, match="64 hexadecimal"):
-        normalize_fingerprint("abc")
 
 
 async def test_the_verified_session_refuses_another_ca(server: RunningServer) -> None:

@@ -20,7 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from .storage import write_private_atomically
+from custom_components.est_pairing.est.storage import write_private_atomically
 
 _PUBLIC = 0o644
 

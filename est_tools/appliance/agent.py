@@ -1,8 +1,8 @@
 """An appliance's certificate life cycle: locate the server, bootstrap its CA, enroll, renew in time.
 
-The reference behaviour for appliance makers (docs/appliance-profile.md); ``est.appliance`` is its
-command line. Trust comes from the CA fingerprint the owner supplies (or, without one, from the first
-CA seen, which is then pinned), never from the mDNS announcement that located the server.
+The reference behaviour for appliance makers (docs/appliance-profile.md); ``cli.py`` is its command
+line. Trust comes from the CA fingerprint the owner supplies (or, without one, from the first CA
+seen, which is then pinned), never from the mDNS announcement that located the server.
 """
 
 from __future__ import annotations
@@ -19,11 +19,9 @@ import aiohttp
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
-from .ca import certificate_fingerprint, format_fingerprint, public_key_fingerprint
-from .client import EstClient, Pending, build_csr, normalize_fingerprint, renewal_csr
-from .csr import ApplianceDetails
-from .discovery import SERVICE_TYPE, EstServer, browse, candidate_servers
-from .errors import (
+from custom_components.est_pairing.est.csr import ApplianceDetails
+from custom_components.est_pairing.est.discovery import SERVICE_TYPE
+from custom_components.est_pairing.est.errors import (
     ApprovalTimeout,
     Busy,
     CAFailure,
@@ -36,10 +34,18 @@ from .errors import (
     RetryLater,
     ServerNotFound,
 )
-from .homenet import appliance_dns_name
+from custom_components.est_pairing.est.fingerprints import (
+    certificate_fingerprint,
+    format_fingerprint,
+    normalize_fingerprint,
+    public_key_fingerprint,
+)
+from custom_components.est_pairing.est.homenet import appliance_dns_name
+from custom_components.est_pairing.est.issuance import factory_appliance_id
+
+from .browse import EstServer, browse, candidate_servers
+from .client import EstClient, Pending, build_csr, client_ssl_context, renewal_csr
 from .keystore import KeyStore
-from .policy import Claim
-from .tls import client_ssl_context
 
 RENEWAL_FRACTION = 2 / 3  # renew at two thirds of the lifetime: the last third is for retries
 _RETRY_FIRST, _RETRY_MAX = 5.0, 600.0  # retries without a Retry-After back off between these (seconds)
@@ -68,7 +74,8 @@ class FactoryIdentity:
     @property
     def appliance_id(self) -> str:
         """The appliance id the server derives from this certificate (its serial number or name)."""
-        return Claim.from_factory_certificate(self.certificate).appliance_id
+        details = ApplianceDetails.from_name(self.certificate.subject)
+        return factory_appliance_id(details, certificate_fingerprint(self.certificate))
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from custom_components.est_pairing.est import agent
-from custom_components.est_pairing.est.agent import Appliance, ApplianceConfig
-from custom_components.est_pairing.est.ca import format_fingerprint
-from custom_components.est_pairing.est.discovery import EstServer, qr_payload, server_from_qr_payload
+from custom_components.est_pairing.est.discovery import qr_payload
 from custom_components.est_pairing.est.errors import FingerprintMismatch
-
-from .conftest import RunningServer, make_service
+from custom_components.est_pairing.est.fingerprints import format_fingerprint
+from est_tools.appliance import agent
+from est_tools.appliance.agent import Appliance, ApplianceConfig
+from est_tools.appliance.browse import EstServer, server_from_qr_payload
+from tests.est.conftest import RunningServer, make_service
 
 
 @pytest.fixture

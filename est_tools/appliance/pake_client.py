@@ -2,7 +2,7 @@
 
 No I/O: :class:`ApplianceExchange` turns the hub's answers (HTTP bodies) into the appliance's next
 message, so the HTTP client and the tests drive it alike. The messages and the parameters are
-:mod:`.pake`'s.
+``custom_components.est_pairing.est.pake``'s.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from .errors import HubProofFailed, ProtocolError
-from .pake import (
+from custom_components.est_pairing.est.errors import HubProofFailed, ProtocolError
+from custom_components.est_pairing.est.pake import (
     DEFAULT_BACKEND,
     EPHEMERAL_BYTES,
     Challenge,

@@ -11,12 +11,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 import pytest
 
-from custom_components.est_pairing.est import cli, storage
-from custom_components.est_pairing.est.client import EstClient, Pending, build_csr
+from custom_components.est_pairing.est import storage
 from custom_components.est_pairing.est.service import ServiceConfig
 from custom_components.est_pairing.est.tls import ListenerNames
-
-from .standalone import Serving, est_server, start
+from est_tools.appliance.client import EstClient, Pending, build_csr
+from est_tools.standalone import cli
+from tests.est.standalone import Serving, est_server, start
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Reference EST client (appliances, tests, benchmarks): bootstrap, enroll, re-enroll, keys.
+"""Reference EST client (appliances, tests, benchmarks): TLS contexts, bootstrap, enroll, re-enroll, keys.
 
 Bootstrap follows RFC 7030 §4.1.1: /cacerts is fetched over a provisional, unverified TLS session
 that carries no credentials; the CA is accepted only if it matches an out-of-band fingerprint (or,
@@ -9,13 +9,12 @@ the server against that CA.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 import math
-import re
 import ssl
 from typing import Self
 
@@ -29,9 +28,8 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 )
 from cryptography.x509.oid import NameOID
 
-from .ca import certificate_fingerprint
-from .csr import ApplianceDetails
-from .errors import (
+from custom_components.est_pairing.est.csr import ApplianceDetails, CsrAttribute
+from custom_components.est_pairing.est.errors import (
     ApprovalTimeout,
     CertificateExpired,
     CertificateRevoked,
@@ -44,9 +42,10 @@ from .errors import (
     RetryLater,
     UnknownResource,
 )
-from .status import ERROR_FOR_STATUS
-from .tls import client_ssl_context
-from .wire import (
+from custom_components.est_pairing.est.fingerprints import certificate_fingerprint, normalize_fingerprint
+from custom_components.est_pairing.est.status import ERROR_FOR_STATUS
+from custom_components.est_pairing.est.tls import load_cert_chain
+from custom_components.est_pairing.est.wire import (
     CRL_PATH,
     CSRATTRS,
     EST_PATH,
@@ -55,7 +54,6 @@ from .wire import (
     PKCS8,
     PKCS10,
     PKIX_CRL,
-    CsrAttribute,
     basic_authorization,
     decode_body,
     decode_certs_only,
@@ -67,7 +65,6 @@ from .wire import (
 
 _NAME_ATTRIBUTE = x509.ObjectIdentifier("2.5.4.41")
 _MIN_WAIT, _MAX_WAIT = 1, 3600
-_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,12 +84,30 @@ class Bootstrap:
     verified_out_of_band: bool
 
 
-def normalize_fingerprint(text: str) -> str:
-    """``AB:12 cd-34...`` -> ``ab12cd34...``; raises ValueError unless it is a SHA-256 in hex."""
-    compact = re.sub(r"[\s:.-]", "", text).lower()
-    if not _HEX.fullmatch(compact):
-        raise ValueError("a CA fingerprint is 64 hexadecimal digits (SHA-256)")
-    return compact
+def client_ssl_context(
+    trust_anchor: x509.Certificate | None,
+    *,
+    certificate: x509.Certificate | None = None,
+    private_key: PrivateKeyTypes | None = None,
+    intermediates: Sequence[x509.Certificate] = (),
+) -> ssl.SSLContext:
+    """A client context that verifies the server against ``trust_anchor``.
+
+    ``trust_anchor=None`` gives the provisional, unverified context of RFC 7030 §4.1.1, good only for
+    fetching /cacerts; never send credentials over it. Blocking when a client certificate is given;
+    the handshake presents it followed by ``intermediates`` (a factory certificate's manufacturer
+    CAs, nearest first), since the server may trust only the manufacturer's root.
+    """
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if trust_anchor is None:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    else:
+        context.load_verify_locations(cadata=trust_anchor.public_bytes(serialization.Encoding.DER))
+    if certificate is not None and private_key is not None:
+        load_cert_chain(context, [certificate, *intermediates], private_key)
+    return context
 
 
 def build_csr(

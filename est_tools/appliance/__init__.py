@@ -1,0 +1,1 @@
+"""The reference appliance: EST client, certificate life cycle, key store, mDNS browsing, command line."""

@@ -1,0 +1,14 @@
+"""Tests of est_tools (the appliance side, the standalone server): the library tests' fixtures, shared."""
+
+from __future__ import annotations
+
+from tests.est.conftest import (  # noqa: F401 - fixtures, found by name
+    allow_loopback_sockets,
+    auto_enable_custom_integrations,
+    ca,
+    certificate,
+    config_dir,
+    loopback_only,
+    server,
+    zeroconf,
+)
