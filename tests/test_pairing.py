@@ -314,7 +314,7 @@ async def test_preregistering_an_appliance_under_discovered_removes_its_card(
 async def test_a_preregistered_appliance_shows_what_it_reports_when_it_enrolls(
     hass: HomeAssistant, init_integration: MockConfigEntry, runtime: EstRuntime, appliance_client: EstClient
 ) -> None:
-    await paired_oven(hass, runtime, appliance_client)  # pre-registered by name, enrolled with OVEN
+    certificate, oven_key = await paired_oven(hass, runtime, appliance_client)  # by name; says OVEN
     assert shown_on_device(hass, "oven") == ("Kitchen oven", "OV-200", "Acme", "SN-42")
     (subentry,) = init_integration.subentries.values()
     assert subentry.data["model"] == "OV-200"
@@ -322,7 +322,9 @@ async def test_a_preregistered_appliance_shows_what_it_reports_when_it_enrolls(
     # Later certificates only fill gaps: what the subentry holds stays.
     renamed = {**subentry.data, "model": "OV-2"}
     hass.config_entries.async_update_subentry(init_integration, subentry, data=renamed)
-    assert isinstance(await ask(hass, appliance_client, key()), x509.Certificate)
+    await appliance_client.reenroll(renewal_csr(key(), certificate), certificate, oven_key)
+    await hass.async_block_till_done()
+    assert len(runtime.service.ledger.for_appliance("oven")) == 2
     assert init_integration.subentries[subentry.subentry_id].data["model"] == "OV-2"
 
 

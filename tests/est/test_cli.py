@@ -109,6 +109,33 @@ async def test_a_users_file_the_policy_refuses_stops_serve_with_a_reason(tmp_pat
     assert "s3cret" not in stderr
 
 
+async def test_a_user_given_again_at_restart_is_not_armed_again(tmp_path: Path) -> None:
+    """``--user`` pre-registers an appliance once: a restart with the same list must not re-arm it."""
+    serving = await start(tmp_path, "--user", "oven:123456", "--user", "fridge:654321")
+    ca = x509.load_pem_x509_certificate((tmp_path / "ca.pem").read_bytes())
+    async with EstClient(serving.url, ca) as client:
+        oven = build_csr(ec.generate_private_key(ec.SECP256R1()), "oven")
+        assert isinstance(
+            await client.simpleenroll(oven, username="oven", password="123456"), x509.Certificate
+        )
+    await serving.stop()
+
+    again = await start(tmp_path, "--user", "oven:123456", "--user", "fridge:654321")
+    try:
+        async with EstClient(again.url, ca) as client:
+            other_key = build_csr(ec.generate_private_key(ec.SECP256R1()), "oven")
+            assert isinstance(
+                await client.simpleenroll(other_key, username="oven", password="123456"), Pending
+            )
+            fridge = build_csr(ec.generate_private_key(ec.SECP256R1()), "fridge")  # never enrolled: armed
+            assert isinstance(
+                await client.simpleenroll(fridge, username="fridge", password="654321"), x509.Certificate
+            )
+    finally:
+        said = await again.stop()
+    assert "--user oven: oven has enrolled already" in said
+
+
 def test_a_users_file_must_hold_id_and_secret(tmp_path: Path) -> None:
     users = tmp_path / "users"
     users.write_text("oven:123456\nfridge\n")

@@ -140,12 +140,19 @@ def test_rejection_is_remembered_for_that_key(policy: EnrollmentPolicy) -> None:
     assert isinstance(policy.authorize(claim(), request(), None), AwaitingOwner)
 
 
-def test_preregistration_accepts_any_key_with_the_secret(policy: EnrollmentPolicy) -> None:
+def test_a_preregistration_admits_the_first_key_with_the_secret_only(policy: EnrollmentPolicy) -> None:
     policy.preregister("oven", "123456")
-    assert policy.authorize(claim(), request(), None) == Approved("oven")
-    assert policy.authorize(claim(), request(), None) == Approved("oven")
     with pytest.raises(AuthenticationRequired):
         policy.authorize(claim(secret="1"), request(), None)
+    first = request()
+    assert policy.authorize(claim(), first, None) == Approved("oven")
+    assert policy.authorize(claim(), first, None) == Approved("oven")  # its retry
+    registration = policy.registration("oven")
+    assert registration is not None and not registration.preregistered
+    assert registration.keys == {first.key_fingerprint}
+    assert isinstance(policy.authorize(claim(), request(), None), AwaitingOwner)  # another key: the owner
+    with pytest.raises(NotAllowed, match="paired already"):
+        policy.preregister("oven", "123456")  # arming it again would admit that key unattended
     with pytest.raises(MalformedRequest):
         policy.preregister("oven", "")
 
@@ -176,10 +183,7 @@ def test_a_preregistration_learns_what_the_appliance_says_about_itself(policy: E
     assert registration is not None
     assert registration.details == ApplianceDetails("Kitchen oven", "OV-200", "Acme", "SN-42")  # owner's name
     assert len(saves) == 1
-    assert policy.authorize(claim(), request(), None) == Approved("oven")  # says nothing new: no save
-    other = ApplianceDetails(model="OV-999", manufacturer="Other", serial_number="SN-1")
-    other_oven = inspect_request(build_csr(ec.generate_private_key(ec.SECP256R1()), "oven", details=other))
-    assert policy.authorize(claim(), other_oven, None) == Approved("oven")  # what is known stays
+    assert policy.authorize(claim(), oven, None) == Approved("oven")  # its retry: no save
     assert policy.registration("oven") == registration
     assert len(saves) == 1
 

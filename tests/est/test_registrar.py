@@ -230,6 +230,9 @@ async def test_a_retried_enrollment_gets_the_same_certificate_not_another(
     assert isinstance(after_revocation, Issued)
     assert after_revocation.certificate.serial_number != later.certificate.serial_number
     other_key_pair = ec.generate_private_key(ec.SECP256R1())
+    waiting = await registrar.enroll(oven, build_csr(other_key_pair, "oven"))
+    assert isinstance(waiting, AwaitingOwner)  # the pre-registration was used: the owner approves it
+    policy.approve(waiting.pending.request_id, pin="123456")
     other_key = await registrar.enroll(oven, build_csr(other_key_pair, "oven"))
     assert isinstance(other_key, Issued)
     assert other_key.certificate.serial_number != after_revocation.certificate.serial_number
@@ -286,8 +289,7 @@ async def test_a_certificate_that_serves_tls_is_valid_825_days_at_most(
     tmp_path: Path, ca: HouseholdCA
 ) -> None:
     """Apple platforms refuse a TLS server certificate valid longer, even from an installed CA."""
-    policy = EnrollmentPolicy()
-    policy.preregister("oven", "123456")
+    policy = EnrollmentPolicy(auto_approve=True)  # two keys of one appliance, each approved
     registrar = Registrar(
         ca=ca,
         ledger=Ledger(JournalFile(tmp_path / "ledger.jsonl")),

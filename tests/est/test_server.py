@@ -330,6 +330,25 @@ async def test_preregistered_appliance_enrolls_at_once(server: RunningServer, ca
     assert server.service.ledger.get(certificate.serial_number) is not None
 
 
+async def test_a_preregistration_is_used_once(server: RunningServer, call: Call) -> None:
+    """A captured or guessed PIN must not mint certificates for key after key, unknown to the owner."""
+    first, second, third = appliance(), appliance(), appliance()
+    answer = await call("POST", f"{EST}/simpleenroll", body=first.body, auth=("oven", "123456"))
+    certificate = certificate_from(answer)
+    registration = server.service.policy.registration("oven")
+    assert registration is not None
+    assert not registration.preregistered  # it became the owner's approval of that key
+    assert registration.keys == {inspect_request(first.csr).key_fingerprint}
+    for other in (second, third):
+        later = await call("POST", f"{EST}/simpleenroll", body=other.body, auth=("oven", "123456"))
+        assert later.status == 202, later.text  # another key: the owner decides
+    assert len(server.service.policy.pending_requests()) == 2
+    # The first key's retry (its answer was lost, say) still gets its certificate, the same one.
+    again = await call("POST", f"{EST}/simpleenroll", body=first.body, auth=("oven", "123456"))
+    assert certificate_from(again) == certificate
+    assert len(server.service.ledger) == 1
+
+
 async def test_wrong_pin_is_401_and_locks_out_after_free_attempts(call: Call) -> None:
     oven = appliance()
     for _ in range(FREE_ATTEMPTS):

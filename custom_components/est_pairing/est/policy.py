@@ -107,8 +107,9 @@ class Claim:
 class Registration:
     """An appliance the owner approved or pre-registered.
 
-    ``keys`` are the public-key fingerprints the owner approved. A pre-registration has none: any key
-    presented with the right secret is accepted, so the appliance enrolls unattended.
+    ``keys`` are the public-key fingerprints the owner approved. A pre-registration has none until it
+    is used: the first key presented with the right secret is accepted, so the appliance enrolls
+    unattended, and the pre-registration becomes the approval of that key alone.
     """
 
     appliance_id: str
@@ -119,10 +120,6 @@ class Registration:
     details: ApplianceDetails
     approved_at: float
     preregistered: bool = False
-
-    def accepts_key(self, key_fingerprint: str) -> bool:
-        """Whether a request with this key needs no further approval."""
-        return self.preregistered or key_fingerprint in self.keys
 
 
 @dataclass(slots=True)
@@ -217,8 +214,10 @@ class EnrollmentPolicy:
         registration = self._registrations.get(claim.appliance_id)
         if registration is not None and registration.identity == claim.identity:
             self._check_secret(claim, registration.secret_digest)
-            if registration.accepts_key(key):
-                self._learn_details(registration, request.details)
+            if registration.preregistered:
+                self._use_preregistration(registration, request)
+                return Approved(registration.appliance_id)
+            if key in registration.keys:
                 return Approved(registration.appliance_id)
         self._check_distinct_name(claim.appliance_id)
         if (refusal := self.refusal(claim.identity)) is not None:
@@ -256,16 +255,21 @@ class EnrollmentPolicy:
         self.on_pending_added(pending)
         return AwaitingOwner(pending, self.retry_after, new=True)
 
-    def _learn_details(self, registration: Registration, said: ApplianceDetails) -> None:
-        """Fill in what a registration does not know yet from what the appliance says about itself.
+    def _use_preregistration(self, registration: Registration, request: CertificateRequest) -> None:
+        """A pre-registration is used once: it becomes the approval of the first key that used it.
 
-        A pre-registration knows only what the owner typed (at most a name); the appliance's own
-        request tells its model, manufacturer and serial number. What is known already stays.
+        Decided here, before the certificate is signed, so that two keys sent at once cannot both
+        pass; the same key asking again (its answer was lost) is approved as that key. A later key
+        needs the owner (or renewal with the certificate). The appliance's request fills in what the
+        owner did not type (model, manufacturer, serial number); what the owner typed stays.
         """
-        details = _merge(registration.details, said)
-        if details != registration.details:
-            self._registrations[registration.appliance_id] = replace(registration, details=details)
-            self.on_change()
+        self._registrations[registration.appliance_id] = replace(
+            registration,
+            keys=frozenset({request.key_fingerprint}),
+            details=_merge(registration.details, request.details),
+            preregistered=False,
+        )
+        self.on_change()
 
     def check_key(self, key_fingerprint: str) -> None:
         """Refuse a key whose certificate was revoked (re-enrollment uses this too)."""
@@ -400,13 +404,19 @@ class EnrollmentPolicy:
     def preregister(
         self, appliance_id: str, secret: str, details: ApplianceDetails | None = None
     ) -> Registration:
-        """Let an appliance enroll unattended with this id and secret (any key)."""
+        """Let an appliance enroll unattended, once, with this id and secret (any key).
+
+        Replaces an unused pre-registration (a new secret, say); an appliance that is paired, or
+        used its pre-registration, is refused (NotAllowed): the secret must not admit another key.
+        """
         check_appliance_id(appliance_id)
         if not secret:
             raise MalformedRequest("a pre-registration needs a secret")
         if len(secret) > MAX_SECRET_LENGTH:
             raise MalformedRequest(f"secret is longer than {MAX_SECRET_LENGTH} characters")
         self._check_distinct_name(appliance_id)
+        if (current := self._registrations.get(appliance_id)) is not None and not current.preregistered:
+            raise NotAllowed(f"appliance {appliance_id} is paired already; remove it first")
         registration = Registration(
             appliance_id=appliance_id,
             identity=f"id:{appliance_id}",
