@@ -20,7 +20,7 @@ from typing import Any
 from cryptography import x509
 
 from .ca import certificate_fingerprint
-from .csr import ApplianceDetails, CertificateRequest
+from .csr import ApplianceDetails, CertificateRequest, displayable
 from .errors import (
     AuthenticationRequired,
     Busy,
@@ -87,7 +87,7 @@ class Claim:
         fingerprint = certificate_fingerprint(certificate)
         try:  # cryptography decodes names when read: OpenSSL accepts some it cannot decode
             details = ApplianceDetails.from_name(certificate.subject)
-            issuer = certificate.issuer.rfc4514_string()
+            issuer = displayable(certificate.issuer.rfc4514_string())
         except ValueError:
             raise MalformedRequest("client certificate cannot be decoded") from None
         appliance_id = appliance_id_from(
