@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 import pytest
 
 from custom_components.est_pairing.est import cli, storage
+from custom_components.est_pairing.est.ca import public_key_fingerprint
 from custom_components.est_pairing.est.client import EstClient, Pending, build_csr
 from custom_components.est_pairing.est.service import ServiceConfig
 from custom_components.est_pairing.est.tls import ListenerNames
@@ -134,6 +135,34 @@ async def test_a_user_given_again_at_restart_is_not_armed_again(tmp_path: Path) 
     finally:
         said = await again.stop()
     assert "--user oven: oven has enrolled already" in said
+
+
+async def test_approve_never_lets_a_new_key_pass_over_the_pin_an_appliance_was_paired_with(
+    tmp_path: Path,
+) -> None:
+    serving = await start(tmp_path)
+    ca = x509.load_pem_x509_certificate((tmp_path / "ca.pem").read_bytes())
+    try:
+        async with EstClient(serving.url, ca) as client:
+            oven = build_csr(ec.generate_private_key(ec.SECP256R1()), "oven")
+            stranger = build_csr(ec.generate_private_key(ec.SECP256R1()), "oven")
+            assert isinstance(await client.simpleenroll(oven, username="oven", password="123456"), Pending)
+            assert isinstance(await client.simpleenroll(stranger, username="oven", password=""), Pending)
+            oven_key = public_key_fingerprint(oven.public_key())[:16]
+            code, _, stderr = await est_server(
+                "approve", "oven", "--key", oven_key, "--pin", "123456", "--data-dir", tmp_path
+            )
+            assert code == 0, stderr
+            code, _, stderr = await est_server("approve", "oven", "--data-dir", tmp_path)
+            assert code == 1
+            assert "does not bring the proof it was paired with" in stderr
+            code, _, stderr = await est_server("approve", "oven", "--pin", "123456", "--data-dir", tmp_path)
+            assert code == 1
+            assert "sent no PIN" in stderr
+            certificate = await client.simpleenroll(oven, username="oven", password="123456")
+            assert isinstance(certificate, x509.Certificate)  # the oven's PIN still admits it
+    finally:
+        await serving.stop()
 
 
 def test_a_users_file_must_hold_id_and_secret(tmp_path: Path) -> None:
