@@ -60,7 +60,9 @@ def parser() -> argparse.ArgumentParser:
     other = root.add_argument_group("an RFC 7030 server the bench does not start")
     other.add_argument("--url", help="https://HOST:PORT[/.well-known/est[/LABEL]]")
     other.add_argument("--ca", type=Path, help="its CA (PEM); default: fetched, trusted on first use")
-    other.add_argument("--user", help="HTTP Basic user: an appliance id it enrolls without approval")
+    other.add_argument(
+        "--user", help="HTTP Basic user: an appliance id it enrolls without approval, key after key"
+    )
     other.add_argument("--password", default="", help="HTTP Basic password")
     return root
 
@@ -129,7 +131,9 @@ def _preamble(args: argparse.Namespace, settings: Settings) -> str:
 
 def _external_target(args: argparse.Namespace) -> Target:
     if not args.user:
-        raise SystemExit("--url needs --user (an appliance id the server enrolls without approval)")
+        raise SystemExit(
+            "--url needs --user (an appliance id the server enrolls without approval, key after key)"
+        )
     parts = urlsplit(args.url)
     if parts.scheme != "https" or not parts.hostname:
         raise SystemExit("--url must look like https://HOST:PORT[/.well-known/est[/LABEL]]")
