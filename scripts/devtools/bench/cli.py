@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from est.client import EstClient
 from est.wire import EST_PATH
 
-from . import two_openssls
+from . import repeats, two_openssls
 from .loadgen import Endpoint
 from .measure import Target
 from .phases import Bench, Settings, pinned
@@ -56,6 +56,12 @@ def parser() -> argparse.ArgumentParser:
         "--two-openssls",
         action="store_true",
         help="instead: the experiment on a CSR check after a TLS handshake (docs/performance.md)",
+    )
+    root.add_argument(
+        "--repeats",
+        action="store_true",
+        help="instead: repeated serverkeygen requests and renewal attempts (--requests, 10000) to the "
+        "standalone server; its ledger and RSS before and after",
     )
     other = root.add_argument_group("an RFC 7030 server the bench does not start")
     other.add_argument("--url", help="https://HOST:PORT[/.well-known/est[/LABEL]]")
@@ -95,6 +101,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.two_openssls:
         with pinned(_cpus(args.server_cpu)):
             two_openssls.main()
+        return 0
+    if args.repeats:
+        with tempfile.TemporaryDirectory(prefix="est-bench-") as temporary:
+            work_dir = args.work_dir or Path(temporary)
+            work_dir.mkdir(parents=True, exist_ok=True)
+            with pinned(_cpus(args.load_cpus)):
+                repeats.run(
+                    work_dir,
+                    "127.0.0.1",
+                    count=args.requests or 10_000,
+                    concurrency=args.concurrency,
+                    cpus=_cpus(args.server_cpu),
+                    say=print,
+                )
         return 0
     phases = {phase.strip() for phase in args.only.split(",") if phase.strip()}
     if unknown := phases - set(PHASES):
