@@ -24,6 +24,7 @@ from homeassistant.data_entry_flow import FlowResultType
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
+from custom_components.est_pairing.config_flow import _literal
 from custom_components.est_pairing.const import (
     CONF_APPLIANCE_ID,
     CONF_CA_NAME,
@@ -38,6 +39,8 @@ from custom_components.est_pairing.const import (
     SUBENTRY_APPLIANCE,
 )
 from custom_components.est_pairing.est.ca import HouseholdCA
+from custom_components.est_pairing.est.csr import ApplianceDetails
+from custom_components.est_pairing.est.fingerprints import format_fingerprint
 from custom_components.est_pairing.est.tls import ListenerIdentity, ListenerNames
 from custom_components.est_pairing.runtime import EstRuntime, pending_discovery_data
 from est_tools.appliance.client import EstClient, build_csr
@@ -355,38 +358,16 @@ DISCOVERY = {
     "request_id": "0123456789abcdef0123",
     "identity": "id:oven",
     "appliance_id": "oven",
-    "kind": "pin",
-    "key_fingerprint": "ab" * 32,
-    "key_type": "EC P-256",
     "name": "Oven",
-    "address": "127.0.0.1",
 }
 
 
-async def discovery_flow(hass: HomeAssistant, data: Mapping[str, object]) -> str:
+async def test_a_discovery_without_a_running_hub_has_nothing_to_show(hass: HomeAssistant) -> None:
     result = await hass.config_entries.flow.async_init(
-        DOMAIN, context={"source": SOURCE_INTEGRATION_DISCOVERY}, data=data
+        DOMAIN, context={"source": SOURCE_INTEGRATION_DISCOVERY}, data=DISCOVERY
     )
-    assert result["type"] is FlowResultType.MENU
-    return str(result["flow_id"])
-
-
-@pytest.mark.parametrize(
-    ("steps", "reason"),
-    [
-        ([{"next_step_id": "reject"}], "not_running"),
-        ([{"next_step_id": "fingerprint"}, {"fingerprints_match": True}], "not_running"),
-        ([{"next_step_id": "pin"}, {"pin": "123456"}], "not_running"),
-    ],
-)
-async def test_decisions_need_a_running_hub(
-    hass: HomeAssistant, steps: list[dict[str, object]], reason: str
-) -> None:
-    flow_id = await discovery_flow(hass, DISCOVERY)
-    for step in steps:
-        result = await hass.config_entries.flow.async_configure(flow_id, step)
     assert result["type"] is FlowResultType.ABORT
-    assert result["reason"] == reason
+    assert result["reason"] == "not_running"
 
 
 async def test_ignore_without_a_running_hub(hass: HomeAssistant) -> None:
@@ -400,57 +381,74 @@ async def test_ignore_without_a_running_hub(hass: HomeAssistant) -> None:
     assert flow["reason"] == "already_configured"
 
 
-async def test_a_pin_for_an_appliance_that_sent_none(
+async def test_the_dialog_shows_the_request_not_what_the_discovery_data_claims(
     hass: HomeAssistant, runtime: EstRuntime, appliance_client: EstClient
 ) -> None:
+    """The request itself, looked up when shown, decides what the owner sees and may choose."""
     csr = build_csr(ec.generate_private_key(ec.SECP256R1()), "oven")
     await appliance_client.simpleenroll(csr, username="oven", password="")
     await hass.async_block_till_done()
     (pending,) = runtime.service.policy.pending_requests()
     for flow in hass.config_entries.flow.async_progress_by_handler(DOMAIN):
         hass.config_entries.flow.async_abort(flow["flow_id"])
-    forged = pending_discovery_data(pending) | {"kind": "pin"}  # the menu would not offer a PIN
-    flow_id = await discovery_flow(hass, forged)
-    await hass.config_entries.flow.async_configure(flow_id, {"next_step_id": "pin"})
-    result = await hass.config_entries.flow.async_configure(flow_id, {"pin": "123456"})
-    assert result["reason"] == "no_pin_sent"
+    forged = pending_discovery_data(pending) | {"kind": "pin", "key_fingerprint": "00" * 32, "model": "X"}
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_INTEGRATION_DISCOVERY}, data=forged
+    )
+    assert result["menu_options"] == ["fingerprint", "reject"]  # it sent no PIN
+    shown = result["description_placeholders"]
+    assert shown is not None
+    assert shown["fingerprint"].replace(" ", "").lower() == pending.key_fingerprint
+    assert shown["model"] == "-"
+    runtime.service.policy.reject(pending.request_id)
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"next_step_id": "fingerprint"}
+    )
+    assert result["reason"] == "request_gone"
     assert runtime.service.policy.registration("oven") is None
 
 
-HOSTILE = {
-    "name": "Oven** ![](http://10.9.9.9/t.png) [Verified](http://10.9.9.9/) **",
-    "model": "<img src=x onerror=alert(1)>",
-    "manufacturer": "Acme\n\n# Verified by Home Assistant",
-    "serial_number": "_1_ `2` www.example.com",
-    "factory_issuer": "CN=Acme Root,O=[Trusted](http://10.9.9.9/)",
-    "factory_fingerprint": "cd" * 32,
-}
+HOSTILE = ApplianceDetails(
+    name="Oven** ![](http://10.9.9.9/t.png) [Verified](http://x/) **",
+    model="<img src=x onerror=alert(1)>",
+    manufacturer="Acme\n\n# Verified by Home Assistant",
+    serial_number="_1_ `2` www.example.com",
+)
 
 
-async def test_what_the_appliance_claims_is_shown_as_text(hass: HomeAssistant) -> None:
+async def test_what_the_appliance_claims_is_shown_as_text(
+    hass: HomeAssistant, runtime: EstRuntime, appliance_client: EstClient
+) -> None:
     """The dialogs render markdown: an appliance's text must not become links, images, HTML or emphasis."""
-    flow_id = await discovery_flow(hass, DISCOVERY | HOSTILE)
+    csr = build_csr(ec.generate_private_key(ec.SECP256R1()), "oven", details=HOSTILE)
+    await appliance_client.simpleenroll(csr, username="oven", password="")
+    await hass.async_block_till_done()
     (flow,) = hass.config_entries.flow.async_progress_by_handler(DOMAIN)
-    assert flow["context"]["title_placeholders"] == {"name": HOSTILE["name"]}  # a card title is plain text
-    menu = await hass.config_entries.flow.async_configure(flow_id)
-    form = await hass.config_entries.flow.async_configure(flow_id, {"next_step_id": "fingerprint"})
+    assert flow["context"]["title_placeholders"] == {"name": HOSTILE.name}  # a card title is plain text
+    menu = await hass.config_entries.flow.async_configure(flow["flow_id"])
+    form = await hass.config_entries.flow.async_configure(flow["flow_id"], {"next_step_id": "fingerprint"})
     for result in (menu, form):
         shown = result["description_placeholders"]
         assert shown is not None
         assert shown["name"] == (
-            r"Oven\*\* \!\[\]\(http\:\/\/10\.9\.9\.9\/t\.png\) "
-            r"\[Verified\]\(http\:\/\/10\.9\.9\.9\/\) \*\*"
+            r"Oven\*\* \!\[\]\(http\:\/\/10\.9\.9\.9\/t\.png\) \[Verified\]\(http\:\/\/x\/\) \*\*"
         )
         assert shown["model"] == r"\<img src\=x onerror\=alert\(1\)\>"
-        assert shown["manufacturer"] == r"Acme  \# Verified by Home Assistant"  # one line, no heading
+        assert shown["manufacturer"] == r"Acme\# Verified by Home Assistant"  # one line, no heading
         assert shown["serial_number"] == r"\_1\_ \`2\` www\.example\.com"
-        assert shown["factory_issuer"] == r"CN\=Acme Root\,O\=\[Trusted\]\(http\:\/\/10\.9\.9\.9\/\)"
         assert shown["appliance_id"] == "oven"
         # What the integration formats itself is shown as it is (fingerprints sit in code spans).
-        assert shown["fingerprint"] == " ".join(["ABAB"] * 16)
-        assert shown["factory_fingerprint"] == " ".join(["CDCD"] * 16)
+        (pending,) = runtime.service.policy.pending_requests()
+        assert shown["fingerprint"] == format_fingerprint(pending.key_fingerprint)
+        assert shown["factory_fingerprint"] == "-"
         assert shown["key_type"] == "EC P-256"
         assert shown["address"] == "127.0.0.1"
+
+
+def test_a_factory_issuer_is_shown_as_text() -> None:
+    assert _literal("CN=Acme Root,O=[Trusted](http://10.9.9.9/)\u202e") == (
+        r"CN\=Acme Root\,O\=\[Trusted\]\(http\:\/\/10\.9\.9\.9\/\)"
+    )
 
 
 async def test_an_abandoned_dialog_does_not_block_a_new_one(hass: HomeAssistant) -> None:

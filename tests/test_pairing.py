@@ -16,7 +16,7 @@ from homeassistant.config_entries import (
 )
 from homeassistant.const import ATTR_ENTITY_ID
 from homeassistant.core import HomeAssistant
-from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.data_entry_flow import FlowResultType, InvalidData
 from homeassistant.helpers import entity_registry as er
 from homeassistant.setup import async_setup_component
 from homeassistant.util import dt as dt_util
@@ -27,7 +27,8 @@ from pytest_homeassistant_custom_component.typing import WebSocketGenerator
 from custom_components.est_pairing import async_remove_config_entry_device
 from custom_components.est_pairing.const import CONF_APPLIANCE_ID, CONF_APPLIANCES, DOMAIN, REFRESH_INTERVAL
 from custom_components.est_pairing.est.csr import ApplianceDetails
-from custom_components.est_pairing.est.errors import CertificateRevoked, LockedOut, NotAllowed
+from custom_components.est_pairing.est.errors import CertificateRevoked, LockedOut, NotAllowed, ProofMismatch
+from custom_components.est_pairing.est.fingerprints import format_fingerprint, public_key_fingerprint
 from custom_components.est_pairing.est.limits import PENDING_TTL
 from custom_components.est_pairing.runtime import EstRuntime
 from est_tools.appliance.client import EstClient, Pending, build_csr, renewal_csr
@@ -37,6 +38,10 @@ from .conftest import device_for
 
 def key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
+
+
+def fingerprint(private_key: ec.EllipticCurvePrivateKey) -> str:
+    return public_key_fingerprint(private_key.public_key())
 
 
 OVEN = ApplianceDetails(name="Kitchen oven", model="OV-200", manufacturer="Acme", serial_number="SN-42")
@@ -62,6 +67,13 @@ def placeholders(result: ConfigFlowResult) -> Mapping[str, str]:
     values = result["description_placeholders"]
     assert values is not None
     return values
+
+
+def asked(result: ConfigFlowResult) -> list[str]:
+    """The fields a form asks for."""
+    schema = result["data_schema"]
+    assert schema is not None
+    return [str(marker) for marker in schema.schema]
 
 
 def entity_state(hass: HomeAssistant, unique_id_suffix: str) -> str:
@@ -286,6 +298,25 @@ async def test_preregistered_appliance_enrolls_unattended(
     assert entity_state(hass, "_oven_certificate_status") == "valid"
 
 
+async def test_a_preregistration_admits_its_first_key_only(
+    hass: HomeAssistant, runtime: EstRuntime, appliance_client: EstClient
+) -> None:
+    """The PIN given to the pre-register action mints no certificate for a second key behind the owner."""
+    await hass.services.async_call(
+        DOMAIN, "preregister_appliance", {"appliance_id": "oven", "pin": "482913"}, blocking=True
+    )
+    first = key()
+    certificate = await ask(hass, appliance_client, first)
+    assert isinstance(certificate, x509.Certificate)
+    for _ in range(3):  # other keys with the right PIN: the owner is asked, nothing is issued
+        assert isinstance(await ask(hass, appliance_client, key()), Pending)
+    (flow,) = flows(hass)
+    menu = await hass.config_entries.flow.async_configure(flow["flow_id"])
+    assert (menu["step_id"], menu["menu_options"]) == ("confirm_paired", ["pin", "reject"])
+    assert await ask(hass, appliance_client, first) == certificate  # its retry: the same certificate
+    assert len(runtime.service.ledger) == 1
+
+
 async def paired_oven(
     hass: HomeAssistant, runtime: EstRuntime, client: EstClient
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
@@ -314,7 +345,7 @@ async def test_preregistering_an_appliance_under_discovered_removes_its_card(
 async def test_a_preregistered_appliance_shows_what_it_reports_when_it_enrolls(
     hass: HomeAssistant, init_integration: MockConfigEntry, runtime: EstRuntime, appliance_client: EstClient
 ) -> None:
-    await paired_oven(hass, runtime, appliance_client)  # pre-registered by name, enrolled with OVEN
+    certificate, oven_key = await paired_oven(hass, runtime, appliance_client)  # by name; says OVEN
     assert shown_on_device(hass, "oven") == ("Kitchen oven", "OV-200", "Acme", "SN-42")
     (subentry,) = init_integration.subentries.values()
     assert subentry.data["model"] == "OV-200"
@@ -322,7 +353,9 @@ async def test_a_preregistered_appliance_shows_what_it_reports_when_it_enrolls(
     # Later certificates only fill gaps: what the subentry holds stays.
     renamed = {**subentry.data, "model": "OV-2"}
     hass.config_entries.async_update_subentry(init_integration, subentry, data=renamed)
-    assert isinstance(await ask(hass, appliance_client, key()), x509.Certificate)
+    await appliance_client.reenroll(renewal_csr(key(), certificate), certificate, oven_key)
+    await hass.async_block_till_done()
+    assert len(runtime.service.ledger.for_appliance("oven")) == 2
     assert init_integration.subentries[subentry.subentry_id].data["model"] == "OV-2"
 
 
@@ -383,32 +416,37 @@ async def test_revoking_before_the_first_certificate_shows_revoked(
     assert entity_state(hass, "_oven_certificate_status") == "awaiting_enrollment"
 
 
-async def test_pairing_a_revoked_appliance_again_shows_what_it_says_now(
+async def test_pairing_a_revoked_appliance_again_keeps_its_details_unless_told(
     hass: HomeAssistant, init_integration: MockConfigEntry, runtime: EstRuntime, appliance_client: EstClient
 ) -> None:
     await paired_oven(hass, runtime, appliance_client)
     hass.config_entries.async_update_subentry(
         init_integration, next(iter(init_integration.subentries.values())), title="Oven by the window"
     )
-    await runtime.async_revoke("oven")
-    await hass.async_block_till_done()
-
     rebuilt = ApplianceDetails(name="Oven", model="OV-300", manufacturer="Acme")  # and no serial number
-    pending = await appliance_client.simpleenroll(  # a new key, and new details
-        build_csr(key(), "oven", details=rebuilt), username="oven", password="482913"
-    )
-    await hass.async_block_till_done()
-    assert isinstance(pending, Pending)
-    (flow,) = flows(hass)
-    await hass.config_entries.flow.async_configure(flow["flow_id"], {"next_step_id": "pin"})
-    result = await hass.config_entries.flow.async_configure(flow["flow_id"], {"pin": "482913"})
-    await hass.async_block_till_done()
-    assert result["reason"] == "approved"
-
-    (subentry,) = init_integration.subentries.values()  # the same subentry, with the new details
-    assert subentry.title == "Oven by the window"  # the owner's name for it stays
-    assert (subentry.data["model"], subentry.data["serial_number"]) == ("OV-300", None)
-    assert shown_on_device(hass, "oven")[1:] == ("OV-300", "Acme", None)  # not the old unit's serial
+    for use_new_details, shown in ((False, ("OV-200", "Acme", "SN-42")), (True, ("OV-300", "Acme", None))):
+        await runtime.async_revoke("oven")
+        await hass.async_block_till_done()
+        pending = await appliance_client.simpleenroll(  # a new key, and new details
+            build_csr(key(), "oven", details=rebuilt), username="oven", password="482913"
+        )
+        await hass.async_block_till_done()
+        assert isinstance(pending, Pending)
+        (flow,) = flows(hass)
+        menu = await hass.config_entries.flow.async_configure(flow["flow_id"])
+        assert menu["step_id"] == "confirm_again"  # its device is kept: what it shows, beside the request
+        shown_now = [placeholders(menu)[k] for k in ("paired_name", "paired_model", "paired_serial_number")]
+        assert shown_now == ["Oven by the window", r"OV\-200", r"SN\-42"]  # kept the first time round
+        assert (placeholders(menu)["model"], placeholders(menu)["serial_number"]) == (r"OV\-300", "-")
+        form = await hass.config_entries.flow.async_configure(flow["flow_id"], {"next_step_id": "pin"})
+        assert "use_new_details" in asked(form)  # unticked, the device keeps its details
+        answer = {"pin": "482913", "use_new_details": True} if use_new_details else {"pin": "482913"}
+        result = await hass.config_entries.flow.async_configure(flow["flow_id"], answer)
+        await hass.async_block_till_done()
+        assert result["reason"] == "approved"
+        (subentry,) = init_integration.subentries.values()  # the same subentry
+        assert subentry.title == "Oven by the window"  # the owner's name for it stays
+        assert shown_on_device(hass, "oven")[1:] == shown
 
 
 async def test_removing_the_appliance_revokes_it(
@@ -570,3 +608,140 @@ async def test_approving_a_case_twin_of_a_paired_appliance_is_refused(
     await hass.async_block_till_done()
     assert runtime.service.policy.pending_requests() == []
     assert entity_state(hass, "_pending_requests") == "0"
+
+
+async def owner_approves_with_pin(hass: HomeAssistant, pin: str = "482913") -> ConfigFlowResult:
+    (flow,) = flows(hass)
+    await hass.config_entries.flow.async_configure(flow["flow_id"], {"next_step_id": "pin"})
+    result = await hass.config_entries.flow.async_configure(flow["flow_id"], {"pin": pin})
+    await hass.async_block_till_done()
+    return result
+
+
+async def test_a_stranger_key_waiting_beside_a_paired_appliance_cannot_replace_its_pin(
+    hass: HomeAssistant, runtime: EstRuntime, appliance_client: EstClient
+) -> None:
+    """Its dialog, opened after the owner paired the real oven, says so and offers only to reject."""
+    oven_key, stranger_key = key(), key()
+    assert isinstance(await ask(hass, appliance_client, oven_key), Pending)
+    assert isinstance(await ask(hass, appliance_client, stranger_key, pin=""), Pending)  # same name, no PIN
+    assert (await owner_approves_with_pin(hass))["reason"] == "approved"
+
+    (waiting,) = runtime.service.policy.pending_requests()  # the stranger's turn comes right after
+    with pytest.raises(ProofMismatch):
+        runtime.approve(waiting.request_id, pin=None)  # comparing fingerprints cannot pass over a PIN
+    (flow,) = flows(hass)
+    menu = await hass.config_entries.flow.async_configure(flow["flow_id"])
+    assert menu["step_id"] == "confirm_refused"  # not "Already paired: no" from when it arrived
+    assert menu["menu_options"] == ["reject"]
+    shown = placeholders(menu)
+    assert shown["paired_key"] == format_fingerprint(fingerprint(oven_key), groups=4)
+    assert shown["short_fingerprint"] == format_fingerprint(fingerprint(stranger_key), groups=4)
+    with pytest.raises(InvalidData):
+        await hass.config_entries.flow.async_configure(flow["flow_id"], {"next_step_id": "fingerprint"})
+
+    assert isinstance(await ask(hass, appliance_client, oven_key), x509.Certificate)  # its PIN still works
+    result = await hass.config_entries.flow.async_configure(flow["flow_id"], {"next_step_id": "reject"})
+    assert result["reason"] == "rejected"
+    await hass.async_block_till_done()
+
+    # The real oven, reset, with a new key: its PIN, typed by the owner, and nothing less.
+    new_key = key()
+    assert isinstance(await ask(hass, appliance_client, new_key), Pending)
+    (flow,) = flows(hass)
+    menu = await hass.config_entries.flow.async_configure(flow["flow_id"])
+    assert (menu["step_id"], menu["menu_options"]) == ("confirm_paired", ["pin", "reject"])
+    assert placeholders(menu)["paired_key"] == format_fingerprint(fingerprint(oven_key), groups=4)
+    assert (await owner_approves_with_pin(hass))["reason"] == "approved"
+    assert isinstance(await ask(hass, appliance_client, new_key), x509.Certificate)
+    registration = runtime.service.policy.registration("oven")
+    assert registration is not None and registration.secret_digest is not None
+
+
+async def test_re_pairing_a_fingerprint_paired_appliance_shows_the_change_and_keeps_its_details(
+    hass: HomeAssistant, init_integration: MockConfigEntry, runtime: EstRuntime, appliance_client: EstClient
+) -> None:
+    oven_key = key()
+    await ask(hass, appliance_client, oven_key, pin="")
+    (flow,) = flows(hass)
+    await hass.config_entries.flow.async_configure(flow["flow_id"], {"next_step_id": "fingerprint"})
+    await hass.config_entries.flow.async_configure(flow["flow_id"], {"fingerprints_match": True})
+    assert isinstance(await ask(hass, appliance_client, oven_key, pin=""), x509.Certificate)
+    assert shown_on_device(hass, "oven") == ("Kitchen oven", "OV-200", "Acme", "SN-42")
+
+    other = ApplianceDetails(name="Oven", model="X-1", manufacturer="Evil", serial_number="SN-666")
+    for use_new_details, shown in ((False, ("OV-200", "Acme", "SN-42")), (True, ("X-1", "Evil", "SN-666"))):
+        await appliance_client.simpleenroll(
+            build_csr(key(), "oven", details=other), username="oven", password=""
+        )
+        await hass.async_block_till_done()
+        (flow,) = flows(hass)
+        menu = await hass.config_entries.flow.async_configure(flow["flow_id"])
+        form = await hass.config_entries.flow.async_configure(
+            flow["flow_id"], {"next_step_id": "fingerprint"}
+        )
+        answer = {"fingerprints_match": True, "use_new_details": use_new_details}
+        result = await hass.config_entries.flow.async_configure(flow["flow_id"], answer)
+        await hass.async_block_till_done()
+        assert result["reason"] == "approved"
+        assert shown_on_device(hass, "oven") == ("Kitchen oven", *shown)  # its name is the owner's
+        assert (menu["step_id"], menu["menu_options"]) == ("confirm_paired", ["fingerprint", "reject"])
+        listed = placeholders(menu)
+        assert [listed[k] for k in ("paired_model", "model", "paired_manufacturer", "manufacturer")] == [
+            r"OV\-200",  # kept the first time round
+            r"X\-1",
+            "Acme",
+            "Evil",
+        ]
+        assert "use_new_details" in asked(form)
+    registration = runtime.service.policy.registration("oven")
+    assert registration is not None and len(registration.keys) == 3
+
+
+async def test_what_reorders_or_hides_text_never_reaches_the_card_or_the_device(
+    hass: HomeAssistant, init_integration: MockConfigEntry, runtime: EstRuntime, appliance_client: EstClient
+) -> None:
+    sly = ApplianceDetails(name="Front door lock\u202e\u200bkcol", model="\u2066L-1\u2069")
+    await appliance_client.simpleenroll(
+        build_csr(key(), "lock", details=sly), username="lock", password="246810"
+    )
+    await hass.async_block_till_done()
+    (flow,) = flows(hass)
+    assert flow["context"]["title_placeholders"] == {"name": "Front door lockkcol"}
+    menu = await hass.config_entries.flow.async_configure(flow["flow_id"])
+    assert (placeholders(menu)["name"], placeholders(menu)["model"]) == ("Front door lockkcol", r"L\-1")
+    await hass.config_entries.flow.async_configure(flow["flow_id"], {"next_step_id": "pin"})
+    await hass.config_entries.flow.async_configure(flow["flow_id"], {"pin": "246810"})
+    await hass.async_block_till_done()
+    (subentry,) = init_integration.subentries.values()
+    assert subentry.title == "Front door lockkcol"
+    assert shown_on_device(hass, "lock")[:2] == ("Front door lockkcol", "L-1")
+
+
+async def test_a_dialog_open_while_the_appliance_gets_paired_elsewhere_cannot_approve(
+    hass: HomeAssistant, runtime: EstRuntime, appliance_client: EstClient
+) -> None:
+    """The fingerprint page was right when it opened; by the time it is sent, the appliance has a PIN."""
+    stranger_key, oven_key = key(), key()
+    assert isinstance(await ask(hass, appliance_client, stranger_key, pin=""), Pending)  # its dialog first
+    assert isinstance(await ask(hass, appliance_client, oven_key), Pending)
+    (flow,) = flows(hass)
+    await hass.config_entries.flow.async_configure(flow["flow_id"], {"next_step_id": "fingerprint"})
+    real = next(
+        p for p in runtime.service.policy.pending_requests() if p.key_fingerprint == fingerprint(oven_key)
+    )
+    runtime.approve(real.request_id, pin="482913")  # meanwhile, say from the action's other dialog
+    result = await hass.config_entries.flow.async_configure(flow["flow_id"], {"fingerprints_match": True})
+    assert result["reason"] == "cannot_approve"
+    registration = runtime.service.policy.registration("oven")
+    assert registration is not None and registration.keys == {fingerprint(oven_key)}
+
+
+async def test_rejecting_a_request_that_is_gone(
+    hass: HomeAssistant, runtime: EstRuntime, appliance_client: EstClient
+) -> None:
+    await ask(hass, appliance_client, key())
+    (flow,) = flows(hass)
+    runtime.service.policy.withdraw(runtime.service.policy.pending_requests()[0].request_id)
+    result = await hass.config_entries.flow.async_configure(flow["flow_id"], {"next_step_id": "reject"})
+    assert result["reason"] == "request_gone"

@@ -45,13 +45,21 @@ from .const import (
     SUBENTRY_APPLIANCE,
 )
 from .est.ca import household_ca_name
-from .est.errors import LockedOut, MalformedRequest, NameTaken, NotAllowed, PendingRequestGone, WrongPin
+from .est.csr import ApplianceDetails, displayable
+from .est.errors import (
+    LockedOut,
+    MalformedRequest,
+    NameTaken,
+    NotAllowed,
+    PendingRequestGone,
+    WrongPin,
+)
 from .est.fingerprints import format_fingerprint
 from .est.issuance import check_appliance_id
 from .est.limits import MAX_SECRET_LENGTH
 from .exceptions import AlreadyPaired
 from .household import MAX_HOUSEHOLD_NAME_BYTES, shorten_household_name, tidy_household_name
-from .runtime import hub_runtime
+from .runtime import OwnerReview, hub_runtime
 from .services import MIN_PIN_LENGTH
 
 if TYPE_CHECKING:
@@ -60,9 +68,9 @@ if TYPE_CHECKING:
 
 # CommonMark: backslash-escaped ASCII punctuation shows as itself ("\<img>" is text, not HTML)
 _MARKDOWN_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
-_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 CONF_FINGERPRINTS_MATCH = "fingerprints_match"
+CONF_USE_NEW_DETAILS = "use_new_details"
 SHORT_FINGERPRINT_GROUPS = 4
 PORT_SELECTOR = NumberSelector(NumberSelectorConfig(min=1, max=65535, mode=NumberSelectorMode.BOX))
 USER_SCHEMA = vol.Schema(
@@ -76,6 +84,7 @@ PIN_SCHEMA = vol.Schema(
     {vol.Required(CONF_PIN): TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))}
 )
 FINGERPRINT_SCHEMA = vol.Schema({vol.Required(CONF_FINGERPRINTS_MATCH, default=False): BooleanSelector()})
+NEW_DETAILS_SCHEMA = vol.Schema({vol.Required(CONF_USE_NEW_DETAILS, default=False): BooleanSelector()})
 OPTIONS_SCHEMA = vol.Schema(
     {
         vol.Required(CONF_VALIDITY_DAYS): NumberSelector(
@@ -200,53 +209,84 @@ class EstPairingConfigFlow(ConfigFlow, domain=DOMAIN):
         self._discovery = dict(discovery_info)
         await self.async_set_unique_id(discovery_info["identity"])
         self._abort_if_unique_id_configured()
-        self.context["title_placeholders"] = {"name": discovery_info["name"]}
+        name = displayable(discovery_info["name"]) or discovery_info["appliance_id"]
+        self.context["title_placeholders"] = {"name": name}  # a card title: plain text, not markdown
         return await self.async_step_confirm()
 
     async def async_step_confirm(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
-        """Show who asks; the owner types the PIN, compares fingerprints, or rejects."""
-        options = ["fingerprint", "reject"]
-        if self._discovery["kind"] == "pin":
-            options.insert(0, "pin")
+        """Show who asks, as things stand now; the owner types the PIN, compares fingerprints, or rejects.
+
+        A new key for an appliance that is paired already gets its own page, which shows the key it
+        has and the details its device shows beside the request's; the ways to approve it are those
+        the appliance was paired with, and none if the request does not bring that proof.
+        """
+        shown = self._review()
+        if not isinstance(shown, OwnerReview):
+            return shown
+        review = shown.review
+        options = [*(c.value for c in review.confirmations), "reject"]
+        placeholders = self._placeholders(shown)
+        if review.paired is not None and review.confirmations:
+            return self.async_show_menu(
+                step_id="confirm_paired", menu_options=options, description_placeholders=placeholders
+            )
+        if review.paired is not None:
+            return self.async_show_menu(
+                step_id="confirm_refused", menu_options=["reject"], description_placeholders=placeholders
+            )
+        if shown.device is not None:  # revoked, its device kept: it asks again
+            return self.async_show_menu(
+                step_id="confirm_again", menu_options=options, description_placeholders=placeholders
+            )
         return self.async_show_menu(
-            step_id="confirm", menu_options=options, description_placeholders=self._placeholders()
+            step_id="confirm", menu_options=options, description_placeholders=placeholders
         )
 
+    # The other pages of the confirm step: shown again (a refresh), each is worked out anew.
+    async_step_confirm_again = async_step_confirm_paired = async_step_confirm_refused = async_step_confirm
+
     async def async_step_pin(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
-        """The PIN printed on the appliance must equal the one it sent."""
-        errors: dict[str, str] = {}
-        placeholders = self._placeholders()
-        if user_input is not None:
-            try:
-                return self._approve(pin=user_input[CONF_PIN])
-            except WrongPin as err:
-                errors[CONF_PIN] = "wrong_pin"
-                placeholders["attempts_left"] = str(err.attempts_left)
-        return self.async_show_form(
-            step_id="pin", data_schema=PIN_SCHEMA, errors=errors, description_placeholders=placeholders
-        )
+        """The PIN printed on the appliance must equal the one it sent (and the one it was paired with)."""
+        return await self._confirm_step("pin", PIN_SCHEMA, user_input)
 
     async def async_step_fingerprint(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """The owner confirms the key fingerprint matches the one the appliance shows."""
+        return await self._confirm_step("fingerprint", FINGERPRINT_SCHEMA, user_input)
+
+    async def _confirm_step(
+        self, step_id: str, schema: vol.Schema, user_input: dict[str, Any] | None
+    ) -> ConfigFlowResult:
+        shown = self._review()
+        if not isinstance(shown, OwnerReview):
+            return shown
         errors: dict[str, str] = {}
-        if user_input is not None:
+        placeholders = self._placeholders(shown)
+        use_new_details = bool((user_input or {}).get(CONF_USE_NEW_DETAILS))
+        if user_input is not None and step_id == "pin":
+            try:
+                return self._approve(shown, pin=user_input[CONF_PIN], use_new_details=use_new_details)
+            except WrongPin as err:
+                errors[CONF_PIN] = "wrong_pin"
+                placeholders["attempts_left"] = str(err.attempts_left)
+        elif user_input is not None:
             if user_input[CONF_FINGERPRINTS_MATCH]:
-                return self._approve(pin=None)
+                return self._approve(shown, pin=None, use_new_details=use_new_details)
             errors["base"] = "confirm_match"
+        if shown.new_details:  # the device keeps its details unless the owner ticks this
+            schema = schema.extend(NEW_DETAILS_SCHEMA.schema)
         return self.async_show_form(
-            step_id="fingerprint",
-            data_schema=FINGERPRINT_SCHEMA,
-            errors=errors,
-            description_placeholders=self._placeholders(),
+            step_id=step_id, data_schema=schema, errors=errors, description_placeholders=placeholders
         )
 
     async def async_step_reject(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Refuse: the appliance's next retry gets 403."""
+        shown = self._review()
+        if not isinstance(shown, OwnerReview):
+            return shown
         runtime = hub_runtime(self.hass)
-        if runtime is None:
-            return self.async_abort(reason="not_running")
+        assert runtime is not None  # noqa: S101 - _review found it
         runtime.reject(self._discovery["request_id"])
-        return self.async_abort(reason="rejected", description_placeholders=self._placeholders())
+        return self.async_abort(reason="rejected", description_placeholders=self._placeholders(shown))
 
     @callback
     def async_abort(self, **kwargs: Any) -> ConfigFlowResult:
@@ -270,48 +310,68 @@ class EstPairingConfigFlow(ConfigFlow, domain=DOMAIN):
             runtime.ignore_identity(user_input["unique_id"])
         return await super().async_step_ignore(user_input)
 
-    def _approve(self, *, pin: str | None) -> ConfigFlowResult:
+    def _review(self) -> OwnerReview | ConfigFlowResult:
+        """The request as it stands now, or the abort that says why there is none."""
         runtime = hub_runtime(self.hass)
         if runtime is None:
             return self.async_abort(reason="not_running")
         try:
-            runtime.approve(self._discovery["request_id"], pin=pin)
+            return runtime.review(self._discovery["request_id"])
         except PendingRequestGone:
             return self.async_abort(reason="request_gone")
+
+    def _approve(self, shown: OwnerReview, *, pin: str | None, use_new_details: bool) -> ConfigFlowResult:
+        runtime = hub_runtime(self.hass)
+        assert runtime is not None  # noqa: S101 - _review found it
+        placeholders = self._placeholders(shown)
+        try:  # the request was there a moment ago (_review), but the appliance may be paired since
+            runtime.approve(self._discovery["request_id"], pin=pin, use_new_details=use_new_details)
         except LockedOut:
             return self.async_abort(reason="locked_out")
         except NameTaken:
-            return self.async_abort(reason="name_taken", description_placeholders=self._placeholders())
-        except NotAllowed:
-            return self.async_abort(reason="no_pin_sent")
-        return self.async_abort(reason="approved", description_placeholders=self._placeholders())
+            return self.async_abort(reason="name_taken", description_placeholders=placeholders)
+        except NotAllowed:  # ProofMismatch: the way this page offered is not enough any more
+            return self.async_abort(reason="cannot_approve", description_placeholders=placeholders)
+        return self.async_abort(reason="approved", description_placeholders=placeholders)
 
-    def _placeholders(self) -> dict[str, str]:
+    @staticmethod
+    def _placeholders(shown: OwnerReview) -> dict[str, str]:
         """What the dialogs show; text the appliance chose is escaped, as they are rendered as markdown."""
-        info = self._discovery
-        fingerprint = info["key_fingerprint"]
+        pending = shown.review.pending
+        details = pending.details
+        device = shown.device or (shown.review.paired.details if shown.review.paired else ApplianceDetails())
         return {
-            "name": _literal(info["name"]),
-            "appliance_id": _literal(info["appliance_id"]),
-            "model": _literal(info.get("model") or "-"),
-            "manufacturer": _literal(info.get("manufacturer") or "-"),
-            "serial_number": _literal(info.get("serial_number") or "-"),
-            "address": info.get("address") or "-",
-            "key_type": info["key_type"],
-            "short_fingerprint": format_fingerprint(fingerprint, groups=SHORT_FINGERPRINT_GROUPS),
-            "fingerprint": format_fingerprint(fingerprint),
-            "factory_fingerprint": format_fingerprint(info["factory_fingerprint"])
-            if info.get("factory_fingerprint")
+            "name": _literal(details.name or pending.appliance_id),
+            "appliance_id": _literal(pending.appliance_id),
+            **_detail_placeholders("", details),
+            "address": pending.address or "-",
+            "key_type": pending.key_description,
+            "short_fingerprint": format_fingerprint(pending.key_fingerprint, groups=SHORT_FINGERPRINT_GROUPS),
+            "fingerprint": format_fingerprint(pending.key_fingerprint),
+            "factory_fingerprint": format_fingerprint(pending.factory_fingerprint)
+            if pending.factory_fingerprint
             else "-",
-            "factory_issuer": _literal(info.get("factory_issuer") or "-"),
-            "already_paired": "yes" if info.get("already_paired") else "no",
+            "factory_issuer": _literal(pending.factory_issuer or "-"),
+            "paired_key": format_fingerprint(shown.paired_key, groups=SHORT_FINGERPRINT_GROUPS)
+            if shown.paired_key
+            else "-",
+            "paired_name": _literal(device.name or pending.appliance_id),
+            **_detail_placeholders("paired_", device),
             "attempts_left": "",
         }
 
 
+def _detail_placeholders(prefix: str, details: ApplianceDetails) -> dict[str, str]:
+    return {
+        f"{prefix}model": _literal(details.model) if details.model else "-",
+        f"{prefix}manufacturer": _literal(details.manufacturer) if details.manufacturer else "-",
+        f"{prefix}serial_number": _literal(details.serial_number) if details.serial_number else "-",
+    }
+
+
 def _literal(text: str) -> str:
-    """Text shown as itself in markdown: no links, images, emphasis, HTML or extra lines."""
-    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", _CONTROL_CHARACTERS.sub(" ", text))
+    """Text shown as itself in markdown: no links, images, emphasis, HTML, extra lines or bidi tricks."""
+    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", displayable(text))
 
 
 class EstOptionsFlow(OptionsFlow):

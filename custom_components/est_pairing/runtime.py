@@ -55,7 +55,7 @@ from .est.ca import household_ca_name
 from .est.csr import ApplianceDetails
 from .est.fingerprints import format_fingerprint
 from .est.ledger import CertificateRecord
-from .est.policy import PendingEnrollment, Registration
+from .est.policy import PendingEnrollment, Registration, Review
 from .est.service import EstService, ServiceConfig
 from .est.tls import ListenerNames
 from .exceptions import AlreadyPaired, NotSaved
@@ -94,24 +94,37 @@ class HubSettings:
 
 
 def pending_discovery_data(pending: PendingEnrollment) -> dict[str, Any]:
-    """What a discovery flow needs to show and approve one pending request (JSON-safe)."""
-    details = pending.details
+    """What a discovery flow needs to find one pending request and name its card (JSON-safe).
+
+    What the dialogs show is worked out when they are shown (:meth:`EstRuntime.review`): the
+    appliance may have been paired, or its device changed, since the request arrived.
+    """
     return {
         "request_id": pending.request_id,
         "identity": pending.identity,
         "appliance_id": pending.appliance_id,
-        "kind": pending.kind.value,
-        "key_fingerprint": pending.key_fingerprint,
-        "key_type": pending.key_description,
-        "name": details.name or pending.appliance_id,
-        "model": details.model,
-        "manufacturer": details.manufacturer,
-        "serial_number": details.serial_number,
-        "address": pending.address,
-        "factory_fingerprint": pending.factory_fingerprint,
-        "factory_issuer": pending.factory_issuer,
-        "already_paired": pending.replaces is not None,
+        "name": pending.details.name or pending.appliance_id,
     }
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerReview:
+    """A waiting request as the owner's dialog shows it, worked out when shown.
+
+    ``device``: what the appliance's device (kept after a revocation too) shows now, if it has one;
+    ``paired_key``: the key of the paired appliance's newest certificate (or one the owner approved).
+    """
+
+    review: Review
+    device: ApplianceDetails | None
+    paired_key: str | None
+
+    @property
+    def new_details(self) -> bool:
+        """Whether the request reports another model, manufacturer or serial number than the device."""
+        return self.device is not None and _device_details(self.device) != _device_details(
+            self.review.pending.details
+        )
 
 
 def hub_runtime(hass: HomeAssistant) -> EstRuntime | None:
@@ -441,10 +454,36 @@ class EstRuntime:
 
     # --- the owner's decisions ----------------------------------------------------------------------
 
-    def approve(self, request_id: str, *, pin: str | None) -> Registration:
-        """Approve a pending request (raises the library's errors) and add the appliance."""
-        registration = self.service.policy.approve(request_id, pin=pin)
-        self._ensure_subentry(registration.appliance_id, registration.details)
+    def review(self, request_id: str) -> OwnerReview:
+        """What the owner's dialog shows about a waiting request now (PendingRequestGone if gone)."""
+        review = self.service.policy.review(request_id)
+        appliance_id = review.pending.appliance_id
+        subentry = self._subentry_for(appliance_id)
+        device = None
+        if subentry is not None:
+            device = ApplianceDetails(
+                name=subentry.title,
+                model=subentry.data.get("model"),
+                manufacturer=subentry.data.get("manufacturer"),
+                serial_number=subentry.data.get("serial_number"),
+            )
+        paired_key = None
+        if review.paired is not None:
+            latest = self.service.ledger.latest(appliance_id)
+            approved = sorted(review.paired.keys)
+            paired_key = latest.key_fingerprint if latest is not None else next(iter(approved), None)
+        return OwnerReview(review, device, paired_key)
+
+    def approve(self, request_id: str, *, pin: str | None, use_new_details: bool = False) -> Registration:
+        """Approve a pending request (raises the library's errors) and add the appliance.
+
+        An appliance that has a device keeps its details unless the owner chose the request's.
+        """
+        device = self.review(request_id).device
+        registration = self.service.policy.approve(
+            request_id, pin=pin, use_new_details=use_new_details, known=device
+        )
+        self._ensure_subentry(registration.appliance_id, registration.details, update=use_new_details)
         # One revoked before its first certificate, approved again, awaits enrollment again.
         async_dispatcher_send(self.hass, self.signal_appliance, registration.appliance_id)
         return registration
@@ -512,15 +551,17 @@ class EstRuntime:
             self._known_subentries.pop(subentry.subentry_id, None)  # before: listeners may run eagerly
             self.hass.config_entries.async_remove_subentry(self.entry, subentry.subentry_id)
 
-    def _ensure_subentry(self, appliance_id: str, details: ApplianceDetails) -> None:
-        """Add the appliance's subentry, or bring the one it has up to what it says now.
+    def _ensure_subentry(self, appliance_id: str, details: ApplianceDetails, *, update: bool = False) -> None:
+        """Add the appliance's subentry; one it has already keeps its details unless ``update``.
 
-        An appliance paired again after a revocation keeps its subentry and device; what its new
-        request says about it (model, manufacturer, serial number) replaces what the old one said.
-        The title stays: the owner may have renamed it.
+        An appliance paired again after a revocation, or with a new key, keeps its subentry and
+        device; what its new request says about it (model, manufacturer, serial number) replaces
+        what the device shows only when the owner chose so. The title stays: the owner may have
+        renamed it.
         """
         if (subentry := self._subentry_for(appliance_id)) is not None:
-            self._update_details(subentry, details, fill_only=False)
+            if update:
+                self._update_details(subentry, details, fill_only=False)
             return
         self.hass.config_entries.async_add_subentry(
             self.entry,

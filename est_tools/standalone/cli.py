@@ -142,8 +142,15 @@ async def serve(args: argparse.Namespace) -> None:
     users = [("--user", number, user) for number, user in enumerate(args.user, 1)]
     for path in args.users_file:
         users += [(f"--users-file {path}", number, user) for number, user in enumerate(_users_in(path), 1)]
+    notes = []
     for origin, number, user in users:
         appliance_id, _, secret = user.partition(":")
+        if _enrolled(service, appliance_id):
+            notes.append(
+                f"{origin} {appliance_id}: {appliance_id} has enrolled already, so this does not "
+                "pre-register it again; a new key of it waits for `est-server approve`"
+            )
+            continue
         try:
             service.policy.preregister(appliance_id, secret)
         except EstError as err:  # the reason names the id, never the secret
@@ -157,6 +164,8 @@ async def serve(args: argparse.Namespace) -> None:
         loop.add_signal_handler(signum, stopped.set)
     print(f"listening on https://{url_host(args.host)}:{service.port}/.well-known/est", flush=True)
     print(f"CA SHA-256 {service.ca.fingerprint}", flush=True)
+    for note in notes:  # after the two lines a supervisor waits for
+        print(note, flush=True)
     try:
         await stopped.wait()
     finally:
@@ -165,6 +174,19 @@ async def serve(args: argparse.Namespace) -> None:
         _remove(data_dir / "control.sock")
         await service.stop()
         print("stopped", flush=True)
+
+
+def _enrolled(service: EstService, appliance_id: str) -> bool:
+    """Whether the appliance used a pre-registration, was approved, or ever held a certificate.
+
+    A pre-registration is used once; the users given to ``serve`` are given again at every start,
+    and must not arm it again (nor a revoked appliance's). One not yet used is armed again, with
+    the secret given now.
+    """
+    registration = service.policy.registration(appliance_id)
+    if registration is not None and not registration.preregistered:
+        return True
+    return service.ledger.latest(appliance_id) is not None
 
 
 def service_config(args: argparse.Namespace) -> ServiceConfig:

@@ -40,6 +40,7 @@ class Storm:
     ca: x509.Certificate
     received: dict[int, x509.Certificate] = field(default_factory=dict)  # serial -> certificate
     keys: dict[int, ec.EllipticCurvePrivateKey] = field(default_factory=dict)
+    renewable: set[int] = field(default_factory=set)  # enrolled, not renewed yet
     awaiting: int = 0  # requests sent in full and not yet answered
 
     def context(self, client: int | None = None) -> ssl.SSLContext:
@@ -52,9 +53,11 @@ async def enroll_forever(storm: Storm, port: int, worker: str, rng: random.Rando
     """Enroll new appliances (and now and then renew one) until the server dies under us."""
     for number in range(1_000_000):
         key = forge.new_key()
-        renew = storm.received and rng.random() < 0.2
+        renew = storm.renewable and rng.random() < 0.2
         if renew:
-            serial = rng.choice(list(storm.received))
+            # A certificate renews once; one from a renewal only later in its life (429 before).
+            serial = rng.choice(sorted(storm.renewable))
+            storm.renewable.discard(serial)
             body = forge.body(forge.request_der(renewal_csr(key, storm.received[serial])))
             request = rawhttp.http_request(
                 "POST", f"{EST}/simplereenroll", headers={"Content-Type": wire.PKCS10}, body=body
@@ -86,6 +89,8 @@ async def enroll_forever(storm: Storm, port: int, worker: str, rng: random.Rando
         assert certificate.serial_number not in storm.received, "a serial number handed out twice"
         storm.received[certificate.serial_number] = certificate
         storm.keys[certificate.serial_number] = key
+        if not renew:
+            storm.renewable.add(certificate.serial_number)
 
 
 async def until_kill_time(storm: Storm, workers: list[asyncio.Task[None]], certificates: int) -> None:

@@ -14,7 +14,7 @@ from cryptography import x509
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from custom_components.est_pairing.est import wire
-from custom_components.est_pairing.est.csr import inspect_request
+from custom_components.est_pairing.est.csr import ApplianceDetails, inspect_request
 from custom_components.est_pairing.est.errors import EstError
 from custom_components.est_pairing.est.issuance import IssuancePolicy
 from custom_components.est_pairing.est.policy import Claim
@@ -90,6 +90,44 @@ def test_validly_signed_mutations_are_refused_or_granted_never_crash(info: bytes
     except EstError:
         return
     assert grant.name.common_name == "oven"  # whatever the request said, only its own name
+
+
+# Characters that reorder or hide text where a name is shown (and the C0/C1 controls).
+INVISIBLE = [chr(c) for c in [*range(0x202A, 0x202F), *range(0x2066, 0x206A), *range(0x200B, 0x2010)]]
+INVISIBLE += ["\ufeff", "\u00ad", "\u061c", "\U000e0041", "\x85", "\n", "\x1b"]
+
+
+@PARSERS
+@given(
+    words=st.lists(st.text(st.characters(exclude_categories=("Cc", "Cf", "Cs", "Zl", "Zp")), max_size=8)),
+    hidden=st.lists(st.sampled_from(INVISIBLE), min_size=1),
+)
+def test_what_a_request_says_about_itself_holds_nothing_invisible(
+    words: list[str], hidden: list[str]
+) -> None:
+    """Bidi overrides, isolates, marks and zero-width characters never reach a dialog or device name."""
+    text = "".join(w + h for w, h in zip(words + [""] * len(hidden), hidden, strict=False))[:60] or "x"
+    subject = x509.Name(
+        [
+            x509.NameAttribute(x509.ObjectIdentifier("2.5.4.41"), text),
+            x509.NameAttribute(x509.NameOID.ORGANIZATIONAL_UNIT_NAME, text),
+            x509.NameAttribute(x509.NameOID.ORGANIZATION_NAME, text),
+            x509.NameAttribute(x509.NameOID.SERIAL_NUMBER, "SN" + text),
+        ]
+    )
+    details = inspect_request(wire.load_csr(forge.build(KEY, "oven", attributes=subject))).details
+    for shown in (details.name, details.model, details.manufacturer, details.serial_number):
+        assert shown is None or not set(shown) & set(INVISIBLE), repr(shown)
+
+
+def test_the_reversed_lock_name_reads_as_it_is() -> None:
+    subject = x509.Name(
+        [x509.NameAttribute(x509.ObjectIdentifier("2.5.4.41"), "Front door lock\u202e\u200bkcol")]
+    )
+    details = inspect_request(wire.load_csr(forge.build(KEY, "oven", attributes=subject))).details
+    assert details.name == "Front door lockkcol"
+    assert ApplianceDetails(name="\u2066Oven\u2069", model="\u200b").name == "Oven"  # typed, or stored
+    assert ApplianceDetails(model="\u200b\ufeff").model is None
 
 
 @PARSERS

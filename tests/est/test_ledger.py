@@ -16,7 +16,7 @@ import pytest
 
 from custom_components.est_pairing.est.ca import HouseholdCA
 from custom_components.est_pairing.est.errors import CAFailure
-from custom_components.est_pairing.est.ledger import Ledger
+from custom_components.est_pairing.est.ledger import Ledger, Supersession
 from custom_components.est_pairing.est.storage import Event, JournalFile, JsonFileStore
 
 from . import forge
@@ -347,3 +347,44 @@ async def test_a_revocation_in_a_compacted_copy_wins_over_an_older_copy(
     assert record.revoked and record.revocation_reason == "keyCompromise"
     assert [r.serial_number for r in ledger.revoked()] == [certificate.serial_number]
     assert ledger.crl_number == 1
+
+
+async def test_certificates_recorded_at_once_for_one_appliance_count_each_other(
+    tmp_path: Path, ca: HouseholdCA
+) -> None:
+    """However many arrive in one write, the appliance keeps its newest two valid certificates."""
+    ledger = Ledger(JournalFile(tmp_path / "ledger.jsonl"))
+    supersession = Supersession(NOW, keep=2)
+    certificates = [issue(ca) for _ in range(12)]
+    await asyncio.gather(*(ledger.record_issued(c, "oven", supersession=supersession) for c in certificates))
+    valid = [r.serial_number for r in ledger.for_appliance("oven") if not r.revoked]
+    assert valid == [c.serial_number for c in certificates[-2:]]
+    assert {r.revocation_reason for r in ledger.for_appliance("oven") if r.revoked} == {"superseded"}
+    assert ledger.crl_number == 10
+
+
+async def test_renewals_and_supersessions_survive_compaction(tmp_path: Path, ca: HouseholdCA) -> None:
+    path = tmp_path / "ledger.jsonl"
+    ledger = Ledger(JournalFile(path))
+    first = await ledger.record_issued(issue(ca), "oven")
+    renewed = await ledger.record_issued(
+        issue(ca), "oven", renews=first.serial_number, supersession=Supersession(NOW, keep=2)
+    )
+    for index in range(100):  # enough events for a compaction
+        await ledger.record_issued(issue(ca, f"a{index}"), f"a{index}")
+    lost = await ledger.record_issued(
+        issue(ca), "oven", supersession=Supersession(NOW, keep=2, also=(renewed.serial_number,))
+    )
+    await ledger.wait_idle()
+    assert json.loads(path.read_text().splitlines()[0])["op"] == "meta"  # compacted
+    reloaded = Ledger(JournalFile(path))
+    await reloaded.load()
+    again = reloaded.get(first.serial_number)
+    assert again is not None and again.renewed_by == renewed.serial_number and not again.revoked
+    was_renewed = reloaded.get(renewed.serial_number)
+    assert was_renewed is not None and was_renewed.renews == first.serial_number
+    assert was_renewed.revocation_reason == "superseded"  # named in ``also``, though among the newest two
+    assert [r.serial_number for r in reloaded.for_appliance("oven") if not r.revoked] == [
+        first.serial_number,
+        lost.serial_number,
+    ]

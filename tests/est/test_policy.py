@@ -15,6 +15,7 @@ from custom_components.est_pairing.est.errors import (
     MalformedRequest,
     NotAllowed,
     PendingRequestGone,
+    ProofMismatch,
     ProtocolError,
     TooManyRequests,
     WrongPin,
@@ -33,6 +34,7 @@ from custom_components.est_pairing.est.policy import (
     Approved,
     AwaitingOwner,
     Claim,
+    Confirmation,
     CredentialKind,
     EnrollmentPolicy,
     PendingEnrollment,
@@ -140,12 +142,19 @@ def test_rejection_is_remembered_for_that_key(policy: EnrollmentPolicy) -> None:
     assert isinstance(policy.authorize(claim(), request(), None), AwaitingOwner)
 
 
-def test_preregistration_accepts_any_key_with_the_secret(policy: EnrollmentPolicy) -> None:
+def test_a_preregistration_admits_the_first_key_with_the_secret_only(policy: EnrollmentPolicy) -> None:
     policy.preregister("oven", "123456")
-    assert policy.authorize(claim(), request(), None) == Approved("oven")
-    assert policy.authorize(claim(), request(), None) == Approved("oven")
     with pytest.raises(AuthenticationRequired):
         policy.authorize(claim(secret="1"), request(), None)
+    first = request()
+    assert policy.authorize(claim(), first, None) == Approved("oven")
+    assert policy.authorize(claim(), first, None) == Approved("oven")  # its retry
+    registration = policy.registration("oven")
+    assert registration is not None and not registration.preregistered
+    assert registration.keys == {first.key_fingerprint}
+    assert isinstance(policy.authorize(claim(), request(), None), AwaitingOwner)  # another key: the owner
+    with pytest.raises(NotAllowed, match="paired already"):
+        policy.preregister("oven", "123456")  # arming it again would admit that key unattended
     with pytest.raises(MalformedRequest):
         policy.preregister("oven", "")
 
@@ -186,10 +195,7 @@ def test_a_preregistration_learns_what_the_appliance_says_about_itself(policy: E
     assert registration is not None
     assert registration.details == ApplianceDetails("Kitchen oven", "OV-200", "Acme", "SN-42")  # owner's name
     assert len(saves) == 1
-    assert policy.authorize(claim(), request(), None) == Approved("oven")  # says nothing new: no save
-    other = ApplianceDetails(model="OV-999", manufacturer="Other", serial_number="SN-1")
-    other_oven = inspect_request(build_csr(ec.generate_private_key(ec.SECP256R1()), "oven", details=other))
-    assert policy.authorize(claim(), other_oven, None) == Approved("oven")  # what is known stays
+    assert policy.authorize(claim(), oven, None) == Approved("oven")  # its retry: no save
     assert policy.registration("oven") == registration
     assert len(saves) == 1
 
@@ -370,3 +376,69 @@ def test_the_embedding_application_refuses_and_withdraws_without_deciding(policy
     again = policy.authorize(claim(), oven, None)  # withdrawn is not rejected: the same key may ask
     assert isinstance(again, AwaitingOwner)
     assert again.new
+
+
+def test_a_second_key_of_a_pin_paired_appliance_needs_its_pin_and_keeps_it(policy: EnrollmentPolicy) -> None:
+    """A stranger's key sent without a PIN, waiting next to the real one, must not replace its PIN."""
+    real, stranger = request(), request()
+    waiting = policy.authorize(claim(), real, None)
+    sneaking = policy.authorize(claim(secret=""), stranger, None)  # before the owner approved oven
+    assert isinstance(waiting, AwaitingOwner) and isinstance(sneaking, AwaitingOwner)
+    assert policy.review(sneaking.pending.request_id).confirmations == (
+        Confirmation.FINGERPRINT,  # a first pairing, as things stand
+    )
+    paired = policy.approve(waiting.pending.request_id, pin="123456")
+
+    review = policy.review(sneaking.pending.request_id)  # worked out now, not when it arrived
+    assert review.paired == paired
+    assert review.confirmations == ()
+    with pytest.raises(ProofMismatch, match="does not bring the proof it was paired with"):
+        policy.approve(sneaking.pending.request_id)
+    with pytest.raises(NotAllowed, match="sent no PIN"):
+        policy.approve(sneaking.pending.request_id, pin="123456")
+    assert policy.registration("oven") == paired
+    assert policy.authorize(claim(), real, None) == Approved("oven")  # the real oven keeps its PIN
+
+    new_key = request()  # the real oven with a new key (reset): its PIN, and the owner's
+    again = policy.authorize(claim(), new_key, None)
+    assert isinstance(again, AwaitingOwner)
+    assert policy.review(again.pending.request_id).confirmations == (Confirmation.PIN,)
+    with pytest.raises(ProofMismatch, match="approve its new key with the PIN"):
+        policy.approve(again.pending.request_id)
+    registration = policy.approve(again.pending.request_id, pin="123456")
+    assert registration.keys == {real.key_fingerprint, new_key.key_fingerprint}
+    assert registration.secret_digest == paired.secret_digest
+    assert registration.kind is CredentialKind.PIN
+
+
+def test_the_typed_pin_must_be_the_one_the_appliance_was_paired_with(policy: EnrollmentPolicy) -> None:
+    first = policy.authorize(claim(secret="123456"), request(), None)
+    other = policy.authorize(claim(secret="777777"), request(), None)  # waiting beside it
+    assert isinstance(first, AwaitingOwner) and isinstance(other, AwaitingOwner)
+    policy.approve(first.pending.request_id, pin="123456")
+    with pytest.raises(WrongPin, match="the one oven was paired with"):
+        policy.approve(other.pending.request_id, pin="777777")
+    with pytest.raises(WrongPin, match="the one the appliance sent"):
+        policy.approve(other.pending.request_id, pin="123456")
+
+
+def test_a_new_key_of_a_fingerprint_paired_appliance_keeps_its_details_unless_told(
+    policy: EnrollmentPolicy,
+) -> None:
+    said = ApplianceDetails(name="Oven", model="OV-200", serial_number="SN-42")
+    oven = inspect_request(build_csr(ec.generate_private_key(ec.SECP256R1()), "oven", details=said))
+    first = policy.authorize(claim(secret=""), oven, None)
+    assert isinstance(first, AwaitingOwner)
+    paired = policy.approve(first.pending.request_id)
+    other = ApplianceDetails(name="Evil oven", model="X-1", serial_number="SN-666")
+    for use_new_details, expected in ((False, paired.details), (True, other)):
+        key = inspect_request(build_csr(ec.generate_private_key(ec.SECP256R1()), "oven", details=other))
+        waiting = policy.authorize(claim(secret=""), key, None)
+        assert isinstance(waiting, AwaitingOwner)
+        review = policy.review(waiting.pending.request_id)
+        assert review.confirmations == (Confirmation.FINGERPRINT,)
+        assert review.paired is not None and review.paired.details == paired.details
+        assert review.pending.details == other
+        approved = policy.approve(waiting.pending.request_id, use_new_details=use_new_details)
+        assert approved.details == expected
+        assert approved.secret_digest is None

@@ -15,7 +15,7 @@ import pytest
 
 from custom_components.est_pairing.est.ca import HouseholdCA, IssuedName
 from custom_components.est_pairing.est.credentials import BasicCredentials
-from custom_components.est_pairing.est.errors import CertificateRevoked, NotAllowed
+from custom_components.est_pairing.est.errors import CertificateRevoked, NotAllowed, TooManyRequests
 from custom_components.est_pairing.est.fingerprints import certificate_fingerprint, public_key_fingerprint
 from custom_components.est_pairing.est.issuance import IssuancePolicy
 from custom_components.est_pairing.est.ledger import Ledger
@@ -226,18 +226,20 @@ async def test_a_retried_enrollment_gets_the_same_certificate_not_another(
     assert isinstance(after_revocation, Issued)
     assert after_revocation.certificate.serial_number != later.certificate.serial_number
     other_key_pair = ec.generate_private_key(ec.SECP256R1())
+    waiting = await registrar.enroll(oven, build_csr(other_key_pair, "oven"))
+    assert isinstance(waiting, AwaitingOwner)  # the pre-registration was used: the owner approves it
+    policy.approve(waiting.pending.request_id, pin="123456")
     other_key = await registrar.enroll(oven, build_csr(other_key_pair, "oven"))
     assert isinstance(other_key, Issued)
     assert other_key.certificate.serial_number != after_revocation.certificate.serial_number
     assert len(registrar.ledger) == 4
 
     holder = Peer("10.0.0.7", certificate_chain=(other_key.certificate,))
-    same_key = await registrar.reenroll(holder, renewal_csr(other_key_pair, other_key.certificate))
+    renewal = renewal_csr(other_key_pair, other_key.certificate)
+    same_key = await registrar.reenroll(holder, renewal)
     assert same_key.certificate != other_key.certificate  # never the certificate being renewed
-    renewal = renewal_csr(ec.generate_private_key(ec.SECP256R1()), other_key.certificate)
-    renewed = await registrar.reenroll(holder, renewal)
-    assert (await registrar.reenroll(holder, renewal)).certificate == renewed.certificate
-    assert len(registrar.ledger) == 6
+    assert (await registrar.reenroll(holder, renewal)).certificate == same_key.certificate
+    assert len(registrar.ledger) == 5
 
 
 async def test_every_crl_with_new_dates_has_a_larger_crl_number(tmp_path: Path, ca: HouseholdCA) -> None:
@@ -282,8 +284,7 @@ async def test_a_certificate_that_serves_tls_is_valid_825_days_at_most(
     tmp_path: Path, ca: HouseholdCA
 ) -> None:
     """Apple platforms refuse a TLS server certificate valid longer, even from an installed CA."""
-    policy = EnrollmentPolicy()
-    policy.preregister("oven", "123456")
+    policy = EnrollmentPolicy(auto_approve=True)  # two keys of one appliance, each approved
     registrar = Registrar(
         ca=ca,
         ledger=Ledger(JournalFile(tmp_path / "ledger.jsonl")),
@@ -316,3 +317,178 @@ async def test_a_certificate_that_serves_tls_is_valid_825_days_at_most(
     assert [serves for serves, _ in lifetimes] == [True, False]
     assert timedelta(days=824) < lifetimes[0][1] <= timedelta(days=825)
     assert timedelta(days=3649) < lifetimes[1][1] <= timedelta(days=3650)
+
+
+# --- bounded certificates per appliance -------------------------------------------------------------
+
+
+class Hub:
+    """A registrar over a ledger file, with a clock the test moves; ``restart`` reads the ledger again."""
+
+    def __init__(self, tmp_path: Path, ca: HouseholdCA) -> None:
+        self.clock = [NOW]
+        self.path = tmp_path / "ledger.jsonl"
+        self.ca = ca
+        self.policy = EnrollmentPolicy()
+        self.policy.preregister("oven", "123456")
+        self.registrar = Registrar(
+            ca=ca,
+            ledger=Ledger(JournalFile(self.path)),
+            policy=self.policy,
+            issuance=IssuancePolicy(validity_days=100),
+            now=lambda: self.clock[0],
+        )
+
+    @property
+    def ledger(self) -> Ledger:
+        return self.registrar.ledger
+
+    async def restart(self) -> None:
+        await self.ledger.wait_idle()
+        ledger = Ledger(JournalFile(self.path))
+        await ledger.load()
+        self.registrar = Registrar(
+            ca=self.ca,
+            ledger=ledger,
+            policy=self.policy,
+            issuance=IssuancePolicy(validity_days=100),
+            now=lambda: self.clock[0],
+        )
+
+    async def enroll(self, private_key: ec.EllipticCurvePrivateKey) -> x509.Certificate:
+        issued = await self.registrar.enroll(OVEN, build_csr(private_key, "oven"))
+        assert isinstance(issued, Issued)
+        return issued.certificate
+
+    async def renew(self, current: x509.Certificate, new_key: ec.EllipticCurvePrivateKey) -> x509.Certificate:
+        holder = Peer("10.0.0.7", certificate_chain=(current,))
+        return (await self.registrar.reenroll(holder, renewal_csr(new_key, current))).certificate
+
+    def valid(self) -> list[int]:
+        """Serials of oven's unrevoked, unexpired certificates."""
+        now = self.clock[0].timestamp()
+        return [
+            r.serial_number for r in self.ledger.for_appliance("oven") if not r.revoked and r.not_after > now
+        ]
+
+    def crl_reasons(self) -> dict[int, x509.ReasonFlags]:
+        crl = x509.load_der_x509_crl(self.registrar.crl())
+        return {
+            entry.serial_number: entry.extensions.get_extension_for_class(x509.CRLReason).value.reason
+            for entry in crl
+        }
+
+
+OVEN = Peer("10.0.0.7", BasicCredentials("oven", "123456"))
+
+
+def new_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+async def test_serverkeygen_repeats_get_the_same_key_and_certificate(tmp_path: Path, ca: HouseholdCA) -> None:
+    """The same request 300 times, in turn and at once, is one key and one certificate, not 300."""
+    hub = Hub(tmp_path, ca)
+    csr = build_csr(new_key(), "oven")
+    first = await hub.registrar.serverkeygen(OVEN, csr)
+    assert isinstance(first, IssuedWithKey)
+    repeats = [await hub.registrar.serverkeygen(OVEN, csr) for _ in range(150)]
+    repeats += await asyncio.gather(*(hub.registrar.serverkeygen(OVEN, csr) for _ in range(150)))
+    for repeat in repeats:
+        assert isinstance(repeat, IssuedWithKey)
+        assert repeat.issued.certificate == first.issued.certificate
+        assert repeat.private_key_der() == first.private_key_der()
+    assert len(hub.ledger) == 1
+
+
+async def test_the_same_request_at_once_is_signed_once(tmp_path: Path, ca: HouseholdCA) -> None:
+    hub = Hub(tmp_path, ca)
+    csr = build_csr(new_key(), "oven")
+    answers = await asyncio.gather(*(hub.registrar.enroll(OVEN, csr) for _ in range(20)))
+    assert len({a.certificate.serial_number for a in answers if isinstance(a, Issued)}) == 1
+    assert len(hub.ledger) == 1
+
+
+async def test_a_certificate_renews_once_and_a_renewed_one_not_at_once(
+    tmp_path: Path, ca: HouseholdCA
+) -> None:
+    hub = Hub(tmp_path, ca)
+    first = await hub.enroll(new_key())
+    second_key = new_key()
+    second = await hub.renew(first, second_key)  # right after enrolling: allowed
+    with pytest.raises(NotAllowed, match="renewed already: renew with the newer certificate"):
+        await hub.renew(first, new_key())  # a copy of the first certificate cannot start a chain
+    assert await hub.renew(first, second_key) == second  # the same renewal asked again: its answer
+    assert hub.valid() == [first.serial_number, second.serial_number]  # both, while it switches over
+
+    with pytest.raises(TooManyRequests, match="renews from") as early:
+        await hub.renew(second, new_key())
+    quarter = (second.not_valid_after_utc - second.not_valid_before_utc) / 4
+    assert early.value.retry_after == pytest.approx(quarter.total_seconds() - 300, abs=2)  # backdated 5 min
+    hub.clock[0] += quarter
+    third = await hub.renew(second, new_key())
+    assert hub.valid() == [second.serial_number, third.serial_number]
+    assert hub.crl_reasons() == {first.serial_number: x509.ReasonFlags.superseded}
+    assert len(hub.ledger) == 3
+
+
+async def test_a_hundred_renewals_leave_two_valid_certificates(tmp_path: Path, ca: HouseholdCA) -> None:
+    """Renewing with a fresh key each time: every certificate but the last two is superseded."""
+    hub = Hub(tmp_path, ca)
+    current = await hub.enroll(new_key())
+    refused = 0
+    for _ in range(100):
+        try:
+            current = await hub.renew(current, new_key())
+        except TooManyRequests as early:
+            refused += 1
+            hub.clock[0] += timedelta(seconds=early.retry_after)
+        assert len(hub.valid()) <= 2
+    assert refused >= 49  # every renewal of a renewed certificate waited
+    records = hub.ledger.for_appliance("oven")
+    assert len(records) <= 52
+    assert all(r.revocation_reason == "superseded" for r in records if r.revoked)
+    assert len(hub.crl_reasons()) == len(records) - 2
+
+
+async def test_a_repeat_later_in_life_supersedes_the_oldest(tmp_path: Path, ca: HouseholdCA) -> None:
+    """The bound holds for enrollment too: a fresh certificate for the same key pushes the oldest out."""
+    hub = Hub(tmp_path, ca)
+    key = new_key()
+    first = await hub.enroll(key)
+    second = await hub.renew(first, key)  # the same key, renewed at once (as curl users do)
+    assert await hub.enroll(key) == second  # the newest answer for that key, while it is young
+    hub.clock[0] += timedelta(days=60)  # past half of its life: the appliance wants a fresh one
+    third = await hub.enroll(key)
+    assert third not in (first, second)
+    assert hub.valid() == [second.serial_number, third.serial_number]
+    assert hub.crl_reasons() == {first.serial_number: x509.ReasonFlags.superseded}
+
+
+async def test_a_lost_renewal_answer_is_recovered_after_a_restart(tmp_path: Path, ca: HouseholdCA) -> None:
+    hub = Hub(tmp_path, ca)
+    first = await hub.enroll(new_key())
+    second_key = new_key()
+    lost = await hub.renew(first, second_key)
+    await hub.restart()  # the answers given are forgotten; the ledger knows first was renewed
+    again = await hub.renew(first, second_key)
+    assert again != lost and again.public_key() == second_key.public_key()
+    assert await hub.renew(first, second_key) == again
+    assert hub.valid() == [first.serial_number, again.serial_number]  # the lost one is superseded
+    assert hub.crl_reasons() == {lost.serial_number: x509.ReasonFlags.superseded}
+    with pytest.raises(NotAllowed, match="renewed already"):
+        await hub.renew(first, new_key())
+    await hub.ledger.revoke(again.serial_number, reason=x509.ReasonFlags.key_compromise, when=hub.clock[0])
+    with pytest.raises(NotAllowed, match="renewed already"):  # its renewal revoked: no second successor
+        await hub.renew(first, second_key)
+
+
+async def test_renewals_of_one_certificate_at_once_make_one_successor(
+    tmp_path: Path, ca: HouseholdCA
+) -> None:
+    hub = Hub(tmp_path, ca)
+    first = await hub.enroll(new_key())
+    outcomes = await asyncio.gather(*(hub.renew(first, new_key()) for _ in range(5)), return_exceptions=True)
+    assert len([o for o in outcomes if isinstance(o, x509.Certificate)]) == 1
+    assert all(isinstance(o, NotAllowed) for o in outcomes if not isinstance(o, x509.Certificate))
+    assert len(hub.ledger) == 2

@@ -365,6 +365,25 @@ async def test_preregistered_appliance_enrolls_at_once(server: RunningServer, ca
     assert server.service.ledger.get(certificate.serial_number) is not None
 
 
+async def test_a_preregistration_is_used_once(server: RunningServer, call: Call) -> None:
+    """A captured or guessed PIN must not mint certificates for key after key, unknown to the owner."""
+    first, second, third = appliance(), appliance(), appliance()
+    answer = await call("POST", f"{EST}/simpleenroll", body=first.body, auth=("oven", "123456"))
+    certificate = certificate_from(answer)
+    registration = server.service.policy.registration("oven")
+    assert registration is not None
+    assert not registration.preregistered  # it became the owner's approval of that key
+    assert registration.keys == {inspect_request(first.csr).key_fingerprint}
+    for other in (second, third):
+        later = await call("POST", f"{EST}/simpleenroll", body=other.body, auth=("oven", "123456"))
+        assert later.status == 202, later.text  # another key: the owner decides
+    assert len(server.service.policy.pending_requests()) == 2
+    # The first key's retry (its answer was lost, say) still gets its certificate, the same one.
+    again = await call("POST", f"{EST}/simpleenroll", body=first.body, auth=("oven", "123456"))
+    assert certificate_from(again) == certificate
+    assert len(server.service.ledger) == 1
+
+
 async def test_wrong_pin_is_401_and_locks_out_after_free_attempts(call: Call) -> None:
     oven = appliance()
     for _ in range(FREE_ATTEMPTS):
@@ -684,9 +703,11 @@ async def test_weak_key_is_refused(call: Call) -> None:
 # --- re-enrollment ----------------------------------------------------------------------------------
 
 
-async def enrolled(call: Call) -> tuple[x509.Certificate, CertificateIssuerPrivateKeyTypes]:
-    oven = appliance()
-    answer = await call("POST", f"{EST}/simpleenroll", body=oven.body, auth=("oven", "123456"))
+async def enrolled(
+    call: Call, appliance_id: str = "oven"
+) -> tuple[x509.Certificate, CertificateIssuerPrivateKeyTypes]:
+    oven = appliance(appliance_id)
+    answer = await call("POST", f"{EST}/simpleenroll", body=oven.body, auth=(appliance_id, "123456"))
     return certificate_from(answer), oven.key
 
 
@@ -702,17 +723,46 @@ async def test_reenroll_same_key_and_rekey(server: RunningServer, call: Call) ->
     renewed = certificate_from(same)
     assert renewed.subject == certificate.subject
     assert renewed.serial_number != certificate.serial_number
+    server.service.policy.preregister("stove", "123456")
+    stove, stove_key = await enrolled(call, "stove")
     new_key = ec.generate_private_key(ec.SECP384R1())
     rekeyed = certificate_from(
         await call(
             "POST",
             f"{EST}/appliance/simplereenroll",
-            body=renewal_body(new_key, certificate),
-            tls=(certificate, key),
+            body=renewal_body(new_key, stove),
+            tls=(stove, stove_key),
         )
     )
     assert rekeyed.public_key() == new_key.public_key()
-    assert [r.appliance_id for r in server.service.ledger.for_appliance("oven")] == ["oven"] * 3
+    assert [r.appliance_id for r in server.service.ledger.for_appliance("oven")] == ["oven"] * 2
+
+
+async def test_a_certificate_renews_once_then_waits(server: RunningServer, call: Call) -> None:
+    """Renewing the same certificate again, or a renewed one at once, grows nothing: 403 and 429."""
+    certificate, key = await enrolled(call)
+    renewed_key = ec.generate_private_key(ec.SECP256R1())
+    renewal = renewal_body(renewed_key, certificate)
+    renewed = certificate_from(
+        await call("POST", f"{EST}/simplereenroll", body=renewal, tls=(certificate, key))
+    )
+    again = await call("POST", f"{EST}/simplereenroll", body=renewal, tls=(certificate, key))
+    assert certificate_from(again) == renewed  # the same renewal (its answer was lost): the same answer
+    another = renewal_body(ec.generate_private_key(ec.SECP256R1()), certificate)
+    assert_refusal(
+        await call("POST", f"{EST}/simplereenroll", body=another, tls=(certificate, key)),
+        403,
+        "renewed already: renew with the newer certificate",
+    )
+    early = await call(
+        "POST",
+        f"{EST}/simplereenroll",
+        body=renewal_body(ec.generate_private_key(ec.SECP256R1()), renewed),
+        tls=(renewed, renewed_key),
+    )
+    assert_refusal(early, 429, "came from a renewal and renews from")
+    assert int(early.headers["Retry-After"]) > 80 * 86400  # a quarter of a year, less 5 minutes
+    assert len(server.service.ledger) == 2
 
 
 async def test_reenroll_refusals(server: RunningServer, call: Call) -> None:

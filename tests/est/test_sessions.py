@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+import contextlib
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -21,7 +22,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 import pytest
 
 from custom_components.est_pairing.est import sessions, wire
+from custom_components.est_pairing.est.ca import IssuedName
 from custom_components.est_pairing.est.policy import CredentialKind
+from custom_components.est_pairing.est.tls import server_ssl_context
 from est_tools.appliance.client import build_csr, client_ssl_context, renewal_csr
 
 from .conftest import RunningServer, make_service, oven_server
@@ -204,3 +207,51 @@ async def test_a_factory_chain_under_an_expired_manufacturer_ca(
             assert service.policy.pending_requests() == []
     finally:
         await service.stop()
+
+
+def _resident_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_a_tls13_client_certificate_costs_no_memory_once_its_connection_ends(
+    server: RunningServer,
+) -> None:
+    """Reading a connection's ``session`` leaked a copy of it in CPython before 3.13.1 (gh-116810).
+
+    Real handshakes in memory, through the listener's own TLS context: 3,000 renewal-style TLS 1.3
+    connections presenting a client certificate would have kept about 16 MB.
+    """
+    key = ec.generate_private_key(ec.SECP256R1())
+    holder = server.service.ca.issue_appliance_certificate(
+        public_key=key.public_key(),
+        name=IssuedName("oven"),
+        server_auth=False,
+        serial_number=x509.random_serial_number(),
+        not_before=NOW,
+        not_after=LATER,
+        crl_url=None,
+    )
+    client_context = client_ssl_context(server.service.ca.certificate, certificate=holder, private_key=key)
+    chains = sessions.SessionChains()
+    listener_context = server_ssl_context(server.service.listener_identity, [server.service.ca.certificate])
+
+    def handshake() -> None:
+        to_server, to_client = ssl.MemoryBIO(), ssl.MemoryBIO()
+        client = client_context.wrap_bio(to_client, to_server, server_hostname="localhost")
+        listener = listener_context.wrap_bio(to_server, to_client, server_side=True)
+        for _ in range(10):
+            for end in (client, listener):
+                with contextlib.suppress(ssl.SSLWantReadError):
+                    end.do_handshake()
+        assert listener.version() == "TLSv1.3"
+        assert chains.chain_for(listener).certificates[0] == holder.public_bytes(serialization.Encoding.DER)
+
+    for _ in range(300):  # allocator warm-up
+        handshake()
+    before = _resident_kib()
+    for _ in range(3000):
+        handshake()
+    assert _resident_kib() - before < 6 * 1024

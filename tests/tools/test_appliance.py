@@ -768,8 +768,16 @@ async def test_a_certificate_the_server_calls_expired_enrolls_again(
         first = await appliance(capsys, state, "--id", "oven", "--pin", "123456", "--server", server.url)
         assert first.code == ExitCode.OK, first.error
         later = stored_certificate(state).not_valid_after_utc - datetime.now(UTC) + timedelta(days=1)
+
+        async def owner_approves() -> None:  # the pre-registration was used: a new key asks the owner
+            (pending,) = server.service.policy.pending_requests()
+            server.service.policy.approve(pending.request_id, pin="123456")
+
         run = await appliance(
-            capsys, state, "--id", "oven", "--pin", "123456", "--server", server.url, "--renew-after", "0"
+            capsys,
+            state,
+            *("--id", "oven", "--pin", "123456", "--server", server.url, "--renew-after", "0"),
+            when_waiting=owner_approves,
         )
     assert run.code == ExitCode.OK, run.error
     assert run.line("the presented certificate has expired; enroll again")

@@ -70,9 +70,10 @@ async def test_every_operation(server: RunningServer) -> None:
         certificate = await client.enroll(build_csr(oven_key, "oven"), username="oven", password="123456")
         renewed = await client.reenroll(renewal_csr(oven_key, certificate), certificate, oven_key)
         assert renewed.subject == certificate.subject
+        server.service.policy.preregister("stove", "123456")  # oven used its pre-registration
         private_key, generated = await client.serverkeygen(
-            build_csr(rsa.generate_private_key(public_exponent=65537, key_size=2048), "oven"),
-            username="oven",
+            build_csr(rsa.generate_private_key(public_exponent=65537, key_size=2048), "stove"),
+            username="stove",
             password="123456",
         )
         assert isinstance(private_key, rsa.RSAPrivateKey)

@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 import pytest
 
 from custom_components.est_pairing.est import storage
+from custom_components.est_pairing.est.fingerprints import public_key_fingerprint
 from custom_components.est_pairing.est.service import ServiceConfig
 from custom_components.est_pairing.est.tls import ListenerNames
 from est_tools.appliance.client import EstClient, Pending, build_csr
@@ -107,6 +108,61 @@ async def test_a_users_file_the_policy_refuses_stops_serve_with_a_reason(tmp_pat
     )
     assert "Traceback" not in stderr
     assert "s3cret" not in stderr
+
+
+async def test_a_user_given_again_at_restart_is_not_armed_again(tmp_path: Path) -> None:
+    """``--user`` pre-registers an appliance once: a restart with the same list must not re-arm it."""
+    serving = await start(tmp_path, "--user", "oven:123456", "--user", "fridge:654321")
+    ca = x509.load_pem_x509_certificate((tmp_path / "ca.pem").read_bytes())
+    async with EstClient(serving.url, ca) as client:
+        oven = build_csr(ec.generate_private_key(ec.SECP256R1()), "oven")
+        assert isinstance(
+            await client.simpleenroll(oven, username="oven", password="123456"), x509.Certificate
+        )
+    await serving.stop()
+
+    again = await start(tmp_path, "--user", "oven:123456", "--user", "fridge:654321")
+    try:
+        async with EstClient(again.url, ca) as client:
+            other_key = build_csr(ec.generate_private_key(ec.SECP256R1()), "oven")
+            assert isinstance(
+                await client.simpleenroll(other_key, username="oven", password="123456"), Pending
+            )
+            fridge = build_csr(ec.generate_private_key(ec.SECP256R1()), "fridge")  # never enrolled: armed
+            assert isinstance(
+                await client.simpleenroll(fridge, username="fridge", password="654321"), x509.Certificate
+            )
+    finally:
+        said = await again.stop()
+    assert "--user oven: oven has enrolled already" in said
+
+
+async def test_approve_never_lets_a_new_key_pass_over_the_pin_an_appliance_was_paired_with(
+    tmp_path: Path,
+) -> None:
+    serving = await start(tmp_path)
+    ca = x509.load_pem_x509_certificate((tmp_path / "ca.pem").read_bytes())
+    try:
+        async with EstClient(serving.url, ca) as client:
+            oven = build_csr(ec.generate_private_key(ec.SECP256R1()), "oven")
+            stranger = build_csr(ec.generate_private_key(ec.SECP256R1()), "oven")
+            assert isinstance(await client.simpleenroll(oven, username="oven", password="123456"), Pending)
+            assert isinstance(await client.simpleenroll(stranger, username="oven", password=""), Pending)
+            oven_key = public_key_fingerprint(oven.public_key())[:16]
+            code, _, stderr = await est_server(
+                "approve", "oven", "--key", oven_key, "--pin", "123456", "--data-dir", tmp_path
+            )
+            assert code == 0, stderr
+            code, _, stderr = await est_server("approve", "oven", "--data-dir", tmp_path)
+            assert code == 1
+            assert "does not bring the proof it was paired with" in stderr
+            code, _, stderr = await est_server("approve", "oven", "--pin", "123456", "--data-dir", tmp_path)
+            assert code == 1
+            assert "sent no PIN" in stderr
+            certificate = await client.simpleenroll(oven, username="oven", password="123456")
+            assert isinstance(certificate, x509.Certificate)  # the oven's PIN still admits it
+    finally:
+        await serving.stop()
 
 
 def test_a_users_file_must_hold_id_and_secret(tmp_path: Path) -> None:

@@ -21,7 +21,23 @@ type IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _ACCEPTED_CURVES = {"secp256r1": "P-256", "secp384r1": "P-384"}
 _NAME_ATTRIBUTE = x509.ObjectIdentifier("2.5.4.41")  # id-at-name: a friendly name
 _DETAIL_LENGTH = 64
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f]")
+# Control characters (C0, C1), line and paragraph separators, and the invisible format characters
+# that reorder or hide text: bidi embeddings, overrides and isolates (U+202A-202E, U+2066-2069), marks
+# (U+200E-200F, U+061C), zero-width ones (U+200B-200D, U+2060-2064, U+FEFF), the soft hyphen, the
+# Mongolian vowel separator, interlinear annotation and tag characters. Shown, they make a name read
+# as another ("Front door lock\u202e\u200bkcol") or hide what it says.
+_NOT_DISPLAYABLE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f"
+    "\ufeff\ufff9-\ufffb\U000e0000-\U000e007f]"
+)
+
+
+def displayable(text: str) -> str:
+    """Text someone chose, as it may be shown to the owner: trimmed, without what cannot be shown.
+
+    Control characters go, and the invisible ones that reorder or hide text (``_NOT_DISPLAYABLE``).
+    """
+    return _NOT_DISPLAYABLE.sub("", text).strip()
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,9 +53,16 @@ class ApplianceDetails:
     manufacturer: str | None = None
     serial_number: str | None = None
 
+    def __post_init__(self) -> None:
+        # Every way details come in (a request, a factory certificate, the owner, stored approvals)
+        # passes here: what is kept is displayable, an empty field is None.
+        for attribute in ("name", "model", "manufacturer", "serial_number"):
+            if (value := getattr(self, attribute)) is not None:
+                object.__setattr__(self, attribute, displayable(value) or None)
+
     @classmethod
     def from_name(cls, subject: x509.Name) -> ApplianceDetails:
-        """Pick the details out of an X.509 name, trimmed and stripped of control characters."""
+        """Pick the details out of an X.509 name, trimmed and stripped of what cannot be shown."""
         return _details(_first_values(subject))
 
 
@@ -217,4 +240,4 @@ def _detail(values: _FirstValues, oid: x509.ObjectIdentifier) -> str | None:
     value = values.get(oid)
     if not isinstance(value, str):
         return None
-    return _UNPRINTABLE.sub("", value).strip()[:_DETAIL_LENGTH] or None
+    return displayable(value)[:_DETAIL_LENGTH] or None

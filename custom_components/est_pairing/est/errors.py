@@ -38,6 +38,10 @@ class NameTaken(NotAllowed):
     """The appliance id differs only in case from an appliance the owner approved or pre-registered."""
 
 
+class ProofMismatch(NotAllowed):
+    """A new key for a paired appliance does not bring the proof the appliance was paired with."""
+
+
 class Rejected(NotAllowed):
     """The owner rejected this appliance's request: its identity and key are refused from now on."""
 

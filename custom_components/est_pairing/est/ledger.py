@@ -4,6 +4,10 @@ Events go to a :class:`~.storage.JournalStore`. Concurrent enrollments share one
 (group commit; while several arrive at once, each write waits 2 ms for more), so throughput does not
 hinge on the disk's sync latency, and nothing here scans the whole ledger: enrollment cost does not
 grow with the number of certificates already issued.
+
+A certificate may be recorded with a :class:`Supersession`: the appliance's oldest valid certificates
+beyond a bound are revoked (reason ``superseded``) in the same write, so that no answer leaves while
+an appliance holds more valid certificates than the bound, however many requests arrive at once.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ class CertificateRecord:
     not_after: int
     revoked_at: int | None = None
     revocation_reason: str | None = None
+    renews: int | None = None  # the serial of the certificate this one renewed
+    renewed_by: int | None = None  # the serial of the certificate that renewed this one
 
     @property
     def revoked(self) -> bool:
@@ -59,6 +65,26 @@ class CertificateRecord:
 type LedgerListener = Callable[[CertificateRecord], None]
 
 
+@dataclass(frozen=True, slots=True)
+class Supersession:
+    """What recording a certificate supersedes, revoked at ``when`` in the same write.
+
+    The appliance's oldest valid certificates beyond ``keep`` (the new one counted), and ``also``
+    these, if still valid.
+    """
+
+    when: datetime
+    keep: int
+    also: tuple[int, ...] = ()
+
+
+@dataclass(slots=True)
+class _Queued:
+    event: Event
+    future: asyncio.Future[None]
+    supersession: Supersession | None = None
+
+
 class Ledger:
     """Issued certificates by serial, by appliance, and the revoked ones for the CRL."""
 
@@ -70,7 +96,10 @@ class Ledger:
         self._reserved: set[int] = set()
         self._crl_number = 0
         self._events_since_compaction = 0
-        self._queue: list[tuple[Event, asyncio.Future[None]]] = []
+        # Appliance id -> how many of its oldest certificates are revoked or expired for good: the
+        # search for its valid ones starts there (kept only for appliances issued to since loading).
+        self._dead_before: dict[str, int] = {}
+        self._queue: list[_Queued] = []
         self._writer: asyncio.Task[None] | None = None
         self._listeners: list[LedgerListener] = []
 
@@ -132,12 +161,20 @@ class Ledger:
         return lambda: self._listeners.remove(listener)
 
     async def record_issued(
-        self, certificate: x509.Certificate, appliance_id: str, *, key_fingerprint: str | None = None
+        self,
+        certificate: x509.Certificate,
+        appliance_id: str,
+        *,
+        key_fingerprint: str | None = None,
+        renews: int | None = None,
+        supersession: Supersession | None = None,
     ) -> CertificateRecord:
         """Record a certificate durably; only then may it be handed out.
 
         ``key_fingerprint`` is the SHA-256 of the certificate's public key, when the caller has it
         already (the registrar does: it is the key the owner approved); otherwise it is computed.
+        ``renews``: the serial of the certificate this one renews (it records its successor).
+        ``supersession``: what the certificate supersedes, revoked in the same write.
         """
         if key_fingerprint is None:
             key_fingerprint = public_key_fingerprint(certificate.public_key())
@@ -150,8 +187,10 @@ class Ledger:
             "not_before": int(certificate.not_valid_before_utc.timestamp()),
             "not_after": int(certificate.not_valid_after_utc.timestamp()),
         }
+        if renews is not None:
+            event["renews"] = format(renews, "x")
         try:
-            await self._commit(event)
+            await self._commit(event, supersession)
         finally:
             self._reserved.discard(certificate.serial_number)
         return self._records[certificate.serial_number]
@@ -194,9 +233,9 @@ class Ledger:
 
     # --- journal ----------------------------------------------------------------------------------
 
-    async def _commit(self, event: Event) -> None:
+    async def _commit(self, event: Event, supersession: Supersession | None = None) -> None:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.append((event, future))
+        self._queue.append(_Queued(event, future, supersession))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_queue(), name="est ledger writer")
         # A caller cancelled meanwhile cancels only its wait: the event is in the queue and is written
@@ -210,23 +249,83 @@ class Ledger:
                 await asyncio.sleep(_GROUP_DELAY)
             batch, self._queue = self._queue, []
             busy = len(batch) > 1
-            events = [event for event, _ in batch]
+            events = self._with_supersessions(batch)
             try:
                 await self._journal.append(events)
             except Exception as err:
                 _LOGGER.exception("Could not write the certificate ledger")
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(CAFailure(f"could not record the certificate: {err}"))
+                for queued in batch:
+                    if not queued.future.done():
+                        queued.future.set_exception(CAFailure(f"could not record the certificate: {err}"))
                 continue
-            for event, future in batch:
-                record = self._apply(event)
-                if not future.done():
-                    future.set_result(None)
-                if record is not None:
-                    self._tell_listeners(record)
+            changed = [record for event in events if (record := self._apply(event)) is not None]
+            for queued in batch:
+                if not queued.future.done():
+                    queued.future.set_result(None)
+            for record in changed:
+                self._tell_listeners(record)
             self._events_since_compaction += len(events)
             await self._compact_if_due()
+
+    def _with_supersessions(self, batch: list[_Queued]) -> list[Event]:
+        """The batch's events, each issued one followed by the revocations its supersession asks for.
+
+        Worked out against the records and the events before it in the batch, so that certificates
+        recorded at the same moment for one appliance count each other.
+        """
+        events: list[Event] = []
+        valid: dict[str, list[tuple[int, int]]] = {}  # appliance -> (serial, notAfter), oldest first
+        revoked: set[int] = set()
+        for queued in batch:
+            event = queued.event
+            events.append(event)
+            if event["op"] == "revoked":
+                serial = int(event["serial"], 16)
+                revoked.add(serial)
+                for kept in valid.values():
+                    kept[:] = [c for c in kept if c[0] != serial]
+            if event["op"] != "issued" or (supersession := queued.supersession) is None:
+                continue
+            appliance_id = event["appliance"]
+            when = int(supersession.when.timestamp())
+            if (certificates := valid.get(appliance_id)) is None:
+                certificates = valid[appliance_id] = [
+                    c for c in self._valid(appliance_id, when) if c[0] not in revoked
+                ]
+            superseded = [c for c in certificates if c[0] in supersession.also]
+            certificates[:] = [c for c in certificates if c[1] > when and c not in superseded]
+            while len(certificates) >= supersession.keep:
+                superseded.append(certificates.pop(0))
+            for serial, _ in superseded:
+                revoked.add(serial)
+                events.append(
+                    {
+                        "op": "revoked",
+                        "serial": format(serial, "x"),
+                        "at": when,
+                        "reason": x509.ReasonFlags.superseded.value,
+                    }
+                )
+            certificates.append((int(event["serial"], 16), event["not_after"]))
+        return events
+
+    def _valid(self, appliance_id: str, now: int) -> list[tuple[int, int]]:
+        """The appliance's unrevoked, unexpired certificates (serial, notAfter), oldest first.
+
+        Revoked and expired stay so: the search starts after the leading ones found dead before.
+        """
+        serials = self._by_appliance.get(appliance_id, [])
+        start = self._dead_before.get(appliance_id, 0)
+        found: list[tuple[int, int]] = []
+        for index in range(start, len(serials)):
+            record = self._records[serials[index]]
+            if record.revoked or record.not_after <= now:
+                if not found:
+                    start = index + 1
+                continue
+            found.append((record.serial_number, record.not_after))
+        self._dead_before[appliance_id] = start
+        return found
 
     def _tell_listeners(self, record: CertificateRecord) -> None:
         # A listener's bug must not stop the writer: the events after it would never be answered.
@@ -272,6 +371,10 @@ class Ledger:
                 revoked_at=event.get("revoked_at"),
                 revocation_reason=event.get("reason"),
             )
+            if (renews := event.get("renews")) is not None:
+                record.renews = int(renews, 16)
+                if (renewed := self._records.get(record.renews)) is not None:
+                    renewed.renewed_by = serial
             self._records[serial] = record
             self._by_appliance.setdefault(record.appliance_id, []).append(serial)
             if record.revoked:
@@ -331,6 +434,8 @@ def _snapshot_event(record: CertificateRecord) -> Event:
         "not_before": record.not_before,
         "not_after": record.not_after,
     }
+    if record.renews is not None:
+        event["renews"] = format(record.renews, "x")
     if record.revoked:
         event["revoked_at"] = record.revoked_at
         event["reason"] = record.revocation_reason

@@ -65,6 +65,10 @@ PAKE_SESSIONS_PER_ADDRESS: Final = 4  # ... from one source address
 
 # Certificates
 DEFAULT_VALIDITY_DAYS: Final = 365
+MAX_VALID_CERTIFICATES: Final = 2  # per appliance: the one in use and its renewal while it switches over
+# A certificate that came from a renewal renews once this fraction of its lifetime has passed (429
+# before): appliances renew at two thirds, and one renewal right after enrolling stays free.
+RENEWED_RENEWAL_FRACTION: Final = 0.25
 # The longest TLS server certificate Apple platforms accept, even from a CA the user installed.
 MAX_SERVER_AUTH_DAYS: Final = 825
 CA_VALIDITY_DAYS: Final = 20 * 365 + 5

@@ -20,7 +20,7 @@ from typing import Any
 from cryptography import x509
 
 from .credentials import BasicCredentials
-from .csr import ApplianceDetails, CertificateRequest
+from .csr import ApplianceDetails, CertificateRequest, displayable
 from .errors import (
     AuthenticationRequired,
     Busy,
@@ -30,6 +30,7 @@ from .errors import (
     NameTaken,
     NotAllowed,
     PendingRequestGone,
+    ProofMismatch,
     Rejected,
     TooManyRequests,
     WrongPin,
@@ -87,7 +88,7 @@ class Claim:
         fingerprint = certificate_fingerprint(certificate)
         try:  # cryptography decodes names when read: OpenSSL accepts some it cannot decode
             details = ApplianceDetails.from_name(certificate.subject)
-            issuer = certificate.issuer.rfc4514_string()
+            issuer = displayable(certificate.issuer.rfc4514_string())
         except ValueError:
             raise MalformedRequest("client certificate cannot be decoded") from None
         appliance_id = factory_appliance_id(details, fingerprint)
@@ -105,8 +106,9 @@ class Claim:
 class Registration:
     """An appliance the owner approved or pre-registered.
 
-    ``keys`` are the public-key fingerprints the owner approved. A pre-registration has none: any key
-    presented with the right secret is accepted, so the appliance enrolls unattended.
+    ``keys`` are the public-key fingerprints the owner approved. A pre-registration has none until it
+    is used: the first key presented with the right secret is accepted, so the appliance enrolls
+    unattended, and the pre-registration becomes the approval of that key alone.
     """
 
     appliance_id: str
@@ -117,10 +119,6 @@ class Registration:
     details: ApplianceDetails
     approved_at: float
     preregistered: bool = False
-
-    def accepts_key(self, key_fingerprint: str) -> bool:
-        """Whether a request with this key needs no further approval."""
-        return self.preregistered or key_fingerprint in self.keys
 
 
 @dataclass(slots=True)
@@ -140,8 +138,28 @@ class PendingEnrollment:
     last_seen: float
     factory_fingerprint: str | None = None
     factory_issuer: str | None = None
-    replaces: str | None = None  # identity of an appliance already paired under this id
     owner_pin_failures: int = 0
+
+
+class Confirmation(StrEnum):
+    """How the owner may confirm a waiting request."""
+
+    PIN = "pin"  # types the PIN printed on the appliance
+    FINGERPRINT = "fingerprint"  # compares the key fingerprint with the one the appliance shows
+
+
+@dataclass(frozen=True, slots=True)
+class Review:
+    """What the owner decides on, worked out when it is shown (not when the request arrived).
+
+    ``paired``: the appliance already paired or pre-registered under the request's id, if any.
+    ``confirmations``: how the owner may approve it; none when it cannot be approved (a new key for a
+    paired appliance that does not bring the proof the appliance was paired with).
+    """
+
+    pending: PendingEnrollment
+    paired: Registration | None
+    confirmations: tuple[Confirmation, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,13 +257,12 @@ class EnrollmentPolicy:
                 "this key's certificate was revoked; the appliance needs a new key and the owner's approval"
             )
         registration = self._registrations.get(claim.appliance_id)
-        if (
-            registration is not None
-            and registration.identity == claim.identity
-            and registration.accepts_key(key)
-        ):
-            self._learn_details(registration, request.details)
-            return Approved(registration.appliance_id)
+        if registration is not None and registration.identity == claim.identity:
+            if registration.preregistered:
+                self._use_preregistration(registration, request)
+                return Approved(registration.appliance_id)
+            if key in registration.keys:
+                return Approved(registration.appliance_id)
         try:
             self._check_distinct_name(claim.appliance_id)
         except NameTaken:
@@ -280,22 +297,26 @@ class EnrollmentPolicy:
             last_seen=now,
             factory_fingerprint=claim.factory_fingerprint,
             factory_issuer=claim.factory_issuer,
-            replaces=registration.identity if registration is not None else None,
         )
         self._pending[request_id] = pending
         self.on_pending_added(pending)
         return AwaitingOwner(pending, self.retry_after, new=True)
 
-    def _learn_details(self, registration: Registration, said: ApplianceDetails) -> None:
-        """Fill in what a registration does not know yet from what the appliance says about itself.
+    def _use_preregistration(self, registration: Registration, request: CertificateRequest) -> None:
+        """A pre-registration is used once: it becomes the approval of the first key that used it.
 
-        A pre-registration knows only what the owner typed (at most a name); the appliance's own
-        request tells its model, manufacturer and serial number. What is known already stays.
+        Decided here, before the certificate is signed, so that two keys sent at once cannot both
+        pass; the same key asking again (its answer was lost) is approved as that key. A later key
+        needs the owner (or renewal with the certificate). The appliance's request fills in what the
+        owner did not type (model, manufacturer, serial number); what the owner typed stays.
         """
-        details = _merge(registration.details, said)
-        if details != registration.details:
-            self._registrations[registration.appliance_id] = replace(registration, details=details)
-            self.on_change()
+        self._registrations[registration.appliance_id] = replace(
+            registration,
+            keys=frozenset({request.key_fingerprint}),
+            details=_merge(registration.details, request.details),
+            preregistered=False,
+        )
+        self.on_change()
 
     def check_key(self, key_fingerprint: str) -> None:
         """Refuse a key whose certificate was revoked (re-enrollment uses this too)."""
@@ -371,10 +392,32 @@ class EnrollmentPolicy:
             raise PendingRequestGone("this request is no longer waiting for approval")
         return pending
 
-    def approve(self, request_id: str, *, pin: str | None = None) -> Registration:
-        """Approve a pending request; its next retry gets the certificate.
+    def review(self, request_id: str) -> Review:
+        """A waiting request, the appliance paired under its id now, and how it may be approved.
+
+        A first pairing: by PIN if the appliance sent one, or by comparing fingerprints. A new key
+        for an appliance that is paired already must bring the proof it was paired with, so that the
+        way it was paired is never weakened: its PIN (typed by the owner, matching both), or for one
+        paired by fingerprint or factory certificate, the same identity compared by fingerprint.
+        """
+        pending = self.pending_request(request_id)
+        paired = self._registrations.get(pending.appliance_id)
+        return Review(pending, paired, _confirmations(pending, paired))
+
+    def approve(
+        self,
+        request_id: str,
+        *,
+        pin: str | None = None,
+        use_new_details: bool = False,
+        known: ApplianceDetails | None = None,
+    ) -> Registration:
+        """Approve a pending request as :meth:`review` allows; its next retry gets the certificate.
 
         ``pin`` is what the owner typed; ``None`` means the owner confirmed the fingerprints match.
+        A new key for a paired appliance keeps how it was paired (its PIN digest); its earlier keys
+        stay approved. What is known about the appliance (``known``: what the host application
+        shows for it, else what the paired appliance said) stays, unless ``use_new_details``.
         """
         pending = self.pending_request(request_id)
         try:
@@ -382,37 +425,56 @@ class EnrollmentPolicy:
         except NameTaken:
             self._drop_pending(pending)  # it cannot be approved while its twin is known
             raise
+        review = self.review(request_id)
+        paired = review.paired
+        confirmation = Confirmation.FINGERPRINT if pin is None else Confirmation.PIN
+        if confirmation not in review.confirmations:
+            raise _refusal(review, confirmation)
         if pin is not None:
-            self._check_owner_pin(pending, pin)
-        current = self._registrations.get(pending.appliance_id)
-        keys = {pending.key_fingerprint}
-        if current is not None and current.identity == pending.identity:
-            keys |= current.keys
-        registration = Registration(
-            appliance_id=pending.appliance_id,
-            identity=pending.identity,
-            kind=pending.kind,
-            secret_digest=pending.secret_digest,
-            keys=frozenset(keys),
-            details=pending.details,
-            approved_at=self._clock(),
-        )
+            self._check_owner_pin(pending, pin, paired)
+        kept = known or (paired.details if paired is not None else None)
+        details = pending.details if use_new_details or kept is None else kept
+        if paired is not None:
+            registration = replace(
+                paired,
+                keys=paired.keys | {pending.key_fingerprint},
+                details=details,
+                approved_at=self._clock(),
+            )
+        else:
+            registration = Registration(
+                appliance_id=pending.appliance_id,
+                identity=pending.identity,
+                kind=pending.kind,
+                secret_digest=pending.secret_digest,
+                keys=frozenset({pending.key_fingerprint}),
+                details=details,
+                approved_at=self._clock(),
+            )
         self._registrations[registration.appliance_id] = registration
         self._drop_pending(pending)
         self.on_change()
         return registration
 
-    def _check_owner_pin(self, pending: PendingEnrollment, pin: str) -> None:
-        if pending.secret_digest is None:
-            raise NotAllowed("this appliance sent no PIN; compare the fingerprints instead")
+    def _check_owner_pin(self, pending: PendingEnrollment, pin: str, paired: Registration | None) -> None:
+        """The PIN the owner typed must be the one the appliance sent, and the one it was paired with."""
         self.throttle.check(pending.identity, server_wide=False)
-        if secret_matches(pin.strip(), pending.secret_digest):
+        typed = pin.strip()
+        if not secret_matches(typed, pending.secret_digest):
+            mismatch = "the PIN does not match the one the appliance sent"
+        elif (
+            paired is not None
+            and paired.secret_digest is not None
+            and not secret_matches(typed, paired.secret_digest)
+        ):
+            mismatch = f"the PIN does not match the one {paired.appliance_id} was paired with"
+        else:
             return
         pending.owner_pin_failures += 1
         attempts_left = OWNER_PIN_ATTEMPTS - pending.owner_pin_failures
         if attempts_left > 0:
             self.throttle.failure(pending.identity)
-            raise WrongPin("the PIN does not match the one the appliance sent", attempts_left)
+            raise WrongPin(mismatch, attempts_left)
         self.throttle.lock(pending.identity)
         self._drop_pending(pending)
         until = self.throttle.locked_until(pending.identity) or self._clock()
@@ -435,13 +497,19 @@ class EnrollmentPolicy:
     def preregister(
         self, appliance_id: str, secret: str, details: ApplianceDetails | None = None
     ) -> Registration:
-        """Let an appliance enroll unattended with this id and secret (any key)."""
+        """Let an appliance enroll unattended, once, with this id and secret (any key).
+
+        Replaces an unused pre-registration (a new secret, say); an appliance that is paired, or
+        used its pre-registration, is refused (NotAllowed): the secret must not admit another key.
+        """
         check_appliance_id(appliance_id)
         if not secret:
             raise MalformedRequest("a pre-registration needs a secret")
         if len(secret) > MAX_SECRET_LENGTH:
             raise MalformedRequest(f"secret is longer than {MAX_SECRET_LENGTH} characters")
         self._check_distinct_name(appliance_id)
+        if (current := self._registrations.get(appliance_id)) is not None and not current.preregistered:
+            raise NotAllowed(f"appliance {appliance_id} is paired already; remove it first")
         registration = Registration(
             appliance_id=appliance_id,
             identity=f"id:{appliance_id}",
@@ -508,6 +576,33 @@ class EnrollmentPolicy:
         }
         self._rejected = OrderedDict(state.get("rejected", {}))
         self._revoked_keys = set(state.get("revoked_keys", []))
+
+
+def _confirmations(pending: PendingEnrollment, paired: Registration | None) -> tuple[Confirmation, ...]:
+    if paired is None:  # a first pairing
+        if pending.secret_digest is not None:
+            return (Confirmation.PIN, Confirmation.FINGERPRINT)
+        return (Confirmation.FINGERPRINT,)
+    if paired.identity != pending.identity or paired.kind is not pending.kind:
+        return ()  # not the proof it was paired with: never approvable in its place
+    if paired.secret_digest is not None:
+        return (Confirmation.PIN,)  # never by fingerprint alone: that would pass over its PIN
+    return (Confirmation.FINGERPRINT,)
+
+
+def _refusal(review: Review, confirmation: Confirmation) -> NotAllowed:
+    """Why the owner cannot approve the request this way."""
+    paired, pending = review.paired, review.pending
+    if paired is None or (confirmation is Confirmation.PIN and pending.secret_digest is None):
+        return NotAllowed("this appliance sent no PIN; compare the fingerprints instead")
+    if review.confirmations:
+        return ProofMismatch(
+            f"{paired.appliance_id} was paired with its PIN: approve its new key with the PIN"
+        )
+    return ProofMismatch(
+        f"{paired.appliance_id} is paired already and this request does not bring the proof it was "
+        "paired with; reject it, or remove the appliance to pair it anew"
+    )
 
 
 def _merge(first: ApplianceDetails, second: ApplianceDetails) -> ApplianceDetails:

@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+import math
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -24,11 +25,11 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 from .ca import HouseholdCA
 from .credentials import BasicCredentials
 from .csr import CertificateRequest, CsrAttribute, inspect_request
-from .errors import AuthenticationRequired, CAFailure, CertificateRevoked, NotAllowed
+from .errors import AuthenticationRequired, CAFailure, CertificateRevoked, NotAllowed, TooManyRequests
 from .fingerprints import public_key_fingerprint
 from .issuance import Grant, IssuancePolicy
-from .ledger import CertificateRecord, Ledger
-from .limits import CRL_VALIDITY_DAYS
+from .ledger import CertificateRecord, Ledger, Supersession
+from .limits import CRL_VALIDITY_DAYS, MAX_VALID_CERTIFICATES, RENEWED_RENEWAL_FRACTION
 from .policy import AwaitingOwner, Claim, CredentialKind, EnrollmentPolicy
 
 _BACKDATE = timedelta(minutes=5)
@@ -92,6 +93,26 @@ class IssuedWithKey:
         )
 
 
+type Outcome = Issued | IssuedWithKey
+
+
+@dataclass(slots=True)
+class _Answer:
+    """A certificate handed out (or being made), handed out again to a retry of its request."""
+
+    key_fingerprint: str  # the request's key (after serverkeygen, not the certificate's)
+    grant: Grant
+    keygen: bool
+    renews: int | None  # the serial of the certificate a renewal presented
+    outcome: asyncio.Future[Outcome | None]  # None: it failed, and the retry makes its own
+
+    def issued(self) -> Issued | None:
+        """The certificate, once made."""
+        if not self.outcome.done() or (outcome := self.outcome.result()) is None:
+            return None
+        return outcome.issued if isinstance(outcome, IssuedWithKey) else outcome
+
+
 class Registrar:
     """Enroll, re-enroll, generate keys, publish the CA and its CRL."""
 
@@ -118,8 +139,9 @@ class Registrar:
         # a revocation, or while one is written, gets no certificate (see _sign_and_record).
         self._revocations: dict[str, int] = {}
         self._revoking: dict[str, int] = {}
-        # appliance id -> its latest (re-)enrollment answer, handed out again to a retry of that request
-        self._answers: dict[str, tuple[str, Grant, Issued]] = {}
+        # Appliance id -> the answers for its valid certificates (and those being made), handed out
+        # again to a retry of their request; at most MAX_VALID_CERTIFICATES and the ones in flight.
+        self._answers: dict[str, list[_Answer]] = {}
 
     # --- unauthenticated ----------------------------------------------------------------------------
 
@@ -156,10 +178,19 @@ class Registrar:
         decision = self.policy.decide(claim, request, peer.address)
         if isinstance(decision, AwaitingOwner):
             return decision
-        return await self._answer(request, grant, decision.appliance_id)
+        issued = await self._answer(request, grant, decision.appliance_id)
+        assert isinstance(issued, Issued)  # noqa: S101 - _answer without keygen
+        return issued
 
     async def reenroll(self, peer: Peer, csr: x509.CertificateSigningRequest) -> Issued:
-        """Simplereenroll (§4.2.2): renew with the current certificate; rekey allowed."""
+        """Simplereenroll (§4.2.2): renew with the current certificate; rekey allowed.
+
+        A certificate renews once: the renewal supersedes it (it stays valid while the appliance
+        switches over, until a later certificate pushes it out), and only the same renewal asked
+        again gets an answer, that same one. A certificate that itself came from a renewal renews
+        once a quarter of its lifetime has passed (``429`` before): appliances renew at two thirds,
+        and a chain of renewals with fresh keys cannot grow the ledger faster than that.
+        """
         request = inspect_request(csr)
         if not peer.certificate_chain:
             raise AuthenticationRequired(
@@ -178,7 +209,48 @@ class Registrar:
             raise NotAllowed("the presented certificate has expired; enroll again")
         self.policy.check_key(request.key_fingerprint)
         grant = self.issuance.grant_renewal(request, current)
-        return await self._answer(request, grant, record.appliance_id, renewing=current.serial_number)
+        also: tuple[int, ...] = ()
+        if (successor := self._successor(record)) is not None:
+            serial, key_fingerprint = successor
+            if key_fingerprint != request.key_fingerprint:
+                raise NotAllowed("this certificate was renewed already: renew with the newer certificate")
+            # The same renewal again, its answer lost: that answer if it is still known, else (after a
+            # restart) one in place of it.
+            also = (serial,) if serial is not None else ()
+        else:
+            self._check_renewal_rate(record, now)
+        issued = await self._answer(
+            request, grant, record.appliance_id, renews=record.serial_number, also=also
+        )
+        assert isinstance(issued, Issued)  # noqa: S101 - _answer without keygen
+        return issued
+
+    def _successor(self, record: CertificateRecord) -> tuple[int | None, str] | None:
+        """The certificate that renewed this one, or the renewal being made: (serial, key fingerprint).
+
+        The serial is None while it is being made.
+        """
+        for answer in self._answers.get(record.appliance_id, ()):
+            if answer.renews == record.serial_number and not answer.outcome.done():
+                return None, answer.key_fingerprint
+        if record.renewed_by is None:
+            return None
+        successor = self.ledger.get(record.renewed_by)
+        if successor is None or successor.revoked:
+            raise NotAllowed("this certificate was renewed already: renew with the newer certificate")
+        return successor.serial_number, successor.key_fingerprint
+
+    def _check_renewal_rate(self, record: CertificateRecord, now: datetime) -> None:
+        """A certificate from a renewal renews once a quarter of its lifetime has passed."""
+        if record.renews is None:
+            return  # one renewal right after enrolling is free (some EST clients do that)
+        earliest = record.not_before + (record.not_after - record.not_before) * RENEWED_RENEWAL_FRACTION
+        if (wait := earliest - now.timestamp()) > 0:
+            moment = datetime.fromtimestamp(earliest, UTC).isoformat(timespec="seconds")
+            raise TooManyRequests(
+                f"this certificate came from a renewal and renews from {moment} (a quarter of its lifetime)",
+                math.ceil(wait),
+            )
 
     async def serverkeygen(
         self, peer: Peer, csr: x509.CertificateSigningRequest
@@ -207,14 +279,9 @@ class Registrar:
         decision = self.policy.decide(claim, request, peer.address)
         if isinstance(decision, AwaitingOwner):
             return decision
-        decided = self._revocation_mark(decision.appliance_id)  # the owner may revoke while the key is made
-        want_rsa = isinstance(request.public_key, rsa.RSAPublicKey)
-        private_key = await asyncio.to_thread(_generate_key, want_rsa=want_rsa)
-        public_key = private_key.public_key()
-        issued = await self._sign_and_record(
-            public_key, public_key_fingerprint(public_key), grant, decision.appliance_id, decided=decided
-        )
-        return IssuedWithKey(issued, private_key)
+        generated = await self._answer(request, grant, decision.appliance_id, keygen=True)
+        assert isinstance(generated, IssuedWithKey)  # noqa: S101 - _answer with keygen
+        return generated
 
     async def revoke_appliance(
         self,
@@ -229,7 +296,7 @@ class Registrar:
         """
         self._revocations[appliance_id] = self._revocations.get(appliance_id, 0) + 1
         self._revoking[appliance_id] = self._revoking.get(appliance_id, 0) + 1
-        self._answers.pop(appliance_id, None)
+        self._answers.pop(appliance_id, None)  # those in flight get no certificate (see _sign_and_record)
         try:
             records: list[CertificateRecord] = []
             ledger = self.ledger
@@ -284,30 +351,92 @@ class Registrar:
         return self._revoking.get(appliance_id, 0) > 0 or self._revocations.get(appliance_id, 0) != decided
 
     async def _answer(
-        self, request: CertificateRequest, grant: Grant, appliance_id: str, *, renewing: int | None = None
-    ) -> Issued:
-        """A certificate for an authorized request; a retry of the last one answered gets that again.
+        self,
+        request: CertificateRequest,
+        grant: Grant,
+        appliance_id: str,
+        *,
+        keygen: bool = False,
+        renews: int | None = None,
+        also: tuple[int, ...] = (),
+    ) -> Outcome:
+        """A certificate for an authorized request; a retry of one answered before gets that again.
 
         Whether the answer was lost, the appliance loops, or a copy of an approved request is
         replayed, a retry must not mint another certificate: each would be a ledger record kept for
-        good. The earlier one is handed out again while it is unrevoked and in the first half of its
-        lifetime; a request later than that is an appliance wanting a fresh certificate. A renewal
-        never gets back the certificate it presents (``renewing``, its serial number).
+        good. An earlier answer to the same request (same key and grant; with serverkeygen, the same
+        generated key) is handed out again while it is unrevoked and in the first half of its
+        lifetime, also to requests that arrive while it is being made; a request later than that is
+        an appliance wanting a fresh certificate. A renewal never gets back the certificate it
+        presents (``renews``). Issuing supersedes the appliance's oldest valid certificate beyond
+        MAX_VALID_CERTIFICATES, and ``also`` these.
         """
-        decided = self._revocation_mark(appliance_id)
-        earlier = self._answers.get(appliance_id)
-        if (
-            earlier is not None
-            and earlier[:2] == (request.key_fingerprint, grant)
-            and earlier[2].certificate.serial_number != renewing
-            and self._young(earlier[2])
-        ):
-            return earlier[2]
-        issued = await self._sign_and_record(
-            request.public_key, request.key_fingerprint, grant, appliance_id, decided=decided
+        decided = self._revocation_mark(appliance_id)  # the owner may revoke while this is made
+        while (
+            earlier := self._earlier(appliance_id, request.key_fingerprint, grant, keygen, renews)
+        ) is not None:
+            outcome = await asyncio.shield(earlier.outcome)
+            if outcome is not None:
+                issued = outcome.issued if isinstance(outcome, IssuedWithKey) else outcome
+                if issued.certificate.serial_number != renews and self._young(issued):
+                    return outcome
+                break
+        answer = _Answer(
+            request.key_fingerprint, grant, keygen, renews, asyncio.get_running_loop().create_future()
         )
-        self._answers[appliance_id] = (request.key_fingerprint, grant, issued)
-        return issued
+        answers = self._answers.setdefault(appliance_id, [])
+        answers.append(answer)
+        outcome = None
+        try:
+            if keygen:
+                want_rsa = isinstance(request.public_key, rsa.RSAPublicKey)
+                private_key = await asyncio.to_thread(_generate_key, want_rsa=want_rsa)
+                public_key = private_key.public_key()
+                issued = await self._sign_and_record(
+                    public_key, public_key_fingerprint(public_key), grant, appliance_id, decided, renews, also
+                )
+                outcome = IssuedWithKey(issued, private_key)
+            else:
+                issued = await self._sign_and_record(
+                    request.public_key, request.key_fingerprint, grant, appliance_id, decided, renews, also
+                )
+                outcome = issued
+            return outcome
+        finally:
+            if outcome is None and answer in answers:
+                answers.remove(answer)  # failed: whoever waits for it makes their own
+            answer.outcome.set_result(outcome)
+            self._keep_valid_answers(appliance_id)
+
+    def _earlier(
+        self, appliance_id: str, key_fingerprint: str, grant: Grant, keygen: bool, renews: int | None
+    ) -> _Answer | None:
+        """The newest answer (given or being made) to the same request, if any."""
+        for answer in reversed(self._answers.get(appliance_id, ())):
+            if (answer.key_fingerprint, answer.grant, answer.keygen) != (key_fingerprint, grant, keygen):
+                continue
+            issued = answer.issued()
+            if issued is None or issued.certificate.serial_number != renews:
+                return answer
+        return None
+
+    def _keep_valid_answers(self, appliance_id: str) -> None:
+        """Forget answers whose certificate is revoked (superseded, say) or expired."""
+        if (answers := self._answers.get(appliance_id)) is None:
+            return
+        now = self._now().timestamp()
+        kept = []
+        for answer in answers:
+            issued = answer.issued()
+            record = self.ledger.get(issued.record.serial_number) if issued is not None else None
+            if not answer.outcome.done() or (
+                record is not None and not record.revoked and now < record.not_after
+            ):
+                kept.append(answer)
+        if kept:
+            self._answers[appliance_id] = kept
+        else:
+            del self._answers[appliance_id]
 
     def _young(self, issued: Issued) -> bool:
         """Whether a certificate is unrevoked and in the first half of its lifetime."""
@@ -322,8 +451,9 @@ class Registrar:
         key_fingerprint: str,
         grant: Grant,
         appliance_id: str,
-        *,
         decided: int,
+        renews: int | None,
+        also: tuple[int, ...],
     ) -> Issued:
         """Sign and record a certificate for a request decided at revocation mark ``decided``."""
         if self._revoked_since(appliance_id, decided):
@@ -344,7 +474,13 @@ class Registrar:
         except Exception:
             self.ledger.release_serial(serial)
             raise
-        record = await self.ledger.record_issued(certificate, appliance_id, key_fingerprint=key_fingerprint)
+        record = await self.ledger.record_issued(
+            certificate,
+            appliance_id,
+            key_fingerprint=key_fingerprint,
+            renews=renews,
+            supersession=Supersession(now, MAX_VALID_CERTIFICATES, also),
+        )
         if self._revoked_since(appliance_id, decided):
             # The owner revoked the appliance while this certificate was being recorded.
             await self.ledger.revoke(serial, reason=x509.ReasonFlags.cessation_of_operation, when=self._now())

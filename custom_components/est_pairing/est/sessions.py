@@ -50,7 +50,14 @@ class SessionChains:
             verified = tuple(ssl_object.get_verified_chain())
             if not verified:
                 return NO_CLIENT_CERTIFICATE
-            if (session := ssl_object.session) is not None and session.id:
+            # Only a TLS 1.2 session can be resumed (no tickets are sent), and reading ``session`` is
+            # not free: CPython before 3.12.7 and 3.13.1 leaks a copy of the session, the client's
+            # chain with it, at every read (gh-116810), about 5 KB a connection.
+            if (
+                ssl_object.version() == "TLSv1.2"
+                and (session := ssl_object.session) is not None
+                and session.id
+            ):
                 self._chains[session.id] = verified
                 self._chains.move_to_end(session.id)
                 while len(self._chains) > self._capacity:

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from custom_components.est_pairing.est.wire import EST_PATH
 from est_tools.appliance.client import EstClient
 
-from . import pin_exchange, two_openssls
+from . import pin_exchange, repeats, two_openssls
 from .loadgen import Endpoint
 from .measure import Target
 from .phases import Bench, Settings, pinned
@@ -62,10 +62,18 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="instead: the PIN exchange's (SRP-6a) CPU on the hub and the appliance, per pysrp backend",
     )
+    root.add_argument(
+        "--repeats",
+        action="store_true",
+        help="instead: repeated serverkeygen requests and renewal attempts (--requests, 10000) to the "
+        "standalone server; its ledger and RSS before and after",
+    )
     other = root.add_argument_group("an RFC 7030 server the bench does not start")
     other.add_argument("--url", help="https://HOST:PORT[/.well-known/est[/LABEL]]")
     other.add_argument("--ca", type=Path, help="its CA (PEM); default: fetched, trusted on first use")
-    other.add_argument("--user", help="HTTP Basic user: an appliance id it enrolls without approval")
+    other.add_argument(
+        "--user", help="HTTP Basic user: an appliance id it enrolls without approval, key after key"
+    )
     other.add_argument("--password", default="", help="HTTP Basic password")
     return root
 
@@ -103,6 +111,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         with pinned(_cpus(args.server_cpu)):
             pin_exchange.main(rounds=5 if args.quick else 20)
         return 0
+    if args.repeats:
+        with tempfile.TemporaryDirectory(prefix="est-bench-") as temporary:
+            work_dir = args.work_dir or Path(temporary)
+            work_dir.mkdir(parents=True, exist_ok=True)
+            with pinned(_cpus(args.load_cpus)):
+                repeats.run(
+                    work_dir,
+                    "127.0.0.1",
+                    count=args.requests or 10_000,
+                    concurrency=args.concurrency,
+                    cpus=_cpus(args.server_cpu),
+                    say=print,
+                )
+        return 0
     phases = {phase.strip() for phase in args.only.split(",") if phase.strip()}
     if unknown := phases - set(PHASES):
         raise SystemExit(f"unknown phase(s) {', '.join(sorted(unknown))}: choose from {', '.join(PHASES)}")
@@ -138,7 +160,9 @@ def _preamble(args: argparse.Namespace, settings: Settings) -> str:
 
 def _external_target(args: argparse.Namespace) -> Target:
     if not args.user:
-        raise SystemExit("--url needs --user (an appliance id the server enrolls without approval)")
+        raise SystemExit(
+            "--url needs --user (an appliance id the server enrolls without approval, key after key)"
+        )
     parts = urlsplit(args.url)
     if parts.scheme != "https" or not parts.hostname:
         raise SystemExit("--url must look like https://HOST:PORT[/.well-known/est[/LABEL]]")

@@ -222,6 +222,7 @@ class Bench:
         settings = self.settings
         service = await prepare_data_dir(data_dir, settings.host, certificates=0)  # loads what is there
         service.policy.preregister(BENCH_APPLIANCE, self.password)
+        service.policy.auto_approve = True  # every enrollment a new key: a pre-registration admits one
         await service.start()
         target = Target(
             "in-process",
@@ -341,7 +342,9 @@ class Bench:
         settings = self.settings
         if module == _EST_SERVER:
             args = ["serve", "--data-dir", str(data_dir), "--host", settings.host, "--port", "0"]
-            args += ["--user", f"{BENCH_APPLIANCE}:{self.password}"]
+            # Every enrollment is a new key of the same appliance: a pre-registration admits only the
+            # first (its secret is still checked for every request), the rest the bench approves.
+            args += ["--user", f"{BENCH_APPLIANCE}:{self.password}", "--auto-approve"]
         else:
             args = ["--data-dir", str(data_dir), "--host", settings.host, "--port", "0"]
         log = data_dir.parent / f"{data_dir.name}-{module.rsplit('.', 1)[-1]}.log"

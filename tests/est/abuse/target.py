@@ -105,8 +105,9 @@ class Target:
         appliance_id = appliance_id or self.user
         body = forge.body(forge.build(key, appliance_id))
         answer = await self.enroll(body, user=appliance_id, pin=pin)
-        if answer is not None and answer.status == 202:
-            await self.owner("approve", appliance_id, key=public_key_fingerprint(key.public_key()))
+        if answer is not None and answer.status == 202:  # a new key: the owner checks its PIN
+            fingerprint = public_key_fingerprint(key.public_key())
+            await self.owner("approve", appliance_id, key=fingerprint, pin=pin or self.pin)
             answer = await self.enroll(body, user=appliance_id, pin=pin)
         assert answer is not None and answer.status == 200, f"could not enroll {appliance_id}: {answer}"
         (certificate,) = wire.decode_certs_only(answer.body)
@@ -119,11 +120,15 @@ class Target:
 
     # --- the owner and the files --------------------------------------------------------------------
 
-    async def owner(self, command: str, appliance_id: str, *, key: str | None = None) -> str:
+    async def owner(
+        self, command: str, appliance_id: str, *, key: str | None = None, pin: str | None = None
+    ) -> str:
         """approve / reject / revoke, as the owner types it: ``est-server COMMAND ID --data-dir DIR``."""
         arguments = [command, appliance_id, "--data-dir", str(self.data_dir)]
         if key is not None:
             arguments += ["--key", key]
+        if pin is not None:
+            arguments += ["--pin", pin]
         code, stdout, stderr = await est_server(*arguments)
         assert code == 0, f"est-server {command} {appliance_id}: {stderr.strip()}"
         return stdout.strip()

@@ -1,0 +1,26 @@
+"""The bench's repeats mode against the real standalone server: repeated requests add no certificate."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from scripts.devtools.bench import repeats
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_repeated_requests_leave_the_ledger_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    library = ROOT / "custom_components" / "est_pairing"  # the server runs as scripts/bench runs it
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), str(library)]))
+    said: list[str] = []
+    result = repeats.run(tmp_path, "127.0.0.1", count=60, concurrency=4, cpus=None, say=said.append)
+    assert result.before.certificates == result.warm.certificates == result.after.certificates == 3
+    assert result.after.valid == 3  # the renewed one, its renewal, the generated key's
+    assert result.statuses == {200: 40, 403: 10, 429: 10}
+    assert result.certificates_handed_out == 2  # the generated key's and the renewal's, again and again
+    assert said[-1].startswith("  answers (")
