@@ -28,10 +28,14 @@ def manufacturer() -> Manufacturer:
 
 @pytest.fixture
 async def server(tmp_path: Path, manufacturer: Manufacturer) -> AsyncIterator[RunningServer]:
-    """The standalone server with ``oven`` pre-registered and a manufacturer CA for factory certificates."""
+    """The standalone server with appliances pre-registered and a manufacturer CA for factory certificates.
+
+    A pre-registration admits one key: one appliance for each kind of certificate made with a PIN.
+    """
     service = make_service(tmp_path, manufacturer_cas=[manufacturer.root])
     await service.load()
-    service.policy.preregister("oven", "123456")
+    for appliance_id in ("oven", "lamp", "kettle", "toaster"):
+        service.policy.preregister(appliance_id, "123456")
     service.policy.retry_after = 1
     await service.start()
     yield RunningServer(service, tmp_path)
@@ -58,7 +62,7 @@ async def test_every_certificate_and_crl_the_ca_makes_is_clean(
         issued = {
             "PIN": await client.enroll(build_csr(key(), "oven"), username="oven", password="123456"),
             "serverAuth with a name": await client.enroll(
-                build_csr(key(), "oven", dns_names=["oven.local"]), username="oven", password="123456"
+                build_csr(key(), "lamp", dns_names=["lamp.local"]), username="lamp", password="123456"
             ),
             "fingerprint": await client.enroll(
                 build_csr(key(), "fridge"), username="fridge", password="", on_pending=approve
@@ -69,12 +73,12 @@ async def test_every_certificate_and_crl_the_ca_makes_is_clean(
                 on_pending=approve,
             ),
             "serverkeygen (EC)": (
-                await client.serverkeygen(build_csr(key(), "oven"), username="oven", password="123456")
+                await client.serverkeygen(build_csr(key(), "kettle"), username="kettle", password="123456")
             )[1],
             "serverkeygen (RSA)": (
                 await client.serverkeygen(
-                    build_csr(rsa.generate_private_key(public_exponent=65537, key_size=2048), "oven"),
-                    username="oven",
+                    build_csr(rsa.generate_private_key(public_exponent=65537, key_size=2048), "toaster"),
+                    username="toaster",
                     password="123456",
                 )
             )[1],
