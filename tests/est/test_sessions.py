@@ -240,7 +240,7 @@ def test_a_tls13_client_certificate_costs_no_memory_once_its_connection_ends(
 
     def handshake() -> None:
         to_server, to_client = ssl.MemoryBIO(), ssl.MemoryBIO()
-        client = client_context.wrap_bio(to_client, to_server, server_hostname="localhost")
+        client = client_context.wrap_bio(to_client, to_server, server_hostname="127.0.0.1")
         listener = listener_context.wrap_bio(to_server, to_client, server_side=True)
         for _ in range(10):
             for end in (client, listener):
