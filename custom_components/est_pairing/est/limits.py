@@ -62,6 +62,10 @@ OWNER_PIN_ATTEMPTS: Final = 3  # wrong PINs typed by the owner before the pairin
 PAKE_SESSION_TTL: Final = 60.0  # seconds from an exchange's start to its finish
 PAKE_SESSIONS_MAX: Final = 32  # exchanges between start and finish, overall
 PAKE_SESSIONS_PER_ADDRESS: Final = 4  # ... from one source address
+# The SRP worker process that runs them (and every PIN-to-verifier and PIN-against-verifier check)
+SRP_WORKER_IDLE: Final = 60.0  # seconds without a request before the worker process stops
+SRP_WORKER_QUEUE: Final = 32  # requests waiting for it at once; more are refused as busy (503)
+SRP_WORKER_TIMEOUT: Final = 10.0  # seconds one request may take (a step takes 1-50 ms) before it is stopped
 
 # Certificates
 DEFAULT_VALIDITY_DAYS: Final = 365

@@ -30,8 +30,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
-from custom_components.est_pairing.est import pake
+from custom_components.est_pairing.est import pake, srp6a, verifiers
 from custom_components.est_pairing.est.ca import HouseholdCA, IssuedName
+from custom_components.est_pairing.est.srp_worker import SrpWorker
 from est_tools.appliance.pake_client import ApplianceExchange
 
 from .loop_lag import LoopLagProbe
@@ -53,12 +54,12 @@ class Costs:
     loop_stall: float  # the longest an event loop waited while the hub's steps ran in a thread
 
 
-def backends() -> list[tuple[str, pake.SrpBackend]]:
-    """The backends that load on this machine."""
-    found: list[tuple[str, pake.SrpBackend]] = []
+def backends() -> list[tuple[str, str, srp6a.SrpBackend]]:
+    """The backends that load on this machine: label, module name, module."""
+    found: list[tuple[str, str, srp6a.SrpBackend]] = []
     for label, module in BACKENDS:
         try:
-            found.append((label, importlib.import_module(module)))
+            found.append((label, module, importlib.import_module(module)))
         except (ImportError, OSError):  # the OpenSSL backend without libssl.so
             continue
     return found
@@ -86,7 +87,9 @@ class Fixture:
         ).public_bytes(Encoding.DER)
 
 
-def exchange(backend: pake.SrpBackend, verifier: pake.PinVerifier, fixture: Fixture) -> tuple[float, float]:
+def exchange(
+    backend: srp6a.SrpBackend, verifier: verifiers.PinVerifier, fixture: Fixture
+) -> tuple[float, float]:
     """One whole exchange in this thread: (the hub's CPU seconds, the appliance's)."""
     hub_exchanges = pake.HubExchanges(backend=backend)
     appliance = ApplianceExchange(_ID, _PIN, fixture.csr_der, backend=backend)
@@ -125,22 +128,31 @@ def cpu(work: Callable[[], object]) -> float:
     return time.thread_time() - started
 
 
-async def loop_stall(backend: pake.SrpBackend, verifier: pake.PinVerifier, fixture: Fixture) -> float:
-    """The longest an event loop waited while the hub's steps ran in worker threads (CPU waits left out)."""
+async def loop_stall(
+    module: str, backend: srp6a.SrpBackend, verifier: verifiers.PinVerifier, fixture: Fixture
+) -> float:
+    """The longest an event loop waited while the hub's steps ran in the SRP worker (CPU waits left out).
+
+    The worker starts cold, as it does for the first exchange after a quiet minute.
+    """
     appliance = ApplianceExchange(_ID, _PIN, fixture.csr_der, backend=backend)
     start = _parse(appliance.start(), pake.StartRequest)
-    hub_exchanges = pake.HubExchanges(backend=backend)
-    async with LoopLagProbe() as probe:
-        challenge = await hub_exchanges.start_async(start, verifier, None)
-        await asyncio.sleep(0.01)  # the appliance's turn happens elsewhere
-    during_start = probe.longest(exclude_cpu_wait=True)
-    prove = _parse(appliance.answer(pake.encode(challenge.to_dict())), pake.ProveRequest)
-    async with LoopLagProbe() as probe:
-        await hub_exchanges.prove_async(hub_exchanges.take(prove.session), prove)
-        await verifier.matches_async(_PIN, backend)
-        await pake.PinVerifier.create_async(_ID, _PIN, backend)
-        await asyncio.sleep(0.01)
-    return max(during_start, probe.longest(exclude_cpu_wait=True))
+    worker = SrpWorker(backend=module)
+    hub_exchanges = pake.HubExchanges(work=worker)
+    try:
+        async with LoopLagProbe() as probe:
+            challenge = await hub_exchanges.start_async(start, verifier, None)
+            await asyncio.sleep(0.01)  # the appliance's turn happens elsewhere
+        during_start = probe.longest(exclude_cpu_wait=True)
+        prove = _parse(appliance.answer(pake.encode(challenge.to_dict())), pake.ProveRequest)
+        async with LoopLagProbe() as probe:
+            await hub_exchanges.prove_async(hub_exchanges.take(prove.session), prove)
+            await worker.pin_matches(verifier, _PIN)
+            await worker.make_verifier(_ID, _PIN)
+            await asyncio.sleep(0.01)
+        return max(during_start, probe.longest(exclude_cpu_wait=True))
+    finally:
+        await worker.close()
 
 
 def _parse[T](message: dict[str, str], kind: type[T]) -> T:
@@ -150,28 +162,30 @@ def _parse[T](message: dict[str, str], kind: type[T]) -> T:
     return parsed
 
 
-def measure(label: str, backend: pake.SrpBackend, rounds: int, fixture: Fixture) -> Costs:
+def measure(label: str, module: str, backend: srp6a.SrpBackend, rounds: int, fixture: Fixture) -> Costs:
     """Medians over ``rounds`` for one backend."""
-    verifier = pake.PinVerifier.create(_ID, _PIN, backend)
+    verifier = verifiers.PinVerifier.create(_ID, _PIN, backend)
     runs = [exchange(backend, verifier, fixture) for _ in range(rounds)]
     return Costs(
         backend=label,
         hub=statistics.median(run[0] for run in runs),
         appliance=statistics.median(run[1] for run in runs),
         make_verifier=statistics.median(
-            cpu(lambda: pake.PinVerifier.create(_ID, _PIN, backend)) for _ in range(rounds)
+            cpu(lambda: verifiers.PinVerifier.create(_ID, _PIN, backend)) for _ in range(rounds)
         ),
         basic_check=statistics.median(cpu(lambda: verifier.matches(_PIN, backend)) for _ in range(rounds)),
-        loop_stall=max(asyncio.run(loop_stall(backend, verifier, fixture)) for _ in range(min(rounds, 5))),
+        loop_stall=max(
+            asyncio.run(loop_stall(module, backend, verifier, fixture)) for _ in range(min(rounds, 5))
+        ),
     )
 
 
 def main(rounds: int = 20) -> list[Costs]:
     """Print the figures for each backend that loads here; return them."""
     fixture = Fixture()
-    results = [measure(label, backend, rounds, fixture) for label, backend in backends()]
+    results = [measure(label, module, backend, rounds, fixture) for label, module, backend in backends()]
     print(
-        f"PIN exchange ({pake.METHOD}): thread CPU, median of {rounds} rounds; the longest event-loop stall "
+        f"PIN exchange ({srp6a.METHOD}): thread CPU, median of {rounds} rounds; the longest event-loop stall "
         "while the hub's steps ran in a worker thread"
     )
     print(
