@@ -264,13 +264,13 @@ class EstPairingConfigFlow(ConfigFlow, domain=DOMAIN):
         use_new_details = bool((user_input or {}).get(CONF_USE_NEW_DETAILS))
         if user_input is not None and step_id == "pin":
             try:
-                return self._approve(shown, pin=user_input[CONF_PIN], use_new_details=use_new_details)
+                return await self._approve(shown, pin=user_input[CONF_PIN], use_new_details=use_new_details)
             except WrongPin as err:
                 errors[CONF_PIN] = "wrong_pin"
                 placeholders["attempts_left"] = str(err.attempts_left)
         elif user_input is not None:
             if user_input[CONF_FINGERPRINTS_MATCH]:
-                return self._approve(shown, pin=None, use_new_details=use_new_details)
+                return await self._approve(shown, pin=None, use_new_details=use_new_details)
             errors["base"] = "confirm_match"
         if shown.new_details:  # the device keeps its details unless the owner ticks this
             schema = schema.extend(NEW_DETAILS_SCHEMA.schema)
@@ -320,14 +320,18 @@ class EstPairingConfigFlow(ConfigFlow, domain=DOMAIN):
         except PendingRequestGone:
             return self.async_abort(reason="request_gone")
 
-    def _approve(self, shown: OwnerReview, *, pin: str | None, use_new_details: bool) -> ConfigFlowResult:
+    async def _approve(
+        self, shown: OwnerReview, *, pin: str | None, use_new_details: bool
+    ) -> ConfigFlowResult:
         runtime = hub_runtime(self.hass)
         assert runtime is not None  # noqa: S101 - _review found it
         placeholders = self._placeholders(shown)
         try:  # the request was there a moment ago (_review), but the appliance may be paired since
-            runtime.approve(self._discovery["request_id"], pin=pin, use_new_details=use_new_details)
+            await runtime.approve(self._discovery["request_id"], pin=pin, use_new_details=use_new_details)
         except LockedOut:
             return self.async_abort(reason="locked_out")
+        except PendingRequestGone:  # it went while the PIN was checked
+            return self.async_abort(reason="request_gone")
         except NameTaken:
             return self.async_abort(reason="name_taken", description_placeholders=placeholders)
         except NotAllowed:  # ProofMismatch: the way this page offered is not enough any more
@@ -446,7 +450,9 @@ class ApplianceSubentryFlow(ConfigSubentryFlow):
                     errors[CONF_PIN] = "pin_too_long"
                 else:
                     try:
-                        runtime.preregister(appliance_id, user_input[CONF_PIN], name, add_subentry=False)
+                        await runtime.preregister(
+                            appliance_id, user_input[CONF_PIN], name, add_subentry=False
+                        )
                     except AlreadyPaired:
                         errors[CONF_APPLIANCE_ID] = "already_paired"
                     except NameTaken:

@@ -55,7 +55,7 @@ from .est.ca import household_ca_name
 from .est.csr import ApplianceDetails
 from .est.fingerprints import format_fingerprint
 from .est.ledger import CertificateRecord
-from .est.policy import PendingEnrollment, Registration, Review
+from .est.policy import PendingEnrollment, PinGiven, Registration, Review
 from .est.service import EstService, ServiceConfig
 from .est.tls import ListenerNames
 from .exceptions import AlreadyPaired, NotSaved
@@ -225,6 +225,7 @@ class EstRuntime:
         policy = self.service.policy
         policy.on_pending_added = self._pending_added
         policy.on_pending_removed = self._pending_removed
+        policy.on_exchange_approved = self._exchange_approved
         policy.refusal = self._refusal
         self._unsubscribers.append(self.service.ledger.subscribe(self._ledger_changed))
         await self._reconcile_appliances()
@@ -474,19 +475,31 @@ class EstRuntime:
             paired_key = latest.key_fingerprint if latest is not None else next(iter(approved), None)
         return OwnerReview(review, device, paired_key)
 
-    def approve(self, request_id: str, *, pin: str | None, use_new_details: bool = False) -> Registration:
+    async def approve(
+        self, request_id: str, *, pin: str | None, use_new_details: bool = False
+    ) -> Registration | PinGiven:
         """Approve a pending request (raises the library's errors) and add the appliance.
 
-        An appliance that has a device keeps its details unless the owner chose the request's.
+        An appliance that has a device keeps its details unless the owner chose the request's. One
+        that pairs through the PIN exchange is added once its exchange proves the PIN typed.
         """
         device = self.review(request_id).device
-        registration = self.service.policy.approve(
+        outcome = await self.service.policy.approve(
             request_id, pin=pin, use_new_details=use_new_details, known=device
         )
-        self._ensure_subentry(registration.appliance_id, registration.details, update=use_new_details)
+        if isinstance(outcome, Registration):
+            self._added(outcome, update=use_new_details)
+        return outcome
+
+    @callback
+    def _exchange_approved(self, registration: Registration) -> None:
+        self._added(registration, update=False)
+
+    @callback
+    def _added(self, registration: Registration, *, update: bool) -> None:
+        self._ensure_subentry(registration.appliance_id, registration.details, update=update)
         # One revoked before its first certificate, approved again, awaits enrollment again.
         async_dispatcher_send(self.hass, self.signal_appliance, registration.appliance_id)
-        return registration
 
     def reject(self, request_id: str) -> None:
         """Reject one pending request."""
@@ -509,7 +522,7 @@ class EstRuntime:
             return "the owner ignored this appliance in Home Assistant"
         return None
 
-    def preregister(
+    async def preregister(
         self, appliance_id: str, pin: str, name: str | None, *, add_subentry: bool = True
     ) -> Registration:
         """Let an appliance enroll unattended with this id and PIN; adds it as an appliance.
@@ -521,7 +534,7 @@ class EstRuntime:
             appliance_id in self._appliance_subentries().values()
         ):
             raise AlreadyPaired(appliance_id)
-        registration = self.service.policy.preregister(appliance_id, pin, ApplianceDetails(name=name))
+        registration = await self.service.policy.preregister(appliance_id, pin, ApplianceDetails(name=name))
         if add_subentry:
             self._ensure_subentry(appliance_id, registration.details)
         return registration

@@ -51,7 +51,9 @@ def async_setup_services(hass: HomeAssistant) -> None:
     async def preregister(call: ServiceCall) -> None:
         runtime = _runtime(hass)
         try:
-            runtime.preregister(call.data[CONF_APPLIANCE_ID], call.data[CONF_PIN], call.data.get(CONF_NAME))
+            await runtime.preregister(
+                call.data[CONF_APPLIANCE_ID], call.data[CONF_PIN], call.data.get(CONF_NAME)
+            )
         except EstError as err:
             raise translated(err) from err
 

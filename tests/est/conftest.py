@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +18,15 @@ from custom_components.est_pairing.est.service import EstService, ServiceConfig
 from custom_components.est_pairing.est.storage import JournalFile, JsonFileStore
 from custom_components.est_pairing.est.tls import ListenerNames
 from est_tools.appliance.client import EstClient, client_ssl_context
+
+_DECISIONS: set[asyncio.Task[Any]] = set()
+
+
+def soon(decision: Coroutine[Any, Any, Any]) -> None:
+    """Run an owner's decision from a synchronous callback (a client's ``on_pending``), as a task."""
+    task = asyncio.get_running_loop().create_task(decision)
+    _DECISIONS.add(task)
+    task.add_done_callback(_DECISIONS.discard)
 
 
 @pytest.fixture(autouse=True)
@@ -103,7 +112,7 @@ async def oven_server(data_dir: Path, **config: Any) -> AsyncIterator[RunningSer
     """A running server with appliance ``oven`` pre-registered with PIN 123456."""
     service = make_service(data_dir, **config)
     await service.load()
-    service.policy.preregister("oven", "123456")
+    await service.policy.preregister("oven", "123456")
     service.policy.retry_after = 1
     await service.start()
     try:

@@ -24,6 +24,7 @@ from .limits import DEFAULT_CONNECTION_LIMITS, DEFAULT_VALIDITY_DAYS, Connection
 from .policy import EnrollmentPolicy
 from .registrar import Registrar
 from .server import DEFAULT_LABELS, EstApplication, EstListener
+from .srp_worker import SrpWorker
 from .storage import DocumentStore, JournalStore
 from .tls import ListenerIdentity, ListenerNames, load_identity, server_ssl_context
 from .wire import CRL_PATH
@@ -66,7 +67,9 @@ class EstService:
         self._policy_store = policy_store
         self._clock = clock
         self.ledger = Ledger(ledger_journal)
-        self.policy = EnrollmentPolicy(clock=clock, auto_approve=config.auto_approve)
+        # The SRP arithmetic (PIN exchanges, verifiers, HTTP Basic PINs) runs in a process of its own.
+        self.srp = SrpWorker()
+        self.policy = EnrollmentPolicy(clock=clock, auto_approve=config.auto_approve, work=self.srp)
         self.issuance = IssuancePolicy(validity_days=config.validity_days, reserved_names=config.names.all())
         self._ca: HouseholdCA | None = None
         self._identity: ListenerIdentity | None = None
@@ -243,7 +246,7 @@ class EstService:
     async def start(self) -> None:
         """Build the TLS context (in a thread: it loads files) and start serving."""
         context = await asyncio.to_thread(self._ssl_context)
-        application = EstApplication(self.registrar, labels=self.config.labels)
+        application = EstApplication(self.registrar, labels=self.config.labels, work=self.srp)
         listener = EstListener(
             application,
             host=self.config.bind_host,
@@ -260,10 +263,11 @@ class EstService:
         return server_ssl_context(self.listener_identity, anchors)
 
     async def stop(self) -> None:
-        """Stop serving and finish pending saves, the ledger's included."""
+        """Stop serving, stop the SRP worker, and finish pending saves, the ledger's included."""
         if self._listener is not None:
             await self._listener.stop()
             self._listener = None
+        await self.srp.close()
         await self.ledger.wait_idle()
         await self.flush()
         await self.catch_up_policy_save()  # a last try: what is not saved now is lost

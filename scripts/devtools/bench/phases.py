@@ -221,7 +221,7 @@ class Bench:
     async def _stalls(self, data_dir: Path, *, compaction_of: int | None = None) -> list[Stall]:
         settings = self.settings
         service = await prepare_data_dir(data_dir, settings.host, certificates=0)  # loads what is there
-        service.policy.preregister(BENCH_APPLIANCE, self.password)
+        await service.policy.preregister(BENCH_APPLIANCE, self.password)
         service.policy.auto_approve = True  # every enrollment a new key: a pre-registration admits one
         await service.start()
         target = Target(
