@@ -2,13 +2,15 @@
 
     serve   --data-dir DIR [--host H] [--port P] [--user ID:SECRET]... [--client-ca PEM]...
             [--auto-approve] [--validity-days N] [--name NAME] [--label L]...
-    approve ID --data-dir DIR [--key FINGERPRINT] [--pin PIN]
+    approve ID --data-dir DIR [--key FINGERPRINT] [--pin PIN | --pin -]
     reject  ID --data-dir DIR [--key FINGERPRINT]
     revoke  ID --data-dir DIR
     list    --data-dir DIR [--json]
 
 The running server owns the state; the other commands talk to it over ``DIR/control.sock``. With no
-server running, ``list`` and ``revoke`` work on the files directly.
+server running, ``list`` and ``revoke`` work on the files directly. An appliance that pairs through
+the PIN exchange waits until ``approve ID --pin`` gives its PIN (the server keeps a verifier, never
+the PIN); ``approve`` then waits a little for the appliance's next exchange and says how it went.
 """
 
 from __future__ import annotations
@@ -35,7 +37,13 @@ from cryptography.hazmat.primitives import serialization
 from custom_components.est_pairing.est.errors import EstError
 from custom_components.est_pairing.est.fingerprints import format_fingerprint
 from custom_components.est_pairing.est.homenet import HOME_DOMAINS, MDNS_SUFFIX
-from custom_components.est_pairing.est.policy import PendingEnrollment
+from custom_components.est_pairing.est.policy import (
+    CredentialKind,
+    ExchangeFailure,
+    PendingEnrollment,
+    PinGiven,
+    Registration,
+)
 from custom_components.est_pairing.est.service import EstService, ServiceConfig, url_host
 from custom_components.est_pairing.est.storage import (
     Document,
@@ -47,6 +55,7 @@ from custom_components.est_pairing.est.tls import ListenerNames
 
 _LOGGER = logging.getLogger(__name__)
 _PUBLIC = 0o644
+EXCHANGE_WAIT = 30.0  # seconds `approve --pin` waits for the appliance's next PIN exchange
 
 
 class PemDirectoryStore:
@@ -139,6 +148,15 @@ async def serve(args: argparse.Namespace) -> None:
     data_dir: Path = args.data_dir
     service = open_service(data_dir, service_config(args))
     await service.load()
+    try:
+        await _serve(service, args)
+    finally:
+        await service.stop()
+        print("stopped", flush=True)
+
+
+async def _serve(service: EstService, args: argparse.Namespace) -> None:
+    data_dir: Path = args.data_dir
     users = [("--user", number, user) for number, user in enumerate(args.user, 1)]
     for path in args.users_file:
         users += [(f"--users-file {path}", number, user) for number, user in enumerate(_users_in(path), 1)]
@@ -152,12 +170,15 @@ async def serve(args: argparse.Namespace) -> None:
             )
             continue
         try:
-            service.policy.preregister(appliance_id, secret)
+            await service.policy.preregister(appliance_id, secret)
         except EstError as err:  # the reason names the id, never the secret
             raise SystemExit(f"{origin}: appliance {number}: {err}") from err
+    watch = ExchangeWatch()
     service.policy.on_pending_added = _announce_pending
+    service.policy.on_exchange_failed = watch.failed
+    service.policy.on_exchange_approved = watch.approved
     await service.start()
-    control = await _start_control(service, data_dir / "control.sock")
+    control = await _start_control(service, data_dir / "control.sock", watch)
     stopped = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):  # before the ready line: a supervisor may stop us at once
@@ -172,8 +193,6 @@ async def serve(args: argparse.Namespace) -> None:
         control.close()
         await control.wait_closed()
         _remove(data_dir / "control.sock")
-        await service.stop()
-        print("stopped", flush=True)
 
 
 def _enrolled(service: EstService, appliance_id: str) -> bool:
@@ -218,12 +237,62 @@ def service_config(args: argparse.Namespace) -> ServiceConfig:
 
 
 def _announce_pending(pending: PendingEnrollment) -> None:
+    pin = " --pin -" if pending.kind is CredentialKind.PAKE else ""  # its exchange needs the PIN
     print(
         f"waiting for approval: {pending.appliance_id} ({pending.kind.value}) from "
         f"{pending.address or 'unknown'}, key sha256 {format_fingerprint(pending.key_fingerprint, groups=4)}"
-        f" -- run: est-server approve {pending.appliance_id} --data-dir DIR",
+        f" -- run: est-server approve {pending.appliance_id}{pin} --data-dir DIR",
         flush=True,
     )
+
+
+class ExchangeWatch:
+    """Tells ``approve --pin`` how the appliance's next PIN exchange went, and ``serve``'s output too."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, list[asyncio.Future[tuple[bool, str]]]] = {}
+
+    async def outcome(self, appliance_id: str) -> tuple[bool, str]:
+        """(whether the PIN was right, what to tell the owner) once the appliance's next exchange ended."""
+        future: asyncio.Future[tuple[bool, str]] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(appliance_id, []).append(future)
+        try:
+            return await future
+        finally:
+            waiting = self._waiting.get(appliance_id, [])
+            if future in waiting:
+                waiting.remove(future)
+            if not waiting:
+                self._waiting.pop(appliance_id, None)
+
+    def failed(self, failure: ExchangeFailure) -> None:
+        """A policy event: an exchange's proof was wrong."""
+        appliance_id = failure.appliance_id
+        if failure.pending is None:
+            message = f"the PIN exchange of {appliance_id} failed: it does not know the PIN the server has"
+        elif failure.attempts_left:
+            message = (
+                f"the PIN does not match {appliance_id}'s: its PIN exchange failed; approve it again with "
+                f"the right PIN ({failure.attempts_left} more tries)"
+            )
+        else:
+            message = (
+                f"the PIN does not match {appliance_id}'s: its PIN exchange failed again, and too many PINs "
+                "were wrong; the request is gone and the appliance locked out for a while"
+            )
+        print(message, flush=True)
+        self._tell(appliance_id, (False, message))
+
+    def approved(self, registration: Registration) -> None:
+        """A policy event: an exchange proved the PIN given for a waiting request."""
+        message = f"approved {registration.appliance_id}: its PIN exchange proved the PIN; it is enrolled"
+        print(message, flush=True)
+        self._tell(registration.appliance_id, (True, message))
+
+    def _tell(self, appliance_id: str, outcome: tuple[bool, str]) -> None:
+        for future in self._waiting.pop(appliance_id, []):
+            if not future.done():
+                future.set_result(outcome)
 
 
 def _load_certificates(path: Path) -> list[x509.Certificate]:
@@ -235,13 +304,13 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
-async def _start_control(service: EstService, path: Path) -> asyncio.Server:
+async def _start_control(service: EstService, path: Path, watch: ExchangeWatch) -> asyncio.Server:
     _remove(path)  # left by a server that was killed; the lock says none is running
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             request = json.loads(await reader.readline())
-            reply = await _control_command(service, request)
+            reply = await _control_command(service, request, watch)
         except (EstError, KeyError, ValueError) as err:
             reply = {"ok": False, "error": str(err)}
         writer.write(json.dumps(reply).encode() + b"\n")
@@ -255,7 +324,9 @@ async def _start_control(service: EstService, path: Path) -> asyncio.Server:
         os.umask(previous)
 
 
-async def _control_command(service: EstService, request: dict[str, Any]) -> dict[str, Any]:
+async def _control_command(
+    service: EstService, request: dict[str, Any], watch: ExchangeWatch | None = None
+) -> dict[str, Any]:
     command = request["command"]
     if command == "list":
         return {"ok": True, **_listing(service)}
@@ -265,7 +336,9 @@ async def _control_command(service: EstService, request: dict[str, Any]) -> dict
         return {"ok": True, "message": f"revoked {len(records)} certificate(s)"}
     pending = _select_pending(service, request["appliance"], request.get("key"))
     if command == "approve":
-        service.policy.approve(pending.request_id, pin=request.get("pin"))
+        approved = await service.policy.approve(pending.request_id, pin=request.get("pin"))
+        if isinstance(approved, PinGiven):
+            return await _exchanged(pending.appliance_id, watch)
         await _saved(service, f"approved {pending.appliance_id}")
         return {"ok": True, "message": f"approved {pending.appliance_id}; it enrolls on its next retry"}
     if command == "reject":
@@ -273,6 +346,23 @@ async def _control_command(service: EstService, request: dict[str, Any]) -> dict
         await _saved(service, f"rejected {pending.appliance_id}")
         return {"ok": True, "message": f"rejected {pending.appliance_id}"}
     raise ValueError(f"unknown command {command}")
+
+
+async def _exchanged(appliance_id: str, watch: ExchangeWatch | None) -> dict[str, Any]:
+    """The reply to ``approve --pin`` for an appliance of the PIN exchange: how its next exchange went."""
+    outcome = None
+    if watch is not None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(EXCHANGE_WAIT):
+                outcome = await watch.outcome(appliance_id)
+    if outcome is None:
+        return {
+            "ok": True,
+            "message": f"PIN given for {appliance_id}: it enrolls with its next PIN exchange (none came "
+            f"within {EXCHANGE_WAIT:g} s; `est-server list` shows how it goes)",
+        }
+    right, message = outcome
+    return {"ok": True, "message": message} if right else {"ok": False, "error": message}
 
 
 async def _saved(service: EstService, done: str) -> None:
@@ -321,6 +411,7 @@ def _listing(service: EstService) -> dict[str, Any]:
             {
                 "appliance": p.appliance_id,
                 "kind": p.kind.value,
+                "state": _state(p),
                 "key": p.key_fingerprint,
                 "key_type": p.key_description,
                 "address": p.address,
@@ -398,6 +489,17 @@ async def _offline(data_dir: Path, request: dict[str, Any]) -> dict[str, Any]:
             await service.flush()
 
 
+def _state(pending: PendingEnrollment) -> str:
+    """Where a waiting request stands, in a few words."""
+    if pending.kind is not CredentialKind.PAKE:
+        return "waiting for approval"
+    if pending.verifier is not None:
+        return "PIN given, waiting for its exchange"
+    if pending.exchange_failed:
+        return "its exchange failed: the PIN did not match; approve it again with the right PIN"
+    return "waiting for its PIN (approve --pin -)"
+
+
 def _print_listing(reply: dict[str, Any], out: IO[str], *, as_json: bool) -> None:
     if as_json:
         print(json.dumps({k: v for k, v in reply.items() if k != "ok"}, indent=2), file=out)
@@ -407,7 +509,7 @@ def _print_listing(reply: dict[str, Any], out: IO[str], *, as_json: bool) -> Non
     for p in reply["pending"]:
         print(
             f"  {p['appliance']:<24} {p['kind']:<11} {p['key_type']:<9} "
-            f"key {format_fingerprint(p['key'], groups=4)}  from {p['address']}",
+            f"key {format_fingerprint(p['key'], groups=4)}  from {p['address']}  {p['state']}",
             file=out,
         )
     print(f"appliances ({len(reply['appliances'])}):", file=out)
@@ -464,7 +566,8 @@ def parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="ID:SECRET",
-        help="pre-approve an appliance (the secret shows in the process list: see --users-file)",
+        help="pre-approve an appliance (the server keeps a verifier of the secret, never the secret; it"
+        " shows in the process list: see --users-file)",
     )
     serve_parser.add_argument(
         "--users-file",
@@ -500,7 +603,9 @@ def parser() -> argparse.ArgumentParser:
             sub.add_argument("--key", help="fingerprint (prefix) of the key, when several wait")
         if name == "approve":
             sub.add_argument(
-                "--pin", help="check the appliance sent this PIN ('-': read it from standard input)"
+                "--pin",
+                help="the PIN printed on the appliance: the one it sent, or the one its PIN exchange then "
+                "proves ('-': read it from standard input)",
             )
     list_parser = commands.add_parser("list", help="pending requests and issued certificates")
     list_parser.add_argument("--data-dir", type=Path, required=True)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 import json
 from pathlib import Path
 import stat
+import subprocess
+import sys
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -17,7 +20,7 @@ from custom_components.est_pairing.est.service import ServiceConfig
 from custom_components.est_pairing.est.tls import ListenerNames
 from est_tools.appliance.client import EstClient, Pending, build_csr
 from est_tools.standalone import cli
-from tests.est.standalone import Serving, est_server, start
+from tests.est.standalone import Serving, environment, est_server, start
 
 
 @pytest.fixture
@@ -287,3 +290,125 @@ async def test_a_power_cut_between_pem_files_never_stops_the_next_start(
         assert service.ca.issued(service.listener_identity.certificate)
     finally:
         await service.stop()
+
+
+# --- the PIN exchange ----------------------------------------------------------------------------------
+
+
+class ApplianceRun:
+    """``python -m est_tools.appliance`` as a user starts it, its output read line by line."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.lines: list[str] = []
+
+    @classmethod
+    async def start(cls, serving: Serving, state_dir: Path, appliance_id: str, pin: str) -> ApplianceRun:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "est_tools.appliance",
+            *("--id", appliance_id, "--pin", pin, "--server", serving.url, "--once"),
+            *("--state-dir", str(state_dir), "--approval-timeout", "120"),
+            env=environment(),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        return cls(process)
+
+    async def expect(self, text: str) -> str:
+        assert self.process.stdout is not None
+        async with asyncio.timeout(60):
+            while line := (await self.process.stdout.readline()).decode():
+                self.lines.append(line.rstrip())
+                if text in line:
+                    return line.rstrip()
+        raise AssertionError(f"the appliance ended without {text!r}:\n" + "\n".join(self.lines))
+
+    async def exit_code(self) -> int:
+        assert self.process.stdout is not None
+        async with asyncio.timeout(60):
+            self.lines += (await self.process.stdout.read()).decode().splitlines()
+            return await self.process.wait()
+
+
+def openssl_verifies(ca: Path, certificate: Path) -> str:
+    finished = subprocess.run(
+        ["openssl", "verify", "-CAfile", str(ca), str(certificate)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return finished.stdout + finished.stderr
+
+
+async def test_an_appliance_waits_for_its_pin_then_pairs_through_the_exchange(tmp_path: Path) -> None:
+    data_dir, state = tmp_path / "data", tmp_path / "fridge"
+    serving = await start(data_dir)
+    try:
+        fridge = await ApplianceRun.start(serving, state, "fridge", "246810")
+        await fridge.expect("enrolling as fridge through the PIN exchange")
+        await fridge.expect("waiting for the owner to type this appliance's PIN")
+        code, stdout, _ = await est_server("list", "--data-dir", data_dir, "--json")
+        (pending,) = json.loads(stdout)["pending"]
+        assert (pending["kind"], pending["state"]) == ("pake", "waiting for its PIN (approve --pin -)")
+
+        code, stdout, stderr = await est_server(
+            "approve", "fridge", "--data-dir", data_dir, "--pin", "-", stdin="246810\n"
+        )
+        assert (code, stdout) == (0, "approved fridge: its PIN exchange proved the PIN; it is enrolled\n"), (
+            stderr
+        )
+        assert await fridge.exit_code() == 0, fridge.lines
+        assert [
+            line for line in fridge.lines if line.startswith("the PIN exchange authenticated the hub's CA")
+        ]
+    finally:
+        said = await serving.stop()
+    assert "246810" not in said
+    assert "246810" not in (data_dir / "approvals.json").read_text()
+    assert openssl_verifies(data_dir / "ca.pem", state / "certificate.pem").endswith(": OK\n")
+    assert (state / "ca.pem").read_bytes() == (data_dir / "ca.pem").read_bytes()
+
+
+async def test_a_mistyped_pin_shows_and_the_right_one_then_pairs(tmp_path: Path) -> None:
+    data_dir, state = tmp_path / "data", tmp_path / "fridge"
+    serving = await start(data_dir)
+    try:
+        fridge = await ApplianceRun.start(serving, state, "fridge", "246810")
+        await fridge.expect("waiting for the owner to type this appliance's PIN")
+        code, _, stderr = await est_server(
+            "approve", "fridge", "--data-dir", data_dir, "--pin", "-", stdin="246801\n"
+        )
+        assert (code, stderr) == (
+            1,
+            "est-server approve: the PIN does not match fridge's: its PIN exchange failed; approve it again "
+            "with the right PIN (2 more tries)\n",
+        )
+        await fridge.expect("the PIN exchange failed (401")
+        code, stdout, _ = await est_server("list", "--data-dir", data_dir)
+        assert "its exchange failed: the PIN did not match; approve it again with the right PIN" in stdout
+
+        code, stdout, stderr = await est_server(
+            "approve", "fridge", "--data-dir", data_dir, "--pin", "-", stdin="246810\n"
+        )
+        assert code == 0, stderr
+        assert await fridge.exit_code() == 0, fridge.lines
+    finally:
+        await serving.stop()
+    assert openssl_verifies(data_dir / "ca.pem", state / "certificate.pem").endswith(": OK\n")
+
+
+async def test_a_user_given_to_serve_pairs_through_the_exchange_unattended(tmp_path: Path) -> None:
+    data_dir, state = tmp_path / "data", tmp_path / "oven"
+    serving = await start(data_dir, "--user", "oven:123456")
+    try:
+        oven = await ApplianceRun.start(serving, state, "oven", "123456")
+        assert await oven.exit_code() == 0, oven.lines
+        assert not [line for line in oven.lines if "waiting for the owner" in line]
+    finally:
+        await serving.stop()
+    saved = json.loads((data_dir / "approvals.json").read_text())
+    assert "123456" not in json.dumps(saved)
+    (registration,) = saved["registrations"]
+    assert registration["verifier"]["method"] == "srp6a-sha512-3072"
