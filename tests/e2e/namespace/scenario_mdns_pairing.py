@@ -1,6 +1,7 @@
 """Pairing as it happens at home: Home Assistant announces its EST server over real mDNS, the simulated
-appliance (a real process) finds it, the owner types the PIN, the appliance enrolls and renews by
-itself, and once the owner revokes it, its next renewal is refused.
+appliance (a real process) finds it and asks through the PIN exchange, the owner types the PIN, the
+appliance's next exchange proves it and enrolls, it renews by itself, and once the owner revokes it,
+its next renewal is refused.
 
 Not collected by the normal run (the file name does not start with ``test_``): it multicasts, so it
 runs only in the private namespace tests/e2e/test_mdns_pairing.py creates.
@@ -128,23 +129,29 @@ async def test_appliance_finds_pairs_renews_and_is_revoked(
 ) -> None:
     state_dir = tmp_path / "oven"
 
-    # Discovery: the only way the appliance can know the port is the mDNS announcement.
+    # Discovery: the only way the appliance can know the port is the mDNS announcement, which
+    # offers the PIN exchange: the appliance trusts no CA on first use and never sends its PIN.
     found = await oven.expect("found EST server")
     assert f"Home Household CA at https://127.0.0.1:{hub.service.port}" in found
-    trusted = await oven.expect("trusting the server's CA on first use")
-    assert format_fingerprint(hub.ca_fingerprint) in trusted
-    await oven.expect("waiting for the owner to approve this appliance in Home Assistant")
+    await oven.expect("enrolling as oven through the PIN exchange")
+    await oven.expect("waiting for the owner to type this appliance's PIN in Home Assistant")
 
     # The owner sees it under Discovered and types the PIN printed on the oven.
     flow = await until(lambda: discovery_flow(hass))
     assert flow["context"]["unique_id"] == "id:oven"
     assert flow["context"]["title_placeholders"] == {"name": "Kitchen oven"}
+    menu = await hass.config_entries.flow.async_configure(flow["flow_id"])
+    assert menu["menu_options"] == ["pin", "reject"]  # its exchange needs the PIN: no fingerprint comparison
     result = await hass.config_entries.flow.async_configure(flow["flow_id"], {"next_step_id": "pin"})
     result = await hass.config_entries.flow.async_configure(flow["flow_id"], {"pin": PIN})
     assert result["reason"] == "approved"
 
-    # Its next retry gets a certificate from the household CA, for its id and mDNS name only.
+    # Its next exchange proves the same PIN: the CA comes with the certificate, authenticated by the
+    # exchange; the certificate is for its id and mDNS name only.
+    authenticated = await oven.expect("the PIN exchange authenticated the hub's CA")
+    assert format_fingerprint(hub.ca_fingerprint) in authenticated
     await oven.expect("enrolled: CN=oven")
+    assert not [line for line in oven.lines if "trusting" in line]
     certificate, pinned = stored(state_dir)
     assert pinned == hub.service.ca.certificate
     certificate.verify_directly_issued_by(hub.service.ca.certificate)
