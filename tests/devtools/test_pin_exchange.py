@@ -18,12 +18,14 @@ def test_an_exchange_costs_both_sides_cpu() -> None:
 
 
 def test_the_bench_prints_a_line_per_backend(capsys: pytest.CaptureFixture[str]) -> None:
-    results = pin_exchange.main(rounds=1)
+    results = pin_exchange.main(rounds=1, exchanges=1, home_assistant=False)
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("PIN exchange (srp6a-sha512-3072)")
     assert [costs.backend for costs in results] == [label for label, _, _ in pin_exchange.backends()]
+    assert len(lines) == 2 + len(results) + 2 + len(results)
+    assert lines[2 + len(results)].startswith("1 whole PIN exchanges over the listener")
     assert "pure Python" in lines[-1]
-    assert len(lines) == 2 + len(results)
     for costs in results:
         assert min(costs.hub, costs.appliance, costs.make_verifier, costs.basic_check) > 0
         assert costs.loop_stall >= 0
+        assert list(costs.listener_stalls) == ["standalone server"]

@@ -1,4 +1,4 @@
-"""The event-loop stall one enrollment causes inside Home Assistant.
+"""The event-loop stall one enrollment (or PIN exchange) causes inside Home Assistant.
 
 The integration runs on Home Assistant's own core (the test harness's ``async_test_home_assistant``:
 the real event loop, config entries, storage and entity platforms) with its real EST listener on
@@ -10,7 +10,7 @@ multicast here) and the network integration's announce addresses.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 import contextlib
 from pathlib import Path
 import tempfile
@@ -64,11 +64,9 @@ def _no_multicast() -> Iterator[None]:
         yield
 
 
-async def stalls_inside_home_assistant(
-    runs: Runs, load: Load, password: str
-) -> list[tuple[str, LoopLagProbe, Measurement, LoadRun]]:
-    """Set the hub up in Home Assistant, then measure each run with the probe on Home Assistant's loop."""
-    results = []
+@contextlib.asynccontextmanager
+async def hub_in_home_assistant() -> AsyncIterator[EstRuntime]:
+    """The integration set up on Home Assistant's core (its listener on 127.0.0.1), unloaded after."""
     with tempfile.TemporaryDirectory(prefix="est-bench-ha-") as config_dir, _no_multicast():
         (Path(config_dir) / ".storage").mkdir()
         async with async_test_home_assistant(config_dir=config_dir) as hass:
@@ -80,26 +78,34 @@ async def stalls_inside_home_assistant(
             if not await hass.config_entries.async_setup(entry.entry_id):
                 raise RuntimeError("the EST Appliance Pairing hub did not set up")
             await hass.async_block_till_done()
-            runtime: EstRuntime = entry.runtime_data
-            await runtime.preregister(BENCH_APPLIANCE, password, "Bench appliance")
-            runtime.service.policy.auto_approve = True  # every enrollment a new key (see phases.py)
-            await hass.async_block_till_done()
-            service = runtime.service
-            target = Target(
-                "inside Home Assistant",
-                Endpoint("127.0.0.1", service.port, service.ca.certificate_pem.decode()),
-                ENROLL_PATH,
-                BENCH_APPLIANCE,
-                password,
-            )
             try:
-                for label, concurrency, requests in runs:
-                    async with LoopLagProbe() as probe:
-                        measurement, run = await hass.async_add_executor_job(
-                            load, target, concurrency, requests
-                        )
-                    results.append((label, probe, measurement, run))
+                yield entry.runtime_data
             finally:
                 await hass.config_entries.async_unload(entry.entry_id)
                 await hass.async_block_till_done()
+
+
+async def stalls_inside_home_assistant(
+    runs: Runs, load: Load, password: str
+) -> list[tuple[str, LoopLagProbe, Measurement, LoadRun]]:
+    """Set the hub up in Home Assistant, then measure each run with the probe on Home Assistant's loop."""
+    results = []
+    async with hub_in_home_assistant() as runtime:
+        await runtime.preregister(BENCH_APPLIANCE, password, "Bench appliance")
+        runtime.service.policy.auto_approve = True  # every enrollment a new key (see phases.py)
+        await runtime.hass.async_block_till_done()
+        service = runtime.service
+        target = Target(
+            "inside Home Assistant",
+            Endpoint("127.0.0.1", service.port, service.ca.certificate_pem.decode()),
+            ENROLL_PATH,
+            BENCH_APPLIANCE,
+            password,
+        )
+        for label, concurrency, requests in runs:
+            async with LoopLagProbe() as probe:
+                measurement, run = await runtime.hass.async_add_executor_job(
+                    load, target, concurrency, requests
+                )
+            results.append((label, probe, measurement, run))
     return results

@@ -7,8 +7,11 @@ Python, which is what a machine without it gets), in thread CPU time, medians ov
   the challenge, the proof check and the request's MAC; not the certificate it then issues;
 - the appliance's work per exchange: A, M1, checking M2 and the answer's MAC, the certificate checks;
 - the owner's side: making the verifier from a typed PIN, and checking a PIN sent in HTTP Basic;
-- how long the hub's steps, run in a worker thread (their ``*_async`` forms), held up an event loop:
-  the pure-Python backend holds the GIL through each exponentiation.
+- how long the hub's steps, run in the SRP worker process (their ``*_async`` forms), held up an event
+  loop (a thread would not do: the pure-Python backend holds the GIL through each exponentiation);
+- the same for whole exchanges over the real listener, an appliance in another process asking: in the
+  standalone server's service, and inside Home Assistant (the integration on its core), with the
+  worker on each backend (Home Assistant OS most likely has no ``libssl.so`` for pysrp to load).
 
 ``scripts/bench --pake`` prints them (docs/performance.md).
 """
@@ -17,29 +20,40 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import ProcessPoolExecutor
+import dataclasses
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 import importlib
+import multiprocessing
+from pathlib import Path
 import statistics
+import tempfile
 import time
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
 from custom_components.est_pairing.est import pake, srp6a, verifiers
 from custom_components.est_pairing.est.ca import HouseholdCA, IssuedName
+from custom_components.est_pairing.est.service import EstService, ServiceConfig
 from custom_components.est_pairing.est.srp_worker import SrpWorker
-from est_tools.appliance.pake_client import ApplianceExchange
+from custom_components.est_pairing.est.tls import ListenerNames
+from est_tools.appliance.client import build_csr
+from est_tools.appliance.exchange import PinExchangeClient
+from est_tools.appliance.pake_client import ApplianceExchange, Paired
+from est_tools.standalone.cli import open_service
 
 from .loop_lag import LoopLagProbe
 
 _PIN = "482913"
 _ID = "oven"
 BACKENDS = (("OpenSSL via ctypes", "srp._ctsrp"), ("pure Python", "srp._pysrp"))
+STALL_TARGET = 0.005  # seconds: the most an exchange may hold the hub's event loop
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +65,8 @@ class Costs:
     appliance: float
     make_verifier: float
     basic_check: float
-    loop_stall: float  # the longest an event loop waited while the hub's steps ran in a thread
+    loop_stall: float  # the longest an event loop waited while the hub's steps ran in the SRP worker
+    listener_stalls: dict[str, float] = field(default_factory=dict)  # whole exchanges, by where the hub ran
 
 
 def backends() -> list[tuple[str, str, srp6a.SrpBackend]]:
@@ -180,13 +195,80 @@ def measure(label: str, module: str, backend: srp6a.SrpBackend, rounds: int, fix
     )
 
 
-def main(rounds: int = 20) -> list[Costs]:
+# --- whole exchanges over the listener -----------------------------------------------------------------
+
+
+def appliance_exchanges(url: str, key_pem: bytes, count: int) -> None:
+    """In a process of its own: ``count`` whole exchanges as the bench's appliance, one after another."""
+    asyncio.run(_appliance_exchanges(url, key_pem, count))
+
+
+async def _appliance_exchanges(url: str, key_pem: bytes, count: int) -> None:
+    key = serialization.load_pem_private_key(key_pem, password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise TypeError("the bench's appliance key is an EC key")
+    csr_der = build_csr(key, _ID).public_bytes(Encoding.DER)
+    async with PinExchangeClient(url) as client:
+        for _ in range(count):
+            outcome = await client.attempt(ApplianceExchange(_ID, _PIN, csr_der))
+            if not isinstance(outcome, Paired):
+                raise RuntimeError(f"the hub did not pair the bench's appliance ({outcome})")  # noqa: TRY004
+
+
+def _ready() -> None:
+    """The appliance process's imports, done before the probe starts."""
+
+
+async def listener_stall(service: EstService, module: str, key_pem: bytes, count: int) -> float:
+    """The longest the service's loop stalled (CPU waits left out) during ``count`` exchanges.
+
+    An appliance in another process asks over the listener; the hub's steps run in its SRP worker on
+    ``module``, which starts cold, as the first exchange after a quiet minute finds it.
+    """
+    await service.srp.close()
+    service.srp.backend = module
+    loop = asyncio.get_running_loop()
+    url = f"https://127.0.0.1:{service.port}"
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as appliance:
+        await loop.run_in_executor(appliance, _ready)
+        async with LoopLagProbe() as probe:
+            await loop.run_in_executor(appliance, appliance_exchanges, url, key_pem, count)
+    return probe.longest(exclude_cpu_wait=True)
+
+
+async def standalone_stalls(modules: list[str], key_pem: bytes, count: int) -> list[float]:
+    """:func:`listener_stall` for each worker backend, in the standalone server's service."""
+    with tempfile.TemporaryDirectory(prefix="est-bench-pake-") as data_dir:
+        names = ListenerNames.from_hosts(["127.0.0.1"])
+        service = open_service(
+            Path(data_dir), ServiceConfig("Bench", port=0, bind_host="127.0.0.1", names=names)
+        )
+        await service.load()
+        await service.policy.preregister(_ID, _PIN)
+        await service.start()
+        try:
+            return [await listener_stall(service, module, key_pem, count) for module in modules]
+        finally:
+            await service.stop()
+
+
+async def home_assistant_stalls(modules: list[str], key_pem: bytes, count: int) -> list[float]:
+    """:func:`listener_stall` for each worker backend, the integration on Home Assistant's core."""
+    from .home_assistant import hub_in_home_assistant  # the Home Assistant harness, only when asked
+
+    async with hub_in_home_assistant() as runtime:
+        await runtime.preregister(_ID, _PIN, "Bench oven")
+        return [await listener_stall(runtime.service, module, key_pem, count) for module in modules]
+
+
+def main(rounds: int = 20, exchanges: int = 20, *, home_assistant: bool = True) -> list[Costs]:
     """Print the figures for each backend that loads here; return them."""
     fixture = Fixture()
-    results = [measure(label, module, backend, rounds, fixture) for label, module, backend in backends()]
+    found = backends()
+    results = [measure(label, module, backend, rounds, fixture) for label, module, backend in found]
     print(
         f"PIN exchange ({srp6a.METHOD}): thread CPU, median of {rounds} rounds; the longest event-loop stall "
-        "while the hub's steps ran in a worker thread"
+        "while the hub's steps ran in the SRP worker process"
     )
     print(
         f"  {'backend':20s} {'hub/exchange':>13s} {'appliance':>10s} {'PIN->verifier':>14s} "
@@ -196,6 +278,25 @@ def main(rounds: int = 20) -> list[Costs]:
         print(
             f"  {costs.backend:20s} {_ms(costs.hub):>13s} {_ms(costs.appliance):>10s} "
             f"{_ms(costs.make_verifier):>14s} {_ms(costs.basic_check):>16s} {_ms(costs.loop_stall):>11s}"
+        )
+    modules = [module for _, module, _ in found]
+    key_pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    places = {"standalone server": asyncio.run(standalone_stalls(modules, key_pem, exchanges))}
+    if home_assistant:
+        places["inside Home Assistant"] = asyncio.run(home_assistant_stalls(modules, key_pem, exchanges))
+    print(
+        f"{exchanges} whole PIN exchanges over the listener, from an appliance in another process: the "
+        f"longest event-loop stall, CPU waits left out (target {_ms(STALL_TARGET)})"
+    )
+    print(f"  {'SRP worker backend':20s}" + "".join(f" {place:>22s}" for place in places))
+    for index, (label, _, _) in enumerate(found):
+        stalls = [stalls[index] for stalls in places.values()]
+        over = " (over the target)" if max(stalls) > STALL_TARGET else ""
+        print(f"  {label:20s}" + "".join(f" {_ms(stall):>22s}" for stall in stalls) + over)
+        results[index] = dataclasses.replace(
+            results[index], listener_stalls=dict(zip(places, stalls, strict=True))
         )
     return results
 
