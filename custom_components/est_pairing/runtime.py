@@ -55,7 +55,7 @@ from .est.ca import household_ca_name
 from .est.csr import ApplianceDetails
 from .est.fingerprints import format_fingerprint
 from .est.ledger import CertificateRecord
-from .est.policy import PendingEnrollment, PinGiven, Registration, Review
+from .est.policy import ExchangeFailure, PendingEnrollment, PinGiven, Registration, Review
 from .est.service import EstService, ServiceConfig
 from .est.tls import ListenerNames
 from .exceptions import AlreadyPaired, NotSaved
@@ -226,6 +226,7 @@ class EstRuntime:
         policy.on_pending_added = self._pending_added
         policy.on_pending_removed = self._pending_removed
         policy.on_exchange_approved = self._exchange_approved
+        policy.on_exchange_failed = self._exchange_failed
         policy.refusal = self._refusal
         self._unsubscribers.append(self.service.ledger.subscribe(self._ledger_changed))
         await self._reconcile_appliances()
@@ -494,6 +495,12 @@ class EstRuntime:
     @callback
     def _exchange_approved(self, registration: Registration) -> None:
         self._added(registration, update=False)
+
+    @callback
+    def _exchange_failed(self, failure: ExchangeFailure) -> None:
+        # The PIN the owner typed did not match the appliance's: its card comes back to type it again.
+        if failure.pending is not None and failure.attempts_left:
+            self.show_again(failure.pending.identity)
 
     @callback
     def _added(self, registration: Registration, *, update: bool) -> None:
