@@ -102,8 +102,7 @@ _ADVICE: Final[dict[ExitCode, str]] = {
 # A rejected or revoked key can never be approved again: the appliance forgets it (and its
 # certificate) but keeps the pinned CA, so that running it again asks the same hub with a new key.
 _NEW_KEY_ADVICE: Final = (
-    "its key and certificate are discarded, the CA stays pinned in {ca}; "
-    "to pair again, run again: the owner approves a new key"
+    "its key and certificate are discarded{pinned}; to pair again, run again: the owner approves a new key"
 )
 
 
@@ -143,7 +142,9 @@ async def run(appliance: Appliance, *, once: bool) -> int:
         if isinstance(err, Rejected | CertificateRevoked):
             try:
                 await asyncio.to_thread(appliance.store.discard_credentials)
-                advice = _NEW_KEY_ADVICE.format(ca=appliance.store.ca_path)
+                ca = appliance.store.ca_path  # none yet if it pairs through the PIN exchange
+                pinned = f", the CA stays pinned in {ca}" if await asyncio.to_thread(ca.exists) else ""
+                advice = _NEW_KEY_ADVICE.format(pinned=pinned)
             except OSError as failed:
                 advice = (
                     f"its key and certificate could not be discarded ({failed.strerror or failed}): "

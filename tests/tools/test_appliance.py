@@ -224,6 +224,7 @@ async def test_waits_for_the_owner_and_shows_its_key(
         ("nothing", ExitCode.NOT_APPROVED, "appliance: not approved: the owner did not approve within 1.5 s"),
     ],
 )
+@pytest.mark.parametrize("pin", [[], ["--pin", "246810"]], ids=["fingerprint", "PIN exchange"])
 async def test_the_owner_says_no_or_nothing(
     server: RunningServer,
     tmp_path: Path,
@@ -231,6 +232,7 @@ async def test_the_owner_says_no_or_nothing(
     owner: str,
     code: ExitCode,
     message: str,
+    pin: list[str],
 ) -> None:
     async def decide() -> None:
         if owner == "reject":
@@ -242,15 +244,18 @@ async def test_the_owner_says_no_or_nothing(
         tmp_path,
         "--id",
         "fridge",
+        *pin,
         "--server",
         server.url,
         "--approval-timeout",
         "1.5",
         when_waiting=decide,
     )
+    if pin:  # nothing is trusted before an exchange succeeds: no CA to keep
+        message = message.replace(", the CA stays pinned in {state}/ca.pem", "")
     assert (run.code, run.error) == (code, message.format(state=tmp_path))
     assert not (tmp_path / "certificate.pem").exists()
-    assert (tmp_path / "ca.pem").exists()
+    assert (tmp_path / "ca.pem").exists() is not bool(pin)
 
 
 async def test_a_rejected_appliance_asks_again_with_a_new_key_under_the_pinned_ca(
@@ -625,8 +630,13 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
 
 
 @pytest.mark.usefixtures("quick_retries")
+@pytest.mark.parametrize(
+    ("pin", "failed"),
+    [([], "enrollment failed"), (["--pin", "246810"], "the PIN exchange failed")],
+    ids=["fingerprint", "PIN exchange"],
+)
 async def test_an_outage_while_waiting_for_the_owner_is_ridden_out(
-    server: RunningServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    server: RunningServer, tmp_path: Path, capsys: pytest.CaptureFixture[str], pin: list[str], failed: str
 ) -> None:
     """The hub restarts (or Wi-Fi drops) while the appliance waits: it keeps asking until it is back."""
     service = server.service
@@ -640,16 +650,16 @@ async def test_an_outage_while_waiting_for_the_owner_is_ridden_out(
         while not service.policy.pending_requests():
             await asyncio.sleep(0.05)
         (pending,) = service.policy.pending_requests()
-        await service.policy.approve(pending.request_id)
+        await service.policy.approve(pending.request_id, pin=pin[1] if pin else None)
 
     run = await appliance(
         capsys,
         tmp_path,
-        *("--id", "fridge", "--server", server.url, "--approval-timeout", "30"),
+        *("--id", "fridge", *pin, "--server", server.url, "--approval-timeout", "30"),
         when_waiting=restart_then_approve,
     )
     assert run.code == ExitCode.OK, run.error
-    assert [line for line in run.lines if line.startswith("enrollment failed (cannot reach the EST server")]
+    assert [line for line in run.lines if line.startswith(f"{failed} (cannot reach the EST server")]
     assert stored_certificate(tmp_path).subject.rfc4514_string() == "CN=fridge"
 
 
