@@ -483,6 +483,13 @@ class CountingWork(ThreadedSrp):
         return await super().pin_matches(verifier, pin)
 
 
+class BusyWork(ThreadedSrp):
+    """An SRP worker with no room left."""
+
+    async def make_verifier(self, appliance_id: str, pin: str) -> PinVerifier:
+        raise Busy("the hub is busy with PIN checks; try again shortly", 1)
+
+
 @pytest.fixture
 def work() -> CountingWork:
     return CountingWork()
@@ -580,6 +587,11 @@ async def test_a_pin_digest_from_an_older_release_is_replaced_once_the_pin_prove
     with pytest.raises(AuthenticationRequired):
         await policy.authorize(claim(secret="654321"), oven, None)
     assert "secret_digest" in policy.export()["registrations"][0]  # kept as it was until then
+    busy = policy.work
+    policy.work = BusyWork()
+    assert await policy.authorize(claim(), oven, None) == Approved("oven")  # the worker is busy: next time
+    assert "secret_digest" in policy.export()["registrations"][0]
+    policy.work = busy
     assert await policy.authorize(claim(), oven, None) == Approved("oven")
     (saved,) = policy.export()["registrations"]
     assert "secret_digest" not in saved

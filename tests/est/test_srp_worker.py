@@ -121,9 +121,11 @@ async def test_it_stops_when_idle_and_starts_again_on_demand() -> None:
             if worker.pid is None:
                 break
             await asyncio.sleep(0.01)
-        assert worker.pid is None  # stopped after a quiet while
+        stopped = worker.pid
+        assert stopped is None  # after a quiet while
         assert await worker.pin_matches(record, PIN)
-        assert worker.pid not in (None, first)
+        restarted = worker.pid
+        assert restarted not in (None, first)
         assert worker.started == 2
     finally:
         await worker.close()
@@ -187,3 +189,20 @@ def _b64(data: bytes) -> str:
 
 def _bytes(text: str) -> bytes:
     return base64.b64decode(text)
+
+
+async def test_an_answer_it_cannot_read_stops_what_waits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A worker that writes anything but its answers (a broken install, say) fails the step, not the hub."""
+    babbling = tmp_path / "babbling.py"
+    babbling.write_text("import sys\nsys.stdin.readline()\nprint('Segmentation fault?', flush=True)\n")
+    monkeypatch.setattr("custom_components.est_pairing.est.srp_worker.SCRIPT", babbling)
+    worker = SrpWorker()
+    try:
+        with pytest.raises(CAFailure, match="stopped before it answered"):
+            await worker.make_verifier("oven", PIN)
+    finally:
+        await worker.close()
+    assert "The SRP worker's answer could not be read (JSONDecodeError)" in caplog.text
+    assert PIN not in caplog.text
