@@ -6,15 +6,12 @@ Each runs the real command (``python -m est_tools.appliance ... --once``) agains
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 import hashlib
-import os
 from pathlib import Path
-import sys
 
 import aiohttp
 from aiohttp import web
@@ -26,6 +23,7 @@ from custom_components.est_pairing.est.ca import HouseholdCA
 from custom_components.est_pairing.est.verifiers import PinVerifier
 from est_tools.appliance.cli import ExitCode
 from est_tools.appliance.client import client_ssl_context
+from tests.appliance_process import ApplianceProcess
 from tests.est.conftest import oven_server
 from tests.est.scripted import serving_tls
 
@@ -69,20 +67,14 @@ class Wiretap:
 
 async def run_appliance(state_dir: Path, server_url: str, *extra: str) -> tuple[int, str]:
     """``scripts/appliance --id oven --pin PIN --server URL --once``, as a user runs it: exit code, output."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "est_tools.appliance",
+    appliance = await ApplianceProcess.start(
         *("--id", "oven", "--pin", PIN, "--server", server_url, "--once", "--state-dir", str(state_dir)),
         *("--approval-timeout", "20"),  # an appliance that waits for a fake hub's owner gives up soon
         *extra,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
+        step_timeout=120,
     )
-    output, _ = await asyncio.wait_for(process.communicate(), 120)
-    assert process.returncode is not None
-    return process.returncode, output.decode()
+    code = await appliance.exit_code()
+    return code, appliance.output
 
 
 @asynccontextmanager

@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 import stat
 import subprocess
-import sys
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -22,7 +21,8 @@ from custom_components.est_pairing.est.service import ServiceConfig
 from custom_components.est_pairing.est.tls import ListenerNames
 from est_tools.appliance.client import EstClient, Pending, build_csr
 from est_tools.standalone import cli
-from tests.est.standalone import Serving, environment, est_server, start
+from tests.appliance_process import ApplianceProcess
+from tests.est.standalone import Serving, est_server, start
 
 
 @pytest.fixture
@@ -85,13 +85,9 @@ async def test_secrets_can_stay_off_the_command_line(tmp_path: Path) -> None:
             code, _, stderr = await est_server("approve", "fridge", "--data-dir", data_dir, "--pin", "-")
             # refused as such, not counted as a wrong PIN
             assert (code, stderr.splitlines()[-1]) == (1, "est-server approve: no PIN on standard input")
-            code, _, stderr = await est_server(
-                "approve", "fridge", "--data-dir", data_dir, "--pin", "-", stdin="1\n"
-            )
+            code, _, stderr = await approve_with_pin(data_dir, "fridge", "1")
             assert (code, "does not match" in stderr) == (1, True)
-            code, stdout, _ = await est_server(
-                "approve", "fridge", "--data-dir", data_dir, "--pin", "-", stdin="999\n"
-            )
+            code, stdout, _ = await approve_with_pin(data_dir, "fridge", "999")
             assert code == 0, stdout
             assert isinstance(
                 await client.simpleenroll(fridge, username="fridge", password="999"), x509.Certificate
@@ -297,41 +293,19 @@ async def test_a_power_cut_between_pem_files_never_stops_the_next_start(
 # --- the PIN exchange ----------------------------------------------------------------------------------
 
 
-class ApplianceRun:
-    """``python -m est_tools.appliance`` as a user starts it, its output read line by line."""
+async def waiting_appliance(
+    serving: Serving, state_dir: Path, appliance_id: str, pin: str
+) -> ApplianceProcess:
+    """``scripts/appliance --id ID --pin PIN --server URL --once``, started."""
+    return await ApplianceProcess.start(
+        *("--id", appliance_id, "--pin", pin, "--server", serving.url, "--once"),
+        *("--state-dir", str(state_dir), "--approval-timeout", "120"),
+    )
 
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-        self.lines: list[str] = []
 
-    @classmethod
-    async def start(cls, serving: Serving, state_dir: Path, appliance_id: str, pin: str) -> ApplianceRun:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "est_tools.appliance",
-            *("--id", appliance_id, "--pin", pin, "--server", serving.url, "--once"),
-            *("--state-dir", str(state_dir), "--approval-timeout", "120"),
-            env=environment(),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        return cls(process)
-
-    async def expect(self, text: str) -> str:
-        assert self.process.stdout is not None
-        async with asyncio.timeout(60):
-            while line := (await self.process.stdout.readline()).decode():
-                self.lines.append(line.rstrip())
-                if text in line:
-                    return line.rstrip()
-        raise AssertionError(f"the appliance ended without {text!r}:\n" + "\n".join(self.lines))
-
-    async def exit_code(self) -> int:
-        assert self.process.stdout is not None
-        async with asyncio.timeout(60):
-            self.lines += (await self.process.stdout.read()).decode().splitlines()
-            return await self.process.wait()
+async def approve_with_pin(data_dir: Path, appliance_id: str, pin: str) -> tuple[int, str, str]:
+    """``est-server approve ID --pin -`` with the PIN on standard input."""
+    return await est_server("approve", appliance_id, "--data-dir", data_dir, "--pin", "-", stdin=f"{pin}\n")
 
 
 def openssl_verifies(ca: Path, certificate: Path) -> str:
@@ -348,16 +322,14 @@ async def test_an_appliance_waits_for_its_pin_then_pairs_through_the_exchange(tm
     data_dir, state = tmp_path / "data", tmp_path / "fridge"
     serving = await start(data_dir)
     try:
-        fridge = await ApplianceRun.start(serving, state, "fridge", "246810")
+        fridge = await waiting_appliance(serving, state, "fridge", "246810")
         await fridge.expect("enrolling as fridge through the PIN exchange")
         await fridge.expect("waiting for the owner to type this appliance's PIN")
         code, stdout, _ = await est_server("list", "--data-dir", data_dir, "--json")
         (pending,) = json.loads(stdout)["pending"]
         assert (pending["kind"], pending["state"]) == ("pake", "waiting for its PIN (approve --pin -)")
 
-        code, stdout, stderr = await est_server(
-            "approve", "fridge", "--data-dir", data_dir, "--pin", "-", stdin="246810\n"
-        )
+        code, stdout, stderr = await approve_with_pin(data_dir, "fridge", "246810")
         assert (code, stdout) == (0, "approved fridge: its PIN exchange proved the PIN; it is enrolled\n"), (
             stderr
         )
@@ -377,11 +349,9 @@ async def test_a_mistyped_pin_shows_and_the_right_one_then_pairs(tmp_path: Path)
     data_dir, state = tmp_path / "data", tmp_path / "fridge"
     serving = await start(data_dir)
     try:
-        fridge = await ApplianceRun.start(serving, state, "fridge", "246810")
+        fridge = await waiting_appliance(serving, state, "fridge", "246810")
         await fridge.expect("waiting for the owner to type this appliance's PIN")
-        code, _, stderr = await est_server(
-            "approve", "fridge", "--data-dir", data_dir, "--pin", "-", stdin="246801\n"
-        )
+        code, _, stderr = await approve_with_pin(data_dir, "fridge", "246801")
         assert (code, stderr.splitlines()[-1]) == (  # the last line: coverage may warn before it
             1,
             "est-server approve: the PIN does not match fridge's: its PIN exchange failed; approve it again "
@@ -391,9 +361,7 @@ async def test_a_mistyped_pin_shows_and_the_right_one_then_pairs(tmp_path: Path)
         code, stdout, _ = await est_server("list", "--data-dir", data_dir)
         assert "its exchange failed: the PIN did not match; approve it again with the right PIN" in stdout
 
-        code, stdout, stderr = await est_server(
-            "approve", "fridge", "--data-dir", data_dir, "--pin", "-", stdin="246810\n"
-        )
+        code, stdout, stderr = await approve_with_pin(data_dir, "fridge", "246810")
         assert code == 0, stderr
         assert await fridge.exit_code() == 0, fridge.lines
     finally:
@@ -405,7 +373,7 @@ async def test_a_user_given_to_serve_pairs_through_the_exchange_unattended(tmp_p
     data_dir, state = tmp_path / "data", tmp_path / "oven"
     serving = await start(data_dir, "--user", "oven:123456")
     try:
-        oven = await ApplianceRun.start(serving, state, "oven", "123456")
+        oven = await waiting_appliance(serving, state, "oven", "123456")
         assert await oven.exit_code() == 0, oven.lines
         assert not [line for line in oven.lines if "waiting for the owner" in line]
     finally:

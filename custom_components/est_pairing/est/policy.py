@@ -506,10 +506,9 @@ class EnrollmentPolicy:
         self.throttle.check(identity)
         key = request.key_fingerprint
         self.check_key(key)
-        registration = self._registrations.get(appliance_id)
+        registration = self._registered_by_pin(appliance_id)
         if (
             registration is not None
-            and registration.identity == identity
             and registration.verifier is not None
             and (registration.preregistered or key in registration.keys)
         ):
@@ -537,6 +536,15 @@ class EnrollmentPolicy:
     def exchange_tampered(self, appliance_id: str) -> None:
         """An exchange that proved the PIN sent another request than it started with (a relay): counted."""
         self.throttle.failure(_identity(appliance_id))
+
+    def _registered_by_pin(self, appliance_id: str) -> Registration | None:
+        """The appliance's registration, if it is one by id and PIN (not a factory certificate's)."""
+        registration = self._registrations.get(appliance_id)
+        return (
+            registration
+            if registration is not None and registration.identity == _identity(appliance_id)
+            else None
+        )
 
     def exchange_proven(self, appliance_id: str) -> None:
         """An exchange's proof was right: earlier wrong PINs are forgiven."""
@@ -574,12 +582,8 @@ class EnrollmentPolicy:
         identity = _identity(appliance_id)
         key = request.key_fingerprint
         self.check_key(key)
-        registration = self._registrations.get(appliance_id)
-        if (
-            registration is not None
-            and registration.identity == identity
-            and registration.verifier == verifier
-        ):
+        registration = self._registered_by_pin(appliance_id)
+        if registration is not None and registration.verifier == verifier:
             if registration.preregistered:
                 self._use_preregistration(registration, request)
                 return Approved(appliance_id)

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-import os
 from pathlib import Path
 import stat
-import sys
 from typing import Any
 
 from cryptography import x509
@@ -29,36 +27,11 @@ from custom_components.est_pairing.const import CONF_CA_NAME, CONF_PORT, DEFAULT
 from custom_components.est_pairing.est.fingerprints import format_fingerprint
 from custom_components.est_pairing.runtime import EstRuntime
 from est_tools.appliance.cli import ExitCode
+from tests.appliance_process import ApplianceProcess
 
 ROOT = Path(__file__).parents[3]
 PIN = "482913"
 STEP_TIMEOUT = 30.0  # generous: CI runs the suite twice on two cores
-
-
-class ApplianceProcess:
-    """``python -m est_tools.appliance`` as a user starts it, with its output read line by line."""
-
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-        self.lines: list[str] = []
-
-    async def expect(self, text: str) -> str:
-        """The next output line that contains ``text``."""
-        assert self.process.stdout is not None
-        async with asyncio.timeout(STEP_TIMEOUT):
-            while line := (await self.process.stdout.readline()).decode():
-                self.lines.append(line.rstrip())
-                if text in line:
-                    return line.rstrip()
-        raise AssertionError(f"the appliance ended without printing {text!r}:\n" + "\n".join(self.lines))
-
-    async def exit_code(self) -> int:
-        """Wait for the process to end; the rest of its output goes to ``lines``."""
-        assert self.process.stdout is not None
-        async with asyncio.timeout(STEP_TIMEOUT):
-            rest = (await self.process.stdout.read()).decode()
-            self.lines += rest.splitlines()
-            return await self.process.wait()
 
 
 @pytest.fixture
@@ -85,22 +58,14 @@ async def hub(hass: HomeAssistant) -> EstRuntime:
 @pytest.fixture
 async def oven(tmp_path: Path) -> AsyncIterator[ApplianceProcess]:
     """The simulated oven: no --server, so it must find the hub over mDNS; renews every two seconds."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "est_tools.appliance",
+    appliance = await ApplianceProcess.start(
         *("--id", "oven", "--pin", PIN, "--name", "Kitchen oven", "--model", "OV-200"),
         *("--manufacturer", "Acme", "--serial", "SN-42", "--state-dir", str(tmp_path / "oven")),
         *("--renew-after", "2", "--discovery-timeout", str(STEP_TIMEOUT)),
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
+        step_timeout=STEP_TIMEOUT,
     )
-    appliance = ApplianceProcess(process)
     yield appliance
-    if process.returncode is None:
-        process.kill()
-        await process.wait()
+    await appliance.kill()
 
 
 async def until[T](check: Callable[[], T | None]) -> T:
