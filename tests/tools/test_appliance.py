@@ -118,6 +118,17 @@ async def test_pairs_through_the_pin_exchange_and_pins_the_ca_it_authenticated(
     assert len(server.service.ledger) == 1
 
 
+async def test_legacy_basic_never_downgrades_a_hub_that_offers_the_exchange(
+    server: RunningServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = await appliance(
+        capsys, tmp_path, "--id", "oven", "--pin", "123456", "--legacy-basic", "--server", server.url
+    )
+    assert run.code == ExitCode.OK, run.error
+    assert run.line("enrolling as oven through the PIN exchange")
+    assert not run.lines_with("HTTP Basic")
+
+
 async def test_an_id_that_is_no_host_name_enrolls_without_a_dns_name(
     server: RunningServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
