@@ -52,7 +52,7 @@ def loopback_only(socket_enabled: None) -> Iterator[None]:
             "homeassistant.components.network.async_get_announce_addresses",
             return_value=ANNOUNCE_ADDRESSES,
         ),
-        patch("custom_components.est_pairing.runtime.socket.gethostname", return_value="ha-test"),
+        patch("custom_components.est_pairing.announcement.socket.gethostname", return_value="ha-test"),
     ):
         yield
 

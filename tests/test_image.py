@@ -77,9 +77,9 @@ async def test_the_picture_is_the_qr_code_of_the_payload(
     hass: HomeAssistant, runtime: EstRuntime, hass_client: ClientSessionGenerator
 ) -> None:
     payload = decoded(await picture(hass_client))
-    assert payload == runtime.qr_payload == state_of(hass, QR_PAYLOAD)
+    assert payload == runtime.coordinator.data.qr_payload == state_of(hass, QR_PAYLOAD)
     assert payload == (
-        f"est://192.168.1.2:{runtime.service.port}/.well-known/est?sha256={runtime.ca_fingerprint}"
+        f"est://192.168.1.2:{runtime.service.port}/.well-known/est?sha256={runtime.service.ca.fingerprint}"
     )
 
 
@@ -98,7 +98,7 @@ async def test_a_new_address_redraws_it(
     assert dt_util.parse_datetime(after) > dt_util.parse_datetime(before)  # type: ignore[operator]
     assert drawn_after != drawn_before
     assert decoded(drawn_after).startswith("est://192.168.7.7:")
-    assert decoded(drawn_after) == runtime.qr_payload == state_of(hass, QR_PAYLOAD)
+    assert decoded(drawn_after) == runtime.coordinator.data.qr_payload == state_of(hass, QR_PAYLOAD)
 
 
 async def test_a_new_port_redraws_it(
@@ -112,7 +112,7 @@ async def test_a_new_port_redraws_it(
     assert runtime.service.port != old_port
     drawn_after = await picture(hass_client)
     assert drawn_after != drawn_before
-    assert decoded(drawn_after) == runtime.qr_payload
+    assert decoded(drawn_after) == runtime.coordinator.data.qr_payload
     assert f":{runtime.service.port}/" in decoded(drawn_after)
 
 
@@ -123,7 +123,7 @@ async def test_a_new_household_ca_redraws_it(
     hass_client: ClientSessionGenerator,
 ) -> None:
     """A hub deleted and added again has a new CA: the picture names the new fingerprint."""
-    old_fingerprint = init_integration.runtime_data.ca_fingerprint
+    old_fingerprint = init_integration.runtime_data.service.ca.fingerprint
     drawn_before = await picture(hass_client)
     assert await hass.config_entries.async_remove(init_integration.entry_id)
     await hass.async_block_till_done()
@@ -132,7 +132,7 @@ async def test_a_new_household_ca_redraws_it(
     assert await hass.config_entries.async_setup(hub.entry_id)
     await hass.async_block_till_done()
     runtime: EstRuntime = hub.runtime_data
-    assert runtime.ca_fingerprint != old_fingerprint
+    assert runtime.service.ca.fingerprint != old_fingerprint
     drawn_after = await picture(hass_client)
     assert drawn_after != drawn_before
-    assert decoded(drawn_after).endswith(f"sha256={runtime.ca_fingerprint}")
+    assert decoded(drawn_after).endswith(f"sha256={runtime.service.ca.fingerprint}")

@@ -320,7 +320,7 @@ async def test_a_preregistration_admits_its_first_key_only(
 async def paired_oven(
     hass: HomeAssistant, runtime: EstRuntime, client: EstClient
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    runtime.preregister("oven", "482913", "Kitchen oven")
+    runtime.decisions.preregister("oven", "482913", "Kitchen oven")
     await hass.async_block_till_done()
     oven_key = key()
     certificate = await ask(hass, client, oven_key)
@@ -334,7 +334,7 @@ async def test_preregistering_an_appliance_under_discovered_removes_its_card(
     oven_key = key()
     assert isinstance(await ask(hass, appliance_client, oven_key), Pending)
     assert len(flows(hass)) == 1
-    runtime.preregister("oven", "482913", "Kitchen oven")  # from the hub's dialog instead
+    runtime.decisions.preregister("oven", "482913", "Kitchen oven")  # from the hub's dialog instead
     await hass.async_block_till_done()
     assert flows(hass) == []
     assert entity_state(hass, "_pending_requests") == "0"
@@ -396,7 +396,7 @@ async def test_revoking_before_the_first_certificate_shows_revoked(
     hass: HomeAssistant, runtime: EstRuntime, appliance_client: EstClient
 ) -> None:
     """Pre-registered (or approved) but not yet enrolled: the button withdraws the approval."""
-    runtime.preregister("oven", "482913", "Kitchen oven")
+    runtime.decisions.preregister("oven", "482913", "Kitchen oven")
     await hass.async_block_till_done()
     assert entity_state(hass, "_oven_certificate_status") == "awaiting_enrollment"
     registry = er.async_get(hass)
@@ -425,7 +425,7 @@ async def test_pairing_a_revoked_appliance_again_keeps_its_details_unless_told(
     )
     rebuilt = ApplianceDetails(name="Oven", model="OV-300", manufacturer="Acme")  # and no serial number
     for use_new_details, shown in ((False, ("OV-200", "Acme", "SN-42")), (True, ("OV-300", "Acme", None))):
-        await runtime.async_revoke("oven")
+        await runtime.decisions.async_revoke("oven")
         await hass.async_block_till_done()
         pending = await appliance_client.simpleenroll(  # a new key, and new details
             build_csr(key(), "oven", details=rebuilt), username="oven", password="482913"
@@ -598,7 +598,7 @@ async def test_approving_a_case_twin_of_a_paired_appliance_is_refused(
     hass: HomeAssistant, runtime: EstRuntime, appliance_client: EstClient
 ) -> None:
     await ask(hass, appliance_client, key())  # "oven" waits
-    runtime.preregister("OVEN", "123456", None)  # meanwhile its case twin is pre-registered
+    runtime.decisions.preregister("OVEN", "123456", None)  # meanwhile its case twin is pre-registered
     (flow,) = flows(hass)
     await hass.config_entries.flow.async_configure(flow["flow_id"], {"next_step_id": "pin"})
     result = await hass.config_entries.flow.async_configure(flow["flow_id"], {"pin": "482913"})
@@ -629,7 +629,7 @@ async def test_a_stranger_key_waiting_beside_a_paired_appliance_cannot_replace_i
 
     (waiting,) = runtime.service.policy.pending_requests()  # the stranger's turn comes right after
     with pytest.raises(ProofMismatch):
-        runtime.approve(waiting.request_id, pin=None)  # comparing fingerprints cannot pass over a PIN
+        runtime.decisions.approve(waiting.request_id, pin=None)  # fingerprints cannot pass over a PIN
     (flow,) = flows(hass)
     menu = await hass.config_entries.flow.async_configure(flow["flow_id"])
     assert menu["step_id"] == "confirm_refused"  # not "Already paired: no" from when it arrived
@@ -730,7 +730,7 @@ async def test_a_dialog_open_while_the_appliance_gets_paired_elsewhere_cannot_ap
     real = next(
         p for p in runtime.service.policy.pending_requests() if p.key_fingerprint == fingerprint(oven_key)
     )
-    runtime.approve(real.request_id, pin="482913")  # meanwhile, say from the action's other dialog
+    runtime.decisions.approve(real.request_id, pin="482913")  # meanwhile, say from the action's other dialog
     result = await hass.config_entries.flow.async_configure(flow["flow_id"], {"fingerprints_match": True})
     assert result["reason"] == "cannot_approve"
     registration = runtime.service.policy.registration("oven")
