@@ -21,7 +21,7 @@ from custom_components.est_pairing.const import DOMAIN
 from custom_components.est_pairing.runtime import EstRuntime
 from est_tools.appliance.client import EstClient, build_csr
 
-from .conftest import device_for
+from . import device_for
 
 
 async def test_export_ca(hass: HomeAssistant, runtime: EstRuntime) -> None:

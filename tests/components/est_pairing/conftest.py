@@ -1,24 +1,36 @@
-"""Fixtures shared by the Home Assistant tests."""
+"""Fixtures of the Home Assistant side's tests, in the shape Home Assistant core's integration tests use.
+
+The hub runs its real EST listener on 127.0.0.1 (the appliance tests enroll over real TLS); where the
+listener is not the point, ``mock_est_service`` stands in for the library's service. Only what Home
+Assistant's own test plugin mocks is mocked besides: zeroconf, and the network's announce addresses.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+import json
 from pathlib import Path
 import socket
 from unittest.mock import MagicMock, patch
 
 from homeassistant.config_entries import ConfigEntryState
+from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
-from homeassistant.helpers import device_registry as dr
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
+from pytest_homeassistant_custom_component.syrupy import HomeAssistantSnapshotExtension
+from syrupy.assertion import SnapshotAssertion
 
-from custom_components.est_pairing.const import CONF_CA_NAME, CONF_PORT, DOMAIN
+from custom_components.est_pairing import PLATFORMS
+from custom_components.est_pairing.const import CONF_CA_NAME, CONF_PORT, DEFAULT_PORT, DOMAIN
+from custom_components.est_pairing.est.service import EstService
 from custom_components.est_pairing.runtime import EstRuntime
 from est_tools.appliance.client import EstClient
 
-ANNOUNCE_ADDRESSES = ["192.168.1.2"]
+from . import ANNOUNCE_ADDRESSES, ENTRY_ID
+
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
 @pytest.fixture(autouse=True)
@@ -58,10 +70,17 @@ def loopback_only(socket_enabled: None) -> Iterator[None]:
 
 
 @pytest.fixture
+def snapshot(snapshot: SnapshotAssertion) -> SnapshotAssertion:
+    """Home Assistant's serializer (registry entries without their random ids) on every harness release."""
+    return snapshot.use_extension(HomeAssistantSnapshotExtension)
+
+
+@pytest.fixture
 def mock_config_entry() -> MockConfigEntry:
     """The hub, on an ephemeral port."""
     return MockConfigEntry(
         domain=DOMAIN,
+        entry_id=ENTRY_ID,
         unique_id=DOMAIN,
         title="Home Household CA",
         data={CONF_CA_NAME: "Home", CONF_PORT: 0},
@@ -69,12 +88,50 @@ def mock_config_entry() -> MockConfigEntry:
 
 
 @pytest.fixture
-async def init_integration(hass: HomeAssistant, mock_config_entry: MockConfigEntry) -> MockConfigEntry:
+def platforms() -> list[Platform]:
+    """The platforms set up: all of them (a platform's tests take theirs alone)."""
+    return PLATFORMS
+
+
+@pytest.fixture
+async def init_integration(
+    hass: HomeAssistant, mock_config_entry: MockConfigEntry, platforms: list[Platform]
+) -> MockConfigEntry:
     """The hub, set up."""
     mock_config_entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(mock_config_entry.entry_id)
-    await hass.async_block_till_done()
+    with patch("custom_components.est_pairing.PLATFORMS", platforms):
+        assert await hass.config_entries.async_setup(mock_config_entry.entry_id)
+        await hass.async_block_till_done()
     return mock_config_entry
+
+
+class ServiceWithoutListener(EstService):
+    """The library's real service, with no socket: it says it listens on the default port."""
+
+    @property
+    def port(self) -> int:
+        """The port it would listen on."""
+        return DEFAULT_PORT
+
+    async def start(self) -> None:
+        """Nothing to bind."""
+
+
+@pytest.fixture
+def mock_est_service(hass_storage: dict[str, object]) -> Iterator[type[EstService]]:
+    """Stands in for the library's service where its listener is not the point (what entities show).
+
+    The real service, over a household CA saved beforehand (fixtures/household_ca.json, created at
+    2026-01-15 10:00 UTC), that binds no socket: entity states are the same at every run.
+    """
+    hass_storage[f"{DOMAIN}.{ENTRY_ID}.ca"] = {
+        "version": 1,
+        "minor_version": 1,
+        "key": f"{DOMAIN}.{ENTRY_ID}.ca",
+        "data": json.loads((FIXTURES / "household_ca.json").read_text()),
+    }
+    with patch("custom_components.est_pairing.runtime.EstService", ServiceWithoutListener):
+        yield ServiceWithoutListener
 
 
 @pytest.fixture
@@ -121,13 +178,3 @@ async def appliance_client(runtime: EstRuntime) -> AsyncIterator[EstClient]:
     client = EstClient(f"https://127.0.0.1:{runtime.service.port}", runtime.service.ca.certificate)
     yield client
     await client.close()
-
-
-def device_for(hass: HomeAssistant, identifier: str) -> dr.DeviceEntry | None:
-    """The device with identifier (DOMAIN, identifier), found the same way on every supported release."""
-    registry = dr.async_get(hass)
-    for entry in hass.config_entries.async_entries(DOMAIN):
-        for device in dr.async_entries_for_config_entry(registry, entry.entry_id):
-            if (DOMAIN, identifier) in device.identifiers:
-                return device
-    return None

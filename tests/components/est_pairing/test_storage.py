@@ -35,9 +35,9 @@ from custom_components.est_pairing.exceptions import NotSaved
 from custom_components.est_pairing.runtime import EstRuntime
 from custom_components.est_pairing.store import DocumentStore, LedgerJournal
 from est_tools.appliance.client import EstClient
+from tests.est.polling import eventually
 
-from .est.polling import eventually
-from .test_pairing import entity_state, paired_oven
+from . import entity_state, paired_oven
 
 
 @contextmanager

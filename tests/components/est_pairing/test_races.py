@@ -18,9 +18,9 @@ from custom_components.est_pairing.est.storage import Event
 from custom_components.est_pairing.runtime import EstRuntime
 from custom_components.est_pairing.store import LedgerJournal
 from est_tools.appliance.client import EstClient, build_csr, renewal_csr
+from tests.est.polling import eventually
 
-from .est.polling import eventually
-from .test_pairing import OVEN, key, paired_oven
+from . import OVEN, key, paired_oven
 
 
 @contextmanager

@@ -31,9 +31,9 @@ from custom_components.est_pairing.const import (
 )
 from custom_components.est_pairing.runtime import EstRuntime
 from est_tools.appliance.client import EstClient, build_csr
+from tests.pkix_lint import problems
 
-from .conftest import ANNOUNCE_ADDRESSES, device_for
-from .pkix_lint import problems
+from . import ANNOUNCE_ADDRESSES, device_for
 
 
 def state_of(entry: ConfigEntry) -> ConfigEntryState:

@@ -24,7 +24,7 @@ from custom_components.est_pairing import PLATFORMS, const
 
 from . import hassfest_rules as hassfest
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[3]
 INTEGRATION = ROOT / "custom_components" / "est_pairing"
 MANIFEST = json.loads((INTEGRATION / "manifest.json").read_text())
 TRANSLATIONS = json.loads((INTEGRATION / "translations" / "en.json").read_text())

@@ -19,7 +19,6 @@ from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType, InvalidData
 from homeassistant.helpers import entity_registry as er
 from homeassistant.setup import async_setup_component
-from homeassistant.util import dt as dt_util
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 from pytest_homeassistant_custom_component.typing import WebSocketGenerator
@@ -29,33 +28,15 @@ from custom_components.est_pairing.const import CONF_APPLIANCE_ID, CONF_APPLIANC
 from custom_components.est_pairing.est.csr import ApplianceDetails
 from custom_components.est_pairing.est.errors import CertificateRevoked, LockedOut, NotAllowed, ProofMismatch
 from custom_components.est_pairing.est.fingerprints import format_fingerprint, public_key_fingerprint
-from custom_components.est_pairing.est.limits import PENDING_TTL
+from custom_components.est_pairing.est.limits import PENDING_IDLE_TTL, PENDING_TTL
 from custom_components.est_pairing.runtime import EstRuntime
 from est_tools.appliance.client import EstClient, Pending, build_csr, renewal_csr
 
-from .conftest import device_for
-
-
-def key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
+from . import ask, device_for, entity_state, key, paired_oven
 
 
 def fingerprint(private_key: ec.EllipticCurvePrivateKey) -> str:
     return public_key_fingerprint(private_key.public_key())
-
-
-OVEN = ApplianceDetails(name="Kitchen oven", model="OV-200", manufacturer="Acme", serial_number="SN-42")
-
-
-async def ask(
-    hass: HomeAssistant, client: EstClient, private_key: ec.EllipticCurvePrivateKey, pin: str = "482913"
-) -> x509.Certificate | Pending:
-    """One simpleenroll from appliance ``oven``, then let Home Assistant react."""
-    result = await client.simpleenroll(
-        build_csr(private_key, "oven", details=OVEN), username="oven", password=pin
-    )
-    await hass.async_block_till_done()
-    return result
 
 
 def flows(hass: HomeAssistant) -> list[ConfigFlowResult]:
@@ -74,14 +55,6 @@ def asked(result: ConfigFlowResult) -> list[str]:
     schema = result["data_schema"]
     assert schema is not None
     return [str(marker) for marker in schema.schema]
-
-
-def entity_state(hass: HomeAssistant, unique_id_suffix: str) -> str:
-    registry = er.async_get(hass)
-    (entity_id,) = [e.entity_id for e in registry.entities.values() if e.unique_id.endswith(unique_id_suffix)]
-    state = hass.states.get(entity_id)
-    assert state is not None
-    return state.state
 
 
 def shown_on_device(hass: HomeAssistant, appliance_id: str) -> tuple[str | None, ...]:
@@ -239,6 +212,24 @@ async def test_one_flow_per_appliance_id_and_the_next_key_gets_its_turn(
         await ask(hass, appliance_client, first)
 
 
+async def test_the_next_key_gets_its_card_when_the_owner_opens_an_expired_one(
+    hass: HomeAssistant, runtime: EstRuntime, appliance_client: EstClient, freezer: FrozenDateTimeFactory
+) -> None:
+    """The first key's appliance stopped asking; the hourly check has not dropped it yet."""
+    await ask(hass, appliance_client, key())
+    freezer.tick(timedelta(minutes=10))
+    await ask(hass, appliance_client, key())
+    (flow,) = flows(hass)
+    freezer.tick(timedelta(seconds=PENDING_IDLE_TTL) - timedelta(minutes=4))  # the first is past it
+    result = await hass.config_entries.flow.async_configure(flow["flow_id"])
+    assert result["type"] is FlowResultType.ABORT and result["reason"] == "request_gone"
+    await hass.async_block_till_done()
+    (second,) = flows(hass)
+    assert second["flow_id"] != flow["flow_id"]
+    menu = await hass.config_entries.flow.async_configure(second["flow_id"])
+    assert menu["type"] is FlowResultType.MENU
+
+
 async def test_flows_close_when_their_request_expires_or_the_hub_unloads(
     hass: HomeAssistant, mock_config_entry: MockConfigEntry, freezer: FrozenDateTimeFactory
 ) -> None:
@@ -317,17 +308,6 @@ async def test_a_preregistration_admits_its_first_key_only(
     assert len(runtime.service.ledger) == 1
 
 
-async def paired_oven(
-    hass: HomeAssistant, runtime: EstRuntime, client: EstClient
-) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    runtime.decisions.preregister("oven", "482913", "Kitchen oven")
-    await hass.async_block_till_done()
-    oven_key = key()
-    certificate = await ask(hass, client, oven_key)
-    assert isinstance(certificate, x509.Certificate)
-    return certificate, oven_key
-
-
 async def test_preregistering_an_appliance_under_discovered_removes_its_card(
     hass: HomeAssistant, runtime: EstRuntime, appliance_client: EstClient
 ) -> None:
@@ -374,22 +354,6 @@ async def test_details_learnt_just_before_a_crash_reach_the_device_at_start(
         "Acme",
         "SN-42",
     )
-
-
-async def test_revoke_button_blocks_renewal(
-    hass: HomeAssistant, runtime: EstRuntime, appliance_client: EstClient
-) -> None:
-    certificate, oven_key = await paired_oven(hass, runtime, appliance_client)
-    registry = er.async_get(hass)
-    (button,) = [e.entity_id for e in registry.entities.values() if e.domain == "button"]
-    assert registry.async_get(button).entity_category == "config"  # type: ignore[union-attr]
-    await hass.services.async_call("button", "press", {ATTR_ENTITY_ID: button}, blocking=True)
-    await hass.async_block_till_done()
-    assert entity_state(hass, "_oven_certificate_status") == "revoked"
-    with pytest.raises(CertificateRevoked):
-        await appliance_client.reenroll(renewal_csr(oven_key, certificate), certificate, oven_key)
-    crl = await appliance_client.crl()
-    assert crl.get_revoked_certificate_by_serial_number(certificate.serial_number) is not None
 
 
 async def test_revoking_before_the_first_certificate_shows_revoked(
@@ -567,20 +531,6 @@ async def test_deleting_the_device_of_a_disabled_hub_revokes_the_appliance_at_st
     restarted: EstRuntime = init_integration.runtime_data
     assert restarted.service.ledger.get(certificate.serial_number).revoked  # type: ignore[union-attr]
     assert restarted.service.policy.registration("oven") is None
-
-
-async def test_status_follows_the_clock(
-    hass: HomeAssistant, runtime: EstRuntime, appliance_client: EstClient, freezer: FrozenDateTimeFactory
-) -> None:
-    certificate, _ = await paired_oven(hass, runtime, appliance_client)
-    freezer.move_to(certificate.not_valid_after_utc - timedelta(days=10))
-    async_fire_time_changed(hass, dt_util.utcnow())
-    await hass.async_block_till_done(wait_background_tasks=True)
-    assert entity_state(hass, "_oven_certificate_status") == "expiring"
-    freezer.move_to(certificate.not_valid_after_utc + timedelta(hours=2))
-    async_fire_time_changed(hass, dt_util.utcnow())
-    await hass.async_block_till_done(wait_background_tasks=True)
-    assert entity_state(hass, "_oven_certificate_status") == "expired"
 
 
 async def test_appliances_survive_a_reload(

@@ -21,7 +21,7 @@ from custom_components.est_pairing.const import DOMAIN, SUBENTRY_APPLIANCE
 from custom_components.est_pairing.runtime import EstRuntime
 from est_tools.appliance.client import EstClient, Pending, build_csr
 
-from .conftest import device_for
+from . import device_for
 
 
 @pytest.fixture
