@@ -131,5 +131,11 @@ class EstCoordinator(DataUpdateCoordinator[HubSnapshot]):
 
     @callback
     def push(self) -> None:
-        """Something changed: the entities show the hub as it is now."""
-        self.async_set_updated_data(self.snapshot())
+        """Something changed: the entities show the hub as it is now.
+
+        A snapshot equal to the one shown writes no state: a burst of renewals of one appliance
+        within a second changes nothing an entity shows.
+        """
+        snapshot = self.snapshot()
+        if snapshot != self.data or not self.last_update_success:
+            self.async_set_updated_data(snapshot)
