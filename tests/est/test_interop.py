@@ -13,6 +13,8 @@ import pytest
 
 from .conftest import RunningServer
 
+pytestmark = pytest.mark.slow  # curl and openssl processes against the real listener
+
 EST = "/.well-known/est"
 
 
