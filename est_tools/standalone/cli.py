@@ -44,7 +44,7 @@ from custom_components.est_pairing.est.policy import (
     PinGiven,
     Registration,
 )
-from custom_components.est_pairing.est.service import EstService, ServiceConfig, url_host
+from custom_components.est_pairing.est.service import EstService, ServiceConfig, ServiceListener, url_host
 from custom_components.est_pairing.est.storage import (
     Document,
     JournalFile,
@@ -114,13 +114,16 @@ def _is_pair(section: dict[str, str]) -> bool:
     return bool(key.public_key() == certificate.public_key())
 
 
-def open_service(data_dir: Path, config: ServiceConfig) -> EstService:
+def open_service(
+    data_dir: Path, config: ServiceConfig, listener: ServiceListener | None = None
+) -> EstService:
     """An :class:`EstService` over the data directory's files."""
     return EstService(
         config,
         ca_store=PemDirectoryStore(data_dir),
         policy_store=JsonFileStore(data_dir / "approvals.json"),
         ledger_journal=JournalFile(data_dir / "ledger.jsonl"),
+        listener=listener,
     )
 
 
@@ -146,16 +149,17 @@ def exclusive(data_dir: Path) -> Iterator[None]:
 async def serve(args: argparse.Namespace) -> None:
     """Run until SIGINT or SIGTERM."""
     data_dir: Path = args.data_dir
-    service = open_service(data_dir, service_config(args))
+    console = ConsoleListener()
+    service = open_service(data_dir, service_config(args), console)
     await service.load()
     try:
-        await _serve(service, args)
+        await _serve(service, console, args)
     finally:
         await service.stop()
         print("stopped", flush=True)
 
 
-async def _serve(service: EstService, args: argparse.Namespace) -> None:
+async def _serve(service: EstService, console: ConsoleListener, args: argparse.Namespace) -> None:
     data_dir: Path = args.data_dir
     users = [("--user", number, user) for number, user in enumerate(args.user, 1)]
     for path in args.users_file:
@@ -173,12 +177,8 @@ async def _serve(service: EstService, args: argparse.Namespace) -> None:
             await service.policy.preregister(appliance_id, secret)
         except EstError as err:  # the reason names the id, never the secret
             raise SystemExit(f"{origin}: appliance {number}: {err}") from err
-    watch = ExchangeWatch()
-    service.policy.on_pending_added = _announce_pending
-    service.policy.on_exchange_failed = watch.failed
-    service.policy.on_exchange_approved = watch.approved
     await service.start()
-    control = await _start_control(service, data_dir / "control.sock", watch)
+    control = await _start_control(service, data_dir / "control.sock", console)
     stopped = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):  # before the ready line: a supervisor may stop us at once
@@ -236,18 +236,11 @@ def service_config(args: argparse.Namespace) -> ServiceConfig:
     )
 
 
-def _announce_pending(pending: PendingEnrollment) -> None:
-    pin = " --pin -" if pending.kind is CredentialKind.PAKE else ""  # its exchange needs the PIN
-    print(
-        f"waiting for approval: {pending.appliance_id} ({pending.kind.value}) from "
-        f"{pending.address or 'unknown'}, key sha256 {format_fingerprint(pending.key_fingerprint, groups=4)}"
-        f" -- run: est-server approve {pending.appliance_id}{pin} --data-dir DIR",
-        flush=True,
-    )
+class ConsoleListener(ServiceListener):
+    """What ``serve`` tells the person running it, and ``approve --pin`` how the next PIN exchange went.
 
-
-class ExchangeWatch:
-    """Tells ``approve --pin`` how the appliance's next PIN exchange went, and ``serve``'s output too."""
+    Each request that waits for approval (with the command that approves it), each exchange's outcome.
+    """
 
     def __init__(self) -> None:
         self._waiting: dict[str, list[asyncio.Future[tuple[bool, str]]]] = {}
@@ -265,8 +258,19 @@ class ExchangeWatch:
             if not waiting:
                 self._waiting.pop(appliance_id, None)
 
-    def failed(self, failure: ExchangeFailure) -> None:
-        """A policy event: an exchange's proof was wrong."""
+    def pending_added(self, pending: PendingEnrollment) -> None:
+        """One line, with the command that approves it."""
+        pin = " --pin -" if pending.kind is CredentialKind.PAKE else ""  # its exchange needs the PIN
+        print(
+            f"waiting for approval: {pending.appliance_id} ({pending.kind.value}) from "
+            f"{pending.address or 'unknown'}, key sha256 "
+            f"{format_fingerprint(pending.key_fingerprint, groups=4)}"
+            f" -- run: est-server approve {pending.appliance_id}{pin} --data-dir DIR",
+            flush=True,
+        )
+
+    def exchange_failed(self, failure: ExchangeFailure) -> None:
+        """An exchange's proof was wrong."""
         appliance_id = failure.appliance_id
         if failure.pending is None:
             message = f"the PIN exchange of {appliance_id} failed: it does not know the PIN the server has"
@@ -283,8 +287,8 @@ class ExchangeWatch:
         print(message, flush=True)
         self._tell(appliance_id, (False, message))
 
-    def approved(self, registration: Registration) -> None:
-        """A policy event: an exchange proved the PIN given for a waiting request."""
+    def exchange_approved(self, registration: Registration) -> None:
+        """An exchange proved the PIN given for a waiting request."""
         message = f"approved {registration.appliance_id}: its PIN exchange proved the PIN; it is enrolled"
         print(message, flush=True)
         self._tell(registration.appliance_id, (True, message))
@@ -304,13 +308,13 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
-async def _start_control(service: EstService, path: Path, watch: ExchangeWatch) -> asyncio.Server:
+async def _start_control(service: EstService, path: Path, console: ConsoleListener) -> asyncio.Server:
     _remove(path)  # left by a server that was killed; the lock says none is running
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             request = json.loads(await reader.readline())
-            reply = await _control_command(service, request, watch)
+            reply = await _control_command(service, request, console)
         except (EstError, KeyError, ValueError) as err:
             reply = {"ok": False, "error": str(err)}
         writer.write(json.dumps(reply).encode() + b"\n")
@@ -325,7 +329,7 @@ async def _start_control(service: EstService, path: Path, watch: ExchangeWatch) 
 
 
 async def _control_command(
-    service: EstService, request: dict[str, Any], watch: ExchangeWatch | None = None
+    service: EstService, request: dict[str, Any], console: ConsoleListener | None = None
 ) -> dict[str, Any]:
     command = request["command"]
     if command == "list":
@@ -338,7 +342,7 @@ async def _control_command(
     if command == "approve":
         approved = await service.policy.approve(pending.request_id, pin=request.get("pin"))
         if isinstance(approved, PinGiven):
-            return await _exchanged(pending.appliance_id, watch)
+            return await _exchanged(pending.appliance_id, console)
         await _saved(service, f"approved {pending.appliance_id}")
         return {"ok": True, "message": f"approved {pending.appliance_id}; it enrolls on its next retry"}
     if command == "reject":
@@ -348,13 +352,13 @@ async def _control_command(
     raise ValueError(f"unknown command {command}")
 
 
-async def _exchanged(appliance_id: str, watch: ExchangeWatch | None) -> dict[str, Any]:
+async def _exchanged(appliance_id: str, console: ConsoleListener | None) -> dict[str, Any]:
     """The reply to ``approve --pin`` for an appliance of the PIN exchange: how its next exchange went."""
     outcome = None
-    if watch is not None:
+    if console is not None:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(EXCHANGE_WAIT):
-                outcome = await watch.outcome(appliance_id)
+                outcome = await console.outcome(appliance_id)
     if outcome is None:
         return {
             "ok": True,

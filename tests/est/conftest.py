@@ -14,7 +14,7 @@ from cryptography import x509
 import pytest
 
 from custom_components.est_pairing.est.ca import HouseholdCA
-from custom_components.est_pairing.est.service import EstService, ServiceConfig
+from custom_components.est_pairing.est.service import EstService, ServiceConfig, ServiceListener
 from custom_components.est_pairing.est.storage import JournalFile, JsonFileStore
 from custom_components.est_pairing.est.tls import ListenerNames
 from est_tools.appliance.client import EstClient, client_ssl_context
@@ -27,26 +27,6 @@ def soon(decision: Coroutine[Any, Any, Any]) -> None:
     task = asyncio.get_running_loop().create_task(decision)
     _DECISIONS.add(task)
     task.add_done_callback(_DECISIONS.discard)
-
-
-@pytest.fixture(autouse=True)
-def auto_enable_custom_integrations() -> None:
-    """The library needs no Home Assistant: override the package-wide autouse fixture."""
-
-
-@pytest.fixture(autouse=True)
-def zeroconf() -> None:
-    """No Home Assistant zeroconf either."""
-
-
-@pytest.fixture(autouse=True)
-def config_dir() -> None:
-    """No Home Assistant configuration directory."""
-
-
-@pytest.fixture(autouse=True)
-def loopback_only() -> None:
-    """The Home Assistant tests' patches do not apply here."""
 
 
 @pytest.fixture(autouse=True)
@@ -90,7 +70,13 @@ class RunningServer:
         return x509.load_der_x509_certificate(der)
 
 
-def make_service(data_dir: Path, *, clock: Callable[[], float] = time.time, **config: Any) -> EstService:
+def make_service(
+    data_dir: Path,
+    *,
+    clock: Callable[[], float] = time.time,
+    listener: ServiceListener | None = None,
+    **config: Any,
+) -> EstService:
     """An EstService over files in ``data_dir`` (the standalone command's stores)."""
     return EstService(
         ServiceConfig(
@@ -104,13 +90,16 @@ def make_service(data_dir: Path, *, clock: Callable[[], float] = time.time, **co
         policy_store=JsonFileStore(data_dir / "policy.json"),
         ledger_journal=JournalFile(data_dir / "ledger.jsonl"),
         clock=clock,
+        listener=listener,
     )
 
 
 @asynccontextmanager
-async def oven_server(data_dir: Path, **config: Any) -> AsyncIterator[RunningServer]:
+async def oven_server(
+    data_dir: Path, listener: ServiceListener | None = None, **config: Any
+) -> AsyncIterator[RunningServer]:
     """A running server with appliance ``oven`` pre-registered with PIN 123456."""
-    service = make_service(data_dir, **config)
+    service = make_service(data_dir, listener=listener, **config)
     await service.load()
     await service.policy.preregister("oven", "123456")
     service.policy.retry_after = 1

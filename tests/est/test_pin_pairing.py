@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from collections.abc import AsyncIterator
 import json
+from pathlib import Path
 
 import aiohttp
 from cryptography import x509
@@ -28,11 +29,12 @@ from custom_components.est_pairing.est.policy import (
     PinGiven,
     Registration,
 )
+from custom_components.est_pairing.est.service import ServiceListener
 from est_tools.appliance.client import Pending, build_csr, client_ssl_context
 from est_tools.appliance.exchange import PinExchangeClient
 from est_tools.appliance.pake_client import ApplianceExchange, Paired
 
-from .conftest import RunningServer
+from .conftest import RunningServer, oven_server
 
 EST = "/.well-known/est"
 PIN = "123456"  # the pre-registered oven's (conftest)
@@ -71,6 +73,32 @@ class Raw:
         ) as response:
             headers = {**response.headers, "Reason": response.reason or ""}
             return response.status, headers, await response.read()
+
+
+class Exchanges(ServiceListener):
+    """What the server told the application about PIN exchanges."""
+
+    def __init__(self) -> None:
+        self.failed: list[ExchangeFailure] = []
+        self.approved: list[Registration] = []
+
+    def exchange_failed(self, failure: ExchangeFailure) -> None:
+        self.failed.append(failure)
+
+    def exchange_approved(self, registration: Registration) -> None:
+        self.approved.append(registration)
+
+
+@pytest.fixture
+def exchanges() -> Exchanges:
+    return Exchanges()
+
+
+@pytest.fixture
+async def server(tmp_path: Path, exchanges: Exchanges) -> AsyncIterator[RunningServer]:
+    """The conftest's server (``oven`` pre-registered with PIN 123456), telling ``exchanges``."""
+    async with oven_server(tmp_path, exchanges) as running:
+        yield running
 
 
 @pytest.fixture
@@ -113,10 +141,11 @@ async def test_a_preregistered_appliance_pairs_unattended_and_pins_the_hubs_ca(s
     assert len(server.service.ledger) == 1
 
 
-async def test_an_unknown_appliance_waits_for_its_pin_then_pairs(server: RunningServer, raw: Raw) -> None:
+async def test_an_unknown_appliance_waits_for_its_pin_then_pairs(
+    server: RunningServer, raw: Raw, exchanges: Exchanges
+) -> None:
     policy = server.service.policy
-    approved: list[Registration] = []
-    policy.on_exchange_approved = approved.append
+    approved = exchanges.approved
     key = new_key()
     exchange = ApplianceExchange("fridge", "246810", csr_der(key, "fridge"))
     status, headers, body = await raw.post(exchange.start())
@@ -143,11 +172,10 @@ async def test_an_unknown_appliance_waits_for_its_pin_then_pairs(server: Running
 
 
 async def test_a_mistyped_pin_fails_the_exchange_says_so_and_can_be_typed_again(
-    server: RunningServer, raw: Raw
+    server: RunningServer, raw: Raw, exchanges: Exchanges
 ) -> None:
     policy = server.service.policy
-    failures: list[ExchangeFailure] = []
-    policy.on_exchange_failed = failures.append
+    failures = exchanges.failed
     key = new_key()
     assert isinstance(await attempt(server, "fridge", "246810", key), Pending)
     (pending,) = policy.pending_requests()
@@ -171,9 +199,8 @@ async def test_a_mistyped_pin_fails_the_exchange_says_so_and_can_be_typed_again(
     assert isinstance(await attempt(server, "fridge", "246810", key), Paired)
 
 
-async def test_failed_exchanges_count_like_wrong_pins(server: RunningServer) -> None:
-    failures: list[ExchangeFailure] = []
-    server.service.policy.on_exchange_failed = failures.append
+async def test_failed_exchanges_count_like_wrong_pins(server: RunningServer, exchanges: Exchanges) -> None:
+    failures = exchanges.failed
     key = new_key()
     for _ in range(FREE_ATTEMPTS):
         with pytest.raises(PairingProofFailed, match="does not know the PIN the hub has for it"):

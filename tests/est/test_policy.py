@@ -43,6 +43,7 @@ from custom_components.est_pairing.est.policy import (
     EnrollmentPolicy,
     PendingEnrollment,
     PinGiven,
+    PolicyListener,
     Registration,
     digest_secret,
     secret_matches,
@@ -69,14 +70,41 @@ def claim(appliance_id: str = "oven", secret: str = "123456") -> Claim:
     return Claim.from_basic(BasicCredentials(appliance_id, secret))
 
 
+class Heard(PolicyListener):
+    """What the policy told the application embedding it; refuses the identities in ``refused``."""
+
+    def __init__(self) -> None:
+        self.added: list[PendingEnrollment] = []
+        self.removed: list[PendingEnrollment] = []
+        self.changes = 0
+        self.refused: dict[str, str] = {}
+
+    def pending_added(self, pending: PendingEnrollment) -> None:
+        self.added.append(pending)
+
+    def pending_removed(self, pending: PendingEnrollment) -> None:
+        self.removed.append(pending)
+
+    def approvals_changed(self) -> None:
+        self.changes += 1
+
+    def refusal(self, identity: str) -> str | None:
+        return self.refused.get(identity)
+
+
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
 
 
 @pytest.fixture
-def policy(clock: Clock) -> EnrollmentPolicy:
-    return EnrollmentPolicy(clock=clock)
+def heard() -> Heard:
+    return Heard()
+
+
+@pytest.fixture
+def policy(clock: Clock, heard: Heard) -> EnrollmentPolicy:
+    return EnrollmentPolicy(clock=clock, listener=heard)
 
 
 def test_claims_from_credentials() -> None:
@@ -89,9 +117,10 @@ def test_claims_from_credentials() -> None:
         claim(secret="x" * 500)
 
 
-async def test_unknown_appliance_waits_and_the_owner_is_told_once(policy: EnrollmentPolicy) -> None:
-    seen: list[PendingEnrollment] = []
-    policy.on_pending_added = seen.append
+async def test_unknown_appliance_waits_and_the_owner_is_told_once(
+    policy: EnrollmentPolicy, heard: Heard
+) -> None:
+    seen = heard.added
     oven = request()
     first = await policy.authorize(claim(), oven, "10.0.0.5")
     assert isinstance(first, AwaitingOwner) and first.new
@@ -179,37 +208,35 @@ async def test_a_new_id_is_one_dns_label(policy: EnrollmentPolicy, appliance_id:
     assert policy.registrations() == [] and policy.pending_requests() == []
 
 
-async def test_preregistering_an_appliance_that_waits_withdraws_its_request(policy: EnrollmentPolicy) -> None:
+async def test_preregistering_an_appliance_that_waits_withdraws_its_request(
+    policy: EnrollmentPolicy, heard: Heard
+) -> None:
     """Its card under Discovered would otherwise outlive the enrollment the registration allows."""
-    removed: list[str] = []
-    policy.on_pending_removed = lambda pending: removed.append(pending.request_id)
     oven = request()
     waiting = await policy.authorize(claim(), oven, None)
     other = await policy.authorize(claim("fridge"), request("fridge"), None)
     assert isinstance(waiting, AwaitingOwner) and isinstance(other, AwaitingOwner)
     await policy.preregister("oven", "123456")
-    assert removed == [waiting.pending.request_id]
+    assert [pending.request_id for pending in heard.removed] == [waiting.pending.request_id]
     assert [p.appliance_id for p in policy.pending_requests()] == ["fridge"]
     assert await policy.authorize(claim(), oven, None) == Approved("oven")  # its retry, with the PIN
 
 
 async def test_a_preregistration_learns_what_the_appliance_says_about_itself(
-    policy: EnrollmentPolicy,
+    policy: EnrollmentPolicy, heard: Heard
 ) -> None:
-    saves: list[None] = []
-    policy.on_change = lambda: saves.append(None)
     await policy.preregister("oven", "123456", ApplianceDetails(name="Kitchen oven"))  # what the owner typed
-    saves.clear()
+    heard.changes = 0
     said = ApplianceDetails(name="OV oven", model="OV-200", manufacturer="Acme", serial_number="SN-42")
     oven = inspect_request(build_csr(ec.generate_private_key(ec.SECP256R1()), "oven", details=said))
     assert await policy.authorize(claim(), oven, None) == Approved("oven")
     registration = policy.registration("oven")
     assert registration is not None
     assert registration.details == ApplianceDetails("Kitchen oven", "OV-200", "Acme", "SN-42")  # owner's name
-    assert len(saves) == 1
+    assert heard.changes == 1
     assert await policy.authorize(claim(), oven, None) == Approved("oven")  # its retry: no save
     assert policy.registration("oven") == registration
-    assert len(saves) == 1
+    assert heard.changes == 1
 
 
 async def test_revoked_keys_never_enroll_again(policy: EnrollmentPolicy) -> None:
@@ -250,17 +277,31 @@ async def test_pending_requests_are_bounded(policy: EnrollmentPolicy) -> None:
 
 
 async def test_pending_requests_expire_when_the_appliance_stops_asking(
-    policy: EnrollmentPolicy, clock: Clock
+    policy: EnrollmentPolicy, clock: Clock, heard: Heard
 ) -> None:
-    removed: list[PendingEnrollment] = []
-    policy.on_pending_removed = removed.append
     pending = await policy.authorize(claim(), request(), None)
     assert isinstance(pending, AwaitingOwner)
     clock.now += PENDING_IDLE_TTL + 1
     assert policy.pending_requests() == []
-    assert removed == [pending.pending]
+    with pytest.raises(PendingRequestGone):
+        policy.review(pending.pending.request_id)
+    assert heard.removed == []  # reading changed nothing: expiry is a step of its own
+    policy.expire_pending()
+    assert heard.removed == [pending.pending]
     with pytest.raises(PendingRequestGone):
         await policy.approve(pending.pending.request_id)
+
+
+async def test_a_decision_drops_expired_requests(
+    policy: EnrollmentPolicy, clock: Clock, heard: Heard
+) -> None:
+    """Approving one that expired meanwhile says it is gone, and the application hears it went."""
+    pending = await policy.authorize(claim(), request(), None)
+    assert isinstance(pending, AwaitingOwner)
+    clock.now += PENDING_IDLE_TTL + 1
+    with pytest.raises(PendingRequestGone):
+        await policy.approve(pending.pending.request_id, pin="123456")
+    assert heard.removed == [pending.pending]
 
 
 async def test_lockout_grows_and_ends_after_its_window(policy: EnrollmentPolicy, clock: Clock) -> None:
@@ -376,18 +417,18 @@ def test_errors_without_a_status_are_500() -> None:
 
 
 async def test_the_embedding_application_refuses_and_withdraws_without_deciding(
-    policy: EnrollmentPolicy,
+    policy: EnrollmentPolicy, heard: Heard
 ) -> None:
     oven = request()
     pending = await policy.authorize(claim(), oven, None)
     assert isinstance(pending, AwaitingOwner)
     policy.withdraw(pending.pending.request_id)
     assert policy.pending_requests() == []
-    policy.refusal = lambda identity: "the owner ignored it" if identity == "id:oven" else None
+    heard.refused["id:oven"] = "the owner ignored it"
     with pytest.raises(NotAllowed, match="ignored it"):
         await policy.authorize(claim(), oven, None)
     assert isinstance(await policy.authorize(claim("fridge"), request("fridge"), None), AwaitingOwner)
-    policy.refusal = lambda identity: None
+    heard.refused.clear()
     again = await policy.authorize(claim(), oven, None)  # withdrawn is not rejected: the same key may ask
     assert isinstance(again, AwaitingOwner)
     assert again.new

@@ -24,6 +24,8 @@ from est_tools.standalone import cli
 from tests.appliance_process import ApplianceProcess
 from tests.est.standalone import Serving, est_server, start
 
+pytestmark = pytest.mark.slow  # the standalone server as a real process
+
 
 @pytest.fixture
 async def serving(tmp_path: Path) -> AsyncIterator[Serving]:
@@ -384,18 +386,18 @@ async def test_a_user_given_to_serve_pairs_through_the_exchange_unattended(tmp_p
     assert registration["verifier"]["method"] == "srp6a-sha512-3072"
 
 
-async def test_the_watch_tells_serve_and_approve_how_an_exchange_went(
+async def test_the_console_tells_serve_and_approve_how_an_exchange_went(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     policy = EnrollmentPolicy()
     request = inspect_request(build_csr(ec.generate_private_key(ec.SECP256R1()), "fridge"))
     waiting = await policy.exchange_verifier("fridge", request, None)
     assert isinstance(waiting, AwaitingOwner)
-    watch = cli.ExchangeWatch()
-    told = asyncio.create_task(watch.outcome("fridge"))
+    console = cli.ConsoleListener()
+    told = asyncio.create_task(console.outcome("fridge"))
     await asyncio.sleep(0)
-    watch.failed(ExchangeFailure("oven"))  # a pre-registered appliance with another PIN: nobody asked
-    watch.failed(ExchangeFailure("fridge", waiting.pending, 0))
+    console.exchange_failed(ExchangeFailure("oven"))  # a pre-registered appliance with another PIN
+    console.exchange_failed(ExchangeFailure("fridge", waiting.pending, 0))
     assert await told == (
         False,
         "the PIN does not match fridge's: its PIN exchange failed again, and too many PINs were wrong; the "

@@ -1,10 +1,12 @@
 """Who may enroll: pre-registrations, owner approvals, pending requests, rejections (no I/O).
 
 The host application (Home Assistant, or the standalone command) drives it: it approves or rejects
-pending requests, pre-registers appliances, and persists :meth:`EnrollmentPolicy.export` whenever
-``on_change`` fires. The hub keeps no PIN: a registration holds a salt and an SRP verifier made from
-the PIN the owner gave (``verifiers``); the slow work on them (making one, checking a PIN against
-one) is awaited from the policy's :class:`~.verifiers.SrpWork`, the hub's SRP worker process.
+pending requests, pre-registers appliances, expires requests nobody decided (:meth:`expire_pending`),
+and persists :meth:`EnrollmentPolicy.export` whenever its :class:`PolicyListener` hears
+``approvals_changed``. Reading (``pending_requests``, ``review``, ``registrations``) changes nothing.
+The hub keeps no PIN: a registration holds a salt and an SRP verifier made from the PIN the owner
+gave (``verifiers``); the slow work on them (making one, checking a PIN against one) is awaited from
+the policy's :class:`~.verifiers.SrpWork`, the hub's SRP worker process.
 """
 
 from __future__ import annotations
@@ -261,6 +263,38 @@ def secret_matches(secret: str, digest: str | None) -> bool:
     return hmac.compare_digest(actual, expected)
 
 
+class PolicyListener:
+    """What the policy tells the application that embeds it; each method does nothing here.
+
+    An application overrides the ones it follows. ``refusal`` is the one question the policy asks.
+    """
+
+    def pending_added(self, pending: PendingEnrollment) -> None:
+        """A new request waits for the owner."""
+
+    def pending_removed(self, pending: PendingEnrollment) -> None:
+        """A request stopped waiting: decided, withdrawn, answered by a pre-registration, or expired."""
+
+    def approvals_changed(self) -> None:
+        """Registrations, rejections or revoked keys changed: what :meth:`EnrollmentPolicy.export` gives."""
+
+    def exchange_failed(self, failure: ExchangeFailure) -> None:
+        """A PIN exchange's proof was wrong (the owner's typed PIN, if it was that one, is dropped)."""
+
+    def exchange_approved(self, registration: Registration) -> None:
+        """A PIN exchange proved the PIN the owner typed for a waiting request, which is now approved.
+
+        Told after :meth:`pending_removed` and :meth:`approvals_changed` for that request.
+        """
+
+    def refusal(self, identity: str) -> str | None:
+        """The application's own reason to refuse this identity, or None to go on.
+
+        Home Assistant refuses appliances the owner ignored, for as long as they stay ignored.
+        """
+        return None
+
+
 class EnrollmentPolicy:
     """Decides first enrollments; records the owner's decisions."""
 
@@ -269,9 +303,11 @@ class EnrollmentPolicy:
         *,
         clock: Callable[[], float] = time.time,
         auto_approve: bool = False,
+        listener: PolicyListener | None = None,
         work: SrpWork | None = None,
     ) -> None:
         self._clock = clock
+        self._listener = listener or PolicyListener()
         # Test benches only: approve every well-formed request (not one of the PIN exchange, which
         # needs the owner's PIN, or a pre-registration's, to prove).
         self.auto_approve = auto_approve
@@ -287,16 +323,6 @@ class EnrollmentPolicy:
         # Identity -> (its verifier, a salted SHA-256 of the PIN that matched it), in memory only: a
         # client's repeated requests need not each cost the worker seven exponentiations.
         self._proven: dict[str, tuple[PinVerifier, str]] = {}
-        self.on_change: Callable[[], None] = _nothing
-        self.on_pending_added: Callable[[PendingEnrollment], None] = _nothing_pending
-        self.on_pending_removed: Callable[[PendingEnrollment], None] = _nothing_pending
-        # A PIN exchange failed (the owner's typed PIN, if it was that one, is dropped), or proved the
-        # PIN the owner typed for a waiting request, which is then approved.
-        self.on_exchange_failed: Callable[[ExchangeFailure], None] = _nothing_failed
-        self.on_exchange_approved: Callable[[Registration], None] = _nothing_registered
-        # The embedding application's own refusals, by identity: the reason, or None to go on (Home
-        # Assistant refuses appliances the owner ignored, for as long as they stay ignored).
-        self.refusal: Callable[[str], str | None] = _no_refusal
 
     # --- requests ---------------------------------------------------------------------------------
 
@@ -361,7 +387,7 @@ class EnrollmentPolicy:
                 registration, verifier=verifier, legacy_digest=None
             )
             _LOGGER.info("Replaced the PIN digest of %s by an SRP verifier", registration.appliance_id)
-            self.on_change()
+            self._listener.approvals_changed()
 
     @contextlib.asynccontextmanager
     async def checking_pin(self, identity: str) -> AsyncIterator[None]:
@@ -409,7 +435,7 @@ class EnrollmentPolicy:
             # Counted like a wrong secret: probing ids for twins costs what guessing PINs costs.
             self.throttle.failure(claim.identity)
             raise
-        if (refusal := self.refusal(claim.identity)) is not None:
+        if (refusal := self._listener.refusal(claim.identity)) is not None:
             raise NotAllowed(refusal)
         if self.auto_approve and claim.kind is not CredentialKind.PAKE:
             return Approved(claim.appliance_id)
@@ -442,7 +468,7 @@ class EnrollmentPolicy:
             verifier=verifier,
         )
         self._pending[request_id] = pending
-        self.on_pending_added(pending)
+        self._listener.pending_added(pending)
         return AwaitingOwner(pending, self.retry_after, new=True)
 
     def _waiting(self, request_id: str, address: str | None) -> AwaitingOwner | None:
@@ -469,7 +495,7 @@ class EnrollmentPolicy:
             details=_merge(registration.details, request.details),
             preregistered=False,
         )
-        self.on_change()
+        self._listener.approvals_changed()
 
     def check_key(self, key_fingerprint: str) -> None:
         """Refuse a key whose certificate was revoked (re-enrollment uses this too)."""
@@ -568,7 +594,7 @@ class EnrollmentPolicy:
             pending.verifier = None
             pending.exchange_failed = True
             failure = ExchangeFailure(appliance_id, pending, self._owner_pin_failed(pending))
-        self.on_exchange_failed(failure)
+        self._listener.exchange_failed(failure)
         return failure
 
     def approve_exchanged(
@@ -611,8 +637,8 @@ class EnrollmentPolicy:
         )
         self._registrations[appliance_id] = registration
         self._drop_pending(pending)
-        self.on_change()
-        self.on_exchange_approved(registration)
+        self._listener.approvals_changed()
+        self._listener.exchange_approved(registration)
         return Approved(appliance_id)
 
     def _check_distinct_name(self, appliance_id: str) -> None:
@@ -646,9 +672,17 @@ class EnrollmentPolicy:
         if address and sum(p.address == address for p in waiting) >= PENDING_MAX_PER_ADDRESS:
             raise TooManyRequests("too many requests are waiting from this address", RETRY_AFTER_PENDING * 12)
 
+    def expire_pending(self) -> None:
+        """Drop the requests that waited too long, or whose appliance stopped asking (the listener hears).
+
+        The host runs this now and then; requests that arrive run it too. Until then an expired request
+        is kept but no longer shown (:meth:`pending_requests`) nor decided.
+        """
+        self._expire(self._clock())
+
     def _expire(self, now: float) -> None:
         for pending in list(self._pending.values()):
-            if now - pending.first_seen > PENDING_TTL or now - pending.last_seen > PENDING_IDLE_TTL:
+            if _expired(pending, now):
                 self._drop_pending(pending)
 
     def withdraw(self, request_id: str) -> None:
@@ -658,19 +692,20 @@ class EnrollmentPolicy:
 
     def _drop_pending(self, pending: PendingEnrollment) -> None:
         if self._pending.pop(pending.request_id, None) is not None:
-            self.on_pending_removed(pending)
+            self._listener.pending_removed(pending)
 
     # --- the owner's decisions --------------------------------------------------------------------
 
     def pending_requests(self) -> list[PendingEnrollment]:
-        """Requests waiting for the owner, oldest first."""
-        self._expire(self._clock())
-        return sorted(self._pending.values(), key=lambda pending: pending.first_seen)
+        """Requests waiting for the owner, oldest first (expired ones left out, not dropped)."""
+        now = self._clock()
+        waiting = [pending for pending in self._pending.values() if not _expired(pending, now)]
+        return sorted(waiting, key=lambda pending: pending.first_seen)
 
     def pending_request(self, request_id: str) -> PendingEnrollment:
-        """One waiting request, or PendingRequestGone."""
-        self._expire(self._clock())
-        if (pending := self._pending.get(request_id)) is None:
+        """One waiting request, or PendingRequestGone (for an expired one too, still kept or not)."""
+        pending = self._pending.get(request_id)
+        if pending is None or _expired(pending, self._clock()):
             raise PendingRequestGone("this request is no longer waiting for approval")
         return pending
 
@@ -704,6 +739,7 @@ class EnrollmentPolicy:
         the host application shows for it, else what the paired appliance said) stays, unless
         ``use_new_details``.
         """
+        self._expire(self._clock())  # a decision: an expired request is dropped, and the host hears
         pending, review = self._approvable(request_id, pin)
         paired = review.paired
         exchange = pending.kind is CredentialKind.PAKE
@@ -748,7 +784,7 @@ class EnrollmentPolicy:
             )
         self._registrations[registration.appliance_id] = registration
         self._drop_pending(pending)
-        self.on_change()
+        self._listener.approvals_changed()
         return registration
 
     def _approvable(self, request_id: str, pin: str | None) -> tuple[PendingEnrollment, Review]:
@@ -813,7 +849,7 @@ class EnrollmentPolicy:
             self._rejected.popitem(last=False)
         if pending is not None:
             self._drop_pending(pending)
-        self.on_change()
+        self._listener.approvals_changed()
 
     async def preregister(
         self, appliance_id: str, secret: str, details: ApplianceDetails | None = None
@@ -839,7 +875,7 @@ class EnrollmentPolicy:
             preregistered=True,
         )
         self._registrations[appliance_id] = registration
-        self.on_change()
+        self._listener.approvals_changed()
         # Requests already waiting under this id are the registration's to answer from now on: with
         # the secret they get their certificate at their next retry, without it they are refused.
         for pending in [p for p in self._pending.values() if p.identity == registration.identity]:
@@ -868,7 +904,7 @@ class EnrollmentPolicy:
         for pending in list(self._pending.values()):
             if pending.appliance_id == appliance_id:
                 self._drop_pending(pending)
-        self.on_change()
+        self._listener.approvals_changed()
 
     def registration(self, appliance_id: str) -> Registration | None:
         """The appliance's registration, if it is paired or pre-registered."""
@@ -993,26 +1029,11 @@ def _registration_from_dict(data: dict[str, Any]) -> Registration:
     )
 
 
-def _nothing() -> None:
-    return None
-
-
-def _no_refusal(_identity: str) -> str | None:
-    return None
-
-
-def _nothing_pending(_pending: PendingEnrollment) -> None:
-    return None
-
-
-def _nothing_failed(_failure: ExchangeFailure) -> None:
-    return None
-
-
-def _nothing_registered(_registration: Registration) -> None:
-    return None
-
-
 def _identity(appliance_id: str) -> str:
     """The identity of a claim by appliance id and PIN (HTTP Basic, or the PIN exchange)."""
     return f"id:{appliance_id}"
+
+
+def _expired(pending: PendingEnrollment, now: float) -> bool:
+    """Waiting too long, or its appliance stopped asking."""
+    return now - pending.first_seen > PENDING_TTL or now - pending.last_seen > PENDING_IDLE_TTL

@@ -91,7 +91,7 @@ async def stalls_inside_home_assistant(
     """Set the hub up in Home Assistant, then measure each run with the probe on Home Assistant's loop."""
     results = []
     async with hub_in_home_assistant() as runtime:
-        await runtime.preregister(BENCH_APPLIANCE, password, "Bench appliance")
+        await runtime.decisions.async_preregister(BENCH_APPLIANCE, password, "Bench appliance")
         runtime.service.policy.auto_approve = True  # every enrollment a new key (see phases.py)
         await runtime.hass.async_block_till_done()
         service = runtime.service

@@ -257,7 +257,7 @@ async def home_assistant_stalls(modules: list[str], key_pem: bytes, count: int) 
     from .home_assistant import hub_in_home_assistant  # the Home Assistant harness, only when asked
 
     async with hub_in_home_assistant() as runtime:
-        await runtime.preregister(_ID, _PIN, "Bench oven")
+        await runtime.decisions.async_preregister(_ID, _PIN, "Bench oven")
         return [await listener_stall(runtime.service, module, key_pem, count) for module in modules]
 
 

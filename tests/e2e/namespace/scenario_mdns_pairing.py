@@ -114,7 +114,7 @@ async def test_appliance_finds_pairs_renews_and_is_revoked(
     # Its next exchange proves the same PIN: the CA comes with the certificate, authenticated by the
     # exchange; the certificate is for its id and mDNS name only.
     authenticated = await oven.expect("the PIN exchange authenticated the hub's CA")
-    assert format_fingerprint(hub.ca_fingerprint) in authenticated
+    assert format_fingerprint(hub.service.ca.fingerprint) in authenticated
     await oven.expect("enrolled: CN=oven")
     assert not [line for line in oven.lines if "trusting" in line]
     certificate, pinned = stored(state_dir)
