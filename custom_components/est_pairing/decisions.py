@@ -6,6 +6,7 @@ what its dialogs show is worked out when they are shown, not when the request ar
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 import logging
 from typing import Any
@@ -15,10 +16,18 @@ from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import discovery_flow
 
 from .appliances import Appliances, device_details
-from .const import DOMAIN
+from .const import DOMAIN, STEP_EXCHANGE, STEP_EXCHANGE_DONE
 from .est.csr import ApplianceDetails
 from .est.ledger import CertificateRecord
-from .est.policy import ExchangeFailure, PendingEnrollment, PinGiven, Registration, Review
+from .est.policy import (
+    CredentialKind,
+    ExchangeFailure,
+    ExchangeOutcome,
+    PendingEnrollment,
+    PinGiven,
+    Registration,
+    Review,
+)
 from .est.service import EstService
 from .exceptions import AlreadyPaired, NotSaved
 
@@ -50,6 +59,11 @@ class OwnerReview:
     review: Review
     device: ApplianceDetails | None
     paired_key: str | None
+
+    @property
+    def exchange(self) -> bool:
+        """Whether it is a first pairing through the PIN exchange: the appliance proves the PIN typed."""
+        return self.review.paired is None and self.review.pending.kind is CredentialKind.PAKE
 
     @property
     def new_details(self) -> bool:
@@ -112,22 +126,23 @@ class Decisions:
             data=pending_discovery_data(pending),
         )
 
-    def _flows_for(self, identity: str) -> list[str]:
-        return [
-            flow["flow_id"]
-            for flow in self.hass.config_entries.flow.async_progress_by_handler(
-                DOMAIN, match_context={"unique_id": identity}
-            )
-        ]
-
     @callback
     def _resync_flows(self, identity: str) -> None:
-        """One discovery flow per identity while it has pending requests, none after."""
-        waiting = [p for p in self._service.policy.pending_requests() if p.identity == identity]
-        flows = self._flows_for(identity)
+        """One discovery flow per identity while it has requests waiting for the owner, none after.
+
+        A request whose PIN the owner gave waits for its appliance to prove it: no card. A dialog
+        waiting for that proof ends by itself, telling the owner how it went.
+        """
+        waiting = [
+            p for p in self._service.policy.pending_requests() if p.identity == identity and not p.pin_given
+        ]
+        flows = self.hass.config_entries.flow.async_progress_by_handler(
+            DOMAIN, match_context={"unique_id": identity}
+        )
         if not waiting:
-            for flow_id in flows:
-                self.hass.config_entries.flow.async_abort(flow_id)
+            for flow in flows:
+                if flow["step_id"] not in (STEP_EXCHANGE, STEP_EXCHANGE_DONE):
+                    self.hass.config_entries.flow.async_abort(flow["flow_id"])
         elif not flows:  # another key of the same appliance id was waiting behind this one
             self._start_flow(waiting[0])
 
@@ -165,6 +180,10 @@ class Decisions:
         if isinstance(outcome, Registration):
             self._appliances.ensure(outcome.appliance_id, outcome.details, update=use_new_details)
         return outcome
+
+    def next_exchange(self, request_id: str) -> asyncio.Future[ExchangeOutcome]:
+        """How the appliance's next PIN exchange ends, after :meth:`async_approve` gave its PIN."""
+        return self._service.policy.next_exchange(request_id)
 
     @callback
     def exchange_approved(self, registration: Registration) -> None:

@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives import serialization
 from custom_components.est_pairing.est.errors import EstError
 from custom_components.est_pairing.est.fingerprints import format_fingerprint
 from custom_components.est_pairing.est.homenet import HOME_DOMAINS, MDNS_SUFFIX
+from custom_components.est_pairing.est.limits import EXCHANGE_WAIT
 from custom_components.est_pairing.est.policy import (
     CredentialKind,
     ExchangeFailure,
@@ -55,7 +56,6 @@ from custom_components.est_pairing.est.tls import ListenerNames
 
 _LOGGER = logging.getLogger(__name__)
 _PUBLIC = 0o644
-EXCHANGE_WAIT = 30.0  # seconds `approve --pin` waits for the appliance's next PIN exchange
 
 
 class PemDirectoryStore:
@@ -149,17 +149,16 @@ def exclusive(data_dir: Path) -> Iterator[None]:
 async def serve(args: argparse.Namespace) -> None:
     """Run until SIGINT or SIGTERM."""
     data_dir: Path = args.data_dir
-    console = ConsoleListener()
-    service = open_service(data_dir, service_config(args), console)
+    service = open_service(data_dir, service_config(args), ConsoleListener())
     await service.load()
     try:
-        await _serve(service, console, args)
+        await _serve(service, args)
     finally:
         await service.stop()
         print("stopped", flush=True)
 
 
-async def _serve(service: EstService, console: ConsoleListener, args: argparse.Namespace) -> None:
+async def _serve(service: EstService, args: argparse.Namespace) -> None:
     data_dir: Path = args.data_dir
     users = [("--user", number, user) for number, user in enumerate(args.user, 1)]
     for path in args.users_file:
@@ -178,7 +177,7 @@ async def _serve(service: EstService, console: ConsoleListener, args: argparse.N
         except EstError as err:  # the reason names the id, never the secret
             raise SystemExit(f"{origin}: appliance {number}: {err}") from err
     await service.start()
-    control = await _start_control(service, data_dir / "control.sock", console)
+    control = await _start_control(service, data_dir / "control.sock")
     stopped = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):  # before the ready line: a supervisor may stop us at once
@@ -237,26 +236,7 @@ def service_config(args: argparse.Namespace) -> ServiceConfig:
 
 
 class ConsoleListener(ServiceListener):
-    """What ``serve`` tells the person running it, and ``approve --pin`` how the next PIN exchange went.
-
-    Each request that waits for approval (with the command that approves it), each exchange's outcome.
-    """
-
-    def __init__(self) -> None:
-        self._waiting: dict[str, list[asyncio.Future[tuple[bool, str]]]] = {}
-
-    async def outcome(self, appliance_id: str) -> tuple[bool, str]:
-        """(whether the PIN was right, what to tell the owner) once the appliance's next exchange ended."""
-        future: asyncio.Future[tuple[bool, str]] = asyncio.get_running_loop().create_future()
-        self._waiting.setdefault(appliance_id, []).append(future)
-        try:
-            return await future
-        finally:
-            waiting = self._waiting.get(appliance_id, [])
-            if future in waiting:
-                waiting.remove(future)
-            if not waiting:
-                self._waiting.pop(appliance_id, None)
+    """What ``serve`` tells the person running it: requests that wait, and how PIN exchanges went."""
 
     def pending_added(self, pending: PendingEnrollment) -> None:
         """One line, with the command that approves it."""
@@ -271,32 +251,30 @@ class ConsoleListener(ServiceListener):
 
     def exchange_failed(self, failure: ExchangeFailure) -> None:
         """An exchange's proof was wrong."""
-        appliance_id = failure.appliance_id
-        if failure.pending is None:
-            message = f"the PIN exchange of {appliance_id} failed: it does not know the PIN the server has"
-        elif failure.attempts_left:
-            message = (
-                f"the PIN does not match {appliance_id}'s: its PIN exchange failed; approve it again with "
-                f"the right PIN ({failure.attempts_left} more tries)"
-            )
-        else:
-            message = (
-                f"the PIN does not match {appliance_id}'s: its PIN exchange failed again, and too many PINs "
-                "were wrong; the request is gone and the appliance locked out for a while"
-            )
-        print(message, flush=True)
-        self._tell(appliance_id, (False, message))
+        print(_failed(failure), flush=True)
 
     def exchange_approved(self, registration: Registration) -> None:
         """An exchange proved the PIN given for a waiting request."""
-        message = f"approved {registration.appliance_id}: its PIN exchange proved the PIN; it is enrolled"
-        print(message, flush=True)
-        self._tell(registration.appliance_id, (True, message))
+        print(_proven(registration), flush=True)
 
-    def _tell(self, appliance_id: str, outcome: tuple[bool, str]) -> None:
-        for future in self._waiting.pop(appliance_id, []):
-            if not future.done():
-                future.set_result(outcome)
+
+def _failed(failure: ExchangeFailure) -> str:
+    appliance_id = failure.appliance_id
+    if failure.pending is None:
+        return f"the PIN exchange of {appliance_id} failed: it does not know the PIN the server has"
+    if failure.attempts_left:
+        return (
+            f"the PIN does not match {appliance_id}'s: its PIN exchange failed; approve it again with "
+            f"the right PIN ({failure.attempts_left} more tries)"
+        )
+    return (
+        f"the PIN does not match {appliance_id}'s: its PIN exchange failed again, and too many PINs "
+        "were wrong; the request is gone and the appliance locked out for a while"
+    )
+
+
+def _proven(registration: Registration) -> str:
+    return f"approved {registration.appliance_id}: its PIN exchange proved the PIN; it is enrolled"
 
 
 def _load_certificates(path: Path) -> list[x509.Certificate]:
@@ -308,13 +286,13 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
-async def _start_control(service: EstService, path: Path, console: ConsoleListener) -> asyncio.Server:
+async def _start_control(service: EstService, path: Path) -> asyncio.Server:
     _remove(path)  # left by a server that was killed; the lock says none is running
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             request = json.loads(await reader.readline())
-            reply = await _control_command(service, request, console)
+            reply = await _control_command(service, request)
         except (EstError, KeyError, ValueError) as err:
             reply = {"ok": False, "error": str(err)}
         writer.write(json.dumps(reply).encode() + b"\n")
@@ -328,9 +306,7 @@ async def _start_control(service: EstService, path: Path, console: ConsoleListen
         os.umask(previous)
 
 
-async def _control_command(
-    service: EstService, request: dict[str, Any], console: ConsoleListener | None = None
-) -> dict[str, Any]:
+async def _control_command(service: EstService, request: dict[str, Any]) -> dict[str, Any]:
     command = request["command"]
     if command == "list":
         return {"ok": True, **_listing(service)}
@@ -342,7 +318,7 @@ async def _control_command(
     if command == "approve":
         approved = await service.policy.approve(pending.request_id, pin=request.get("pin"))
         if isinstance(approved, PinGiven):
-            return await _exchanged(pending.appliance_id, console)
+            return await _exchanged(service, pending)
         await _saved(service, f"approved {pending.appliance_id}")
         return {"ok": True, "message": f"approved {pending.appliance_id}; it enrolls on its next retry"}
     if command == "reject":
@@ -352,21 +328,23 @@ async def _control_command(
     raise ValueError(f"unknown command {command}")
 
 
-async def _exchanged(appliance_id: str, console: ConsoleListener | None) -> dict[str, Any]:
+async def _exchanged(service: EstService, pending: PendingEnrollment) -> dict[str, Any]:
     """The reply to ``approve --pin`` for an appliance of the PIN exchange: how its next exchange went."""
-    outcome = None
-    if console is not None:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(EXCHANGE_WAIT):
-                outcome = await console.outcome(appliance_id)
-    if outcome is None:
+    appliance_id = pending.appliance_id
+    try:
+        async with asyncio.timeout(EXCHANGE_WAIT):
+            outcome = await service.policy.next_exchange(pending.request_id)
+    except TimeoutError:
         return {
             "ok": True,
             "message": f"PIN given for {appliance_id}: it enrolls with its next PIN exchange (none came "
             f"within {EXCHANGE_WAIT:g} s; `est-server list` shows how it goes)",
         }
-    right, message = outcome
-    return {"ok": True, "message": message} if right else {"ok": False, "error": message}
+    if isinstance(outcome, Registration):
+        return {"ok": True, "message": _proven(outcome)}
+    if isinstance(outcome, ExchangeFailure):
+        return {"ok": False, "error": _failed(outcome)}
+    return {"ok": False, "error": f"the request of {appliance_id} stopped waiting meanwhile (see `list`)"}
 
 
 async def _saved(service: EstService, done: str) -> None:
@@ -497,7 +475,7 @@ def _state(pending: PendingEnrollment) -> str:
     """Where a waiting request stands, in a few words."""
     if pending.kind is not CredentialKind.PAKE:
         return "waiting for approval"
-    if pending.verifier is not None:
+    if pending.pin_given:
         return "PIN given, waiting for its exchange"
     if pending.exchange_failed:
         return "its exchange failed: the PIN did not match; approve it again with the right PIN"

@@ -199,6 +199,25 @@ async def test_a_mistyped_pin_fails_the_exchange_says_so_and_can_be_typed_again(
     assert isinstance(await attempt(server, "fridge", "246810", key), Paired)
 
 
+async def test_the_owner_who_gave_the_pin_hears_how_the_next_exchange_went(server: RunningServer) -> None:
+    policy = server.service.policy
+    key = new_key()
+    assert isinstance(await attempt(server, "fridge", "246810", key), Pending)
+    (pending,) = policy.pending_requests()
+
+    assert isinstance(await policy.approve(pending.request_id, pin="246801"), PinGiven)
+    told = policy.next_exchange(pending.request_id)
+    with pytest.raises(PairingProofFailed):
+        await attempt(server, "fridge", "246810", key)
+    assert await told == ExchangeFailure("fridge", pending, OWNER_PIN_ATTEMPTS - 1)
+
+    assert isinstance(await policy.approve(pending.request_id, pin="246810"), PinGiven)
+    told = policy.next_exchange(pending.request_id)
+    assert not told.done()  # nothing is known before the appliance's next exchange
+    assert isinstance(await attempt(server, "fridge", "246810", key), Paired)
+    assert await told == policy.registration("fridge")
+
+
 async def test_failed_exchanges_count_like_wrong_pins(server: RunningServer, exchanges: Exchanges) -> None:
     failures = exchanges.failed
     key = new_key()

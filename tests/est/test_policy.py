@@ -685,11 +685,29 @@ async def test_the_owner_mistyping_the_pin_thrice_ends_the_request_and_locks_the
     for attempts_left in range(OWNER_PIN_ATTEMPTS - 1, -1, -1):
         given = await policy.approve(waiting.pending.request_id, pin="000000")
         assert isinstance(given, PinGiven) and given.pending.verifier is not None
+        told = policy.next_exchange(waiting.pending.request_id)  # the owner's dialog waits
         failure = policy.exchange_failed("fridge", fridge.key_fingerprint, given.pending.verifier)
         assert (failure.pending, failure.attempts_left) == (waiting.pending, attempts_left)
+        assert await told == failure  # the last one too, though it dropped the request
     assert policy.pending_requests() == []
+    assert await policy.next_exchange(waiting.pending.request_id) is None  # nothing waits any more
     with pytest.raises(LockedOut):
         await policy.exchange_verifier("fridge", fridge, None)
+
+
+async def test_a_wait_for_the_next_exchange_ends_when_the_request_goes_another_way(
+    policy: EnrollmentPolicy,
+) -> None:
+    waiting = await policy.exchange_verifier("fridge", request("fridge"), None)
+    assert isinstance(waiting, AwaitingOwner)
+    request_id = waiting.pending.request_id
+    assert isinstance(await policy.approve(request_id, pin="246810"), PinGiven)
+    closed = policy.next_exchange(request_id)
+    closed.cancel()  # a dialog closed before the appliance came back
+    told = policy.next_exchange(request_id)
+    policy.reject(request_id)  # say from the command line, meanwhile
+    assert await told is None
+    assert closed.cancelled()
 
 
 async def test_an_exchange_proves_only_the_pin_the_hub_has_now(policy: EnrollmentPolicy) -> None:

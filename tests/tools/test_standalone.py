@@ -16,12 +16,14 @@ import pytest
 from custom_components.est_pairing.est import storage
 from custom_components.est_pairing.est.csr import inspect_request
 from custom_components.est_pairing.est.fingerprints import public_key_fingerprint
-from custom_components.est_pairing.est.policy import AwaitingOwner, EnrollmentPolicy, ExchangeFailure
+from custom_components.est_pairing.est.policy import AwaitingOwner, ExchangeFailure, PendingEnrollment
 from custom_components.est_pairing.est.service import ServiceConfig
 from custom_components.est_pairing.est.tls import ListenerNames
+from custom_components.est_pairing.est.verifiers import PinVerifier
 from est_tools.appliance.client import EstClient, Pending, build_csr
 from est_tools.standalone import cli
 from tests.appliance_process import ApplianceProcess
+from tests.est.conftest import make_service
 from tests.est.standalone import Serving, est_server, start
 
 pytestmark = pytest.mark.slow  # the standalone server as a real process
@@ -386,25 +388,55 @@ async def test_a_user_given_to_serve_pairs_through_the_exchange_unattended(tmp_p
     assert registration["verifier"]["method"] == "srp6a-sha512-3072"
 
 
-async def test_the_console_tells_serve_and_approve_how_an_exchange_went(
-    capsys: pytest.CaptureFixture[str],
+async def given_pin(pending: PendingEnrollment, before: PinVerifier | None = None) -> PinVerifier:
+    """The verifier of the PIN ``approve`` gives, once the SRP worker made it (another than ``before``)."""
+    while (verifier := pending.verifier) is None or verifier == before:
+        await asyncio.sleep(0.01)
+    return verifier
+
+
+async def test_approve_pin_says_how_the_next_exchange_went(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    policy = EnrollmentPolicy()
+    """Its reply, and serve's output: none came in time, a mistyped PIN, a request that went."""
+    service = make_service(tmp_path, listener=cli.ConsoleListener())
+    await service.load()
+    policy = service.policy
     request = inspect_request(build_csr(ec.generate_private_key(ec.SECP256R1()), "fridge"))
     waiting = await policy.exchange_verifier("fridge", request, None)
     assert isinstance(waiting, AwaitingOwner)
-    console = cli.ConsoleListener()
-    told = asyncio.create_task(console.outcome("fridge"))
-    await asyncio.sleep(0)
-    console.exchange_failed(ExchangeFailure("oven"))  # a pre-registered appliance with another PIN
-    console.exchange_failed(ExchangeFailure("fridge", waiting.pending, 0))
-    assert await told == (
-        False,
-        "the PIN does not match fridge's: its PIN exchange failed again, and too many PINs were wrong; the "
-        "request is gone and the appliance locked out for a while",
-    )
-    assert capsys.readouterr().out.splitlines()[0] == (
-        "the PIN exchange of oven failed: it does not know the PIN the server has"
-    )
-    reply = await cli._exchanged("fridge", None)  # no server to watch with
-    assert reply["ok"] and reply["message"].startswith("PIN given for fridge: it enrolls with its next PIN")
+    approve = {"command": "approve", "appliance": "fridge", "pin": "246810"}
+    try:
+        monkeypatch.setattr(cli, "EXCHANGE_WAIT", 0.05)
+        reply = await cli._control_command(service, approve)
+        assert reply == {
+            "ok": True,
+            "message": "PIN given for fridge: it enrolls with its next PIN exchange (none came within "
+            "0.05 s; `est-server list` shows how it goes)",
+        }
+
+        monkeypatch.setattr(cli, "EXCHANGE_WAIT", 30.0)
+        mistyped = asyncio.create_task(cli._control_command(service, {**approve, "pin": "246801"}))
+        verifier = await given_pin(waiting.pending, waiting.pending.verifier)
+        policy.exchange_failed("fridge", request.key_fingerprint, verifier)  # the appliance's proof
+        assert await mistyped == {
+            "ok": False,
+            "error": "the PIN does not match fridge's: its PIN exchange failed; approve it again with the "
+            "right PIN (2 more tries)",
+        }
+
+        gone = asyncio.create_task(cli._control_command(service, approve))
+        await given_pin(waiting.pending)
+        policy.withdraw(waiting.pending.request_id)
+        assert await gone == {
+            "ok": False,
+            "error": "the request of fridge stopped waiting meanwhile (see `list`)",
+        }
+        cli.ConsoleListener().exchange_failed(ExchangeFailure("oven"))  # a pre-registration's PIN
+    finally:
+        await service.stop()
+    assert capsys.readouterr().out.splitlines()[-2:] == [
+        "the PIN does not match fridge's: its PIN exchange failed; approve it again with the right PIN "
+        "(2 more tries)",
+        "the PIN exchange of oven failed: it does not know the PIN the server has",
+    ]

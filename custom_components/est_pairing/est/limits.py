@@ -48,6 +48,9 @@ PENDING_MAX_PER_ADDRESS: Final = 8  # pending requests from one source address
 PENDING_TTL: Final = 24 * 3600.0  # a request nobody approved is forgotten after this
 PENDING_IDLE_TTL: Final = 15 * 60.0  # ... or after the appliance stopped retrying this long
 RETRY_AFTER_PENDING: Final = 5  # seconds an appliance waits between polls while pending
+# Seconds the owner's dialog (or `approve --pin`) waits for the appliance's next PIN exchange after
+# the owner typed its PIN: several of its retries. Then the PIN waits for the appliance's return.
+EXCHANGE_WAIT: Final = 30.0
 REJECTED_MAX: Final = 1024  # remembered rejections (identity + key)
 
 # Wrong secrets

@@ -172,6 +172,11 @@ class PendingEnrollment:
     exchange_failed: bool = False
     decided_details: ApplianceDetails | None = None  # what the device is to show, decided with the PIN
 
+    @property
+    def pin_given(self) -> bool:
+        """A request of the PIN exchange whose PIN the owner gave: it waits for its appliance now."""
+        return self.kind is CredentialKind.PAKE and self.verifier is not None
+
 
 class Confirmation(StrEnum):
     """How the owner may confirm a waiting request."""
@@ -236,6 +241,12 @@ class ExchangeFailure:
     appliance_id: str
     pending: PendingEnrollment | None = None
     attempts_left: int | None = None
+
+
+# How the next PIN exchange of a request whose PIN the owner typed ended (:meth:`EnrollmentPolicy.
+# next_exchange`): it proved the PIN (the appliance's registration), it did not, or None: the request
+# stopped waiting another way (rejected, withdrawn, expired, pre-registered, removed).
+type ExchangeOutcome = Registration | ExchangeFailure | None
 
 
 def request_id_for(identity: str, key_fingerprint: str, *, exchange: bool = False) -> str:
@@ -323,6 +334,8 @@ class EnrollmentPolicy:
         # Identity -> (its verifier, a salted SHA-256 of the PIN that matched it), in memory only: a
         # client's repeated requests need not each cost the worker seven exponentiations.
         self._proven: dict[str, tuple[PinVerifier, str]] = {}
+        # Request id -> who waits for the outcome of its next PIN exchange (:meth:`next_exchange`).
+        self._outcome_waiters: dict[str, list[asyncio.Future[ExchangeOutcome]]] = {}
 
     # --- requests ---------------------------------------------------------------------------------
 
@@ -593,7 +606,9 @@ class EnrollmentPolicy:
         else:
             pending.verifier = None
             pending.exchange_failed = True
+            waiting = self._outcome_waiters.pop(pending.request_id, [])  # before a lockout drops it
             failure = ExchangeFailure(appliance_id, pending, self._owner_pin_failed(pending))
+            _tell(waiting, failure)
         self._listener.exchange_failed(failure)
         return failure
 
@@ -636,10 +651,34 @@ class EnrollmentPolicy:
             approved_at=self._clock(),
         )
         self._registrations[appliance_id] = registration
+        waiting = self._outcome_waiters.pop(pending.request_id, [])
         self._drop_pending(pending)
+        _tell(waiting, registration)
         self._listener.approvals_changed()
         self._listener.exchange_approved(registration)
         return Approved(appliance_id)
+
+    def next_exchange(self, request_id: str) -> asyncio.Future[ExchangeOutcome]:
+        """How the next PIN exchange of a request whose PIN the owner gave ends, once it does.
+
+        For the owner's dialog (or command) that waits after :class:`PinGiven`; it may cancel the
+        future when it stops waiting. Resolved at once with None if the request is not waiting.
+        """
+        future: asyncio.Future[ExchangeOutcome] = asyncio.get_running_loop().create_future()
+        if request_id not in self._pending:
+            future.set_result(None)
+            return future
+        waiting = self._outcome_waiters.setdefault(request_id, [])
+        waiting.append(future)
+        future.add_done_callback(lambda _: self._forget_waiter(request_id, future))
+        return future
+
+    def _forget_waiter(self, request_id: str, future: asyncio.Future[ExchangeOutcome]) -> None:
+        waiting = self._outcome_waiters.get(request_id, [])
+        if future in waiting:
+            waiting.remove(future)
+        if not waiting:
+            self._outcome_waiters.pop(request_id, None)
 
     def _check_distinct_name(self, appliance_id: str) -> None:
         """Refuse a new id, or one whose names are another known appliance's: one name, one appliance.
@@ -692,6 +731,7 @@ class EnrollmentPolicy:
 
     def _drop_pending(self, pending: PendingEnrollment) -> None:
         if self._pending.pop(pending.request_id, None) is not None:
+            _tell(self._outcome_waiters.pop(pending.request_id, []), None)
             self._listener.pending_removed(pending)
 
     # --- the owner's decisions --------------------------------------------------------------------
@@ -1027,6 +1067,13 @@ def _registration_from_dict(data: dict[str, Any]) -> Registration:
         approved_at=data["approved_at"],
         preregistered=data["preregistered"],
     )
+
+
+def _tell(waiting: list[asyncio.Future[ExchangeOutcome]], outcome: ExchangeOutcome) -> None:
+    """Resolve the futures of those who wait for an exchange's outcome (those that still wait)."""
+    for future in waiting:
+        if not future.done():
+            future.set_result(outcome)
 
 
 def _identity(appliance_id: str) -> str:

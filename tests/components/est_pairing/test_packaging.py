@@ -129,6 +129,7 @@ def test_translation_scanner_finds_the_keys_it_should() -> None:
     assert "issues.listener_names.title" in keys
     assert "exceptions.port_unavailable.message" in keys
     assert "entity.sensor.qr_payload.name" in keys
+    assert {"config.step.exchange.title", "config.progress.exchange"} <= keys
 
 
 def test_translations_pass_hassfests_schema() -> None:
@@ -425,6 +426,9 @@ def _flow_keys(node: ast.ClassDef, section: str) -> Iterator[str]:
                     yield f"{section}.step.{step}.title"
                 for option in _constants(kwargs.get("menu_options")):
                     yield f"{section}.step.{step}.menu_options.{option}"
+            if func == "async_show_progress":
+                yield f"{section}.step.{_constant(kwargs.get('step_id'))}.title"
+                yield f"{section}.progress.{_constant(kwargs.get('progress_action'))}"
             if func in {"async_abort", "async_update_reload_and_abort"}:
                 reason = _constant(kwargs.get("reason") or (inner.args[0] if inner.args else None))
                 if reason:

@@ -7,7 +7,6 @@ from datetime import timedelta
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import Encoding
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.config_entries import (
     SOURCE_IGNORE,
@@ -31,17 +30,14 @@ from custom_components.est_pairing.est.errors import (
     CertificateRevoked,
     LockedOut,
     NotAllowed,
-    PairingProofFailed,
     ProofMismatch,
 )
 from custom_components.est_pairing.est.fingerprints import format_fingerprint, public_key_fingerprint
 from custom_components.est_pairing.est.limits import PENDING_IDLE_TTL, PENDING_TTL
 from custom_components.est_pairing.runtime import EstRuntime
 from est_tools.appliance.client import EstClient, Pending, build_csr, renewal_csr
-from est_tools.appliance.exchange import PinExchangeClient
-from est_tools.appliance.pake_client import ApplianceExchange, Paired
 
-from . import OVEN, ask, device_for, entity_state, key, paired_oven
+from . import ask, device_for, entity_state, key, paired_oven
 
 
 def fingerprint(private_key: ec.EllipticCurvePrivateKey) -> str:
@@ -704,35 +700,3 @@ async def test_rejecting_a_request_that_is_gone(
     runtime.service.policy.withdraw(runtime.service.policy.pending_requests()[0].request_id)
     result = await hass.config_entries.flow.async_configure(flow["flow_id"], {"next_step_id": "reject"})
     assert result["reason"] == "request_gone"
-
-
-async def test_pairing_through_the_pin_exchange(hass: HomeAssistant, runtime: EstRuntime) -> None:
-    """The appliance never sends its PIN: the owner types it, the appliance's next exchange proves it."""
-    oven_key = key()
-    csr = build_csr(oven_key, "oven", details=OVEN).public_bytes(Encoding.DER)
-
-    async def exchange() -> Paired | Pending:
-        async with PinExchangeClient(f"https://127.0.0.1:{runtime.service.port}") as client:
-            outcome = await client.attempt(ApplianceExchange("oven", "482913", csr))
-        await hass.async_block_till_done()
-        return outcome
-
-    assert isinstance(await exchange(), Pending)
-    (flow,) = flows(hass)
-    menu = await hass.config_entries.flow.async_configure(flow["flow_id"])
-    assert menu["menu_options"] == ["pin", "reject"]  # a fingerprint comparison would prove nothing to it
-    await owner_approves_with_pin(hass, "482931")  # mistyped: the hub cannot tell until the exchange
-    assert flows(hass) == []
-    with pytest.raises(PairingProofFailed):
-        await exchange()
-    await hass.async_block_till_done()
-    assert len(flows(hass)) == 1  # its card is back, to type the PIN again
-    assert not hass.config_entries.async_entries(DOMAIN)[0].subentries
-
-    await owner_approves_with_pin(hass)
-    paired = await exchange()
-    assert isinstance(paired, Paired)
-    assert paired.ca == runtime.service.ca.certificate
-    assert shown_on_device(hass, "oven") == ("Kitchen oven", "OV-200", "Acme", "SN-42")
-    assert entity_state(hass, "_oven_certificate_status") == "valid"
-    assert entity_state(hass, "_pending_requests") == "0"
