@@ -1,7 +1,8 @@
 """Pairing as it happens at home: Home Assistant announces its EST server over real mDNS, the simulated
-appliance (a real process) finds it and asks through the PIN exchange, the owner types the PIN, the
-appliance's next exchange proves it and enrolls, it renews by itself, and once the owner revokes it,
-its next renewal is refused.
+appliance (a real process) finds it and asks through the PIN exchange, the owner types the PIN (a
+mistyped one first, which the appliance's exchange cannot prove), the appliance's next exchange
+proves it and enrolls, it renews by itself, and once the owner revokes it, its next renewal is
+refused.
 
 Not collected by the normal run (the file name does not start with ``test_``): it multicasts, so it
 runs only in the private namespace tests/e2e/test_mdns_pairing.py creates.
@@ -17,8 +18,10 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from homeassistant.config_entries import ConfigFlowResult
 from homeassistant.const import ATTR_ENTITY_ID
 from homeassistant.core import HomeAssistant
+from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers import entity_registry as er
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
@@ -81,6 +84,12 @@ def discovery_flow(hass: HomeAssistant) -> dict[str, Any] | None:
     return dict(flows[0]) if flows else None
 
 
+async def after_the_wait(hass: HomeAssistant, flow_id: str) -> ConfigFlowResult:
+    """What the owner's dialog shows once the appliance's exchange ended (the frontend asks again)."""
+    await until(lambda: hass.config_entries.flow.async_get(flow_id)["step_id"] == "exchange_done" or None)
+    return await hass.config_entries.flow.async_configure(flow_id)
+
+
 def stored(state_dir: Path) -> tuple[x509.Certificate, x509.Certificate]:
     """The appliance's certificate and the CA it pinned, as it saved them."""
     return (
@@ -101,15 +110,23 @@ async def test_appliance_finds_pairs_renews_and_is_revoked(
     await oven.expect("enrolling as oven through the PIN exchange")
     await oven.expect("waiting for the owner to type this appliance's PIN in Home Assistant")
 
-    # The owner sees it under Discovered and types the PIN printed on the oven.
+    # The owner sees it under Discovered and types the PIN printed on the oven, mistyped at first:
+    # the dialog waits for the oven's next exchange, which cannot prove it, and asks again.
     flow = await until(lambda: discovery_flow(hass))
+    flow_id = flow["flow_id"]
     assert flow["context"]["unique_id"] == "id:oven"
     assert flow["context"]["title_placeholders"] == {"name": "Kitchen oven"}
-    menu = await hass.config_entries.flow.async_configure(flow["flow_id"])
-    assert menu["menu_options"] == ["pin", "reject"]  # its exchange needs the PIN: no fingerprint comparison
-    result = await hass.config_entries.flow.async_configure(flow["flow_id"], {"next_step_id": "pin"})
-    result = await hass.config_entries.flow.async_configure(flow["flow_id"], {"pin": PIN})
-    assert result["reason"] == "approved"
+    menu = await hass.config_entries.flow.async_configure(flow_id)
+    assert (menu["step_id"], menu["menu_options"]) == ("confirm_exchange", ["pin", "reject"])
+    await hass.config_entries.flow.async_configure(flow_id, {"next_step_id": "pin"})
+    waiting = await hass.config_entries.flow.async_configure(flow_id, {"pin": "482931"})
+    assert (waiting["type"], waiting["step_id"]) == (FlowResultType.SHOW_PROGRESS, "exchange")
+    await oven.expect("the PIN exchange failed")
+    result = await after_the_wait(hass, flow_id)
+    assert (result["step_id"], result["errors"]) == ("exchange_pin", {"pin": "exchange_failed"})
+    waiting = await hass.config_entries.flow.async_configure(flow_id, {"pin": PIN})
+    assert waiting["type"] is FlowResultType.SHOW_PROGRESS
+    assert (await after_the_wait(hass, flow_id))["reason"] == "paired"
 
     # Its next exchange proves the same PIN: the CA comes with the certificate, authenticated by the
     # exchange; the certificate is for its id and mDNS name only.
