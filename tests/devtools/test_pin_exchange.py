@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from custom_components.est_pairing.est import verifiers
 from scripts.devtools.bench import pin_exchange
+from scripts.devtools.bench.home_assistant import stalls_inside_home_assistant
+from scripts.devtools.bench.loadgen import LoadRun
+from scripts.devtools.bench.measure import Measurement, Target
 
 pytestmark = pytest.mark.slow  # the PIN exchange bench
 
@@ -31,3 +36,17 @@ def test_the_bench_prints_a_line_per_backend(capsys: pytest.CaptureFixture[str])
         assert min(costs.hub, costs.appliance, costs.make_verifier, costs.basic_check) > 0
         assert costs.loop_stall >= 0
         assert list(costs.listener_stalls) == ["standalone server"]
+
+
+def test_the_home_assistant_phase_pairs_through_the_exchange_with_the_owner_typing_the_pin() -> None:
+    def no_load(target: Target, concurrency: int, requests: int) -> tuple[Measurement, LoadRun]:
+        raise AssertionError("no enrollment runs were asked for")
+
+    measured, paired = asyncio.run(stalls_inside_home_assistant([], no_load, "bench-pin", exchanges=2))
+    assert measured == []
+    assert paired is not None
+    probe, windows = paired
+    assert len(windows) == 2  # each appliance's dialog ended "paired", or the phase raised
+    assert all(start < end for start, end in windows)
+    assert windows[0][1] <= windows[1][0]  # one after another
+    assert probe.longest(windows[0][0], windows[1][1]) > 0
