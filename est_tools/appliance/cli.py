@@ -37,6 +37,7 @@ import itertools
 import logging
 from pathlib import Path
 import signal
+import string
 import sys
 from typing import Final
 
@@ -104,6 +105,10 @@ _ADVICE: Final[dict[ExitCode, str]] = {
 _NEW_KEY_ADVICE: Final = (
     "its key and certificate are discarded{pinned}; to pair again, run again: the owner approves a new key"
 )
+
+
+# What a serialNumber (a PrintableString, RFC 5280 appendix A) may hold.
+_PRINTABLE: Final = frozenset(string.ascii_letters + string.digits + " '()+,-./:=?")
 
 
 def outcome(error: EstError) -> tuple[ExitCode, str]:
@@ -250,6 +255,10 @@ def config_from(args: argparse.Namespace) -> ApplianceConfig:
         check_appliance_id(appliance_id)
     except EstError as err:
         raise ValueError(str(err)) from None
+    if args.serial is not None and (not args.serial or set(args.serial) - _PRINTABLE):
+        raise ValueError(
+            "--serial: letters, digits, spaces and ' ( ) + , - . / : = ? only (an X.509 PrintableString)"
+        )
     config = ApplianceConfig(
         appliance_id=appliance_id,
         state_dir=args.state_dir or Path("appliance-state") / appliance_id,
