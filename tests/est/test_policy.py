@@ -721,3 +721,12 @@ async def test_an_exchange_proves_only_the_pin_the_hub_has_now(policy: Enrollmen
     with pytest.raises(ExchangeGone, match="start again"):
         policy.approve_exchanged("fridge", fridge, earlier)
     assert policy.registration("fridge") is None
+
+
+def test_locking_an_identity_with_no_wrong_secret_yet_locks_it(clock: Clock) -> None:
+    """The owner's third wrong PIN locks an appliance that never sent a wrong secret itself."""
+    throttle = SecretThrottle(clock)
+    throttle.lock("id:oven")
+    with pytest.raises(LockedOut):
+        throttle.check("id:oven")
+    assert throttle.locked_until("id:oven") is not None
