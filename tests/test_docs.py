@@ -58,8 +58,8 @@ def test_links_and_pictures_point_at_files_that_exist(doc: Path) -> None:
 def test_the_readme_shows_the_owners_flow_with_its_pictures() -> None:
     """Adding the hub, its QR code, the appliance under Discovered, the dialogs, its device, revoked."""
     pictures = set(re.findall(r"!\[[^\]]*\]\(docs/images/([^)]+)\)", (ROOT / "README.md").read_text()))
-    flow = ["02-add-integration", "11-hub-qr-code", "04-discovered", "05-confirm", "06-wrong-pin"]
-    flow += ["09-device", "10-revoked"]
+    flow = ["02-add-integration", "11-hub-qr-code", "04-discovered", "05-confirm", "06-waiting-for-proof"]
+    flow += ["06-wrong-pin", "07-approved", "09-device", "10-revoked"]
     assert {f"{name}.png" for name in flow} <= pictures
 
 

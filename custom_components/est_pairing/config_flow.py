@@ -7,6 +7,7 @@ are most of it; what they decide is carried out by :mod:`.decisions`.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import socket
 from typing import TYPE_CHECKING, Any
@@ -48,12 +49,16 @@ from .const import (
     DEFAULT_VALIDITY_DAYS,
     DOMAIN,
     MIN_PIN_LENGTH,
+    STEP_EXCHANGE,
+    STEP_EXCHANGE_DONE,
     SUBENTRY_APPLIANCE,
 )
 from .decisions import OwnerReview
 from .est.ca import household_ca_name
 from .est.csr import ApplianceDetails, displayable
 from .est.errors import (
+    Busy,
+    CAFailure,
     LockedOut,
     MalformedRequest,
     NameTaken,
@@ -63,7 +68,8 @@ from .est.errors import (
 )
 from .est.fingerprints import format_fingerprint
 from .est.issuance import check_appliance_id
-from .est.limits import MAX_SECRET_LENGTH
+from .est.limits import EXCHANGE_WAIT, MAX_SECRET_LENGTH
+from .est.policy import ExchangeFailure, ExchangeOutcome, PinGiven, Registration
 from .exceptions import AlreadyPaired
 from .household import MAX_HOUSEHOLD_NAME_BYTES, shorten_household_name, tidy_household_name
 from .runtime import hub_runtime
@@ -135,6 +141,11 @@ class EstPairingConfigFlow(ConfigFlow, domain=DOMAIN):
     def __init__(self) -> None:
         self._discovery: dict[str, Any] = {}
         self._ended = False  # by one of this flow's own steps, not closed from outside
+        # After the owner typed the PIN of an appliance of the PIN exchange: the wait for its next
+        # exchange, what the dialog showed, and the attempts left after one that disproved the PIN.
+        self._proof: asyncio.Task[ExchangeOutcome | TimeoutError] | None = None
+        self._proof_placeholders: dict[str, str] = {}
+        self._disproved: int | None = None
 
     @staticmethod
     @callback
@@ -243,16 +254,58 @@ class EstPairingConfigFlow(ConfigFlow, domain=DOMAIN):
             return self.async_show_menu(
                 step_id="confirm_again", menu_options=options, description_placeholders=placeholders
             )
+        if shown.exchange:  # it sent no PIN: it proves the one the owner types in its next exchange
+            return self.async_show_menu(
+                step_id="confirm_exchange", menu_options=options, description_placeholders=placeholders
+            )
         return self.async_show_menu(
             step_id="confirm", menu_options=options, description_placeholders=placeholders
         )
 
     # The other pages of the confirm step: shown again (a refresh), each is worked out anew.
     async_step_confirm_again = async_step_confirm_paired = async_step_confirm_refused = async_step_confirm
+    async_step_confirm_exchange = async_step_confirm
 
     async def async_step_pin(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
-        """The PIN printed on the appliance must equal the one it sent (and the one it was paired with)."""
+        """The PIN printed on the appliance must equal the one it sent (and the one it was paired with).
+
+        An appliance of the PIN exchange sent none: its page says that its next exchange proves it.
+        """
         return await self._confirm_step("pin", PIN_SCHEMA, user_input)
+
+    async_step_exchange_pin = async_step_pin
+
+    async def async_step_exchange(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """The owner typed the PIN: wait for the appliance's next PIN exchange to prove it (or not)."""
+        if self._proof is None or self._proof.done():
+            return self.async_show_progress_done(next_step_id=STEP_EXCHANGE_DONE)
+        return self.async_show_progress(
+            step_id=STEP_EXCHANGE,
+            progress_action=STEP_EXCHANGE,
+            progress_task=self._proof,
+            description_placeholders=self._proof_placeholders,
+        )
+
+    async def async_step_exchange_done(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Paired; the PIN form again with why; locked out; or the appliance pairs when it is back."""
+        proof, self._proof = self._proof, None
+        placeholders = self._proof_placeholders
+        timed_out = (
+            proof is not None and not proof.cancelled() and isinstance(proof.exception(), TimeoutError)
+        )
+        outcome = None if proof is None or timed_out else proof.result()
+        if isinstance(outcome, ExchangeFailure) and outcome.attempts_left:
+            self._disproved = outcome.attempts_left
+            return await self.async_step_pin()
+        if (runtime := hub_runtime(self.hass)) is not None:  # another key of it may be waiting
+            runtime.decisions.show_again(self._discovery["identity"])
+        if isinstance(outcome, TimeoutError):  # the PIN's verifier stays: its next exchange proves it
+            return self.async_abort(reason="exchange_pending", description_placeholders=placeholders)
+        if isinstance(outcome, Registration):
+            return self.async_abort(reason="paired", description_placeholders=placeholders)
+        if isinstance(outcome, ExchangeFailure):  # the last attempt: the request is gone
+            return self.async_abort(reason="locked_out")
+        return self.async_abort(reason="request_gone")
 
     async def async_step_fingerprint(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """The owner confirms the key fingerprint matches the one the appliance shows."""
@@ -267,18 +320,27 @@ class EstPairingConfigFlow(ConfigFlow, domain=DOMAIN):
         errors: dict[str, str] = {}
         placeholders = self._placeholders(shown)
         use_new_details = bool((user_input or {}).get(CONF_USE_NEW_DETAILS))
-        if user_input is not None and step_id == "pin":
-            try:
-                return self._approve(shown, pin=user_input[CONF_PIN], use_new_details=use_new_details)
-            except WrongPin as err:
-                errors[CONF_PIN] = "wrong_pin"
-                placeholders["attempts_left"] = str(err.attempts_left)
-        elif user_input is not None:
-            if user_input[CONF_FINGERPRINTS_MATCH]:
-                return self._approve(shown, pin=None, use_new_details=use_new_details)
-            errors["base"] = "confirm_match"
+        try:
+            if user_input is not None and step_id == "pin":
+                return await self._approve(shown, pin=user_input[CONF_PIN], use_new_details=use_new_details)
+            if user_input is not None and user_input[CONF_FINGERPRINTS_MATCH]:
+                return await self._approve(shown, pin=None, use_new_details=use_new_details)
+            if user_input is not None:
+                errors["base"] = "confirm_match"
+        except WrongPin as err:
+            errors[CONF_PIN] = "wrong_pin"
+            placeholders["attempts_left"] = str(err.attempts_left)
+        except (Busy, CAFailure) as err:  # the SRP worker, busy or failing: nothing was decided
+            errors["base"] = "pin_check_unavailable"
+            placeholders["reason"] = str(err)
+        if user_input is None and self._disproved is not None:  # back from an exchange that failed
+            errors[CONF_PIN] = "exchange_failed"
+            placeholders["attempts_left"] = str(self._disproved)
+            self._disproved = None
         if shown.new_details:  # the device keeps its details unless the owner ticks this
             schema = schema.extend(NEW_DETAILS_SCHEMA.schema)
+        if step_id == "pin" and shown.exchange:
+            step_id = "exchange_pin"
         return self.async_show_form(
             step_id=step_id, data_schema=schema, errors=errors, description_placeholders=placeholders
         )
@@ -305,8 +367,11 @@ class EstPairingConfigFlow(ConfigFlow, domain=DOMAIN):
 
         Home Assistant lets any user delete a flow in progress (only the steps are the owner's), so
         without this a user who may not decide could still make a request vanish from Discovered.
+        Closed while waiting for the appliance to prove the PIN typed, the card comes back only if its
+        exchange disproves it.
         """
-        if self._discovery and not self._ended and (runtime := hub_runtime(self.hass)) is not None:
+        decided = self._ended or self._proof is not None
+        if self._discovery and not decided and (runtime := hub_runtime(self.hass)) is not None:
             runtime.decisions.show_again(self._discovery["identity"])
 
     async def async_step_ignore(self, user_input: dict[str, Any]) -> ConfigFlowResult:
@@ -328,18 +393,32 @@ class EstPairingConfigFlow(ConfigFlow, domain=DOMAIN):
             runtime.decisions.show_again(self._discovery["identity"])
             return self.async_abort(reason="request_gone")
 
-    def _approve(self, shown: OwnerReview, *, pin: str | None, use_new_details: bool) -> ConfigFlowResult:
+    async def _approve(
+        self, shown: OwnerReview, *, pin: str | None, use_new_details: bool
+    ) -> ConfigFlowResult:
         runtime = hub_runtime(self.hass)
         assert runtime is not None  # noqa: S101 - _review found it
         placeholders = self._placeholders(shown)
+        request_id = self._discovery["request_id"]
         try:  # the request was there a moment ago (_review), but the appliance may be paired since
-            runtime.decisions.approve(self._discovery["request_id"], pin=pin, use_new_details=use_new_details)
+            approved = await runtime.decisions.async_approve(
+                request_id, pin=pin, use_new_details=use_new_details
+            )
         except LockedOut:
             return self.async_abort(reason="locked_out")
+        except PendingRequestGone:  # it went while the PIN was checked
+            return self.async_abort(reason="request_gone")
         except NameTaken:
             return self.async_abort(reason="name_taken", description_placeholders=placeholders)
         except NotAllowed:  # ProofMismatch: the way this page offered is not enough any more
             return self.async_abort(reason="cannot_approve", description_placeholders=placeholders)
+        if isinstance(approved, PinGiven):  # nothing is approved before the appliance proves the PIN
+            self._proof = self.hass.async_create_task(
+                _proven_within(runtime.decisions.next_exchange(request_id), EXCHANGE_WAIT),
+                "est_pairing: waiting for a PIN exchange",
+            )
+            self._proof_placeholders = placeholders
+            return await self.async_step_exchange()
         return self.async_abort(reason="approved", description_placeholders=placeholders)
 
     @staticmethod
@@ -367,6 +446,17 @@ class EstPairingConfigFlow(ConfigFlow, domain=DOMAIN):
             **_detail_placeholders("paired_", device),
             "attempts_left": "",
         }
+
+
+async def _proven_within(
+    outcome: asyncio.Future[ExchangeOutcome], seconds: float
+) -> ExchangeOutcome | TimeoutError:
+    """The outcome of the appliance's next PIN exchange, or the TimeoutError if it was not back in time."""
+    try:
+        async with asyncio.timeout(seconds):
+            return await outcome
+    except TimeoutError as err:
+        return err
 
 
 def _detail_placeholders(prefix: str, details: ApplianceDetails) -> dict[str, str]:
@@ -454,13 +544,15 @@ class ApplianceSubentryFlow(ConfigSubentryFlow):
                     errors[CONF_PIN] = "pin_too_long"
                 else:
                     try:
-                        runtime.decisions.preregister(
+                        await runtime.decisions.async_preregister(
                             appliance_id, user_input[CONF_PIN], name, add_subentry=False
                         )
                     except AlreadyPaired:
                         errors[CONF_APPLIANCE_ID] = "already_paired"
                     except NameTaken:
                         errors[CONF_APPLIANCE_ID] = "case_twin"
+                    except (Busy, CAFailure):  # the SRP worker, busy or failing: nothing was stored
+                        errors["base"] = "pin_check_unavailable"
                     else:
                         return self.async_create_entry(
                             title=name or appliance_id,

@@ -28,6 +28,10 @@ CONF_APPLIANCES: Final = "appliances"
 CONF_PIN: Final = "pin"
 MIN_PIN_LENGTH: Final = 6  # a PIN the owner sets (pre-registration): the form and the action ask for as many
 CONF_NAME: Final = "name"
+# The owner's dialog while an appliance of the PIN exchange proves the PIN typed, then says how that
+# went: it ends by itself when the request stops waiting, so that it can tell the owner why.
+STEP_EXCHANGE: Final = "exchange"
+STEP_EXCHANGE_DONE: Final = "exchange_done"
 
 # Repair issues
 ISSUE_PORT_UNAVAILABLE: Final = "port_unavailable"

@@ -6,6 +6,7 @@ what its dialogs show is worked out when they are shown, not when the request ar
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 import logging
 from typing import Any
@@ -15,10 +16,18 @@ from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import discovery_flow
 
 from .appliances import Appliances, device_details
-from .const import DOMAIN
+from .const import DOMAIN, STEP_EXCHANGE, STEP_EXCHANGE_DONE
 from .est.csr import ApplianceDetails
 from .est.ledger import CertificateRecord
-from .est.policy import PendingEnrollment, Registration, Review
+from .est.policy import (
+    CredentialKind,
+    ExchangeFailure,
+    ExchangeOutcome,
+    PendingEnrollment,
+    PinGiven,
+    Registration,
+    Review,
+)
 from .est.service import EstService
 from .exceptions import AlreadyPaired, NotSaved
 
@@ -50,6 +59,11 @@ class OwnerReview:
     review: Review
     device: ApplianceDetails | None
     paired_key: str | None
+
+    @property
+    def exchange(self) -> bool:
+        """Whether it is a first pairing through the PIN exchange: the appliance proves the PIN typed."""
+        return self.review.paired is None and self.review.pending.kind is CredentialKind.PAKE
 
     @property
     def new_details(self) -> bool:
@@ -112,22 +126,23 @@ class Decisions:
             data=pending_discovery_data(pending),
         )
 
-    def _flows_for(self, identity: str) -> list[str]:
-        return [
-            flow["flow_id"]
-            for flow in self.hass.config_entries.flow.async_progress_by_handler(
-                DOMAIN, match_context={"unique_id": identity}
-            )
-        ]
-
     @callback
     def _resync_flows(self, identity: str) -> None:
-        """One discovery flow per identity while it has pending requests, none after."""
-        waiting = [p for p in self._service.policy.pending_requests() if p.identity == identity]
-        flows = self._flows_for(identity)
+        """One discovery flow per identity while it has requests waiting for the owner, none after.
+
+        A request whose PIN the owner gave waits for its appliance to prove it: no card. A dialog
+        waiting for that proof ends by itself, telling the owner how it went.
+        """
+        waiting = [
+            p for p in self._service.policy.pending_requests() if p.identity == identity and not p.pin_given
+        ]
+        flows = self.hass.config_entries.flow.async_progress_by_handler(
+            DOMAIN, match_context={"unique_id": identity}
+        )
         if not waiting:
-            for flow_id in flows:
-                self.hass.config_entries.flow.async_abort(flow_id)
+            for flow in flows:
+                if flow["step_id"] not in (STEP_EXCHANGE, STEP_EXCHANGE_DONE):
+                    self.hass.config_entries.flow.async_abort(flow["flow_id"])
         elif not flows:  # another key of the same appliance id was waiting behind this one
             self._start_flow(waiting[0])
 
@@ -149,17 +164,37 @@ class Decisions:
             paired_key = latest.key_fingerprint if latest is not None else next(iter(approved), None)
         return OwnerReview(review, self._appliances.device(appliance_id), paired_key)
 
-    def approve(self, request_id: str, *, pin: str | None, use_new_details: bool = False) -> Registration:
+    async def async_approve(
+        self, request_id: str, *, pin: str | None, use_new_details: bool = False
+    ) -> Registration | PinGiven:
         """Approve a pending request (raises the library's errors) and add the appliance.
 
-        An appliance that has a device keeps its details unless the owner chose the request's.
+        An appliance that has a device keeps its details unless the owner chose the request's. One
+        that pairs through the PIN exchange is added once its exchange proves the PIN typed
+        (:meth:`exchange_approved`).
         """
         device = self.review(request_id).device
-        registration = self._service.policy.approve(
+        outcome = await self._service.policy.approve(
             request_id, pin=pin, use_new_details=use_new_details, known=device
         )
-        self._appliances.ensure(registration.appliance_id, registration.details, update=use_new_details)
-        return registration
+        if isinstance(outcome, Registration):
+            self._appliances.ensure(outcome.appliance_id, outcome.details, update=use_new_details)
+        return outcome
+
+    def next_exchange(self, request_id: str) -> asyncio.Future[ExchangeOutcome]:
+        """How the appliance's next PIN exchange ends, after :meth:`async_approve` gave its PIN."""
+        return self._service.policy.next_exchange(request_id)
+
+    @callback
+    def exchange_approved(self, registration: Registration) -> None:
+        """An exchange proved the PIN the owner typed: the appliance is added."""
+        self._appliances.ensure(registration.appliance_id, registration.details, update=False)
+
+    @callback
+    def exchange_failed(self, failure: ExchangeFailure) -> None:
+        """The PIN the owner typed did not match the appliance's: its card comes back to type it again."""
+        if failure.pending is not None and failure.attempts_left:
+            self.show_again(failure.pending.identity)
 
     def reject(self, request_id: str) -> None:
         """Reject one pending request."""
@@ -183,7 +218,7 @@ class Decisions:
             return "the owner ignored this appliance in Home Assistant"
         return None
 
-    def preregister(
+    async def async_preregister(
         self, appliance_id: str, pin: str, name: str | None, *, add_subentry: bool = True
     ) -> Registration:
         """Let an appliance enroll unattended with this id and PIN; adds it as an appliance.
@@ -193,7 +228,7 @@ class Decisions:
         """
         if self._service.policy.registration(appliance_id) is not None or self._appliances.has(appliance_id):
             raise AlreadyPaired(appliance_id)
-        registration = self._service.policy.preregister(appliance_id, pin, ApplianceDetails(name=name))
+        registration = await self._service.policy.preregister(appliance_id, pin, ApplianceDetails(name=name))
         if add_subentry:
             self._appliances.ensure(appliance_id, registration.details)
         return registration

@@ -36,7 +36,7 @@ from .const import (
 from .coordinator import EstCoordinator
 from .decisions import Decisions
 from .est.ledger import CertificateRecord
-from .est.policy import PendingEnrollment
+from .est.policy import ExchangeFailure, PendingEnrollment, Registration
 from .est.service import EstService, ServiceConfig, ServiceListener
 from .issues import approvals_saved, raise_issue
 from .store import DocumentStore, LedgerJournal
@@ -203,6 +203,16 @@ class EstRuntime(ServiceListener):
     def approvals_changed(self) -> None:
         """An appliance was approved, pre-registered, rejected or removed."""
         self.coordinator.push()
+
+    @callback
+    def exchange_failed(self, failure: ExchangeFailure) -> None:
+        """A PIN exchange's proof was wrong."""
+        self.decisions.exchange_failed(failure)
+
+    @callback
+    def exchange_approved(self, registration: Registration) -> None:
+        """A PIN exchange proved the PIN the owner typed for a waiting request."""
+        self.decisions.exchange_approved(registration)
 
     @callback
     def certificate_recorded(self, record: CertificateRecord) -> None:

@@ -50,7 +50,7 @@ def async_setup_services(hass: HomeAssistant) -> None:
     async def preregister(call: ServiceCall) -> None:
         runtime = _runtime(hass)
         try:
-            runtime.decisions.preregister(
+            await runtime.decisions.async_preregister(
                 call.data[CONF_APPLIANCE_ID], call.data[CONF_PIN], call.data.get(CONF_NAME)
             )
         except EstError as err:

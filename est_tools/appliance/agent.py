@@ -1,8 +1,11 @@
 """An appliance's certificate life cycle: locate the server, bootstrap its CA, enroll, renew in time.
 
 The reference behaviour for appliance makers (docs/appliance-profile.md); ``cli.py`` is its command
-line. Trust comes from the CA fingerprint the owner supplies (or, without one, from the first CA
-seen, which is then pinned), never from the mDNS announcement that located the server.
+line. An appliance with a PIN pairs through the PIN exchange: it learns the CA from the hub's answer,
+which the exchange authenticates, and never sends its PIN another way unless allowed to
+(``legacy_basic``, for hubs without the exchange). Otherwise trust comes from the CA fingerprint the
+owner supplies (or, without one, from the first CA seen, which is then pinned), never from the mDNS
+announcement that located the server.
 """
 
 from __future__ import annotations
@@ -18,16 +21,22 @@ import time
 import aiohttp
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from custom_components.est_pairing.est.csr import ApplianceDetails
 from custom_components.est_pairing.est.discovery import SERVICE_TYPE
 from custom_components.est_pairing.est.errors import (
     ApprovalTimeout,
+    AuthenticationRequired,
     Busy,
     CAFailure,
     CertificateExpired,
     EstError,
+    ExchangeFailed,
+    ExchangeGone,
+    ExchangeNotOffered,
     FingerprintMismatch,
+    HubProofFailed,
     LockedOut,
     ProtocolError,
     RequestTimeout,
@@ -42,10 +51,13 @@ from custom_components.est_pairing.est.fingerprints import (
 )
 from custom_components.est_pairing.est.homenet import appliance_dns_name
 from custom_components.est_pairing.est.issuance import factory_appliance_id
+from custom_components.est_pairing.est.srp6a import METHOD
 
 from .browse import EstServer, browse, candidate_servers
 from .client import EstClient, Pending, build_csr, client_ssl_context, renewal_csr
+from .exchange import PinExchangeClient
 from .keystore import KeyStore
+from .pake_client import ApplianceExchange, Paired
 
 RENEWAL_FRACTION = 2 / 3  # renew at two thirds of the lifetime: the last third is for retries
 _RETRY_FIRST, _RETRY_MAX = 5.0, 600.0  # retries without a Retry-After back off between these (seconds)
@@ -55,6 +67,9 @@ _LAST_TRY = 10.0  # seconds before notAfter: the last renewal attempt (clocks di
 _PROGRESS_EVERY = 30.0  # seconds between "still waiting" lines
 _LONGEST_SLEEP = 3600.0  # wake up hourly to re-read the wall clock (suspend, clock changes)
 _SHORT_FINGERPRINT = 4  # groups of four hex digits Home Assistant shows on its discovery card
+# Failed PIN exchanges before giving up: the owner may have mistyped the PIN (each failure is one
+# guess a fake hub got, and counts towards the hub's lockout).
+MAX_FAILED_EXCHANGES = 3
 
 type Report = Callable[[str], None]
 
@@ -89,6 +104,7 @@ class ApplianceConfig:
     details: ApplianceDetails = field(default_factory=ApplianceDetails)
     server: EstServer | None = None  # None: browse mDNS
     ca_fingerprint: str | None = None  # out of band (typed by the owner, or from a QR code)
+    legacy_basic: bool = False  # a hub without the PIN exchange may get the PIN in HTTP Basic
     discovery_timeout: float = 10.0
     approval_timeout: float = 3600.0
     renew_after: float | None = None  # seconds after a certificate is stored; None: RENEWAL_FRACTION
@@ -162,8 +178,19 @@ class Appliance:
         """First enrollment (simpleenroll) by PIN, no PIN or factory certificate; waits for the owner.
 
         Until the approval timeout it asks again when the server is busy, fails or asks to wait, and,
-        once a request waits there (or when ``patient``), when the server cannot be reached.
+        once a request waits there (or when ``patient``), when the server cannot be reached. With a
+        PIN it pairs through the PIN exchange (:meth:`pair`).
         """
+        if self.config.pin and self.config.factory is None:
+            server, offered = await self._exchange_server()
+            if offered:
+                return await self.pair(server, patient=patient)
+            if not self.config.legacy_basic:
+                raise _not_offered(server)
+            self._report(
+                f"{server} does not offer the PIN exchange: sending the PIN in HTTP Basic "
+                "(--legacy-basic: a server that is not the household hub could learn it)"
+            )
         server, ca = await self._connection()
         appliance_id = self.config.appliance_id
         key = await asyncio.to_thread(self.store.enrollment_key)
@@ -202,31 +229,44 @@ class Appliance:
             except LockedOut:
                 raise  # wrong PINs: the owner must act, asking again would only lengthen the lockout
             except _TRANSIENT as err:
-                if isinstance(err, ServerNotFound) and not patient and self._waiting_since is None:
-                    raise  # never reached: nothing is waiting there for us
-                left = deadline - time.monotonic()
-                if isinstance(err, RetryLater):
-                    wait = float(err.retry_after)  # not sooner (profile section 10)
-                    if wait > left:
-                        if isinstance(err, Busy):
-                            raise ApprovalTimeout(f"the server stayed busy ({err})") from None
-                        raise
-                else:
-                    if left <= 0:
-                        raise
-                    wait, delay = min(delay, left), min(delay * 2, _RETRY_MAX)
-                self._report(f"enrollment failed ({err}); asking again in {wait:g} s")
-                await _sleep(wait)
-                self._forget_server(err)
+                delay = await self._ride_out(err, deadline, delay, patient=patient, what="enrollment")
         await asyncio.to_thread(self.store.store, certificate)
         self._report(f"enrolled: {_describe(certificate)}; saved in {self.store.directory}")
         return certificate
 
-    def _announce_key(self, key_fingerprint: str) -> None:
+    async def _ride_out(
+        self, err: EstError, deadline: float, delay: float, *, patient: bool, what: str
+    ) -> float:
+        """Wait, after a failure worth asking again for, until it is worth it; the next back-off delay.
+
+        Raises the error again when waiting is pointless: a server never reached (unless
+        ``patient``, or a request waits there), or one that asks to wait past the deadline.
+        """
+        if isinstance(err, ServerNotFound) and not patient and self._waiting_since is None:
+            raise err  # never reached: nothing is waiting there for us
+        left = deadline - time.monotonic()
+        if isinstance(err, RetryLater):
+            wait = float(err.retry_after)  # not sooner (profile section 10)
+            if wait > left:
+                if isinstance(err, Busy):
+                    raise ApprovalTimeout(f"the server stayed busy ({err})") from None
+                raise err
+        else:
+            if left <= 0:
+                raise err
+            wait, delay = min(delay, left), min(delay * 2, _RETRY_MAX)
+        self._report(f"{what} failed ({err}); asking again in {wait:g} s")
+        await _sleep(wait)
+        self._forget_server(err)
+        return delay
+
+    def _announce_key(self, key_fingerprint: str, *, exchange: bool = False) -> None:
         spaced = format_fingerprint(key_fingerprint)
         short = format_fingerprint(key_fingerprint, groups=_SHORT_FINGERPRINT)
         who = self.config.appliance_id
-        if self.config.factory is not None:
+        if exchange:
+            how = "through the PIN exchange (the PIN never leaves the appliance)"
+        elif self.config.factory is not None:
             how = "with its factory certificate"
         elif self.config.pin:
             how = "with its PIN"
@@ -234,17 +274,118 @@ class Appliance:
             how = "without a PIN: the owner approves by comparing this key fingerprint"
         self._report(f"enrolling as {who} {how}; key SHA-256 {spaced} (Home Assistant shows {short})")
 
-    def _waiting(self, pending: Pending) -> None:
+    def _waiting(self, pending: Pending, *, for_what: str = "approve this appliance") -> None:
         now = time.monotonic()
         if self._waiting_since is None:
             self._waiting_since = self._last_progress = now
             self._report(
-                "waiting for the owner to approve this appliance in Home Assistant ... "
+                f"waiting for the owner to {for_what} in Home Assistant ... "
                 f"(asking again every {pending.retry_after} s)"
             )
         elif now - self._last_progress >= _PROGRESS_EVERY:
             self._last_progress = now
             self._report(f"still waiting for the owner ({now - self._waiting_since:.0f} s)")
+
+    # --- the PIN exchange ---------------------------------------------------------------------------
+
+    async def pair(self, server: EstServer, *, patient: bool = False) -> x509.Certificate:
+        """First enrollment through the PIN exchange: the CA comes with the certificate, authenticated.
+
+        The hub's ``202`` means it waits for the owner to type the PIN (or pre-register the id); a
+        failed exchange is tried again, up to :data:`MAX_FAILED_EXCHANGES`, since the owner may have
+        mistyped the PIN. Otherwise as :meth:`enroll`. A CA it expects (given by the owner, or pinned)
+        is checked first: a server without it gets no exchange, so not even one guess at the PIN.
+        """
+        if self._expected is not None or await asyncio.to_thread(self.store.pinned_ca) is not None:
+            self._ca = await self._trust(server)
+        appliance_id = self.config.appliance_id
+        key = await asyncio.to_thread(self.store.enrollment_key)
+        dns_name = appliance_dns_name(appliance_id)
+        csr = build_csr(
+            key, appliance_id, details=self.config.details, dns_names=[dns_name] if dns_name else []
+        )
+        csr_der = csr.public_bytes(Encoding.DER)
+        self._announce_key(public_key_fingerprint(key.public_key()), exchange=True)
+        deadline = time.monotonic() + self.config.approval_timeout
+        delay = _RETRY_FIRST
+        failures = 0
+        while True:
+            try:
+                outcome = await self._exchange(
+                    server, ApplianceExchange(appliance_id, self.config.pin, csr_der)
+                )
+            except ExchangeGone as err:  # it took too long between two steps: start again at once
+                self._report(f"the PIN exchange expired ({err}); starting it again")
+                continue
+            except (AuthenticationRequired, HubProofFailed) as err:
+                failures += 1
+                if failures >= MAX_FAILED_EXCHANGES:
+                    raise ExchangeFailed(
+                        f"{failures} PIN exchanges failed, the last with: {err} (is the PIN right, and is "
+                        "this the household hub?)"
+                    ) from None
+                self._report(f"the PIN exchange failed ({err}); trying again in {_RETRY_FIRST:g} s")
+                await _sleep(_RETRY_FIRST)
+                continue
+            except LockedOut:
+                raise  # failed exchanges or wrong PINs: the owner must act
+            except _TRANSIENT as err:
+                delay = await self._ride_out(err, deadline, delay, patient=patient, what="the PIN exchange")
+                continue
+            if isinstance(outcome, Paired):
+                return await self._paired(self._server or server, outcome)
+            self._waiting(outcome, for_what="type this appliance's PIN")
+            if (left := deadline - time.monotonic()) <= 0:
+                raise ApprovalTimeout(f"the owner did not approve within {self.config.approval_timeout:g} s")
+            await _sleep(min(outcome.retry_after, left))
+
+    async def _exchange(self, server: EstServer, exchange: ApplianceExchange) -> Paired | Pending:
+        """One attempt, with the server found again first if it moved (mDNS)."""
+        if self._server is None:
+            server, offered = await self._exchange_server()
+            if not offered:
+                raise _not_offered(server)
+        async with (
+            _reaching(server),
+            PinExchangeClient(server.base_url, label=server.label, trust=self._ca) as client,
+        ):
+            return await client.attempt(exchange)
+
+    async def _paired(self, server: EstServer, paired: Paired) -> x509.Certificate:
+        """Pin the CA the exchange authenticated (if it is the one expected) and keep the certificate."""
+        fingerprint = certificate_fingerprint(paired.ca)
+        pinned = await asyncio.to_thread(self.store.pinned_ca)
+        expected = self._expected or (certificate_fingerprint(pinned) if pinned is not None else None)
+        if expected is not None and expected != fingerprint:
+            raise FingerprintMismatch(
+                f"the CA the PIN exchange authenticated has SHA-256 {format_fingerprint(fingerprint)}, "
+                f"not the expected {format_fingerprint(expected)}"
+            )
+        if pinned is None:
+            await asyncio.to_thread(self.store.pin_ca, paired.ca)
+            self._report(
+                f"the PIN exchange authenticated the hub's CA: SHA-256 {format_fingerprint(fingerprint)}; "
+                f"pinned in {self.store.ca_path}"
+            )
+        self._compare_hint(server, fingerprint)
+        self._server, self._ca = server, paired.ca
+        await asyncio.to_thread(self.store.store, paired.certificate)
+        self._report(f"enrolled: {_describe(paired.certificate)}; saved in {self.store.directory}")
+        return paired.certificate
+
+    async def _exchange_server(self) -> tuple[EstServer, bool]:
+        """The server to pair with, and whether it offers the exchange (its announcement, or its answer).
+
+        No CA is fetched: the exchange authenticates the hub's.
+        """
+        server = self._server or self.config.server
+        if server is None:
+            server, _ = await self._locate(trust=False)
+        self._server = server
+        if METHOD in server.pake_methods:
+            return server, True
+        async with _reaching(server), PinExchangeClient(server.base_url, label=server.label) as client:
+            return server, await client.offered()
 
     # --- renewal ------------------------------------------------------------------------------------
 
@@ -331,8 +472,12 @@ class Appliance:
             self._ca = await self._trust(server)
         return server, self._ca
 
-    async def _locate(self) -> tuple[EstServer, x509.Certificate]:
-        """Browse, then take the first server that proves to hold the CA this appliance expects."""
+    async def _locate(self, *, trust: bool = True) -> tuple[EstServer, x509.Certificate | None]:
+        """Browse, then take the first server that proves to hold the CA this appliance expects.
+
+        Without ``trust`` a lone server is taken as found, its CA not fetched (None): the PIN exchange
+        authenticates it.
+        """
         pinned = await asyncio.to_thread(self.store.pinned_ca)
         expected = self._expected or (certificate_fingerprint(pinned) if pinned else None)
         timeout = self.config.discovery_timeout
@@ -351,7 +496,7 @@ class Appliance:
             )
         if len(candidates) == 1:  # its own error says best what is wrong with it
             self._report(f"found EST server {candidates[0]}")
-            return candidates[0], await self._trust(candidates[0])
+            return candidates[0], await self._trust(candidates[0]) if trust else None
         skipped: list[str] = []
         for server in candidates:  # an announcement is anyone's: a copied fingerprint proves nothing
             self._report(f"found EST server {server}")
@@ -413,6 +558,13 @@ class Appliance:
     @staticmethod
     def _client(server: EstServer, ca: x509.Certificate) -> EstClient:
         return EstClient(server.base_url, ca, label=server.label)
+
+
+def _not_offered(server: EstServer) -> ExchangeNotOffered:
+    return ExchangeNotOffered(
+        f"{server} does not offer the PIN exchange, and this appliance sends its PIN no other way "
+        "(an older hub: --legacy-basic allows HTTP Basic, which a server that is not the hub could read)"
+    )
 
 
 @asynccontextmanager

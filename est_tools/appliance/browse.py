@@ -27,6 +27,7 @@ from custom_components.est_pairing.est.discovery import (
     TXT_VERSION,
 )
 from custom_components.est_pairing.est.fingerprints import normalize_fingerprint
+from custom_components.est_pairing.est.pake import MDNS_TXT_KEY
 from custom_components.est_pairing.est.wire import EST_PATH
 
 _RESOLVE_TIMEOUT_MS: Final = 3000
@@ -41,6 +42,7 @@ class EstServer:
     label: str | None = None
     ca_fingerprint: str | None = None  # from TXT cafp (a hint) or a QR code / the owner (out of band)
     out_of_band: bool = False  # ca_fingerprint came from the owner's screen (a QR code): trust it
+    pake_methods: tuple[str, ...] = ()  # the PIN exchange methods its announcement lists (TXT pake)
 
     @property
     def expected_fingerprint(self) -> str | None:
@@ -92,7 +94,8 @@ def server_from_service_info(info: AsyncServiceInfo) -> EstServer | None:
         fingerprint = None
     name = info.name.removesuffix(f".{SERVICE_TYPE}")
     host = f"[{host}]" if ":" in host else host
-    return EstServer(name, f"https://{host}:{info.port}", label, fingerprint)
+    methods = tuple(method for method in properties.get(MDNS_TXT_KEY, "").split(",") if method)
+    return EstServer(name, f"https://{host}:{info.port}", label, fingerprint, pake_methods=methods)
 
 
 async def browse(

@@ -1,8 +1,13 @@
 """The simulated appliance (``scripts/appliance``): find the hub, enroll, keep the certificate fresh.
 
-    appliance --id ID [--pin PIN] [--state-dir DIR] [--server URL | --qr PAYLOAD] [--ca-fingerprint HEX]
-              [--factory-cert PEM --factory-key PEM] [--name N] [--model M] [--manufacturer M]
-              [--serial S] [--once] [--renew-after SECONDS] [--discovery-timeout S] [--approval-timeout S]
+    appliance --id ID [--pin PIN [--legacy-basic]] [--state-dir DIR] [--server URL | --qr PAYLOAD]
+              [--ca-fingerprint HEX] [--factory-cert PEM --factory-key PEM] [--name N] [--model M]
+              [--manufacturer M] [--serial S] [--once] [--renew-after SECONDS] [--discovery-timeout S]
+              [--approval-timeout S]
+
+With --pin it pairs through the PIN exchange (SRP-6a): the PIN never leaves it, and the CA it pins
+comes from the hub's answer, which the exchange authenticates. It sends the PIN no other way, unless
+--legacy-basic lets it use HTTP Basic with a hub that does not offer the exchange.
 
 Exit codes (one line on stderr says why):
     0  done (--once) or stopped by SIGINT/SIGTERM
@@ -15,7 +20,9 @@ Exit codes (one line on stderr says why):
     6  locked out after too many wrong PINs
     7  the certificate (or key) was revoked
     8  the owner did not approve in time (--approval-timeout)
-    9  wrong PIN
+    9  wrong PIN (HTTP Basic)
+    10 the PIN exchange kept failing: the hub's PIN is not the appliance's, or the hub is not the household's
+    11 the hub does not offer the PIN exchange (and --legacy-basic was not given)
 
 Rejected (5) or revoked (7), it deletes its key and certificate but keeps the pinned CA: running it
 again asks the owner to approve a new key.
@@ -44,6 +51,8 @@ from custom_components.est_pairing.est.errors import (
     AuthenticationRequired,
     CertificateRevoked,
     EstError,
+    ExchangeFailed,
+    ExchangeNotOffered,
     FingerprintMismatch,
     LockedOut,
     NotAllowed,
@@ -70,6 +79,8 @@ class ExitCode(IntEnum):
     REVOKED = 7
     NOT_APPROVED = 8
     WRONG_PIN = 9
+    EXCHANGE_FAILED = 10
+    NO_EXCHANGE = 11
 
 
 # Checked in method resolution order, so the most specific class wins (CertificateRevoked is a NotAllowed).
@@ -81,16 +92,18 @@ OUTCOMES: Final[dict[type[EstError], tuple[ExitCode, str]]] = {
     LockedOut: (ExitCode.LOCKED_OUT, "locked out"),
     ApprovalTimeout: (ExitCode.NOT_APPROVED, "not approved"),
     AuthenticationRequired: (ExitCode.WRONG_PIN, "wrong PIN"),
+    ExchangeFailed: (ExitCode.EXCHANGE_FAILED, "PIN exchange failed"),
+    ExchangeNotOffered: (ExitCode.NO_EXCHANGE, "no PIN exchange"),
 }
 _STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
 _ADVICE: Final[dict[ExitCode, str]] = {
     ExitCode.LOCKED_OUT: "wait, then run again with the PIN printed on the appliance",
+    ExitCode.EXCHANGE_FAILED: "check the PIN; the owner may type it again, then run again",
 }
 # A rejected or revoked key can never be approved again: the appliance forgets it (and its
 # certificate) but keeps the pinned CA, so that running it again asks the same hub with a new key.
 _NEW_KEY_ADVICE: Final = (
-    "its key and certificate are discarded, the CA stays pinned in {ca}; "
-    "to pair again, run again: the owner approves a new key"
+    "its key and certificate are discarded{pinned}; to pair again, run again: the owner approves a new key"
 )
 
 
@@ -134,7 +147,9 @@ async def run(appliance: Appliance, *, once: bool) -> int:
         if isinstance(err, Rejected | CertificateRevoked):
             try:
                 await asyncio.to_thread(appliance.store.discard_credentials)
-                advice = _NEW_KEY_ADVICE.format(ca=appliance.store.ca_path)
+                ca = appliance.store.ca_path  # none yet if it pairs through the PIN exchange
+                pinned = f", the CA stays pinned in {ca}" if await asyncio.to_thread(ca.exists) else ""
+                advice = _NEW_KEY_ADVICE.format(pinned=pinned)
             except OSError as failed:
                 advice = (
                     f"its key and certificate could not be discarded ({failed.strerror or failed}): "
@@ -182,7 +197,16 @@ def parser() -> argparse.ArgumentParser:
     who = root.add_argument_group("identity")
     who.add_argument("--id", dest="appliance_id", help="appliance id (the certificate's CN)")
     who.add_argument(
-        "--pin", default="", help="the PIN printed on the appliance; empty: the owner compares fingerprints"
+        "--pin",
+        default="",
+        help="the PIN printed on the appliance, proved through the PIN exchange; empty: the owner compares "
+        "fingerprints",
+    )
+    who.add_argument(
+        "--legacy-basic",
+        action="store_true",
+        help="with a hub that does not offer the PIN exchange, send the PIN in HTTP Basic (a server that "
+        "is not the household hub could learn it)",
     )
     who.add_argument(
         "--factory-cert",
@@ -245,6 +269,7 @@ def config_from(args: argparse.Namespace) -> ApplianceConfig:
         ),
         server=_server(args),
         ca_fingerprint=args.ca_fingerprint or None,
+        legacy_basic=args.legacy_basic,
         discovery_timeout=args.discovery_timeout,
         approval_timeout=args.approval_timeout,
         renew_after=args.renew_after,

@@ -34,9 +34,11 @@ from custom_components.est_pairing.est.errors import (
     CertificateExpired,
     CertificateRevoked,
     EstError,
+    ExchangeGone,
     FingerprintMismatch,
     LockedOut,
     MethodNotAllowed,
+    PairingProofFailed,
     ProtocolError,
     Rejected,
     RetryLater,
@@ -210,7 +212,7 @@ class EstClient:
             ) as session,
             session.get(url) as response,
         ):
-            body = await _checked_body(response, PKCS7_MIME)
+            body = await checked_body(response, PKCS7_MIME)
         certificates = decode_certs_only(body)
         roots = [c for c in certificates if c.issuer == c.subject] or certificates
         if expected_fingerprint is None:
@@ -230,7 +232,7 @@ class EstClient:
     async def cacerts(self) -> list[x509.Certificate]:
         """/cacerts over the verified session."""
         async with self._request("GET", "cacerts") as response:
-            return decode_certs_only(await _checked_body(response, PKCS7_MIME))
+            return decode_certs_only(await checked_body(response, PKCS7_MIME))
 
     async def csrattrs(self) -> list[CsrAttribute]:
         """/csrattrs; an empty list when the server has none (204 or 404, §4.5.2)."""
@@ -238,14 +240,14 @@ class EstClient:
             async with self._request("GET", "csrattrs") as response:
                 if response.status == 204:
                     return []
-                return decode_csrattrs(decode_body(await _checked_body(response, CSRATTRS)))
+                return decode_csrattrs(decode_body(await checked_body(response, CSRATTRS)))
         except UnknownResource:
             return []
 
     async def crl(self) -> x509.CertificateRevocationList:
         """The CRL the server publishes."""
         async with self._request("GET", url=f"{self.base_url}{CRL_PATH}") as response:
-            return x509.load_der_x509_crl(await _checked_body(response, PKIX_CRL))
+            return x509.load_der_x509_crl(await checked_body(response, PKIX_CRL))
 
     async def simpleenroll(
         self,
@@ -260,8 +262,8 @@ class EstClient:
             "POST", "simpleenroll", csr=csr, username=username, password=password, ssl=client_ssl
         ) as response:
             if response.status == 202:
-                return await _pending(response)
-            return self._issued_to(csr, await _checked_body(response, PKCS7_MIME))
+                return await pending_answer(response)
+            return self._issued_to(csr, await checked_body(response, PKCS7_MIME))
 
     async def enroll(
         self,
@@ -300,8 +302,8 @@ class EstClient:
         async def attempt() -> x509.Certificate | Pending:
             async with self._request("POST", "simplereenroll", csr=csr, ssl=client_ssl) as response:
                 if response.status == 202:
-                    return await _pending(response)
-                return self._issued_to(csr, await _checked_body(response, PKCS7_MIME))
+                    return await pending_answer(response)
+                return self._issued_to(csr, await checked_body(response, PKCS7_MIME))
 
         return await self._until_approved(attempt, approval_timeout=approval_timeout, on_pending=on_pending)
 
@@ -321,9 +323,9 @@ class EstClient:
                 "POST", "serverkeygen", csr=csr, username=username, password=password
             ) as response:
                 if response.status == 202:
-                    return await _pending(response)
+                    return await pending_answer(response)
                 content_type = response.headers.get("Content-Type", "")
-                body = await _checked_body(response, MULTIPART_MIXED)
+                body = await checked_body(response, MULTIPART_MIXED)
                 return self._key_and_certificate(body, content_type)
 
         return await self._until_approved(attempt, approval_timeout=approval_timeout, on_pending=on_pending)
@@ -385,7 +387,7 @@ class EstClient:
             timeout=self._timeout,
         ) as response:
             if response.status >= 400:
-                raise _error_for(response, await response.text(errors="replace"))
+                raise error_for(response, await response.text(errors="replace"))
             yield response
 
     def _issued_to(self, csr: x509.CertificateSigningRequest, body: bytes) -> x509.Certificate:
@@ -427,10 +429,13 @@ _REFINED: tuple[tuple[int, str, type[EstError]], ...] = (
     (403, "owner rejected", Rejected),
     (403, "has expired", CertificateExpired),
     (429, "wrong secrets", LockedOut),
+    (400, "start again", ExchangeGone),
+    (401, "the PIN exchange failed", PairingProofFailed),
 )
 
 
-def _error_for(response: aiohttp.ClientResponse, body: str) -> EstError:
+def error_for(response: aiohttp.ClientResponse, body: str) -> EstError:
+    """The library's error for a refusal (4xx, 5xx), with the server's one-line reason."""
     reason = _reason(response, body)
     line = f"{response.status}: {reason}"
     cls = ERROR_FOR_STATUS.get(response.status, ProtocolError)
@@ -444,9 +449,10 @@ def _error_for(response: aiohttp.ClientResponse, body: str) -> EstError:
     return cls(line)
 
 
-async def _checked_body(response: aiohttp.ClientResponse, expected_type: str) -> bytes:
+async def checked_body(response: aiohttp.ClientResponse, expected_type: str) -> bytes:
+    """A 200 answer's body of the expected type; the library's error otherwise."""
     if response.status >= 400:
-        raise _error_for(response, await response.text(errors="replace"))
+        raise error_for(response, await response.text(errors="replace"))
     if response.status != 200:
         raise ProtocolError(f"unexpected status {response.status}")
     got = media_type(response.headers.get("Content-Type"))
@@ -455,7 +461,8 @@ async def _checked_body(response: aiohttp.ClientResponse, expected_type: str) ->
     return await response.read()
 
 
-async def _pending(response: aiohttp.ClientResponse) -> Pending:
+async def pending_answer(response: aiohttp.ClientResponse) -> Pending:
+    """A 202's Retry-After and reason."""
     return Pending(_retry_after(response), _reason(response, await response.text(errors="replace")))
 
 

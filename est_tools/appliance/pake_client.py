@@ -21,20 +21,22 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from custom_components.est_pairing.est.errors import HubProofFailed, ProtocolError
 from custom_components.est_pairing.est.pake import (
-    DEFAULT_BACKEND,
-    EPHEMERAL_BYTES,
     Challenge,
     FinalAnswer,
     HubProof,
     SessionKeys,
-    SrpBackend,
-    SrpUser,
     enroll_message,
-    group,
     prove_message,
     start_message,
+)
+from custom_components.est_pairing.est.srp6a import (
+    EPHEMERAL_BYTES,
+    SrpBackend,
+    SrpUser,
+    group,
     with_ephemeral,
 )
+from custom_components.est_pairing.est.verifiers import DEFAULT_BACKEND
 
 
 @dataclass(frozen=True, slots=True)

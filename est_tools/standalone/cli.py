@@ -2,13 +2,15 @@
 
     serve   --data-dir DIR [--host H] [--port P] [--user ID:SECRET]... [--client-ca PEM]...
             [--auto-approve] [--validity-days N] [--name NAME] [--label L]...
-    approve ID --data-dir DIR [--key FINGERPRINT] [--pin PIN]
+    approve ID --data-dir DIR [--key FINGERPRINT] [--pin PIN | --pin -]
     reject  ID --data-dir DIR [--key FINGERPRINT]
     revoke  ID --data-dir DIR
     list    --data-dir DIR [--json]
 
 The running server owns the state; the other commands talk to it over ``DIR/control.sock``. With no
-server running, ``list`` and ``revoke`` work on the files directly.
+server running, ``list`` and ``revoke`` work on the files directly. An appliance that pairs through
+the PIN exchange waits until ``approve ID --pin`` gives its PIN (the server keeps a verifier, never
+the PIN); ``approve`` then waits a little for the appliance's next exchange and says how it went.
 """
 
 from __future__ import annotations
@@ -35,7 +37,14 @@ from cryptography.hazmat.primitives import serialization
 from custom_components.est_pairing.est.errors import EstError
 from custom_components.est_pairing.est.fingerprints import format_fingerprint
 from custom_components.est_pairing.est.homenet import HOME_DOMAINS, MDNS_SUFFIX
-from custom_components.est_pairing.est.policy import PendingEnrollment
+from custom_components.est_pairing.est.limits import EXCHANGE_WAIT
+from custom_components.est_pairing.est.policy import (
+    CredentialKind,
+    ExchangeFailure,
+    PendingEnrollment,
+    PinGiven,
+    Registration,
+)
 from custom_components.est_pairing.est.service import EstService, ServiceConfig, ServiceListener, url_host
 from custom_components.est_pairing.est.storage import (
     Document,
@@ -142,6 +151,15 @@ async def serve(args: argparse.Namespace) -> None:
     data_dir: Path = args.data_dir
     service = open_service(data_dir, service_config(args), ConsoleListener())
     await service.load()
+    try:
+        await _serve(service, args)
+    finally:
+        await service.stop()
+        print("stopped", flush=True)
+
+
+async def _serve(service: EstService, args: argparse.Namespace) -> None:
+    data_dir: Path = args.data_dir
     users = [("--user", number, user) for number, user in enumerate(args.user, 1)]
     for path in args.users_file:
         users += [(f"--users-file {path}", number, user) for number, user in enumerate(_users_in(path), 1)]
@@ -155,7 +173,7 @@ async def serve(args: argparse.Namespace) -> None:
             )
             continue
         try:
-            service.policy.preregister(appliance_id, secret)
+            await service.policy.preregister(appliance_id, secret)
         except EstError as err:  # the reason names the id, never the secret
             raise SystemExit(f"{origin}: appliance {number}: {err}") from err
     await service.start()
@@ -174,8 +192,6 @@ async def serve(args: argparse.Namespace) -> None:
         control.close()
         await control.wait_closed()
         _remove(data_dir / "control.sock")
-        await service.stop()
-        print("stopped", flush=True)
 
 
 def _enrolled(service: EstService, appliance_id: str) -> bool:
@@ -220,17 +236,45 @@ def service_config(args: argparse.Namespace) -> ServiceConfig:
 
 
 class ConsoleListener(ServiceListener):
-    """What ``serve`` tells the person running it: each request that waits for approval."""
+    """What ``serve`` tells the person running it: requests that wait, and how PIN exchanges went."""
 
     def pending_added(self, pending: PendingEnrollment) -> None:
         """One line, with the command that approves it."""
+        pin = " --pin -" if pending.kind is CredentialKind.PAKE else ""  # its exchange needs the PIN
         print(
             f"waiting for approval: {pending.appliance_id} ({pending.kind.value}) from "
             f"{pending.address or 'unknown'}, key sha256 "
             f"{format_fingerprint(pending.key_fingerprint, groups=4)}"
-            f" -- run: est-server approve {pending.appliance_id} --data-dir DIR",
+            f" -- run: est-server approve {pending.appliance_id}{pin} --data-dir DIR",
             flush=True,
         )
+
+    def exchange_failed(self, failure: ExchangeFailure) -> None:
+        """An exchange's proof was wrong."""
+        print(_failed(failure), flush=True)
+
+    def exchange_approved(self, registration: Registration) -> None:
+        """An exchange proved the PIN given for a waiting request."""
+        print(_proven(registration), flush=True)
+
+
+def _failed(failure: ExchangeFailure) -> str:
+    appliance_id = failure.appliance_id
+    if failure.pending is None:
+        return f"the PIN exchange of {appliance_id} failed: it does not know the PIN the server has"
+    if failure.attempts_left:
+        return (
+            f"the PIN does not match {appliance_id}'s: its PIN exchange failed; approve it again with "
+            f"the right PIN ({failure.attempts_left} more tries)"
+        )
+    return (
+        f"the PIN does not match {appliance_id}'s: its PIN exchange failed again, and too many PINs "
+        "were wrong; the request is gone and the appliance locked out for a while"
+    )
+
+
+def _proven(registration: Registration) -> str:
+    return f"approved {registration.appliance_id}: its PIN exchange proved the PIN; it is enrolled"
 
 
 def _load_certificates(path: Path) -> list[x509.Certificate]:
@@ -272,7 +316,9 @@ async def _control_command(service: EstService, request: dict[str, Any]) -> dict
         return {"ok": True, "message": f"revoked {len(records)} certificate(s)"}
     pending = _select_pending(service, request["appliance"], request.get("key"))
     if command == "approve":
-        service.policy.approve(pending.request_id, pin=request.get("pin"))
+        approved = await service.policy.approve(pending.request_id, pin=request.get("pin"))
+        if isinstance(approved, PinGiven):
+            return await _exchanged(service, pending)
         await _saved(service, f"approved {pending.appliance_id}")
         return {"ok": True, "message": f"approved {pending.appliance_id}; it enrolls on its next retry"}
     if command == "reject":
@@ -280,6 +326,25 @@ async def _control_command(service: EstService, request: dict[str, Any]) -> dict
         await _saved(service, f"rejected {pending.appliance_id}")
         return {"ok": True, "message": f"rejected {pending.appliance_id}"}
     raise ValueError(f"unknown command {command}")
+
+
+async def _exchanged(service: EstService, pending: PendingEnrollment) -> dict[str, Any]:
+    """The reply to ``approve --pin`` for an appliance of the PIN exchange: how its next exchange went."""
+    appliance_id = pending.appliance_id
+    try:
+        async with asyncio.timeout(EXCHANGE_WAIT):
+            outcome = await service.policy.next_exchange(pending.request_id)
+    except TimeoutError:
+        return {
+            "ok": True,
+            "message": f"PIN given for {appliance_id}: it enrolls with its next PIN exchange (none came "
+            f"within {EXCHANGE_WAIT:g} s; `est-server list` shows how it goes)",
+        }
+    if isinstance(outcome, Registration):
+        return {"ok": True, "message": _proven(outcome)}
+    if isinstance(outcome, ExchangeFailure):
+        return {"ok": False, "error": _failed(outcome)}
+    return {"ok": False, "error": f"the request of {appliance_id} stopped waiting meanwhile (see `list`)"}
 
 
 async def _saved(service: EstService, done: str) -> None:
@@ -328,6 +393,7 @@ def _listing(service: EstService) -> dict[str, Any]:
             {
                 "appliance": p.appliance_id,
                 "kind": p.kind.value,
+                "state": _state(p),
                 "key": p.key_fingerprint,
                 "key_type": p.key_description,
                 "address": p.address,
@@ -405,6 +471,17 @@ async def _offline(data_dir: Path, request: dict[str, Any]) -> dict[str, Any]:
             await service.flush()
 
 
+def _state(pending: PendingEnrollment) -> str:
+    """Where a waiting request stands, in a few words."""
+    if pending.kind is not CredentialKind.PAKE:
+        return "waiting for approval"
+    if pending.pin_given:
+        return "PIN given, waiting for its exchange"
+    if pending.exchange_failed:
+        return "its exchange failed: the PIN did not match; approve it again with the right PIN"
+    return "waiting for its PIN (approve --pin -)"
+
+
 def _print_listing(reply: dict[str, Any], out: IO[str], *, as_json: bool) -> None:
     if as_json:
         print(json.dumps({k: v for k, v in reply.items() if k != "ok"}, indent=2), file=out)
@@ -414,7 +491,7 @@ def _print_listing(reply: dict[str, Any], out: IO[str], *, as_json: bool) -> Non
     for p in reply["pending"]:
         print(
             f"  {p['appliance']:<24} {p['kind']:<11} {p['key_type']:<9} "
-            f"key {format_fingerprint(p['key'], groups=4)}  from {p['address']}",
+            f"key {format_fingerprint(p['key'], groups=4)}  from {p['address']}  {p['state']}",
             file=out,
         )
     print(f"appliances ({len(reply['appliances'])}):", file=out)
@@ -471,7 +548,8 @@ def parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="ID:SECRET",
-        help="pre-approve an appliance (the secret shows in the process list: see --users-file)",
+        help="pre-approve an appliance (the server keeps a verifier of the secret, never the secret; it"
+        " shows in the process list: see --users-file)",
     )
     serve_parser.add_argument(
         "--users-file",
@@ -507,7 +585,9 @@ def parser() -> argparse.ArgumentParser:
             sub.add_argument("--key", help="fingerprint (prefix) of the key, when several wait")
         if name == "approve":
             sub.add_argument(
-                "--pin", help="check the appliance sent this PIN ('-': read it from standard input)"
+                "--pin",
+                help="the PIN printed on the appliance: the one it sent, or the one its PIN exchange then "
+                "proves ('-': read it from standard input)",
             )
     list_parser = commands.add_parser("list", help="pending requests and issued certificates")
     list_parser.add_argument("--data-dir", type=Path, required=True)

@@ -3,9 +3,10 @@
 //   HA_URL HA_USER HA_PASSWORD APPLIANCE_NAME APPLIANCE_PIN SHOTS_DIR node owner_flow.mjs
 //
 // Log in; add "EST Appliance Pairing" from Settings -> Devices & services; find the simulated
-// appliance under "Discovered"; open it, type its PIN (a wrong one first), submit; see the appliance
-// as a device with its certificate expiry; revoke it from the device page; see the hub's enrollment
-// QR code drawn. Exits non-zero, with a screenshot of the failing page, when any step fails.
+// appliance under "Discovered"; open it, type its PIN (a wrong one first: the dialog waits for the
+// appliance's next PIN exchange, which cannot prove it, and asks again), then the right one, which
+// the appliance proves; see the appliance as a device with its certificate expiry; revoke it from
+// the device page; see the hub's enrollment QR code drawn. Exits non-zero, with a screenshot of the failing page, when any step fails.
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
@@ -41,9 +42,12 @@ const page = await browser.newPage({ viewport: { width: 1280, height: 860 }, dev
 page.setDefaultTimeout(patience);
 let number = 0;
 
+// The screenshot of the current step (or of a moment within it).
+const shotFile = (name) => join(shots, `${String(number).padStart(2, "0")}-${name}.png`);
+
 async function step(name, action) {
   number += 1;
-  const file = join(shots, `${String(number).padStart(2, "0")}-${name}.png`);
+  const file = shotFile(name);
   try {
     await action();
     await page.waitForTimeout(800); // let animations settle before the picture
@@ -130,19 +134,26 @@ await step("discovered", async () => {
 await step("confirm", async () => {
   await page.getByRole("button", { name: "Add", exact: true }).click();
   await page.getByText("Pair this appliance?").waitFor();
+  // It asks through the PIN exchange: its PIN is typed, never compared with one it sent.
+  await page.getByText("Comparing fingerprints cannot complete this exchange").waitFor();
 });
 
 await step("wrong-pin", async () => {
-  await page.getByText("Type the PIN printed on the appliance").click();
+  await page.getByText("Type the PIN printed on the appliance", { exact: true }).click();
   await pinField().fill("000000");
   await page.getByRole("button", { name: "Submit" }).click();
-  await page.getByText("That is not the PIN the appliance sent").waitFor();
+  // The dialog waits for the appliance's next exchange (it asks every few seconds): a picture of
+  // the wait, taken at once, before that exchange ends it.
+  await page.getByText("Waiting for its next request to prove").waitFor();
+  await page.waitForTimeout(300);
+  await page.screenshot({ path: shotFile("waiting-for-proof") });
+  await page.getByText("The appliance could not prove this PIN").waitFor();
 });
 
 await step("approved", async () => {
   await pinField().fill(pin);
   await page.getByRole("button", { name: "Submit" }).click();
-  await page.getByText("is approved").waitFor();
+  await page.getByText("proved that it knows the PIN").waitFor();
 });
 
 await step("hub-and-appliance", async () => {

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,10 +14,19 @@ from cryptography import x509
 import pytest
 
 from custom_components.est_pairing.est.ca import HouseholdCA
-from custom_components.est_pairing.est.service import EstService, ServiceConfig
+from custom_components.est_pairing.est.service import EstService, ServiceConfig, ServiceListener
 from custom_components.est_pairing.est.storage import JournalFile, JsonFileStore
 from custom_components.est_pairing.est.tls import ListenerNames
 from est_tools.appliance.client import EstClient, client_ssl_context
+
+_DECISIONS: set[asyncio.Task[Any]] = set()
+
+
+def soon(decision: Coroutine[Any, Any, Any]) -> None:
+    """Run an owner's decision from a synchronous callback (a client's ``on_pending``), as a task."""
+    task = asyncio.get_running_loop().create_task(decision)
+    _DECISIONS.add(task)
+    task.add_done_callback(_DECISIONS.discard)
 
 
 @pytest.fixture(autouse=True)
@@ -61,7 +70,13 @@ class RunningServer:
         return x509.load_der_x509_certificate(der)
 
 
-def make_service(data_dir: Path, *, clock: Callable[[], float] = time.time, **config: Any) -> EstService:
+def make_service(
+    data_dir: Path,
+    *,
+    clock: Callable[[], float] = time.time,
+    listener: ServiceListener | None = None,
+    **config: Any,
+) -> EstService:
     """An EstService over files in ``data_dir`` (the standalone command's stores)."""
     return EstService(
         ServiceConfig(
@@ -75,15 +90,18 @@ def make_service(data_dir: Path, *, clock: Callable[[], float] = time.time, **co
         policy_store=JsonFileStore(data_dir / "policy.json"),
         ledger_journal=JournalFile(data_dir / "ledger.jsonl"),
         clock=clock,
+        listener=listener,
     )
 
 
 @asynccontextmanager
-async def oven_server(data_dir: Path, **config: Any) -> AsyncIterator[RunningServer]:
+async def oven_server(
+    data_dir: Path, listener: ServiceListener | None = None, **config: Any
+) -> AsyncIterator[RunningServer]:
     """A running server with appliance ``oven`` pre-registered with PIN 123456."""
-    service = make_service(data_dir, **config)
+    service = make_service(data_dir, listener=listener, **config)
     await service.load()
-    service.policy.preregister("oven", "123456")
+    await service.policy.preregister("oven", "123456")
     service.policy.retry_after = 1
     await service.start()
     try:

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 import pytest
 
-from custom_components.est_pairing.est import pake
+from custom_components.est_pairing.est import pake, srp6a
 
 VECTOR_FILE = Path(__file__).parent / "vectors" / "pake-srp6a-sha512-3072.json"
 
@@ -74,14 +74,14 @@ def private_x(salt: bytes, appliance_id: str, pin: str) -> int:
 
 def verifier(salt: bytes, appliance_id: str, pin: str) -> bytes:
     """v = g^x mod N, minimal bytes."""
-    return minimal(pow(pake.G, private_x(salt, appliance_id, pin), pake.N))
+    return minimal(pow(srp6a.G, private_x(salt, appliance_id, pin), srp6a.N))
 
 
 def transcript(
     appliance_id: str, pin: str, salt: bytes, a: int, b: int, *, hub_verifier: bytes | None = None
 ) -> dict[str, bytes]:
     """Every value of one exchange. ``hub_verifier``: a hub holding another verifier (a fake hub)."""
-    N, g = pake.N, pake.G  # noqa: N806 - the names of the formulas
+    N, g = srp6a.N, srp6a.G  # noqa: N806 - the names of the formulas
     k = number(sha512(minimal(N), minimal(g)))
     x = private_x(salt, appliance_id, pin)
     v = pow(g, x, N)
@@ -171,7 +171,7 @@ def build() -> dict[str, Any]:
         return base64.b64encode(data).decode()
 
     messages = [
-        ("appliance", {"step": "start", "method": pake.METHOD, "id": APPLIANCE_ID, "A": b64(values["A"]),
+        ("appliance", {"step": "start", "method": srp6a.METHOD, "id": APPLIANCE_ID, "A": b64(values["A"]),
                        "csr": b64(csr_der)}),
         ("hub", {"session": session, "salt": b64(SALT), "B": b64(values["B"])}),
         ("appliance", {"step": "prove", "session": session, "M1": b64(values["M1"])}),
@@ -186,8 +186,8 @@ def build() -> dict[str, Any]:
             "randomness. Numbers and hashes in hex, big-endian, minimal (no leading zero bytes); "
             "messages exactly as sent (UTF-8 JSON bodies of POST .../pake and their 200 answers)."
         ),
-        "method": pake.METHOD,
-        "group": {"N": minimal(pake.N).hex(), "g": pake.G, "hash": "SHA-512"},
+        "method": srp6a.METHOD,
+        "group": {"N": minimal(srp6a.N).hex(), "g": srp6a.G, "hash": "SHA-512"},
         "inputs": {
             "id": APPLIANCE_ID,
             "pin": PIN,

@@ -3,7 +3,7 @@
 Each simpleenroll or simplereenroll takes the next step of its script, a status with headers and a
 one-line reason; once the script runs out, it gives the operation's standing answer, if any, else it
 issues a certificate from its household CA for the request's key. /cacerts answers with that CA, so
-the appliance bootstraps trust as usual.
+the appliance bootstraps trust as usual; it offers no PIN exchange (``--legacy-basic`` reaches it).
 """
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ class ScriptedHub:
 
     async def handle(self, request: web.Request) -> web.Response:
         operation = request.match_info["operation"]
+        if operation not in {"cacerts", "simpleenroll", "simplereenroll"}:
+            return web.Response(status=404, text="unknown EST operation")  # no PIN exchange, say
         if operation == "cacerts":
             return web.Response(
                 body=wire.encode_certs_only([self.ca.certificate]),

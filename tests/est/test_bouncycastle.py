@@ -27,7 +27,7 @@ import pytest
 
 from custom_components.est_pairing.est.limits import FREE_ATTEMPTS
 
-from .conftest import RunningServer
+from .conftest import RunningServer, soon
 
 pytestmark = pytest.mark.slow  # Bouncy Castle's EST client in a JVM
 
@@ -189,7 +189,7 @@ async def test_the_202_loop_while_the_owner_approves(
         if line.startswith("pending ") and not approved:
             (pending,) = policy.pending_requests()
             assert pending.appliance_id == "fridge"
-            policy.approve(pending.request_id, pin="135790")
+            soon(policy.approve(pending.request_id, pin="135790"))
             approved.append(pending.request_id)
 
     lines = await bouncy(harness, server, trusting, "enroll", "fridge", "135790", on_line=owner)
@@ -203,7 +203,7 @@ async def test_the_202_loop_while_the_owner_approves(
 async def test_serverkeygen_after_the_challenge(
     harness: Harness, server: RunningServer, trusting: Path
 ) -> None:
-    server.service.policy.preregister("kettle", "112233")
+    await server.service.policy.preregister("kettle", "112233")
     await bouncy(harness, server, trusting, "serverkeygen", "kettle", "112233")
     certificate, key = issued(trusting, "kettle-generated")
     assert_issued_to(server, certificate, key, "kettle")

@@ -91,7 +91,7 @@ async def test_serverkeygen_with_a_factory_certificate_after_approval(
     assert status == 202
     (pending,) = server.service.policy.pending_requests()
     assert pending.kind is CredentialKind.FACTORY
-    server.service.policy.approve(pending.request_id)
+    await server.service.policy.approve(pending.request_id)
     status, content_type, body = await post(server, "serverkeygen", csr, factory, factory_key)
     assert status == 200, body
     parts = dict(wire.decode_multipart(body, content_type))

@@ -15,7 +15,7 @@ from est_tools.appliance.client import Pending, build_csr
 from est_tools.standalone import cli
 
 from ..pkix_lint import ACCEPTED_NOTICES, LOCAL_CONSTRAINT, findings, problems
-from .conftest import RunningServer, make_service
+from .conftest import RunningServer, make_service, soon
 from .manufacturer import LATER, Manufacturer
 
 NOW = datetime.now(UTC)
@@ -35,7 +35,7 @@ async def server(tmp_path: Path, manufacturer: Manufacturer) -> AsyncIterator[Ru
     service = make_service(tmp_path, manufacturer_cas=[manufacturer.root])
     await service.load()
     for appliance_id in ("oven", "lamp", "kettle", "toaster"):
-        service.policy.preregister(appliance_id, "123456")
+        await service.policy.preregister(appliance_id, "123456")
     service.policy.retry_after = 1
     await service.start()
     yield RunningServer(service, tmp_path)
@@ -55,7 +55,7 @@ async def test_every_certificate_and_crl_the_ca_makes_is_clean(
     def approve(pending: Pending) -> None:  # the owner, in the middle of the 202 loop
         del pending
         for waiting in policy.pending_requests():
-            policy.approve(waiting.request_id)
+            soon(policy.approve(waiting.request_id))
 
     async with server.client() as client:
         empty_crl = await client.crl()

@@ -22,7 +22,7 @@ import pytest
 import srp
 import srp._pysrp
 
-from custom_components.est_pairing.est import pake
+from custom_components.est_pairing.est import pake, srp6a, verifiers
 from custom_components.est_pairing.est.ca import HouseholdCA, IssuedName
 from custom_components.est_pairing.est.errors import (
     Busy,
@@ -36,6 +36,7 @@ from custom_components.est_pairing.est.errors import (
     TooManyRequests,
 )
 from custom_components.est_pairing.est.limits import FREE_ATTEMPTS, PAKE_SESSION_TTL
+from custom_components.est_pairing.est.srp_worker import SrpWorker
 from custom_components.est_pairing.est.status import status_for
 from custom_components.est_pairing.est.throttle import SecretThrottle
 from est_tools.appliance.pake_client import ApplianceExchange, Paired
@@ -58,9 +59,9 @@ def make_csr(common_name: str = "oven") -> bytes:
 
 
 @pytest.fixture(scope="module")
-def stored() -> pake.PinVerifier:
+def stored() -> verifiers.PinVerifier:
     """The verifier the hub keeps for oven and its PIN (made once: the exponentiation is the slow part)."""
-    return pake.PinVerifier.create("oven", PIN)
+    return verifiers.PinVerifier.create("oven", PIN)
 
 
 class Clock:
@@ -101,7 +102,7 @@ class Wire:
 def pair(
     hub: pake.HubExchanges,
     appliance: ApplianceExchange,
-    verifier: pake.PinVerifier,
+    verifier: verifiers.PinVerifier,
     ca: HouseholdCA,
     wire: Wire | None = None,
 ) -> Paired:
@@ -125,9 +126,9 @@ def pair(
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_the_appliance_pins_the_real_ca_and_gets_a_certificate_for_its_own_key(
-    backend: pake.SrpBackend, ca: HouseholdCA
+    backend: srp6a.SrpBackend, ca: HouseholdCA
 ) -> None:
-    verifier = pake.PinVerifier.create("oven", PIN, backend)
+    verifier = verifiers.PinVerifier.create("oven", PIN, backend)
     csr_der = make_csr()
     hub = pake.HubExchanges(backend=backend)
     paired = pair(hub, ApplianceExchange("oven", PIN, csr_der, backend=backend), verifier, ca)
@@ -138,8 +139,10 @@ def test_the_appliance_pins_the_real_ca_and_gets_a_certificate_for_its_own_key(
     assert len(hub) == 0  # the finished exchange is gone
 
 
-async def test_the_async_steps_pair_too(stored: pake.PinVerifier, ca: HouseholdCA) -> None:
-    hub = pake.HubExchanges()
+async def test_the_async_steps_pair_too(stored: verifiers.PinVerifier, ca: HouseholdCA) -> None:
+    """The hub's steps in the SRP worker process, as the listener takes them."""
+    worker = SrpWorker()
+    hub = pake.HubExchanges(work=worker)
     appliance = ApplianceExchange("oven", PIN, make_csr())
     start = pake.parse_request(pake.encode(await appliance.start_async()))
     assert isinstance(start, pake.StartRequest)
@@ -152,11 +155,12 @@ async def test_the_async_steps_pair_too(stored: pake.PinVerifier, ca: HouseholdC
     success = hub.enroll(hub.take(enroll.session), enroll)
     answer = success.final_answer(ca.certificate.public_bytes(Encoding.DER), issue(ca, success))
     assert appliance.conclude(pake.encode(answer.to_dict())).ca == ca.certificate
-    assert await pake.PinVerifier.create_async("oven", PIN) != stored  # a new salt each time
+    assert await worker.make_verifier("oven", PIN) != stored  # a new salt each time
+    await worker.close()
 
 
 def test_the_offer_lists_the_method() -> None:
-    assert pake.parse_offer(pake.encode(pake.offer())) == (pake.METHOD,)
+    assert pake.parse_offer(pake.encode(pake.offer())) == (srp6a.METHOD,)
     with pytest.raises(ProtocolError, match="no list of methods"):
         pake.parse_offer(b'{"methods": "srp6a-sha512-3072"}')
 
@@ -165,7 +169,7 @@ def test_the_offer_lists_the_method() -> None:
 
 
 def start_and_answer(
-    hub: pake.HubExchanges, appliance: ApplianceExchange, verifier: pake.PinVerifier
+    hub: pake.HubExchanges, appliance: ApplianceExchange, verifier: verifiers.PinVerifier
 ) -> tuple[pake.ProveRequest, pake.PakeSession]:
     start = pake.parse_request(pake.encode(appliance.start()))
     assert isinstance(start, pake.StartRequest)
@@ -176,7 +180,7 @@ def start_and_answer(
 
 
 def test_a_wrong_pin_on_the_appliance_is_refused_and_counted_until_the_lockout(
-    stored: pake.PinVerifier,
+    stored: verifiers.PinVerifier,
 ) -> None:
     hub = pake.HubExchanges()
     throttle = SecretThrottle(Clock())
@@ -194,7 +198,7 @@ def test_a_wrong_pin_on_the_appliance_is_refused_and_counted_until_the_lockout(
 
 
 def test_a_pin_the_owner_mistyped_fails_the_exchange_at_the_hub(ca: HouseholdCA) -> None:
-    typed = pake.PinVerifier.create("oven", "482931")  # the owner swapped two digits
+    typed = verifiers.PinVerifier.create("oven", "482931")  # the owner swapped two digits
     hub = pake.HubExchanges()
     prove, session = start_and_answer(hub, ApplianceExchange("oven", PIN, make_csr()), typed)
     with pytest.raises(PairingProofFailed):
@@ -204,8 +208,8 @@ def test_a_pin_the_owner_mistyped_fails_the_exchange_at_the_hub(ca: HouseholdCA)
 def test_a_fake_hub_gets_m1_but_its_own_proof_and_ca_are_refused() -> None:
     """A fake hub does not have the verifier: whatever M2 it makes, the appliance stops there."""
     csr_der = make_csr()
-    salt = bytes.fromhex("c1") * pake.SALT_BYTES
-    guess = pake.PinVerifier("oven", salt, vector.verifier(salt, "oven", "123456"))  # its one guess
+    salt = bytes.fromhex("c1") * srp6a.SALT_BYTES
+    guess = verifiers.PinVerifier("oven", salt, vector.verifier(salt, "oven", "123456"))  # its one guess
     fake = pake.HubExchanges(random_bytes=lambda n: vector.B_SECRET if n == 32 else bytes(n))
     appliance = ApplianceExchange("oven", PIN, csr_der, ephemeral=vector.A_SECRET)
     prove, session = start_and_answer(fake, appliance, guess)
@@ -224,7 +228,7 @@ def test_a_fake_hub_gets_m1_but_its_own_proof_and_ca_are_refused() -> None:
 
 
 def test_a_fake_hub_that_skips_its_proof_gets_nothing_pinned(
-    stored: pake.PinVerifier, ca: HouseholdCA
+    stored: verifiers.PinVerifier, ca: HouseholdCA
 ) -> None:
     appliance = ApplianceExchange("oven", PIN, make_csr())
     start_and_answer(pake.HubExchanges(), appliance, stored)
@@ -236,7 +240,7 @@ def test_a_fake_hub_that_skips_its_proof_gets_nothing_pinned(
 # --- relays ------------------------------------------------------------------------------------------
 
 
-def test_a_relay_that_swaps_in_its_own_request_gets_no_certificate(stored: pake.PinVerifier) -> None:
+def test_a_relay_that_swaps_in_its_own_request_gets_no_certificate(stored: verifiers.PinVerifier) -> None:
     hub = pake.HubExchanges()
     appliance = ApplianceExchange("oven", PIN, make_csr())
     sent = appliance.start()
@@ -255,7 +259,9 @@ def test_a_relay_that_swaps_in_its_own_request_gets_no_certificate(stored: pake.
     assert len(hub) == 0
 
 
-def test_a_relay_that_swaps_in_its_own_ca_is_not_pinned(stored: pake.PinVerifier, ca: HouseholdCA) -> None:
+def test_a_relay_that_swaps_in_its_own_ca_is_not_pinned(
+    stored: verifiers.PinVerifier, ca: HouseholdCA
+) -> None:
     relay_ca = HouseholdCA.create("Relay")
     hub = pake.HubExchanges()
     appliance = ApplianceExchange("oven", PIN, make_csr())
@@ -283,7 +289,7 @@ class _SwapCa(Wire):
 
 
 def test_the_transcript_holds_neither_the_pin_nor_a_hash_of_it(
-    stored: pake.PinVerifier, ca: HouseholdCA
+    stored: verifiers.PinVerifier, ca: HouseholdCA
 ) -> None:
     wire = Wire([])
     pair(pake.HubExchanges(), ApplianceExchange("oven", PIN, make_csr()), stored, ca, wire)
@@ -317,13 +323,13 @@ def _forms(data: bytes) -> list[bytes]:
 
 
 def start_request(csr_der: bytes | None = None, appliance_id: str = "oven") -> pake.StartRequest:
-    a_public = pow(pake.G, 12345, pake.N).to_bytes(pake.N_BYTES, "big").lstrip(b"\0")
+    a_public = pow(srp6a.G, 12345, srp6a.N).to_bytes(srp6a.N_BYTES, "big").lstrip(b"\0")
     start = pake.parse_request(pake.encode(pake.start_message(appliance_id, a_public, csr_der or make_csr())))
     assert isinstance(start, pake.StartRequest)
     return start
 
 
-def test_an_exchange_expires(stored: pake.PinVerifier) -> None:
+def test_an_exchange_expires(stored: verifiers.PinVerifier) -> None:
     clock = Clock()
     hub = pake.HubExchanges(clock=clock)
     challenge = hub.start(start_request(), stored, None)
@@ -334,7 +340,7 @@ def test_an_exchange_expires(stored: pake.PinVerifier) -> None:
     assert status_for(gone.value) == 400
 
 
-def test_a_proven_exchange_expires_before_its_enroll_too(stored: pake.PinVerifier) -> None:
+def test_a_proven_exchange_expires_before_its_enroll_too(stored: verifiers.PinVerifier) -> None:
     clock = Clock()
     hub = pake.HubExchanges(clock=clock)
     appliance = ApplianceExchange("oven", PIN, make_csr())
@@ -345,7 +351,7 @@ def test_a_proven_exchange_expires_before_its_enroll_too(stored: pake.PinVerifie
         hub.take(prove.session)
 
 
-def test_the_exchanges_are_bounded_overall_and_per_address(stored: pake.PinVerifier) -> None:
+def test_the_exchanges_are_bounded_overall_and_per_address(stored: verifiers.PinVerifier) -> None:
     spent: list[int] = []
 
     def random_bytes(length: int) -> bytes:
@@ -368,14 +374,18 @@ def test_the_exchanges_are_bounded_overall_and_per_address(stored: pake.PinVerif
     assert len(hub) == 3
 
 
-async def test_a_full_table_refuses_before_the_exponentiation_and_after_it(stored: pake.PinVerifier) -> None:
+async def test_a_full_table_refuses_before_the_exponentiation_and_after_it(
+    stored: verifiers.PinVerifier,
+) -> None:
     hub = pake.HubExchanges(capacity=1)
     await hub.start_async(start_request(), stored, None)
     with pytest.raises(Busy):
         await hub.start_async(start_request(), stored, None)
 
 
-def test_a_new_start_for_the_same_request_replaces_the_earlier_exchange(stored: pake.PinVerifier) -> None:
+def test_a_new_start_for_the_same_request_replaces_the_earlier_exchange(
+    stored: verifiers.PinVerifier,
+) -> None:
     hub = pake.HubExchanges(capacity=1)
     csr_der = make_csr()
     first = hub.start(start_request(csr_der), stored, "192.0.2.1")
@@ -386,7 +396,7 @@ def test_a_new_start_for_the_same_request_replaces_the_earlier_exchange(stored: 
     assert hub.take(second.session).session_id == second.session
 
 
-def test_each_step_is_taken_once_and_in_order(stored: pake.PinVerifier) -> None:
+def test_each_step_is_taken_once_and_in_order(stored: verifiers.PinVerifier) -> None:
     hub = pake.HubExchanges()
     appliance = ApplianceExchange("oven", PIN, make_csr())
     prove, session = start_and_answer(hub, appliance, stored)
@@ -423,15 +433,15 @@ def _b64(data: bytes) -> str:
 
 
 def _start(**fields: Any) -> bytes:
-    a_public = pow(pake.G, 99, pake.N).to_bytes(pake.N_BYTES, "big").lstrip(b"\0")
-    message = {"step": "start", "method": pake.METHOD, "id": "oven", "A": _b64(a_public), "csr": _b64(_CSR)}
+    a_public = pow(srp6a.G, 99, srp6a.N).to_bytes(srp6a.N_BYTES, "big").lstrip(b"\0")
+    message = {"step": "start", "method": srp6a.METHOD, "id": "oven", "A": _b64(a_public), "csr": _b64(_CSR)}
     return json.dumps({k: v for k, v in (message | fields).items() if v is not None}).encode()
 
 
 _CSR = make_csr()
-_N = pake.N.to_bytes(pake.N_BYTES, "big")
+_N = srp6a.N.to_bytes(srp6a.N_BYTES, "big")
 _PROVE_63 = json.dumps({"step": "prove", "session": "s", "M1": _b64(bytes(63))}).encode()
-_N_PLUS_1 = (pake.N + 1).to_bytes(pake.N_BYTES, "big")
+_N_PLUS_1 = (srp6a.N + 1).to_bytes(srp6a.N_BYTES, "big")
 
 
 @pytest.mark.parametrize(
@@ -500,7 +510,7 @@ def test_a_malformed_challenge_stops_the_appliance(body: bytes, reason: str) -> 
 
 @pytest.mark.parametrize("case", ["not DER", "another issuer", "another key"])
 def test_an_authenticated_but_unusable_answer_is_a_protocol_error(
-    case: str, stored: pake.PinVerifier, ca: HouseholdCA
+    case: str, stored: verifiers.PinVerifier, ca: HouseholdCA
 ) -> None:
     hub = pake.HubExchanges()
     appliance = ApplianceExchange("oven", PIN, make_csr())
@@ -524,7 +534,7 @@ def test_an_authenticated_but_unusable_answer_is_a_protocol_error(
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_pin_sent_in_basic_is_checked_against_the_verifier(
-    backend: pake.SrpBackend, stored: pake.PinVerifier
+    backend: srp6a.SrpBackend, stored: verifiers.PinVerifier
 ) -> None:
     assert stored.matches(PIN, backend)
     assert not stored.matches("482914", backend)
@@ -533,14 +543,9 @@ def test_a_pin_sent_in_basic_is_checked_against_the_verifier(
     assert not stored.matches("4" * 129, backend)
 
 
-async def test_the_basic_pin_check_runs_off_the_loop(stored: pake.PinVerifier) -> None:
-    assert await stored.matches_async(PIN)
-    assert not await stored.matches_async("000000")
-
-
-def test_the_verifier_record_round_trips_and_holds_no_pin(stored: pake.PinVerifier) -> None:
+def test_the_verifier_record_round_trips_and_holds_no_pin(stored: verifiers.PinVerifier) -> None:
     data = stored.to_dict()
-    assert pake.PinVerifier.from_dict(json.loads(json.dumps(data))) == stored
+    assert verifiers.PinVerifier.from_dict(json.loads(json.dumps(data))) == stored
     assert set(data) == {"method", "appliance_id", "salt", "verifier"}
     assert PIN not in json.dumps(data)
     assert "salt" not in repr(stored)
@@ -561,11 +566,11 @@ def test_the_verifier_record_round_trips_and_holds_no_pin(stored: pake.PinVerifi
     ],
 )
 def test_a_damaged_verifier_record_is_refused(
-    stored: pake.PinVerifier, change: dict[str, Any], reason: str
+    stored: verifiers.PinVerifier, change: dict[str, Any], reason: str
 ) -> None:
     data = {k: v for k, v in (stored.to_dict() | change).items() if v is not None}
     with pytest.raises(ValueError, match=reason):
-        pake.PinVerifier.from_dict(data)
+        verifiers.PinVerifier.from_dict(data)
 
 
 @pytest.mark.parametrize(
@@ -574,7 +579,7 @@ def test_a_damaged_verifier_record_is_refused(
 )
 def test_a_verifier_needs_a_valid_id_and_pin(appliance_id: str, pin: str, reason: str) -> None:
     with pytest.raises(MalformedRequest, match=reason):
-        pake.PinVerifier.create(appliance_id, pin)
+        verifiers.PinVerifier.create(appliance_id, pin)
 
 
 def test_a_salt_pysrp_makes_too_short_is_made_again() -> None:
@@ -590,13 +595,15 @@ def test_a_salt_pysrp_makes_too_short_is_made_again() -> None:
     backend = SimpleNamespace(
         SHA512=srp.SHA512, NG_CUSTOM=srp.NG_CUSTOM, create_salted_verification_key=create
     )
-    record = pake.PinVerifier.create("oven", PIN, backend)
+    record = verifiers.PinVerifier.create("oven", PIN, backend)
     assert made == [15, 16]
     assert record.verifier == vector.verifier(record.salt, "oven", PIN)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_pysrps_own_safety_check_backs_the_parser(backend: pake.SrpBackend, stored: pake.PinVerifier) -> None:
+def test_pysrps_own_safety_check_backs_the_parser(
+    backend: srp6a.SrpBackend, stored: verifiers.PinVerifier
+) -> None:
     """An A the parser would refuse (A = N), handed to the hub directly, is refused by pysrp too."""
     start = start_request()
     unparsed = pake.StartRequest(start.appliance_id, _N, start.csr_der, start.request)
@@ -610,13 +617,13 @@ def test_the_pure_python_backend_takes_the_same_ephemeral_padded() -> None:
 
     def make(secret: bytes) -> bytes:
         calls.append(len(secret))
-        user = srp._pysrp.User("oven", PIN, bytes_a=secret, **pake.group(srp._pysrp))
+        user = srp._pysrp.User("oven", PIN, bytes_a=secret, **srp6a.group(srp._pysrp))
         a_public: bytes = user.start_authentication()[1]
         return a_public
 
-    a_public = pake.with_ephemeral(make, vector.A_SECRET)
+    a_public = srp6a.with_ephemeral(make, vector.A_SECRET)
     assert calls == [32, 256]
-    assert int.from_bytes(a_public, "big") == pow(pake.G, vector.number(vector.A_SECRET), pake.N)
+    assert int.from_bytes(a_public, "big") == pow(srp6a.G, vector.number(vector.A_SECRET), srp6a.N)
 
 
 def test_the_hubs_refusals_map_to_their_statuses() -> None:

@@ -14,7 +14,7 @@ import json
 from cryptography.hazmat.primitives.serialization import Encoding
 import pytest
 
-from custom_components.est_pairing.est import pake
+from custom_components.est_pairing.est import pake, srp6a, verifiers
 from est_tools.appliance.pake_client import ApplianceExchange
 
 from . import pake_vector as vector
@@ -53,11 +53,11 @@ def test_the_group_is_rfc_5054s_3072_bit_group() -> None:
     # RFC 3526 §4 (RFC 5054 Appendix A takes it with g = 5):
     # p = 2^3072 - 2^3008 - 1 + 2^64 * (floor(2^2942 * pi) + 1690314)
     expected = 2**3072 - 2**3008 - 1 + 2**64 * (_pi_times_power_of_two(2942) + 1690314)
-    assert expected == pake.N
-    assert pake.N.bit_length() == 3072 == pake.N_BYTES * 8
-    assert pake.G == 5
+    assert expected == srp6a.N
+    assert srp6a.N.bit_length() == 3072 == srp6a.N_BYTES * 8
+    assert srp6a.G == 5
     # 5 is a quadratic non-residue modulo the safe prime N: it generates the whole group.
-    assert pow(pake.G, (pake.N - 1) // 2, pake.N) == pake.N - 1
+    assert pow(srp6a.G, (srp6a.N - 1) // 2, srp6a.N) == srp6a.N - 1
 
 
 def test_the_vector_file_is_what_the_formulas_give() -> None:
@@ -72,16 +72,16 @@ def test_the_vector_file_is_what_the_formulas_give() -> None:
     )
     assert values["S"] == values["S_hub"]  # both sides' formulas meet
     assert values["K"] == values["K_hub"]
-    assert data["group"]["N"] == pake.N_HEX.decode().lower()
+    assert data["group"]["N"] == srp6a.N_HEX.decode().lower()
     assert data["inputs"]["salt"] == vector.SALT.hex()
     numbers = ("k", "x", "v", "A", "B", "u", "S")  # minimal big-endian: no leading zero byte
     assert all(bytes.fromhex(data["values"][name])[0] != 0 for name in numbers)
     hashes = ("K", "M1", "M2", "key_appliance_to_hub", "key_hub_to_appliance", "csr_mac", "mac")
-    assert all(len(bytes.fromhex(data["values"][name])) == pake.HASH_BYTES for name in hashes)
+    assert all(len(bytes.fromhex(data["values"][name])) == srp6a.HASH_BYTES for name in hashes)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_the_product_code_reproduces_every_message_byte_for_byte(backend: pake.SrpBackend) -> None:
+def test_the_product_code_reproduces_every_message_byte_for_byte(backend: srp6a.SrpBackend) -> None:
     data = vector.load()
     values = {name: bytes.fromhex(value) for name, value in data["values"].items()}
     expected = [message["body"].encode() for message in data["messages"]]
@@ -92,7 +92,7 @@ def test_the_product_code_reproduces_every_message_byte_for_byte(backend: pake.S
     hub = pake.HubExchanges(
         backend=backend, random_bytes=_fixed({32: vector.B_SECRET, 16: vector.SESSION_RANDOM})
     )
-    stored = pake.PinVerifier(vector.APPLIANCE_ID, vector.SALT, values["v"])
+    stored = verifiers.PinVerifier(vector.APPLIANCE_ID, vector.SALT, values["v"])
     appliance = ApplianceExchange(
         vector.APPLIANCE_ID, vector.PIN, csr_der, backend=backend, ephemeral=vector.A_SECRET
     )
@@ -120,17 +120,19 @@ def test_the_product_code_reproduces_every_message_byte_for_byte(backend: pake.S
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_a_verifier_the_library_makes_is_the_formulas_v_for_its_salt(backend: pake.SrpBackend) -> None:
-    record = pake.PinVerifier.create(vector.APPLIANCE_ID, vector.PIN, backend)
-    assert len(record.salt) == pake.SALT_BYTES
+def test_a_verifier_the_library_makes_is_the_formulas_v_for_its_salt(backend: srp6a.SrpBackend) -> None:
+    record = verifiers.PinVerifier.create(vector.APPLIANCE_ID, vector.PIN, backend)
+    assert len(record.salt) == srp6a.SALT_BYTES
     assert record.salt[0] != 0
     assert record.verifier == vector.verifier(record.salt, vector.APPLIANCE_ID, vector.PIN)
     assert record.matches(vector.PIN, backend)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_the_vectors_verifier_accepts_its_pin_and_no_other(backend: pake.SrpBackend) -> None:
-    record = pake.PinVerifier(vector.APPLIANCE_ID, vector.SALT, bytes.fromhex(vector.load()["values"]["v"]))
+def test_the_vectors_verifier_accepts_its_pin_and_no_other(backend: srp6a.SrpBackend) -> None:
+    record = verifiers.PinVerifier(
+        vector.APPLIANCE_ID, vector.SALT, bytes.fromhex(vector.load()["values"]["v"])
+    )
     assert record.matches(vector.PIN, backend)
     assert not record.matches("482914", backend)
 
@@ -144,11 +146,11 @@ def _fixed(by_length: dict[int, bytes]) -> Callable[[int], bytes]:
 
 def test_the_appliance_profile_gives_the_constants_the_code_uses() -> None:
     profile = (vector.VECTOR_FILE.parents[3] / "docs" / "appliance-profile.md").read_text()
-    assert f"`{pake.MDNS_TXT_KEY}={pake.METHOD}`" in profile
+    assert f"`{pake.MDNS_TXT_KEY}={srp6a.METHOD}`" in profile
     assert f"`{pake.INFO_APPLIANCE_TO_HUB.decode()}`" in profile
     prefix = pake.INFO_APPLIANCE_TO_HUB.removesuffix(b"appliance to hub")
     assert prefix + b"hub to appliance" == pake.INFO_HUB_TO_APPLIANCE
     assert "`... hub to appliance`" in profile
     assert f"/pake` answers `200`, `application/json`:\n  `{pake.encode(pake.offer()).decode()}`" in profile
     assert str(vector.VECTOR_FILE.relative_to(vector.VECTOR_FILE.parents[3])) in profile
-    assert f"salt` {pake.SALT_BYTES} bytes" in profile
+    assert f"salt` {srp6a.SALT_BYTES} bytes" in profile

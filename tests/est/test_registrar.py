@@ -45,7 +45,7 @@ async def test_a_renewal_recorded_during_revocation_is_revoked_too(tmp_path: Pat
     journal = GatedJournal(tmp_path / "ledger.jsonl")
     ledger = Ledger(journal)
     policy = EnrollmentPolicy()
-    policy.preregister("oven", "123456")
+    await policy.preregister("oven", "123456")
     registrar = Registrar(ca=ca, ledger=ledger, policy=policy, issuance=IssuancePolicy())
     key = ec.generate_private_key(ec.SECP256R1())
     first = await registrar.enroll(
@@ -85,9 +85,9 @@ def manufacturer() -> HouseholdCA:
 
 
 @pytest.fixture
-def registrar(tmp_path: Path, ca: HouseholdCA, manufacturer: HouseholdCA) -> Registrar:
+async def registrar(tmp_path: Path, ca: HouseholdCA, manufacturer: HouseholdCA) -> Registrar:
     policy = EnrollmentPolicy()
-    policy.preregister("oven", "123456")
+    await policy.preregister("oven", "123456")
     return Registrar(
         ca=ca,
         ledger=Ledger(JournalFile(tmp_path / "ledger.jsonl")),
@@ -162,7 +162,7 @@ async def test_revoking_after_serverkeygen_blocks_the_request_key_too(registrar:
     csr = build_csr(ec.generate_private_key(ec.SECP256R1()), "fridge")
     waiting = await registrar.serverkeygen(fridge, csr)
     assert isinstance(waiting, AwaitingOwner)
-    registrar.policy.approve(waiting.pending.request_id, pin="424242")
+    await registrar.policy.approve(waiting.pending.request_id, pin="424242")
     assert isinstance(await registrar.serverkeygen(fridge, csr), IssuedWithKey)
     await registrar.revoke_appliance("fridge")
     for operation in (registrar.serverkeygen, registrar.enroll):
@@ -196,7 +196,7 @@ async def test_a_retried_enrollment_gets_the_same_certificate_not_another(
     """A lost answer, a retry loop or a replayed copy of an approved request must not fill the ledger."""
     clock = [NOW]
     policy = EnrollmentPolicy()
-    policy.preregister("oven", "123456")
+    await policy.preregister("oven", "123456")
     registrar = Registrar(
         ca=ca,
         ledger=Ledger(JournalFile(tmp_path / "ledger.jsonl")),
@@ -228,7 +228,7 @@ async def test_a_retried_enrollment_gets_the_same_certificate_not_another(
     other_key_pair = ec.generate_private_key(ec.SECP256R1())
     waiting = await registrar.enroll(oven, build_csr(other_key_pair, "oven"))
     assert isinstance(waiting, AwaitingOwner)  # the pre-registration was used: the owner approves it
-    policy.approve(waiting.pending.request_id, pin="123456")
+    await policy.approve(waiting.pending.request_id, pin="123456")
     other_key = await registrar.enroll(oven, build_csr(other_key_pair, "oven"))
     assert isinstance(other_key, Issued)
     assert other_key.certificate.serial_number != after_revocation.certificate.serial_number
@@ -246,7 +246,7 @@ async def test_every_crl_with_new_dates_has_a_larger_crl_number(tmp_path: Path, 
     """RFC 5280 §5.2.3: a re-signed CRL (half-way, after a restart, a revocation) supersedes by number."""
     clock = [NOW]
     policy = EnrollmentPolicy()
-    policy.preregister("oven", "123456")
+    await policy.preregister("oven", "123456")
 
     async def registrar() -> Registrar:  # a fresh one is a restart: the ledger is read again
         ledger = Ledger(JournalFile(tmp_path / "ledger.jsonl"))
@@ -330,7 +330,6 @@ class Hub:
         self.path = tmp_path / "ledger.jsonl"
         self.ca = ca
         self.policy = EnrollmentPolicy()
-        self.policy.preregister("oven", "123456")
         self.registrar = Registrar(
             ca=ca,
             ledger=Ledger(JournalFile(self.path)),
@@ -338,6 +337,13 @@ class Hub:
             issuance=IssuancePolicy(validity_days=100),
             now=lambda: self.clock[0],
         )
+
+    @classmethod
+    async def with_oven(cls, tmp_path: Path, ca: HouseholdCA) -> Hub:
+        """A hub where ``oven`` is pre-registered."""
+        hub = cls(tmp_path, ca)
+        await hub.policy.preregister("oven", "123456")
+        return hub
 
     @property
     def ledger(self) -> Ledger:
@@ -388,7 +394,7 @@ def new_key() -> ec.EllipticCurvePrivateKey:
 
 async def test_serverkeygen_repeats_get_the_same_key_and_certificate(tmp_path: Path, ca: HouseholdCA) -> None:
     """The same request 300 times, in turn and at once, is one key and one certificate, not 300."""
-    hub = Hub(tmp_path, ca)
+    hub = await Hub.with_oven(tmp_path, ca)
     csr = build_csr(new_key(), "oven")
     first = await hub.registrar.serverkeygen(OVEN, csr)
     assert isinstance(first, IssuedWithKey)
@@ -402,7 +408,7 @@ async def test_serverkeygen_repeats_get_the_same_key_and_certificate(tmp_path: P
 
 
 async def test_the_same_request_at_once_is_signed_once(tmp_path: Path, ca: HouseholdCA) -> None:
-    hub = Hub(tmp_path, ca)
+    hub = await Hub.with_oven(tmp_path, ca)
     csr = build_csr(new_key(), "oven")
     answers = await asyncio.gather(*(hub.registrar.enroll(OVEN, csr) for _ in range(20)))
     assert len({a.certificate.serial_number for a in answers if isinstance(a, Issued)}) == 1
@@ -412,7 +418,7 @@ async def test_the_same_request_at_once_is_signed_once(tmp_path: Path, ca: House
 async def test_a_certificate_renews_once_and_a_renewed_one_not_at_once(
     tmp_path: Path, ca: HouseholdCA
 ) -> None:
-    hub = Hub(tmp_path, ca)
+    hub = await Hub.with_oven(tmp_path, ca)
     first = await hub.enroll(new_key())
     second_key = new_key()
     second = await hub.renew(first, second_key)  # right after enrolling: allowed
@@ -434,7 +440,7 @@ async def test_a_certificate_renews_once_and_a_renewed_one_not_at_once(
 
 async def test_a_hundred_renewals_leave_two_valid_certificates(tmp_path: Path, ca: HouseholdCA) -> None:
     """Renewing with a fresh key each time: every certificate but the last two is superseded."""
-    hub = Hub(tmp_path, ca)
+    hub = await Hub.with_oven(tmp_path, ca)
     current = await hub.enroll(new_key())
     refused = 0
     for _ in range(100):
@@ -453,7 +459,7 @@ async def test_a_hundred_renewals_leave_two_valid_certificates(tmp_path: Path, c
 
 async def test_a_repeat_later_in_life_supersedes_the_oldest(tmp_path: Path, ca: HouseholdCA) -> None:
     """The bound holds for enrollment too: a fresh certificate for the same key pushes the oldest out."""
-    hub = Hub(tmp_path, ca)
+    hub = await Hub.with_oven(tmp_path, ca)
     key = new_key()
     first = await hub.enroll(key)
     second = await hub.renew(first, key)  # the same key, renewed at once (as curl users do)
@@ -466,7 +472,7 @@ async def test_a_repeat_later_in_life_supersedes_the_oldest(tmp_path: Path, ca: 
 
 
 async def test_a_lost_renewal_answer_is_recovered_after_a_restart(tmp_path: Path, ca: HouseholdCA) -> None:
-    hub = Hub(tmp_path, ca)
+    hub = await Hub.with_oven(tmp_path, ca)
     first = await hub.enroll(new_key())
     second_key = new_key()
     lost = await hub.renew(first, second_key)
@@ -486,7 +492,7 @@ async def test_a_lost_renewal_answer_is_recovered_after_a_restart(tmp_path: Path
 async def test_renewals_of_one_certificate_at_once_make_one_successor(
     tmp_path: Path, ca: HouseholdCA
 ) -> None:
-    hub = Hub(tmp_path, ca)
+    hub = await Hub.with_oven(tmp_path, ca)
     first = await hub.enroll(new_key())
     outcomes = await asyncio.gather(*(hub.renew(first, new_key()) for _ in range(5)), return_exceptions=True)
     assert len([o for o in outcomes if isinstance(o, x509.Certificate)]) == 1

@@ -60,7 +60,7 @@ async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
     """A running server with small connection limits and ``oven`` pre-registered (PIN 123456)."""
     service = make_service(tmp_path, limits=LIMITS)
     await service.load()
-    service.policy.preregister("oven", "123456")
+    await service.policy.preregister("oven", "123456")
     await service.start()
     yield RunningServer(service, tmp_path)
     await service.stop()
@@ -484,10 +484,10 @@ async def test_ten_thousand_wrong_pins(tmp_path: Path) -> None:
     clock = SteppingClock()
     service = make_service(tmp_path, clock=clock)
     await service.load()
-    service.policy.preregister("oven", "123456")
+    await service.policy.preregister("oven", "123456")
     neighbours = [f"fridge-{number}" for number in range(8 * 5)]
     for neighbour in neighbours:  # each enrolls once (a pre-registration is used once)
-        service.policy.preregister(neighbour, "424242")
+        await service.policy.preregister(neighbour, "424242")
     await service.start()
     context = rawhttp.tls_context(service.ca.certificate_pem)
     oven_body = forge.body(forge.build(forge.new_key(), "oven"))

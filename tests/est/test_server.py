@@ -467,7 +467,7 @@ async def test_unknown_appliance_waits_for_the_owner_then_gets_200(server: Runni
     assert again.status == 202
     assert len(server.service.policy.pending_requests()) == 1
 
-    server.service.policy.approve(pending.request_id, pin="424242")
+    await server.service.policy.approve(pending.request_id, pin="424242")
     answer = await call("POST", f"{EST}/simpleenroll", body=fridge.body, auth=("fridge", "424242"))
     assert certificate_from(answer).public_key() == fridge.key.public_key()
 
@@ -491,7 +491,7 @@ async def test_a_full_server_answers_503_and_warns_once_not_per_request(
     on the LAN can provoke the 503 at will, so one warning per interval, not one per request."""
     policy = server.service.policy
     for index in range(PENDING_MAX):  # from many addresses, as a crowd of appliances would
-        policy.authorize(
+        await policy.authorize(
             Claim.from_basic(BasicCredentials(f"a{index}", "1")),
             inspect_request(appliance(f"a{index}").csr),
             f"10.0.{index // 200}.{index % 200}",
@@ -539,7 +539,7 @@ async def test_approval_is_for_that_key_only(server: RunningServer, call: Call) 
     fridge, impostor = appliance("fridge"), appliance("fridge")
     await call("POST", f"{EST}/simpleenroll", body=fridge.body, auth=("fridge", "424242"))
     (pending,) = server.service.policy.pending_requests()
-    server.service.policy.approve(pending.request_id)
+    await server.service.policy.approve(pending.request_id)
     replay = await call("POST", f"{EST}/simpleenroll", body=impostor.body, auth=("fridge", "424242"))
     assert replay.status == 202  # a new key waits for the owner again; never the approved key's cert
     assert len(server.service.ledger) == 0
@@ -597,7 +597,7 @@ async def test_an_id_standing_for_a_known_appliances_name_is_refused(
     toaster = await call("POST", f"{EST}/simpleenroll", body=appliance("toaster").body, auth=("toaster", ""))
     assert toaster.status == 202
     pending = {p.appliance_id: p for p in server.service.policy.pending_requests()}
-    server.service.policy.approve(pending["fridge"].request_id)
+    await server.service.policy.approve(pending["fridge"].request_id)
 
     for twin, known in [("Fridge", "fridge"), ("Oven", "oven")]:  # approved, pre-registered
         twin_key = ec.generate_private_key(ec.SECP256R1())
@@ -607,16 +607,16 @@ async def test_an_id_standing_for_a_known_appliances_name_is_refused(
         assert_refusal(answer, 403, f"appliance id '{twin}' {TWIN_REFUSAL}")
         assert f"'{known}'" not in answer.text  # the known id is not told
     with pytest.raises(NameTaken, match=TWIN_REFUSAL):
-        server.service.policy.preregister("FRIDGE", "123456")
+        await server.service.policy.preregister("FRIDGE", "123456")
     # Twins of a waiting request wait beside it (a stranger's request must not lock the real
     # appliance out); the owner can approve one of them, not both.
     waiting = await call("POST", f"{EST}/simpleenroll", body=appliance("TOASTER").body, auth=("TOASTER", ""))
     assert waiting.status == 202
     pending = {p.appliance_id: p for p in server.service.policy.pending_requests()}
     assert sorted(pending) == ["TOASTER", "toaster"]
-    server.service.policy.approve(pending["toaster"].request_id)
+    await server.service.policy.approve(pending["toaster"].request_id)
     with pytest.raises(NameTaken, match=f"'TOASTER' {TWIN_REFUSAL}"):
-        server.service.policy.approve(pending["TOASTER"].request_id)
+        await server.service.policy.approve(pending["TOASTER"].request_id)
     assert len(server.service.ledger) == 0
     # The known appliance itself is unaffected.
     own = await call("POST", f"{EST}/simpleenroll", body=fridge.body, auth=("fridge", ""))
@@ -723,7 +723,7 @@ async def test_reenroll_same_key_and_rekey(server: RunningServer, call: Call) ->
     renewed = certificate_from(same)
     assert renewed.subject == certificate.subject
     assert renewed.serial_number != certificate.serial_number
-    server.service.policy.preregister("stove", "123456")
+    await server.service.policy.preregister("stove", "123456")
     stove, stove_key = await enrolled(call, "stove")
     new_key = ec.generate_private_key(ec.SECP384R1())
     rekeyed = certificate_from(
@@ -888,7 +888,7 @@ async def test_serverkeygen_needs_a_secret_a_copy_of_the_request_lacks(
     waiting = await call("POST", f"{EST}/simpleenroll", body=fridge.body, auth=("fridge", ""))
     assert waiting.status == 202
     (pending,) = server.service.policy.pending_requests()
-    server.service.policy.approve(pending.request_id)  # the owner compared the fingerprints
+    await server.service.policy.approve(pending.request_id)  # the owner compared the fingerprints
 
     replay = await call("POST", f"{EST}/serverkeygen", body=fridge.body, auth=("fridge", ""))
     assert_refusal(replay, 403, "must enroll its own key (simpleenroll)")

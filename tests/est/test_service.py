@@ -95,8 +95,8 @@ async def test_approvals_that_cannot_be_saved_are_reported_once_and_saved_with_t
     service = hub(tmp_path, policy_store=disk, listener=saves)
     await service.load()
     told = saves.told
-    service.policy.preregister("oven", "482913")
-    service.policy.preregister("fridge", "551207")
+    await service.policy.preregister("oven", "482913")
+    await service.policy.preregister("fridge", "551207")
     await service.flush()  # the failed saves do not make waiting for them fail
     error = service.policy_save_error
     assert isinstance(error, OSError)
@@ -109,10 +109,11 @@ async def test_approvals_that_cannot_be_saved_are_reported_once_and_saved_with_t
     ]
     assert "482913" not in caplog.text
     disk.full = False
-    service.policy.preregister("dishwasher", "120934")
+    await service.policy.preregister("dishwasher", "120934")
     await service.flush()
     assert service.policy_save_error is None
     assert told[-1] is None
+    await service.stop()
     reloaded = hub(tmp_path)
     await reloaded.load()
     assert {r.appliance_id for r in reloaded.policy.registrations()} == {"oven", "fridge", "dishwasher"}
@@ -121,15 +122,16 @@ async def test_approvals_that_cannot_be_saved_are_reported_once_and_saved_with_t
 async def test_approvals_are_never_saved_over_those_on_disk_before_they_are_read(tmp_path: Path) -> None:
     first = hub(tmp_path)
     await first.load()
-    first.policy.preregister("oven", "482913")
+    await first.policy.preregister("oven", "482913")
     await first.stop()
     saves = Saves()
     service = hub(tmp_path, listener=saves)
-    service.policy.preregister("fridge", "551207")  # before load(): nothing saved
+    await service.policy.preregister("fridge", "551207")  # before load(): nothing saved
     await service.flush()
     assert saves.told == []
     await service.load()
     assert [r.appliance_id for r in service.policy.registrations()] == ["oven"]
+    await service.stop()  # its SRP worker, started by the pre-registration
 
 
 async def test_a_renewed_listener_certificate_that_cannot_be_saved_is_not_used(tmp_path: Path) -> None:
@@ -164,10 +166,11 @@ async def test_flush_returns_when_saves_already_finished(tmp_path: Path) -> None
     loop = asyncio.get_running_loop()
     loop.set_task_factory(asyncio.eager_task_factory)  # as Home Assistant runs many of its tasks
     try:
-        service.policy.preregister("oven", "123456")  # schedules a save that finishes at once
+        await service.policy.preregister("oven", "123456")  # schedules a save that finishes at once
         await service.flush()
     finally:
         loop.set_task_factory(None)
+        await service.stop()
     assert [r["appliance_id"] for r in policy_store.saved[-1]["registrations"]] == ["oven"]
 
 
@@ -182,10 +185,11 @@ async def test_flush_returns_when_a_save_has_just_finished(tmp_path: Path) -> No
         ledger_journal=JournalFile(tmp_path / "ledger.jsonl"),
     )
     await service.load()
-    service.policy.preregister("oven", "123456")  # schedules a save
+    await service.policy.preregister("oven", "123456")  # schedules a save
     await asyncio.sleep(0)  # the save runs and finishes
     await service.flush()
     assert [r["appliance_id"] for r in policy_store.saved[-1]["registrations"]] == ["oven"]
+    await service.stop()
 
 
 @pytest.mark.parametrize(
@@ -216,7 +220,7 @@ async def test_a_revocation_whose_approvals_cannot_be_saved_is_refused_as_unsave
     disk.full = False
     service = hub(tmp_path, policy_store=disk)
     await service.load()
-    service.policy.preregister("oven", "482913")
+    await service.policy.preregister("oven", "482913")
     await service.flush(check=True)
     disk.full = True
     with pytest.raises(ValueError, match=r"revoked 0 certificate\(s\), but the approvals could not be saved"):

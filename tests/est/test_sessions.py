@@ -150,7 +150,7 @@ async def test_a_factory_retry_over_a_resumed_session_completes(
     assert asked.status == 202, asked.body
     (pending,) = server.service.policy.pending_requests()
     assert pending.kind is CredentialKind.FACTORY
-    server.service.policy.approve(pending.request_id)
+    await server.service.policy.approve(pending.request_id)
     retry = await post(server, "simpleenroll", csr, context, asked.session)
     assert retry.resumed
     assert retry.status == 200, retry.body

@@ -50,8 +50,11 @@ class Run:
         self.code, self.lines, self.error = code, lines, error
 
     def line(self, text: str) -> str:
-        (found,) = [line for line in self.lines if text in line]
+        (found,) = self.lines_with(text)
         return found
+
+    def lines_with(self, text: str) -> list[str]:
+        return [line for line in self.lines if text in line]
 
 
 async def appliance(
@@ -90,7 +93,7 @@ def stored_certificate(state_dir: Path) -> x509.Certificate:
     return x509.load_pem_x509_certificate((state_dir / "certificate.pem").read_bytes())
 
 
-async def test_enrolls_with_its_pin_and_pins_the_ca(
+async def test_pairs_through_the_pin_exchange_and_pins_the_ca_it_authenticated(
     server: RunningServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run = await appliance(
@@ -98,7 +101,9 @@ async def test_enrolls_with_its_pin_and_pins_the_ca(
     )
     assert run.code == ExitCode.OK, run.error
     ca = server.service.ca
-    assert format_fingerprint(ca.fingerprint) in run.line("trusting the server's CA on first use")
+    assert run.line("enrolling as oven through the PIN exchange (the PIN never leaves the appliance)")
+    assert format_fingerprint(ca.fingerprint) in run.line("the PIN exchange authenticated the hub's CA")
+    assert not [line for line in run.lines if "trusting" in line]  # no trust on first use
     assert "enrolled: CN=oven" in run.line("enrolled")
     assert x509.load_pem_x509_certificate((tmp_path / "ca.pem").read_bytes()) == ca.certificate
     certificate = stored_certificate(tmp_path)
@@ -115,11 +120,22 @@ async def test_enrolls_with_its_pin_and_pins_the_ca(
     assert len(server.service.ledger) == 1
 
 
+async def test_legacy_basic_never_downgrades_a_hub_that_offers_the_exchange(
+    server: RunningServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = await appliance(
+        capsys, tmp_path, "--id", "oven", "--pin", "123456", "--legacy-basic", "--server", server.url
+    )
+    assert run.code == ExitCode.OK, run.error
+    assert run.line("enrolling as oven through the PIN exchange")
+    assert not run.lines_with("HTTP Basic")
+
+
 async def test_an_id_that_is_no_host_name_enrolls_without_a_dns_name(
     server: RunningServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """``oven-.local`` cannot be a dNSName (RFC 1123): the appliance asks for none rather than be refused."""
-    server.service.policy.preregister("oven-", "123456")
+    await server.service.policy.preregister("oven-", "123456")
     run = await appliance(capsys, tmp_path, "--id", "oven-", "--pin", "123456", "--server", server.url)
     assert run.code == ExitCode.OK, run.error
     certificate = stored_certificate(tmp_path)
@@ -193,7 +209,7 @@ async def test_waits_for_the_owner_and_shows_its_key(
 ) -> None:
     async def owner_approves() -> None:
         (pending,) = server.service.policy.pending_requests()
-        server.service.policy.approve(pending.request_id)
+        await server.service.policy.approve(pending.request_id)
 
     run = await appliance(
         capsys, tmp_path, "--id", "fridge", "--server", server.url, when_waiting=owner_approves
@@ -221,6 +237,7 @@ async def test_waits_for_the_owner_and_shows_its_key(
         ("nothing", ExitCode.NOT_APPROVED, "appliance: not approved: the owner did not approve within 1.5 s"),
     ],
 )
+@pytest.mark.parametrize("pin", [[], ["--pin", "246810"]], ids=["fingerprint", "PIN exchange"])
 async def test_the_owner_says_no_or_nothing(
     server: RunningServer,
     tmp_path: Path,
@@ -228,6 +245,7 @@ async def test_the_owner_says_no_or_nothing(
     owner: str,
     code: ExitCode,
     message: str,
+    pin: list[str],
 ) -> None:
     async def decide() -> None:
         if owner == "reject":
@@ -239,15 +257,18 @@ async def test_the_owner_says_no_or_nothing(
         tmp_path,
         "--id",
         "fridge",
+        *pin,
         "--server",
         server.url,
         "--approval-timeout",
         "1.5",
         when_waiting=decide,
     )
+    if pin:  # nothing is trusted before an exchange succeeds: no CA to keep
+        message = message.replace(", the CA stays pinned in {state}/ca.pem", "")
     assert (run.code, run.error) == (code, message.format(state=tmp_path))
     assert not (tmp_path / "certificate.pem").exists()
-    assert (tmp_path / "ca.pem").exists()
+    assert (tmp_path / "ca.pem").exists() is not bool(pin)
 
 
 async def test_a_rejected_appliance_asks_again_with_a_new_key_under_the_pinned_ca(
@@ -262,7 +283,7 @@ async def test_a_rejected_appliance_asks_again_with_a_new_key_under_the_pinned_c
 
     async def owner_approves() -> None:
         (pending,) = policy.pending_requests()
-        policy.approve(pending.request_id)
+        await policy.approve(pending.request_id)
 
     fridge = ("--id", "fridge", "--server", server.url)
     state = tmp_path / "fridge"
@@ -301,18 +322,25 @@ async def test_a_rejected_appliance_that_cannot_discard_its_key_says_so(
     )
 
 
-async def test_wrong_pins_then_locked_out(
+@pytest.mark.usefixtures("quick_retries")
+async def test_a_wrong_pin_fails_its_exchanges_then_the_hub_locks_it_out(
     server: RunningServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    for _ in range(FREE_ATTEMPTS):
-        run = await appliance(capsys, tmp_path, "--id", "oven", "--pin", "000000", "--server", server.url)
-        assert (run.code, run.error) == (
-            ExitCode.WRONG_PIN,
-            "appliance: wrong PIN: 401: wrong secret for appliance oven",
-        )
-    run = await appliance(capsys, tmp_path, "--id", "oven", "--pin", "123456", "--server", server.url)
-    assert run.code == ExitCode.LOCKED_OUT
+    run = await appliance(capsys, tmp_path, "--id", "oven", "--pin", "000000", "--server", server.url)
+    assert run.code == ExitCode.EXCHANGE_FAILED
+    assert run.error == (
+        f"appliance: PIN exchange failed: {agent.MAX_FAILED_EXCHANGES} PIN exchanges failed, the last with: "
+        "401: the PIN exchange failed: appliance oven does not know the PIN the hub has for it (is the PIN "
+        "right, and is this the household hub?); check the PIN; the owner may type it again, then run again"
+    )
+    assert len(run.lines_with("the PIN exchange failed (401")) == agent.MAX_FAILED_EXCHANGES - 1
+    assert agent.MAX_FAILED_EXCHANGES < FREE_ATTEMPTS  # one run alone never locks the appliance out
+    run = await appliance(capsys, tmp_path, "--id", "oven", "--pin", "000000", "--server", server.url)
+    assert run.code == ExitCode.LOCKED_OUT  # every failed exchange counted like a wrong PIN
     assert re.fullmatch(r"appliance: locked out: 429: .+ \(retry after \d+ s\); wait, then .+", run.error)
+    run = await appliance(capsys, tmp_path, "--id", "oven", "--pin", "123456", "--server", server.url)
+    assert run.code == ExitCode.LOCKED_OUT  # the right PIN too, until the lockout ends
+    assert len(server.service.ledger) == 0
 
 
 async def test_renews_with_a_new_key_until_revoked(
@@ -346,7 +374,7 @@ async def test_renews_with_a_new_key_until_revoked(
 
     async def owner_approves() -> None:
         (pending,) = server.service.policy.pending_requests()
-        server.service.policy.approve(pending.request_id)
+        await server.service.policy.approve(pending.request_id)
 
     again = await appliance(
         capsys, tmp_path, "--id", "oven", "--server", server.url, when_waiting=owner_approves
@@ -408,7 +436,7 @@ async def with_factory_certificate(
         (pending,) = service.policy.pending_requests()
         assert pending.factory_fingerprint is not None
         assert pending.factory_issuer is not None and (issuer or "") in pending.factory_issuer
-        service.policy.approve(pending.request_id)
+        await service.policy.approve(pending.request_id)
 
     try:
         run = await appliance(
@@ -546,7 +574,9 @@ def test_bad_command_lines(arguments: list[str], complaint: str, capsys: pytest.
 
 
 def test_exit_codes_are_documented() -> None:
-    documented = {int(code) for code in re.findall(r"^\s{4}(\d)\s{2}", cli.__doc__ or "", re.MULTILINE)}
+    documented = {
+        int(code) for code in re.findall(r"^\s{4}(\d{1,2})\s{1,2}\S", cli.__doc__ or "", re.MULTILINE)
+    }
     assert documented == {int(code) for code in ExitCode}
     profile = DOCS.read_text()
     for code in ExitCode:
@@ -615,8 +645,13 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
 
 
 @pytest.mark.usefixtures("quick_retries")
+@pytest.mark.parametrize(
+    ("pin", "failed"),
+    [([], "enrollment failed"), (["--pin", "246810"], "the PIN exchange failed")],
+    ids=["fingerprint", "PIN exchange"],
+)
 async def test_an_outage_while_waiting_for_the_owner_is_ridden_out(
-    server: RunningServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    server: RunningServer, tmp_path: Path, capsys: pytest.CaptureFixture[str], pin: list[str], failed: str
 ) -> None:
     """The hub restarts (or Wi-Fi drops) while the appliance waits: it keeps asking until it is back."""
     service = server.service
@@ -630,16 +665,16 @@ async def test_an_outage_while_waiting_for_the_owner_is_ridden_out(
         while not service.policy.pending_requests():
             await asyncio.sleep(0.05)
         (pending,) = service.policy.pending_requests()
-        service.policy.approve(pending.request_id)
+        await service.policy.approve(pending.request_id, pin=pin[1] if pin else None)
 
     run = await appliance(
         capsys,
         tmp_path,
-        *("--id", "fridge", "--server", server.url, "--approval-timeout", "30"),
+        *("--id", "fridge", *pin, "--server", server.url, "--approval-timeout", "30"),
         when_waiting=restart_then_approve,
     )
     assert run.code == ExitCode.OK, run.error
-    assert [line for line in run.lines if line.startswith("enrollment failed (cannot reach the EST server")]
+    assert [line for line in run.lines if line.startswith(f"{failed} (cannot reach the EST server")]
     assert stored_certificate(tmp_path).subject.rfc4514_string() == "CN=fridge"
 
 
@@ -659,7 +694,9 @@ async def test_enrollment_asks_again_after_a_passing_refusal(
     ca: HouseholdCA, tmp_path: Path, capsys: pytest.CaptureFixture[str], refusal: Step
 ) -> None:
     async with scripted_hub(ca, [refusal]) as hub:
-        run = await appliance(capsys, tmp_path, "--id", "oven", "--pin", "123456", "--server", hub.url)
+        run = await appliance(
+            capsys, tmp_path, "--id", "oven", "--pin", "123456", "--legacy-basic", "--server", hub.url
+        )
     assert run.code == ExitCode.OK, run.error
     assert hub.answered == [("simpleenroll", refusal.status), ("simpleenroll", 200)]
     assert run.line(f"enrollment failed ({refusal.status}: {refusal.reason}")
@@ -680,7 +717,9 @@ async def test_enrollment_stops_at_a_lockout_or_a_wrong_pin(
     ca: HouseholdCA, tmp_path: Path, capsys: pytest.CaptureFixture[str], refusal: Step, code: ExitCode
 ) -> None:
     async with scripted_hub(ca, [refusal]) as hub:
-        run = await appliance(capsys, tmp_path, "--id", "oven", "--pin", "123456", "--server", hub.url)
+        run = await appliance(
+            capsys, tmp_path, "--id", "oven", "--pin", "123456", "--legacy-basic", "--server", hub.url
+        )
     assert run.code == code
     assert hub.answered == [("simpleenroll", refusal.status)]
 
@@ -690,7 +729,9 @@ async def test_a_renewal_answered_202_asks_again(
 ) -> None:
     """RFC 7030 §4.2.3 holds for simplereenroll too: 202 + Retry-After, then the same request again."""
     async with scripted_hub(ca) as hub:
-        enrolled = await appliance(capsys, tmp_path, "--id", "oven", "--pin", "1", "--server", hub.url)
+        enrolled = await appliance(
+            capsys, tmp_path, "--id", "oven", "--pin", "1", "--legacy-basic", "--server", hub.url
+        )
         assert enrolled.code == ExitCode.OK, enrolled.error
         hub.script.append(Step(202, "processing", {"Retry-After": "1"}))
         run = await appliance(capsys, tmp_path, "--id", "oven", "--server", hub.url, "--renew-after", "0")
@@ -703,7 +744,9 @@ async def enrolled_oven(
     capsys: pytest.CaptureFixture[str], state_dir: Path, hub: ScriptedHub
 ) -> x509.Certificate:
     """Enroll the oven with its PIN at the scripted hub; its stored certificate."""
-    enrolled = await appliance(capsys, state_dir, "--id", "oven", "--pin", "1", "--server", hub.url)
+    enrolled = await appliance(
+        capsys, state_dir, "--id", "oven", "--pin", "1", "--legacy-basic", "--server", hub.url
+    )
     assert enrolled.code == ExitCode.OK, enrolled.error
     return stored_certificate(state_dir)
 
@@ -733,7 +776,16 @@ async def test_a_certificate_that_expires_unrenewed_enrolls_again(
         first = await enrolled_oven(capsys, tmp_path, hub)
         hub.always["simplereenroll"] = Step(500, "the CA failed")
         run = await appliance(
-            capsys, tmp_path, "--id", "oven", "--pin", "1", "--server", hub.url, until="enrolled"
+            capsys,
+            tmp_path,
+            "--id",
+            "oven",
+            "--pin",
+            "1",
+            "--legacy-basic",
+            "--server",
+            hub.url,
+            until="enrolled",
         )
     assert run.code == ExitCode.OK, run.error
     renewals = hub.answered[1:-1]
@@ -755,7 +807,9 @@ async def test_a_certificate_found_expired_at_start_enrolls_again_with_a_new_key
     async with scripted_hub(ca, lifetime=timedelta(hours=1)) as hub:
         first = await enrolled_oven(capsys, tmp_path, hub)
         clock.offset = timedelta(hours=2)
-        run = await appliance(capsys, tmp_path, "--id", "oven", "--pin", "1", "--server", hub.url)
+        run = await appliance(
+            capsys, tmp_path, "--id", "oven", "--pin", "1", "--legacy-basic", "--server", hub.url
+        )
     assert run.code == ExitCode.OK, run.error
     assert run.line("the stored certificate has expired; enrolling again with a new key")
     assert hub.answered == [("simpleenroll", 200), ("simpleenroll", 200)]
@@ -775,7 +829,7 @@ async def test_a_certificate_the_server_calls_expired_enrolls_again(
 
         async def owner_approves() -> None:  # the pre-registration was used: a new key asks the owner
             (pending,) = server.service.policy.pending_requests()
-            server.service.policy.approve(pending.request_id, pin="123456")
+            await server.service.policy.approve(pending.request_id, pin="123456")
 
         run = await appliance(
             capsys,

@@ -42,10 +42,15 @@ def test_the_announcement_carries_where_and_which_ca() -> None:
     )
     assert info.type == "_est._tcp.local."
     assert info.name == "Home Household CA._est._tcp.local."
-    assert info.properties == {b"path": b"/.well-known/est", b"cafp": FINGERPRINT.encode(), b"ver": b"1"}
+    assert info.properties == {
+        b"path": b"/.well-known/est",
+        b"cafp": FINGERPRINT.encode(),
+        b"ver": b"1",
+        b"pake": b"srp6a-sha512-3072",  # the PIN exchange is offered: an appliance sends its PIN no other way
+    }
     assert all(len(value or b"") < 255 for value in info.properties.values())
     assert server_from_service_info(info) == EstServer(
-        "Home Household CA", "https://10.0.0.2:8443", None, FINGERPRINT
+        "Home Household CA", "https://10.0.0.2:8443", None, FINGERPRINT, pake_methods=("srp6a-sha512-3072",)
     )
 
 
@@ -74,6 +79,21 @@ def test_what_a_browser_makes_of_announcements(
     else:
         assert server is not None
         assert (server.base_url, server.label, server.ca_fingerprint) == expected
+
+
+@pytest.mark.parametrize(
+    ("properties", "methods"),
+    [
+        ({"pake": ""}, ()),  # none announced (a hub from before it): the appliance asks GET .../pake
+        ({}, ("srp6a-sha512-3072",)),
+        ({"pake": "spake2plus,srp6a-sha512-3072"}, ("spake2plus", "srp6a-sha512-3072")),
+    ],
+)
+def test_an_announcement_lists_the_pin_exchange_methods_it_offers(
+    properties: dict[str, str], methods: tuple[str, ...]
+) -> None:
+    server = announcement(["10.0.0.2"], **properties)
+    assert server is not None and server.pake_methods == methods
 
 
 @pytest.mark.parametrize(

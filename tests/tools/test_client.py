@@ -70,7 +70,7 @@ async def test_every_operation(server: RunningServer) -> None:
         certificate = await client.enroll(build_csr(oven_key, "oven"), username="oven", password="123456")
         renewed = await client.reenroll(renewal_csr(oven_key, certificate), certificate, oven_key)
         assert renewed.subject == certificate.subject
-        server.service.policy.preregister("stove", "123456")  # oven used its pre-registration
+        await server.service.policy.preregister("stove", "123456")  # oven used its pre-registration
         private_key, generated = await client.serverkeygen(
             build_csr(rsa.generate_private_key(public_exponent=65537, key_size=2048), "stove"),
             username="stove",
@@ -92,7 +92,7 @@ async def test_enroll_waits_for_the_owner(server: RunningServer) -> None:
         while not server.service.policy.pending_requests():
             await asyncio.sleep(0.01)
         (pending,) = server.service.policy.pending_requests()
-        server.service.policy.approve(pending.request_id, pin="246810")
+        await server.service.policy.approve(pending.request_id, pin="246810")
 
     approval = asyncio.create_task(owner())
     async with server.client() as client:

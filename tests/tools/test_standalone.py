@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 import json
 from pathlib import Path
 import stat
+import subprocess
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 import pytest
 
 from custom_components.est_pairing.est import storage
+from custom_components.est_pairing.est.csr import inspect_request
 from custom_components.est_pairing.est.fingerprints import public_key_fingerprint
+from custom_components.est_pairing.est.policy import AwaitingOwner, ExchangeFailure, PendingEnrollment
 from custom_components.est_pairing.est.service import ServiceConfig
 from custom_components.est_pairing.est.tls import ListenerNames
+from custom_components.est_pairing.est.verifiers import PinVerifier
 from est_tools.appliance.client import EstClient, Pending, build_csr
 from est_tools.standalone import cli
+from tests.appliance_process import ApplianceProcess
+from tests.est.conftest import make_service
 from tests.est.standalone import Serving, est_server, start
 
 pytestmark = pytest.mark.slow  # the standalone server as a real process
@@ -82,13 +89,9 @@ async def test_secrets_can_stay_off_the_command_line(tmp_path: Path) -> None:
             code, _, stderr = await est_server("approve", "fridge", "--data-dir", data_dir, "--pin", "-")
             # refused as such, not counted as a wrong PIN
             assert (code, stderr.splitlines()[-1]) == (1, "est-server approve: no PIN on standard input")
-            code, _, stderr = await est_server(
-                "approve", "fridge", "--data-dir", data_dir, "--pin", "-", stdin="1\n"
-            )
+            code, _, stderr = await approve_with_pin(data_dir, "fridge", "1")
             assert (code, "does not match" in stderr) == (1, True)
-            code, stdout, _ = await est_server(
-                "approve", "fridge", "--data-dir", data_dir, "--pin", "-", stdin="999\n"
-            )
+            code, stdout, _ = await approve_with_pin(data_dir, "fridge", "999")
             assert code == 0, stdout
             assert isinstance(
                 await client.simpleenroll(fridge, username="fridge", password="999"), x509.Certificate
@@ -289,3 +292,151 @@ async def test_a_power_cut_between_pem_files_never_stops_the_next_start(
         assert service.ca.issued(service.listener_identity.certificate)
     finally:
         await service.stop()
+
+
+# --- the PIN exchange ----------------------------------------------------------------------------------
+
+
+async def waiting_appliance(
+    serving: Serving, state_dir: Path, appliance_id: str, pin: str
+) -> ApplianceProcess:
+    """``scripts/appliance --id ID --pin PIN --server URL --once``, started."""
+    return await ApplianceProcess.start(
+        *("--id", appliance_id, "--pin", pin, "--server", serving.url, "--once"),
+        *("--state-dir", str(state_dir), "--approval-timeout", "120"),
+    )
+
+
+async def approve_with_pin(data_dir: Path, appliance_id: str, pin: str) -> tuple[int, str, str]:
+    """``est-server approve ID --pin -`` with the PIN on standard input."""
+    return await est_server("approve", appliance_id, "--data-dir", data_dir, "--pin", "-", stdin=f"{pin}\n")
+
+
+def openssl_verifies(ca: Path, certificate: Path) -> str:
+    finished = subprocess.run(
+        ["openssl", "verify", "-CAfile", str(ca), str(certificate)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return finished.stdout + finished.stderr
+
+
+async def test_an_appliance_waits_for_its_pin_then_pairs_through_the_exchange(tmp_path: Path) -> None:
+    data_dir, state = tmp_path / "data", tmp_path / "fridge"
+    serving = await start(data_dir)
+    try:
+        fridge = await waiting_appliance(serving, state, "fridge", "246810")
+        await fridge.expect("enrolling as fridge through the PIN exchange")
+        await fridge.expect("waiting for the owner to type this appliance's PIN")
+        code, stdout, _ = await est_server("list", "--data-dir", data_dir, "--json")
+        (pending,) = json.loads(stdout)["pending"]
+        assert (pending["kind"], pending["state"]) == ("pake", "waiting for its PIN (approve --pin -)")
+
+        code, stdout, stderr = await approve_with_pin(data_dir, "fridge", "246810")
+        assert (code, stdout) == (0, "approved fridge: its PIN exchange proved the PIN; it is enrolled\n"), (
+            stderr
+        )
+        assert await fridge.exit_code() == 0, fridge.lines
+        assert [
+            line for line in fridge.lines if line.startswith("the PIN exchange authenticated the hub's CA")
+        ]
+    finally:
+        said = await serving.stop()
+    assert "246810" not in said
+    assert "246810" not in (data_dir / "approvals.json").read_text()
+    assert openssl_verifies(data_dir / "ca.pem", state / "certificate.pem").endswith(": OK\n")
+    assert (state / "ca.pem").read_bytes() == (data_dir / "ca.pem").read_bytes()
+
+
+async def test_a_mistyped_pin_shows_and_the_right_one_then_pairs(tmp_path: Path) -> None:
+    data_dir, state = tmp_path / "data", tmp_path / "fridge"
+    serving = await start(data_dir)
+    try:
+        fridge = await waiting_appliance(serving, state, "fridge", "246810")
+        await fridge.expect("waiting for the owner to type this appliance's PIN")
+        code, _, stderr = await approve_with_pin(data_dir, "fridge", "246801")
+        assert (code, stderr.splitlines()[-1]) == (  # the last line: coverage may warn before it
+            1,
+            "est-server approve: the PIN does not match fridge's: its PIN exchange failed; approve it again "
+            "with the right PIN (2 more tries)",
+        )
+        await fridge.expect("the PIN exchange failed (401")
+        code, stdout, _ = await est_server("list", "--data-dir", data_dir)
+        assert "its exchange failed: the PIN did not match; approve it again with the right PIN" in stdout
+
+        code, stdout, stderr = await approve_with_pin(data_dir, "fridge", "246810")
+        assert code == 0, stderr
+        assert await fridge.exit_code() == 0, fridge.lines
+    finally:
+        await serving.stop()
+    assert openssl_verifies(data_dir / "ca.pem", state / "certificate.pem").endswith(": OK\n")
+
+
+async def test_a_user_given_to_serve_pairs_through_the_exchange_unattended(tmp_path: Path) -> None:
+    data_dir, state = tmp_path / "data", tmp_path / "oven"
+    serving = await start(data_dir, "--user", "oven:123456")
+    try:
+        oven = await waiting_appliance(serving, state, "oven", "123456")
+        assert await oven.exit_code() == 0, oven.lines
+        assert not [line for line in oven.lines if "waiting for the owner" in line]
+    finally:
+        await serving.stop()
+    saved = json.loads((data_dir / "approvals.json").read_text())
+    assert "123456" not in json.dumps(saved)
+    (registration,) = saved["registrations"]
+    assert registration["verifier"]["method"] == "srp6a-sha512-3072"
+
+
+async def given_pin(pending: PendingEnrollment, before: PinVerifier | None = None) -> PinVerifier:
+    """The verifier of the PIN ``approve`` gives, once the SRP worker made it (another than ``before``)."""
+    while (verifier := pending.verifier) is None or verifier == before:
+        await asyncio.sleep(0.01)
+    return verifier
+
+
+async def test_approve_pin_says_how_the_next_exchange_went(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its reply, and serve's output: none came in time, a mistyped PIN, a request that went."""
+    service = make_service(tmp_path, listener=cli.ConsoleListener())
+    await service.load()
+    policy = service.policy
+    request = inspect_request(build_csr(ec.generate_private_key(ec.SECP256R1()), "fridge"))
+    waiting = await policy.exchange_verifier("fridge", request, None)
+    assert isinstance(waiting, AwaitingOwner)
+    approve = {"command": "approve", "appliance": "fridge", "pin": "246810"}
+    try:
+        monkeypatch.setattr(cli, "EXCHANGE_WAIT", 0.05)
+        reply = await cli._control_command(service, approve)
+        assert reply == {
+            "ok": True,
+            "message": "PIN given for fridge: it enrolls with its next PIN exchange (none came within "
+            "0.05 s; `est-server list` shows how it goes)",
+        }
+
+        monkeypatch.setattr(cli, "EXCHANGE_WAIT", 30.0)
+        mistyped = asyncio.create_task(cli._control_command(service, {**approve, "pin": "246801"}))
+        verifier = await given_pin(waiting.pending, waiting.pending.verifier)
+        policy.exchange_failed("fridge", request.key_fingerprint, verifier)  # the appliance's proof
+        assert await mistyped == {
+            "ok": False,
+            "error": "the PIN does not match fridge's: its PIN exchange failed; approve it again with the "
+            "right PIN (2 more tries)",
+        }
+
+        gone = asyncio.create_task(cli._control_command(service, approve))
+        await given_pin(waiting.pending)
+        policy.withdraw(waiting.pending.request_id)
+        assert await gone == {
+            "ok": False,
+            "error": "the request of fridge stopped waiting meanwhile (see `list`)",
+        }
+        cli.ConsoleListener().exchange_failed(ExchangeFailure("oven"))  # a pre-registration's PIN
+    finally:
+        await service.stop()
+    assert capsys.readouterr().out.splitlines()[-2:] == [
+        "the PIN does not match fridge's: its PIN exchange failed; approve it again with the right PIN "
+        "(2 more tries)",
+        "the PIN exchange of oven failed: it does not know the PIN the server has",
+    ]

@@ -11,6 +11,8 @@ from typing import Final
 
 from zeroconf.asyncio import AsyncServiceInfo
 
+from .pake import MDNS_TXT_KEY
+from .srp6a import METHOD
 from .wire import EST_PATH
 
 SERVICE_TYPE: Final = "_est._tcp.local."
@@ -25,8 +27,17 @@ QR_SCHEME: Final = "est"
 
 
 def txt_properties(ca_fingerprint: str) -> dict[str, str]:
-    """The TXT record of an announcement (every value well under the 255-byte limit)."""
-    return {TXT_PATH: EST_PATH, TXT_CA_FINGERPRINT: ca_fingerprint, TXT_VERSION: PROFILE_VERSION}
+    """The TXT record of an announcement (every value well under the 255-byte limit).
+
+    ``pake`` lists the PIN exchange methods the listener speaks: an appliance with a PIN that sees it
+    never sends the PIN another way.
+    """
+    return {
+        TXT_PATH: EST_PATH,
+        TXT_CA_FINGERPRINT: ca_fingerprint,
+        TXT_VERSION: PROFILE_VERSION,
+        MDNS_TXT_KEY: METHOD,
+    }
 
 
 def service_info(

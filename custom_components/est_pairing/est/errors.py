@@ -124,6 +124,14 @@ class HubProofFailed(EstError):
     """
 
 
+class ExchangeNotOffered(EstError):
+    """The hub does not offer the PIN exchange, and the appliance may not send its PIN another way."""
+
+
+class ExchangeFailed(EstError):
+    """PIN exchanges kept failing: the PIN on the appliance is not the hub's (or a fake hub answers)."""
+
+
 class ApprovalTimeout(EstError):
     """The owner did not approve the request within the client's overall timeout."""
 

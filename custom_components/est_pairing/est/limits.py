@@ -48,6 +48,9 @@ PENDING_MAX_PER_ADDRESS: Final = 8  # pending requests from one source address
 PENDING_TTL: Final = 24 * 3600.0  # a request nobody approved is forgotten after this
 PENDING_IDLE_TTL: Final = 15 * 60.0  # ... or after the appliance stopped retrying this long
 RETRY_AFTER_PENDING: Final = 5  # seconds an appliance waits between polls while pending
+# Seconds the owner's dialog (or `approve --pin`) waits for the appliance's next PIN exchange after
+# the owner typed its PIN: several of its retries. Then the PIN waits for the appliance's return.
+EXCHANGE_WAIT: Final = 30.0
 REJECTED_MAX: Final = 1024  # remembered rejections (identity + key)
 
 # Wrong secrets
@@ -62,6 +65,10 @@ OWNER_PIN_ATTEMPTS: Final = 3  # wrong PINs typed by the owner before the pairin
 PAKE_SESSION_TTL: Final = 60.0  # seconds from an exchange's start to its finish
 PAKE_SESSIONS_MAX: Final = 32  # exchanges between start and finish, overall
 PAKE_SESSIONS_PER_ADDRESS: Final = 4  # ... from one source address
+# The SRP worker process that runs them (and every PIN-to-verifier and PIN-against-verifier check)
+SRP_WORKER_IDLE: Final = 60.0  # seconds without a request before the worker process stops
+SRP_WORKER_QUEUE: Final = 32  # requests waiting for it at once; more are refused as busy (503)
+SRP_WORKER_TIMEOUT: Final = 10.0  # seconds one request may take (a step takes 1-50 ms) before it is stopped
 
 # Certificates
 DEFAULT_VALIDITY_DAYS: Final = 365

@@ -7,25 +7,15 @@ authenticates the appliance's certificate request to the hub and the household C
 to the appliance. ``docs/appliance-profile.md`` specifies it for appliance makers; the appliance's
 side is ``est_tools.appliance.pake_client``.
 
-The arithmetic is the ``srp`` package's (pysrp), called through its public API with its default
-formulas, never its process-wide switches (``rfc5054_enable``, ``no_username_in_x``)::
-
-    H = SHA-512; numbers hashed as minimal big-endian bytes (no leading zero bytes, no padding)
-    k = H(N || g)                x = H(s || H(I || ":" || P))     v = g^x
-    A = g^a                      B = k*v + g^b                    u = H(A || B)
-    S = (B - k*g^x)^(a + u*x) = (A * v^u)^b                       K = H(S)
-    M1 = H((H(N) xor H(g)) || H(I) || s || A || B || K)           M2 = H(A || M1 || K)
-
-Every step that raises a number to a secret power is slow (about 0.1-1 ms with pysrp's OpenSSL
-backend, 5-50 ms with its pure-Python one) and synchronous; each has an ``*_async`` twin that runs it
-in a worker thread. Note that the pure-Python backend holds the GIL through each exponentiation, so a
-thread keeps such a step off the event loop's code but not off its interpreter: ``scripts/bench
---pake`` prints how long each step holds it on each backend.
+The arithmetic (the group, pysrp's calls) is ``srp6a``'s; what the hub keeps is a
+``verifiers.PinVerifier``. Every step that raises a number to a secret power is slow (about 0.1-1 ms
+with pysrp's OpenSSL backend, 5-50 ms with its pure-Python one): :class:`HubExchanges` takes each
+step synchronously, or, in its ``*_async`` forms, through an ``SrpWork`` (the hub's SRP worker
+process), which keeps it off the event loop.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -34,12 +24,12 @@ import json
 import math
 import secrets
 import time
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 from cryptography.hazmat.primitives import hashes, hmac as crypto_hmac
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-import srp
 
+from . import srp6a
 from .csr import CertificateRequest, inspect_request
 from .errors import (
     Busy,
@@ -51,201 +41,21 @@ from .errors import (
     TooManyRequests,
 )
 from .issuance import check_claimed_id
-from .limits import MAX_SECRET_LENGTH, PAKE_SESSION_TTL, PAKE_SESSIONS_MAX, PAKE_SESSIONS_PER_ADDRESS
+from .limits import PAKE_SESSION_TTL, PAKE_SESSIONS_MAX, PAKE_SESSIONS_PER_ADDRESS
+from .srp6a import EPHEMERAL_BYTES, HASH_BYTES, METHOD, SrpBackend
+from .verifiers import DEFAULT_BACKEND, PinVerifier, SrpWork, ThreadedSrp, number
 from .wire import decode_base64, load_csr
 
-METHOD: Final = "srp6a-sha512-3072"  # the one exchange offered: its name on the wire and in mDNS TXT
 MDNS_TXT_KEY: Final = "pake"  # TXT pake=<method>[,<method>...]: the hub speaks the exchange
-PATH_SUFFIX: Final = "/pake"  # POST /.well-known/est[/label]/pake; GET there lists the methods
-
-# RFC 5054 Appendix A, the 3072-bit group, g = 5: the prime of RFC 3526 group 15,
-# N = 2^3072 - 2^3008 - 1 + 2^64 * (floor(2^2942 * pi) + 1690314), a safe prime.
-N_HEX: Final = (
-    b"FFFFFFFFFFFFFFFFC90FDAA22168C234C4C6628B80DC1CD129024E088A67CC74020BBEA63B139B22514A08798E3404DD"
-    b"EF9519B3CD3A431B302B0A6DF25F14374FE1356D6D51C245E485B576625E7EC6F44C42E9A637ED6B0BFF5CB6F406B7ED"
-    b"EE386BFB5A899FA5AE9F24117C4B1FE649286651ECE45B3DC2007CB8A163BF0598DA48361C55D39A69163FA8FD24CF5F"
-    b"83655D23DCA3AD961C62F356208552BB9ED529077096966D670C354E4ABC9804F1746C08CA18217C32905E462E36CE3B"
-    b"E39E772C180E86039B2783A2EC07A28FB5C55DF06F4C52C9DE2BCBF6955817183995497CEA956AE515D2261898FA0510"
-    b"15728E5A8AAAC42DAD33170D04507A33A85521ABDF1CBA64ECFB850458DBEF0A8AEA71575D060C7DB3970F85A6E1E4C7"
-    b"ABF5AE8CDB0933D71E8C94E04A25619DCEE3D2261AD2EE6BF12FFA06D98A0864D87602733EC86A64521F2B18177B200C"
-    b"BBE117577A615D6C770988C0BAD946E208E24FA074E5AB3143DB5BFCE0FD108E4B82D120A93AD2CAFFFFFFFFFFFFFFFF"
-)
-G_HEX: Final = b"05"  # bytes, not str: pysrp's OpenSSL backend takes only bytes
-N: Final = int(N_HEX, 16)
-G: Final = int(G_HEX, 16)
-N_BYTES: Final = 384
-HASH_BYTES: Final = 64  # SHA-512: M1, M2, K and both MACs
-SALT_BYTES: Final = 16  # the hub's salts: 16 bytes, the first one not zero
+OPERATION: Final = "pake"  # POST /.well-known/est[/label]/pake; GET there lists the methods
+MEDIA_TYPE: Final = "application/json"  # every message, both ways
 MAX_SALT_BYTES: Final = 64  # what an appliance accepts
-EPHEMERAL_BYTES: Final = 32  # a and b: 256 bits (RFC 5054 §2.5.4: at least 256), as pysrp's OpenSSL backend
-_PURE_PYTHON_EPHEMERAL_BYTES: Final = 256  # pysrp's pure-Python backend takes a and b in 256 bytes
 SESSION_ID_BYTES: Final = 16  # random bytes of the hub's session ids (base64url, unpadded)
 MAX_SESSION_ID_LENGTH: Final = 64
 
 # HKDF-SHA512 (RFC 5869) from K, no salt: one key for each direction.
 INFO_APPLIANCE_TO_HUB: Final = b"EST appliance pairing srp6a-sha512-3072: appliance to hub"
 INFO_HUB_TO_APPLIANCE: Final = b"EST appliance pairing srp6a-sha512-3072: hub to appliance"
-
-
-# --- the srp package, as used here ---------------------------------------------------------------------
-
-
-class SrpUser(Protocol):
-    """pysrp's client side (the appliance)."""
-
-    def start_authentication(self) -> tuple[str, bytes]:
-        """(I, A)."""
-
-    def process_challenge(self, salt: bytes, b_public: bytes, /) -> bytes | None:
-        """M1, or None if B fails the safety check."""
-
-    def verify_session(self, proof: bytes, /) -> None:
-        """Check M2."""
-
-    def authenticated(self) -> bool:
-        """Whether M2 was right."""
-
-    def get_session_key(self) -> bytes | None:
-        """K, once M2 was right."""
-
-
-class SrpVerifier(Protocol):
-    """pysrp's server side (the hub)."""
-
-    def get_challenge(self) -> tuple[bytes | None, bytes | None]:
-        """(s, B), or Nones if A failed the safety check."""
-
-    def verify_session(self, proof: bytes, /) -> bytes | None:
-        """M2 if M1 is right, else None."""
-
-    def get_session_key(self) -> bytes | None:
-        """K, once M1 was right."""
-
-
-class SrpBackend(Protocol):
-    """The ``srp`` package's public API: the package itself, or one of its two backend modules."""
-
-    SHA512: int
-    NG_CUSTOM: int
-    User: Callable[..., SrpUser]
-    Verifier: Callable[..., SrpVerifier]
-    create_salted_verification_key: Callable[..., tuple[bytes, bytes]]
-
-
-DEFAULT_BACKEND: Final[SrpBackend] = srp  # OpenSSL through ctypes where libssl.so loads, else pure Python
-
-
-def group(backend: SrpBackend) -> dict[str, Any]:
-    """The keyword arguments that give pysrp this exchange's group and hash."""
-    return {"hash_alg": backend.SHA512, "ng_type": backend.NG_CUSTOM, "n_hex": N_HEX, "g_hex": G_HEX}
-
-
-def with_ephemeral[T](make: Callable[[bytes], T], secret: bytes) -> T:
-    """Call ``make`` with an ephemeral secret (a or b) in the length the backend takes.
-
-    pysrp's two backends take the same number in different lengths: the OpenSSL one 32 bytes, the
-    pure-Python one 256 (this one, zero-padded). Each checks the length before any arithmetic.
-    """
-    try:
-        return make(secret)
-    except ValueError:
-        return make(secret.rjust(_PURE_PYTHON_EPHEMERAL_BYTES, b"\0"))
-
-
-# --- what the hub stores instead of a PIN ----------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class PinVerifier:
-    """A salt and an SRP verifier for one appliance id and PIN: what the hub keeps instead of the PIN.
-
-    Finding the PIN from it takes a guess per exponentiation (a PIN's few digits do not resist that: it
-    is kept as the owner's approvals are), and nothing the appliance or an eavesdropper sees helps.
-    """
-
-    appliance_id: str
-    salt: bytes = field(repr=False)
-    verifier: bytes = field(repr=False)
-
-    @classmethod
-    def create(cls, appliance_id: str, pin: str, backend: SrpBackend = DEFAULT_BACKEND) -> PinVerifier:
-        """Make the record for this id and PIN (slow: one exponentiation)."""
-        check_claimed_id(appliance_id)
-        _check_pin(pin)
-        while True:
-            salt, verifier = backend.create_salted_verification_key(
-                appliance_id, pin, salt_len=SALT_BYTES, **group(backend)
-            )
-            # pysrp returns the salt as a number's minimal bytes: 15 or fewer one time in 256.
-            if len(salt) == SALT_BYTES:
-                return cls(appliance_id, salt, verifier)
-
-    @classmethod
-    async def create_async(
-        cls, appliance_id: str, pin: str, backend: SrpBackend = DEFAULT_BACKEND
-    ) -> PinVerifier:
-        """:meth:`create` in a worker thread."""
-        return await asyncio.to_thread(cls.create, appliance_id, pin, backend)
-
-    def matches(self, pin: str, backend: SrpBackend = DEFAULT_BACKEND) -> bool:
-        """Whether ``pin`` is the PIN this record was made from (slow: a whole exchange, both sides).
-
-        For a PIN sent in HTTP Basic by a client that does not speak the exchange. pysrp has no call
-        that recomputes a verifier for a given salt, so both sides of an exchange run here, with
-        fresh ephemerals each time: nothing about the stored record can be timed across attempts.
-        Seven exponentiations: about 8 ms with pysrp's OpenSSL backend, 70 ms in pure Python
-        (``scripts/bench --pake``).
-        """
-        if not pin or len(pin) > MAX_SECRET_LENGTH:
-            return False
-        kwargs = group(backend)
-        user = with_ephemeral(
-            lambda a: backend.User(self.appliance_id, pin, bytes_a=a, **kwargs),
-            secrets.token_bytes(EPHEMERAL_BYTES),
-        )
-        _, a_public = user.start_authentication()
-        b_secret = secrets.token_bytes(EPHEMERAL_BYTES)
-        proof = user.process_challenge(self.salt, _challenge(backend, self, a_public, b_secret))
-        return proof is not None and _verify(backend, self, a_public, b_secret, proof) is not None
-
-    async def matches_async(self, pin: str, backend: SrpBackend = DEFAULT_BACKEND) -> bool:
-        """:meth:`matches` in a worker thread."""
-        return await asyncio.to_thread(self.matches, pin, backend)
-
-    def to_dict(self) -> dict[str, str]:
-        """For storage (JSON)."""
-        return {
-            "method": METHOD,
-            "appliance_id": self.appliance_id,
-            "salt": _b64(self.salt),
-            "verifier": _b64(self.verifier),
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> PinVerifier:
-        """What :meth:`to_dict` made; ValueError if it is not such a record."""
-        if data.get("method") != METHOD:
-            raise ValueError(f"not a {METHOD} verifier")
-        appliance_id, salt, verifier = data.get("appliance_id"), data.get("salt"), data.get("verifier")
-        if not isinstance(appliance_id, str) or not isinstance(salt, str) or not isinstance(verifier, str):
-            raise ValueError("a verifier record needs appliance_id, salt and verifier")  # noqa: TRY004
-        try:
-            record = cls(
-                appliance_id, base64.b64decode(salt, validate=True), base64.b64decode(verifier, validate=True)
-            )
-        except ValueError:
-            raise ValueError("a verifier record's salt and verifier are base64") from None
-        if len(record.salt) != SALT_BYTES or not record.salt[0]:
-            raise ValueError(f"a verifier record's salt is {SALT_BYTES} bytes, the first one not zero")
-        _number(record.verifier, "verifier", ValueError)
-        return record
-
-
-def _check_pin(pin: str) -> None:
-    if not pin:
-        raise MalformedRequest("a PIN is needed")
-    if len(pin) > MAX_SECRET_LENGTH:
-        raise MalformedRequest(f"secret is longer than {MAX_SECRET_LENGTH} characters")
 
 
 # --- keys and MACs from K ----------------------------------------------------------------------------------
@@ -367,7 +177,7 @@ def parse_request(body: bytes) -> PakeRequest:
         if method != METHOD:
             raise MalformedRequest(f"method {method!r} is not offered; this hub speaks {METHOD}")
         appliance_id = check_claimed_id(_text(fields, "id", MalformedRequest, max_length=64))
-        a_public = _number(_binary(fields, "A", MalformedRequest), "A", MalformedRequest)
+        a_public = number(_binary(fields, "A", MalformedRequest), "A", MalformedRequest)
         csr_der = _binary(fields, "csr", MalformedRequest)
         if csr_der[:1] != b"\x30":
             raise MalformedRequest("'csr' is not a DER PKCS#10 certificate request")
@@ -406,7 +216,7 @@ class Challenge:
         salt = _binary(fields, "salt", ProtocolError, max_size=MAX_SALT_BYTES)
         if not salt[0]:
             raise ProtocolError("the hub's salt starts with a zero byte")
-        return cls(session, salt, _number(_binary(fields, "B", ProtocolError), "B", ProtocolError))
+        return cls(session, salt, number(_binary(fields, "B", ProtocolError), "B", ProtocolError))
 
 
 @dataclass(frozen=True, slots=True)
@@ -512,22 +322,6 @@ def _binary(
     return data
 
 
-def _number[E: Exception](data: bytes, name: str, error: type[E]) -> bytes:
-    """A public value (A, B, v): minimal big-endian bytes of a number in 1..N-1."""
-    if not data:
-        raise error(f"'{name}' is empty")
-    if len(data) > N_BYTES:
-        raise error(f"'{name}' must be at most {N_BYTES} bytes (a number below N), not {len(data)}")
-    if not data[0]:
-        raise error(f"'{name}' starts with a zero byte: send the number's minimal big-endian bytes")
-    value = int.from_bytes(data, "big")
-    if value % N == 0:
-        raise error(f"'{name}' is zero modulo N (the SRP-6a safety check)")
-    if value >= N:
-        raise error(f"'{name}' is not reduced modulo N")
-    return data
-
-
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
@@ -589,13 +383,15 @@ class HubExchanges:
     - enroll: :meth:`take`, then :meth:`enroll` checks the request's MAC (PairingProofFailed again)
       and gives the PakeSuccess from which the caller answers, once it issued the certificate.
 
-    The table is the event loop's: only the ``*_async`` methods' big-number work runs elsewhere.
+    The table is the event loop's: only the ``*_async`` methods' big-number work runs elsewhere, in
+    ``work`` (the hub's SRP worker process; threads on ``backend`` by default).
     """
 
     def __init__(
         self,
         *,
         backend: SrpBackend = DEFAULT_BACKEND,
+        work: SrpWork | None = None,
         clock: Callable[[], float] = time.monotonic,
         random_bytes: Callable[[int], bytes] = secrets.token_bytes,
         ttl: float = PAKE_SESSION_TTL,
@@ -603,6 +399,7 @@ class HubExchanges:
         per_address: int = PAKE_SESSIONS_PER_ADDRESS,
     ) -> None:
         self._backend = backend
+        self._work = work or ThreadedSrp(backend)
         self._clock = clock
         self._random_bytes = random_bytes
         self._ttl = ttl
@@ -619,22 +416,34 @@ class HubExchanges:
         _check_verifier(start, verifier)
         self._check_room(start, address)
         b_secret = self._random_bytes(EPHEMERAL_BYTES)
-        b_public = _challenge(self._backend, verifier, start.a_public, b_secret)
+        try:
+            b_public = srp6a.challenge(self._backend, *_record(verifier), start.a_public, b_secret)
+        except ValueError as err:  # A is checked on parsing: pysrp's own safety check backs it
+            raise MalformedRequest(str(err)) from None
         return self._open(start, verifier, address, b_secret, b_public)
 
     async def start_async(self, start: StartRequest, verifier: PinVerifier, address: str | None) -> Challenge:
-        """:meth:`start` with its exponentiation in a worker thread (refused before it when full)."""
+        """:meth:`start` with its exponentiation done by ``work`` (refused before it when full)."""
         _check_verifier(start, verifier)
         self._check_room(start, address)
         b_secret = self._random_bytes(EPHEMERAL_BYTES)
-        b_public = await asyncio.to_thread(_challenge, self._backend, verifier, start.a_public, b_secret)
+        b_public = await self._work.challenge(verifier, start.a_public, b_secret)
         self._check_room(start, address)  # others may have started meanwhile
         return self._open(start, verifier, address, b_secret, b_public)
 
     def take(self, session_id: str) -> PakeSession:
         """The open exchange a prove or enroll names, out of the table: each step is taken once."""
+        session = self._open_session(session_id)
+        del self._sessions[session_id]
+        return session
+
+    def appliance_of(self, session_id: str) -> str:
+        """The appliance id of the open exchange a prove or enroll names (left in the table)."""
+        return self._open_session(session_id).appliance_id
+
+    def _open_session(self, session_id: str) -> PakeSession:
         self._expire()
-        if (session := self._sessions.pop(session_id, None)) is None:
+        if (session := self._sessions.get(session_id)) is None:
             raise ExchangeGone(
                 f"no such PIN exchange: it failed, finished or expired ({self._ttl:.0f} s after its start); "
                 "start again"
@@ -642,19 +451,16 @@ class HubExchanges:
         return session
 
     def prove(self, session: PakeSession, prove: ProveRequest) -> HubProof:
-        """Check the appliance's M1; give M2, keep the exchange for its enroll (slow: 3 exponentiations).
-
-        pysrp's server side is made again from the session's b, which recomputes B: the session
-        stays plain data between the requests.
-        """
+        """Check the appliance's M1; give M2, keep the exchange for its enroll (slow: 3 exponentiations)."""
         _check_unproven(session, prove.session)
-        return self._proven(session, _verify(self._backend, *_secrets(session), prove.proof))
+        verifier, a_public, b_secret = _secrets(session)
+        outcome = srp6a.verify(self._backend, *_record(verifier), a_public, b_secret, prove.proof)
+        return self._proven(session, outcome)
 
     async def prove_async(self, session: PakeSession, prove: ProveRequest) -> HubProof:
-        """:meth:`prove` with its exponentiations in a worker thread."""
+        """:meth:`prove` with its exponentiations done by ``work``."""
         _check_unproven(session, prove.session)
-        outcome = await asyncio.to_thread(_verify, self._backend, *_secrets(session), prove.proof)
-        return self._proven(session, outcome)
+        return self._proven(session, await self._work.verify(*_secrets(session), prove.proof))
 
     def enroll(self, session: PakeSession, enroll: EnrollRequest) -> PakeSuccess:
         """Check that the request is the one the exchange started with (fast: a MAC)."""
@@ -743,36 +549,8 @@ def _same_request(session: PakeSession, start: StartRequest) -> bool:
     )
 
 
-def _challenge(backend: SrpBackend, verifier: PinVerifier, a_public: bytes, b_secret: bytes) -> bytes:
-    """B for this verifier, A and b."""
-    _, b_public = _server(backend, verifier, a_public, b_secret).get_challenge()
-    if b_public is None:  # A is checked on parsing: pysrp's own safety check cannot fail here
-        raise MalformedRequest("'A' is zero modulo N (the SRP-6a safety check)")
-    return b_public
-
-
-def _verify(
-    backend: SrpBackend, verifier: PinVerifier, a_public: bytes, b_secret: bytes, proof: bytes
-) -> tuple[bytes, bytes] | None:
-    """(M2, K) if ``proof`` is the M1 of the exchange with this verifier, A and b; else None.
-
-    pysrp compares M1 with ``==``, not in constant time; each session is checked once, with its own
-    b, so the time of one comparison says nothing about another session's M1.
-    """
-    server = _server(backend, verifier, a_public, b_secret)
-    if (answer := server.verify_session(proof)) is None or (key := server.get_session_key()) is None:
-        return None
-    return answer, key
-
-
-def _server(backend: SrpBackend, verifier: PinVerifier, a_public: bytes, b_secret: bytes) -> SrpVerifier:
-    kwargs = group(backend)
-    return with_ephemeral(
-        lambda b: backend.Verifier(
-            verifier.appliance_id, verifier.salt, verifier.verifier, a_public, bytes_b=b, **kwargs
-        ),
-        b_secret,
-    )
+def _record(verifier: PinVerifier) -> tuple[str, bytes, bytes]:
+    return verifier.appliance_id, verifier.salt, verifier.verifier
 
 
 def _ceil(seconds: float) -> int:

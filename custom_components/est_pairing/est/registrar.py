@@ -31,6 +31,7 @@ from .issuance import Grant, IssuancePolicy
 from .ledger import CertificateRecord, Ledger, Supersession
 from .limits import CRL_VALIDITY_DAYS, MAX_VALID_CERTIFICATES, RENEWED_RENEWAL_FRACTION
 from .policy import AwaitingOwner, Claim, CredentialKind, EnrollmentPolicy
+from .verifiers import PinVerifier
 
 _BACKDATE = timedelta(minutes=5)
 _SECP256R1 = x509.ObjectIdentifier("1.2.840.10045.3.1.7")
@@ -173,9 +174,9 @@ class Registrar:
         """Simpleenroll (§4.2.1): first enrollment, which the owner approves."""
         request = inspect_request(csr)
         claim = self._claim(peer)
-        self.policy.authenticate(claim, request)  # a wrong secret is a 401 whatever the request asks
+        await self.policy.authenticate(claim, request)  # a wrong secret is a 401 whatever it asks
         grant = self.issuance.grant(request, claim.appliance_id)  # refuse before asking the owner
-        decision = self.policy.decide(claim, request, peer.address)
+        decision = await self.policy.decide(claim, request, peer.address)
         if isinstance(decision, AwaitingOwner):
             return decision
         issued = await self._answer(request, grant, decision.appliance_id)
@@ -269,19 +270,45 @@ class Registrar:
         """
         request = inspect_request(csr)
         claim = self._claim(peer)
-        self.policy.authenticate(claim, request)
+        await self.policy.authenticate(claim, request)
         if claim.kind is CredentialKind.FINGERPRINT:
             raise NotAllowed(
                 "server key generation needs a PIN, a pre-registration secret or a factory "
                 "certificate; without one the appliance must enroll its own key (simpleenroll)"
             )
         grant = self.issuance.grant(request, claim.appliance_id)
-        decision = self.policy.decide(claim, request, peer.address)
+        decision = await self.policy.decide(claim, request, peer.address)
         if isinstance(decision, AwaitingOwner):
             return decision
         generated = await self._answer(request, grant, decision.appliance_id, keygen=True)
         assert isinstance(generated, IssuedWithKey)  # noqa: S101 - _answer with keygen
         return generated
+
+    # --- the PIN exchange (its messages and arithmetic are the server's, in ``pairing``) ---------------
+
+    async def exchange_verifier(
+        self, appliance_id: str, request: CertificateRequest, address: str | None
+    ) -> PinVerifier | AwaitingOwner:
+        """An exchange's start: the verifier to challenge it with, or it waits for the owner.
+
+        What the request asks is checked first, as for simpleenroll: refused before the owner sees it.
+        """
+        self.issuance.grant(request, appliance_id)
+        return await self.policy.exchange_verifier(appliance_id, request, address)
+
+    async def enroll_exchanged(
+        self, appliance_id: str, request: CertificateRequest, verifier: PinVerifier
+    ) -> Issued:
+        """An exchange proved the PIN and bound its request: issue, through the usual path.
+
+        Recorded in the ledger before the caller answers; a repeat of the same request (its answer was
+        lost, and the appliance paired again) gets the same certificate, as for simpleenroll.
+        """
+        grant = self.issuance.grant(request, appliance_id)
+        decision = self.policy.approve_exchanged(appliance_id, request, verifier)
+        issued = await self._answer(request, grant, decision.appliance_id)
+        assert isinstance(issued, Issued)  # noqa: S101 - _answer without keygen
+        return issued
 
     async def revoke_appliance(
         self,

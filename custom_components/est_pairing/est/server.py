@@ -2,7 +2,9 @@
 
 Every answer has a Content-Length, every base64 body a ``Content-Transfer-Encoding: base64``, and
 every refusal has the status from :data:`STATUS` and a one-line reason: as a ``text/plain`` body, but
-for a 401 (and a 202) as the status line's reason phrase, with no body.
+for a 401 (and a 202) as the status line's reason phrase, with no body. The PIN exchange
+(``.../pake``, ``pairing``) speaks JSON; its 401 carries no challenge: a challenge would invite the
+PIN over HTTP Basic.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from .errors import (
     MalformedRequest,
     MethodNotAllowed,
     OperationNotSupported,
+    PairingProofFailed,
     RequestTimeout,
     RequestTooLarge,
     RetryLater,
@@ -36,10 +39,13 @@ from .errors import (
 from .guard import ConnectionGuard
 from .limits import DEFAULT_CONNECTION_LIMITS, MAX_BODY_BYTES, ConnectionLimits
 from .lograte import OncePer
+from .pairing import PinPairing
+from .pake import MEDIA_TYPE as PAKE_MEDIA_TYPE, OPERATION as PAKE_OPERATION, encode, offer
 from .policy import AwaitingOwner
 from .registrar import Issued, Peer, Registrar
 from .sessions import NO_CLIENT_CERTIFICATE, ClientChain
 from .status import status_for
+from .verifiers import SrpWork
 from .wire import (
     CERTS_ONLY,
     CRL_PATH,
@@ -82,7 +88,7 @@ type NextHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @dataclass(frozen=True, slots=True)
 class _Operation:
-    method: str
+    methods: tuple[str, ...]
     handler: Handler
 
 
@@ -95,19 +101,22 @@ class EstApplication:
         *,
         labels: Iterable[str] = DEFAULT_LABELS,
         realm: str = DEFAULT_REALM,
+        work: SrpWork | None = None,
     ) -> None:
         self.registrar = registrar
+        self.pairing = PinPairing(registrar, work)
         self.labels = frozenset(labels)
         self._challenge = 'Basic realm="{}", charset="UTF-8"'.format(realm.replace('"', "'"))
         self.busy_warning = OncePer(BUSY_WARNING_INTERVAL)
         self.work_groups = WorkGroups()
         self._operations: dict[str, _Operation] = {
-            "cacerts": _Operation(hdrs.METH_GET, self._cacerts),
-            "csrattrs": _Operation(hdrs.METH_GET, self._csrattrs),
-            "simpleenroll": _Operation(hdrs.METH_POST, self._simpleenroll),
-            "simplereenroll": _Operation(hdrs.METH_POST, self._simplereenroll),
-            "serverkeygen": _Operation(hdrs.METH_POST, self._serverkeygen),
-            "fullcmc": _Operation(hdrs.METH_POST, self._fullcmc),
+            "cacerts": _Operation((hdrs.METH_GET,), self._cacerts),
+            "csrattrs": _Operation((hdrs.METH_GET,), self._csrattrs),
+            "simpleenroll": _Operation((hdrs.METH_POST,), self._simpleenroll),
+            "simplereenroll": _Operation((hdrs.METH_POST,), self._simplereenroll),
+            "serverkeygen": _Operation((hdrs.METH_POST,), self._serverkeygen),
+            "fullcmc": _Operation((hdrs.METH_POST,), self._fullcmc),
+            PAKE_OPERATION: _Operation((hdrs.METH_POST, hdrs.METH_GET), self._pake),
         }
 
     def build(self, guard: ConnectionGuard | None = None) -> web.Application:
@@ -144,7 +153,8 @@ class EstApplication:
         status = status_for(err)
         if isinstance(err, AuthenticationRequired):
             response = _bodiless(status, str(err))
-            response.headers[hdrs.WWW_AUTHENTICATE] = self._challenge
+            if not isinstance(err, PairingProofFailed):
+                response.headers[hdrs.WWW_AUTHENTICATE] = self._challenge
         else:
             response = _text(status, str(err))
         if isinstance(err, RetryLater):
@@ -170,9 +180,9 @@ class EstApplication:
         operation = self._operations.get(request.match_info["op"])
         if operation is None:
             raise UnknownResource("unknown EST operation")
-        allowed = _with_head(operation.method)
+        allowed = _with_head(*operation.methods)
         if request.method not in allowed:
-            raise MethodNotAllowed(f"this operation takes {operation.method} only", allowed)
+            raise MethodNotAllowed(f"this operation takes {' or '.join(operation.methods)} only", allowed)
         for name in _SINGLE_HEADERS:  # which one counts would be a guess (RFC 9110 §5.3)
             if len(request.headers.getall(name, ())) > 1:
                 raise MalformedRequest(f"the request has more than one {name} header")
@@ -219,6 +229,21 @@ class EstApplication:
         await self.work_groups.wait_turn()
         return load_csr(body)
 
+    async def _pake(self, request: web.Request) -> web.Response:
+        """The PIN exchange: GET lists the methods offered, POST takes one message."""
+        if request.method != hdrs.METH_POST:
+            return _json(offer())
+        if media_type(request.headers.get(hdrs.CONTENT_TYPE)) != PAKE_MEDIA_TYPE:
+            raise UnsupportedMediaType(f"send the PIN exchange's messages as {PAKE_MEDIA_TYPE}")
+        if request.headers.get(hdrs.CONTENT_ENCODING, "identity").strip().lower() != "identity":
+            raise UnsupportedMediaType("send the message uncompressed (no Content-Encoding)")
+        body = await _read_body(request)
+        await self.work_groups.wait_turn()  # a start carries a CSR to check
+        outcome = await self.pairing.answer(body, request.remote)
+        if isinstance(outcome, AwaitingOwner):
+            return _enrollment_response(outcome)
+        return _json(outcome)
+
     async def _fullcmc(self, request: web.Request) -> web.Response:
         raise OperationNotSupported("full CMC is not offered; use simpleenroll")
 
@@ -232,12 +257,12 @@ class EstApplication:
 # --- request and response helpers ---------------------------------------------------------------------
 
 
-def _with_head(method: str) -> tuple[str, ...]:
+def _with_head(*methods: str) -> tuple[str, ...]:
     """The methods a resource answers: HEAD wherever GET works (RFC 9110 §9.3.2).
 
     aiohttp sends a HEAD answer's headers (Content-Length included) and leaves its body out.
     """
-    return (method, hdrs.METH_HEAD) if method == hdrs.METH_GET else (method,)
+    return (*methods, hdrs.METH_HEAD) if hdrs.METH_GET in methods else methods
 
 
 def _peer(request: web.Request) -> Peer:
@@ -320,6 +345,10 @@ def _enrollment_response(outcome: Issued | AwaitingOwner) -> web.Response:
 
 def _base64(content_type: str, body: bytes) -> web.Response:
     return web.Response(body=body, headers={hdrs.CONTENT_TYPE: content_type, TRANSFER_ENCODING: "base64"})
+
+
+def _json(message: dict[str, Any]) -> web.Response:
+    return web.Response(body=encode(message), content_type=PAKE_MEDIA_TYPE)
 
 
 def _text(status: int, reason: str) -> web.Response:

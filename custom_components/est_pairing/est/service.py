@@ -22,9 +22,10 @@ from .ca import CurveName, HouseholdCA
 from .issuance import IssuancePolicy
 from .ledger import Ledger, LedgerListener
 from .limits import DEFAULT_CONNECTION_LIMITS, DEFAULT_VALIDITY_DAYS, ConnectionLimits
-from .policy import EnrollmentPolicy, PendingEnrollment, PolicyListener
+from .policy import EnrollmentPolicy, ExchangeFailure, PendingEnrollment, PolicyListener, Registration
 from .registrar import Registrar
 from .server import DEFAULT_LABELS, EstApplication, EstListener
+from .srp_worker import SrpWorker
 from .storage import DocumentStore, JournalStore
 from .tls import ListenerIdentity, ListenerNames, load_identity, server_ssl_context
 from .wire import CRL_PATH
@@ -79,6 +80,12 @@ class _PolicyEvents(PolicyListener):
         self._save()
         self._listener.approvals_changed()
 
+    def exchange_failed(self, failure: ExchangeFailure) -> None:
+        self._listener.exchange_failed(failure)
+
+    def exchange_approved(self, registration: Registration) -> None:
+        self._listener.exchange_approved(registration)
+
     def refusal(self, identity: str) -> str | None:
         return self._listener.refusal(identity)
 
@@ -102,10 +109,13 @@ class EstService:
         self._policy_store = policy_store
         self._clock = clock
         self.ledger = Ledger(ledger_journal, self._events)
+        # The SRP arithmetic (PIN exchanges, verifiers, HTTP Basic PINs) runs in a process of its own.
+        self.srp = SrpWorker()
         self.policy = EnrollmentPolicy(
             clock=clock,
             auto_approve=config.auto_approve,
             listener=_PolicyEvents(self._events, self._schedule_policy_save),
+            work=self.srp,
         )
         self.issuance = IssuancePolicy(validity_days=config.validity_days, reserved_names=config.names.all())
         self._ca: HouseholdCA | None = None
@@ -285,7 +295,7 @@ class EstService:
     async def start(self) -> None:
         """Build the TLS context (in a thread: it loads files) and start serving."""
         context = await asyncio.to_thread(self._ssl_context)
-        application = EstApplication(self.registrar, labels=self.config.labels)
+        application = EstApplication(self.registrar, labels=self.config.labels, work=self.srp)
         listener = EstListener(
             application,
             host=self.config.bind_host,
@@ -302,10 +312,11 @@ class EstService:
         return server_ssl_context(self.listener_identity, anchors)
 
     async def stop(self) -> None:
-        """Stop serving and finish pending saves, the ledger's included."""
+        """Stop serving, stop the SRP worker, and finish pending saves, the ledger's included."""
         if self._listener is not None:
             await self._listener.stop()
             self._listener = None
+        await self.srp.close()
         await self.ledger.wait_idle()
         await self.flush()
         await self.catch_up_policy_save()  # a last try: what is not saved now is lost

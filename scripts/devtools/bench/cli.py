@@ -97,6 +97,7 @@ def settings_from(args: argparse.Namespace, work_dir: Path) -> Settings:
         warmup=0.5,
         limit_seconds=1.0 if quick else 3.0,
         work_dir=work_dir,
+        stall_exchanges=5 if quick else 20,
     )
 
 

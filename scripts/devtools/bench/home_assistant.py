@@ -1,28 +1,41 @@
-"""The event-loop stall one enrollment causes inside Home Assistant.
+"""The event-loop stall one enrollment (or PIN exchange) causes inside Home Assistant.
 
 The integration runs on Home Assistant's own core (the test harness's ``async_test_home_assistant``:
 the real event loop, config entries, storage and entity platforms) with its real EST listener on
 127.0.0.1; the loop-lag probe ticks on that loop while the load generator, in other processes,
-enrolls. Only what Home Assistant's test plugin mocks is mocked: its zeroconf instance (nothing may
-multicast here) and the network integration's announce addresses.
+enrolls, or while appliances in another process pair through the PIN exchange, the owner typing
+each one's PIN in its dialog (:func:`owner_paired_exchanges`). Only what Home Assistant's test
+plugin mocks is mocked: its zeroconf instance (nothing may multicast here) and the network
+integration's announce addresses.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from concurrent.futures import ProcessPoolExecutor
 import contextlib
+import multiprocessing
+import os
 from pathlib import Path
 import tempfile
+from typing import Any
 from unittest.mock import AsyncMock, Mock, patch
 
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
 from homeassistant import loader
+from homeassistant.core import Event, HomeAssistant, callback
+from homeassistant.data_entry_flow import EVENT_DATA_ENTRY_FLOW_PROGRESSED
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_test_home_assistant
 from zeroconf import DNSCache, Zeroconf  # type: ignore[attr-defined]  # DNSCache: not in its __all__
 from zeroconf.asyncio import AsyncZeroconf
 
 from custom_components.est_pairing.const import CONF_CA_NAME, CONF_PORT, DOMAIN
 from custom_components.est_pairing.runtime import EstRuntime
+from est_tools.appliance.client import build_csr
+from est_tools.appliance.exchange import PinExchangeClient
+from est_tools.appliance.pake_client import ApplianceExchange, Paired
 
 from .loadgen import Endpoint, LoadRun
 from .loop_lag import LoopLagProbe
@@ -30,6 +43,10 @@ from .measure import Measurement, Target
 from .workload import BENCH_APPLIANCE
 
 ENROLL_PATH = "/.well-known/est/simpleenroll"
+EXCHANGE_PIN = "482913"  # printed on each of the bench's appliances of the PIN exchange
+_ASK_AGAIN = 0.2  # seconds an appliance of the PIN exchange waits before asking again
+_ATTEMPTS = 300  # ... at most this often: a minute
+_WATCH = 0.01  # seconds between the owner's looks at Discovered
 
 type Load = Callable[[Target, int, int], tuple[Measurement, LoadRun]]
 type Runs = list[tuple[str, int, int]]  # label, concurrency, requests
@@ -64,11 +81,9 @@ def _no_multicast() -> Iterator[None]:
         yield
 
 
-async def stalls_inside_home_assistant(
-    runs: Runs, load: Load, password: str
-) -> list[tuple[str, LoopLagProbe, Measurement, LoadRun]]:
-    """Set the hub up in Home Assistant, then measure each run with the probe on Home Assistant's loop."""
-    results = []
+@contextlib.asynccontextmanager
+async def hub_in_home_assistant() -> AsyncIterator[EstRuntime]:
+    """The integration set up on Home Assistant's core (its listener on 127.0.0.1), unloaded after."""
     with tempfile.TemporaryDirectory(prefix="est-bench-ha-") as config_dir, _no_multicast():
         (Path(config_dir) / ".storage").mkdir()
         async with async_test_home_assistant(config_dir=config_dir) as hass:
@@ -80,26 +95,122 @@ async def stalls_inside_home_assistant(
             if not await hass.config_entries.async_setup(entry.entry_id):
                 raise RuntimeError("the EST Appliance Pairing hub did not set up")
             await hass.async_block_till_done()
-            runtime: EstRuntime = entry.runtime_data
-            runtime.decisions.preregister(BENCH_APPLIANCE, password, "Bench appliance")
-            runtime.service.policy.auto_approve = True  # every enrollment a new key (see phases.py)
-            await hass.async_block_till_done()
-            service = runtime.service
-            target = Target(
-                "inside Home Assistant",
-                Endpoint("127.0.0.1", service.port, service.ca.certificate_pem.decode()),
-                ENROLL_PATH,
-                BENCH_APPLIANCE,
-                password,
-            )
             try:
-                for label, concurrency, requests in runs:
-                    async with LoopLagProbe() as probe:
-                        measurement, run = await hass.async_add_executor_job(
-                            load, target, concurrency, requests
-                        )
-                    results.append((label, probe, measurement, run))
+                yield entry.runtime_data
             finally:
                 await hass.config_entries.async_unload(entry.entry_id)
                 await hass.async_block_till_done()
-    return results
+                await hass.async_stop(force=True)  # as the harness's fixture does: its executors end
+
+
+type Windows = list[tuple[float, float]]  # loop.time() from, to
+
+
+async def stalls_inside_home_assistant(
+    runs: Runs, load: Load, password: str, exchanges: int = 0, appliance_cpus: set[int] | None = None
+) -> tuple[list[tuple[str, LoopLagProbe, Measurement, LoadRun]], tuple[LoopLagProbe, Windows] | None]:
+    """Set the hub up in Home Assistant, then measure each run with the probe on Home Assistant's loop.
+
+    Then, if asked, ``exchanges`` pairings through the PIN exchange (:func:`owner_paired_exchanges`).
+    """
+    results = []
+    paired = None
+    async with hub_in_home_assistant() as runtime:
+        await runtime.decisions.async_preregister(BENCH_APPLIANCE, password, "Bench appliance")
+        runtime.service.policy.auto_approve = True  # every enrollment a new key (see phases.py)
+        await runtime.hass.async_block_till_done()
+        service = runtime.service
+        target = Target(
+            "inside Home Assistant",
+            Endpoint("127.0.0.1", service.port, service.ca.certificate_pem.decode()),
+            ENROLL_PATH,
+            BENCH_APPLIANCE,
+            password,
+        )
+        for label, concurrency, requests in runs:
+            async with LoopLagProbe() as probe:
+                measurement, run = await runtime.hass.async_add_executor_job(
+                    load, target, concurrency, requests
+                )
+            results.append((label, probe, measurement, run))
+        if exchanges:
+            paired = await owner_paired_exchanges(runtime, exchanges, appliance_cpus)
+    return results, paired
+
+
+async def owner_paired_exchanges(
+    runtime: EstRuntime, count: int, cpus: set[int] | None
+) -> tuple[LoopLagProbe, Windows]:
+    """``count`` appliances pair through the PIN exchange, one after another, the owner typing each PIN.
+
+    The appliances run in another process (on ``cpus``): each asks, waits under Discovered, and asks
+    again until its exchange proves the PIN the owner typed in the dialog (the owner here drives
+    the real config flow, as the frontend does). Returns the probe on Home Assistant's loop and each
+    pairing's window (``loop.time()``), from the end of the one before to its dialog's "paired".
+    """
+    hass = runtime.hass
+    loop = asyncio.get_running_loop()
+    url = f"https://127.0.0.1:{runtime.service.port}"
+    windows: Windows = []
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as appliances:
+        await loop.run_in_executor(appliances, _pinned, cpus)
+        async with LoopLagProbe() as probe:
+            asking = loop.run_in_executor(appliances, appliances_of_the_exchange, url, count)
+            for _ in range(count):
+                started = loop.time()
+                await _owner_types_the_pin(hass)
+                windows.append((started, loop.time()))
+            await asking
+    return probe, windows
+
+
+async def _owner_types_the_pin(hass: HomeAssistant) -> None:
+    """The next appliance under Discovered: type its PIN, wait for its dialog to say it is paired."""
+    flow_id = None
+    while flow_id is None:
+        flows = hass.config_entries.flow.async_progress_by_handler(DOMAIN)
+        flow_id = next((f["flow_id"] for f in flows if f["step_id"] == "confirm_exchange"), None)
+        await asyncio.sleep(_WATCH)
+    manager = hass.config_entries.flow
+    progressed = asyncio.Event()  # Home Assistant tells the frontend so when the dialog's wait ends
+
+    @callback
+    def told(event: Event[Mapping[str, Any]]) -> None:
+        if event.data["flow_id"] == flow_id:
+            progressed.set()
+
+    unsubscribe = hass.bus.async_listen(EVENT_DATA_ENTRY_FLOW_PROGRESSED, told)
+    try:
+        await manager.async_configure(flow_id, {"next_step_id": "pin"})
+        await manager.async_configure(flow_id, {"pin": EXCHANGE_PIN})
+        await progressed.wait()
+    finally:
+        unsubscribe()
+    if (done := await manager.async_configure(flow_id)).get("reason") != "paired":
+        raise RuntimeError(f"the bench's appliance did not pair through the PIN exchange ({done})")
+
+
+def _pinned(cpus: set[int] | None) -> None:
+    """In the appliances' process, before the probe starts: its CPUs, and its imports done."""
+    if cpus:
+        os.sched_setaffinity(0, cpus)
+
+
+def appliances_of_the_exchange(url: str, count: int) -> None:
+    """In a process of its own: ``count`` appliances, each asking until its PIN exchange pairs it."""
+    asyncio.run(_appliances_of_the_exchange(url, count))
+
+
+async def _appliances_of_the_exchange(url: str, count: int) -> None:
+    async with PinExchangeClient(url) as client:
+        for index in range(count):
+            appliance_id = f"bench-oven-{index}"
+            csr = build_csr(ec.generate_private_key(ec.SECP256R1()), appliance_id).public_bytes(Encoding.DER)
+            for _ in range(_ATTEMPTS):  # an attempt is used once: a new one each time it asks
+                if isinstance(
+                    await client.attempt(ApplianceExchange(appliance_id, EXCHANGE_PIN, csr)), Paired
+                ):
+                    break
+                await asyncio.sleep(_ASK_AGAIN)
+            else:
+                raise RuntimeError(f"{appliance_id} was not paired within {_ATTEMPTS} attempts")

@@ -55,6 +55,7 @@ class Settings:
     limit_seconds: float
     work_dir: Path
     say: Callable[[str], None] = print
+    stall_exchanges: int = 20  # pairings through the PIN exchange inside Home Assistant (ha-stall)
 
     def requests_at(self, concurrency: int) -> int:
         """Fewer requests at low concurrency, where each waits for a whole round trip."""
@@ -221,7 +222,7 @@ class Bench:
     async def _stalls(self, data_dir: Path, *, compaction_of: int | None = None) -> list[Stall]:
         settings = self.settings
         service = await prepare_data_dir(data_dir, settings.host, certificates=0)  # loads what is there
-        service.policy.preregister(BENCH_APPLIANCE, self.password)
+        await service.policy.preregister(BENCH_APPLIANCE, self.password)
         service.policy.auto_approve = True  # every enrollment a new key: a pre-registration admits one
         await service.start()
         target = Target(
@@ -287,7 +288,11 @@ class Bench:
             ),
         ]
         with pinned(settings.server_cpus):
-            measured = asyncio.run(stalls_inside_home_assistant(runs, self._load, self.password))
+            measured, paired = asyncio.run(
+                stalls_inside_home_assistant(
+                    runs, self._load, self.password, settings.stall_exchanges, settings.load_cpus
+                )
+            )
         for label, probe, measurement, run in measured:
             stall = _stall(label, probe, run, sequential=label.endswith("one enrollment at a time"))
             self.results.ha_stalls.append(stall)
@@ -296,6 +301,14 @@ class Bench:
                 f"  {label}: longest stall {ms(stall.longest_on_cpu)} ({ms(stall.longest)} with waits "
                 f"for a CPU){typical} ({stall.enrollments} enrollments, {stall.errors} errors"
                 f"{_noise(measurement)})"
+            )
+        if paired is not None:
+            stall = _exchange_stall("in Home Assistant, pairing by PIN exchange", *paired)
+            self.results.ha_stalls.append(stall)
+            settings.say(
+                f"  {stall.label}: longest stall {ms(stall.longest_on_cpu)} ({ms(stall.longest)} with waits "
+                f"for a CPU), typical pairing {ms(stall.typical or 0.0)} ({stall.enrollments} pairings, "
+                "each: the request, its card, the PIN typed, the proof, the certificate, the device)"
             )
 
     def memory(self) -> None:
@@ -388,6 +401,23 @@ def _noise(measurement: Measurement) -> str:
     return (
         f"; other processes used {measurement.other_cpu:.0%} of a CPU meanwhile, "
         f"the host took {measurement.steal:.0%} (steal time)"
+    )
+
+
+def _exchange_stall(label: str, probe: LoopLagProbe, windows: Sequence[tuple[float, float]]) -> Stall:
+    """The stalls while appliances paired through the PIN exchange one after another (``windows``)."""
+    start, end = windows[0][0], windows[-1][1]
+    own = [probe.longest(since, until, exclude_cpu_wait=True) for since, until in windows]
+    return Stall(
+        label,
+        len(windows),
+        0,  # a pairing that failed stops the bench
+        probe.longest(start, end),
+        probe.longest(start, end, exclude_cpu_wait=True),
+        percentile(own, 50),
+        percentile(own, 99),
+        probe.interval,
+        sequential=True,
     )
 
 

@@ -7,8 +7,11 @@ Python, which is what a machine without it gets), in thread CPU time, medians ov
   the challenge, the proof check and the request's MAC; not the certificate it then issues;
 - the appliance's work per exchange: A, M1, checking M2 and the answer's MAC, the certificate checks;
 - the owner's side: making the verifier from a typed PIN, and checking a PIN sent in HTTP Basic;
-- how long the hub's steps, run in a worker thread (their ``*_async`` forms), held up an event loop:
-  the pure-Python backend holds the GIL through each exponentiation.
+- how long the hub's steps, run in the SRP worker process (their ``*_async`` forms), held up an event
+  loop (a thread would not do: the pure-Python backend holds the GIL through each exponentiation);
+- the same for whole exchanges over the real listener, an appliance in another process asking: in the
+  standalone server's service, and inside Home Assistant (the integration on its core), with the
+  worker on each backend (Home Assistant OS most likely has no ``libssl.so`` for pysrp to load).
 
 ``scripts/bench --pake`` prints them (docs/performance.md).
 """
@@ -17,28 +20,40 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import ProcessPoolExecutor
+import dataclasses
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 import importlib
+import multiprocessing
+from pathlib import Path
 import statistics
+import tempfile
 import time
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
-from custom_components.est_pairing.est import pake
+from custom_components.est_pairing.est import pake, srp6a, verifiers
 from custom_components.est_pairing.est.ca import HouseholdCA, IssuedName
-from est_tools.appliance.pake_client import ApplianceExchange
+from custom_components.est_pairing.est.service import EstService, ServiceConfig
+from custom_components.est_pairing.est.srp_worker import SrpWorker
+from custom_components.est_pairing.est.tls import ListenerNames
+from est_tools.appliance.client import build_csr
+from est_tools.appliance.exchange import PinExchangeClient
+from est_tools.appliance.pake_client import ApplianceExchange, Paired
+from est_tools.standalone.cli import open_service
 
 from .loop_lag import LoopLagProbe
 
 _PIN = "482913"
 _ID = "oven"
 BACKENDS = (("OpenSSL via ctypes", "srp._ctsrp"), ("pure Python", "srp._pysrp"))
+STALL_TARGET = 0.005  # seconds: the most an exchange may hold the hub's event loop
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,15 +65,16 @@ class Costs:
     appliance: float
     make_verifier: float
     basic_check: float
-    loop_stall: float  # the longest an event loop waited while the hub's steps ran in a thread
+    loop_stall: float  # the longest an event loop waited while the hub's steps ran in the SRP worker
+    listener_stalls: dict[str, float] = field(default_factory=dict)  # whole exchanges, by where the hub ran
 
 
-def backends() -> list[tuple[str, pake.SrpBackend]]:
-    """The backends that load on this machine."""
-    found: list[tuple[str, pake.SrpBackend]] = []
+def backends() -> list[tuple[str, str, srp6a.SrpBackend]]:
+    """The backends that load on this machine: label, module name, module."""
+    found: list[tuple[str, str, srp6a.SrpBackend]] = []
     for label, module in BACKENDS:
         try:
-            found.append((label, importlib.import_module(module)))
+            found.append((label, module, importlib.import_module(module)))
         except (ImportError, OSError):  # the OpenSSL backend without libssl.so
             continue
     return found
@@ -86,7 +102,9 @@ class Fixture:
         ).public_bytes(Encoding.DER)
 
 
-def exchange(backend: pake.SrpBackend, verifier: pake.PinVerifier, fixture: Fixture) -> tuple[float, float]:
+def exchange(
+    backend: srp6a.SrpBackend, verifier: verifiers.PinVerifier, fixture: Fixture
+) -> tuple[float, float]:
     """One whole exchange in this thread: (the hub's CPU seconds, the appliance's)."""
     hub_exchanges = pake.HubExchanges(backend=backend)
     appliance = ApplianceExchange(_ID, _PIN, fixture.csr_der, backend=backend)
@@ -125,22 +143,31 @@ def cpu(work: Callable[[], object]) -> float:
     return time.thread_time() - started
 
 
-async def loop_stall(backend: pake.SrpBackend, verifier: pake.PinVerifier, fixture: Fixture) -> float:
-    """The longest an event loop waited while the hub's steps ran in worker threads (CPU waits left out)."""
+async def loop_stall(
+    module: str, backend: srp6a.SrpBackend, verifier: verifiers.PinVerifier, fixture: Fixture
+) -> float:
+    """The longest an event loop waited while the hub's steps ran in the SRP worker (CPU waits left out).
+
+    The worker starts cold, as it does for the first exchange after a quiet minute.
+    """
     appliance = ApplianceExchange(_ID, _PIN, fixture.csr_der, backend=backend)
     start = _parse(appliance.start(), pake.StartRequest)
-    hub_exchanges = pake.HubExchanges(backend=backend)
-    async with LoopLagProbe() as probe:
-        challenge = await hub_exchanges.start_async(start, verifier, None)
-        await asyncio.sleep(0.01)  # the appliance's turn happens elsewhere
-    during_start = probe.longest(exclude_cpu_wait=True)
-    prove = _parse(appliance.answer(pake.encode(challenge.to_dict())), pake.ProveRequest)
-    async with LoopLagProbe() as probe:
-        await hub_exchanges.prove_async(hub_exchanges.take(prove.session), prove)
-        await verifier.matches_async(_PIN, backend)
-        await pake.PinVerifier.create_async(_ID, _PIN, backend)
-        await asyncio.sleep(0.01)
-    return max(during_start, probe.longest(exclude_cpu_wait=True))
+    worker = SrpWorker(backend=module)
+    hub_exchanges = pake.HubExchanges(work=worker)
+    try:
+        async with LoopLagProbe() as probe:
+            challenge = await hub_exchanges.start_async(start, verifier, None)
+            await asyncio.sleep(0.01)  # the appliance's turn happens elsewhere
+        during_start = probe.longest(exclude_cpu_wait=True)
+        prove = _parse(appliance.answer(pake.encode(challenge.to_dict())), pake.ProveRequest)
+        async with LoopLagProbe() as probe:
+            await hub_exchanges.prove_async(hub_exchanges.take(prove.session), prove)
+            await worker.pin_matches(verifier, _PIN)
+            await worker.make_verifier(_ID, _PIN)
+            await asyncio.sleep(0.01)
+        return max(during_start, probe.longest(exclude_cpu_wait=True))
+    finally:
+        await worker.close()
 
 
 def _parse[T](message: dict[str, str], kind: type[T]) -> T:
@@ -150,29 +177,98 @@ def _parse[T](message: dict[str, str], kind: type[T]) -> T:
     return parsed
 
 
-def measure(label: str, backend: pake.SrpBackend, rounds: int, fixture: Fixture) -> Costs:
+def measure(label: str, module: str, backend: srp6a.SrpBackend, rounds: int, fixture: Fixture) -> Costs:
     """Medians over ``rounds`` for one backend."""
-    verifier = pake.PinVerifier.create(_ID, _PIN, backend)
+    verifier = verifiers.PinVerifier.create(_ID, _PIN, backend)
     runs = [exchange(backend, verifier, fixture) for _ in range(rounds)]
     return Costs(
         backend=label,
         hub=statistics.median(run[0] for run in runs),
         appliance=statistics.median(run[1] for run in runs),
         make_verifier=statistics.median(
-            cpu(lambda: pake.PinVerifier.create(_ID, _PIN, backend)) for _ in range(rounds)
+            cpu(lambda: verifiers.PinVerifier.create(_ID, _PIN, backend)) for _ in range(rounds)
         ),
         basic_check=statistics.median(cpu(lambda: verifier.matches(_PIN, backend)) for _ in range(rounds)),
-        loop_stall=max(asyncio.run(loop_stall(backend, verifier, fixture)) for _ in range(min(rounds, 5))),
+        loop_stall=max(
+            asyncio.run(loop_stall(module, backend, verifier, fixture)) for _ in range(min(rounds, 5))
+        ),
     )
 
 
-def main(rounds: int = 20) -> list[Costs]:
+# --- whole exchanges over the listener -----------------------------------------------------------------
+
+
+def appliance_exchanges(url: str, key_pem: bytes, count: int) -> None:
+    """In a process of its own: ``count`` whole exchanges as the bench's appliance, one after another."""
+    asyncio.run(_appliance_exchanges(url, key_pem, count))
+
+
+async def _appliance_exchanges(url: str, key_pem: bytes, count: int) -> None:
+    key = serialization.load_pem_private_key(key_pem, password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise TypeError("the bench's appliance key is an EC key")
+    csr_der = build_csr(key, _ID).public_bytes(Encoding.DER)
+    async with PinExchangeClient(url) as client:
+        for _ in range(count):
+            outcome = await client.attempt(ApplianceExchange(_ID, _PIN, csr_der))
+            if not isinstance(outcome, Paired):
+                raise RuntimeError(f"the hub did not pair the bench's appliance ({outcome})")  # noqa: TRY004
+
+
+def _ready() -> None:
+    """The appliance process's imports, done before the probe starts."""
+
+
+async def listener_stall(service: EstService, module: str, key_pem: bytes, count: int) -> float:
+    """The longest the service's loop stalled (CPU waits left out) during ``count`` exchanges.
+
+    An appliance in another process asks over the listener; the hub's steps run in its SRP worker on
+    ``module``, which starts cold, as the first exchange after a quiet minute finds it.
+    """
+    await service.srp.close()
+    service.srp.backend = module
+    loop = asyncio.get_running_loop()
+    url = f"https://127.0.0.1:{service.port}"
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as appliance:
+        await loop.run_in_executor(appliance, _ready)
+        async with LoopLagProbe() as probe:
+            await loop.run_in_executor(appliance, appliance_exchanges, url, key_pem, count)
+    return probe.longest(exclude_cpu_wait=True)
+
+
+async def standalone_stalls(modules: list[str], key_pem: bytes, count: int) -> list[float]:
+    """:func:`listener_stall` for each worker backend, in the standalone server's service."""
+    with tempfile.TemporaryDirectory(prefix="est-bench-pake-") as data_dir:
+        names = ListenerNames.from_hosts(["127.0.0.1"])
+        service = open_service(
+            Path(data_dir), ServiceConfig("Bench", port=0, bind_host="127.0.0.1", names=names)
+        )
+        await service.load()
+        await service.policy.preregister(_ID, _PIN)
+        await service.start()
+        try:
+            return [await listener_stall(service, module, key_pem, count) for module in modules]
+        finally:
+            await service.stop()
+
+
+async def home_assistant_stalls(modules: list[str], key_pem: bytes, count: int) -> list[float]:
+    """:func:`listener_stall` for each worker backend, the integration on Home Assistant's core."""
+    from .home_assistant import hub_in_home_assistant  # the Home Assistant harness, only when asked
+
+    async with hub_in_home_assistant() as runtime:
+        await runtime.decisions.async_preregister(_ID, _PIN, "Bench oven")
+        return [await listener_stall(runtime.service, module, key_pem, count) for module in modules]
+
+
+def main(rounds: int = 20, exchanges: int = 20, *, home_assistant: bool = True) -> list[Costs]:
     """Print the figures for each backend that loads here; return them."""
     fixture = Fixture()
-    results = [measure(label, backend, rounds, fixture) for label, backend in backends()]
+    found = backends()
+    results = [measure(label, module, backend, rounds, fixture) for label, module, backend in found]
     print(
-        f"PIN exchange ({pake.METHOD}): thread CPU, median of {rounds} rounds; the longest event-loop stall "
-        "while the hub's steps ran in a worker thread"
+        f"PIN exchange ({srp6a.METHOD}): thread CPU, median of {rounds} rounds; the longest event-loop stall "
+        "while the hub's steps ran in the SRP worker process"
     )
     print(
         f"  {'backend':20s} {'hub/exchange':>13s} {'appliance':>10s} {'PIN->verifier':>14s} "
@@ -182,6 +278,25 @@ def main(rounds: int = 20) -> list[Costs]:
         print(
             f"  {costs.backend:20s} {_ms(costs.hub):>13s} {_ms(costs.appliance):>10s} "
             f"{_ms(costs.make_verifier):>14s} {_ms(costs.basic_check):>16s} {_ms(costs.loop_stall):>11s}"
+        )
+    modules = [module for _, module, _ in found]
+    key_pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    places = {"standalone server": asyncio.run(standalone_stalls(modules, key_pem, exchanges))}
+    if home_assistant:
+        places["inside Home Assistant"] = asyncio.run(home_assistant_stalls(modules, key_pem, exchanges))
+    print(
+        f"{exchanges} whole PIN exchanges over the listener, from an appliance in another process: the "
+        f"longest event-loop stall, CPU waits left out (target {_ms(STALL_TARGET)})"
+    )
+    print(f"  {'SRP worker backend':20s}" + "".join(f" {place:>22s}" for place in places))
+    for index, (label, _, _) in enumerate(found):
+        stalls = [stalls[index] for stalls in places.values()]
+        over = " (over the target)" if max(stalls) > STALL_TARGET else ""
+        print(f"  {label:20s}" + "".join(f" {_ms(stall):>22s}" for stall in stalls) + over)
+        results[index] = dataclasses.replace(
+            results[index], listener_stalls=dict(zip(places, stalls, strict=True))
         )
     return results
 

@@ -40,7 +40,7 @@ async def paired_oven(
     hass: HomeAssistant, runtime: EstRuntime, client: EstClient
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     """Appliance ``oven``, pre-registered and enrolled: its certificate and key."""
-    runtime.decisions.preregister("oven", "482913", "Kitchen oven")
+    await runtime.decisions.async_preregister("oven", "482913", "Kitchen oven")
     await hass.async_block_till_done()
     oven_key = key()
     certificate = await ask(hass, client, oven_key)
@@ -53,8 +53,8 @@ async def with_two_appliances(hass: HomeAssistant, runtime: EstRuntime) -> None:
 
     Through the registrar, as the listener hands it a request: the listener is not the point here.
     """
-    runtime.decisions.preregister("oven", "482913", "Kitchen oven")
-    runtime.decisions.preregister("fridge", "551207", "Fridge")
+    await runtime.decisions.async_preregister("oven", "482913", "Kitchen oven")
+    await runtime.decisions.async_preregister("fridge", "551207", "Fridge")
     fridge = Peer("192.168.1.20", BasicCredentials("fridge", "551207"))
     details = ApplianceDetails(model="FR-1", manufacturer="Acme", serial_number="SN-7")
     issued = await runtime.service.registrar.enroll(fridge, build_csr(key(), "fridge", details=details))

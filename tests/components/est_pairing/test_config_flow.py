@@ -332,6 +332,23 @@ async def test_preregister_flow_errors_then_success(
     assert runtime.service.policy.registration("Oven") is None
 
 
+async def test_preregister_flow_with_a_busy_srp_worker_stores_nothing_and_can_retry(
+    hass: HomeAssistant, init_integration: MockConfigEntry
+) -> None:
+    runtime: EstRuntime = init_integration.runtime_data
+    runtime.service.srp.queue = 0  # every step is refused as if the worker had 32 waiting
+    result = await hass.config_entries.subentries.async_init(
+        (init_integration.entry_id, SUBENTRY_APPLIANCE), context={"source": SOURCE_USER}
+    )
+    oven = {CONF_APPLIANCE_ID: "oven", CONF_PIN: "123456"}
+    result = await hass.config_entries.subentries.async_configure(result["flow_id"], oven)
+    assert result["errors"] == {"base": "pin_check_unavailable"}
+    assert runtime.service.policy.registration("oven") is None
+    runtime.service.srp.queue = 32
+    result = await hass.config_entries.subentries.async_configure(result["flow_id"], oven)
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+
+
 async def test_preregister_flow_needs_a_running_hub(
     hass: HomeAssistant, init_integration: MockConfigEntry
 ) -> None:

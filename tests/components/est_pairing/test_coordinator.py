@@ -77,7 +77,7 @@ async def test_the_hourly_upkeep_runs_without_entities(
 async def test_a_new_appliance_gets_its_entities_from_the_snapshot(
     hass: HomeAssistant, runtime: EstRuntime
 ) -> None:
-    runtime.decisions.preregister("oven", "482913", "Kitchen oven")
+    await runtime.decisions.async_preregister("oven", "482913", "Kitchen oven")
     await hass.async_block_till_done()
     (oven,) = runtime.coordinator.data.appliances.values()
     assert (oven.appliance_id, oven.status, oven.expires) == ("oven", "awaiting_enrollment", None)

@@ -60,6 +60,7 @@ async def test_setup_announces_and_unload_withdraws(
         b"path": b"/.well-known/est",
         b"cafp": runtime.service.ca.fingerprint.encode(),
         b"ver": b"1",
+        b"pake": b"srp6a-sha512-3072",  # the PIN exchange: an appliance with a PIN never sends it otherwise
     }
     assert all(len(value or b"") < 255 for value in info.properties.values())
     assert zeroconf.async_register_service.await_args.kwargs == {"allow_name_change": True}
@@ -191,7 +192,7 @@ async def test_state_lives_in_private_stores_and_leaves_with_the_entry(
     appliance_client: EstClient,
 ) -> None:
     runtime: EstRuntime = init_integration.runtime_data
-    runtime.decisions.preregister("oven", "123456", None)
+    await runtime.decisions.async_preregister("oven", "123456", None)
     await appliance_client.enroll(
         build_csr(ec.generate_private_key(ec.SECP256R1()), "oven"), username="oven", password="123456"
     )
@@ -335,7 +336,7 @@ async def test_stopping_home_assistant_stops_the_listener_and_keeps_approvals(
 ) -> None:
     runtime: EstRuntime = init_integration.runtime_data
     port = runtime.service.port
-    runtime.decisions.preregister("oven", "123456", "Kitchen oven")  # right before the restart
+    await runtime.decisions.async_preregister("oven", "123456", "Kitchen oven")  # right before the restart
 
     hass.bus.async_fire(EVENT_HOMEASSISTANT_STOP)
     await hass.async_block_till_done()

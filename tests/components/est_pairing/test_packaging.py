@@ -6,10 +6,12 @@ from __future__ import annotations
 import ast
 from collections.abc import Callable, Iterator
 import copy
+import importlib
 from importlib import metadata
 import json
 from pathlib import Path
 import re
+import sys
 import tomllib
 from typing import Any
 
@@ -127,6 +129,7 @@ def test_translation_scanner_finds_the_keys_it_should() -> None:
     assert "issues.listener_names.title" in keys
     assert "exceptions.port_unavailable.message" in keys
     assert "entity.sensor.qr_payload.name" in keys
+    assert {"config.step.exchange.title", "config.progress.exchange"} <= keys
 
 
 def test_translations_pass_hassfests_schema() -> None:
@@ -288,9 +291,9 @@ def test_each_rule_check_refuses_an_integration_without_it(tmp_path: Path) -> No
 # What Home Assistant imports of an integration besides the package and its entity PLATFORMS: the
 # modules it looks for by name. A module of that kind added to the integration is added here.
 INTEGRATION_PLATFORMS = ("config_flow", "diagnostics", "repairs")
-# The hub's modules it does not run yet: the PIN exchange's hub side, until the listener routes to it
-# (this list must then lose it: the test below also fails when a module listed here is run).
-NOT_RUN_YET = ["custom_components.est_pairing.est.pake"]
+# What the integration runs as a process of its own (``python -I FILE``), by the module that starts
+# it: shipped like the rest, and able to run without the package around it (see the test below).
+PROCESS_SCRIPTS = {"custom_components.est_pairing.est.srp_worker": "custom_components.est_pairing.est.srp6a"}
 
 
 def home_assistant_imports(graph: grimp.ImportGraph) -> set[str]:
@@ -320,10 +323,34 @@ def test_a_hacs_install_holds_only_what_home_assistant_imports() -> None:
         "custom_components", "est_tools", exclude_type_checking_imports=True, cache_dir=None
     )
     reached = home_assistant_imports(graph)
+    for starter, script in PROCESS_SCRIPTS.items():
+        if starter in reached:  # it starts the script: Home Assistant runs that too
+            reached |= {script} | graph.find_upstream_modules(script)
     shipped = {"custom_components.est_pairing"} | graph.find_descendants("custom_components.est_pairing")
-    assert sorted(shipped - reached) == NOT_RUN_YET
+    assert sorted(shipped - reached) == []
     assert sorted(module for module in reached if module.split(".")[0] != "custom_components") == []
     assert {"custom_components.est_pairing.est", "custom_components.est_pairing.est.wire"} <= reached
+
+
+@pytest.mark.parametrize("script", sorted(PROCESS_SCRIPTS.values()))
+def test_a_script_run_as_a_process_needs_only_the_standard_library(script: str) -> None:
+    """It runs with ``python -I``: not the integration's package, not Home Assistant, not its own directory.
+
+    Whatever it imports at its top must be the standard library's (it imports ``srp`` once its parent
+    told it where to find it); the module that starts it names this very file.
+    """
+    path = ROOT / (script.replace(".", "/") + ".py")
+    tree = ast.parse(path.read_text())
+    top_level: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            top_level |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, f"{script} imports relative to its package (line {node.lineno})"
+            top_level.add((node.module or "").split(".")[0])
+    assert sorted(top_level - sys.stdlib_module_names - {"__future__"}) == []
+    starter = next(module for module, started in PROCESS_SCRIPTS.items() if started == script)
+    assert path == importlib.import_module(starter).SCRIPT
 
 
 def test_strict_typing_is_mypy_strict_over_the_integration() -> None:
@@ -399,6 +426,9 @@ def _flow_keys(node: ast.ClassDef, section: str) -> Iterator[str]:
                     yield f"{section}.step.{step}.title"
                 for option in _constants(kwargs.get("menu_options")):
                     yield f"{section}.step.{step}.menu_options.{option}"
+            if func == "async_show_progress":
+                yield f"{section}.step.{_constant(kwargs.get('step_id'))}.title"
+                yield f"{section}.progress.{_constant(kwargs.get('progress_action'))}"
             if func in {"async_abort", "async_update_reload_and_abort"}:
                 reason = _constant(kwargs.get("reason") or (inner.args[0] if inner.args else None))
                 if reason:

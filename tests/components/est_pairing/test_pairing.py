@@ -26,7 +26,12 @@ from pytest_homeassistant_custom_component.typing import WebSocketGenerator
 from custom_components.est_pairing import async_remove_config_entry_device
 from custom_components.est_pairing.const import CONF_APPLIANCE_ID, CONF_APPLIANCES, DOMAIN, REFRESH_INTERVAL
 from custom_components.est_pairing.est.csr import ApplianceDetails
-from custom_components.est_pairing.est.errors import CertificateRevoked, LockedOut, NotAllowed, ProofMismatch
+from custom_components.est_pairing.est.errors import (
+    CertificateRevoked,
+    LockedOut,
+    NotAllowed,
+    ProofMismatch,
+)
 from custom_components.est_pairing.est.fingerprints import format_fingerprint, public_key_fingerprint
 from custom_components.est_pairing.est.limits import PENDING_IDLE_TTL, PENDING_TTL
 from custom_components.est_pairing.runtime import EstRuntime
@@ -314,7 +319,7 @@ async def test_preregistering_an_appliance_under_discovered_removes_its_card(
     oven_key = key()
     assert isinstance(await ask(hass, appliance_client, oven_key), Pending)
     assert len(flows(hass)) == 1
-    runtime.decisions.preregister("oven", "482913", "Kitchen oven")  # from the hub's dialog instead
+    await runtime.decisions.async_preregister("oven", "482913", "Kitchen oven")  # from the hub's dialog
     await hass.async_block_till_done()
     assert flows(hass) == []
     assert entity_state(hass, "_pending_requests") == "0"
@@ -360,7 +365,7 @@ async def test_revoking_before_the_first_certificate_shows_revoked(
     hass: HomeAssistant, runtime: EstRuntime, appliance_client: EstClient
 ) -> None:
     """Pre-registered (or approved) but not yet enrolled: the button withdraws the approval."""
-    runtime.decisions.preregister("oven", "482913", "Kitchen oven")
+    await runtime.decisions.async_preregister("oven", "482913", "Kitchen oven")
     await hass.async_block_till_done()
     assert entity_state(hass, "_oven_certificate_status") == "awaiting_enrollment"
     registry = er.async_get(hass)
@@ -548,7 +553,7 @@ async def test_approving_a_case_twin_of_a_paired_appliance_is_refused(
     hass: HomeAssistant, runtime: EstRuntime, appliance_client: EstClient
 ) -> None:
     await ask(hass, appliance_client, key())  # "oven" waits
-    runtime.decisions.preregister("OVEN", "123456", None)  # meanwhile its case twin is pre-registered
+    await runtime.decisions.async_preregister("OVEN", "123456", None)  # meanwhile its case twin
     (flow,) = flows(hass)
     await hass.config_entries.flow.async_configure(flow["flow_id"], {"next_step_id": "pin"})
     result = await hass.config_entries.flow.async_configure(flow["flow_id"], {"pin": "482913"})
@@ -579,7 +584,7 @@ async def test_a_stranger_key_waiting_beside_a_paired_appliance_cannot_replace_i
 
     (waiting,) = runtime.service.policy.pending_requests()  # the stranger's turn comes right after
     with pytest.raises(ProofMismatch):
-        runtime.decisions.approve(waiting.request_id, pin=None)  # fingerprints cannot pass over a PIN
+        await runtime.decisions.async_approve(waiting.request_id, pin=None)  # fingerprints cannot pass a PIN
     (flow,) = flows(hass)
     menu = await hass.config_entries.flow.async_configure(flow["flow_id"])
     assert menu["step_id"] == "confirm_refused"  # not "Already paired: no" from when it arrived
@@ -605,7 +610,7 @@ async def test_a_stranger_key_waiting_beside_a_paired_appliance_cannot_replace_i
     assert (await owner_approves_with_pin(hass))["reason"] == "approved"
     assert isinstance(await ask(hass, appliance_client, new_key), x509.Certificate)
     registration = runtime.service.policy.registration("oven")
-    assert registration is not None and registration.secret_digest is not None
+    assert registration is not None and registration.verifier is not None
 
 
 async def test_re_pairing_a_fingerprint_paired_appliance_shows_the_change_and_keeps_its_details(
@@ -680,7 +685,7 @@ async def test_a_dialog_open_while_the_appliance_gets_paired_elsewhere_cannot_ap
     real = next(
         p for p in runtime.service.policy.pending_requests() if p.key_fingerprint == fingerprint(oven_key)
     )
-    runtime.decisions.approve(real.request_id, pin="482913")  # meanwhile, say from the action's other dialog
+    await runtime.decisions.async_approve(real.request_id, pin="482913")  # meanwhile, from another dialog
     result = await hass.config_entries.flow.async_configure(flow["flow_id"], {"fingerprints_match": True})
     assert result["reason"] == "cannot_approve"
     registration = runtime.service.policy.registration("oven")

@@ -63,7 +63,7 @@ async def test_a_non_admin_cannot_preregister_an_appliance_and_enroll_it(
 async def test_a_non_admin_cannot_revoke_an_appliance_with_the_action(
     hass: HomeAssistant, runtime: EstRuntime, non_admin: User
 ) -> None:
-    runtime.decisions.preregister("oven", "123456", "Kitchen oven")
+    await runtime.decisions.async_preregister("oven", "123456", "Kitchen oven")
     await hass.async_block_till_done()
     oven = device_for(hass, "oven")
     assert oven is not None
@@ -102,7 +102,7 @@ async def test_the_revoke_button_follows_home_assistants_entity_permissions(
     hass: HomeAssistant, runtime: EstRuntime, hass_read_only_user: User, household_member: User
 ) -> None:
     """Kept for every user who may operate the appliance's entities: revoking removes trust only."""
-    runtime.decisions.preregister("oven", "123456", "Kitchen oven")
+    await runtime.decisions.async_preregister("oven", "123456", "Kitchen oven")
     await hass.async_block_till_done()
     (button,) = [e.entity_id for e in er.async_get(hass).entities.values() if e.domain == "button"]
 

@@ -65,7 +65,7 @@ async def test_a_server_generated_key_for_an_appliance_revoked_meanwhile_gets_no
     hass: HomeAssistant, runtime: EstRuntime, appliance_client: EstClient
 ) -> None:
     """Serverkeygen approves, then makes a key in a thread: the owner revokes while it does."""
-    runtime.decisions.preregister("oven", "482913", "Kitchen oven")
+    await runtime.decisions.async_preregister("oven", "482913", "Kitchen oven")
     await hass.async_block_till_done()
     generating, release = threading.Event(), threading.Event()
 

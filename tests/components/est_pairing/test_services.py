@@ -106,7 +106,7 @@ async def test_revoke_needs_an_appliance_device(
 
 
 async def test_revoke_by_device(hass: HomeAssistant, runtime: EstRuntime) -> None:
-    runtime.decisions.preregister("oven", "123456", "Kitchen oven")
+    await runtime.decisions.async_preregister("oven", "123456", "Kitchen oven")
     await hass.async_block_till_done()
     oven = device_for(hass, "oven")
     assert oven is not None
@@ -124,7 +124,7 @@ async def test_actions_need_a_running_hub(hass: HomeAssistant, init_integration:
 async def test_a_failing_household_ca_is_a_translated_error(
     hass: HomeAssistant, runtime: EstRuntime, appliance_client: EstClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    runtime.decisions.preregister("oven", "123456", "Kitchen oven")
+    await runtime.decisions.async_preregister("oven", "123456", "Kitchen oven")
     await hass.async_block_till_done()
     csr = build_csr(ec.generate_private_key(ec.SECP256R1()), "oven")
     certificate = await appliance_client.enroll(csr, username="oven", password="123456")

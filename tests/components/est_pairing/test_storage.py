@@ -97,7 +97,7 @@ async def test_approvals_home_assistant_cannot_save_raise_a_repair_issue_until_s
 ) -> None:
     approvals = f"{DOMAIN}.{init_integration.entry_id}.approvals"
     with full_disk_for("approvals"):
-        runtime.decisions.preregister("oven", "482913", "Kitchen oven")
+        await runtime.decisions.async_preregister("oven", "482913", "Kitchen oven")
         await hass.async_block_till_done()
         issue = ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_STORAGE_UNWRITABLE)
         assert issue is not None

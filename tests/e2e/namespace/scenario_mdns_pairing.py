@@ -1,6 +1,8 @@
 """Pairing as it happens at home: Home Assistant announces its EST server over real mDNS, the simulated
-appliance (a real process) finds it, the owner types the PIN, the appliance enrolls and renews by
-itself, and once the owner revokes it, its next renewal is refused.
+appliance (a real process) finds it and asks through the PIN exchange, the owner types the PIN (a
+mistyped one first, which the appliance's exchange cannot prove), the appliance's next exchange
+proves it and enrolls, it renews by itself, and once the owner revokes it, its next renewal is
+refused.
 
 Not collected by the normal run (the file name does not start with ``test_``): it multicasts, so it
 runs only in the private namespace tests/e2e/test_mdns_pairing.py creates.
@@ -10,16 +12,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-import os
 from pathlib import Path
 import stat
-import sys
 from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from homeassistant.config_entries import ConfigFlowResult
 from homeassistant.const import ATTR_ENTITY_ID
 from homeassistant.core import HomeAssistant
+from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers import entity_registry as er
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
@@ -28,36 +30,11 @@ from custom_components.est_pairing.const import CONF_CA_NAME, CONF_PORT, DEFAULT
 from custom_components.est_pairing.est.fingerprints import format_fingerprint
 from custom_components.est_pairing.runtime import EstRuntime
 from est_tools.appliance.cli import ExitCode
+from tests.appliance_process import ApplianceProcess
 
 ROOT = Path(__file__).parents[3]
 PIN = "482913"
 STEP_TIMEOUT = 30.0  # generous: CI runs the suite twice on two cores
-
-
-class ApplianceProcess:
-    """``python -m est_tools.appliance`` as a user starts it, with its output read line by line."""
-
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-        self.lines: list[str] = []
-
-    async def expect(self, text: str) -> str:
-        """The next output line that contains ``text``."""
-        assert self.process.stdout is not None
-        async with asyncio.timeout(STEP_TIMEOUT):
-            while line := (await self.process.stdout.readline()).decode():
-                self.lines.append(line.rstrip())
-                if text in line:
-                    return line.rstrip()
-        raise AssertionError(f"the appliance ended without printing {text!r}:\n" + "\n".join(self.lines))
-
-    async def exit_code(self) -> int:
-        """Wait for the process to end; the rest of its output goes to ``lines``."""
-        assert self.process.stdout is not None
-        async with asyncio.timeout(STEP_TIMEOUT):
-            rest = (await self.process.stdout.read()).decode()
-            self.lines += rest.splitlines()
-            return await self.process.wait()
 
 
 @pytest.fixture
@@ -84,22 +61,14 @@ async def hub(hass: HomeAssistant) -> EstRuntime:
 @pytest.fixture
 async def oven(tmp_path: Path) -> AsyncIterator[ApplianceProcess]:
     """The simulated oven: no --server, so it must find the hub over mDNS; renews every two seconds."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "est_tools.appliance",
+    appliance = await ApplianceProcess.start(
         *("--id", "oven", "--pin", PIN, "--name", "Kitchen oven", "--model", "OV-200"),
         *("--manufacturer", "Acme", "--serial", "SN-42", "--state-dir", str(tmp_path / "oven")),
         *("--renew-after", "2", "--discovery-timeout", str(STEP_TIMEOUT)),
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
+        step_timeout=STEP_TIMEOUT,
     )
-    appliance = ApplianceProcess(process)
     yield appliance
-    if process.returncode is None:
-        process.kill()
-        await process.wait()
+    await appliance.kill()
 
 
 async def until[T](check: Callable[[], T | None]) -> T:
@@ -115,6 +84,12 @@ def discovery_flow(hass: HomeAssistant) -> dict[str, Any] | None:
     return dict(flows[0]) if flows else None
 
 
+async def after_the_wait(hass: HomeAssistant, flow_id: str) -> ConfigFlowResult:
+    """What the owner's dialog shows once the appliance's exchange ended (the frontend asks again)."""
+    await until(lambda: hass.config_entries.flow.async_get(flow_id)["step_id"] == "exchange_done" or None)
+    return await hass.config_entries.flow.async_configure(flow_id)
+
+
 def stored(state_dir: Path) -> tuple[x509.Certificate, x509.Certificate]:
     """The appliance's certificate and the CA it pinned, as it saved them."""
     return (
@@ -128,23 +103,37 @@ async def test_appliance_finds_pairs_renews_and_is_revoked(
 ) -> None:
     state_dir = tmp_path / "oven"
 
-    # Discovery: the only way the appliance can know the port is the mDNS announcement.
+    # Discovery: the only way the appliance can know the port is the mDNS announcement, which
+    # offers the PIN exchange: the appliance trusts no CA on first use and never sends its PIN.
     found = await oven.expect("found EST server")
     assert f"Home Household CA at https://127.0.0.1:{hub.service.port}" in found
-    trusted = await oven.expect("trusting the server's CA on first use")
-    assert format_fingerprint(hub.service.ca.fingerprint) in trusted
-    await oven.expect("waiting for the owner to approve this appliance in Home Assistant")
+    await oven.expect("enrolling as oven through the PIN exchange")
+    await oven.expect("waiting for the owner to type this appliance's PIN in Home Assistant")
 
-    # The owner sees it under Discovered and types the PIN printed on the oven.
+    # The owner sees it under Discovered and types the PIN printed on the oven, mistyped at first:
+    # the dialog waits for the oven's next exchange, which cannot prove it, and asks again.
     flow = await until(lambda: discovery_flow(hass))
+    flow_id = flow["flow_id"]
     assert flow["context"]["unique_id"] == "id:oven"
     assert flow["context"]["title_placeholders"] == {"name": "Kitchen oven"}
-    result = await hass.config_entries.flow.async_configure(flow["flow_id"], {"next_step_id": "pin"})
-    result = await hass.config_entries.flow.async_configure(flow["flow_id"], {"pin": PIN})
-    assert result["reason"] == "approved"
+    menu = await hass.config_entries.flow.async_configure(flow_id)
+    assert (menu["step_id"], menu["menu_options"]) == ("confirm_exchange", ["pin", "reject"])
+    await hass.config_entries.flow.async_configure(flow_id, {"next_step_id": "pin"})
+    waiting = await hass.config_entries.flow.async_configure(flow_id, {"pin": "482931"})
+    assert (waiting["type"], waiting["step_id"]) == (FlowResultType.SHOW_PROGRESS, "exchange")
+    await oven.expect("the PIN exchange failed")
+    result = await after_the_wait(hass, flow_id)
+    assert (result["step_id"], result["errors"]) == ("exchange_pin", {"pin": "exchange_failed"})
+    waiting = await hass.config_entries.flow.async_configure(flow_id, {"pin": PIN})
+    assert waiting["type"] is FlowResultType.SHOW_PROGRESS
+    assert (await after_the_wait(hass, flow_id))["reason"] == "paired"
 
-    # Its next retry gets a certificate from the household CA, for its id and mDNS name only.
+    # Its next exchange proves the same PIN: the CA comes with the certificate, authenticated by the
+    # exchange; the certificate is for its id and mDNS name only.
+    authenticated = await oven.expect("the PIN exchange authenticated the hub's CA")
+    assert format_fingerprint(hub.service.ca.fingerprint) in authenticated
     await oven.expect("enrolled: CN=oven")
+    assert not [line for line in oven.lines if "trusting" in line]
     certificate, pinned = stored(state_dir)
     assert pinned == hub.service.ca.certificate
     certificate.verify_directly_issued_by(hub.service.ca.certificate)

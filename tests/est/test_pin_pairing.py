@@ -1,0 +1,293 @@
+"""The PIN exchange on the real listener: pre-registered and owner-typed PINs, mistakes, lockout, relays."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+import json
+from pathlib import Path
+
+import aiohttp
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
+import pytest
+
+from custom_components.est_pairing.est import pake
+from custom_components.est_pairing.est.errors import (
+    LockedOut,
+    NotAllowed,
+    PairingProofFailed,
+    Rejected,
+)
+from custom_components.est_pairing.est.limits import FREE_ATTEMPTS, OWNER_PIN_ATTEMPTS
+from custom_components.est_pairing.est.policy import (
+    Confirmation,
+    CredentialKind,
+    ExchangeFailure,
+    PinGiven,
+    Registration,
+)
+from custom_components.est_pairing.est.service import ServiceListener
+from est_tools.appliance.client import Pending, build_csr, client_ssl_context
+from est_tools.appliance.exchange import PinExchangeClient
+from est_tools.appliance.pake_client import ApplianceExchange, Paired
+
+from .conftest import RunningServer, oven_server
+
+EST = "/.well-known/est"
+PIN = "123456"  # the pre-registered oven's (conftest)
+
+
+def new_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def csr_der(key: CertificateIssuerPrivateKeyTypes, appliance_id: str = "oven") -> bytes:
+    return build_csr(key, appliance_id).public_bytes(serialization.Encoding.DER)
+
+
+async def attempt(
+    server: RunningServer, appliance_id: str, pin: str, key: CertificateIssuerPrivateKeyTypes
+) -> Paired | Pending:
+    """One whole exchange, as the reference appliance runs it."""
+    async with PinExchangeClient(server.url) as client:
+        return await client.attempt(ApplianceExchange(appliance_id, pin, csr_der(key, appliance_id)))
+
+
+class Raw:
+    """Messages posted as they are, with every answer's status, headers and body."""
+
+    def __init__(self, server: RunningServer, session: aiohttp.ClientSession) -> None:
+        self.url = f"{server.url}{EST}/pake"
+        self.session = session
+
+    async def post(
+        self, message: dict[str, str] | bytes, content_type: str = "application/json"
+    ) -> tuple[int, dict[str, str], bytes]:
+        """Status, headers (the status line's reason phrase as "Reason"), body."""
+        body = message if isinstance(message, bytes) else pake.encode(message)
+        async with self.session.post(
+            self.url, data=body, headers={"Content-Type": content_type}, ssl=client_ssl_context(None)
+        ) as response:
+            headers = {**response.headers, "Reason": response.reason or ""}
+            return response.status, headers, await response.read()
+
+
+class Exchanges(ServiceListener):
+    """What the server told the application about PIN exchanges."""
+
+    def __init__(self) -> None:
+        self.failed: list[ExchangeFailure] = []
+        self.approved: list[Registration] = []
+
+    def exchange_failed(self, failure: ExchangeFailure) -> None:
+        self.failed.append(failure)
+
+    def exchange_approved(self, registration: Registration) -> None:
+        self.approved.append(registration)
+
+
+@pytest.fixture
+def exchanges() -> Exchanges:
+    return Exchanges()
+
+
+@pytest.fixture
+async def server(tmp_path: Path, exchanges: Exchanges) -> AsyncIterator[RunningServer]:
+    """The conftest's server (``oven`` pre-registered with PIN 123456), telling ``exchanges``."""
+    async with oven_server(tmp_path, exchanges) as running:
+        yield running
+
+
+@pytest.fixture
+async def raw(server: RunningServer) -> AsyncIterator[Raw]:
+    async with aiohttp.ClientSession() as session:
+        yield Raw(server, session)
+
+
+async def test_the_listener_offers_the_exchange(server: RunningServer, raw: Raw) -> None:
+    for path in (f"{EST}/pake", f"{EST}/appliance/pake"):
+        async with raw.session.get(server.url + path, ssl=client_ssl_context(None)) as response:
+            assert response.status == 200
+            assert response.headers["Content-Type"].startswith("application/json")
+            assert json.loads(await response.read()) == {"methods": ["srp6a-sha512-3072"]}
+    async with raw.session.head(f"{server.url}{EST}/pake", ssl=client_ssl_context(None)) as response:
+        assert response.status == 200
+    async with raw.session.put(f"{server.url}{EST}/pake", ssl=client_ssl_context(None)) as response:
+        assert (response.status, response.headers["Allow"]) == (405, "POST, GET, HEAD")
+    async with PinExchangeClient(server.url) as client:
+        assert await client.offered()
+
+
+async def test_a_preregistered_appliance_pairs_unattended_and_pins_the_hubs_ca(server: RunningServer) -> None:
+    key = new_key()
+    paired = await attempt(server, "oven", PIN, key)
+    assert isinstance(paired, Paired)
+    assert paired.ca == server.service.ca.certificate
+    assert paired.certificate.public_key() == key.public_key()
+    assert paired.certificate.subject.rfc4514_string() == "CN=oven"
+    (record,) = server.service.ledger.for_appliance("oven")  # recorded before the answer
+    assert record.serial_number == paired.certificate.serial_number
+    registration = server.service.policy.registration("oven")
+    assert registration is not None and not registration.preregistered
+    assert registration.keys == {record.key_fingerprint}
+
+    again = await attempt(server, "oven", PIN, key)  # its answer was lost: the same certificate
+    assert isinstance(again, Paired) and again.certificate == paired.certificate
+    other = await attempt(server, "oven", PIN, new_key())  # a PIN admits one key: another waits
+    assert isinstance(other, Pending)
+    assert len(server.service.ledger) == 1
+
+
+async def test_an_unknown_appliance_waits_for_its_pin_then_pairs(
+    server: RunningServer, raw: Raw, exchanges: Exchanges
+) -> None:
+    policy = server.service.policy
+    approved = exchanges.approved
+    key = new_key()
+    exchange = ApplianceExchange("fridge", "246810", csr_der(key, "fridge"))
+    status, headers, body = await raw.post(exchange.start())
+    assert (status, headers["Retry-After"], headers["Content-Length"], body) == (202, "1", "0", b"")
+
+    (pending,) = policy.pending_requests()
+    assert (pending.appliance_id, pending.kind) == ("fridge", CredentialKind.PAKE)
+    assert policy.review(pending.request_id).confirmations == (Confirmation.PIN,)
+    with pytest.raises(NotAllowed, match="pairs through the PIN exchange: approve it with the PIN"):
+        await policy.approve(pending.request_id)
+    given = await policy.approve(pending.request_id, pin=" 246810 ")
+    assert isinstance(given, PinGiven)
+    assert policy.registration("fridge") is None  # nothing approved before the exchange proves the PIN
+    assert "246810" not in json.dumps(policy.export())
+
+    paired = await attempt(server, "fridge", "246810", key)
+    assert isinstance(paired, Paired)
+    assert paired.ca == server.service.ca.certificate
+    (registration,) = approved
+    assert registration == policy.registration("fridge")
+    assert registration.kind is CredentialKind.PIN
+    assert registration.verifier is not None and registration.verifier.matches("246810")
+    assert policy.pending_requests() == []
+
+
+async def test_a_mistyped_pin_fails_the_exchange_says_so_and_can_be_typed_again(
+    server: RunningServer, raw: Raw, exchanges: Exchanges
+) -> None:
+    policy = server.service.policy
+    failures = exchanges.failed
+    key = new_key()
+    assert isinstance(await attempt(server, "fridge", "246810", key), Pending)
+    (pending,) = policy.pending_requests()
+    assert isinstance(await policy.approve(pending.request_id, pin="246801"), PinGiven)  # two digits swapped
+
+    exchange = ApplianceExchange("fridge", "246810", csr_der(key, "fridge"))
+    status, _, body = await raw.post(exchange.start())
+    assert status == 200
+    status, headers, body = await raw.post(exchange.answer(body))
+    assert status == 401
+    assert "WWW-Authenticate" not in headers  # a challenge would invite the PIN over HTTP Basic
+    assert (headers["Content-Length"], body) == ("0", b"")
+    assert [(f.appliance_id, f.pending, f.attempts_left) for f in failures] == [
+        ("fridge", pending, OWNER_PIN_ATTEMPTS - 1)
+    ]
+    assert pending.exchange_failed and pending.verifier is None  # back to waiting for the owner
+    assert isinstance(await attempt(server, "fridge", "246810", key), Pending)
+    assert len(server.service.ledger) == 0
+
+    assert isinstance(await policy.approve(pending.request_id, pin="246810"), PinGiven)
+    assert isinstance(await attempt(server, "fridge", "246810", key), Paired)
+
+
+async def test_the_owner_who_gave_the_pin_hears_how_the_next_exchange_went(server: RunningServer) -> None:
+    policy = server.service.policy
+    key = new_key()
+    assert isinstance(await attempt(server, "fridge", "246810", key), Pending)
+    (pending,) = policy.pending_requests()
+
+    assert isinstance(await policy.approve(pending.request_id, pin="246801"), PinGiven)
+    told = policy.next_exchange(pending.request_id)
+    with pytest.raises(PairingProofFailed):
+        await attempt(server, "fridge", "246810", key)
+    assert await told == ExchangeFailure("fridge", pending, OWNER_PIN_ATTEMPTS - 1)
+
+    assert isinstance(await policy.approve(pending.request_id, pin="246810"), PinGiven)
+    told = policy.next_exchange(pending.request_id)
+    assert not told.done()  # nothing is known before the appliance's next exchange
+    assert isinstance(await attempt(server, "fridge", "246810", key), Paired)
+    assert await told == policy.registration("fridge")
+
+
+async def test_failed_exchanges_count_like_wrong_pins(server: RunningServer, exchanges: Exchanges) -> None:
+    failures = exchanges.failed
+    key = new_key()
+    for _ in range(FREE_ATTEMPTS):
+        with pytest.raises(PairingProofFailed, match="does not know the PIN the hub has for it"):
+            await attempt(server, "oven", "000000", key)
+    assert failures == [ExchangeFailure("oven")] * FREE_ATTEMPTS  # a pre-registration's PIN: no request
+    for pin in ("000000", PIN):
+        with pytest.raises(LockedOut, match="too many wrong secrets for this appliance"):
+            await attempt(server, "oven", pin, key)
+    assert len(server.service.ledger) == 0
+
+
+async def test_a_relay_that_swaps_in_its_own_request_gets_no_certificate(
+    server: RunningServer, raw: Raw
+) -> None:
+    """It forwards the appliance's messages but puts its own key's request in the start."""
+    exchange = ApplianceExchange("oven", PIN, csr_der(new_key()))
+    relays_request = base64.b64encode(csr_der(new_key())).decode()
+    status, _, body = await raw.post({**exchange.start(), "csr": relays_request})
+    assert status == 200
+    status, _, body = await raw.post(exchange.answer(body))
+    assert status == 200  # the appliance's PIN is right
+    status, headers, _ = await raw.post(exchange.confirm(body))
+    assert (status, "WWW-Authenticate" in headers) == (401, False)
+    assert "the certificate request is not the one it started with" in headers["Reason"]
+    assert len(server.service.ledger) == 0
+    registration = server.service.policy.registration("oven")
+    assert registration is not None and registration.preregistered  # still unused
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "reason"),
+    [
+        (b"not json", "application/json", 400, "request body is not JSON"),
+        (b'{"step": "dance"}', "application/json", 400, "field 'step' must be"),
+        (
+            b'{"step": "prove", "session": "gone", "M1": "' + b"A" * 86 + b'=="}',
+            "application/json",
+            400,
+            "start again",
+        ),
+        (b"{}", "application/pkcs10", 415, "send the PIN exchange's messages as application/json"),
+        (b"", "application/json", 400, "request body is empty"),
+    ],
+)
+async def test_a_malformed_message_gets_its_reason(
+    raw: Raw, body: bytes, content_type: str, status: int, reason: str
+) -> None:
+    answer_status, headers, answer = await raw.post(body, content_type)
+    assert answer_status == status
+    assert headers["Content-Type"].startswith("text/plain")
+    assert reason in answer.decode()
+
+
+async def test_a_rejected_request_is_refused_at_its_next_start(server: RunningServer) -> None:
+    key = new_key()
+    assert isinstance(await attempt(server, "fridge", "246810", key), Pending)
+    (pending,) = server.service.policy.pending_requests()
+    server.service.policy.reject(pending.request_id)
+    with pytest.raises(Rejected, match="the owner rejected this appliance"):
+        await attempt(server, "fridge", "246810", key)
+
+
+async def test_a_basic_client_still_pairs_with_a_pin_the_hub_keeps_as_a_verifier(
+    server: RunningServer,
+) -> None:
+    """curl, libest, Bouncy Castle: HTTP Basic id:PIN, checked against the pre-registration's verifier."""
+    key = new_key()
+    async with server.client() as client:
+        certificate = await client.enroll(build_csr(key, "oven"), username="oven", password=PIN)
+    assert isinstance(certificate, x509.Certificate)
+    assert certificate.public_key() == key.public_key()
