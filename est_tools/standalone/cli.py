@@ -20,6 +20,7 @@ import contextlib
 from datetime import UTC, datetime
 import fcntl
 import getpass
+from importlib.metadata import version
 import json
 import logging
 import os
@@ -457,7 +458,7 @@ def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
             raise SystemExit("--loop uvloop: uvloop is not installed (pip install uvloop)") from None
         _LOGGER.info("uvloop is not installed: serving on asyncio's own event loop")
         return None
-    _LOGGER.info("Serving on uvloop %s", uvloop.__version__)
+    _LOGGER.info("Serving on uvloop %s", version("uvloop"))
     return uvloop.new_event_loop
 
 
