@@ -1,9 +1,10 @@
-"""The event-loop stall one enrollment causes inside Home Assistant.
+"""The event-loop stall one enrollment causes inside Home Assistant, and Home Assistant's CPU per enrollment.
 
 The integration runs on Home Assistant's own core (the test harness's ``async_test_home_assistant``:
 the real event loop, config entries, storage and entity platforms) with its real EST listener on
 127.0.0.1; the loop-lag probe ticks on that loop while the load generator, in other processes,
-enrolls. Only what Home Assistant's test plugin mocks is mocked: its zeroconf instance (nothing may
+enrolls (so this process's CPU time is Home Assistant's, its event loop and its executor threads).
+Only what Home Assistant's test plugin mocks is mocked: its zeroconf instance (nothing may
 multicast here) and the network integration's announce addresses.
 """
 
@@ -14,6 +15,7 @@ from collections.abc import Callable, Iterator
 import contextlib
 from pathlib import Path
 import tempfile
+import time
 from unittest.mock import AsyncMock, Mock, patch
 
 from homeassistant import loader
@@ -66,8 +68,11 @@ def _no_multicast() -> Iterator[None]:
 
 async def stalls_inside_home_assistant(
     runs: Runs, load: Load, password: str
-) -> list[tuple[str, LoopLagProbe, Measurement, LoadRun]]:
-    """Set the hub up in Home Assistant, then measure each run with the probe on Home Assistant's loop."""
+) -> list[tuple[str, LoopLagProbe, Measurement, LoadRun, float]]:
+    """Set the hub up in Home Assistant, then measure each run with the probe on Home Assistant's loop.
+
+    Each result ends with the CPU seconds this process (Home Assistant) used during the run.
+    """
     results = []
     with tempfile.TemporaryDirectory(prefix="est-bench-ha-") as config_dir, _no_multicast():
         (Path(config_dir) / ".storage").mkdir()
@@ -94,11 +99,12 @@ async def stalls_inside_home_assistant(
             )
             try:
                 for label, concurrency, requests in runs:
+                    cpu = time.process_time()
                     async with LoopLagProbe() as probe:
                         measurement, run = await hass.async_add_executor_job(
                             load, target, concurrency, requests
                         )
-                    results.append((label, probe, measurement, run))
+                    results.append((label, probe, measurement, run, time.process_time() - cpu))
             finally:
                 await hass.config_entries.async_unload(entry.entry_id)
                 await hass.async_block_till_done()
