@@ -67,6 +67,7 @@ def on_each_loop(serve: ServerFactory) -> Callable[[LoopTest], Callable[..., Non
         ]
         run.__signature__ = signature.replace(parameters=parameters, return_annotation=None)  # type: ignore[attr-defined]
         del run.__wrapped__  # pytest reads the signature above, not the coroutine's
-        return pytest.mark.parametrize("event_loop_kind", list(LOOPS))(run)
+        parametrized: Callable[..., None] = pytest.mark.parametrize("event_loop_kind", list(LOOPS))(run)
+        return parametrized
 
     return decorate

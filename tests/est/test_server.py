@@ -1039,4 +1039,5 @@ async def test_where_the_hooks_do_not_fit_the_listener_serves_with_aiohttps_hand
             ),
             tls=context,
         )
-        assert answer is not None and answer.status == 200, answer.text
+        assert answer is not None
+        assert answer.status == 200, answer.text
