@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import AsyncIterator
 import contextlib
 import logging
 import os
@@ -35,7 +34,7 @@ from custom_components.est_pairing.est.limits import (
 )
 
 from . import forge, rawhttp, standalone
-from .conftest import RunningServer, make_service
+from .conftest import RunningServer, make_service, oven_server
 from .loops import LOOPS, on_each_loop
 from .polling import eventually
 
@@ -54,24 +53,9 @@ LIMITS = ConnectionLimits(
 EARLY = time.get_clock_info("monotonic").resolution  # how early the loop may run a timer (its clock's)
 
 
-@contextlib.asynccontextmanager
-async def limited_server(tmp_path: Path) -> AsyncIterator[RunningServer]:
-    """A running server with small connection limits and ``oven`` pre-registered (PIN 123456)."""
-    service = make_service(tmp_path, limits=LIMITS)
-    await service.load()
-    service.policy.preregister("oven", "123456")
-    await service.start()
-    try:
-        yield RunningServer(service, tmp_path)
-    finally:
-        await service.stop()
-
-
-@pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
-    """:func:`limited_server` on the test's loop."""
-    async with limited_server(tmp_path) as running:
-        yield running
+def limited_server(tmp_path: Path) -> contextlib.AbstractAsyncContextManager[RunningServer]:
+    """The oven's server (PIN 123456) with small connection limits."""
+    return oven_server(tmp_path, limits=LIMITS)
 
 
 def tls(server: RunningServer) -> ssl.SSLContext:
@@ -257,17 +241,11 @@ async def test_a_stalled_tls_handshake_is_closed(server: RunningServer, opening:
 # --- the connection cap ------------------------------------------------------------------------------
 
 
-@contextlib.asynccontextmanager
-async def small_server(tmp_path: Path) -> AsyncIterator[RunningServer]:
+def small_server(tmp_path: Path) -> contextlib.AbstractAsyncContextManager[RunningServer]:
     """Room for four connections, and deadlines long enough not to interfere."""
-    limits = ConnectionLimits(header_timeout=30.0, body_timeout=30.0, max_connections=4)
-    service = make_service(tmp_path, limits=limits)
-    await service.load()
-    await service.start()
-    try:
-        yield RunningServer(service, tmp_path)
-    finally:
-        await service.stop()
+    return oven_server(
+        tmp_path, limits=ConnectionLimits(header_timeout=30.0, body_timeout=30.0, max_connections=4)
+    )
 
 
 @on_each_loop(small_server)
