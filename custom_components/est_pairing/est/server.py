@@ -332,9 +332,17 @@ class _EstRequestHandler(web.RequestHandler):
     The one place the listener reaches past aiohttp's documented API: it overrides two methods of
     ``web.RequestHandler`` (exported, not documented). aiohttp answers an unparseable request (bad
     request line, header, chunk size...) itself, before any handler runs: with a multi-line reason,
-    and with a logged traceback that any device on the LAN could provoke at will. What this buys is
-    those answers (a one-line 400, a debug log line), not speed: it costs one method call per
-    unparseable request and nothing per well-formed one (the per-request path is aiohttp's own).
+    and with a logged traceback that any device on the LAN could provoke at will; and aiohttp 3.11
+    lets unparseable bytes pipelined after an upgrade request escape ``finish_response`` unanswered.
+
+    What this buys is those answers (a one-line 400, a debug log line), not speed. What it costs,
+    measured: ``handle_error`` runs for unparseable requests only; ``finish_response`` adds one
+    coroutine call around aiohttp's own per request. Instructions per fresh-TLS enrollment under
+    callgrind (``valgrind --tool=callgrind`` on ``scripts/est-server serve``, asyncio's loop, 200
+    enrollments from ``scripts/bench``'s load generator, 8 clients, two runs each): 7.540-7.561 M
+    with this handler, 7.543-7.547 M with aiohttp's own; no difference beyond the runs' spread
+    (0.3%), far below what ``scripts/bench --only limits`` resolves in CPU time.
+
     :func:`request_handler_hooks_fit` checks that aiohttp still has the two methods as overridden
     here (a test asserts it for every aiohttp the project runs on); where it does not, the listener
     serves with aiohttp's own handler, logging that once.
