@@ -19,23 +19,17 @@ from homeassistant.helpers import (
 from homeassistant.helpers.dispatcher import async_dispatcher_connect
 from homeassistant.helpers.typing import ConfigType
 
-from .const import (
-    DOMAIN,
-    ISSUE_CA_EXPIRING,
-    ISSUE_LISTENER_NAMES,
-    ISSUE_PORT_UNAVAILABLE,
-    ISSUE_STORAGE_UNWRITABLE,
-)
+from .appliances import remove_appliance_subentry
+from .const import DOMAIN, ISSUE_PORT_UNAVAILABLE
 from .est.errors import EstError
 from .exceptions import translated
-from .runtime import EstRuntime, HubSettings, remove_appliance_subentry
+from .issues import ISSUES
+from .runtime import EstConfigEntry, EstRuntime, HubSettings
 from .services import async_setup_services
 from .store import DocumentStore, LedgerJournal
 
 PLATFORMS: list[Platform] = [Platform.BUTTON, Platform.IMAGE, Platform.SENSOR]
 CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
-
-type EstConfigEntry = ConfigEntry[EstRuntime]
 
 
 async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
@@ -93,8 +87,7 @@ async def _async_entry_updated(hass: HomeAssistant, entry: EstConfigEntry) -> No
 
 async def async_remove_entry(hass: HomeAssistant, entry: EstConfigEntry) -> None:
     """Deleting the hub deletes the household CA, approvals and ledger from .storage, and its issues."""
-    issues = (ISSUE_PORT_UNAVAILABLE, ISSUE_CA_EXPIRING, ISSUE_LISTENER_NAMES, ISSUE_STORAGE_UNWRITABLE)
-    for issue_id in issues:
+    for issue_id in ISSUES:
         ir.async_delete_issue(hass, DOMAIN, issue_id)
     await DocumentStore(hass, entry.entry_id, "ca").remove()
     await DocumentStore(hass, entry.entry_id, "approvals").remove()
@@ -114,7 +107,7 @@ async def async_remove_config_entry_device(
         hass.loop.call_soon(remove_appliance_subentry, hass, entry, appliance_ids[0])
         return True
     try:
-        await entry.runtime_data.async_remove_appliance(appliance_ids[0])
+        await entry.runtime_data.decisions.async_remove_appliance(appliance_ids[0])
     except EstError as err:
         raise translated(err) from err
     return True

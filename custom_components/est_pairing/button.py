@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from homeassistant.components.button import ButtonEntity, ButtonEntityDescription
+from homeassistant.config_entries import ConfigSubentry
 from homeassistant.const import EntityCategory
 from homeassistant.core import HomeAssistant
+from homeassistant.helpers.entity import EntityDescription
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .entity import ApplianceEntity, async_add_appliance_entities
@@ -14,7 +16,7 @@ from .est.errors import EstError
 from .exceptions import translated
 
 if TYPE_CHECKING:
-    from . import EstConfigEntry
+    from .runtime import EstConfigEntry
 
 PARALLEL_UPDATES = 1
 REVOKE = ButtonEntityDescription(
@@ -26,9 +28,8 @@ async def async_setup_entry(
     hass: HomeAssistant, entry: EstConfigEntry, async_add_entities: AddConfigEntryEntitiesCallback
 ) -> None:
     """A revoke button for every appliance, now and as they are approved."""
-    runtime = entry.runtime_data
     async_add_appliance_entities(
-        entry, async_add_entities, lambda subentry: [RevokeButton(runtime, subentry, REVOKE)]
+        entry, async_add_entities, lambda subentry: [RevokeButton(entry, subentry, REVOKE)]
     )
 
 
@@ -40,9 +41,15 @@ class RevokeButton(ApplianceEntity, ButtonEntity):
     only takes trust away, never grants it; the owner pairs the appliance again to undo it.
     """
 
+    def __init__(
+        self, entry: EstConfigEntry, subentry: ConfigSubentry, description: EntityDescription
+    ) -> None:
+        super().__init__(entry, subentry, description)
+        self._decisions = entry.runtime_data.decisions
+
     async def async_press(self) -> None:
         """Revoke now."""
         try:
-            await self.runtime.async_revoke(self.appliance_id)
+            await self._decisions.async_revoke(self.appliance_id)
         except EstError as err:
             raise translated(err) from err

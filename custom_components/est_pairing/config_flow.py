@@ -1,4 +1,9 @@
-"""Config flows: create the household CA hub, approve discovered appliances, options, pre-registration."""
+"""Config flows: create the household CA hub, approve discovered appliances, options, pre-registration.
+
+Longer than the other modules: Home Assistant looks for the config flow here, and its options and
+subentry flows sit beside it, as in Home Assistant's own integrations. The owner's approval dialogs
+are most of it; what they decide is carried out by :mod:`.decisions`.
+"""
 
 from __future__ import annotations
 
@@ -42,8 +47,10 @@ from .const import (
     DEFAULT_RENEWAL_DAYS,
     DEFAULT_VALIDITY_DAYS,
     DOMAIN,
+    MIN_PIN_LENGTH,
     SUBENTRY_APPLIANCE,
 )
+from .decisions import OwnerReview
 from .est.ca import household_ca_name
 from .est.csr import ApplianceDetails, displayable
 from .est.errors import (
@@ -59,12 +66,10 @@ from .est.issuance import check_appliance_id
 from .est.limits import MAX_SECRET_LENGTH
 from .exceptions import AlreadyPaired
 from .household import MAX_HOUSEHOLD_NAME_BYTES, shorten_household_name, tidy_household_name
-from .runtime import OwnerReview, hub_runtime
-from .services import MIN_PIN_LENGTH
+from .runtime import hub_runtime
 
 if TYPE_CHECKING:
-    from . import EstConfigEntry
-    from .runtime import EstRuntime
+    from .runtime import EstConfigEntry, EstRuntime
 
 # CommonMark: backslash-escaped ASCII punctuation shows as itself ("\<img>" is text, not HTML)
 _MARKDOWN_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
@@ -285,7 +290,7 @@ class EstPairingConfigFlow(ConfigFlow, domain=DOMAIN):
             return shown
         runtime = hub_runtime(self.hass)
         assert runtime is not None  # noqa: S101 - _review found it
-        runtime.reject(self._discovery["request_id"])
+        runtime.decisions.reject(self._discovery["request_id"])
         return self.async_abort(reason="rejected", description_placeholders=self._placeholders(shown))
 
     @callback
@@ -302,12 +307,12 @@ class EstPairingConfigFlow(ConfigFlow, domain=DOMAIN):
         without this a user who may not decide could still make a request vanish from Discovered.
         """
         if self._discovery and not self._ended and (runtime := hub_runtime(self.hass)) is not None:
-            runtime.show_again(self._discovery["identity"])
+            runtime.decisions.show_again(self._discovery["identity"])
 
     async def async_step_ignore(self, user_input: dict[str, Any]) -> ConfigFlowResult:
         """Ignoring a discovered appliance refuses its requests while it stays ignored."""
         if (runtime := hub_runtime(self.hass)) is not None:
-            runtime.ignore_identity(user_input["unique_id"])
+            runtime.decisions.ignore_identity(user_input["unique_id"])
         return await super().async_step_ignore(user_input)
 
     def _review(self) -> OwnerReview | ConfigFlowResult:
@@ -316,8 +321,11 @@ class EstPairingConfigFlow(ConfigFlow, domain=DOMAIN):
         if runtime is None:
             return self.async_abort(reason="not_running")
         try:
-            return runtime.review(self._discovery["request_id"])
+            return runtime.decisions.review(self._discovery["request_id"])
         except PendingRequestGone:
+            # Expired meanwhile, it is dropped only by the hourly check: another waiting request of
+            # this appliance gets its card now, as when it was dropped.
+            runtime.decisions.show_again(self._discovery["identity"])
             return self.async_abort(reason="request_gone")
 
     def _approve(self, shown: OwnerReview, *, pin: str | None, use_new_details: bool) -> ConfigFlowResult:
@@ -325,7 +333,7 @@ class EstPairingConfigFlow(ConfigFlow, domain=DOMAIN):
         assert runtime is not None  # noqa: S101 - _review found it
         placeholders = self._placeholders(shown)
         try:  # the request was there a moment ago (_review), but the appliance may be paired since
-            runtime.approve(self._discovery["request_id"], pin=pin, use_new_details=use_new_details)
+            runtime.decisions.approve(self._discovery["request_id"], pin=pin, use_new_details=use_new_details)
         except LockedOut:
             return self.async_abort(reason="locked_out")
         except NameTaken:
@@ -446,7 +454,9 @@ class ApplianceSubentryFlow(ConfigSubentryFlow):
                     errors[CONF_PIN] = "pin_too_long"
                 else:
                     try:
-                        runtime.preregister(appliance_id, user_input[CONF_PIN], name, add_subentry=False)
+                        runtime.decisions.preregister(
+                            appliance_id, user_input[CONF_PIN], name, add_subentry=False
+                        )
                     except AlreadyPaired:
                         errors[CONF_APPLIANCE_ID] = "already_paired"
                     except NameTaken:

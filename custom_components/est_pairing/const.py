@@ -26,6 +26,7 @@ CONF_APPLIANCE_ID: Final = "appliance_id"
 # saved with the subentries, so a subentry missing beside its mark was deleted by the owner.
 CONF_APPLIANCES: Final = "appliances"
 CONF_PIN: Final = "pin"
+MIN_PIN_LENGTH: Final = 6  # a PIN the owner sets (pre-registration): the form and the action ask for as many
 CONF_NAME: Final = "name"
 
 # Repair issues

@@ -1,4 +1,4 @@
-"""Diagnostics: the hub's state without keys, PINs or secret digests."""
+"""Diagnostics: the hub's state without keys, PINs or secret digests (reading it changes nothing)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from homeassistant.core import HomeAssistant
 from homeassistant.util import dt as dt_util
 
 from .const import CONF_MANUFACTURER_CAS
+from .coordinator import appliance_status
 
 if TYPE_CHECKING:
-    from . import EstConfigEntry
+    from .runtime import EstConfigEntry
 
 TO_REDACT = {CONF_MANUFACTURER_CAS}
 
@@ -37,7 +38,7 @@ async def async_get_config_entry_diagnostics(hass: HomeAssistant, entry: EstConf
             "port": service.port,
             "names": identity.names().all(),
             "not_valid_after": identity.certificate.not_valid_after_utc.isoformat(),
-            "announced_as": runtime.service_info.name if runtime.service_info else None,
+            "announced_as": announced.name if (announced := runtime.announcement.service_info) else None,
         },
         "approvals": {
             # False while the approvals on disk are behind those in memory (a full disk): lost at a restart.
@@ -60,7 +61,9 @@ async def async_get_config_entry_diagnostics(hass: HomeAssistant, entry: EstConf
                 "kind": registration.kind.value,
                 "preregistered": registration.preregistered,
                 "approved_keys": len(registration.keys),
-                "status": runtime.status(registration.appliance_id),
+                "status": appliance_status(
+                    service, registration.appliance_id, now, runtime.settings.renewal_days
+                ),
             }
             for registration in service.policy.registrations()
         ],

@@ -1,4 +1,4 @@
-"""Base entities: the hub device (the household CA) and one device per appliance."""
+"""Base entities: the hub device (the household CA) and one device per appliance, reading the snapshot."""
 
 from __future__ import annotations
 
@@ -8,59 +8,47 @@ from typing import TYPE_CHECKING
 from homeassistant.config_entries import ConfigSubentry
 from homeassistant.core import callback
 from homeassistant.helpers.device_registry import DeviceInfo
-from homeassistant.helpers.dispatcher import async_dispatcher_connect
 from homeassistant.helpers.entity import Entity, EntityDescription
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+from homeassistant.helpers.update_coordinator import CoordinatorEntity
 
-from .const import CONF_APPLIANCE_ID, DOMAIN, NAME, SUBENTRY_APPLIANCE
+from .const import CONF_APPLIANCE_ID, CONF_CA_NAME, DOMAIN, NAME
+from .coordinator import ApplianceSnapshot, EstCoordinator
 from .est.ca import household_ca_name
-from .runtime import EstRuntime
 
 if TYPE_CHECKING:
-    from . import EstConfigEntry
+    from .runtime import EstConfigEntry
 
 
-class EstEntity(Entity):
-    """Pushed by the runtime's dispatcher signals; never polled."""
-
-    _attr_has_entity_name = True
-    _attr_should_poll = False
-
-    def __init__(self, runtime: EstRuntime, description: EntityDescription) -> None:
-        self.runtime = runtime
-        self.entity_description = description
-
-    @callback
-    def _refresh(self, *_args: object) -> None:
-        self.async_write_ha_state()
-
-
-class HubEntity(EstEntity):
+class HubEntity(CoordinatorEntity[EstCoordinator]):
     """An entity of the hub device."""
 
-    def __init__(self, runtime: EstRuntime, description: EntityDescription) -> None:
-        super().__init__(runtime, description)
-        entry = runtime.entry
+    _attr_has_entity_name = True
+
+    def __init__(self, entry: EstConfigEntry, description: EntityDescription) -> None:
+        super().__init__(entry.runtime_data.coordinator)
+        self.entity_description = description
         self._attr_unique_id = f"{entry.entry_id}_{description.key}"
         self._attr_device_info = DeviceInfo(
             identifiers={(DOMAIN, entry.entry_id)},
-            name=household_ca_name(runtime.settings.ca_name),
+            name=household_ca_name(entry.data[CONF_CA_NAME]),
             manufacturer=NAME,
             model="Household certificate authority",
         )
 
-    async def async_added_to_hass(self) -> None:
-        """Follow pending requests and the periodic refresh."""
-        self.async_on_remove(async_dispatcher_connect(self.hass, self.runtime.signal_hub, self._refresh))
 
-
-class ApplianceEntity(EstEntity):
+class ApplianceEntity(CoordinatorEntity[EstCoordinator]):
     """An entity of an appliance device (one config subentry)."""
 
-    def __init__(self, runtime: EstRuntime, subentry: ConfigSubentry, description: EntityDescription) -> None:
-        super().__init__(runtime, description)
+    _attr_has_entity_name = True
+
+    def __init__(
+        self, entry: EstConfigEntry, subentry: ConfigSubentry, description: EntityDescription
+    ) -> None:
+        super().__init__(entry.runtime_data.coordinator)
+        self.entity_description = description
         self.appliance_id: str = subentry.data[CONF_APPLIANCE_ID]
-        self._attr_unique_id = f"{runtime.entry.entry_id}_{self.appliance_id}_{description.key}"
+        self._attr_unique_id = f"{entry.entry_id}_{self.appliance_id}_{description.key}"
         self._attr_device_info = DeviceInfo(
             identifiers={(DOMAIN, self.appliance_id)},
             name=subentry.title,
@@ -69,16 +57,10 @@ class ApplianceEntity(EstEntity):
             serial_number=subentry.data.get("serial_number"),
         )
 
-    async def async_added_to_hass(self) -> None:
-        """Follow the ledger: re-enrollment updates the entity without a reload."""
-        self.async_on_remove(
-            async_dispatcher_connect(self.hass, self.runtime.signal_appliance, self._appliance_changed)
-        )
-
-    @callback
-    def _appliance_changed(self, appliance_id: str | None) -> None:
-        if appliance_id in (None, self.appliance_id):
-            self.async_write_ha_state()
+    @property
+    def appliance(self) -> ApplianceSnapshot | None:
+        """The appliance in the current snapshot (None once its subentry is gone)."""
+        return self.coordinator.data.appliances.get(self.appliance_id)
 
 
 def async_add_appliance_entities(
@@ -86,14 +68,17 @@ def async_add_appliance_entities(
     async_add_entities: AddConfigEntryEntitiesCallback,
     entities_for: Callable[[ConfigSubentry], Iterable[Entity]],
 ) -> None:
-    """Add each appliance's entities now, and for every appliance approved while loaded."""
-    runtime = entry.runtime_data
+    """Add each appliance's entities now, and for every appliance that appears in a later snapshot."""
+    coordinator = entry.runtime_data.coordinator
+    added: set[str] = set()
 
     @callback
-    def add(subentry_id: str) -> None:
-        async_add_entities(entities_for(entry.subentries[subentry_id]), config_subentry_id=subentry_id)
+    def add_new_appliances() -> None:
+        for appliance in coordinator.data.appliances.values():
+            if appliance.subentry_id not in added and appliance.subentry_id in entry.subentries:
+                added.add(appliance.subentry_id)
+                subentry = entry.subentries[appliance.subentry_id]
+                async_add_entities(entities_for(subentry), config_subentry_id=appliance.subentry_id)
 
-    for subentry_id, subentry in entry.subentries.items():
-        if subentry.subentry_type == SUBENTRY_APPLIANCE:
-            add(subentry_id)
-    entry.async_on_unload(async_dispatcher_connect(runtime.hass, runtime.signal_new_appliance, add))
+    add_new_appliances()
+    entry.async_on_unload(coordinator.async_add_listener(add_new_appliances))

@@ -14,10 +14,9 @@ from homeassistant.util import dt as dt_util
 import segno
 
 from .entity import HubEntity
-from .runtime import EstRuntime
 
 if TYPE_CHECKING:
-    from . import EstConfigEntry
+    from .runtime import EstConfigEntry
 
 PARALLEL_UPDATES = 0
 QR_CODE = ImageEntityDescription(key="qr_code", translation_key="qr_code")
@@ -37,7 +36,7 @@ async def async_setup_entry(
     hass: HomeAssistant, entry: EstConfigEntry, async_add_entities: AddConfigEntryEntitiesCallback
 ) -> None:
     """The hub's QR code."""
-    async_add_entities([EnrollmentQrCode(hass, entry.runtime_data)])
+    async_add_entities([EnrollmentQrCode(hass, entry)])
 
 
 class EnrollmentQrCode(HubEntity, ImageEntity):
@@ -45,10 +44,10 @@ class EnrollmentQrCode(HubEntity, ImageEntity):
 
     _attr_content_type = "image/png"
 
-    def __init__(self, hass: HomeAssistant, runtime: EstRuntime) -> None:
-        HubEntity.__init__(self, runtime, QR_CODE)
+    def __init__(self, hass: HomeAssistant, entry: EstConfigEntry) -> None:
+        HubEntity.__init__(self, entry, QR_CODE)
         ImageEntity.__init__(self, hass)
-        self._payload = runtime.qr_payload
+        self._payload = self.coordinator.data.qr_payload
         self._attr_image_last_updated = dt_util.utcnow()
 
     async def async_image(self) -> bytes | None:
@@ -56,11 +55,11 @@ class EnrollmentQrCode(HubEntity, ImageEntity):
         return await self.hass.async_add_executor_job(qr_png, self._payload)
 
     @callback
-    def _refresh(self, *_args: object) -> None:
-        if (payload := self.runtime.qr_payload) != self._payload:  # a new address (or port, or CA)
+    def _handle_coordinator_update(self) -> None:
+        if (payload := self.coordinator.data.qr_payload) != self._payload:  # a new address (or port, or CA)
             self._payload = payload
             self._attr_image_last_updated = _later_than(self._attr_image_last_updated)
-        self.async_write_ha_state()
+        super()._handle_coordinator_update()
 
 
 def _later_than(previous: datetime | None) -> datetime:

@@ -17,11 +17,12 @@ from homeassistant.const import EntityCategory
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
+from .coordinator import ApplianceSnapshot, HubSnapshot
 from .entity import ApplianceEntity, HubEntity, async_add_appliance_entities
-from .runtime import EstRuntime
+from .est.fingerprints import format_fingerprint
 
 if TYPE_CHECKING:
-    from . import EstConfigEntry
+    from .runtime import EstConfigEntry
 
 PARALLEL_UPDATES = 0
 CERTIFICATE_STATES = ["awaiting_enrollment", "valid", "expiring", "expired", "revoked"]
@@ -29,21 +30,16 @@ CERTIFICATE_STATES = ["awaiting_enrollment", "valid", "expiring", "expired", "re
 
 @dataclass(frozen=True, kw_only=True)
 class ApplianceSensorDescription(SensorEntityDescription):
-    """How an appliance sensor reads its value."""
+    """How an appliance sensor reads its value from the appliance's snapshot."""
 
-    value: Callable[[EstRuntime, str], datetime | str | None]
+    value: Callable[[ApplianceSnapshot], datetime | str | None]
 
 
 @dataclass(frozen=True, kw_only=True)
 class HubSensorDescription(SensorEntityDescription):
-    """How a hub sensor reads its value."""
+    """How a hub sensor reads its value from the hub's snapshot."""
 
-    value: Callable[[EstRuntime], datetime | str | int | None]
-
-
-def _expiry(runtime: EstRuntime, appliance_id: str) -> datetime | None:
-    record = runtime.latest_certificate(appliance_id)
-    return record.expires if record is not None else None
+    value: Callable[[HubSnapshot], datetime | str | int | None]
 
 
 APPLIANCE_SENSORS = (
@@ -51,14 +47,14 @@ APPLIANCE_SENSORS = (
         key="certificate_expiry",
         translation_key="certificate_expiry",
         device_class=SensorDeviceClass.TIMESTAMP,
-        value=_expiry,
+        value=lambda appliance: appliance.expires,
     ),
     ApplianceSensorDescription(
         key="certificate_status",
         translation_key="certificate_status",
         device_class=SensorDeviceClass.ENUM,
         options=CERTIFICATE_STATES,
-        value=lambda runtime, appliance_id: runtime.status(appliance_id),
+        value=lambda appliance: appliance.status,
     ),
 )
 
@@ -68,25 +64,25 @@ HUB_SENSORS = (
         translation_key="ca_expiry",
         device_class=SensorDeviceClass.TIMESTAMP,
         entity_category=EntityCategory.DIAGNOSTIC,
-        value=lambda runtime: runtime.service.ca.not_valid_after,
+        value=lambda hub: hub.ca_expires,
     ),
     HubSensorDescription(
         key="pending_requests",
         translation_key="pending_requests",
         state_class=SensorStateClass.MEASUREMENT,
-        value=lambda runtime: len(runtime.service.policy.pending_requests()),
+        value=lambda hub: hub.pending_requests,
     ),
     HubSensorDescription(
         key="ca_fingerprint",
         translation_key="ca_fingerprint",
         entity_category=EntityCategory.DIAGNOSTIC,
-        value=lambda runtime: runtime.formatted_fingerprint(),
+        value=lambda hub: format_fingerprint(hub.ca_fingerprint),
     ),
     HubSensorDescription(
         key="qr_payload",
         translation_key="qr_payload",
         entity_category=EntityCategory.DIAGNOSTIC,
-        value=lambda runtime: runtime.qr_payload,
+        value=lambda hub: hub.qr_payload,
     ),
 )
 
@@ -95,12 +91,11 @@ async def async_setup_entry(
     hass: HomeAssistant, entry: EstConfigEntry, async_add_entities: AddConfigEntryEntitiesCallback
 ) -> None:
     """Hub sensors now; appliance sensors for every appliance, now and as they are approved."""
-    runtime = entry.runtime_data
-    async_add_entities(HubSensor(runtime, description) for description in HUB_SENSORS)
+    async_add_entities(HubSensor(entry, description) for description in HUB_SENSORS)
     async_add_appliance_entities(
         entry,
         async_add_entities,
-        lambda subentry: [ApplianceSensor(runtime, subentry, d) for d in APPLIANCE_SENSORS],
+        lambda subentry: [ApplianceSensor(entry, subentry, d) for d in APPLIANCE_SENSORS],
     )
 
 
@@ -111,8 +106,8 @@ class HubSensor(HubEntity, SensorEntity):
 
     @property
     def native_value(self) -> datetime | str | int | None:
-        """Read from the runtime."""
-        return self.entity_description.value(self.runtime)
+        """Read from the snapshot."""
+        return self.entity_description.value(self.coordinator.data)
 
 
 class ApplianceSensor(ApplianceEntity, SensorEntity):
@@ -122,5 +117,7 @@ class ApplianceSensor(ApplianceEntity, SensorEntity):
 
     @property
     def native_value(self) -> datetime | str | None:
-        """Read from the ledger."""
-        return self.entity_description.value(self.runtime, self.appliance_id)
+        """Read from the appliance's snapshot."""
+        if (appliance := self.appliance) is None:
+            return None
+        return self.entity_description.value(appliance)

@@ -10,7 +10,7 @@ from homeassistant.helpers import config_validation as cv, device_registry as dr
 from homeassistant.helpers.service import async_register_admin_service
 import voluptuous as vol
 
-from .const import CONF_APPLIANCE_ID, CONF_NAME, CONF_PIN, DOMAIN
+from .const import CONF_APPLIANCE_ID, CONF_NAME, CONF_PIN, DOMAIN, MIN_PIN_LENGTH
 from .est.errors import EstError
 from .est.limits import MAX_SECRET_LENGTH
 from .exceptions import translated
@@ -20,7 +20,6 @@ SERVICE_REVOKE = "revoke_certificate"
 SERVICE_PREREGISTER = "preregister_appliance"
 SERVICE_EXPORT_CA = "export_ca"
 ATTR_DEVICE_ID = "device_id"
-MIN_PIN_LENGTH = 6
 
 EXPORT_CA_SCHEMA = vol.Schema({})  # no fields: an unknown one is refused rather than ignored
 REVOKE_SCHEMA = vol.Schema({vol.Required(ATTR_DEVICE_ID): cv.string})
@@ -44,25 +43,27 @@ def async_setup_services(hass: HomeAssistant) -> None:
         if not appliance_ids or appliance_ids[0] == runtime.entry.entry_id:
             raise ServiceValidationError(translation_domain=DOMAIN, translation_key="not_an_appliance")
         try:
-            await runtime.async_revoke(appliance_ids[0])
+            await runtime.decisions.async_revoke(appliance_ids[0])
         except EstError as err:
             raise translated(err) from err
 
     async def preregister(call: ServiceCall) -> None:
         runtime = _runtime(hass)
         try:
-            runtime.preregister(call.data[CONF_APPLIANCE_ID], call.data[CONF_PIN], call.data.get(CONF_NAME))
+            runtime.decisions.preregister(
+                call.data[CONF_APPLIANCE_ID], call.data[CONF_PIN], call.data.get(CONF_NAME)
+            )
         except EstError as err:
             raise translated(err) from err
 
     async def export_ca(call: ServiceCall) -> ServiceResponse:
         runtime = _runtime(hass)
-        ca = runtime.service.ca
+        hub = runtime.coordinator.data
         response: dict[str, Any] = {
-            "certificate": ca.certificate_pem.decode(),
-            "fingerprint": runtime.ca_fingerprint,
-            "qr_payload": runtime.qr_payload,
-            "expires": ca.not_valid_after.isoformat(),
+            "certificate": runtime.service.ca.certificate_pem.decode(),
+            "fingerprint": hub.ca_fingerprint,
+            "qr_payload": hub.qr_payload,
+            "expires": hub.ca_expires.isoformat(),
         }
         return response
 

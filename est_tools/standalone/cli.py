@@ -37,7 +37,7 @@ from custom_components.est_pairing.est.errors import EstError
 from custom_components.est_pairing.est.fingerprints import format_fingerprint
 from custom_components.est_pairing.est.homenet import HOME_DOMAINS, MDNS_SUFFIX
 from custom_components.est_pairing.est.policy import PendingEnrollment
-from custom_components.est_pairing.est.service import EstService, ServiceConfig, url_host
+from custom_components.est_pairing.est.service import EstService, ServiceConfig, ServiceListener, url_host
 from custom_components.est_pairing.est.storage import (
     Document,
     JournalFile,
@@ -106,13 +106,16 @@ def _is_pair(section: dict[str, str]) -> bool:
     return bool(key.public_key() == certificate.public_key())
 
 
-def open_service(data_dir: Path, config: ServiceConfig) -> EstService:
+def open_service(
+    data_dir: Path, config: ServiceConfig, listener: ServiceListener | None = None
+) -> EstService:
     """An :class:`EstService` over the data directory's files."""
     return EstService(
         config,
         ca_store=PemDirectoryStore(data_dir),
         policy_store=JsonFileStore(data_dir / "approvals.json"),
         ledger_journal=JournalFile(data_dir / "ledger.jsonl"),
+        listener=listener,
     )
 
 
@@ -138,7 +141,7 @@ def exclusive(data_dir: Path) -> Iterator[None]:
 async def serve(args: argparse.Namespace) -> None:
     """Run until SIGINT or SIGTERM."""
     data_dir: Path = args.data_dir
-    service = open_service(data_dir, service_config(args))
+    service = open_service(data_dir, service_config(args), ConsoleListener())
     await service.load()
     users = [("--user", number, user) for number, user in enumerate(args.user, 1)]
     for path in args.users_file:
@@ -156,7 +159,6 @@ async def serve(args: argparse.Namespace) -> None:
             service.policy.preregister(appliance_id, secret)
         except EstError as err:  # the reason names the id, never the secret
             raise SystemExit(f"{origin}: appliance {number}: {err}") from err
-    service.policy.on_pending_added = _announce_pending
     await service.start()
     control = await _start_control(service, data_dir / "control.sock")
     stopped = asyncio.Event()
@@ -218,13 +220,18 @@ def service_config(args: argparse.Namespace) -> ServiceConfig:
     )
 
 
-def _announce_pending(pending: PendingEnrollment) -> None:
-    print(
-        f"waiting for approval: {pending.appliance_id} ({pending.kind.value}) from "
-        f"{pending.address or 'unknown'}, key sha256 {format_fingerprint(pending.key_fingerprint, groups=4)}"
-        f" -- run: est-server approve {pending.appliance_id} --data-dir DIR",
-        flush=True,
-    )
+class ConsoleListener(ServiceListener):
+    """What ``serve`` tells the person running it: each request that waits for approval."""
+
+    def pending_added(self, pending: PendingEnrollment) -> None:
+        """One line, with the command that approves it."""
+        print(
+            f"waiting for approval: {pending.appliance_id} ({pending.kind.value}) from "
+            f"{pending.address or 'unknown'}, key sha256 "
+            f"{format_fingerprint(pending.key_fingerprint, groups=4)}"
+            f" -- run: est-server approve {pending.appliance_id} --data-dir DIR",
+            flush=True,
+        )
 
 
 def _load_certificates(path: Path) -> list[x509.Certificate]:

@@ -4,9 +4,5 @@ from __future__ import annotations
 
 from tests.est.conftest import (  # noqa: F401 - fixtures, found by name
     allow_loopback_sockets,
-    auto_enable_custom_integrations,
     ca,
-    config_dir,
-    loopback_only,
-    zeroconf,
 )

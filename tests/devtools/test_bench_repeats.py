@@ -9,6 +9,8 @@ import pytest
 
 from scripts.devtools.bench import repeats
 
+pytestmark = pytest.mark.slow  # a bench run against a real server
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -16,7 +16,7 @@ from scripts.devtools.browser_test import is_complaint, qr_code_problem
     ("line", "complaint"),
     [
         (
-            "2026-11-29 16:25:26.680 WARNING (MainThread) [custom_components.est_pairing.runtime] "
+            "2026-11-29 16:25:26.680 WARNING (MainThread) [custom_components.est_pairing.announcement] "
             "The EST server's certificate no longer covers Home Assistant's addresses",
             True,
         ),
@@ -36,7 +36,7 @@ from scripts.devtools.browser_test import is_complaint, qr_code_problem
             False,
         ),
         (
-            "2026-11-29 16:35:52.858 INFO (MainThread) [custom_components.est_pairing.runtime] "
+            "2026-11-29 16:35:52.858 INFO (MainThread) [custom_components.est_pairing.decisions] "
             "Appliance oven-7f3a asks to enroll from 127.0.0.1; waiting for the owner",
             False,
         ),

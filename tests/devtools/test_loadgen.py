@@ -17,6 +17,8 @@ from custom_components.est_pairing.est.tls import ListenerIdentity, ListenerName
 from scripts.devtools.bench.exchanges import complete_body, http_request, parse_head
 from scripts.devtools.bench.loadgen import Endpoint, LoadSpec, run_load
 
+pytestmark = pytest.mark.slow  # load generator worker processes
+
 
 def test_a_request_asks_to_close_the_connection() -> None:
     request = http_request("POST", "/e", "127.0.0.1:8443", [("Content-Type", "application/pkcs10")], b"MIIB")

@@ -7,6 +7,8 @@ import pytest
 from custom_components.est_pairing.est import pake
 from scripts.devtools.bench import pin_exchange
 
+pytestmark = pytest.mark.slow  # the PIN exchange bench
+
 
 def test_an_exchange_costs_both_sides_cpu() -> None:
     for _, backend in pin_exchange.backends():

@@ -7,6 +7,8 @@ import pytest
 from scripts.devtools.bench import two_openssls
 from scripts.devtools.bench.workload import csr_bodies
 
+pytestmark = pytest.mark.slow  # the experiment's processes
+
 
 def test_a_handshake_completes_with_the_listener_settings() -> None:
     server = two_openssls.Handshakes().run()

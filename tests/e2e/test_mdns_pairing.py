@@ -16,6 +16,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.slow  # end to end: Home Assistant and the appliance over real mDNS in a namespace
+
 ROOT = Path(__file__).parents[2]
 SCENARIO = Path(__file__).parent / "namespace" / "scenario_mdns_pairing.py"
 TIMEOUT = 300  # seconds; the scenario takes about ten (plus Home Assistant's start-up)

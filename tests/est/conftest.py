@@ -21,26 +21,6 @@ from est_tools.appliance.client import EstClient, client_ssl_context
 
 
 @pytest.fixture(autouse=True)
-def auto_enable_custom_integrations() -> None:
-    """The library needs no Home Assistant: override the package-wide autouse fixture."""
-
-
-@pytest.fixture(autouse=True)
-def zeroconf() -> None:
-    """No Home Assistant zeroconf either."""
-
-
-@pytest.fixture(autouse=True)
-def config_dir() -> None:
-    """No Home Assistant configuration directory."""
-
-
-@pytest.fixture(autouse=True)
-def loopback_only() -> None:
-    """The Home Assistant tests' patches do not apply here."""
-
-
-@pytest.fixture(autouse=True)
 def allow_loopback_sockets(socket_enabled: None) -> None:
     """Real TLS listeners on 127.0.0.1 (the Home Assistant plugin blocks sockets by default)."""
 

@@ -21,6 +21,8 @@ from .abuse.run import run_case
 from .abuse.target import Target
 from .standalone import ServerProcess
 
+pytestmark = pytest.mark.slow  # the abuse table, each case over real TLS
+
 
 @pytest.fixture(scope="module")
 def standalone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:

@@ -29,6 +29,8 @@ from custom_components.est_pairing.est.limits import FREE_ATTEMPTS
 
 from .conftest import RunningServer
 
+pytestmark = pytest.mark.slow  # Bouncy Castle's EST client in a JVM
+
 SOURCE = Path(__file__).parent / "interop" / "java" / "EstInterop.java"
 JAR_DIRECTORIES = (Path("/usr/share/java"),)  # where Debian's packages put them
 JARS = ("bcprov", "bcutil", "bcpkix")  # libbcprov-java, libbcutil-java, libbcpkix-java

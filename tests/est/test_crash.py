@@ -27,6 +27,8 @@ from est_tools.appliance.client import client_ssl_context, renewal_csr
 
 from . import forge, rawhttp, standalone
 
+pytestmark = pytest.mark.slow  # real server processes killed during enrollment storms
+
 KILLS = 50
 CLIENTS = 6
 LIVENESS = 60.0  # seconds a fresh server may take to hand out its certificates (a hang, not a speed)

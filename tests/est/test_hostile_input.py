@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 from cryptography import x509
 from hypothesis import HealthCheck, given, settings, strategies as st
+import pytest
 
 from custom_components.est_pairing.est import wire
 from custom_components.est_pairing.est.csr import ApplianceDetails, inspect_request
@@ -21,6 +22,8 @@ from custom_components.est_pairing.est.policy import Claim
 
 from . import forge, rawhttp
 from .conftest import RunningServer
+
+pytestmark = pytest.mark.slow  # hypothesis: hundreds of generated requests over real TLS
 
 EST = "/.well-known/est"
 KEY = forge.new_key()

@@ -13,6 +13,8 @@ import pytest
 
 from .conftest import RunningServer
 
+pytestmark = pytest.mark.slow  # curl and openssl processes against the real listener
+
 EST = "/.well-known/est"
 
 
@@ -191,23 +193,23 @@ async def test_curl_gets_the_challenge_then_202(server: RunningServer, pki: Path
     assert len(server.service.policy.pending_requests()) == 1
 
 
-def readme_block(after: str) -> str:
-    """The first ```sh block of README.md after the text ``after``."""
-    text = (Path(__file__).parents[2] / "README.md").read_text()
+def docs_block(after: str) -> str:
+    """The first ```sh block of docs/standalone.md after the text ``after``."""
+    text = (Path(__file__).parents[2] / "docs" / "standalone.md").read_text()
     rest = text[text.index(after) :]
     start = rest.index("```sh\n") + len("```sh\n")
     return rest[start : rest.index("```\n", start)]
 
 
-async def test_the_readme_curl_and_openssl_commands_work_as_written(
+async def test_the_documented_curl_and_openssl_commands_work_as_written(
     server: RunningServer, tmp_path: Path
 ) -> None:
     """In bash with the real tools (GNU coreutils among them) against the real listener, errors fatal.
 
-    Answers end their base64 lines in CRLF, which GNU ``base64 -d`` refuses: the README once piped
+    Answers end their base64 lines in CRLF, which GNU ``base64 -d`` refuses: the docs once piped
     them into it.
     """
-    block = readme_block("With `curl` and `openssl` as the client")
+    block = docs_block("With `curl` and `openssl` as the client")
     assert "127.0.0.1:8443" in block
     script = "set -euo pipefail\n" + block.replace("127.0.0.1:8443", f"127.0.0.1:{server.service.port}")
     bash = shutil.which("bash")

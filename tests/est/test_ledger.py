@@ -16,7 +16,7 @@ import pytest
 
 from custom_components.est_pairing.est.ca import HouseholdCA
 from custom_components.est_pairing.est.errors import CAFailure
-from custom_components.est_pairing.est.ledger import Ledger, Supersession
+from custom_components.est_pairing.est.ledger import CertificateRecord, Ledger, LedgerListener, Supersession
 from custom_components.est_pairing.est.storage import Event, JournalFile, JsonFileStore
 
 from . import forge
@@ -151,33 +151,41 @@ async def test_serials_are_reserved_once(ca: HouseholdCA, tmp_path: Path) -> Non
     assert not ledger.reserve_serial(certificate.serial_number)
 
 
-async def test_listeners_see_every_change(tmp_path: Path, ca: HouseholdCA) -> None:
-    ledger = Ledger(JournalFile(tmp_path / "ledger.jsonl"))
-    seen: list[tuple[str, bool]] = []
-    unsubscribe = ledger.subscribe(lambda r: seen.append((r.appliance_id, r.revoked)))
+class Seen(LedgerListener):
+    """The records the ledger told about; a record of ``broken_on`` makes it fail."""
+
+    def __init__(self, broken_on: str | None = None) -> None:
+        self.records: list[tuple[str, bool]] = []
+        self.broken_on = broken_on
+
+    def certificate_recorded(self, record: CertificateRecord) -> None:
+        if record.appliance_id == self.broken_on:
+            raise RuntimeError("listener bug")
+        self.records.append((record.appliance_id, record.revoked))
+
+
+async def test_the_listener_sees_every_change_once_written(tmp_path: Path, ca: HouseholdCA) -> None:
+    seen = Seen()
+    ledger = Ledger(JournalFile(tmp_path / "ledger.jsonl"), seen)
     record = await ledger.record_issued(issue(ca), "oven")
     await ledger.revoke_appliance("oven", reason=x509.ReasonFlags.cessation_of_operation, when=NOW)
-    unsubscribe()
     await ledger.record_issued(issue(ca, "fridge"), "fridge")
-    assert seen == [("oven", False), ("oven", True)]
+    assert seen.records == [("oven", False), ("oven", True), ("fridge", False)]
     assert record.revoked
+    reloaded = Ledger(JournalFile(tmp_path / "ledger.jsonl"), seen)
+    await reloaded.load()  # what is read back was told when written: not again
+    assert len(seen.records) == 3
 
 
 async def test_a_failing_listener_does_not_stop_the_ledger(
     tmp_path: Path, ca: HouseholdCA, caplog: pytest.LogCaptureFixture
 ) -> None:
-    ledger = Ledger(JournalFile(tmp_path / "ledger.jsonl"))
-    seen: list[str] = []
-
-    def broken(_record: object) -> None:
-        raise RuntimeError("listener bug")
-
-    ledger.subscribe(broken)
-    ledger.subscribe(lambda r: seen.append(r.appliance_id))
+    seen = Seen(broken_on="oven")
+    ledger = Ledger(JournalFile(tmp_path / "ledger.jsonl"), seen)
     async with asyncio.timeout(5):  # one batch: every event in it is applied and answered
         await asyncio.gather(*(ledger.record_issued(issue(ca, name), name) for name in ("oven", "fridge")))
         await ledger.record_issued(issue(ca, "kettle"), "kettle")  # and the writer goes on
-    assert seen == ["oven", "fridge", "kettle"]
+    assert [appliance_id for appliance_id, _ in seen.records] == ["fridge", "kettle"]
     assert sorted(ledger.appliances()) == ["fridge", "kettle", "oven"]
     assert "listener bug" in caplog.text
 

@@ -38,6 +38,7 @@ from custom_components.est_pairing.est.policy import (
     CredentialKind,
     EnrollmentPolicy,
     PendingEnrollment,
+    PolicyListener,
     digest_secret,
     secret_matches,
 )
@@ -62,14 +63,41 @@ def claim(appliance_id: str = "oven", secret: str = "123456") -> Claim:
     return Claim.from_basic(BasicCredentials(appliance_id, secret))
 
 
+class Heard(PolicyListener):
+    """What the policy told the application embedding it; refuses the identities in ``refused``."""
+
+    def __init__(self) -> None:
+        self.added: list[PendingEnrollment] = []
+        self.removed: list[PendingEnrollment] = []
+        self.changes = 0
+        self.refused: dict[str, str] = {}
+
+    def pending_added(self, pending: PendingEnrollment) -> None:
+        self.added.append(pending)
+
+    def pending_removed(self, pending: PendingEnrollment) -> None:
+        self.removed.append(pending)
+
+    def approvals_changed(self) -> None:
+        self.changes += 1
+
+    def refusal(self, identity: str) -> str | None:
+        return self.refused.get(identity)
+
+
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
 
 
 @pytest.fixture
-def policy(clock: Clock) -> EnrollmentPolicy:
-    return EnrollmentPolicy(clock=clock)
+def heard() -> Heard:
+    return Heard()
+
+
+@pytest.fixture
+def policy(clock: Clock, heard: Heard) -> EnrollmentPolicy:
+    return EnrollmentPolicy(clock=clock, listener=heard)
 
 
 def test_claims_from_credentials() -> None:
@@ -82,9 +110,8 @@ def test_claims_from_credentials() -> None:
         claim(secret="x" * 500)
 
 
-def test_unknown_appliance_waits_and_the_owner_is_told_once(policy: EnrollmentPolicy) -> None:
-    seen: list[PendingEnrollment] = []
-    policy.on_pending_added = seen.append
+def test_unknown_appliance_waits_and_the_owner_is_told_once(policy: EnrollmentPolicy, heard: Heard) -> None:
+    seen = heard.added
     oven = request()
     first = policy.authorize(claim(), oven, "10.0.0.5")
     assert isinstance(first, AwaitingOwner) and first.new
@@ -169,35 +196,35 @@ def test_a_new_id_is_one_dns_label(policy: EnrollmentPolicy, appliance_id: str) 
     assert policy.registrations() == [] and policy.pending_requests() == []
 
 
-def test_preregistering_an_appliance_that_waits_withdraws_its_request(policy: EnrollmentPolicy) -> None:
+def test_preregistering_an_appliance_that_waits_withdraws_its_request(
+    policy: EnrollmentPolicy, heard: Heard
+) -> None:
     """Its card under Discovered would otherwise outlive the enrollment the registration allows."""
-    removed: list[str] = []
-    policy.on_pending_removed = lambda pending: removed.append(pending.request_id)
     oven = request()
     waiting = policy.authorize(claim(), oven, None)
     other = policy.authorize(claim("fridge"), request("fridge"), None)
     assert isinstance(waiting, AwaitingOwner) and isinstance(other, AwaitingOwner)
     policy.preregister("oven", "123456")
-    assert removed == [waiting.pending.request_id]
+    assert [pending.request_id for pending in heard.removed] == [waiting.pending.request_id]
     assert [p.appliance_id for p in policy.pending_requests()] == ["fridge"]
     assert policy.authorize(claim(), oven, None) == Approved("oven")  # its retry, with the PIN
 
 
-def test_a_preregistration_learns_what_the_appliance_says_about_itself(policy: EnrollmentPolicy) -> None:
-    saves: list[None] = []
-    policy.on_change = lambda: saves.append(None)
+def test_a_preregistration_learns_what_the_appliance_says_about_itself(
+    policy: EnrollmentPolicy, heard: Heard
+) -> None:
     policy.preregister("oven", "123456", ApplianceDetails(name="Kitchen oven"))  # what the owner typed
-    saves.clear()
+    heard.changes = 0
     said = ApplianceDetails(name="OV oven", model="OV-200", manufacturer="Acme", serial_number="SN-42")
     oven = inspect_request(build_csr(ec.generate_private_key(ec.SECP256R1()), "oven", details=said))
     assert policy.authorize(claim(), oven, None) == Approved("oven")
     registration = policy.registration("oven")
     assert registration is not None
     assert registration.details == ApplianceDetails("Kitchen oven", "OV-200", "Acme", "SN-42")  # owner's name
-    assert len(saves) == 1
+    assert heard.changes == 1
     assert policy.authorize(claim(), oven, None) == Approved("oven")  # its retry: no save
     assert policy.registration("oven") == registration
-    assert len(saves) == 1
+    assert heard.changes == 1
 
 
 def test_revoked_keys_never_enroll_again(policy: EnrollmentPolicy) -> None:
@@ -238,17 +265,29 @@ def test_pending_requests_are_bounded(policy: EnrollmentPolicy) -> None:
 
 
 def test_pending_requests_expire_when_the_appliance_stops_asking(
-    policy: EnrollmentPolicy, clock: Clock
+    policy: EnrollmentPolicy, clock: Clock, heard: Heard
 ) -> None:
-    removed: list[PendingEnrollment] = []
-    policy.on_pending_removed = removed.append
     pending = policy.authorize(claim(), request(), None)
     assert isinstance(pending, AwaitingOwner)
     clock.now += PENDING_IDLE_TTL + 1
     assert policy.pending_requests() == []
-    assert removed == [pending.pending]
+    with pytest.raises(PendingRequestGone):
+        policy.review(pending.pending.request_id)
+    assert heard.removed == []  # reading changed nothing: expiry is a step of its own
+    policy.expire_pending()
+    assert heard.removed == [pending.pending]
     with pytest.raises(PendingRequestGone):
         policy.approve(pending.pending.request_id)
+
+
+def test_a_decision_drops_expired_requests(policy: EnrollmentPolicy, clock: Clock, heard: Heard) -> None:
+    """Approving one that expired meanwhile says it is gone, and the application hears it went."""
+    pending = policy.authorize(claim(), request(), None)
+    assert isinstance(pending, AwaitingOwner)
+    clock.now += PENDING_IDLE_TTL + 1
+    with pytest.raises(PendingRequestGone):
+        policy.approve(pending.pending.request_id, pin="123456")
+    assert heard.removed == [pending.pending]
 
 
 def test_lockout_grows_and_ends_after_its_window(policy: EnrollmentPolicy, clock: Clock) -> None:
@@ -362,17 +401,19 @@ def test_errors_without_a_status_are_500() -> None:
     assert status_for(WrongPin("x", 1)) == 401
 
 
-def test_the_embedding_application_refuses_and_withdraws_without_deciding(policy: EnrollmentPolicy) -> None:
+def test_the_embedding_application_refuses_and_withdraws_without_deciding(
+    policy: EnrollmentPolicy, heard: Heard
+) -> None:
     oven = request()
     pending = policy.authorize(claim(), oven, None)
     assert isinstance(pending, AwaitingOwner)
     policy.withdraw(pending.pending.request_id)
     assert policy.pending_requests() == []
-    policy.refusal = lambda identity: "the owner ignored it" if identity == "id:oven" else None
+    heard.refused["id:oven"] = "the owner ignored it"
     with pytest.raises(NotAllowed, match="ignored it"):
         policy.authorize(claim(), oven, None)
     assert isinstance(policy.authorize(claim("fridge"), request("fridge"), None), AwaitingOwner)
-    policy.refusal = lambda identity: None
+    heard.refused.clear()
     again = policy.authorize(claim(), oven, None)  # withdrawn is not rejected: the same key may ask
     assert isinstance(again, AwaitingOwner)
     assert again.new

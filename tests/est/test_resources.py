@@ -38,6 +38,8 @@ from .conftest import RunningServer, make_service, oven_server
 from .loops import LOOPS, on_each_loop
 from .polling import eventually
 
+pytestmark = pytest.mark.slow  # thousands of real TLS connections and requests, and timeouts waited out
+
 EST = "/.well-known/est"
 SLACK = 1.5  # scheduling leeway on a loaded CI machine
 # Deadlines that a cut-off could be confused with lie more than SLACK apart: a connection closed by

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from custom_components.est_pairing.est.service import EstService, ServiceConfig
+from custom_components.est_pairing.est.service import EstService, ServiceConfig, ServiceListener
 from custom_components.est_pairing.est.storage import Document, DocumentStore, JournalFile, JsonFileStore
 from custom_components.est_pairing.est.tls import ListenerNames
 from est_tools.standalone import cli
@@ -45,8 +45,22 @@ class FullDisk:
         await self.store.save(document)
 
 
+class Saves(ServiceListener):
+    """What the service told about saving the approvals."""
+
+    def __init__(self) -> None:
+        self.told: list[OSError | None] = []
+
+    def approvals_saved(self, error: OSError | None) -> None:
+        self.told.append(error)
+
+
 def hub(
-    tmp_path: Path, *, ca_store: DocumentStore | None = None, policy_store: DocumentStore | None = None
+    tmp_path: Path,
+    *,
+    ca_store: DocumentStore | None = None,
+    policy_store: DocumentStore | None = None,
+    listener: ServiceListener | None = None,
 ) -> EstService:
     """A service over the files in ``tmp_path`` (or the stores given)."""
     names = ListenerNames.from_hosts(["hub.local", "127.0.0.1"])
@@ -55,6 +69,7 @@ def hub(
         ca_store=ca_store or PemDirectoryStore(tmp_path),
         policy_store=policy_store or JsonFileStore(tmp_path / "approvals.json"),
         ledger_journal=JournalFile(tmp_path / "ledger.jsonl"),
+        listener=listener,
     )
 
 
@@ -76,10 +91,10 @@ async def test_approvals_that_cannot_be_saved_are_reported_once_and_saved_with_t
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     disk = FullDisk(JsonFileStore(tmp_path / "approvals.json"))
-    service = hub(tmp_path, policy_store=disk)
+    saves = Saves()
+    service = hub(tmp_path, policy_store=disk, listener=saves)
     await service.load()
-    told: list[OSError | None] = []
-    service.on_policy_saved = told.append
+    told = saves.told
     service.policy.preregister("oven", "482913")
     service.policy.preregister("fridge", "551207")
     await service.flush()  # the failed saves do not make waiting for them fail
@@ -101,6 +116,20 @@ async def test_approvals_that_cannot_be_saved_are_reported_once_and_saved_with_t
     reloaded = hub(tmp_path)
     await reloaded.load()
     assert {r.appliance_id for r in reloaded.policy.registrations()} == {"oven", "fridge", "dishwasher"}
+
+
+async def test_approvals_are_never_saved_over_those_on_disk_before_they_are_read(tmp_path: Path) -> None:
+    first = hub(tmp_path)
+    await first.load()
+    first.policy.preregister("oven", "482913")
+    await first.stop()
+    saves = Saves()
+    service = hub(tmp_path, listener=saves)
+    service.policy.preregister("fridge", "551207")  # before load(): nothing saved
+    await service.flush()
+    assert saves.told == []
+    await service.load()
+    assert [r.appliance_id for r in service.policy.registrations()] == ["oven"]
 
 
 async def test_a_renewed_listener_certificate_that_cannot_be_saved_is_not_used(tmp_path: Path) -> None:

@@ -222,6 +222,7 @@ def _resident_kib() -> int:
     raise AssertionError("no VmRSS")
 
 
+@pytest.mark.slow  # thousands of real TLS handshakes, memory measured around them
 def test_a_tls13_client_certificate_costs_no_memory_once_its_connection_ends(
     server: RunningServer,
 ) -> None:

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 from tests.est.conftest import (  # noqa: F401 - fixtures, found by name
     allow_loopback_sockets,
-    auto_enable_custom_integrations,
     ca,
     certificate,
-    config_dir,
-    loopback_only,
     server,
-    zeroconf,
 )

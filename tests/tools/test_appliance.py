@@ -37,6 +37,8 @@ from tests.est.conftest import RunningServer, make_service, oven_server
 from tests.est.manufacturer import LATER, Manufacturer
 from tests.est.scripted import ScriptedHub, Step, scripted_hub
 
+pytestmark = pytest.mark.slow  # the reference appliance against real servers, waiting as it would
+
 ROOT = Path(__file__).parents[2]
 DOCS = ROOT / "docs" / "appliance-profile.md"
 

@@ -21,6 +21,8 @@ from est_tools.appliance.client import EstClient, Pending, build_csr, client_ssl
 from est_tools.standalone import cli
 from tests.est.standalone import ServerProcess, Serving, environment, est_server, start
 
+pytestmark = pytest.mark.slow  # the standalone server as a real process
+
 
 @pytest.fixture
 async def serving(tmp_path: Path) -> AsyncIterator[Serving]:

@@ -13,7 +13,7 @@ an appliance holds more valid certificates than the bound, however many requests
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 import logging
@@ -62,7 +62,11 @@ class CertificateRecord:
         return datetime.fromtimestamp(self.not_after, UTC)
 
 
-type LedgerListener = Callable[[CertificateRecord], None]
+class LedgerListener:
+    """What the ledger tells the application around it; does nothing here."""
+
+    def certificate_recorded(self, record: CertificateRecord) -> None:
+        """A certificate was recorded, or its record changed (revoked, renewed), and is on disk."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +92,9 @@ class _Queued:
 class Ledger:
     """Issued certificates by serial, by appliance, and the revoked ones for the CRL."""
 
-    def __init__(self, journal: JournalStore) -> None:
+    def __init__(self, journal: JournalStore, listener: LedgerListener | None = None) -> None:
         self._journal = journal
+        self._listener = listener or LedgerListener()
         self._records: dict[int, CertificateRecord] = {}
         self._by_appliance: dict[str, list[int]] = {}
         self._revoked: dict[int, CertificateRecord] = {}
@@ -101,7 +106,6 @@ class Ledger:
         self._dead_before: dict[str, int] = {}
         self._queue: list[_Queued] = []
         self._writer: asyncio.Task[None] | None = None
-        self._listeners: list[LedgerListener] = []
 
     async def load(self) -> None:
         """Replay the journal."""
@@ -154,11 +158,6 @@ class Ledger:
     def release_serial(self, serial_number: int) -> None:
         """Give back a reserved serial that was not issued after all."""
         self._reserved.discard(serial_number)
-
-    def subscribe(self, listener: LedgerListener) -> Callable[[], None]:
-        """Call ``listener`` with every new or changed record; returns the unsubscribe callable."""
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener)
 
     async def record_issued(
         self,
@@ -263,7 +262,7 @@ class Ledger:
                 if not queued.future.done():
                     queued.future.set_result(None)
             for record in changed:
-                self._tell_listeners(record)
+                self._tell_listener(record)
             self._events_since_compaction += len(events)
             await self._compact_if_due()
 
@@ -327,13 +326,12 @@ class Ledger:
         self._dead_before[appliance_id] = start
         return found
 
-    def _tell_listeners(self, record: CertificateRecord) -> None:
+    def _tell_listener(self, record: CertificateRecord) -> None:
         # A listener's bug must not stop the writer: the events after it would never be answered.
-        for listener in list(self._listeners):
-            try:
-                listener(record)
-            except Exception:
-                _LOGGER.exception("A certificate ledger listener failed on serial %x", record.serial_number)
+        try:
+            self._listener.certificate_recorded(record)
+        except Exception:
+            _LOGGER.exception("The certificate ledger's listener failed on serial %x", record.serial_number)
 
     async def _compact_if_due(self) -> None:
         if self._events_since_compaction < max(_COMPACT_MIN, len(self._records)):

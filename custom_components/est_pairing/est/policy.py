@@ -1,8 +1,9 @@
 """Who may enroll: pre-registrations, owner approvals, pending requests, rejections (pure, no I/O).
 
 The host application (Home Assistant, or the standalone command) drives it: it approves or rejects
-pending requests, pre-registers appliances, and persists :meth:`EnrollmentPolicy.export` whenever
-``on_change`` fires.
+pending requests, pre-registers appliances, expires requests nobody decided (:meth:`expire_pending`),
+and persists :meth:`EnrollmentPolicy.export` whenever its :class:`PolicyListener` hears
+``approvals_changed``. Reading (``pending_requests``, ``review``, ``registrations``) changes nothing.
 """
 
 from __future__ import annotations
@@ -201,11 +202,41 @@ def secret_matches(secret: str, digest: str | None) -> bool:
     return hmac.compare_digest(actual, expected)
 
 
+class PolicyListener:
+    """What the policy tells the application that embeds it; each method does nothing here.
+
+    An application overrides the ones it follows. ``refusal`` is the one question the policy asks.
+    """
+
+    def pending_added(self, pending: PendingEnrollment) -> None:
+        """A new request waits for the owner."""
+
+    def pending_removed(self, pending: PendingEnrollment) -> None:
+        """A request stopped waiting: decided, withdrawn, answered by a pre-registration, or expired."""
+
+    def approvals_changed(self) -> None:
+        """Registrations, rejections or revoked keys changed: what :meth:`EnrollmentPolicy.export` gives."""
+
+    def refusal(self, identity: str) -> str | None:
+        """The application's own reason to refuse this identity, or None to go on.
+
+        Home Assistant refuses appliances the owner ignored, for as long as they stay ignored.
+        """
+        return None
+
+
 class EnrollmentPolicy:
     """Decides first enrollments; records the owner's decisions."""
 
-    def __init__(self, *, clock: Callable[[], float] = time.time, auto_approve: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.time,
+        auto_approve: bool = False,
+        listener: PolicyListener | None = None,
+    ) -> None:
         self._clock = clock
+        self._listener = listener or PolicyListener()
         self.auto_approve = auto_approve  # test benches only: approve every well-formed request
         self.retry_after = RETRY_AFTER_PENDING  # seconds a waiting appliance is told to wait
         self.throttle = SecretThrottle(clock)
@@ -213,12 +244,6 @@ class EnrollmentPolicy:
         self._pending: dict[str, PendingEnrollment] = {}
         self._rejected: OrderedDict[str, float] = OrderedDict()
         self._revoked_keys: set[str] = set()
-        self.on_change: Callable[[], None] = _nothing
-        self.on_pending_added: Callable[[PendingEnrollment], None] = _nothing_pending
-        self.on_pending_removed: Callable[[PendingEnrollment], None] = _nothing_pending
-        # The embedding application's own refusals, by identity: the reason, or None to go on (Home
-        # Assistant refuses appliances the owner ignored, for as long as they stay ignored).
-        self.refusal: Callable[[str], str | None] = _no_refusal
 
     # --- requests ---------------------------------------------------------------------------------
 
@@ -269,7 +294,7 @@ class EnrollmentPolicy:
             # Counted like a wrong secret: probing ids for twins costs what guessing PINs costs.
             self.throttle.failure(claim.identity)
             raise
-        if (refusal := self.refusal(claim.identity)) is not None:
+        if (refusal := self._listener.refusal(claim.identity)) is not None:
             raise NotAllowed(refusal)
         if self.auto_approve:
             return Approved(claim.appliance_id)
@@ -299,7 +324,7 @@ class EnrollmentPolicy:
             factory_issuer=claim.factory_issuer,
         )
         self._pending[request_id] = pending
-        self.on_pending_added(pending)
+        self._listener.pending_added(pending)
         return AwaitingOwner(pending, self.retry_after, new=True)
 
     def _use_preregistration(self, registration: Registration, request: CertificateRequest) -> None:
@@ -316,7 +341,7 @@ class EnrollmentPolicy:
             details=_merge(registration.details, request.details),
             preregistered=False,
         )
-        self.on_change()
+        self._listener.approvals_changed()
 
     def check_key(self, key_fingerprint: str) -> None:
         """Refuse a key whose certificate was revoked (re-enrollment uses this too)."""
@@ -364,9 +389,17 @@ class EnrollmentPolicy:
         if address and sum(p.address == address for p in waiting) >= PENDING_MAX_PER_ADDRESS:
             raise TooManyRequests("too many requests are waiting from this address", RETRY_AFTER_PENDING * 12)
 
+    def expire_pending(self) -> None:
+        """Drop the requests that waited too long, or whose appliance stopped asking (the listener hears).
+
+        The host runs this now and then; requests that arrive run it too. Until then an expired request
+        is kept but no longer shown (:meth:`pending_requests`) nor decided.
+        """
+        self._expire(self._clock())
+
     def _expire(self, now: float) -> None:
         for pending in list(self._pending.values()):
-            if now - pending.first_seen > PENDING_TTL or now - pending.last_seen > PENDING_IDLE_TTL:
+            if _expired(pending, now):
                 self._drop_pending(pending)
 
     def withdraw(self, request_id: str) -> None:
@@ -376,19 +409,20 @@ class EnrollmentPolicy:
 
     def _drop_pending(self, pending: PendingEnrollment) -> None:
         if self._pending.pop(pending.request_id, None) is not None:
-            self.on_pending_removed(pending)
+            self._listener.pending_removed(pending)
 
     # --- the owner's decisions --------------------------------------------------------------------
 
     def pending_requests(self) -> list[PendingEnrollment]:
-        """Requests waiting for the owner, oldest first."""
-        self._expire(self._clock())
-        return sorted(self._pending.values(), key=lambda pending: pending.first_seen)
+        """Requests waiting for the owner, oldest first (expired ones left out, not dropped)."""
+        now = self._clock()
+        waiting = [pending for pending in self._pending.values() if not _expired(pending, now)]
+        return sorted(waiting, key=lambda pending: pending.first_seen)
 
     def pending_request(self, request_id: str) -> PendingEnrollment:
-        """One waiting request, or PendingRequestGone."""
-        self._expire(self._clock())
-        if (pending := self._pending.get(request_id)) is None:
+        """One waiting request, or PendingRequestGone (for an expired one too, still kept or not)."""
+        pending = self._pending.get(request_id)
+        if pending is None or _expired(pending, self._clock()):
             raise PendingRequestGone("this request is no longer waiting for approval")
         return pending
 
@@ -419,6 +453,7 @@ class EnrollmentPolicy:
         stay approved. What is known about the appliance (``known``: what the host application
         shows for it, else what the paired appliance said) stays, unless ``use_new_details``.
         """
+        self._expire(self._clock())  # a decision: an expired request is dropped, and the host hears
         pending = self.pending_request(request_id)
         try:
             self._check_distinct_name(pending.appliance_id)
@@ -453,7 +488,7 @@ class EnrollmentPolicy:
             )
         self._registrations[registration.appliance_id] = registration
         self._drop_pending(pending)
-        self.on_change()
+        self._listener.approvals_changed()
         return registration
 
     def _check_owner_pin(self, pending: PendingEnrollment, pin: str, paired: Registration | None) -> None:
@@ -492,7 +527,7 @@ class EnrollmentPolicy:
             self._rejected.popitem(last=False)
         if pending is not None:
             self._drop_pending(pending)
-        self.on_change()
+        self._listener.approvals_changed()
 
     def preregister(
         self, appliance_id: str, secret: str, details: ApplianceDetails | None = None
@@ -521,7 +556,7 @@ class EnrollmentPolicy:
             preregistered=True,
         )
         self._registrations[appliance_id] = registration
-        self.on_change()
+        self._listener.approvals_changed()
         # Requests already waiting under this id are the registration's to answer from now on: with
         # the secret they get their certificate at their next retry, without it they are refused.
         for pending in [p for p in self._pending.values() if p.identity == registration.identity]:
@@ -540,7 +575,7 @@ class EnrollmentPolicy:
         for pending in list(self._pending.values()):
             if pending.appliance_id == appliance_id:
                 self._drop_pending(pending)
-        self.on_change()
+        self._listener.approvals_changed()
 
     def registration(self, appliance_id: str) -> Registration | None:
         """The appliance's registration, if it is paired or pre-registered."""
@@ -646,13 +681,6 @@ def _registration_from_dict(data: dict[str, Any]) -> Registration:
     )
 
 
-def _nothing() -> None:
-    return None
-
-
-def _no_refusal(_identity: str) -> str | None:
-    return None
-
-
-def _nothing_pending(_pending: PendingEnrollment) -> None:
-    return None
+def _expired(pending: PendingEnrollment, now: float) -> bool:
+    """Waiting too long, or its appliance stopped asking."""
+    return now - pending.first_seen > PENDING_TTL or now - pending.last_seen > PENDING_IDLE_TTL

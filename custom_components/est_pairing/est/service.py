@@ -1,6 +1,7 @@
 """A running EST server: the household CA, ledger, policy and listener over injected stores.
 
-The Home Assistant integration and the standalone command both run this, with different stores.
+The Home Assistant integration and the standalone command both run this, with different stores,
+and each follows it through one :class:`ServiceListener`.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from cryptography import x509
 
 from .ca import CurveName, HouseholdCA
 from .issuance import IssuancePolicy
-from .ledger import Ledger
+from .ledger import Ledger, LedgerListener
 from .limits import DEFAULT_CONNECTION_LIMITS, DEFAULT_VALIDITY_DAYS, ConnectionLimits
-from .policy import EnrollmentPolicy
+from .policy import EnrollmentPolicy, PendingEnrollment, PolicyListener
 from .registrar import Registrar
 from .server import DEFAULT_LABELS, EstApplication, EstListener
 from .storage import DocumentStore, JournalStore
@@ -49,6 +50,39 @@ class ServiceConfig:
     limits: ConnectionLimits = DEFAULT_CONNECTION_LIMITS
 
 
+class ServiceListener(PolicyListener, LedgerListener):
+    """Everything a running server tells the application around it; each method does nothing here.
+
+    The application (Home Assistant's hub, the standalone command) overrides the ones it follows and
+    gives it to :class:`EstService`. Called on the event loop while the library is at work: a method
+    may read the library, never change it.
+    """
+
+    def approvals_saved(self, error: OSError | None) -> None:
+        """A save of the approvals ended: None, or why those on disk are behind those in memory."""
+
+
+class _PolicyEvents(PolicyListener):
+    """The policy's events, told to the application; a change of the approvals is saved first."""
+
+    def __init__(self, listener: ServiceListener, save: Callable[[], None]) -> None:
+        self._listener = listener
+        self._save = save
+
+    def pending_added(self, pending: PendingEnrollment) -> None:
+        self._listener.pending_added(pending)
+
+    def pending_removed(self, pending: PendingEnrollment) -> None:
+        self._listener.pending_removed(pending)
+
+    def approvals_changed(self) -> None:
+        self._save()
+        self._listener.approvals_changed()
+
+    def refusal(self, identity: str) -> str | None:
+        return self._listener.refusal(identity)
+
+
 class EstService:
     """Loads (or creates) the CA, ledger and approvals; runs the listener."""
 
@@ -60,13 +94,19 @@ class EstService:
         policy_store: DocumentStore,
         ledger_journal: JournalStore,
         clock: Callable[[], float] = time.time,
+        listener: ServiceListener | None = None,
     ) -> None:
         self.config = config
+        self._events = listener or ServiceListener()
         self._ca_store = ca_store
         self._policy_store = policy_store
         self._clock = clock
-        self.ledger = Ledger(ledger_journal)
-        self.policy = EnrollmentPolicy(clock=clock, auto_approve=config.auto_approve)
+        self.ledger = Ledger(ledger_journal, self._events)
+        self.policy = EnrollmentPolicy(
+            clock=clock,
+            auto_approve=config.auto_approve,
+            listener=_PolicyEvents(self._events, self._schedule_policy_save),
+        )
         self.issuance = IssuancePolicy(validity_days=config.validity_days, reserved_names=config.names.all())
         self._ca: HouseholdCA | None = None
         self._identity: ListenerIdentity | None = None
@@ -74,10 +114,10 @@ class EstService:
         self._listener: EstListener | None = None
         self._save_lock = asyncio.Lock()
         self._saves: set[asyncio.Task[None]] = set()
-        # Why the approvals on disk are behind the ones in memory (None: they are not); told to
-        # on_policy_saved after every save. Each save writes everything, so the next one catches up.
+        self._restored = False  # approvals are saved only once those on disk are read: never over them
+        # Why the approvals on disk are behind the ones in memory (None: they are not); told to the
+        # service listener after every save. Each save writes everything, so the next one catches up.
         self.policy_save_error: OSError | None = None
-        self.on_policy_saved: Callable[[OSError | None], None] | None = None
 
     # --- state --------------------------------------------------------------------------------------
 
@@ -138,7 +178,7 @@ class EstService:
                     "Could not save the re-issued EST listener certificate (%s); using it anyway", err
                 )
         self.policy.restore(await self._policy_store.load() or {})
-        self.policy.on_change = self._schedule_policy_save
+        self._restored = True
         await self.ledger.load()
         self._registrar = Registrar(
             ca=self._ca,
@@ -180,6 +220,9 @@ class EstService:
         )
 
     def _schedule_policy_save(self) -> None:
+        """Save the approvals soon (in a task; :meth:`flush` waits for it), once they were loaded."""
+        if not self._restored:
+            return
         loop = asyncio.get_running_loop()
         task = loop.create_task(self._save_policy_in_background(), name="est policy save")
         self._saves.add(task)
@@ -193,7 +236,7 @@ class EstService:
         """Persist approvals now (saves run one at a time, each writing the latest state).
 
         Raises OSError when they cannot be written (a full disk): it is logged, kept in
-        :attr:`policy_save_error` until a save succeeds, and told to :attr:`on_policy_saved`.
+        :attr:`policy_save_error` until a save succeeds, and told to the service listener.
         """
         async with self._save_lock:
             error: OSError | None = None
@@ -220,8 +263,7 @@ class EstService:
 
     def _policy_saved(self, error: OSError | None) -> None:
         self.policy_save_error = error
-        if self.on_policy_saved is not None:
-            self.on_policy_saved(error)
+        self._events.approvals_saved(error)
 
     async def flush(self, *, check: bool = False) -> None:
         """Wait for pending saves, and for any that start meanwhile.

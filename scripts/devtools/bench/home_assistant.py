@@ -86,7 +86,7 @@ async def stalls_inside_home_assistant(
                 raise RuntimeError("the EST Appliance Pairing hub did not set up")
             await hass.async_block_till_done()
             runtime: EstRuntime = entry.runtime_data
-            runtime.preregister(BENCH_APPLIANCE, password, "Bench appliance")
+            runtime.decisions.preregister(BENCH_APPLIANCE, password, "Bench appliance")
             runtime.service.policy.auto_approve = True  # every enrollment a new key (see phases.py)
             await hass.async_block_till_done()
             service = runtime.service

@@ -10,6 +10,10 @@ from homeassistant.components.network.const import MDNS_TARGET_IP
 import pytest
 import pytest_socket
 
+from tests.components.est_pairing.conftest import (  # noqa: F401 - fixtures, found by name
+    auto_enable_custom_integrations,
+    config_dir,
+)
 from tests.e2e.netns import in_prepared_namespace
 
 
@@ -36,14 +40,9 @@ def mock_get_source_ip() -> None:
     """The real source address."""
 
 
-# tests/conftest.py's autouse fixtures, overridden: real zeroconf, real bind address, real names.
+# Unlike the other Home Assistant tests: real zeroconf, real bind address, real names.
 @pytest.fixture(autouse=True)
-def zeroconf() -> None:
-    """Home Assistant's real zeroconf instance."""
-
-
-@pytest.fixture(autouse=True)
-def loopback_only(socket_enabled: None) -> None:
+def real_network(socket_enabled: None) -> None:
     """Sockets allowed; the pytest-socket host filter also lets the mDNS group through.
 
     Home Assistant's network integration learns its source address by connect()ing a UDP socket to

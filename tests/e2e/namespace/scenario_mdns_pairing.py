@@ -132,7 +132,7 @@ async def test_appliance_finds_pairs_renews_and_is_revoked(
     found = await oven.expect("found EST server")
     assert f"Home Household CA at https://127.0.0.1:{hub.service.port}" in found
     trusted = await oven.expect("trusting the server's CA on first use")
-    assert format_fingerprint(hub.ca_fingerprint) in trusted
+    assert format_fingerprint(hub.service.ca.fingerprint) in trusted
     await oven.expect("waiting for the owner to approve this appliance in Home Assistant")
 
     # The owner sees it under Discovered and types the PIN printed on the oven.

@@ -21,7 +21,7 @@ from custom_components.est_pairing.const import DOMAIN
 from custom_components.est_pairing.runtime import EstRuntime
 from est_tools.appliance.client import EstClient, build_csr
 
-from .conftest import device_for
+from . import device_for
 
 
 async def test_export_ca(hass: HomeAssistant, runtime: EstRuntime) -> None:
@@ -29,10 +29,10 @@ async def test_export_ca(hass: HomeAssistant, runtime: EstRuntime) -> None:
     assert response is not None
     certificate = x509.load_pem_x509_certificate(str(response["certificate"]).encode())
     assert certificate == runtime.service.ca.certificate
-    assert response["fingerprint"] == runtime.ca_fingerprint
+    assert response["fingerprint"] == runtime.service.ca.fingerprint
     port = runtime.service.port
     assert response["qr_payload"] == (
-        f"est://192.168.1.2:{port}/.well-known/est?sha256={runtime.ca_fingerprint}"
+        f"est://192.168.1.2:{port}/.well-known/est?sha256={runtime.service.ca.fingerprint}"
     )
     assert response["expires"] == certificate.not_valid_after_utc.isoformat()
 
@@ -106,7 +106,7 @@ async def test_revoke_needs_an_appliance_device(
 
 
 async def test_revoke_by_device(hass: HomeAssistant, runtime: EstRuntime) -> None:
-    runtime.preregister("oven", "123456", "Kitchen oven")
+    runtime.decisions.preregister("oven", "123456", "Kitchen oven")
     await hass.async_block_till_done()
     oven = device_for(hass, "oven")
     assert oven is not None
@@ -124,7 +124,7 @@ async def test_actions_need_a_running_hub(hass: HomeAssistant, init_integration:
 async def test_a_failing_household_ca_is_a_translated_error(
     hass: HomeAssistant, runtime: EstRuntime, appliance_client: EstClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    runtime.preregister("oven", "123456", "Kitchen oven")
+    runtime.decisions.preregister("oven", "123456", "Kitchen oven")
     await hass.async_block_till_done()
     csr = build_csr(ec.generate_private_key(ec.SECP256R1()), "oven")
     certificate = await appliance_client.enroll(csr, username="oven", password="123456")

@@ -35,9 +35,9 @@ from custom_components.est_pairing.exceptions import NotSaved
 from custom_components.est_pairing.runtime import EstRuntime
 from custom_components.est_pairing.store import DocumentStore, LedgerJournal
 from est_tools.appliance.client import EstClient
+from tests.est.polling import eventually
 
-from .est.polling import eventually
-from .test_pairing import entity_state, paired_oven
+from . import entity_state, paired_oven
 
 
 @contextmanager
@@ -97,7 +97,7 @@ async def test_approvals_home_assistant_cannot_save_raise_a_repair_issue_until_s
 ) -> None:
     approvals = f"{DOMAIN}.{init_integration.entry_id}.approvals"
     with full_disk_for("approvals"):
-        runtime.preregister("oven", "482913", "Kitchen oven")
+        runtime.decisions.preregister("oven", "482913", "Kitchen oven")
         await hass.async_block_till_done()
         issue = ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_STORAGE_UNWRITABLE)
         assert issue is not None
@@ -129,7 +129,7 @@ async def test_a_revocation_has_dropped_the_pin_on_disk_when_it_returns(
     await hass.async_block_till_done()
     approvals = f"{DOMAIN}.{init_integration.entry_id}.approvals"
     assert "oven" in str(hass_storage[approvals]["data"])
-    await runtime.async_revoke("oven")  # nothing else runs before the check below
+    await runtime.decisions.async_revoke("oven")  # nothing else runs before the check below
     assert "oven" not in str(hass_storage[approvals]["data"]["registrations"])
 
 
@@ -139,7 +139,7 @@ async def test_a_revocation_whose_approvals_cannot_be_saved_says_so_and_is_saved
     await paired_oven(hass, runtime, appliance_client)
     await hass.async_block_till_done()
     with full_disk_for("approvals"), pytest.raises(NotSaved):
-        await runtime.async_revoke("oven")
+        await runtime.decisions.async_revoke("oven")
     assert entity_state(hass, "_oven_certificate_status") == "revoked"  # in effect all the same
     assert ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_STORAGE_UNWRITABLE) is not None
     restarted = await reloaded(hass, init_integration)  # the disk has room again: saved on the way out
@@ -207,7 +207,7 @@ async def test_a_ledger_compaction_while_home_assistant_stops_is_on_disk_at_once
     certificate, _ = await paired_oven(hass, runtime, appliance_client)
     hass.set_state(CoreState.stopping)
     with patch("custom_components.est_pairing.est.ledger._COMPACT_MIN", 1):
-        await runtime.async_revoke("oven")  # compacts
+        await runtime.decisions.async_revoke("oven")  # compacts
     await hass.async_block_till_done()
     hass.set_state(CoreState.running)  # killed before the final write; started again
     restarted = await reloaded(hass, init_integration)
@@ -242,7 +242,7 @@ async def test_an_earlier_versions_ledger_snapshot_is_read_and_folded_into_the_j
     assert restarted.service.ledger.get(certificate.serial_number) is not None
 
     with patch("custom_components.est_pairing.est.ledger._COMPACT_MIN", 1):
-        await restarted.async_revoke("oven")  # compacts
+        await restarted.decisions.async_revoke("oven")  # compacts
         await eventually(lambda: f"{prefix}.ledger" not in hass_storage, "the old snapshot is removed")
     record = (await reloaded(hass, init_integration)).service.ledger.get(certificate.serial_number)
     assert record is not None

@@ -38,11 +38,12 @@ from custom_components.est_pairing.const import (
     DOMAIN,
     SUBENTRY_APPLIANCE,
 )
+from custom_components.est_pairing.decisions import pending_discovery_data
 from custom_components.est_pairing.est.ca import HouseholdCA
 from custom_components.est_pairing.est.csr import ApplianceDetails
 from custom_components.est_pairing.est.fingerprints import format_fingerprint
 from custom_components.est_pairing.est.tls import ListenerIdentity, ListenerNames
-from custom_components.est_pairing.runtime import EstRuntime, pending_discovery_data
+from custom_components.est_pairing.runtime import EstRuntime
 from est_tools.appliance.client import EstClient, build_csr
 
 

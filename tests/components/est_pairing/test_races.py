@@ -18,9 +18,9 @@ from custom_components.est_pairing.est.storage import Event
 from custom_components.est_pairing.runtime import EstRuntime
 from custom_components.est_pairing.store import LedgerJournal
 from est_tools.appliance.client import EstClient, build_csr, renewal_csr
+from tests.est.polling import eventually
 
-from .est.polling import eventually
-from .test_pairing import OVEN, key, paired_oven
+from . import OVEN, key, paired_oven
 
 
 @contextmanager
@@ -46,7 +46,7 @@ async def test_a_renewal_while_the_revocation_is_written_is_refused(
     gate, held = asyncio.Event(), asyncio.Event()
     new_key = key()
     with revocations_held(gate, held):
-        revoking = asyncio.create_task(runtime.async_revoke("oven"))
+        revoking = asyncio.create_task(runtime.decisions.async_revoke("oven"))
         await asyncio.wait_for(held.wait(), 10)
         renewal = asyncio.create_task(
             appliance_client.reenroll(renewal_csr(new_key, certificate), certificate, oven_key)
@@ -65,7 +65,7 @@ async def test_a_server_generated_key_for_an_appliance_revoked_meanwhile_gets_no
     hass: HomeAssistant, runtime: EstRuntime, appliance_client: EstClient
 ) -> None:
     """Serverkeygen approves, then makes a key in a thread: the owner revokes while it does."""
-    runtime.preregister("oven", "482913", "Kitchen oven")
+    runtime.decisions.preregister("oven", "482913", "Kitchen oven")
     await hass.async_block_till_done()
     generating, release = threading.Event(), threading.Event()
 
@@ -81,7 +81,7 @@ async def test_a_server_generated_key_for_an_appliance_revoked_meanwhile_gets_no
             )
         )
         await eventually(lambda: generating.is_set() or request.done(), "the key is being made")
-        await runtime.async_revoke("oven")
+        await runtime.decisions.async_revoke("oven")
         release.set()
         with pytest.raises(CertificateRevoked):
             await asyncio.wait_for(request, 10)

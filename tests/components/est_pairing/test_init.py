@@ -31,9 +31,9 @@ from custom_components.est_pairing.const import (
 )
 from custom_components.est_pairing.runtime import EstRuntime
 from est_tools.appliance.client import EstClient, build_csr
+from tests.pkix_lint import problems
 
-from .conftest import ANNOUNCE_ADDRESSES, device_for
-from .pkix_lint import problems
+from . import ANNOUNCE_ADDRESSES, device_for
 
 
 def state_of(entry: ConfigEntry) -> ConfigEntryState:
@@ -47,7 +47,7 @@ async def test_setup_announces_and_unload_withdraws(
     runtime: EstRuntime = init_integration.runtime_data
     assert init_integration.state is ConfigEntryState.LOADED
     bootstrap = await EstClient.fetch_ca(f"https://127.0.0.1:{runtime.service.port}")
-    assert bootstrap.fingerprint == runtime.ca_fingerprint
+    assert bootstrap.fingerprint == runtime.service.ca.fingerprint
 
     zeroconf.async_register_service.assert_awaited_once()
     info = zeroconf.async_register_service.await_args.args[0]
@@ -58,7 +58,7 @@ async def test_setup_announces_and_unload_withdraws(
     assert info.parsed_addresses() == ANNOUNCE_ADDRESSES
     assert info.properties == {
         b"path": b"/.well-known/est",
-        b"cafp": runtime.ca_fingerprint.encode(),
+        b"cafp": runtime.service.ca.fingerprint.encode(),
         b"ver": b"1",
     }
     assert all(len(value or b"") < 255 for value in info.properties.values())
@@ -93,7 +93,7 @@ async def test_a_public_address_is_neither_certified_nor_announced(
         ]
         info = zeroconf.async_register_service.await_args.args[0]
         assert info.parsed_addresses() == ["192.168.1.2", "fd00::2"]
-        assert runtime.qr_payload.startswith("est://192.168.1.2:")
+        assert runtime.coordinator.data.qr_payload.startswith("est://192.168.1.2:")
         async_fire_time_changed(hass, dt_util.utcnow() + timedelta(hours=2))  # the hourly check
         await hass.async_block_till_done(wait_background_tasks=True)
     assert ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_LISTENER_NAMES) is None  # nothing missing
@@ -110,7 +110,7 @@ async def test_only_public_addresses_are_announced_when_no_other_is_known(
     runtime: EstRuntime = mock_config_entry.runtime_data
     assert runtime.service.listener_identity.names().all() == ["ha-test.local", "127.0.0.1"]
     assert zeroconf.async_register_service.await_args.args[0].parsed_addresses() == ["2001:db8::7"]
-    assert runtime.qr_payload.startswith("est://ha-test.local:")
+    assert runtime.coordinator.data.qr_payload.startswith("est://ha-test.local:")
 
 
 async def test_a_hub_named_too_long_by_an_earlier_version_sets_up(
@@ -173,12 +173,12 @@ async def test_reload_keeps_the_ca_and_rebinds(
     hass: HomeAssistant, init_integration: MockConfigEntry
 ) -> None:
     first: EstRuntime = init_integration.runtime_data
-    fingerprint = first.ca_fingerprint
+    fingerprint = first.service.ca.fingerprint
     assert await hass.config_entries.async_reload(init_integration.entry_id)
     await hass.async_block_till_done()
     second: EstRuntime = init_integration.runtime_data
     assert second is not first
-    assert second.ca_fingerprint == fingerprint
+    assert second.service.ca.fingerprint == fingerprint
     async with EstClient(f"https://127.0.0.1:{second.service.port}", second.service.ca.certificate) as client:
         assert await client.cacerts() == [second.service.ca.certificate]
 
@@ -191,7 +191,7 @@ async def test_state_lives_in_private_stores_and_leaves_with_the_entry(
     appliance_client: EstClient,
 ) -> None:
     runtime: EstRuntime = init_integration.runtime_data
-    runtime.preregister("oven", "123456", None)
+    runtime.decisions.preregister("oven", "123456", None)
     await appliance_client.enroll(
         build_csr(ec.generate_private_key(ec.SECP256R1()), "oven"), username="oven", password="123456"
     )
@@ -335,7 +335,7 @@ async def test_stopping_home_assistant_stops_the_listener_and_keeps_approvals(
 ) -> None:
     runtime: EstRuntime = init_integration.runtime_data
     port = runtime.service.port
-    runtime.preregister("oven", "123456", "Kitchen oven")  # right before the restart
+    runtime.decisions.preregister("oven", "123456", "Kitchen oven")  # right before the restart
 
     hass.bus.async_fire(EVENT_HOMEASSISTANT_STOP)
     await hass.async_block_till_done()

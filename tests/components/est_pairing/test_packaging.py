@@ -24,7 +24,7 @@ from custom_components.est_pairing import PLATFORMS, const
 
 from . import hassfest_rules as hassfest
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[3]
 INTEGRATION = ROOT / "custom_components" / "est_pairing"
 MANIFEST = json.loads((INTEGRATION / "manifest.json").read_text())
 TRANSLATIONS = json.loads((INTEGRATION / "translations" / "en.json").read_text())
@@ -415,13 +415,13 @@ def _call_keys(node: ast.Call, module: str) -> Iterator[str]:
     kwargs = {k.arg: k.value for k in node.keywords}
     func = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", "")
     key = _constant(kwargs.get("translation_key"))
-    if func == "_raise_issue" and node.args:  # the runtime's one way to raise a repair issue
-        key = _constant(node.args[0])
+    if func == "raise_issue" and len(node.args) > 1:  # the hub's one way to raise a repair issue
+        key = _constant(node.args[1])
     if not key:
         return
     if func.endswith(("Error", "Exception", "NotReady")):
         yield f"exceptions.{key}.message"
-    elif func in {"async_create_issue", "_raise_issue"}:
+    elif func in {"async_create_issue", "raise_issue"}:
         yield f"issues.{key}.title"
     elif func.endswith("Description"):
         yield f"entity.{module}.{key}.name"

@@ -19,7 +19,6 @@ from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType, InvalidData
 from homeassistant.helpers import entity_registry as er
 from homeassistant.setup import async_setup_component
-from homeassistant.util import dt as dt_util
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 from pytest_homeassistant_custom_component.typing import WebSocketGenerator
@@ -29,33 +28,15 @@ from custom_components.est_pairing.const import CONF_APPLIANCE_ID, CONF_APPLIANC
 from custom_components.est_pairing.est.csr import ApplianceDetails
 from custom_components.est_pairing.est.errors import CertificateRevoked, LockedOut, NotAllowed, ProofMismatch
 from custom_components.est_pairing.est.fingerprints import format_fingerprint, public_key_fingerprint
-from custom_components.est_pairing.est.limits import PENDING_TTL
+from custom_components.est_pairing.est.limits import PENDING_IDLE_TTL, PENDING_TTL
 from custom_components.est_pairing.runtime import EstRuntime
 from est_tools.appliance.client import EstClient, Pending, build_csr, renewal_csr
 
-from .conftest import device_for
-
-
-def key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
+from . import ask, device_for, entity_state, key, paired_oven
 
 
 def fingerprint(private_key: ec.EllipticCurvePrivateKey) -> str:
     return public_key_fingerprint(private_key.public_key())
-
-
-OVEN = ApplianceDetails(name="Kitchen oven", model="OV-200", manufacturer="Acme", serial_number="SN-42")
-
-
-async def ask(
-    hass: HomeAssistant, client: EstClient, private_key: ec.EllipticCurvePrivateKey, pin: str = "482913"
-) -> x509.Certificate | Pending:
-    """One simpleenroll from appliance ``oven``, then let Home Assistant react."""
-    result = await client.simpleenroll(
-        build_csr(private_key, "oven", details=OVEN), username="oven", password=pin
-    )
-    await hass.async_block_till_done()
-    return result
 
 
 def flows(hass: HomeAssistant) -> list[ConfigFlowResult]:
@@ -74,14 +55,6 @@ def asked(result: ConfigFlowResult) -> list[str]:
     schema = result["data_schema"]
     assert schema is not None
     return [str(marker) for marker in schema.schema]
-
-
-def entity_state(hass: HomeAssistant, unique_id_suffix: str) -> str:
-    registry = er.async_get(hass)
-    (entity_id,) = [e.entity_id for e in registry.entities.values() if e.unique_id.endswith(unique_id_suffix)]
-    state = hass.states.get(entity_id)
-    assert state is not None
-    return state.state
 
 
 def shown_on_device(hass: HomeAssistant, appliance_id: str) -> tuple[str | None, ...]:
@@ -239,6 +212,24 @@ async def test_one_flow_per_appliance_id_and_the_next_key_gets_its_turn(
         await ask(hass, appliance_client, first)
 
 
+async def test_the_next_key_gets_its_card_when_the_owner_opens_an_expired_one(
+    hass: HomeAssistant, runtime: EstRuntime, appliance_client: EstClient, freezer: FrozenDateTimeFactory
+) -> None:
+    """The first key's appliance stopped asking; the hourly check has not dropped it yet."""
+    await ask(hass, appliance_client, key())
+    freezer.tick(timedelta(minutes=10))
+    await ask(hass, appliance_client, key())
+    (flow,) = flows(hass)
+    freezer.tick(timedelta(seconds=PENDING_IDLE_TTL) - timedelta(minutes=4))  # the first is past it
+    result = await hass.config_entries.flow.async_configure(flow["flow_id"])
+    assert result["type"] is FlowResultType.ABORT and result["reason"] == "request_gone"
+    await hass.async_block_till_done()
+    (second,) = flows(hass)
+    assert second["flow_id"] != flow["flow_id"]
+    menu = await hass.config_entries.flow.async_configure(second["flow_id"])
+    assert menu["type"] is FlowResultType.MENU
+
+
 async def test_flows_close_when_their_request_expires_or_the_hub_unloads(
     hass: HomeAssistant, mock_config_entry: MockConfigEntry, freezer: FrozenDateTimeFactory
 ) -> None:
@@ -317,24 +308,13 @@ async def test_a_preregistration_admits_its_first_key_only(
     assert len(runtime.service.ledger) == 1
 
 
-async def paired_oven(
-    hass: HomeAssistant, runtime: EstRuntime, client: EstClient
-) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    runtime.preregister("oven", "482913", "Kitchen oven")
-    await hass.async_block_till_done()
-    oven_key = key()
-    certificate = await ask(hass, client, oven_key)
-    assert isinstance(certificate, x509.Certificate)
-    return certificate, oven_key
-
-
 async def test_preregistering_an_appliance_under_discovered_removes_its_card(
     hass: HomeAssistant, runtime: EstRuntime, appliance_client: EstClient
 ) -> None:
     oven_key = key()
     assert isinstance(await ask(hass, appliance_client, oven_key), Pending)
     assert len(flows(hass)) == 1
-    runtime.preregister("oven", "482913", "Kitchen oven")  # from the hub's dialog instead
+    runtime.decisions.preregister("oven", "482913", "Kitchen oven")  # from the hub's dialog instead
     await hass.async_block_till_done()
     assert flows(hass) == []
     assert entity_state(hass, "_pending_requests") == "0"
@@ -376,27 +356,11 @@ async def test_details_learnt_just_before_a_crash_reach_the_device_at_start(
     )
 
 
-async def test_revoke_button_blocks_renewal(
-    hass: HomeAssistant, runtime: EstRuntime, appliance_client: EstClient
-) -> None:
-    certificate, oven_key = await paired_oven(hass, runtime, appliance_client)
-    registry = er.async_get(hass)
-    (button,) = [e.entity_id for e in registry.entities.values() if e.domain == "button"]
-    assert registry.async_get(button).entity_category == "config"  # type: ignore[union-attr]
-    await hass.services.async_call("button", "press", {ATTR_ENTITY_ID: button}, blocking=True)
-    await hass.async_block_till_done()
-    assert entity_state(hass, "_oven_certificate_status") == "revoked"
-    with pytest.raises(CertificateRevoked):
-        await appliance_client.reenroll(renewal_csr(oven_key, certificate), certificate, oven_key)
-    crl = await appliance_client.crl()
-    assert crl.get_revoked_certificate_by_serial_number(certificate.serial_number) is not None
-
-
 async def test_revoking_before_the_first_certificate_shows_revoked(
     hass: HomeAssistant, runtime: EstRuntime, appliance_client: EstClient
 ) -> None:
     """Pre-registered (or approved) but not yet enrolled: the button withdraws the approval."""
-    runtime.preregister("oven", "482913", "Kitchen oven")
+    runtime.decisions.preregister("oven", "482913", "Kitchen oven")
     await hass.async_block_till_done()
     assert entity_state(hass, "_oven_certificate_status") == "awaiting_enrollment"
     registry = er.async_get(hass)
@@ -425,7 +389,7 @@ async def test_pairing_a_revoked_appliance_again_keeps_its_details_unless_told(
     )
     rebuilt = ApplianceDetails(name="Oven", model="OV-300", manufacturer="Acme")  # and no serial number
     for use_new_details, shown in ((False, ("OV-200", "Acme", "SN-42")), (True, ("OV-300", "Acme", None))):
-        await runtime.async_revoke("oven")
+        await runtime.decisions.async_revoke("oven")
         await hass.async_block_till_done()
         pending = await appliance_client.simpleenroll(  # a new key, and new details
             build_csr(key(), "oven", details=rebuilt), username="oven", password="482913"
@@ -569,20 +533,6 @@ async def test_deleting_the_device_of_a_disabled_hub_revokes_the_appliance_at_st
     assert restarted.service.policy.registration("oven") is None
 
 
-async def test_status_follows_the_clock(
-    hass: HomeAssistant, runtime: EstRuntime, appliance_client: EstClient, freezer: FrozenDateTimeFactory
-) -> None:
-    certificate, _ = await paired_oven(hass, runtime, appliance_client)
-    freezer.move_to(certificate.not_valid_after_utc - timedelta(days=10))
-    async_fire_time_changed(hass, dt_util.utcnow())
-    await hass.async_block_till_done(wait_background_tasks=True)
-    assert entity_state(hass, "_oven_certificate_status") == "expiring"
-    freezer.move_to(certificate.not_valid_after_utc + timedelta(hours=2))
-    async_fire_time_changed(hass, dt_util.utcnow())
-    await hass.async_block_till_done(wait_background_tasks=True)
-    assert entity_state(hass, "_oven_certificate_status") == "expired"
-
-
 async def test_appliances_survive_a_reload(
     hass: HomeAssistant, init_integration: MockConfigEntry, runtime: EstRuntime, appliance_client: EstClient
 ) -> None:
@@ -598,7 +548,7 @@ async def test_approving_a_case_twin_of_a_paired_appliance_is_refused(
     hass: HomeAssistant, runtime: EstRuntime, appliance_client: EstClient
 ) -> None:
     await ask(hass, appliance_client, key())  # "oven" waits
-    runtime.preregister("OVEN", "123456", None)  # meanwhile its case twin is pre-registered
+    runtime.decisions.preregister("OVEN", "123456", None)  # meanwhile its case twin is pre-registered
     (flow,) = flows(hass)
     await hass.config_entries.flow.async_configure(flow["flow_id"], {"next_step_id": "pin"})
     result = await hass.config_entries.flow.async_configure(flow["flow_id"], {"pin": "482913"})
@@ -629,7 +579,7 @@ async def test_a_stranger_key_waiting_beside_a_paired_appliance_cannot_replace_i
 
     (waiting,) = runtime.service.policy.pending_requests()  # the stranger's turn comes right after
     with pytest.raises(ProofMismatch):
-        runtime.approve(waiting.request_id, pin=None)  # comparing fingerprints cannot pass over a PIN
+        runtime.decisions.approve(waiting.request_id, pin=None)  # fingerprints cannot pass over a PIN
     (flow,) = flows(hass)
     menu = await hass.config_entries.flow.async_configure(flow["flow_id"])
     assert menu["step_id"] == "confirm_refused"  # not "Already paired: no" from when it arrived
@@ -730,7 +680,7 @@ async def test_a_dialog_open_while_the_appliance_gets_paired_elsewhere_cannot_ap
     real = next(
         p for p in runtime.service.policy.pending_requests() if p.key_fingerprint == fingerprint(oven_key)
     )
-    runtime.approve(real.request_id, pin="482913")  # meanwhile, say from the action's other dialog
+    runtime.decisions.approve(real.request_id, pin="482913")  # meanwhile, say from the action's other dialog
     result = await hass.config_entries.flow.async_configure(flow["flow_id"], {"fingerprints_match": True})
     assert result["reason"] == "cannot_approve"
     registration = runtime.service.policy.registration("oven")

@@ -21,7 +21,7 @@ from custom_components.est_pairing.const import DOMAIN, SUBENTRY_APPLIANCE
 from custom_components.est_pairing.runtime import EstRuntime
 from est_tools.appliance.client import EstClient, Pending, build_csr
 
-from .conftest import device_for
+from . import device_for
 
 
 @pytest.fixture
@@ -63,7 +63,7 @@ async def test_a_non_admin_cannot_preregister_an_appliance_and_enroll_it(
 async def test_a_non_admin_cannot_revoke_an_appliance_with_the_action(
     hass: HomeAssistant, runtime: EstRuntime, non_admin: User
 ) -> None:
-    runtime.preregister("oven", "123456", "Kitchen oven")
+    runtime.decisions.preregister("oven", "123456", "Kitchen oven")
     await hass.async_block_till_done()
     oven = device_for(hass, "oven")
     assert oven is not None
@@ -94,7 +94,7 @@ async def test_any_user_may_export_the_public_ca(
         context=Context(user_id=non_admin.id),
     )
     assert response is not None
-    assert response["fingerprint"] == runtime.ca_fingerprint
+    assert response["fingerprint"] == runtime.service.ca.fingerprint
     assert set(response) == {"certificate", "fingerprint", "qr_payload", "expires"}
 
 
@@ -102,7 +102,7 @@ async def test_the_revoke_button_follows_home_assistants_entity_permissions(
     hass: HomeAssistant, runtime: EstRuntime, hass_read_only_user: User, household_member: User
 ) -> None:
     """Kept for every user who may operate the appliance's entities: revoking removes trust only."""
-    runtime.preregister("oven", "123456", "Kitchen oven")
+    runtime.decisions.preregister("oven", "123456", "Kitchen oven")
     await hass.async_block_till_done()
     (button,) = [e.entity_id for e in er.async_get(hass).entities.values() if e.domain == "button"]
 

@@ -37,7 +37,7 @@ async def test_diagnostics(
     hass_client: ClientSessionGenerator,
     snapshot: SnapshotAssertion,
 ) -> None:
-    runtime.preregister("oven", "482913", "Kitchen oven")
+    runtime.decisions.preregister("oven", "482913", "Kitchen oven")
     await appliance_client.enroll(
         build_csr(ec.generate_private_key(ec.SECP256R1()), "oven"), username="oven", password="482913"
     )

@@ -1,0 +1,1 @@
+"""Tests of custom_components/, laid out as Home Assistant core lays out its own integrations' tests."""
