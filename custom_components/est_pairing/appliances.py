@@ -130,14 +130,16 @@ class Appliances:
         data = {**subentry.data, **said}
         self.hass.config_entries.async_update_subentry(self.entry, subentry, data=data)
         registry = dr.async_get(self.hass)
-        device = registry.async_get_device(identifiers={(DOMAIN, subentry.data[CONF_APPLIANCE_ID])})
-        if device is not None:
-            registry.async_update_device(
-                device.id,
-                model=data.get("model"),
-                manufacturer=data.get("manufacturer"),
-                serial_number=data.get("serial_number"),
-            )
+        # The hub's own devices, searched (newer releases deprecate a lookup by identifier alone).
+        identifier = (DOMAIN, subentry.data[CONF_APPLIANCE_ID])
+        for device in dr.async_entries_for_config_entry(registry, self.entry.entry_id):
+            if identifier in device.identifiers:
+                registry.async_update_device(
+                    device.id,
+                    model=data.get("model"),
+                    manufacturer=data.get("manufacturer"),
+                    serial_number=data.get("serial_number"),
+                )
 
     def reconcile(self) -> list[str]:
         """Match the approvals and certificates to the appliance subentries, at start.

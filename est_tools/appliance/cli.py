@@ -30,6 +30,7 @@ import itertools
 import logging
 from pathlib import Path
 import signal
+import string
 import sys
 from typing import Final
 
@@ -91,6 +92,10 @@ _NEW_KEY_ADVICE: Final = (
     "its key and certificate are discarded, the CA stays pinned in {ca}; "
     "to pair again, run again: the owner approves a new key"
 )
+
+
+# What a serialNumber (a PrintableString, RFC 5280 appendix A) may hold.
+_PRINTABLE: Final = frozenset(string.ascii_letters + string.digits + " '()+,-./:=?")
 
 
 def outcome(error: EstError) -> tuple[ExitCode, str]:
@@ -226,6 +231,10 @@ def config_from(args: argparse.Namespace) -> ApplianceConfig:
         check_appliance_id(appliance_id)
     except EstError as err:
         raise ValueError(str(err)) from None
+    if args.serial is not None and (not args.serial or set(args.serial) - _PRINTABLE):
+        raise ValueError(
+            "--serial: letters, digits, spaces and ' ( ) + , - . / : = ? only (an X.509 PrintableString)"
+        )
     config = ApplianceConfig(
         appliance_id=appliance_id,
         state_dir=args.state_dir or Path("appliance-state") / appliance_id,

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 )
 from cryptography.x509.oid import NameOID
 from pyasn1.codec.der import decoder, encoder
-from pyasn1.type import univ
+from pyasn1.type import char, univ
 from pyasn1_modules import rfc2986, rfc5280
 
 from custom_components.est_pairing.est import wire
@@ -124,6 +124,24 @@ def _edited(
         info["version"] = value
     else:
         raise ValueError(edit_name)
+    return sign_info(encoder.encode(info), key)
+
+
+def with_text_attributes(
+    key: ec.EllipticCurvePrivateKey, common_name: str, attributes: Iterable[tuple[x509.ObjectIdentifier, str]]
+) -> bytes:
+    """A signed CSR whose subject is ``common_name`` then ``attributes``, every value a UTF8String.
+
+    cryptography writes serialNumber as a PrintableString, which holds letters, digits and a few
+    marks; from version 50 it refuses anything else. An appliance's own encoder may write any text
+    in a UTF8String there, and the hub must show it safely.
+    """
+    attributes = list(attributes)
+    placeholder = x509.Name([x509.NameAttribute(oid, "x") for oid, _ in attributes])
+    csr = x509.load_der_x509_csr(build(key, common_name, attributes=placeholder))
+    info, _ = decoder.decode(request_info(csr), asn1Spec=rfc2986.CertificationRequestInfo())
+    for index, (_, text) in enumerate(attributes, start=1):
+        info["subject"][0][index][0]["value"] = univ.Any(encoder.encode(char.UTF8String(text)))
     return sign_info(encoder.encode(info), key)
 
 

@@ -110,15 +110,13 @@ def test_what_a_request_says_about_itself_holds_nothing_invisible(
 ) -> None:
     """Bidi overrides, isolates, marks and zero-width characters never reach a dialog or device name."""
     text = "".join(w + h for w, h in zip(words + [""] * len(hidden), hidden, strict=False))[:60] or "x"
-    subject = x509.Name(
-        [
-            x509.NameAttribute(x509.ObjectIdentifier("2.5.4.41"), text),
-            x509.NameAttribute(x509.NameOID.ORGANIZATIONAL_UNIT_NAME, text),
-            x509.NameAttribute(x509.NameOID.ORGANIZATION_NAME, text),
-            x509.NameAttribute(x509.NameOID.SERIAL_NUMBER, "SN" + text),
-        ]
-    )
-    details = inspect_request(wire.load_csr(forge.build(KEY, "oven", attributes=subject))).details
+    subject = [
+        (x509.ObjectIdentifier("2.5.4.41"), text),
+        (x509.NameOID.ORGANIZATIONAL_UNIT_NAME, text),
+        (x509.NameOID.ORGANIZATION_NAME, text),
+        (x509.NameOID.SERIAL_NUMBER, "SN" + text),
+    ]
+    details = inspect_request(wire.load_csr(forge.with_text_attributes(KEY, "oven", subject))).details
     for shown in (details.name, details.model, details.manufacturer, details.serial_number):
         assert shown is None or not set(shown) & set(INVISIBLE), repr(shown)
 

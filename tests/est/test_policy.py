@@ -483,3 +483,12 @@ def test_a_new_key_of_a_fingerprint_paired_appliance_keeps_its_details_unless_to
         approved = policy.approve(waiting.pending.request_id, use_new_details=use_new_details)
         assert approved.details == expected
         assert approved.secret_digest is None
+
+
+def test_locking_an_identity_with_no_wrong_secret_yet_locks_it(clock: Clock) -> None:
+    """The owner's third wrong PIN locks an appliance that never sent a wrong secret itself."""
+    throttle = SecretThrottle(clock)
+    throttle.lock("id:oven")
+    with pytest.raises(LockedOut):
+        throttle.check("id:oven")
+    assert throttle.locked_until("id:oven") is not None

@@ -522,6 +522,8 @@ def test_a_factory_chain_out_of_order_is_a_usage_error(tmp_path: Path, order: st
         (["--id", "oven", "--factory-cert", "x.pem"], "go together"),
         (["--id", "oven/1"], "appliance id must be"),
         (["--id", "oven", "--ca-fingerprint", "1234"], "64 hexadecimal digits"),
+        (["--id", "oven", "--serial", "SN_1"], "PrintableString"),
+        (["--id", "oven", "--serial", ""], "PrintableString"),
         (["--id", "oven", "--server", "http://h:1"], "https://HOST:PORT"),
         (
             [

@@ -81,6 +81,7 @@ class SecretThrottle:
         """Lock an identity now, as if its free attempts were used up (the owner typed wrong PINs)."""
         record = self._records.setdefault(identity, _Record())
         record.failures = max(record.failures, FREE_ATTEMPTS - 1)
+        record.last_failure = self._clock()  # a record that old would be forgotten, not counted
         self.failure(identity)
 
     def success(self, identity: str) -> None:

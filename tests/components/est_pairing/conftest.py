@@ -98,7 +98,7 @@ def _plain(value: object) -> object:
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, Mapping):
-        return {key: _plain(item) for key, item in value.items()}
+        return {_plain(key): _plain(item) for key, item in value.items()}
     if isinstance(value, set | frozenset):
         return sorted(_plain(item) for item in value)  # type: ignore[type-var]
     if isinstance(value, list | tuple):

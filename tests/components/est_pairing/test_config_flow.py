@@ -45,6 +45,7 @@ from custom_components.est_pairing.est.fingerprints import format_fingerprint
 from custom_components.est_pairing.est.tls import ListenerIdentity, ListenerNames
 from custom_components.est_pairing.runtime import EstRuntime
 from est_tools.appliance.client import EstClient, build_csr
+from tests.est import forge
 
 
 def free_port() -> int:
@@ -409,6 +410,7 @@ async def test_the_dialog_shows_the_request_not_what_the_discovery_data_claims(
     assert runtime.service.policy.registration("oven") is None
 
 
+NAME = x509.ObjectIdentifier("2.5.4.41")  # the appliance's own name for itself
 HOSTILE = ApplianceDetails(
     name="Oven** ![](http://10.9.9.9/t.png) [Verified](http://x/) **",
     model="<img src=x onerror=alert(1)>",
@@ -421,7 +423,15 @@ async def test_what_the_appliance_claims_is_shown_as_text(
     hass: HomeAssistant, runtime: EstRuntime, appliance_client: EstClient
 ) -> None:
     """The dialogs render markdown: an appliance's text must not become links, images, HTML or emphasis."""
-    csr = build_csr(ec.generate_private_key(ec.SECP256R1()), "oven", details=HOSTILE)
+    # A UTF8String serialNumber (cryptography writes PrintableStrings, which cannot hold this text).
+    fields = (
+        (NAME, HOSTILE.name),
+        (NameOID.ORGANIZATIONAL_UNIT_NAME, HOSTILE.model),
+        (NameOID.ORGANIZATION_NAME, HOSTILE.manufacturer),
+        (NameOID.SERIAL_NUMBER, HOSTILE.serial_number),
+    )
+    said = [(oid, text) for oid, text in fields if text]
+    csr = x509.load_der_x509_csr(forge.with_text_attributes(forge.new_key(), "oven", said))
     await appliance_client.simpleenroll(csr, username="oven", password="")
     await hass.async_block_till_done()
     (flow,) = hass.config_entries.flow.async_progress_by_handler(DOMAIN)

@@ -136,15 +136,16 @@ async def test_a_read_only_user_cannot_approve_reject_or_ignore_a_request(
     hass_read_only_access_token: str,
 ) -> None:
     assert await async_setup_component(hass, "config", {})
-    flow_id = await pending_flow_id(hass, appliance_client)
+    # Both clients before any request: the HTTP server takes no new routes once it has started.
+    websocket = await hass_ws_client(hass, hass_read_only_access_token)
     client = await hass_client(hass_read_only_access_token)
+    flow_id = await pending_flow_id(hass, appliance_client)
     url = f"/api/config/config_entries/flow/{flow_id}"
     for step in ({"next_step_id": "pin"}, {"next_step_id": "reject"}, {"pin": "482913"}):
         response = await client.post(url, json=step)
         assert response.status == HTTPStatus.UNAUTHORIZED, step
     assert (await client.get(url)).status == HTTPStatus.UNAUTHORIZED
 
-    websocket = await hass_ws_client(hass, hass_read_only_access_token)
     await websocket.send_json_auto_id(
         {"type": "config_entries/ignore_flow", "flow_id": flow_id, "title": "x"}
     )
