@@ -1,4 +1,4 @@
-"""The bench's verdict on the throughput target: medians per CPU-second, and the rounds' spread."""
+"""The bench's verdict on the CPU target: medians of server CPU per request, and the rounds' spread."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 
 from scripts.devtools.bench.measure import Measurement
 from scripts.devtools.bench.phases import Results
-from scripts.devtools.bench.report import judge, round_ratios
+from scripts.devtools.bench.report import judge, report, round_ratios
 from scripts.devtools.bench.stats import LatencySummary, Throughput, Window
 
 
@@ -18,40 +18,53 @@ def measured(target: str, rate: float, cpu_seconds: float | None, requests: int 
 
 
 def test_each_round_pair_gives_its_own_ratio() -> None:
-    transport = [measured("transport", 900, 1.0), measured("transport", 1000, 0.9)]
-    enroll = [measured("enroll", 500, 1.6), measured("enroll", 600, 1.5)]
-    assert round_ratios(transport, enroll) == pytest.approx([1.0 / 1.6, 0.9 / 1.5])
+    bare = [measured("bare", 900, 1.0), measured("bare", 1000, 0.9)]
+    enroll = [measured("enroll", 500, 1.3), measured("enroll", 600, 1.5)]
+    assert round_ratios(bare, enroll) == pytest.approx([1.3, 1.5 / 0.9])
 
 
 @pytest.mark.parametrize(
-    ("transport", "enroll"),
+    ("bare", "enroll"),
     [
-        ([measured("transport", 900, 1.0)], [measured("enroll", 500, 1.6)]),  # one round: no spread
+        ([measured("bare", 900, 1.0)], [measured("enroll", 500, 1.6)]),  # one round: no spread
         (
-            [measured("transport", 900, None), measured("transport", 900, 1.0)],  # a server not ours
+            [measured("bare", 900, None), measured("bare", 900, 1.0)],  # a server not ours
             [measured("enroll", 500, 1.6), measured("enroll", 500, 1.6)],
         ),
     ],
 )
-def test_no_ratios_without_rounds_or_cpu_times(
-    transport: list[Measurement], enroll: list[Measurement]
-) -> None:
-    assert round_ratios(transport, enroll) == []
+def test_no_ratios_without_rounds_or_cpu_times(bare: list[Measurement], enroll: list[Measurement]) -> None:
+    assert round_ratios(bare, enroll) == []
 
 
-def test_the_verdict_judges_the_medians_and_shows_the_rounds() -> None:
+def test_each_loop_is_judged_against_the_bare_request_on_asyncio() -> None:
+    bare = [measured("bare", 1000, 1.0), measured("bare", 950, 1.1), measured("bare", 1000, 0.9)]
     results = Results(
-        transport=[
-            measured("transport", 1000, 1.0),
-            measured("transport", 950, 1.1),
-            measured("transport", 1000, 0.9),
-        ],
-        enroll=[measured("enroll", 600, 1.7), measured("enroll", 600, 1.6), measured("enroll", 620, 1.5)],
+        bare={"asyncio": bare, "uvloop": [measured("bare", 1200, 0.7)] * 3},
+        enroll={
+            "asyncio": [measured("enroll", 600, cpu) for cpu in (1.5, 1.4, 1.6)],
+            "uvloop": [measured("enroll", 700, cpu) for cpu in (1.3, 1.2, 1.35)],
+        },
     )
-    verdict = judge(results, 32)[0]
-    # medians: transport 1000 requests / 1.0 s of CPU, enrollment 1000 / 1.6 s: 62.5%
-    assert verdict.met is True
-    assert f"= {0.625:.0%} " in verdict.measured
-    assert verdict.measured.endswith("round by round 59%, 69%, 60%")
-    results.enroll[1] = measured("enroll", 500, 2.0)  # the median enrollment round now costs 2.0 s
-    assert judge(results, 32)[0].met is False
+    asyncio_verdict, uvloop_verdict = judge(results, 32)[:2]
+    # medians: bare 1.0 ms of CPU a request; enrollment 1.5 ms on asyncio, 1.3 ms on uvloop
+    assert "(asyncio) vs a bare TLS request" in asyncio_verdict.name
+    assert asyncio_verdict.met is False
+    assert asyncio_verdict.measured.startswith("1.500 / 1.000 ms = 1.50x")
+    assert "(uvloop) vs a bare TLS request (aiohttp, asyncio)" in uvloop_verdict.name
+    assert uvloop_verdict.met is True
+    assert uvloop_verdict.measured.endswith("round by round 1.30x, 1.09x, 1.50x")
+    summary = report(results, judge(results, 32), 32)
+    assert "MISSED server CPU per enrollment (asyncio)" in summary
+    assert "met    server CPU per enrollment (uvloop)" in summary
+    assert "met    p99 / p50 latency at c=32 (uvloop)" in summary
+
+
+def test_home_assistants_cpu_is_judged_only_against_a_baseline() -> None:
+    results = Results(ha_cpu=0.0016)
+    (verdict,) = [v for v in judge(results, 32) if "Home Assistant's CPU" in v.name]
+    assert verdict.met is None
+    (verdict,) = [v for v in judge(results, 32, 0.0015) if "Home Assistant's CPU" in v.name]
+    assert verdict.met is True  # within 10% of the baseline
+    (verdict,) = [v for v in judge(results, 32, 0.0014) if "Home Assistant's CPU" in v.name]
+    assert verdict.met is False

@@ -104,7 +104,9 @@ class ServerProcess:
     fingerprint: str
 
     @classmethod
-    def start(cls, data_dir: Path, *extra: str, wait: float = 60) -> ServerProcess:
+    def start(
+        cls, data_dir: Path, *extra: str, wait: float = 60, env: dict[str, str] | None = None
+    ) -> ServerProcess:
         """Start and wait for the ready lines (the output goes to ``<data_dir>.serve.log``).
 
         Raises RuntimeError if the server exits or stays silent first.
@@ -114,7 +116,7 @@ class ServerProcess:
         command = ["-m", "est_tools.standalone", "serve", "--data-dir", str(data_dir), "--port", "0", *extra]
         with log.open("wb") as output:
             popen = subprocess.Popen(
-                [sys.executable, *command], env=environment(), stdout=output, stderr=subprocess.STDOUT
+                [sys.executable, *command], env=env or environment(), stdout=output, stderr=subprocess.STDOUT
             )
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:

@@ -15,6 +15,8 @@ import pytest
 
 from custom_components.est_pairing.est.batching import WorkGroups
 
+from .loops import LOOPS, run_on
+
 IDLE_TURN = 0.001
 BUSY_TURN = 0.003  # each turn of the busy chain holds the loop this long
 
@@ -22,8 +24,9 @@ BUSY_TURN = 0.003  # each turn of the busy chain holds the loop this long
 class BusyLoop:
     """A chain of callbacks holding the event loop, one per turn, until stopped."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, turn: float = BUSY_TURN) -> None:
         self.loop = loop
+        self.turn = turn
         self.turns = 0
         self.running = True
         loop.call_soon(self._turn)
@@ -31,7 +34,7 @@ class BusyLoop:
     def _turn(self) -> None:
         if self.running:
             self.turns += 1
-            time.sleep(BUSY_TURN)
+            time.sleep(self.turn)
             self.loop.call_soon(self._turn)
 
     def stop(self) -> None:
@@ -118,3 +121,22 @@ async def test_cancelling_one_waiter_leaves_the_others_of_its_group_be(
     assert isinstance(results[1], asyncio.CancelledError)
     assert order == [0, 2]
     assert (gate.groups, gate.requests) == (1, 3)
+
+
+@pytest.mark.parametrize("event_loop_kind", list(LOOPS))
+def test_turns_shorter_than_the_loops_clock_tick_still_count_as_busy(event_loop_kind: str) -> None:
+    """uvloop's clock counts whole milliseconds: busy turns of a fraction of one must not look idle."""
+
+    async def scenario() -> None:
+        busy = BusyLoop(asyncio.get_running_loop(), turn=0.0003)  # six times the idle turn
+        gate = WorkGroups(gather=0.05)
+        order: list[int] = []
+        first = asyncio.create_task(_arrive(gate, order, 0))
+        for _ in range(3):  # three busy turns: the group must stay open for the second request
+            await asyncio.sleep(0)
+        second = asyncio.create_task(_arrive(gate, order, 1))
+        await asyncio.wait_for(asyncio.gather(first, second), 5)
+        busy.stop()
+        assert (gate.groups, gate.requests) == (1, 2)
+
+    run_on(event_loop_kind, scenario())

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import AsyncIterator
 import contextlib
 import logging
 import os
@@ -35,7 +34,8 @@ from custom_components.est_pairing.est.limits import (
 )
 
 from . import forge, rawhttp, standalone
-from .conftest import RunningServer, make_service
+from .conftest import RunningServer, make_service, oven_server
+from .loops import LOOPS, on_each_loop
 from .polling import eventually
 
 pytestmark = pytest.mark.slow  # thousands of real TLS connections and requests, and timeouts waited out
@@ -55,15 +55,9 @@ LIMITS = ConnectionLimits(
 EARLY = time.get_clock_info("monotonic").resolution  # how early the loop may run a timer (its clock's)
 
 
-@pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
-    """A running server with small connection limits and ``oven`` pre-registered (PIN 123456)."""
-    service = make_service(tmp_path, limits=LIMITS)
-    await service.load()
-    await service.policy.preregister("oven", "123456")
-    await service.start()
-    yield RunningServer(service, tmp_path)
-    await service.stop()
+def limited_server(tmp_path: Path) -> contextlib.AbstractAsyncContextManager[RunningServer]:
+    """The oven's server (PIN 123456) with small connection limits."""
+    return oven_server(tmp_path, limits=LIMITS)
 
 
 def tls(server: RunningServer) -> ssl.SSLContext:
@@ -139,6 +133,7 @@ async def assert_still_serving(server: RunningServer) -> None:
     assert answer is not None and answer.status == 200
 
 
+@on_each_loop(limited_server)
 async def test_slow_headers_are_cut_off(server: RunningServer) -> None:
     """A request line and headers trickling in byte by byte (slowloris) are cut at the header deadline."""
     request = rawhttp.http_request("GET", f"{EST}/cacerts", headers={"X-Padding": "a" * 200})
@@ -151,6 +146,7 @@ async def test_slow_headers_are_cut_off(server: RunningServer) -> None:
     await assert_still_serving(server)
 
 
+@on_each_loop(limited_server)
 async def test_slow_body_is_cut_off_with_408(server: RunningServer) -> None:
     headers = {"Content-Type": wire.PKCS10, "Content-Length": "2000"}
     loop = asyncio.get_running_loop()
@@ -170,6 +166,7 @@ async def test_slow_body_is_cut_off_with_408(server: RunningServer) -> None:
     await assert_still_serving(server)
 
 
+@on_each_loop(limited_server)
 async def test_the_end_of_each_tls_handshake_is_acknowledged_at_once(
     server: RunningServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -198,6 +195,7 @@ async def test_the_end_of_each_tls_handshake_is_acknowledged_at_once(
     assert acknowledged == [client]
 
 
+@on_each_loop(limited_server)
 async def test_an_idle_tls_connection_is_closed(server: RunningServer) -> None:
     """Handshake done, then silence: closed at the header deadline."""
     start = asyncio.get_running_loop().time()
@@ -206,6 +204,7 @@ async def test_an_idle_tls_connection_is_closed(server: RunningServer) -> None:
     await assert_still_serving(server)
 
 
+@on_each_loop(limited_server)
 async def test_an_idle_keep_alive_connection_is_closed(server: RunningServer) -> None:
     """After a response, a kept-alive connection that sends nothing more is closed: by aiohttp at the
     keep-alive deadline, and at the latest by the guard a header deadline later."""
@@ -230,6 +229,7 @@ async def test_an_idle_keep_alive_connection_is_closed(server: RunningServer) ->
         pytest.param(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", id="half a ClientHello"),
     ],
 )
+@on_each_loop(limited_server)
 async def test_a_stalled_tls_handshake_is_closed(server: RunningServer, opening: bytes) -> None:
     start = asyncio.get_running_loop().time()
     async with rawhttp.connect(server.service.port, tls=None) as connection:
@@ -243,19 +243,16 @@ async def test_a_stalled_tls_handshake_is_closed(server: RunningServer, opening:
 # --- the connection cap ------------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def small_server(tmp_path: Path) -> AsyncIterator[RunningServer]:
+def small_server(tmp_path: Path) -> contextlib.AbstractAsyncContextManager[RunningServer]:
     """Room for four connections, and deadlines long enough not to interfere."""
-    limits = ConnectionLimits(header_timeout=30.0, body_timeout=30.0, max_connections=4)
-    service = make_service(tmp_path, limits=limits)
-    await service.load()
-    await service.start()
-    yield RunningServer(service, tmp_path)
-    await service.stop()
+    return oven_server(
+        tmp_path, limits=ConnectionLimits(header_timeout=30.0, body_timeout=30.0, max_connections=4)
+    )
 
 
-async def test_at_the_cap_the_longest_idle_connection_makes_room(small_server: RunningServer) -> None:
-    port, context = small_server.service.port, tls(small_server)
+@on_each_loop(small_server)
+async def test_at_the_cap_the_longest_idle_connection_makes_room(server: RunningServer) -> None:
+    port, context = server.service.port, tls(server)
     async with contextlib.AsyncExitStack() as stack:
         idle = [await stack.enter_async_context(rawhttp.connect(port, tls=context)) for _ in range(4)]
         answer = await rawhttp.exchange(port, rawhttp.http_request("GET", f"{EST}/cacerts"), tls=context)
@@ -267,8 +264,9 @@ async def test_at_the_cap_the_longest_idle_connection_makes_room(small_server: R
             assert answer is not None and answer.status == 200
 
 
-async def test_at_the_cap_requests_in_progress_are_never_closed(small_server: RunningServer) -> None:
-    port, context = small_server.service.port, tls(small_server)
+@on_each_loop(small_server)
+async def test_at_the_cap_requests_in_progress_are_never_closed(server: RunningServer) -> None:
+    port, context = server.service.port, tls(server)
     headers = {"Content-Type": wire.PKCS10, "Content-Length": "8"}
     async with contextlib.AsyncExitStack() as stack:
         busy = [await stack.enter_async_context(rawhttp.connect(port, tls=context)) for _ in range(4)]
@@ -276,11 +274,11 @@ async def test_at_the_cap_requests_in_progress_are_never_closed(small_server: Ru
             await connection.send(
                 rawhttp.http_request("POST", f"{EST}/simpleenroll", headers=headers) + b"MA"
             )
-        await eventually(lambda: busy_count(small_server) == 4, "four requests in progress")
+        await eventually(lambda: busy_count(server) == 4, "four requests in progress")
         start = asyncio.get_running_loop().time()
         async with rawhttp.connect(port, tls=None) as newcomer:  # no room: turned away at once
             await assert_cut_off(newcomer, start, at_least=0.0, at_most=0.0)
-        assert busy_count(small_server) == 4
+        assert busy_count(server) == 4
         for connection in busy:
             await connection.send(b"AAAAAA")
             answer = await connection.response()
@@ -308,21 +306,20 @@ def answered_and_left_open(port: int, context: ssl.SSLContext) -> ssl.SSLSocket:
     return client
 
 
+@on_each_loop(small_server)
 async def test_at_the_cap_connections_closing_after_their_answer_make_room_first(
-    small_server: RunningServer,
+    server: RunningServer,
 ) -> None:
     """Clients busy with the answer they got hold their connection open a moment: at the cap those
     connections, which have nothing more to send, are closed before any waiting for its handshake."""
-    port, context = small_server.service.port, tls(small_server)
+    port, context = server.service.port, tls(server)
     async with contextlib.AsyncExitStack() as stack:
         handshaking = [await stack.enter_async_context(rawhttp.connect(port, tls=None)) for _ in range(2)]
         answered = [await asyncio.to_thread(answered_and_left_open, port, context) for _ in range(2)]
         for client in answered:
             stack.callback(client.close)
         # The server has sent its close_notify and waits for ours:
-        await eventually(
-            lambda: answered_count(small_server) == 2, "two connections closing after their answer"
-        )
+        await eventually(lambda: answered_count(server) == 2, "two connections closing after their answer")
         assert server_sockets(os.getpid(), port) == 4  # the cap is full: two closing, two handshaking
         for _ in range(2):
             answer = await rawhttp.exchange(port, rawhttp.http_request("GET", f"{EST}/cacerts"), tls=context)
@@ -331,16 +328,17 @@ async def test_at_the_cap_connections_closing_after_their_answer_make_room_first
             assert not await connection.closed_by_server(within=0.2)
 
 
+@on_each_loop(small_server)
 async def test_a_swinging_connection_count_is_warned_about_once_per_interval(
-    small_server: RunningServer, caplog: pytest.LogCaptureFixture
+    server: RunningServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Any device on the LAN can fill the cap, let the count fall and fill it again at will: that
     must not write a warning each time (66 connects and one more wrote 154 warnings in 5 s). One
     warning per interval, then one saying how many times it was reached meanwhile."""
     caplog.set_level(logging.DEBUG, logger="custom_components.est_pairing.est")
-    port, cap = small_server.service.port, guard(small_server).limits.max_connections
+    port, cap = server.service.port, guard(server).limits.max_connections
     now = 1000.0
-    guard(small_server).cap_warning.clock = lambda: now
+    guard(server).cap_warning.clock = lambda: now
 
     def reached() -> int:
         return sum("connection cap:" in r.getMessage() for r in caplog.records)
@@ -353,7 +351,7 @@ async def test_a_swinging_connection_count_is_warned_about_once_per_interval(
                 for _ in range(cap + 1):
                     await stack.enter_async_context(rawhttp.connect(port, tls=None))
                 await eventually(lambda: reached() == time_ + 1, "the cap reached")  # noqa: B023
-            await eventually(lambda: len(guard(small_server)) == 0, "every connection gone")
+            await eventually(lambda: len(guard(server)) == 0, "every connection gone")
         return [
             r.getMessage()
             for r in caplog.records
@@ -417,14 +415,15 @@ async def open_flood(
     return stack, list(await asyncio.gather(*(one(i % 4) for i in range(count))))
 
 
-async def test_a_thousand_connections_stay_within_the_cap(tmp_path: Path) -> None:
-    """The standalone server, production limits: sockets stay at the cap, memory stays bounded, and
-    an appliance that connects in the middle of the flood is served."""
+@pytest.mark.parametrize("event_loop_kind", list(LOOPS))
+async def test_a_thousand_connections_stay_within_the_cap(tmp_path: Path, event_loop_kind: str) -> None:
+    """The standalone server, production limits, on each loop it runs on: sockets stay at the cap,
+    memory stays bounded, and an appliance that connects in the middle of the flood is served."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard < 2048:
         pytest.skip("needs 2048 file descriptors for the test's own side of the flood")
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4096)), hard))
-    serving = await standalone.start(tmp_path)
+    serving = await standalone.start(tmp_path, "--loop", event_loop_kind)
     try:
         ca_pem = (tmp_path / "ca.pem").read_bytes()
         before = resident_mb(serving.pid)

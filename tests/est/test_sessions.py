@@ -8,7 +8,6 @@ tickets (so TLS 1.3 never resumes) and remembers the chain of each TLS 1.2 sessi
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 import contextlib
 from dataclasses import dataclass
 from datetime import timedelta
@@ -28,6 +27,7 @@ from custom_components.est_pairing.est.tls import server_ssl_context
 from est_tools.appliance.client import build_csr, client_ssl_context, renewal_csr
 
 from .conftest import RunningServer, make_service, oven_server
+from .loops import on_each_loop
 from .manufacturer import LATER, NOW, Manufacturer
 
 EST = "/.well-known/est"
@@ -92,15 +92,17 @@ def tls12(context: ssl.SSLContext) -> ssl.SSLContext:
     return context
 
 
+ACME = Manufacturer.make(root_expires=LATER, intermediate_expires=LATER)
+
+
 @pytest.fixture
 def acme() -> Manufacturer:
-    return Manufacturer.make(root_expires=LATER, intermediate_expires=LATER)
+    return ACME
 
 
-@pytest.fixture
-async def server(tmp_path: Path, acme: Manufacturer) -> AsyncIterator[RunningServer]:
-    async with oven_server(tmp_path, manufacturer_cas=[acme.root]) as running:
-        yield running
+def served(tmp_path: Path) -> contextlib.AbstractAsyncContextManager[RunningServer]:
+    """The oven's server, trusting ACME's factory certificates."""
+    return oven_server(tmp_path, manufacturer_cas=[ACME.root])
 
 
 async def enrolled_oven(server: RunningServer) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
@@ -117,6 +119,7 @@ async def enrolled_oven(server: RunningServer) -> tuple[x509.Certificate, ec.Ell
     return certificate, oven_key
 
 
+@on_each_loop(served)
 async def test_renewal_over_a_resumed_tls12_session(server: RunningServer) -> None:
     """Clients that cache TLS 1.2 sessions (JSSE, Go with a cache) resume them when they renew."""
     certificate, oven_key = await enrolled_oven(server)
@@ -132,6 +135,7 @@ async def test_renewal_over_a_resumed_tls12_session(server: RunningServer) -> No
     assert renewed.public_key() == oven_key.public_key()
 
 
+@on_each_loop(served)
 async def test_tls13_sessions_are_not_resumed(server: RunningServer) -> None:
     """No session tickets: a TLS 1.3 client always makes a full handshake, its certificate verified."""
     certificate, oven_key = await enrolled_oven(server)
@@ -141,6 +145,7 @@ async def test_tls13_sessions_are_not_resumed(server: RunningServer) -> None:
     assert (first.status, again.status, again.resumed) == (200, 200, False)
 
 
+@on_each_loop(served)
 async def test_a_factory_retry_over_a_resumed_session_completes(
     server: RunningServer, acme: Manufacturer, tmp_path: Path
 ) -> None:
@@ -156,6 +161,7 @@ async def test_a_factory_retry_over_a_resumed_session_completes(
     assert retry.status == 200, retry.body
 
 
+@on_each_loop(served)
 async def test_a_resumed_session_whose_chain_was_forgotten(
     server: RunningServer, acme: Manufacturer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -6,8 +6,10 @@ import asyncio
 from collections.abc import AsyncIterator
 import json
 from pathlib import Path
+import socket
 import stat
 import subprocess
+import sys
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -20,11 +22,11 @@ from custom_components.est_pairing.est.policy import AwaitingOwner, ExchangeFail
 from custom_components.est_pairing.est.service import ServiceConfig
 from custom_components.est_pairing.est.tls import ListenerNames
 from custom_components.est_pairing.est.verifiers import PinVerifier
-from est_tools.appliance.client import EstClient, Pending, build_csr
+from est_tools.appliance.client import EstClient, Pending, build_csr, client_ssl_context
 from est_tools.standalone import cli
 from tests.appliance_process import ApplianceProcess
 from tests.est.conftest import make_service
-from tests.est.standalone import Serving, est_server, start
+from tests.est.standalone import ServerProcess, Serving, environment, est_server, start
 
 pytestmark = pytest.mark.slow  # the standalone server as a real process
 
@@ -440,3 +442,50 @@ async def test_approve_pin_says_how_the_next_exchange_went(
         "(2 more tries)",
         "the PIN exchange of oven failed: it does not know the PIN the server has",
     ]
+
+
+# --- the event loop ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("choice", "hidden", "said"),
+    [
+        ("auto", False, "Serving on uvloop"),
+        ("auto", True, "uvloop is not installed: serving on asyncio's own event loop"),
+        ("asyncio", False, None),
+    ],
+)
+def test_serve_runs_on_uvloop_where_it_is_installed_and_says_which_loop(
+    tmp_path: Path, choice: str, hidden: bool, said: str | None
+) -> None:
+    """uvloop is a dependency of the standalone tools only: where it is missing, asyncio serves."""
+    env = environment()
+    if hidden:  # as if it were not installed: its import fails
+        (tmp_path / "hide").mkdir()
+        (tmp_path / "hide" / "uvloop.py").write_text("raise ImportError('not installed')\n")
+        env["PYTHONPATH"] = f"{tmp_path / 'hide'}:{env['PYTHONPATH']}"
+    server = ServerProcess.start(tmp_path / "data", "--loop", choice, env=env)
+    try:
+        ca = x509.load_pem_x509_certificate((tmp_path / "data" / "ca.pem").read_bytes())
+        context = client_ssl_context(ca)
+        with (
+            socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw,
+            context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+        ):
+            tls.sendall(b"GET /.well-known/est/cacerts HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert tls.recv(12) == b"HTTP/1.1 200"
+    finally:
+        assert server.stop() == 0
+    log = server.log.read_text()
+    if said is None:
+        assert "uvloop" not in log
+    else:
+        assert said in log
+
+
+def test_asking_for_uvloop_where_it_is_missing_stops_with_a_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # its import raises ImportError
+    with pytest.raises(SystemExit, match="uvloop is not installed"):
+        cli.loop_factory("uvloop")
+    assert cli.loop_factory("auto") is None
+    assert cli.loop_factory("asyncio") is None

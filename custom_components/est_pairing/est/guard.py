@@ -1,32 +1,30 @@
 """Connection accounting for the listener: a cap counted from accept, TLS set up here, stall deadlines.
 
-asyncio's own TLS server tells the application about a connection only once its handshake is done,
-so a cap counted there does not bound connections stuck in their handshake: each holds a socket and
-a few hundred KB of TLS buffers. The guard therefore accepts plain TCP, counts it at once, and performs
-the handshake itself (``loop.start_tls``) before handing the connection to aiohttp.
+An event loop's own TLS server tells the application about a connection only once its handshake is
+done, so a cap counted there does not bound connections stuck in their handshake: each holds a socket
+and a few hundred KB of TLS buffers. The guard therefore accepts plain TCP, counts it at once, and
+performs the handshake itself (``loop.start_tls``, public asyncio API that uvloop implements too)
+before handing the connection to aiohttp's HTTP protocol.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 import contextlib
 import logging
 import socket
 import ssl
 from typing import Final, cast
 
-from aiohttp import web
-
 from .limits import ConnectionLimits
 from .lograte import OncePer
-from .sessions import NO_CLIENT_CERTIFICATE, ClientChain, SessionChains
+from .sessions import NO_CLIENT_CERTIFICATE, SessionChains
 
 _LOGGER = logging.getLogger(__name__)
 
 CAP_WARNING_INTERVAL: Final = 600.0  # seconds between warnings that the connection cap was reached
-
-type NextHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_TCP_QUICKACK: Final = getattr(socket, "TCP_QUICKACK", None)  # Linux only
 
 
 class ConnectionGuard:
@@ -48,17 +46,12 @@ class ConnectionGuard:
         self.limits = limits
         self.ssl_context = ssl_context
         self._open: dict[_GuardedConnection, None] = {}  # least recently busy first
-        self._by_handler: dict[asyncio.BaseProtocol, _GuardedConnection] = {}
+        self._by_transport: dict[asyncio.BaseTransport, _GuardedConnection] = {}  # by its TLS transport
         self._handshakes: set[asyncio.Task[None]] = set()
         self._at_cap = False
         self.cap_warning = OncePer(CAP_WARNING_INTERVAL)
         self._cap_warned = False  # whether reaching the cap this time was warned about
         self.sessions = SessionChains()
-
-    def client_chain(self, handler: asyncio.BaseProtocol) -> ClientChain | None:
-        """The verified client chain of the connection aiohttp's ``handler`` serves (None: not ours)."""
-        connection = self._by_handler.get(handler)
-        return connection.client_chain if connection is not None else None
 
     def __len__(self) -> int:
         return len(self._open)
@@ -67,22 +60,24 @@ class ConnectionGuard:
         """A protocol factory for a plain TCP server, around aiohttp's request handler factory."""
         return lambda: _GuardedConnection(self, handler_factory)
 
-    @web.middleware
-    async def middleware(self, request: web.Request, handler: NextHandler) -> web.StreamResponse:
-        """Stop the header clock while a request is handled; restart it afterwards."""
-        connection = self._by_handler.get(request.protocol)
-        if connection is None:
-            return await handler(request)
-        connection.busy = True
-        connection.disarm()
-        try:
-            return await handler(request)
-        finally:
-            connection.busy = False
-            if connection in self._open:  # still open: it moves to the end, as the most recently busy
-                del self._open[connection]
-                self._open[connection] = None
-            connection.arm(self.limits.keepalive_timeout + self.limits.header_timeout)
+    def request_started(self, transport: asyncio.BaseTransport | None) -> _GuardedConnection | None:
+        """A request on the connection of this TLS ``transport`` is handled: its header clock stops.
+
+        None for a transport that is not one of the guard's connections.
+        """
+        connection = self._by_transport.get(transport) if transport is not None else None
+        if connection is not None:
+            connection.busy = True
+            connection.disarm()
+        return connection
+
+    def request_finished(self, connection: _GuardedConnection) -> None:
+        """The request was answered: the connection has until its next request's headers."""
+        connection.busy = False
+        if connection in self._open:  # still open: it moves to the end, as the most recently busy
+            del self._open[connection]
+            self._open[connection] = None
+        connection.arm(self.limits.keepalive_timeout + self.limits.header_timeout)
 
     async def close(self) -> None:
         """Abort every connection and wait for handshakes in progress to give up (listener stop)."""
@@ -126,13 +121,13 @@ class ConnectionGuard:
         else:
             _LOGGER.debug("%s", message)
 
-    def _attached(self, connection: _GuardedConnection, handler: asyncio.BaseProtocol) -> None:
-        self._by_handler[handler] = connection
+    def _attached(self, connection: _GuardedConnection, transport: asyncio.BaseTransport) -> None:
+        self._by_transport[transport] = connection
 
     def _release(self, connection: _GuardedConnection) -> None:
         self._open.pop(connection, None)
-        if connection.handler is not None:
-            self._by_handler.pop(connection.handler, None)
+        if connection.handler is not None and connection._transport is not None:
+            self._by_transport.pop(connection._transport, None)
 
 
 class _GuardedConnection(asyncio.Protocol):
@@ -160,10 +155,17 @@ class _GuardedConnection(asyncio.Protocol):
             self._closed = True
             transport.abort()
             return
-        transport.pause_reading()  # the ClientHello is for the TLS layer that start_tls installs
-        self._guard._handshake_started(
-            asyncio.get_running_loop().create_task(self._start_tls(transport), name="est tls handshake")
+        # Started eagerly: start_tls installs its TLS layer before this method returns. uvloop starts
+        # reading once connection_made returns whatever the protocol asked (pause_reading is a no-op
+        # before then): a task started later would find the ClientHello handed to this plain protocol.
+        task = asyncio.Task(
+            self._start_tls(transport),
+            loop=asyncio.get_running_loop(),
+            name="est tls handshake",
+            eager_start=True,
         )
+        if not task.done():
+            self._guard._handshake_started(task)
 
     def data_received(self, data: bytes) -> None:
         if self.handler is not None:
@@ -248,7 +250,7 @@ class _GuardedConnection(asyncio.Protocol):
         if isinstance(ssl_object := tls.get_extra_info("ssl_object"), ssl.SSLObject):
             self.client_chain = self._guard.sessions.chain_for(ssl_object)
         handler = self.handler = self._handler_factory()
-        self._guard._attached(self, handler)
+        self._guard._attached(self, tls)
         handler.connection_made(tls)
         self.arm(self._guard.limits.header_timeout)
         early, self._early = self._early, []
@@ -273,8 +275,9 @@ def _acknowledge_now(transport: asyncio.BaseTransport) -> None:
     delayed acknowledgement comes: every enrollment took 40 ms longer. Setting TCP_QUICKACK sends an
     acknowledgement that is due now (Linux only; elsewhere nothing is done).
     """
-    quickack = getattr(socket, "TCP_QUICKACK", None)
+    if _TCP_QUICKACK is None:
+        return
     sock = transport.get_extra_info("socket")
-    if quickack is not None and sock is not None:
+    if sock is not None:
         with contextlib.suppress(OSError):  # the peer may have gone already
-            sock.setsockopt(socket.IPPROTO_TCP, quickack, 1)
+            sock.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)

@@ -1,4 +1,4 @@
-"""The EST listener: aiohttp routes that map HTTP to registrar calls, and the guarded TLS site.
+"""The EST listener: HTTP requests mapped to registrar calls, served by aiohttp's low-level server.
 
 Every answer has a Content-Length, every base64 body a ``Content-Transfer-Encoding: base64``, and
 every refusal has the status from :data:`STATUS` and a one-line reason: as a ``text/plain`` body, but
@@ -13,13 +13,14 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from http import HTTPStatus
+import inspect
 import logging
 import ssl
 from typing import Any, Final
+from urllib.parse import unquote
 
-from aiohttp import hdrs, web
-from aiohttp.http_exceptions import HttpProcessingError
-from aiohttp.typedefs import Middleware
+from aiohttp import __version__ as aiohttp_version, hdrs, web
+from aiohttp.http import HttpProcessingError
 from cryptography import x509
 
 from .batching import WorkGroups
@@ -79,11 +80,11 @@ _NOT_FAULTS: Final = frozenset({501, 503})
 BUSY_WARNING_INTERVAL: Final = 600.0  # seconds
 _SINGLE_HEADERS: Final = (hdrs.AUTHORIZATION, hdrs.CONTENT_TYPE)  # a request that repeats one gets 400
 
-_BODY_TIMEOUT: Final = web.AppKey("body_timeout", float)
-_GUARD: Final = web.AppKey("guard", ConnectionGuard)
+_EST_PREFIX: Final = f"{EST_PATH}/"
+_BACKLOG: Final = 128  # connections the kernel queues before accept (aiohttp's own sites use 128)
+_SHUTDOWN_TIMEOUT: Final = 2.0  # seconds a request in progress may take to finish when the listener stops
 
-type Handler = Callable[[web.Request], Awaitable[web.Response]]
-type NextHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+type Handler = Callable[[web.BaseRequest, ClientChain], Awaitable[web.Response]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +94,7 @@ class _Operation:
 
 
 class EstApplication:
-    """Builds the aiohttp application for one registrar."""
+    """Answers the EST requests of one registrar: aiohttp's low-level handler, with no router."""
 
     def __init__(
         self,
@@ -102,10 +103,12 @@ class EstApplication:
         labels: Iterable[str] = DEFAULT_LABELS,
         realm: str = DEFAULT_REALM,
         work: SrpWork | None = None,
+        body_timeout: float = DEFAULT_CONNECTION_LIMITS.body_timeout,
     ) -> None:
         self.registrar = registrar
         self.pairing = PinPairing(registrar, work)
         self.labels = frozenset(labels)
+        self.body_timeout = body_timeout
         self._challenge = 'Basic realm="{}", charset="UTF-8"'.format(realm.replace('"', "'"))
         self.busy_warning = OncePer(BUSY_WARNING_INTERVAL)
         self.work_groups = WorkGroups()
@@ -118,36 +121,23 @@ class EstApplication:
             "fullcmc": _Operation((hdrs.METH_POST,), self._fullcmc),
             PAKE_OPERATION: _Operation((hdrs.METH_POST, hdrs.METH_GET), self._pake),
         }
+        self._paths: dict[str, Handler] = {CRL_PATH: self._crl}  # resources outside the EST tree
 
-    def build(self, guard: ConnectionGuard | None = None) -> web.Application:
-        """The application; ``guard`` (from :class:`EstListener`) times connections out."""
-        middlewares: list[Middleware] = [self._errors]
-        if guard is not None:
-            middlewares.insert(0, guard.middleware)
-        app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
-        app[_BODY_TIMEOUT] = (guard.limits if guard is not None else DEFAULT_CONNECTION_LIMITS).body_timeout
-        if guard is not None:
-            app[_GUARD] = guard
-        app.router.add_route("*", f"{EST_PATH}/{{op}}", self._dispatch)
-        app.router.add_route("*", f"{EST_PATH}/{{label}}/{{op}}", self._dispatch)
-        app.router.add_route("*", CRL_PATH, self._crl)
-        return app
-
-    # --- plumbing -----------------------------------------------------------------------------------
-
-    @web.middleware
-    async def _errors(self, request: web.Request, handler: NextHandler) -> web.StreamResponse:
+    async def handle(
+        self, request: web.BaseRequest, client_chain: ClientChain = NO_CLIENT_CERTIFICATE
+    ) -> web.Response:
+        """The answer to one request; ``client_chain`` is what TLS verified of the client."""
         try:
-            return await handler(request)
+            return await self._route(request, client_chain)
         except EstError as err:
             return self._refusal(err)
-        except web.HTTPException as err:  # the router's own 404s
-            return _text(err.status, err.reason)
         except asyncio.CancelledError:
             raise
         except Exception:
             _LOGGER.exception("EST request %s %s failed", request.method, request.path)
             return _text(500, "internal error; nothing was issued")
+
+    # --- plumbing -----------------------------------------------------------------------------------
 
     def _refusal(self, err: EstError) -> web.Response:
         status = status_for(err)
@@ -173,42 +163,50 @@ class EstApplication:
             _LOGGER.debug("EST refused a request with %s: %s", status, err)
         return response
 
-    async def _dispatch(self, request: web.Request) -> web.Response:
-        label = request.match_info.get("label")
-        if label is not None and label not in self.labels:
-            raise UnknownResource("unknown EST label")
-        operation = self._operations.get(request.match_info["op"])
-        if operation is None:
-            raise UnknownResource("unknown EST operation")
-        allowed = _with_head(*operation.methods)
-        if request.method not in allowed:
-            raise MethodNotAllowed(f"this operation takes {' or '.join(operation.methods)} only", allowed)
-        for name in _SINGLE_HEADERS:  # which one counts would be a guess (RFC 9110 §5.3)
-            if len(request.headers.getall(name, ())) > 1:
-                raise MalformedRequest(f"the request has more than one {name} header")
-        return await operation.handler(request)
+    async def _route(self, request: web.BaseRequest, client_chain: ClientChain) -> web.Response:
+        """``EST_PATH/[LABEL/]OPERATION``, or a resource of :attr:`_paths`; the rest is a 404."""
+        path = request.rel_url.raw_path  # split before decoding: a %2F is part of its segment
+        if path.startswith(_EST_PREFIX):
+            segments = [unquote(segment) for segment in path[len(_EST_PREFIX) :].split("/")]
+            if len(segments) > 2 or not all(segments):
+                raise UnknownResource("Not Found")
+            if len(segments) == 2 and segments[0] not in self.labels:
+                raise UnknownResource("unknown EST label")
+            operation = self._operations.get(segments[-1])
+            if operation is None:
+                raise UnknownResource("unknown EST operation")
+            _check_method(
+                request, operation.methods, f"this operation takes {' or '.join(operation.methods)} only"
+            )
+            for header in _SINGLE_HEADERS:  # which one counts would be a guess (RFC 9110 §5.3)
+                if len(request.headers.getall(header, ())) > 1:
+                    raise MalformedRequest(f"the request has more than one {header} header")
+            return await operation.handler(request, client_chain)
+        if (handler := self._paths.get(unquote(path))) is not None:
+            return await handler(request, client_chain)
+        raise UnknownResource("Not Found")
 
     # --- operations ---------------------------------------------------------------------------------
 
-    async def _cacerts(self, request: web.Request) -> web.Response:
+    async def _cacerts(self, request: web.BaseRequest, client_chain: ClientChain) -> web.Response:
         return _base64(PKCS7_MIME, encode_certs_only(self.registrar.ca_certificates()))
 
-    async def _csrattrs(self, request: web.Request) -> web.Response:
+    async def _csrattrs(self, request: web.BaseRequest, client_chain: ClientChain) -> web.Response:
         der = encode_csrattrs(self.registrar.csr_attributes())
         return _base64(CSRATTRS, encode_base64(der))
 
-    async def _simpleenroll(self, request: web.Request) -> web.Response:
+    async def _simpleenroll(self, request: web.BaseRequest, client_chain: ClientChain) -> web.Response:
         csr = await self._read_csr(request)
-        outcome = await self.registrar.enroll(_peer(request), csr)
+        outcome = await self.registrar.enroll(_peer(request, client_chain), csr)
         return _enrollment_response(outcome)
 
-    async def _simplereenroll(self, request: web.Request) -> web.Response:
+    async def _simplereenroll(self, request: web.BaseRequest, client_chain: ClientChain) -> web.Response:
         csr = await self._read_csr(request)
-        return _enrollment_response(await self.registrar.reenroll(_peer(request), csr))
+        return _enrollment_response(await self.registrar.reenroll(_peer(request, client_chain), csr))
 
-    async def _serverkeygen(self, request: web.Request) -> web.Response:
+    async def _serverkeygen(self, request: web.BaseRequest, client_chain: ClientChain) -> web.Response:
         csr = await self._read_csr(request)
-        outcome = await self.registrar.serverkeygen(_peer(request), csr)
+        outcome = await self.registrar.serverkeygen(_peer(request, client_chain), csr)
         if isinstance(outcome, AwaitingOwner):
             return _enrollment_response(outcome)
         body, content_type = encode_multipart(
@@ -219,17 +217,17 @@ class EstApplication:
         )
         return web.Response(body=body, headers={hdrs.CONTENT_TYPE: content_type})
 
-    async def _read_csr(self, request: web.Request) -> x509.CertificateSigningRequest:
+    async def _read_csr(self, request: web.BaseRequest) -> x509.CertificateSigningRequest:
         """The request's CSR, checked once its group's turn comes (the rest of its handling follows)."""
         if media_type(request.headers.get(hdrs.CONTENT_TYPE)) != PKCS10:
             raise UnsupportedMediaType(f"send the certificate request as {PKCS10}")
         if request.headers.get(hdrs.CONTENT_ENCODING, "identity").strip().lower() != "identity":
             raise UnsupportedMediaType("send the certificate request uncompressed (no Content-Encoding)")
-        body = await _read_body(request)
+        body = await _read_body(request, self.body_timeout)
         await self.work_groups.wait_turn()
         return load_csr(body)
 
-    async def _pake(self, request: web.Request) -> web.Response:
+    async def _pake(self, request: web.BaseRequest, client_chain: ClientChain) -> web.Response:
         """The PIN exchange: GET lists the methods offered, POST takes one message."""
         if request.method != hdrs.METH_POST:
             return _json(offer())
@@ -237,41 +235,40 @@ class EstApplication:
             raise UnsupportedMediaType(f"send the PIN exchange's messages as {PAKE_MEDIA_TYPE}")
         if request.headers.get(hdrs.CONTENT_ENCODING, "identity").strip().lower() != "identity":
             raise UnsupportedMediaType("send the message uncompressed (no Content-Encoding)")
-        body = await _read_body(request)
+        body = await _read_body(request, self.body_timeout)
         await self.work_groups.wait_turn()  # a start carries a CSR to check
         outcome = await self.pairing.answer(body, request.remote)
         if isinstance(outcome, AwaitingOwner):
             return _enrollment_response(outcome)
         return _json(outcome)
 
-    async def _fullcmc(self, request: web.Request) -> web.Response:
+    async def _fullcmc(self, request: web.BaseRequest, client_chain: ClientChain) -> web.Response:
         raise OperationNotSupported("full CMC is not offered; use simpleenroll")
 
-    async def _crl(self, request: web.Request) -> web.Response:
-        allowed = _with_head(hdrs.METH_GET)
-        if request.method not in allowed:
-            raise MethodNotAllowed("the CRL is fetched with GET", allowed)
+    async def _crl(self, request: web.BaseRequest, client_chain: ClientChain) -> web.Response:
+        _check_method(request, (hdrs.METH_GET,), "the CRL is fetched with GET")
         return web.Response(body=self.registrar.crl(), headers={hdrs.CONTENT_TYPE: PKIX_CRL})
 
 
 # --- request and response helpers ---------------------------------------------------------------------
 
 
-def _with_head(*methods: str) -> tuple[str, ...]:
-    """The methods a resource answers: HEAD wherever GET works (RFC 9110 §9.3.2).
+def _check_method(request: web.BaseRequest, methods: tuple[str, ...], reason: str) -> None:
+    """Refuse other methods than ``methods``, and HEAD wherever GET works (RFC 9110 §9.3.2).
 
     aiohttp sends a HEAD answer's headers (Content-Length included) and leaves its body out.
     """
-    return (*methods, hdrs.METH_HEAD) if hdrs.METH_GET in methods else methods
+    allowed = (*methods, hdrs.METH_HEAD) if hdrs.METH_GET in methods else methods
+    if request.method not in allowed:
+        raise MethodNotAllowed(reason, allowed)
 
 
-def _peer(request: web.Request) -> Peer:
+def _peer(request: web.BaseRequest, client_chain: ClientChain) -> Peer:
     """The TLS client certificate, else the HTTP Basic credentials.
 
     A certificate authenticates the request by itself (§3.2.3: HTTP authentication is optional
     beside it): an Authorization header it does not need, whatever its scheme, is not read.
     """
-    client_chain = _client_chain(request)
     try:  # TLS verified the chain with OpenSSL, which accepts some DER that cryptography does not
         chain = tuple(x509.load_der_x509_certificate(der) for der in client_chain.certificates)
     except ValueError:
@@ -285,19 +282,7 @@ def _peer(request: web.Request) -> Peer:
     )
 
 
-def _client_chain(request: web.Request) -> ClientChain:
-    guard = request.app.get(_GUARD)
-    if guard is not None and (chain := guard.client_chain(request.protocol)) is not None:
-        return chain  # resumed TLS 1.2 sessions included
-    transport = request.transport
-    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
-    if isinstance(ssl_object, ssl.SSLObject | ssl.SSLSocket):
-        verified = ssl_object.get_verified_chain()
-        return ClientChain(tuple(verified)) if verified else NO_CLIENT_CERTIFICATE
-    return NO_CLIENT_CERTIFICATE
-
-
-async def _read_body(request: web.Request) -> bytes:
+async def _read_body(request: web.BaseRequest, body_timeout: float) -> bytes:
     declared = request.content_length
     if declared is not None and declared > MAX_BODY_BYTES:
         raise RequestTooLarge(f"request body is over {MAX_BODY_BYTES} bytes")
@@ -307,7 +292,7 @@ async def _read_body(request: web.Request) -> bytes:
         # nothing to wait for, so no timer to set.
         body = content.read_nowait()
     else:
-        body = await _receive_body(request)
+        body = await _receive_body(request, body_timeout)
     if len(body) > MAX_BODY_BYTES:
         raise RequestTooLarge(f"request body is over {MAX_BODY_BYTES} bytes")
     if not body:
@@ -315,18 +300,17 @@ async def _read_body(request: web.Request) -> bytes:
     return body
 
 
-async def _receive_body(request: web.Request) -> bytes:
-    """The body as it arrives, within the body timeout; no more of it once it is over the bound."""
+async def _receive_body(request: web.BaseRequest, body_timeout: float) -> bytes:
+    """The body as it arrives, within ``body_timeout``; no more of it once it is over the bound."""
     chunks: list[bytes] = []
     size = 0
-    timeout = request.app[_BODY_TIMEOUT]
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(body_timeout):
             while size <= MAX_BODY_BYTES and (chunk := await request.content.readany()):
                 size += len(chunk)
                 chunks.append(chunk)
     except TimeoutError:
-        raise RequestTimeout(f"request body did not arrive within {timeout:g} s") from None
+        raise RequestTimeout(f"request body did not arrive within {body_timeout:g} s") from None
     except web.RequestPayloadError:
         raise MalformedRequest("request body does not follow its transfer coding") from None
     except ConnectionError:  # the peer left mid-upload; nobody will read the answer
@@ -377,9 +361,23 @@ def _one_line(reason: str) -> str:
 class _EstRequestHandler(web.RequestHandler):
     """aiohttp's per-connection HTTP handler, refusing what it cannot parse in this listener's style.
 
-    aiohttp answers an unparseable request (bad request line, header, chunk size...) itself, before
-    any middleware runs: with a multi-line reason, and with a logged traceback that any device on the
-    LAN could provoke at will.
+    The one place the listener reaches past aiohttp's documented API: it overrides two methods of
+    ``web.RequestHandler`` (exported, not documented). aiohttp answers an unparseable request (bad
+    request line, header, chunk size...) itself, before any handler runs: with a multi-line reason,
+    and with a logged traceback that any device on the LAN could provoke at will; and aiohttp 3.11
+    lets unparseable bytes pipelined after an upgrade request escape ``finish_response`` unanswered.
+
+    What this buys is those answers (a one-line 400, a debug log line), not speed. What it costs,
+    measured: ``handle_error`` runs for unparseable requests only; ``finish_response`` adds one
+    coroutine call around aiohttp's own per request. Instructions per fresh-TLS enrollment under
+    callgrind (``valgrind --tool=callgrind`` on ``scripts/est-server serve``, asyncio's loop, 200
+    enrollments from ``scripts/bench``'s load generator, 8 clients, two runs each): 7.540-7.561 M
+    with this handler, 7.543-7.547 M with aiohttp's own; no difference beyond the runs' spread
+    (0.3%), far below what ``scripts/bench --only limits`` resolves in CPU time.
+
+    :func:`request_handler_hooks_fit` checks that aiohttp still has the two methods as overridden
+    here (a test asserts it for every aiohttp the project runs on); where it does not, the listener
+    serves with aiohttp's own handler, logging that once.
     """
 
     def handle_error(
@@ -420,58 +418,54 @@ class _EstRequestHandler(web.RequestHandler):
         return resp, False
 
 
-class _GuardedSite(web.BaseSite):
-    """A plain TCP site whose connections the guard counts, upgrades to TLS, and hands to aiohttp."""
+_HOOKS: Final = (
+    ("handle_error", ("self", "request", "status", "exc", "message")),
+    ("finish_response", ("self", "request", "resp", "start_time")),
+)
 
-    def __init__(
-        self, runner: web.BaseRunner, host: str | None, port: int, *, guard: ConnectionGuard
-    ) -> None:
-        super().__init__(runner)
-        self._host = host
-        self._port = port
-        self._guard = guard
 
-    @property
-    def name(self) -> str:
-        return f"https://{self._host or '0.0.0.0'}:{self._port}"  # noqa: S104
+def request_handler_hooks_fit() -> bool:
+    """Whether aiohttp's ``RequestHandler`` has what :class:`_EstRequestHandler` overrides and calls."""
+    for name, parameters in _HOOKS:
+        method = getattr(web.RequestHandler, name, None)
+        if method is None or tuple(inspect.signature(method).parameters) != parameters:
+            return False
+    constructor = inspect.signature(web.RequestHandler).parameters
+    first = next(iter(constructor.values()), None)
+    return (
+        first is not None
+        and first.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+        and "loop" in constructor
+        and all(option in constructor for option in _handler_options(DEFAULT_CONNECTION_LIMITS))
+    )
 
-    @property
-    def bound_port(self) -> int:
-        """The port the socket is bound to."""
-        sockets = self._server.sockets if isinstance(self._server, asyncio.Server) else ()
-        return int(sockets[0].getsockname()[1]) if sockets else self._port
 
-    async def start(self) -> None:
-        await super().start()
-        server = self._runner.server
-        if server is None:
-            raise RuntimeError("runner is not set up")
-        loop = asyncio.get_running_loop()
-        # A dict: aiohttp releases disagree on whether access_log may be typed None. No decompression:
-        # EST bodies are never compressed, and a small gzip body can inflate a thousandfold. aiohttp
-        # drains an unread body before closing (so the client sees the refusal rather than a reset)
-        # for 10 s by default: a body trickling in after a 408 would hold the connection that long.
-        options: dict[str, Any] = {
-            "access_log": None,
-            "keepalive_timeout": self._guard.limits.keepalive_timeout,
-            "lingering_time": self._guard.limits.linger_timeout,
-            "auto_decompress": False,
-        }
+def _handler_options(limits: ConnectionLimits) -> dict[str, Any]:
+    """The per-connection settings of aiohttp's low-level ``web.Server`` (keyword arguments).
 
-        def handler() -> asyncio.Protocol:
-            return _EstRequestHandler(server, loop=loop, **options)
-
-        self._server = await loop.create_server(
-            self._guard.wrap(handler),
-            self._host,
-            self._port,
-            backlog=self._backlog,
-            reuse_address=True,
-        )
+    A dict: aiohttp releases disagree on whether access_log may be typed None. No decompression: EST
+    bodies are never compressed, and a small gzip body can inflate a thousandfold. aiohttp drains an
+    unread body before closing (so the client sees the refusal rather than a reset) for 10 s by
+    default: a body trickling in after a 408 would hold the connection that long. No TCP keep-alive
+    probes (two hours idle before the first): the guard closes an idle connection within seconds,
+    and setting the option costs a system call (and on uvloop a socket object) per connection.
+    """
+    return {
+        "access_log": None,
+        "tcp_keepalive": False,
+        "keepalive_timeout": limits.keepalive_timeout,
+        "lingering_time": limits.linger_timeout,
+        "auto_decompress": False,
+    }
 
 
 class EstListener:
-    """Runs an :class:`EstApplication` on its own HTTPS port."""
+    """Runs an :class:`EstApplication` on its own HTTPS port.
+
+    Plain TCP is accepted by the event loop's own server (``loop.create_server``), counted and
+    upgraded to TLS by the :class:`ConnectionGuard`, and handed to aiohttp's documented low-level
+    HTTP server (``web.Server``), whose handler is :meth:`EstApplication.handle`.
+    """
 
     def __init__(
         self,
@@ -484,33 +478,56 @@ class EstListener:
     ) -> None:
         self.guard = ConnectionGuard(limits, ssl_context)
         self.application = application
-        self._app = application.build(self.guard)
+        application.body_timeout = limits.body_timeout
         self._host = host
         self._port = port
         self.ssl_context = ssl_context  # replacing its certificate affects new handshakes
-        self._runner: web.AppRunner | None = None
-        self._site: _GuardedSite | None = None
+        self._server: asyncio.Server | None = None  # uvloop's is not one, but has what is used here
+        self._http: web.Server | None = None
 
     @property
     def port(self) -> int:
         """The bound port (useful when started on port 0)."""
-        return self._port if self._site is None else self._site.bound_port
+        sockets = self._server.sockets if self._server is not None else ()
+        return int(sockets[0].getsockname()[1]) if sockets else self._port
 
     async def start(self) -> None:
         """Bind and serve. Raises OSError when the port cannot be bound."""
-        runner = web.AppRunner(self._app, shutdown_timeout=2.0, handle_signals=False)
-        await runner.setup()
-        site = _GuardedSite(runner, self._host, self._port, guard=self.guard)
+        loop = asyncio.get_running_loop()
+        options = _handler_options(self.guard.limits)
+        http = web.Server(self._handle, **options)
+        factory: Callable[[], asyncio.Protocol]
+        if request_handler_hooks_fit():
+
+            def factory() -> asyncio.Protocol:
+                return _EstRequestHandler(http, loop=loop, **options)
+
+        else:
+            _LOGGER.warning(
+                "aiohttp %s changed its request handler: unparseable requests get aiohttp's own answers",
+                aiohttp_version,
+            )
+            factory = http
+        self._server = await loop.create_server(
+            self.guard.wrap(factory), self._host, self._port, backlog=_BACKLOG, reuse_address=True
+        )
+        self._http = http
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        """The handler aiohttp calls: the answer, the connection's header deadline stopped meanwhile."""
+        connection = self.guard.request_started(request.transport)
+        if connection is None:  # not one of the guard's: nothing to time, no client chain known
+            return await self.application.handle(request)
         try:
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner, self._site = runner, site
+            return await self.application.handle(request, connection.client_chain)
+        finally:
+            self.guard.request_finished(connection)
 
     async def stop(self) -> None:
-        """Stop listening and close every connection."""
-        if self._runner is not None:
-            await self._runner.cleanup()
-        await self.guard.close()  # connections aiohttp does not know yet: those in their handshake
-        self._runner = self._site = None
+        """Stop listening; let requests in progress finish (2 s at most); close every connection."""
+        server, http, self._server, self._http = self._server, self._http, None, None
+        if server is not None:
+            server.close()
+        if http is not None:
+            await http.shutdown(_SHUTDOWN_TIMEOUT)
+        await self.guard.close()  # what aiohttp does not know yet: connections in their handshake

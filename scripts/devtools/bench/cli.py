@@ -24,7 +24,7 @@ from est_tools.appliance.client import EstClient
 from . import pin_exchange, repeats, two_openssls
 from .loadgen import Endpoint
 from .measure import Target
-from .phases import Bench, Settings, pinned
+from .phases import LOOPS, Bench, Settings, pinned
 from .report import judge, report
 
 PHASES = ("limits", "scaling", "stall", "ha-stall", "memory")
@@ -50,6 +50,15 @@ def parser() -> argparse.ArgumentParser:
     root.add_argument("--processes", type=int, default=1, help="load generator processes (1)")
     root.add_argument("--server-cpu", default="0", help="CPUs for the server (0), or 'any'")
     root.add_argument("--load-cpus", default="1", help="CPUs for the load generator (1), or 'any'")
+    root.add_argument(
+        "--loops", default=",".join(LOOPS), help=f"event loops to run est-server on, of {','.join(LOOPS)}"
+    )
+    root.add_argument(
+        "--ha-cpu-baseline",
+        type=float,
+        metavar="MS",
+        help="Home Assistant's CPU per enrollment in an earlier run (ms): judges 'no regression'",
+    )
     root.add_argument("--work-dir", type=Path, help="for data directories and server logs")
     root.add_argument("--json", type=Path, help="also write every figure to this file")
     root.add_argument(
@@ -98,6 +107,7 @@ def settings_from(args: argparse.Namespace, work_dir: Path) -> Settings:
         limit_seconds=1.0 if quick else 3.0,
         work_dir=work_dir,
         stall_exchanges=5 if quick else 20,
+        loops=_loops(args.loops),
     )
 
 
@@ -144,7 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     method = "limits_and_throughput" if phase == "limits" else phase.replace("-", "_")
                     getattr(bench, method)()
     results = bench.results
-    print(report(results, judge(results, settings.concurrency), settings.concurrency))
+    baseline = args.ha_cpu_baseline / 1e3 if args.ha_cpu_baseline else None
+    print(report(results, judge(results, settings.concurrency, baseline), settings.concurrency))
     if args.json:
         args.json.write_text(json.dumps(_plain(dataclasses.asdict(results)), indent=1) + "\n")
     return 0
@@ -155,7 +166,7 @@ def _preamble(args: argparse.Namespace, settings: Settings) -> str:
         f"EST enrollment bench ({'quick' if args.quick else 'full'}): Python {sys.version.split()[0]}, "
         f"{ssl.OPENSSL_VERSION}; server on CPU {_show(settings.server_cpus)}, "
         f"{settings.processes} load process(es) on CPU {_show(settings.load_cpus)}; "
-        "a fresh TLS connection per request"
+        f"est-server on {', '.join(settings.loops)}; a fresh TLS connection per request"
     )
 
 
@@ -186,6 +197,13 @@ def _label(base: str) -> str | None:
 
 def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(part.replace("_", "")) for part in text.split(",") if part.strip())
+
+
+def _loops(text: str) -> tuple[str, ...]:
+    loops = tuple(loop.strip() for loop in text.split(",") if loop.strip())
+    if not loops or set(loops) - set(LOOPS):
+        raise SystemExit(f"--loops {text}: choose from {', '.join(LOOPS)}")
+    return loops
 
 
 def _cpus(text: str) -> set[int] | None:

@@ -1,12 +1,13 @@
-"""The event-loop stall one enrollment (or PIN exchange) causes inside Home Assistant.
+"""The event-loop stall one enrollment (or PIN exchange) causes inside Home Assistant, and its CPU.
 
 The integration runs on Home Assistant's own core (the test harness's ``async_test_home_assistant``:
 the real event loop, config entries, storage and entity platforms) with its real EST listener on
 127.0.0.1; the loop-lag probe ticks on that loop while the load generator, in other processes,
-enrolls, or while appliances in another process pair through the PIN exchange, the owner typing
-each one's PIN in its dialog (:func:`owner_paired_exchanges`). Only what Home Assistant's test
-plugin mocks is mocked: its zeroconf instance (nothing may multicast here) and the network
-integration's announce addresses.
+enrolls (so this process's CPU time is Home Assistant's, its event loop and its executor threads),
+or while appliances in another process pair through the PIN exchange, the owner typing each one's
+PIN in its dialog (:func:`owner_paired_exchanges`). Only what Home Assistant's test plugin mocks
+is mocked: its zeroconf instance (nothing may multicast here) and the network integration's
+announce addresses.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import multiprocessing
 import os
 from pathlib import Path
 import tempfile
+import time
 from typing import Any
 from unittest.mock import AsyncMock, Mock, patch
 
@@ -108,10 +110,11 @@ type Windows = list[tuple[float, float]]  # loop.time() from, to
 
 async def stalls_inside_home_assistant(
     runs: Runs, load: Load, password: str, exchanges: int = 0, appliance_cpus: set[int] | None = None
-) -> tuple[list[tuple[str, LoopLagProbe, Measurement, LoadRun]], tuple[LoopLagProbe, Windows] | None]:
+) -> tuple[list[tuple[str, LoopLagProbe, Measurement, LoadRun, float]], tuple[LoopLagProbe, Windows] | None]:
     """Set the hub up in Home Assistant, then measure each run with the probe on Home Assistant's loop.
 
-    Then, if asked, ``exchanges`` pairings through the PIN exchange (:func:`owner_paired_exchanges`).
+    Each run's result ends with the CPU seconds this process (Home Assistant) used during it. Then,
+    if asked, ``exchanges`` pairings through the PIN exchange (:func:`owner_paired_exchanges`).
     """
     results = []
     paired = None
@@ -128,11 +131,12 @@ async def stalls_inside_home_assistant(
             password,
         )
         for label, concurrency, requests in runs:
+            cpu = time.process_time()
             async with LoopLagProbe() as probe:
                 measurement, run = await runtime.hass.async_add_executor_job(
                     load, target, concurrency, requests
                 )
-            results.append((label, probe, measurement, run))
+            results.append((label, probe, measurement, run, time.process_time() - cpu))
         if exchanges:
             paired = await owner_paired_exchanges(runtime, exchanges, appliance_cpus)
     return results, paired

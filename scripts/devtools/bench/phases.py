@@ -1,7 +1,8 @@
 """The phases of a bench run: limits and throughput, scaling with the ledger, loop stall, memory.
 
 Servers run as separate processes pinned to the server CPU; the load generator runs in worker
-processes pinned to the other CPU, so that neither shares a GIL (or a core) with the other.
+processes pinned to the other CPU, so that neither shares a GIL (or a core) with the other. The
+standalone server is measured on each event loop of ``Settings.loops`` (``est-server serve --loop``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ ENROLL_PATH = f"{EST_PATH}/simpleenroll"
 _EST_SERVER = "est_tools.standalone"
 _TRANSPORT_SERVER = "scripts.devtools.bench.transport"
 _COMPACTION_RUN = 20  # enrollments after a restart whose ledger is due for compaction
+LOOPS = ("asyncio", "uvloop")  # the event loops est-server runs on (--loop)
+BASELINE_LOOP = "asyncio"  # the bare TLS request the enrollment is compared with runs on asyncio's loop
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +59,7 @@ class Settings:
     work_dir: Path
     say: Callable[[str], None] = print
     stall_exchanges: int = 20  # pairings through the PIN exchange inside Home Assistant (ha-stall)
+    loops: tuple[str, ...] = LOOPS
 
     def requests_at(self, concurrency: int) -> int:
         """Fewer requests at low concurrency, where each waits for a whole round trip."""
@@ -98,17 +102,21 @@ class Memory:
 
 @dataclass(slots=True)
 class Results:
-    """Everything one bench run measured (phases that did not run stay empty)."""
+    """Everything one bench run measured (phases that did not run stay empty).
+
+    Dicts ``by loop`` are keyed by the event loop's name.
+    """
 
     machine: Machine | None = None
     crypto_limit: float | None = None
-    transport: list[Measurement] = field(default_factory=list)
-    enroll: list[Measurement] = field(default_factory=list)
+    bare: dict[str, list[Measurement]] = field(default_factory=dict)  # by loop: the bare TLS request
+    enroll: dict[str, list[Measurement]] = field(default_factory=dict)  # by loop: est-server
     sweep: list[Measurement] = field(default_factory=list)
-    scaling: dict[int, list[Measurement]] = field(default_factory=dict)
+    scaling: dict[str, dict[int, list[Measurement]]] = field(default_factory=dict)  # by loop, size
     stalls: list[Stall] = field(default_factory=list)
     ha_stalls: list[Stall] = field(default_factory=list)
-    memory: Memory | None = None
+    ha_cpu: float | None = None  # CPU seconds per enrollment inside Home Assistant, 32 at a time
+    memory: dict[str, Memory] = field(default_factory=dict)  # by loop
 
 
 def median(values: Sequence[float | None]) -> float:
@@ -171,7 +179,7 @@ class Bench:
         )
 
     def limits_and_throughput(self) -> None:
-        """Crypto limit; then transport limit and enrollment, alternating for ``rounds``; the sweep."""
+        """Crypto limit; then the bare TLS request and enrollment on each loop, alternating; the sweep."""
         settings, results = self.settings, self.results
         say = settings.say
         say("crypto limit: CSR load + signature check + certificate build + sign, on the server's CPU")
@@ -179,31 +187,45 @@ class Bench:
         with pinned(settings.server_cpus):
             results.crypto_limit = crypto_limit(settings.limit_seconds, service.ca)
         say(f"  {results.crypto_limit:7.1f}/s")
-        data_dir = self._data_dir(10)
-        with (
-            self._server(_TRANSPORT_SERVER, data_dir) as transport,
-            self._server(_EST_SERVER, data_dir) as est,
-        ):
+        data_dirs = {loop: self._data_dir(10) for loop in settings.loops}  # one est-server each: its lock
+        loops = _with_baseline(settings.loops)
+        with contextlib.ExitStack() as servers:
+            shared = data_dirs[settings.loops[0]]  # the bare servers only read its CA and certificate
+            bare, est = {}, {}
+            for loop in loops:
+                bare[loop] = servers.enter_context(self._server(_TRANSPORT_SERVER, shared, loop))
+            for loop in settings.loops:
+                est[loop] = servers.enter_context(self._server(_EST_SERVER, data_dirs[loop], loop))
             c = settings.concurrency
-            say(f"transport limit and enrollment, c={c}: {settings.rounds} round(s) of {settings.requests}")
+            say(
+                f"bare TLS request ({', '.join(loops)}) and enrollment ({', '.join(settings.loops)}), c={c}: "
+                f"{settings.rounds} round(s) of {settings.requests}"
+            )
             for _ in range(settings.rounds):
-                results.transport.append(self._measure(transport, c, settings.requests))
-                results.enroll.append(self._measure(est, c, settings.requests))
+                for loop, target in bare.items():
+                    results.bare.setdefault(loop, []).append(self._measure(target, c, settings.requests))
+                for loop, target in est.items():
+                    results.enroll.setdefault(loop, []).append(self._measure(target, c, settings.requests))
             if settings.sweep:
-                say("enrollment by number of concurrent clients")
+                loop = settings.loops[-1]
+                say(f"enrollment by number of concurrent clients ({loop})")
                 for concurrency in settings.sweep:
-                    results.sweep.append(self._measure(est, concurrency, settings.requests_at(concurrency)))
+                    results.sweep.append(
+                        self._measure(est[loop], concurrency, settings.requests_at(concurrency))
+                    )
 
     def scaling(self) -> None:
         """The enrollment measurement with the ledger holding each of ``ledger_sizes`` certificates."""
         settings = self.settings
         for size in settings.ledger_sizes:
-            settings.say(f"scaling: the ledger holds {size:,} certificates")
-            with self._server(_EST_SERVER, self._data_dir(size)) as target:
-                self.results.scaling[size] = [
-                    self._measure(target, settings.concurrency, settings.requests)
-                    for _ in range(settings.rounds)
-                ]
+            data_dir = self._data_dir(size)
+            for loop in settings.loops:
+                settings.say(f"scaling: the ledger holds {size:,} certificates ({loop})")
+                with self._server(_EST_SERVER, data_dir, loop) as target:
+                    self.results.scaling.setdefault(loop, {})[size] = [
+                        self._measure(target, settings.concurrency, settings.requests)
+                        for _ in range(settings.rounds)
+                    ]
 
     def stall(self) -> None:
         """Loop lag next to an in-process EstService: one enrollment at a time, many, through compactions."""
@@ -293,14 +315,18 @@ class Bench:
                     runs, self._load, self.password, settings.stall_exchanges, settings.load_cpus
                 )
             )
-        for label, probe, measurement, run in measured:
-            stall = _stall(label, probe, run, sequential=label.endswith("one enrollment at a time"))
+        for label, probe, measurement, run, cpu_seconds in measured:
+            sequential = label.endswith("one enrollment at a time")
+            stall = _stall(label, probe, run, sequential=sequential)
             self.results.ha_stalls.append(stall)
+            cost = cpu_seconds / len(run.requests)
+            if not sequential:
+                self.results.ha_cpu = cost
             typical = f", typical enrollment {ms(stall.typical)}" if stall.typical is not None else ""
             settings.say(
                 f"  {label}: longest stall {ms(stall.longest_on_cpu)} ({ms(stall.longest)} with waits "
-                f"for a CPU){typical} ({stall.enrollments} enrollments, {stall.errors} errors"
-                f"{_noise(measurement)})"
+                f"for a CPU){typical}; Home Assistant's CPU {cost * 1e3:.3f} ms per enrollment "
+                f"({stall.enrollments} enrollments, {stall.errors} errors{_noise(measurement)})"
             )
         if paired is not None:
             stall = _exchange_stall("in Home Assistant, pairing by PIN exchange", *paired)
@@ -312,22 +338,24 @@ class Bench:
             )
 
     def memory(self) -> None:
-        """RSS of the standalone server before and after ``memory_enrollments`` enrollments."""
+        """RSS of the standalone server before and after ``memory_enrollments`` enrollments, per loop."""
         settings = self.settings
         count = settings.memory_enrollments
-        settings.say(
-            f"memory: the standalone server's RSS around {count:,} enrollments, c={settings.concurrency}"
-        )
-        with self._server(_EST_SERVER, self._data_dir(0)) as target:
-            assert target.server is not None  # noqa: S101 - _server always sets it
-            before = target.server.rss()
-            run = self._measure(target, settings.concurrency, count)
-            memory = Memory(count, before, target.server.rss(), target.server.peak_rss(), run)
-        self.results.memory = memory
-        settings.say(
-            f"  RSS {memory.rss_before / 2**20:.1f} MiB at start, {memory.rss_after / 2**20:.1f} MiB after "
-            f"(peak {memory.peak_rss / 2**20:.1f} MiB)"
-        )
+        for loop in settings.loops:
+            settings.say(
+                f"memory: the standalone server's RSS around {count:,} enrollments, c={settings.concurrency}"
+                f" ({loop})"
+            )
+            with self._server(_EST_SERVER, self._data_dir(0), loop) as target:
+                assert target.server is not None  # noqa: S101 - _server always sets it
+                before = target.server.rss()
+                run = self._measure(target, settings.concurrency, count)
+                memory = Memory(count, before, target.server.rss(), target.server.peak_rss(), run)
+            self.results.memory[loop] = memory
+            settings.say(
+                f"  RSS {memory.rss_before / 2**20:.1f} MiB at start, {memory.rss_after / 2**20:.1f} MiB "
+                f"after (peak {memory.peak_rss / 2**20:.1f} MiB)"
+            )
 
     def external(self, target: Target) -> None:
         """Throughput and latency of a server the bench did not start (no CPU or memory figures)."""
@@ -350,8 +378,8 @@ class Bench:
         return path
 
     @contextlib.contextmanager
-    def _server(self, module: str, data_dir: Path) -> Iterator[Target]:
-        """A server process over ``data_dir``, as a target to load."""
+    def _server(self, module: str, data_dir: Path, loop: str = BASELINE_LOOP) -> Iterator[Target]:
+        """A server process over ``data_dir`` on event loop ``loop``, as a target to load."""
         settings = self.settings
         if module == _EST_SERVER:
             args = ["serve", "--data-dir", str(data_dir), "--host", settings.host, "--port", "0"]
@@ -360,18 +388,18 @@ class Bench:
             args += ["--user", f"{BENCH_APPLIANCE}:{self.password}", "--auto-approve"]
         else:
             args = ["--data-dir", str(data_dir), "--host", settings.host, "--port", "0"]
-        log = data_dir.parent / f"{data_dir.name}-{module.rsplit('.', 1)[-1]}.log"
+        args += ["--loop", loop]
+        log = data_dir.parent / f"{data_dir.name}-{module.rsplit('.', 1)[-1]}-{loop}.log"
         server: ServerProcess = start_server(module, args, log=log, cpus=settings.server_cpus)
         try:
             pem = (data_dir / "ca.pem").read_text()
             endpoint = Endpoint(server.host, server.port, pem)
             if module == _EST_SERVER:
                 ca = x509.load_pem_x509_certificate(pem.encode())
-                yield Target(
-                    "enroll", endpoint, ENROLL_PATH, BENCH_APPLIANCE, self.password, ca=ca, server=server
-                )
+                name, path = f"enroll {loop}", ENROLL_PATH
             else:
-                yield Target("transport", endpoint, FIXED_PATH, BENCH_APPLIANCE, self.password, server=server)
+                name, path, ca = f"bare {loop}", FIXED_PATH, None
+            yield Target(name, endpoint, path, BENCH_APPLIANCE, self.password, ca=ca, server=server)
         finally:
             server.stop()
 
@@ -390,6 +418,11 @@ class Bench:
             cpus=settings.load_cpus,
             warmup=settings.warmup,
         )
+
+
+def _with_baseline(loops: Sequence[str]) -> tuple[str, ...]:
+    """The loops the bare TLS request runs on: those measured, and the baseline's first."""
+    return (BASELINE_LOOP, *(loop for loop in loops if loop != BASELINE_LOOP))
 
 
 def _noise(measurement: Measurement) -> str:

@@ -1,10 +1,11 @@
-"""The transport limit's server: the EST listener's TLS and aiohttp stack, answering a fixed 1 KiB body.
+"""The bare TLS request's server: aiohttp as its documentation sets it up, answering a fixed 1 KiB body.
 
-Same data directory, certificate and TLS context as ``est-server serve``, the same EstListener
-(connection guard, handshake timeout, runner settings) and middlewares; only the handler differs:
-it reads the request body and answers 1 KiB without parsing, signing or recording anything.
+What any aiohttp server pays for one request on a fresh TLS connection, and nothing of ours: a
+``web.Application`` with one route that reads the request body and answers 1 KiB, served by
+``web.AppRunner`` and ``web.TCPSite`` with the same TLS context (certificate, ciphers, optional
+client certificates) as ``est-server serve``, on the event loop ``--loop`` names.
 
-    python -m scripts.devtools.bench.transport --data-dir DIR [--host 127.0.0.1] [--port 0]
+    python -m scripts.devtools.bench.transport --data-dir DIR [--host 127.0.0.1] [--port 0] [--loop asyncio]
 """
 
 from __future__ import annotations
@@ -22,25 +23,13 @@ if __name__ == "__main__":  # a server process of its own, like est-server's: wi
 
 from aiohttp import hdrs, web
 
-from custom_components.est_pairing.est.guard import ConnectionGuard
-from custom_components.est_pairing.est.server import EstApplication, EstListener
 from custom_components.est_pairing.est.service import ServiceConfig
 from custom_components.est_pairing.est.tls import ListenerNames, server_ssl_context
 from custom_components.est_pairing.est.wire import CERTS_ONLY, TRANSFER_ENCODING
-from est_tools.standalone.cli import open_service
+from est_tools.standalone.cli import loop_factory, open_service
 
 FIXED_PATH: Final = "/bench/fixed-1k"
 FIXED_BODY: Final = b"A" * 1022 + b"\r\n"  # base64-looking, 1 KiB
-
-
-class FixedBodyApplication(EstApplication):
-    """The EST application with one more route, answering every POST the same 1 KiB."""
-
-    def build(self, guard: ConnectionGuard | None = None) -> web.Application:
-        """The EST app (its middlewares included) plus the fixed-body route."""
-        app = super().build(guard)
-        app.router.add_post(FIXED_PATH, _fixed_body)
-        return app
 
 
 async def _fixed_body(request: web.Request) -> web.Response:
@@ -59,16 +48,19 @@ async def serve(args: argparse.Namespace) -> None:
     service = open_service(args.data_dir, config)
     await service.load()
     context = await asyncio.to_thread(server_ssl_context, service.listener_identity, [service.ca.certificate])
-    listener = EstListener(
-        FixedBodyApplication(service.registrar), host=args.host, port=args.port, ssl_context=context
-    )
-    await listener.start()
-    print(f"listening on https://{args.host}:{listener.port}{FIXED_PATH}", flush=True)
+    app = web.Application()
+    app.router.add_post(FIXED_PATH, _fixed_body)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, args.host, args.port, ssl_context=context)
+    await site.start()
+    port = runner.addresses[0][1]
+    print(f"listening on https://{args.host}:{port}{FIXED_PATH}", flush=True)
     stopped = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(signum, stopped.set)
     await stopped.wait()
-    await listener.stop()
+    await runner.cleanup()
 
 
 def main() -> None:
@@ -77,7 +69,9 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
-    asyncio.run(serve(parser.parse_args()))
+    parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="asyncio")
+    args = parser.parse_args()
+    asyncio.run(serve(args), loop_factory=loop_factory(args.loop))
 
 
 if __name__ == "__main__":
