@@ -16,6 +16,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
 import contextlib
+import importlib.util
 import multiprocessing
 import os
 from pathlib import Path
@@ -54,12 +55,20 @@ type Load = Callable[[Target, int, int], tuple[Measurement, LoadRun]]
 type Runs = list[tuple[str, int, int]]  # label, concurrency, requests
 
 
+# Where Home Assistant's zeroconf integration makes its service browser (newer releases: a module of its own).
+_BROWSER = (
+    "homeassistant.components.zeroconf.discovery.AsyncServiceBrowser"
+    if importlib.util.find_spec("homeassistant.components.zeroconf.discovery") is not None
+    else "homeassistant.components.zeroconf.AsyncServiceBrowser"
+)
+
+
 @contextlib.contextmanager
 def _no_multicast() -> Iterator[None]:
     """Home Assistant's zeroconf and announce addresses, mocked as its test plugin mocks them."""
     with (
         patch("homeassistant.components.zeroconf.HaZeroconf", autospec=True) as zeroconf,
-        patch("homeassistant.components.zeroconf.AsyncServiceBrowser", autospec=True),
+        patch(_BROWSER, autospec=True),
         patch("homeassistant.components.zeroconf.HaAsyncZeroconf", spec=AsyncZeroconf) as async_zeroconf,
         patch("homeassistant.components.network.async_get_announce_addresses", return_value=["127.0.0.1"]),
         patch("custom_components.est_pairing.runtime.BIND_HOST", "127.0.0.1"),
