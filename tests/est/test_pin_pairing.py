@@ -273,6 +273,20 @@ async def test_a_malformed_message_gets_its_reason(
     assert reason in answer.decode()
 
 
+async def test_a_compressed_message_is_refused_with_its_reason(server: RunningServer) -> None:
+    async with aiohttp.ClientSession() as session:
+        answer = await session.post(
+            f"{server.url}{EST}/pake",
+            data=b"{}",
+            headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+            ssl=client_ssl_context(None),
+        )
+        assert answer.status == 415
+        assert (
+            await answer.text()
+        ).strip() == "send the PIN exchange's messages uncompressed (no Content-Encoding)"
+
+
 async def test_a_rejected_request_is_refused_at_its_next_start(server: RunningServer) -> None:
     key = new_key()
     assert isinstance(await attempt(server, "fridge", "246810", key), Pending)

@@ -217,26 +217,28 @@ class EstApplication:
         )
         return web.Response(body=body, headers={hdrs.CONTENT_TYPE: content_type})
 
-    async def _read_csr(self, request: web.BaseRequest) -> x509.CertificateSigningRequest:
-        """The request's CSR, checked once its group's turn comes (the rest of its handling follows)."""
-        if media_type(request.headers.get(hdrs.CONTENT_TYPE)) != PKCS10:
-            raise UnsupportedMediaType(f"send the certificate request as {PKCS10}")
+    async def _read_message(self, request: web.BaseRequest, media: str, what: str) -> bytes:
+        """The request's body, sent as ``media`` and uncompressed, once its group's turn comes.
+
+        What the body carries is a CSR to check (a PIN exchange's start carries one too): the
+        work group checks them back to back, and the rest of the request's handling follows.
+        """
+        if media_type(request.headers.get(hdrs.CONTENT_TYPE)) != media:
+            raise UnsupportedMediaType(f"send {what} as {media}")
         if request.headers.get(hdrs.CONTENT_ENCODING, "identity").strip().lower() != "identity":
-            raise UnsupportedMediaType("send the certificate request uncompressed (no Content-Encoding)")
+            raise UnsupportedMediaType(f"send {what} uncompressed (no Content-Encoding)")
         body = await _read_body(request, self.body_timeout)
         await self.work_groups.wait_turn()
-        return load_csr(body)
+        return body
+
+    async def _read_csr(self, request: web.BaseRequest) -> x509.CertificateSigningRequest:
+        return load_csr(await self._read_message(request, PKCS10, "the certificate request"))
 
     async def _pake(self, request: web.BaseRequest, client_chain: ClientChain) -> web.Response:
         """The PIN exchange: GET lists the methods offered, POST takes one message."""
         if request.method != hdrs.METH_POST:
             return _json(offer())
-        if media_type(request.headers.get(hdrs.CONTENT_TYPE)) != PAKE_MEDIA_TYPE:
-            raise UnsupportedMediaType(f"send the PIN exchange's messages as {PAKE_MEDIA_TYPE}")
-        if request.headers.get(hdrs.CONTENT_ENCODING, "identity").strip().lower() != "identity":
-            raise UnsupportedMediaType("send the message uncompressed (no Content-Encoding)")
-        body = await _read_body(request, self.body_timeout)
-        await self.work_groups.wait_turn()  # a start carries a CSR to check
+        body = await self._read_message(request, PAKE_MEDIA_TYPE, "the PIN exchange's messages")
         outcome = await self.pairing.answer(body, request.remote)
         if isinstance(outcome, AwaitingOwner):
             return _enrollment_response(outcome)
