@@ -330,6 +330,9 @@ class EstPairingConfigFlow(ConfigFlow, domain=DOMAIN):
         except WrongPin as err:
             errors[CONF_PIN] = "wrong_pin"
             placeholders["attempts_left"] = str(err.attempts_left)
+        except MalformedRequest as err:  # blank, or too long to make a verifier of: nothing was stored
+            errors[CONF_PIN] = "pin_unusable"
+            placeholders["reason"] = str(err)
         except (Busy, CAFailure) as err:  # the SRP worker, busy or failing: nothing was decided
             errors["base"] = "pin_check_unavailable"
             placeholders["reason"] = str(err)

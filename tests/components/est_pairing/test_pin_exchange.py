@@ -213,3 +213,20 @@ async def test_a_busy_srp_worker_leaves_the_pin_form_to_try_again(
     runtime.service.srp.queue = 32
     waiting = await type_pin(hass, PIN, from_menu=False)
     assert waiting["type"] is FlowResultType.SHOW_PROGRESS
+
+
+@pytest.mark.parametrize(("pin", "reason"), [("   ", "a PIN is needed"), ("4" * 129, "longer than 128")])
+async def test_a_pin_no_verifier_can_be_made_of_asks_again(
+    hass: HomeAssistant, runtime: EstRuntime, oven: Oven, pin: str, reason: str
+) -> None:
+    """Blank, or longer than any PIN: the form says why; nothing is stored, the appliance still waits."""
+    form = await type_pin(hass, pin)
+    assert (form["type"], form["step_id"], form["errors"]) == (
+        FlowResultType.FORM,
+        "exchange_pin",
+        {"pin": "pin_unusable"},
+    )
+    assert reason in placeholder(form, "reason")
+    (pending,) = runtime.service.policy.pending_requests()
+    assert pending.verifier is None
+    assert isinstance(await oven.exchange(), Pending)
