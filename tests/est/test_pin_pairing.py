@@ -262,6 +262,8 @@ async def test_a_relay_that_swaps_in_its_own_request_gets_no_certificate(
         ),
         (b"{}", "application/pkcs10", 415, "send the PIN exchange's messages as application/json"),
         (b"", "application/json", 400, "request body is empty"),
+        # A lone surrogate, which UTF-8 cannot carry, in a field name the reason repeats.
+        (b'{"\\ud800": 1, "\\ud800": 2}', "application/json", 400, "has the field \\ud800 more than once"),
     ],
 )
 async def test_a_malformed_message_gets_its_reason(

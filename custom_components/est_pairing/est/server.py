@@ -338,7 +338,12 @@ def _json(message: dict[str, Any]) -> web.Response:
 
 
 def _text(status: int, reason: str) -> web.Response:
-    return web.Response(status=status, text=_one_line(reason) + "\n", content_type="text/plain")
+    """A refusal with its reason as a line of UTF-8.
+
+    What UTF-8 cannot carry (a lone surrogate a request's JSON named) is escaped.
+    """
+    body = (_one_line(reason) + "\n").encode("utf-8", "backslashreplace")
+    return web.Response(status=status, body=body, content_type="text/plain", charset="utf-8")
 
 
 def _bodiless(status: int, reason: str) -> web.Response:
