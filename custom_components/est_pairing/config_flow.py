@@ -290,10 +290,7 @@ class EstPairingConfigFlow(ConfigFlow, domain=DOMAIN):
         """Paired; the PIN form again with why; locked out; or the appliance pairs when it is back."""
         proof, self._proof = self._proof, None
         placeholders = self._proof_placeholders
-        timed_out = (
-            proof is not None and not proof.cancelled() and isinstance(proof.exception(), TimeoutError)
-        )
-        outcome = None if proof is None or timed_out else proof.result()
+        outcome = None if proof is None else proof.result()  # a TimeoutError is returned, not raised
         if isinstance(outcome, ExchangeFailure) and outcome.attempts_left:
             self._disproved = outcome.attempts_left
             return await self.async_step_pin()
