@@ -417,7 +417,7 @@ class HubExchanges:
         self._check_room(start, address)
         b_secret = self._random_bytes(EPHEMERAL_BYTES)
         try:
-            b_public = srp6a.challenge(self._backend, *_record(verifier), start.a_public, b_secret)
+            b_public = srp6a.challenge(self._backend, *verifier.srp_record(), start.a_public, b_secret)
         except ValueError as err:  # A is checked on parsing: pysrp's own safety check backs it
             raise MalformedRequest(str(err)) from None
         return self._open(start, verifier, address, b_secret, b_public)
@@ -454,7 +454,7 @@ class HubExchanges:
         """Check the appliance's M1; give M2, keep the exchange for its enroll (slow: 3 exponentiations)."""
         _check_unproven(session, prove.session)
         verifier, a_public, b_secret = _secrets(session)
-        outcome = srp6a.verify(self._backend, *_record(verifier), a_public, b_secret, prove.proof)
+        outcome = srp6a.verify(self._backend, *verifier.srp_record(), a_public, b_secret, prove.proof)
         return self._proven(session, outcome)
 
     async def prove_async(self, session: PakeSession, prove: ProveRequest) -> HubProof:
@@ -547,10 +547,6 @@ def _same_request(session: PakeSession, start: StartRequest) -> bool:
         session.appliance_id == start.appliance_id
         and session.request.key_fingerprint == start.request.key_fingerprint
     )
-
-
-def _record(verifier: PinVerifier) -> tuple[str, bytes, bytes]:
-    return verifier.appliance_id, verifier.salt, verifier.verifier
 
 
 def _ceil(seconds: float) -> int:

@@ -51,6 +51,10 @@ class PinVerifier:
             return False
         return srp6a.pin_matches(backend, self.appliance_id, self.salt, self.verifier, pin)
 
+    def srp_record(self) -> tuple[str, bytes, bytes]:
+        """Identity, salt and verifier: the hub's arguments to each SRP step."""
+        return self.appliance_id, self.salt, self.verifier
+
     def to_dict(self) -> dict[str, str]:
         """For storage (JSON)."""
         return {
@@ -142,19 +146,17 @@ class ThreadedSrp:
 
     async def challenge(self, verifier: PinVerifier, a_public: bytes, b_secret: bytes) -> bytes:
         """See :class:`SrpWork`."""
-        return await asyncio.to_thread(srp6a.challenge, self.backend, *_record(verifier), a_public, b_secret)
+        return await asyncio.to_thread(
+            srp6a.challenge, self.backend, *verifier.srp_record(), a_public, b_secret
+        )
 
     async def verify(
         self, verifier: PinVerifier, a_public: bytes, b_secret: bytes, proof: bytes
     ) -> tuple[bytes, bytes] | None:
         """See :class:`SrpWork`."""
         return await asyncio.to_thread(
-            srp6a.verify, self.backend, *_record(verifier), a_public, b_secret, proof
+            srp6a.verify, self.backend, *verifier.srp_record(), a_public, b_secret, proof
         )
-
-
-def _record(verifier: PinVerifier) -> tuple[str, bytes, bytes]:
-    return verifier.appliance_id, verifier.salt, verifier.verifier
 
 
 def _b64(data: bytes) -> str:
