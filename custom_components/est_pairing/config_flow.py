@@ -140,7 +140,6 @@ class EstPairingConfigFlow(ConfigFlow, domain=DOMAIN):
 
     def __init__(self) -> None:
         self._discovery: dict[str, Any] = {}
-        self._ended = False  # by one of this flow's own steps, not closed from outside
         # After the owner typed the PIN of an appliance of the PIN exchange: the wait for its next
         # exchange, what the dialog showed, and the attempts left after one that disproved the PIN.
         self._proof: asyncio.Task[ExchangeOutcome | TimeoutError] | None = None
@@ -222,9 +221,9 @@ class EstPairingConfigFlow(ConfigFlow, domain=DOMAIN):
 
     async def async_step_integration_discovery(self, discovery_info: DiscoveryInfoType) -> ConfigFlowResult:
         """One flow per appliance identity; the owner decides in the confirm step."""
-        self._discovery = dict(discovery_info)
         await self.async_set_unique_id(discovery_info["identity"])
         self._abort_if_unique_id_configured()
+        self._discovery = dict(discovery_info)  # a duplicate or ignored card ends above, changing nothing
         name = displayable(discovery_info["name"]) or discovery_info["appliance_id"]
         self.context["title_placeholders"] = {"name": name}  # a card title: plain text, not markdown
         return await self.async_step_confirm()
@@ -294,8 +293,6 @@ class EstPairingConfigFlow(ConfigFlow, domain=DOMAIN):
         if isinstance(outcome, ExchangeFailure) and outcome.attempts_left:
             self._disproved = outcome.attempts_left
             return await self.async_step_pin()
-        if (runtime := hub_runtime(self.hass)) is not None:  # another key of it may be waiting
-            runtime.decisions.show_again(self._discovery["identity"])
         if isinstance(outcome, TimeoutError):  # the PIN's verifier stays: its next exchange proves it
             return self.async_abort(reason="exchange_pending", description_placeholders=placeholders)
         if isinstance(outcome, Registration):
@@ -356,22 +353,15 @@ class EstPairingConfigFlow(ConfigFlow, domain=DOMAIN):
         return self.async_abort(reason="rejected", description_placeholders=self._placeholders(shown))
 
     @callback
-    def async_abort(self, **kwargs: Any) -> ConfigFlowResult:
-        """Every dialog of this flow ends here, an approval too (the arguments vary by release)."""
-        self._ended = True
-        return super().async_abort(**kwargs)
-
-    @callback
     def async_remove(self) -> None:
-        """Closed from outside with its request still waiting: the card comes back.
+        """However the dialog ended, a request of the appliance still waiting keeps a card.
 
-        Home Assistant lets any user delete a flow in progress (only the steps are the owner's), so
-        without this a user who may not decide could still make a request vanish from Discovered.
-        Closed while waiting for the appliance to prove the PIN typed, the card comes back only if its
-        exchange disproves it.
+        One the dialog could not decide (the appliance locked meanwhile, a proof it no longer has),
+        another key waiting behind it, or any request when a user who may not decide deleted the flow
+        (Home Assistant lets any user; only the steps are the owner's). A request whose PIN was typed
+        waits for its exchange without one, and gets it back if the exchange disproves the PIN.
         """
-        decided = self._ended or self._proof is not None
-        if self._discovery and not decided and (runtime := hub_runtime(self.hass)) is not None:
+        if self._discovery and (runtime := hub_runtime(self.hass)) is not None:
             runtime.decisions.show_again(self._discovery["identity"])
 
     async def async_step_ignore(self, user_input: dict[str, Any]) -> ConfigFlowResult:
@@ -387,10 +377,7 @@ class EstPairingConfigFlow(ConfigFlow, domain=DOMAIN):
             return self.async_abort(reason="not_running")
         try:
             return runtime.decisions.review(self._discovery["request_id"])
-        except PendingRequestGone:
-            # Expired meanwhile, it is dropped only by the hourly check: another waiting request of
-            # this appliance gets its card now, as when it was dropped.
-            runtime.decisions.show_again(self._discovery["identity"])
+        except PendingRequestGone:  # expired meanwhile (another key waiting gets its card: async_remove)
             return self.async_abort(reason="request_gone")
 
     async def _approve(

@@ -690,6 +690,12 @@ async def test_a_dialog_open_while_the_appliance_gets_paired_elsewhere_cannot_ap
     assert result["reason"] == "cannot_approve"
     registration = runtime.service.policy.registration("oven")
     assert registration is not None and registration.keys == {fingerprint(oven_key)}
+    # The stranger's request still waits: its card comes back, where the owner can reject it.
+    await hass.async_block_till_done()
+    (card,) = flows(hass)
+    (waiting,) = runtime.service.policy.pending_requests()
+    assert waiting.key_fingerprint == fingerprint(stranger_key)
+    assert card["context"]["unique_id"] == waiting.identity
 
 
 async def test_rejecting_a_request_that_is_gone(
@@ -700,3 +706,20 @@ async def test_rejecting_a_request_that_is_gone(
     runtime.service.policy.withdraw(runtime.service.policy.pending_requests()[0].request_id)
     result = await hass.config_entries.flow.async_configure(flow["flow_id"], {"next_step_id": "reject"})
     assert result["reason"] == "request_gone"
+
+
+async def test_a_dialog_that_finds_the_appliance_locked_keeps_its_card(
+    hass: HomeAssistant, runtime: EstRuntime, appliance_client: EstClient
+) -> None:
+    """Locked by its own wrong secrets meanwhile: the owner cannot decide now, but can later."""
+    await ask(hass, appliance_client, key())
+    (flow,) = flows(hass)
+    (pending,) = runtime.service.policy.pending_requests()
+    await hass.config_entries.flow.async_configure(flow["flow_id"], {"next_step_id": "pin"})
+    runtime.service.policy.throttle.lock(pending.identity)
+    result = await hass.config_entries.flow.async_configure(flow["flow_id"], {"pin": "482913"})
+    assert result["reason"] == "locked_out"
+    await hass.async_block_till_done()
+    (card,) = flows(hass)
+    assert card["context"]["unique_id"] == pending.identity
+    assert runtime.service.policy.pending_requests() == [pending]
