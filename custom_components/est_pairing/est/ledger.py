@@ -202,14 +202,7 @@ class Ledger:
         if record is None:
             raise KeyError(serial_number)
         if not record.revoked:
-            await self._commit(
-                {
-                    "op": "revoked",
-                    "serial": format(serial_number, "x"),
-                    "at": int(when.timestamp()),
-                    "reason": reason.value,
-                }
-            )
+            await self._commit(_revocation_event(serial_number, int(when.timestamp()), reason))
         return record
 
     async def revoke_appliance(
@@ -297,14 +290,7 @@ class Ledger:
                 superseded.append(certificates.pop(0))
             for serial, _ in superseded:
                 revoked.add(serial)
-                events.append(
-                    {
-                        "op": "revoked",
-                        "serial": format(serial, "x"),
-                        "at": when,
-                        "reason": x509.ReasonFlags.superseded.value,
-                    }
-                )
+                events.append(_revocation_event(serial, when, x509.ReasonFlags.superseded))
             certificates.append((int(event["serial"], 16), event["not_after"]))
         return events
 
@@ -420,6 +406,10 @@ class _Snapshot(Sequence[Event]):
         yield self._meta
         for record in self._records:
             yield _snapshot_event(record)
+
+
+def _revocation_event(serial_number: int, at: int, reason: x509.ReasonFlags) -> Event:
+    return {"op": "revoked", "serial": format(serial_number, "x"), "at": at, "reason": reason.value}
 
 
 def _snapshot_event(record: CertificateRecord) -> Event:
