@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import logging
 from typing import Any
 
-from homeassistant.config_entries import SOURCE_IGNORE, SOURCE_INTEGRATION_DISCOVERY, ConfigEntry
+from homeassistant.config_entries import SOURCE_IGNORE, SOURCE_INTEGRATION_DISCOVERY
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import discovery_flow
 
@@ -76,11 +76,8 @@ class OwnerReview:
 class Decisions:
     """Turns waiting requests into discovery cards, and carries out what the owner decides."""
 
-    def __init__(
-        self, hass: HomeAssistant, entry: ConfigEntry, service: EstService, appliances: Appliances
-    ) -> None:
+    def __init__(self, hass: HomeAssistant, service: EstService, appliances: Appliances) -> None:
         self.hass = hass
-        self.entry = entry
         self._service = service
         self._appliances = appliances
         self._stopping = False

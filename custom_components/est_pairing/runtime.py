@@ -106,7 +106,7 @@ class EstRuntime(ServiceListener):
         )
         self.announcement = Announcement(hass, self.service, settings.ca_name)
         self.appliances = Appliances(hass, entry, self.service)
-        self.decisions = Decisions(hass, entry, self.service, self.appliances)
+        self.decisions = Decisions(hass, self.service, self.appliances)
         self.coordinator = EstCoordinator(hass, entry, self.service, self.announcement, settings.renewal_days)
         self._unsubscribers: list[Callable[[], None]] = []
 
