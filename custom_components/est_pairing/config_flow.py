@@ -517,6 +517,7 @@ class ApplianceSubentryFlow(ConfigSubentryFlow):
             return self.async_abort(reason="not_running")
         runtime: EstRuntime = entry.runtime_data
         errors: dict[str, str] = {}
+        placeholders: dict[str, str] = {}
         if user_input is not None:
             appliance_id = user_input[CONF_APPLIANCE_ID].strip()
             name = (user_input.get(CONF_NAME) or "").strip() or None
@@ -538,8 +539,9 @@ class ApplianceSubentryFlow(ConfigSubentryFlow):
                         errors[CONF_APPLIANCE_ID] = "already_paired"
                     except NameTaken:
                         errors[CONF_APPLIANCE_ID] = "case_twin"
-                    except (Busy, CAFailure):  # the SRP worker, busy or failing: nothing was stored
+                    except (Busy, CAFailure) as err:  # the SRP worker, busy or failing: nothing was stored
                         errors["base"] = "pin_check_unavailable"
+                        placeholders["reason"] = str(err)
                     else:
                         return self.async_create_entry(
                             title=name or appliance_id,
@@ -552,4 +554,5 @@ class ApplianceSubentryFlow(ConfigSubentryFlow):
                 APPLIANCE_SCHEMA, {k: v for k, v in (user_input or {}).items() if k != CONF_PIN}
             ),
             errors=errors,
+            description_placeholders=placeholders,
         )

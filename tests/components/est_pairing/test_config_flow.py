@@ -343,6 +343,7 @@ async def test_preregister_flow_with_a_busy_srp_worker_stores_nothing_and_can_re
     oven = {CONF_APPLIANCE_ID: "oven", CONF_PIN: "123456"}
     result = await hass.config_entries.subentries.async_configure(result["flow_id"], oven)
     assert result["errors"] == {"base": "pin_check_unavailable"}
+    assert "busy" in (result["description_placeholders"] or {})["reason"]
     assert runtime.service.policy.registration("oven") is None
     runtime.service.srp.queue = 32
     result = await hass.config_entries.subentries.async_configure(result["flow_id"], oven)
