@@ -131,8 +131,11 @@ def open_service(
 @contextlib.contextmanager
 def exclusive(data_dir: Path) -> Iterator[None]:
     """Hold the data directory's lock (released by the kernel even on SIGKILL)."""
-    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    handle = (data_dir / "server.lock").open("w")
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        handle = (data_dir / "server.lock").open("w")
+    except OSError as err:
+        raise SystemExit(f"--data-dir {data_dir}: {err.strerror}") from err
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -279,7 +282,12 @@ def _proven(registration: Registration) -> str:
 
 
 def _load_certificates(path: Path) -> list[x509.Certificate]:
-    return x509.load_pem_x509_certificates(path.read_bytes())
+    try:
+        return x509.load_pem_x509_certificates(path.read_bytes())
+    except OSError as err:
+        raise SystemExit(f"--client-ca {path}: {err.strerror}") from err
+    except ValueError:
+        raise SystemExit(f"--client-ca {path}: no PEM certificates in it") from None
 
 
 def _remove(path: Path) -> None:
@@ -515,6 +523,17 @@ def _pin_from_stdin() -> str:
     return pin.strip()
 
 
+def _port(text: str) -> int:
+    """A TCP port, or a usage error (uvloop would take 99999 as 34463)."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError("a TCP port: 0 (any free one) to 65535")
+    return port
+
+
 def _users_in(path: Path) -> list[str]:
     """The ID:SECRET lines of a users file (blank lines and '#' comments skipped)."""
     try:
@@ -562,7 +581,7 @@ def parser() -> argparse.ArgumentParser:
         "(0.0.0.0 or '::': every interface, and the CRL at the machine's host name under .local); "
         "an address of the home network or a name under .local or .home.arpa",
     )
-    serve_parser.add_argument("--port", type=int, default=8443)
+    serve_parser.add_argument("--port", type=_port, default=8443)
     serve_parser.add_argument(
         "--user",
         action="append",

@@ -489,3 +489,29 @@ def test_asking_for_uvloop_where_it_is_missing_stops_with_a_reason(monkeypatch: 
         cli.loop_factory("uvloop")
     assert cli.loop_factory("auto") is None
     assert cli.loop_factory("asyncio") is None
+
+
+@pytest.mark.parametrize("port", ["99999", "-1"])
+def test_a_port_outside_tcps_range_is_a_usage_error(port: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """uvloop would listen on the port modulo 65536, asyncio's loop fail with a traceback."""
+    with pytest.raises(SystemExit) as exited:
+        cli.parser().parse_args(["serve", "--port", port])
+    assert exited.value.code == 2
+    assert "a TCP port: 0 (any free one) to 65535" in capsys.readouterr().err
+
+
+def test_manufacturer_cas_that_cannot_be_read_stop_serve_with_a_reason(tmp_path: Path) -> None:
+    (tmp_path / "not.pem").write_text("hello\n")
+    for path, reason in ((tmp_path / "missing.pem", "No such file"), (tmp_path / "not.pem", "no PEM")):
+        args = cli.parser().parse_args(["serve", "--data-dir", str(tmp_path), "--client-ca", str(path)])
+        with pytest.raises(SystemExit, match=f"^--client-ca {path}: .*{reason}"):
+            cli.service_config(args)
+
+
+def test_a_data_directory_that_cannot_be_made_stops_with_a_reason(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    with (
+        pytest.raises(SystemExit, match=f"^--data-dir {tmp_path / 'file'}: "),
+        cli.exclusive(tmp_path / "file"),
+    ):
+        pass
