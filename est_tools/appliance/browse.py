@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 import ipaddress
 from typing import Final
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import SplitResult, parse_qs, urlsplit
 
 from zeroconf import IPVersion, ServiceStateChange, Zeroconf
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
@@ -70,10 +70,19 @@ def server_from_qr_payload(payload: str) -> EstServer:
 def server_from_url(url: str) -> EstServer:
     """``https://HOST:PORT`` (optionally followed by the EST path and a label); ValueError otherwise."""
     parts = urlsplit(url.strip())
-    if parts.scheme != "https" or not parts.hostname:
+    if parts.scheme != "https" or not parts.hostname or not _port_is_valid(parts):
         raise ValueError("the server URL looks like https://HOST:PORT")
     base_url = f"https://{parts.netloc}"
     return EstServer(base_url, base_url, _label(parts.path))
+
+
+def _port_is_valid(parts: SplitResult) -> bool:
+    """No port, or a number 0-65535 (urllib reads it only when asked, and refuses others then)."""
+    try:
+        _ = parts.port
+    except ValueError:
+        return False
+    return True
 
 
 def server_from_service_info(info: AsyncServiceInfo) -> EstServer | None:

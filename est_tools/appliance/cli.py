@@ -43,6 +43,7 @@ from typing import Final
 
 import aiohttp
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from custom_components.est_pairing.est.csr import ApplianceDetails
@@ -296,7 +297,10 @@ def _factory_identity(certificate: Path | None, key: Path | None) -> FactoryIden
         chain = x509.load_pem_x509_certificates(certificate.read_bytes())
     except ValueError:
         raise ValueError(f"{certificate} holds no PEM certificate") from None
-    private_key = serialization.load_pem_private_key(key.read_bytes(), password=None)
+    try:
+        private_key = serialization.load_pem_private_key(key.read_bytes(), password=None)
+    except (TypeError, ValueError, UnsupportedAlgorithm):  # TypeError: it is encrypted
+        raise ValueError(f"{key} is not an unencrypted PEM private key") from None
     leaf, *intermediates = chain
     if leaf.public_key() != private_key.public_key():
         raise ValueError(

@@ -532,6 +532,26 @@ def test_a_factory_chain_out_of_order_is_a_usage_error(tmp_path: Path, order: st
         cli.config_from(cli.parser().parse_args(arguments))
 
 
+def test_an_encrypted_factory_key_is_a_usage_error(tmp_path: Path) -> None:
+    acme = Manufacturer.make(root_expires=LATER, intermediate_expires=LATER)
+    (tmp_path / "factory.pem").write_bytes(pem(acme.factory))
+    (tmp_path / "factory.key").write_bytes(
+        acme.factory_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"secret"),
+        )
+    )
+    arguments = [
+        "--factory-cert",
+        str(tmp_path / "factory.pem"),
+        "--factory-key",
+        str(tmp_path / "factory.key"),
+    ]
+    with pytest.raises(ValueError, match="not an unencrypted PEM private key"):
+        cli.config_from(cli.parser().parse_args(arguments))
+
+
 @pytest.mark.parametrize(
     ("arguments", "complaint"),
     [

@@ -153,6 +153,8 @@ def test_server_urls() -> None:
     for bad, reason in [
         ("http://10.0.0.2:8443", "the server URL looks like https://HOST:PORT"),
         ("10.0.0.2:8443", "the server URL looks like https://HOST:PORT"),
+        ("https://10.0.0.2:99999", "the server URL looks like https://HOST:PORT"),
+        ("https://hub.local:abc", "the server URL looks like https://HOST:PORT"),
         ("https://10.0.0.2:8443/api", "the EST path is /.well-known/est or /.well-known/est/LABEL"),
     ]:
         with pytest.raises(ValueError, match=f"^{re.escape(reason)}$"):
