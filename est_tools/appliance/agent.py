@@ -309,13 +309,19 @@ class Appliance:
         deadline = time.monotonic() + self.config.approval_timeout
         delay = _RETRY_FIRST
         failures = 0
+        restarted = False  # an exchange that expired was started again at once
         while True:
             try:
                 outcome = await self._exchange(
                     server, ApplianceExchange(appliance_id, self.config.pin, csr_der)
                 )
-            except ExchangeGone as err:  # it took too long between two steps: start again at once
-                self._report(f"the PIN exchange expired ({err}); starting it again")
+            except ExchangeGone as err:
+                if not restarted:  # it took too long between two steps: start again at once
+                    restarted = True
+                    self._report(f"the PIN exchange expired ({err}); starting it again")
+                    continue
+                what = "the PIN exchange"  # the new one expired too: wait, as after other failures
+                delay = await self._ride_out(err, deadline, delay, patient=patient, what=what)
                 continue
             except (AuthenticationRequired, HubProofFailed) as err:
                 failures += 1
@@ -332,6 +338,7 @@ class Appliance:
             except _TRANSIENT as err:
                 delay = await self._ride_out(err, deadline, delay, patient=patient, what="the PIN exchange")
                 continue
+            restarted = False
             if isinstance(outcome, Paired):
                 return await self._paired(self._server or server, outcome)
             self._waiting(outcome, for_what="type this appliance's PIN")

@@ -227,3 +227,23 @@ async def test_a_relay_cannot_make_the_appliance_pin_its_ca(tmp_path: Path) -> N
     assert "the CA and certificate are not the ones the PIN exchange authenticated" in output
     assert not (tmp_path / "oven" / "ca.pem").exists()
     assert not (tmp_path / "oven" / "certificate.pem").exists()
+
+
+async def test_a_hub_that_keeps_saying_start_again_is_not_asked_without_a_pause(tmp_path: Path) -> None:
+    """One expired exchange is started again at once; a hub that answers every one so is waited for."""
+    wiretap = Wiretap()
+    ca = HouseholdCA.create("Odd")
+
+    async def answer(request: web.Request) -> web.Response:
+        await wiretap.record(request)
+        if request.method == "GET" and request.path.endswith("/pake"):
+            return web.json_response(pake.offer())
+        return web.Response(status=400, text="this PIN exchange is unknown or expired: start again\n")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", answer)
+    async with serving_tls(ca, app) as url:
+        code, output = await run_appliance(tmp_path, url, "--approval-timeout", "3")
+    assert code != ExitCode.OK, output
+    assert output.count("starting it again") == 1, output
+    assert len([r for r in wiretap.requests if r.startswith(b"POST")]) <= 4, output
