@@ -30,6 +30,8 @@ from cryptography.x509.oid import NameOID
 
 from custom_components.est_pairing.est.csr import ApplianceDetails, CsrAttribute
 from custom_components.est_pairing.est.errors import (
+    EXCHANGE_GONE_MARK,
+    PROOF_FAILED_MARK,
     ApprovalTimeout,
     CertificateExpired,
     CertificateRevoked,
@@ -422,15 +424,15 @@ class EstClient:
             raise ProtocolError("the issued certificate does not chain to the household CA") from None
 
 
-# Some refusals share a status; the server's one-line reasons (throttle.py, registrar.py, policy.py)
-# tell them apart.
+# Some refusals share a status; the server's one-line reasons (throttle.py, registrar.py, policy.py,
+# pake.py) tell them apart.
 _REFINED: tuple[tuple[int, str, type[EstError]], ...] = (
     (403, "revoked", CertificateRevoked),
     (403, "owner rejected", Rejected),
     (403, "has expired", CertificateExpired),
     (429, "wrong secrets", LockedOut),
-    (400, "start again", ExchangeGone),
-    (401, "the PIN exchange failed", PairingProofFailed),
+    (400, EXCHANGE_GONE_MARK, ExchangeGone),
+    (401, PROOF_FAILED_MARK, PairingProofFailed),
 )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import AsyncIterator
+import contextlib
 import json
 from pathlib import Path
 
@@ -16,6 +17,8 @@ import pytest
 
 from custom_components.est_pairing.est import pake
 from custom_components.est_pairing.est.errors import (
+    EstError,
+    ExchangeGone,
     LockedOut,
     NotAllowed,
     PairingProofFailed,
@@ -30,7 +33,7 @@ from custom_components.est_pairing.est.policy import (
     Registration,
 )
 from custom_components.est_pairing.est.service import ServiceListener
-from est_tools.appliance.client import Pending, build_csr, client_ssl_context
+from est_tools.appliance.client import Pending, build_csr, client_ssl_context, error_for
 from est_tools.appliance.exchange import PinExchangeClient
 from est_tools.appliance.pake_client import ApplianceExchange, Paired
 
@@ -63,16 +66,29 @@ class Raw:
         self.url = f"{server.url}{EST}/pake"
         self.session = session
 
-    async def post(
+    @contextlib.asynccontextmanager
+    async def _posting(
         self, message: dict[str, str] | bytes, content_type: str = "application/json"
-    ) -> tuple[int, dict[str, str], bytes]:
-        """Status, headers (the status line's reason phrase as "Reason"), body."""
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
         body = message if isinstance(message, bytes) else pake.encode(message)
         async with self.session.post(
             self.url, data=body, headers={"Content-Type": content_type}, ssl=client_ssl_context(None)
         ) as response:
+            yield response
+
+    async def post(
+        self, message: dict[str, str] | bytes, content_type: str = "application/json"
+    ) -> tuple[int, dict[str, str], bytes]:
+        """Status, headers (the status line's reason phrase as "Reason"), body."""
+        async with self._posting(message, content_type) as response:
             headers = {**response.headers, "Reason": response.reason or ""}
             return response.status, headers, await response.read()
+
+    async def refusal(self, message: dict[str, str]) -> EstError:
+        """The error the reference appliance takes the hub's refusal of ``message`` for."""
+        async with self._posting(message) as response:
+            assert response.status >= 400, response.status
+            return error_for(response, await response.text())
 
 
 class Exchanges(ServiceListener):
@@ -247,6 +263,46 @@ async def test_a_relay_that_swaps_in_its_own_request_gets_no_certificate(
     assert len(server.service.ledger) == 0
     registration = server.service.policy.registration("oven")
     assert registration is not None and registration.preregistered  # still unused
+
+
+async def test_the_appliance_tells_the_exchanges_own_refusals_by_their_words(
+    server: RunningServer, raw: Raw
+) -> None:
+    """A failed proof and an exchange to start again share 401 and 400 with other refusals.
+
+    Only words of their reasons tell them apart: every one the hub gives must carry them unchanged
+    (appliances in the field match them), and the reference appliance must read them.
+    """
+    policy = server.service.policy
+    key = new_key()
+    assert isinstance(await attempt(server, "fridge", "246810", key), Pending)
+    (pending,) = policy.pending_requests()
+    fridge = ApplianceExchange("fridge", "246810", csr_der(key, "fridge"))
+    await policy.approve(pending.request_id, pin="246810")
+    _, _, challenge = await raw.post(fridge.start())
+    _, _, hub_proof = await raw.post(fridge.answer(challenge))
+    await policy.approve(pending.request_id, pin="246811")  # the owner typed another PIN meanwhile
+    pin_changed = await raw.refusal(fridge.confirm(hub_proof))
+
+    unknown = await raw.refusal({"step": "prove", "session": "gone", "M1": "A" * 86 + "=="})
+    wrong_pin = ApplianceExchange("oven", "000000", csr_der(new_key()))
+    _, _, challenge = await raw.post(wrong_pin.start())
+    not_known = await raw.refusal(wrong_pin.answer(challenge))
+    relayed = ApplianceExchange("oven", PIN, csr_der(new_key()))
+    _, _, challenge = await raw.post(
+        {**relayed.start(), "csr": base64.b64encode(csr_der(new_key())).decode()}
+    )
+    _, _, hub_proof = await raw.post(relayed.answer(challenge))
+    swapped = await raw.refusal(relayed.confirm(hub_proof))
+
+    for refusal, kind, words in [
+        (unknown, ExchangeGone, "start again"),
+        (pin_changed, ExchangeGone, "start again"),
+        (not_known, PairingProofFailed, "the PIN exchange failed"),
+        (swapped, PairingProofFailed, "the PIN exchange failed"),
+    ]:
+        assert (type(refusal), words in str(refusal)) == (kind, True), refusal
+    assert len(server.service.ledger) == 0
 
 
 @pytest.mark.parametrize(

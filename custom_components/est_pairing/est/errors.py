@@ -18,16 +18,26 @@ class AuthenticationRequired(EstError):
     """No usable credentials, or wrong ones: the client must authenticate (again)."""
 
 
+# Words the hub's reasons for these two refusals carry, and the appliance tells them by: their statuses
+# (401, 400) are shared with other refusals. Part of the wire: appliances in the field match them too.
+PROOF_FAILED_MARK = "the PIN exchange failed"
+EXCHANGE_GONE_MARK = "start again"
+
+
 class PairingProofFailed(AuthenticationRequired):
     """The PIN exchange (SRP-6a) failed: the appliance's proof does not match the hub's verifier.
 
     A wrong PIN on either side (printed on the appliance, or typed by the owner), or a relay that
-    swapped the certificate request. The hub counts it like a wrong PIN.
+    swapped the certificate request. The hub counts it like a wrong PIN. Its reason starts with
+    :data:`PROOF_FAILED_MARK`.
     """
 
 
 class ExchangeGone(MalformedRequest):
-    """The PIN exchange a finish names is unknown: it expired, or finished already. Start again."""
+    """The PIN exchange a finish names is unknown: it expired, or finished already. Start again.
+
+    Its reason ends with :data:`EXCHANGE_GONE_MARK`.
+    """
 
 
 class NotAllowed(EstError):

@@ -32,6 +32,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from . import srp6a
 from .csr import CertificateRequest, inspect_request
 from .errors import (
+    EXCHANGE_GONE_MARK,
+    PROOF_FAILED_MARK,
     Busy,
     EstError,
     ExchangeGone,
@@ -446,7 +448,7 @@ class HubExchanges:
         if (session := self._sessions.get(session_id)) is None:
             raise ExchangeGone(
                 f"no such PIN exchange: it failed, finished or expired ({self._ttl:.0f} s after its start); "
-                "start again"
+                f"{EXCHANGE_GONE_MARK}"
             )
         return session
 
@@ -469,14 +471,14 @@ class HubExchanges:
             raise MalformedRequest("this PIN exchange is not proven yet: send 'prove' first")
         if not keys.csr_mac_matches(session.csr_der, enroll.csr_mac):
             raise PairingProofFailed(
-                "the PIN exchange failed: the certificate request is not the one it started with"
+                f"{PROOF_FAILED_MARK}: the certificate request is not the one it started with"
             )
         return PakeSuccess(session, keys)
 
     def _proven(self, session: PakeSession, outcome: tuple[bytes, bytes] | None) -> HubProof:
         if outcome is None:
             raise PairingProofFailed(
-                f"the PIN exchange failed: appliance {session.appliance_id} does not know the PIN the hub "
+                f"{PROOF_FAILED_MARK}: appliance {session.appliance_id} does not know the PIN the hub "
                 "has for it"
             )
         answer, session_key = outcome

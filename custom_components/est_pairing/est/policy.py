@@ -29,6 +29,7 @@ from cryptography import x509
 from .credentials import BasicCredentials
 from .csr import ApplianceDetails, CertificateRequest, displayable
 from .errors import (
+    EXCHANGE_GONE_MARK,
     AuthenticationRequired,
     Busy,
     CertificateRevoked,
@@ -634,7 +635,8 @@ class EnrollmentPolicy:
         pending = self._pending.get(request_id_for(identity, key, exchange=True))
         if pending is None or pending.verifier is None or pending.verifier != verifier:
             raise ExchangeGone(
-                "the PIN this exchange proved is no longer the hub's for this appliance; start again"
+                "the PIN this exchange proved is no longer the hub's for this appliance; "
+                f"{EXCHANGE_GONE_MARK}"
             )
         if registration is not None:  # another of its keys was paired meanwhile: the owner decides anew
             self._drop_pending(pending)
