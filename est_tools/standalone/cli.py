@@ -29,6 +29,7 @@ import os
 from pathlib import Path
 import signal
 import socket
+import ssl
 import sys
 from typing import IO, Any, ClassVar
 
@@ -151,7 +152,7 @@ def exclusive(data_dir: Path) -> Iterator[None]:
 
 
 async def serve(args: argparse.Namespace) -> None:
-    """Run until SIGINT or SIGTERM."""
+    """Run until SIGINT or SIGTERM, then say "stopped"; a refusal to start is a SystemExit."""
     data_dir: Path = args.data_dir
     service = open_service(data_dir, service_config(args), ConsoleListener())
     await service.load()
@@ -159,7 +160,7 @@ async def serve(args: argparse.Namespace) -> None:
         await _serve(service, args)
     finally:
         await service.stop()
-        print("stopped", flush=True)
+    print("stopped", flush=True)  # only after serving: a supervisor reads it as a clean stop
 
 
 async def _serve(service: EstService, args: argparse.Namespace) -> None:
@@ -180,8 +181,16 @@ async def _serve(service: EstService, args: argparse.Namespace) -> None:
             await service.policy.preregister(appliance_id, secret)
         except EstError as err:  # the reason names the id, never the secret
             raise SystemExit(f"{origin}: appliance {number}: {err}") from err
-    await service.start()
-    control = await _start_control(service, data_dir / "control.sock")
+    try:
+        await service.start()
+    except OSError as err:  # the port is taken, or the address is not this machine's
+        if err.errno is None or isinstance(err, ssl.SSLError):
+            raise
+        raise SystemExit(f"--host {args.host} --port {args.port}: {os.strerror(err.errno)}") from err
+    try:
+        control = await _start_control(service, data_dir / "control.sock")
+    except OSError as err:  # a socket path is at most 107 bytes
+        raise SystemExit(f"--data-dir {data_dir}: no control socket in it: {err.strerror or err}") from err
     stopped = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):  # before the ready line: a supervisor may stop us at once

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 import json
 from pathlib import Path
 import socket
@@ -102,19 +102,57 @@ async def test_secrets_can_stay_off_the_command_line(tmp_path: Path) -> None:
         await serving.stop()
 
 
-async def test_a_users_file_the_policy_refuses_stops_serve_with_a_reason(tmp_path: Path) -> None:
-    users = tmp_path / "users"
-    users.write_text("fridge:s3cret-one\nFridge:s3cret-two\n")
-    code, _, stderr = await est_server(
-        "serve", "--data-dir", tmp_path / "data", "--port", "0", "--users-file", users
-    )
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    """A port on 127.0.0.1 another program listens on."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        yield taken.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "reason"),
+    [
+        pytest.param(
+            ["--users-file", "{dir}/users"],
+            "--users-file {dir}/users: appliance 2: appliance id 'Fridge' stands for the same DNS name as an"
+            " appliance the hub already knows (names ignore case and '.local'); choose another id",
+            id="users file the policy refuses",
+        ),
+        pytest.param(
+            ["--user", "oven:s3cret-one", "--user", ".fridge:s3cret-two"],
+            "--user: appliance 2: appliance id must be 1-63 letters, digits",
+            id="user with a bad id",
+        ),
+        pytest.param(
+            ["--port", "{port}"], "--host 127.0.0.1 --port {port}: Address already in use", id="port taken"
+        ),
+        pytest.param(
+            ["--port", "{port}", "--loop", "asyncio"],
+            "--host 127.0.0.1 --port {port}: Address already in use",
+            id="port taken, asyncio's loop",
+        ),
+        pytest.param(  # a control socket's path is at most 107 bytes
+            ["--data-dir", "{dir}/{deep}"],
+            "--data-dir {dir}/{deep}: no control socket in it: AF_UNIX path too long",
+            id="data directory too deep",
+        ),
+    ],
+)
+async def test_a_serve_that_refuses_to_start_says_why_in_one_line_and_never_stopped(
+    tmp_path: Path, taken_port: int, arguments: list[str], reason: str
+) -> None:
+    """ "stopped" tells a supervisor a server stopped cleanly: one that never served has not."""
+    (tmp_path / "users").write_text("fridge:s3cret-one\nFridge:s3cret-two\n")
+    values = {"dir": tmp_path, "port": taken_port, "deep": "d" * 100}
+    serve = ["serve", "--data-dir", "{dir}", "--port", "0", *arguments]
+    code, stdout, stderr = await est_server(*(argument.format(**values) for argument in serve))
     assert code == 1
-    assert stderr.splitlines()[-1] == (
-        f"--users-file {users}: appliance 2: appliance id 'Fridge' stands for the same DNS name as an"
-        " appliance the hub already knows (names ignore case and '.local'); choose another id"
-    )
+    assert stderr.splitlines()[-1].startswith(reason.format(**values))
     assert "Traceback" not in stderr
     assert "s3cret" not in stderr
+    assert stdout == ""  # neither "listening on" nor "stopped"
 
 
 async def test_a_user_given_again_at_restart_is_not_armed_again(tmp_path: Path) -> None:
