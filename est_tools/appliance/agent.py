@@ -362,7 +362,7 @@ class Appliance:
         """Pin the CA the exchange authenticated (if it is the one expected) and keep the certificate."""
         fingerprint = certificate_fingerprint(paired.ca)
         pinned = await asyncio.to_thread(self.store.pinned_ca)
-        expected = self._expected or (certificate_fingerprint(pinned) if pinned is not None else None)
+        expected = self._expected_fingerprint(pinned)
         if expected is not None and expected != fingerprint:
             raise FingerprintMismatch(
                 f"the CA the PIN exchange authenticated has SHA-256 {format_fingerprint(fingerprint)}, "
@@ -486,7 +486,7 @@ class Appliance:
         authenticates it.
         """
         pinned = await asyncio.to_thread(self.store.pinned_ca)
-        expected = self._expected or (certificate_fingerprint(pinned) if pinned else None)
+        expected = self._expected_fingerprint(pinned)
         timeout = self.config.discovery_timeout
         self._report(f"looking for an EST server ({SERVICE_TYPE}) on the local network ...")
         servers = await browse(within=timeout)
@@ -542,6 +542,10 @@ class Appliance:
         self._compare_hint(server, bootstrap.fingerprint)
         await asyncio.to_thread(self.store.pin_ca, bootstrap.ca_certificate)
         return bootstrap.ca_certificate
+
+    def _expected_fingerprint(self, pinned: x509.Certificate | None) -> str | None:
+        """The CA fingerprint to require: the owner's, else the pinned CA's; None before either."""
+        return self._expected or (certificate_fingerprint(pinned) if pinned is not None else None)
 
     def _check_pinned(self, pinned: x509.Certificate) -> str:
         """The pinned CA's fingerprint; FingerprintMismatch if the owner gave another one."""
