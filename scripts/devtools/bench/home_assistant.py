@@ -14,19 +14,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from concurrent.futures import ProcessPoolExecutor
 import contextlib
 import importlib.util
-import multiprocessing
-import os
 from pathlib import Path
 import tempfile
 import time
 from typing import Any
 from unittest.mock import AsyncMock, Mock, patch
 
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import Encoding
 from homeassistant import loader
 from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.data_entry_flow import EVENT_DATA_ENTRY_FLOW_PROGRESSED
@@ -36,19 +31,15 @@ from zeroconf.asyncio import AsyncZeroconf
 
 from custom_components.est_pairing.const import CONF_CA_NAME, CONF_PORT, DOMAIN
 from custom_components.est_pairing.runtime import EstRuntime
-from est_tools.appliance.client import build_csr
-from est_tools.appliance.exchange import PinExchangeClient
-from est_tools.appliance.pake_client import ApplianceExchange, Paired
 
+from .exchange_appliances import PIN, appliance_process, new_request, pair
 from .loadgen import Endpoint, LoadRun
 from .loop_lag import LoopLagProbe
 from .measure import Measurement, Target
 from .workload import BENCH_APPLIANCE
 
 ENROLL_PATH = "/.well-known/est/simpleenroll"
-EXCHANGE_PIN = "482913"  # printed on each of the bench's appliances of the PIN exchange
-_ASK_AGAIN = 0.2  # seconds an appliance of the PIN exchange waits before asking again
-_ATTEMPTS = 300  # ... at most this often: a minute
+_ATTEMPTS = 300  # an appliance of the PIN exchange asks at most this often: a minute
 _WATCH = 0.01  # seconds between the owner's looks at Discovered
 
 type Load = Callable[[Target, int, int], tuple[Measurement, LoadRun]]
@@ -165,15 +156,14 @@ async def owner_paired_exchanges(
     loop = asyncio.get_running_loop()
     url = f"https://127.0.0.1:{runtime.service.port}"
     windows: Windows = []
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as appliances:
-        await loop.run_in_executor(appliances, _pinned, cpus)
-        async with LoopLagProbe() as probe:
-            asking = loop.run_in_executor(appliances, appliances_of_the_exchange, url, count)
-            for _ in range(count):
-                started = loop.time()
-                await _owner_types_the_pin(hass)
-                windows.append((started, loop.time()))
-            await asking
+    requests = [new_request(f"bench-oven-{index}") for index in range(count)]
+    async with appliance_process(cpus) as appliances, LoopLagProbe() as probe:
+        asking = loop.run_in_executor(appliances, pair, url, requests, _ATTEMPTS)
+        for _ in range(count):
+            started = loop.time()
+            await _owner_types_the_pin(hass)
+            windows.append((started, loop.time()))
+        await asking
     return probe, windows
 
 
@@ -195,35 +185,9 @@ async def _owner_types_the_pin(hass: HomeAssistant) -> None:
     unsubscribe = hass.bus.async_listen(EVENT_DATA_ENTRY_FLOW_PROGRESSED, told)
     try:
         await manager.async_configure(flow_id, {"next_step_id": "pin"})
-        await manager.async_configure(flow_id, {"pin": EXCHANGE_PIN})
+        await manager.async_configure(flow_id, {"pin": PIN})
         await progressed.wait()
     finally:
         unsubscribe()
     if (done := await manager.async_configure(flow_id)).get("reason") != "paired":
         raise RuntimeError(f"the bench's appliance did not pair through the PIN exchange ({done})")
-
-
-def _pinned(cpus: set[int] | None) -> None:
-    """In the appliances' process, before the probe starts: its CPUs, and its imports done."""
-    if cpus:
-        os.sched_setaffinity(0, cpus)
-
-
-def appliances_of_the_exchange(url: str, count: int) -> None:
-    """In a process of its own: ``count`` appliances, each asking until its PIN exchange pairs it."""
-    asyncio.run(_appliances_of_the_exchange(url, count))
-
-
-async def _appliances_of_the_exchange(url: str, count: int) -> None:
-    async with PinExchangeClient(url) as client:
-        for index in range(count):
-            appliance_id = f"bench-oven-{index}"
-            csr = build_csr(ec.generate_private_key(ec.SECP256R1()), appliance_id).public_bytes(Encoding.DER)
-            for _ in range(_ATTEMPTS):  # an attempt is used once: a new one each time it asks
-                if isinstance(
-                    await client.attempt(ApplianceExchange(appliance_id, EXCHANGE_PIN, csr)), Paired
-                ):
-                    break
-                await asyncio.sleep(_ASK_AGAIN)
-            else:
-                raise RuntimeError(f"{appliance_id} was not paired within {_ATTEMPTS} attempts")

@@ -20,12 +20,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 import dataclasses
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 import importlib
-import multiprocessing
 from pathlib import Path
 import statistics
 import tempfile
@@ -33,7 +31,7 @@ import time
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
@@ -43,14 +41,12 @@ from custom_components.est_pairing.est.ca import HouseholdCA, IssuedName
 from custom_components.est_pairing.est.service import EstService, ServiceConfig
 from custom_components.est_pairing.est.srp_worker import SrpWorker
 from custom_components.est_pairing.est.tls import ListenerNames
-from est_tools.appliance.client import build_csr
-from est_tools.appliance.exchange import PinExchangeClient
-from est_tools.appliance.pake_client import ApplianceExchange, Paired
+from est_tools.appliance.pake_client import ApplianceExchange
 from est_tools.standalone.cli import open_service
 
+from .exchange_appliances import PIN, Request, appliance_process, new_request, pair
 from .loop_lag import LoopLagProbe
 
-_PIN = "482913"
 _ID = "oven"
 BACKENDS = (("OpenSSL via ctypes", "srp._ctsrp"), ("pure Python", "srp._pysrp"))
 STALL_TARGET = 0.005  # seconds: the most an exchange may hold the hub's event loop
@@ -107,7 +103,7 @@ def exchange(
 ) -> tuple[float, float]:
     """One whole exchange in this thread: (the hub's CPU seconds, the appliance's)."""
     hub_exchanges = pake.HubExchanges(backend=backend)
-    appliance = ApplianceExchange(_ID, _PIN, fixture.csr_der, backend=backend)
+    appliance = ApplianceExchange(_ID, PIN, fixture.csr_der, backend=backend)
     spent = {"hub": 0.0, "appliance": 0.0}
 
     def timed[T](side: str, work: Callable[[], T]) -> T:
@@ -150,7 +146,7 @@ async def loop_stall(
 
     The worker starts cold, as it does for the first exchange after a quiet minute.
     """
-    appliance = ApplianceExchange(_ID, _PIN, fixture.csr_der, backend=backend)
+    appliance = ApplianceExchange(_ID, PIN, fixture.csr_der, backend=backend)
     start = _parse(appliance.start(), pake.StartRequest)
     worker = SrpWorker(backend=module)
     hub_exchanges = pake.HubExchanges(work=worker)
@@ -162,8 +158,8 @@ async def loop_stall(
         prove = _parse(appliance.answer(pake.encode(challenge.to_dict())), pake.ProveRequest)
         async with LoopLagProbe() as probe:
             await hub_exchanges.prove_async(hub_exchanges.take(prove.session), prove)
-            await worker.pin_matches(verifier, _PIN)
-            await worker.make_verifier(_ID, _PIN)
+            await worker.pin_matches(verifier, PIN)
+            await worker.make_verifier(_ID, PIN)
             await asyncio.sleep(0.01)
         return max(during_start, probe.longest(exclude_cpu_wait=True))
     finally:
@@ -179,16 +175,16 @@ def _parse[T](message: dict[str, str], kind: type[T]) -> T:
 
 def measure(label: str, module: str, backend: srp6a.SrpBackend, rounds: int, fixture: Fixture) -> Costs:
     """Medians over ``rounds`` for one backend."""
-    verifier = verifiers.PinVerifier.create(_ID, _PIN, backend)
+    verifier = verifiers.PinVerifier.create(_ID, PIN, backend)
     runs = [exchange(backend, verifier, fixture) for _ in range(rounds)]
     return Costs(
         backend=label,
         hub=statistics.median(run[0] for run in runs),
         appliance=statistics.median(run[1] for run in runs),
         make_verifier=statistics.median(
-            cpu(lambda: verifiers.PinVerifier.create(_ID, _PIN, backend)) for _ in range(rounds)
+            cpu(lambda: verifiers.PinVerifier.create(_ID, PIN, backend)) for _ in range(rounds)
         ),
-        basic_check=statistics.median(cpu(lambda: verifier.matches(_PIN, backend)) for _ in range(rounds)),
+        basic_check=statistics.median(cpu(lambda: verifier.matches(PIN, backend)) for _ in range(rounds)),
         loop_stall=max(
             asyncio.run(loop_stall(module, backend, verifier, fixture)) for _ in range(min(rounds, 5))
         ),
@@ -198,45 +194,23 @@ def measure(label: str, module: str, backend: srp6a.SrpBackend, rounds: int, fix
 # --- whole exchanges over the listener -----------------------------------------------------------------
 
 
-def appliance_exchanges(url: str, key_pem: bytes, count: int) -> None:
-    """In a process of its own: ``count`` whole exchanges as the bench's appliance, one after another."""
-    asyncio.run(_appliance_exchanges(url, key_pem, count))
-
-
-async def _appliance_exchanges(url: str, key_pem: bytes, count: int) -> None:
-    key = serialization.load_pem_private_key(key_pem, password=None)
-    if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise TypeError("the bench's appliance key is an EC key")
-    csr_der = build_csr(key, _ID).public_bytes(Encoding.DER)
-    async with PinExchangeClient(url) as client:
-        for _ in range(count):
-            outcome = await client.attempt(ApplianceExchange(_ID, _PIN, csr_der))
-            if not isinstance(outcome, Paired):
-                raise RuntimeError(f"the hub did not pair the bench's appliance ({outcome})")  # noqa: TRY004
-
-
-def _ready() -> None:
-    """The appliance process's imports, done before the probe starts."""
-
-
-async def listener_stall(service: EstService, module: str, key_pem: bytes, count: int) -> float:
+async def listener_stall(service: EstService, module: str, request: Request, count: int) -> float:
     """The longest the service's loop stalled (CPU waits left out) during ``count`` exchanges.
 
-    An appliance in another process asks over the listener; the hub's steps run in its SRP worker on
-    ``module``, which starts cold, as the first exchange after a quiet minute finds it.
+    An appliance in another process asks over the listener, with ``request`` each time; the hub's
+    steps run in its SRP worker on ``module``, which starts cold, as the first exchange after a
+    quiet minute finds it.
     """
     await service.srp.close()
     service.srp.backend = module
     loop = asyncio.get_running_loop()
     url = f"https://127.0.0.1:{service.port}"
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as appliance:
-        await loop.run_in_executor(appliance, _ready)
-        async with LoopLagProbe() as probe:
-            await loop.run_in_executor(appliance, appliance_exchanges, url, key_pem, count)
+    async with appliance_process() as appliance, LoopLagProbe() as probe:
+        await loop.run_in_executor(appliance, pair, url, [request] * count)
     return probe.longest(exclude_cpu_wait=True)
 
 
-async def standalone_stalls(modules: list[str], key_pem: bytes, count: int) -> list[float]:
+async def standalone_stalls(modules: list[str], request: Request, count: int) -> list[float]:
     """:func:`listener_stall` for each worker backend, in the standalone server's service."""
     with tempfile.TemporaryDirectory(prefix="est-bench-pake-") as data_dir:
         names = ListenerNames.from_hosts(["127.0.0.1"])
@@ -244,21 +218,21 @@ async def standalone_stalls(modules: list[str], key_pem: bytes, count: int) -> l
             Path(data_dir), ServiceConfig("Bench", port=0, bind_host="127.0.0.1", names=names)
         )
         await service.load()
-        await service.policy.preregister(_ID, _PIN)
+        await service.policy.preregister(_ID, PIN)
         await service.start()
         try:
-            return [await listener_stall(service, module, key_pem, count) for module in modules]
+            return [await listener_stall(service, module, request, count) for module in modules]
         finally:
             await service.stop()
 
 
-async def home_assistant_stalls(modules: list[str], key_pem: bytes, count: int) -> list[float]:
+async def home_assistant_stalls(modules: list[str], request: Request, count: int) -> list[float]:
     """:func:`listener_stall` for each worker backend, the integration on Home Assistant's core."""
     from .home_assistant import hub_in_home_assistant  # the Home Assistant harness, only when asked
 
     async with hub_in_home_assistant() as runtime:
-        await runtime.decisions.async_preregister(_ID, _PIN, "Bench oven")
-        return [await listener_stall(runtime.service, module, key_pem, count) for module in modules]
+        await runtime.decisions.async_preregister(_ID, PIN, "Bench oven")
+        return [await listener_stall(runtime.service, module, request, count) for module in modules]
 
 
 def main(rounds: int = 20, exchanges: int = 20, *, home_assistant: bool = True) -> list[Costs]:
@@ -280,12 +254,10 @@ def main(rounds: int = 20, exchanges: int = 20, *, home_assistant: bool = True) 
             f"{_ms(costs.make_verifier):>14s} {_ms(costs.basic_check):>16s} {_ms(costs.loop_stall):>11s}"
         )
     modules = [module for _, module, _ in found]
-    key_pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
-        Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    places = {"standalone server": asyncio.run(standalone_stalls(modules, key_pem, exchanges))}
+    request = new_request(_ID)  # the same each time: the hub answers again with its certificate
+    places = {"standalone server": asyncio.run(standalone_stalls(modules, request, exchanges))}
     if home_assistant:
-        places["inside Home Assistant"] = asyncio.run(home_assistant_stalls(modules, key_pem, exchanges))
+        places["inside Home Assistant"] = asyncio.run(home_assistant_stalls(modules, request, exchanges))
     print(
         f"{exchanges} whole PIN exchanges over the listener, from an appliance in another process: the "
         f"longest event-loop stall, CPU waits left out (target {_ms(STALL_TARGET)})"
