@@ -68,3 +68,13 @@ def test_home_assistants_cpu_is_judged_only_against_a_baseline() -> None:
     assert verdict.met is True  # within 10% of the baseline
     (verdict,) = [v for v in judge(results, 32, 0.0014) if "Home Assistant's CPU" in v.name]
     assert verdict.met is False
+
+
+@pytest.mark.parametrize("concurrency", [8, 64])
+def test_home_assistants_cpu_is_labelled_with_the_runs_concurrency(concurrency: int) -> None:
+    """Not the default's 32 when the bench ran with another --concurrency."""
+    results = Results(ha_cpu=0.0016)
+    summary = report(results, judge(results, concurrency, 0.0015), concurrency)
+    assert f"Home Assistant's CPU per enrollment, {concurrency} at a time: 1.600 ms" in summary
+    assert f"met    Home Assistant's CPU per enrollment, {concurrency} at a time: 1.600 ms" in summary
+    assert "32 at a time" not in summary

@@ -115,7 +115,7 @@ class Results:
     scaling: dict[str, dict[int, list[Measurement]]] = field(default_factory=dict)  # by loop, size
     stalls: list[Stall] = field(default_factory=list)
     ha_stalls: list[Stall] = field(default_factory=list)
-    ha_cpu: float | None = None  # CPU seconds per enrollment inside Home Assistant, 32 at a time
+    ha_cpu: float | None = None  # CPU seconds per enrollment inside Home Assistant, --concurrency at a time
     memory: dict[str, Memory] = field(default_factory=dict)  # by loop
 
 

@@ -37,7 +37,7 @@ def judge(results: Results, concurrency: int, ha_cpu_baseline: float | None = No
         *(_scaling(results, loop) for loop in loops if loop in results.scaling),
         _stall(results.stalls, "in-process EstService"),
         _stall(results.ha_stalls, "inside Home Assistant"),
-        _ha_cpu(results, ha_cpu_baseline),
+        _ha_cpu(results, concurrency, ha_cpu_baseline),
         *(_memory(results, loop) for loop in loops if loop in results.memory),
     ]
 
@@ -117,8 +117,8 @@ def _stall(stalls: list[Stall], where: str) -> Verdict:
     return Verdict(name, measured, "<= 5 ms", worst.longest_on_cpu <= 0.005)
 
 
-def _ha_cpu(results: Results, baseline: float | None) -> Verdict:
-    name = "Home Assistant's CPU per enrollment, 32 at a time"
+def _ha_cpu(results: Results, concurrency: int, baseline: float | None) -> Verdict:
+    name = f"Home Assistant's CPU per enrollment, {concurrency} at a time"
     wanted = (
         f"no regression: <= {baseline * 1e3:.3f} ms x {HA_CPU_TOLERANCE:.2f} (--ha-cpu-baseline)"
         if baseline
