@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from scripts.devtools.bench.measure import Measurement
-from scripts.devtools.bench.phases import Results
+from scripts.devtools.bench.phases import Results, Stall
 from scripts.devtools.bench.report import judge, report, round_ratios
 from scripts.devtools.bench.stats import LatencySummary, Throughput, Window
 
@@ -78,3 +78,17 @@ def test_home_assistants_cpu_is_labelled_with_the_runs_concurrency(concurrency: 
     assert f"Home Assistant's CPU per enrollment, {concurrency} at a time: 1.600 ms" in summary
     assert f"met    Home Assistant's CPU per enrollment, {concurrency} at a time: 1.600 ms" in summary
     assert "32 at a time" not in summary
+
+
+def test_a_stall_says_whether_it_counted_enrollments_or_pairings() -> None:
+    def stall(label: str, count: int, typical: float, unit: str) -> Stall:
+        return Stall(label, count, 0, 0.04, 0.003, typical, typical, 0.001, sequential=True, unit=unit)
+
+    stalls = [
+        stall("in Home Assistant, one enrollment at a time", 200, 0.0006, "enrollment"),
+        stall("in Home Assistant, pairing by PIN exchange", 5, 0.0018, "pairing"),
+    ]
+    summary = report(Results(ha_stalls=stalls), [], 32).splitlines()
+    enrolling, pairing = (line for line in summary if line.startswith("stall: "))
+    assert enrolling.endswith("typical enrollment    0.6 ms  (200 enrollments, 0 errors)")
+    assert pairing.endswith("typical pairing    1.8 ms  (5 pairings, 0 errors)")

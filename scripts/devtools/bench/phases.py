@@ -87,6 +87,7 @@ class Stall:
     p99: float | None  # ... and its 99th percentile
     interval: float  # the probe's period (the figures are accurate to about this)
     sequential: bool
+    unit: str = "enrollment"  # what ``enrollments`` counts: enrollments, or pairings by PIN exchange
 
 
 @dataclass(frozen=True, slots=True)
@@ -451,6 +452,7 @@ def _exchange_stall(label: str, probe: LoopLagProbe, windows: Sequence[tuple[flo
         percentile(own, 99),
         probe.interval,
         sequential=True,
+        unit="pairing",
     )
 
 

@@ -176,11 +176,11 @@ def report(results: Results, verdicts: Sequence[Verdict], concurrency: int) -> s
                 + f"  p50 {ms(latency.p50)} p99 {ms(latency.p99)}"
             )
     for stall in [*results.stalls, *results.ha_stalls]:
-        typical_stall = f"  typical enrollment {ms(stall.typical)}" if stall.typical is not None else ""
+        typical_stall = f"  typical {stall.unit} {ms(stall.typical)}" if stall.typical is not None else ""
         longest = f"longest {ms(stall.longest_on_cpu)} ({ms(stall.longest)})"
         lines.append(
             f"stall: {stall.label:<46} {longest}{typical_stall}"
-            f"  ({stall.enrollments} enrollments, {stall.errors} errors)"
+            f"  ({stall.enrollments} {stall.unit}s, {stall.errors} errors)"
         )
     if results.ha_cpu is not None:
         cpu = results.ha_cpu * 1e3
