@@ -80,7 +80,7 @@ async def listener(ca: HouseholdCA) -> AsyncIterator[tuple[Endpoint, list[bytes]
     app.router.add_post("/enroll", answer)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ssl_context(identity, [ca.certificate]))
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ssl_context(identity, ca.certificate))
     await site.start()
     port = runner.addresses[0][1]
     yield Endpoint("127.0.0.1", port, ca.certificate_pem.decode()), received

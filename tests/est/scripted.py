@@ -82,7 +82,7 @@ async def serving_tls(ca: HouseholdCA, app: web.Application) -> AsyncIterator[st
     await runner.setup()
     try:
         await web.SockSite(
-            runner, listening, ssl_context=server_ssl_context(identity, [ca.certificate])
+            runner, listening, ssl_context=server_ssl_context(identity, ca.certificate)
         ).start()
         yield f"https://127.0.0.1:{listening.getsockname()[1]}"
     finally:

@@ -243,7 +243,7 @@ def test_a_tls13_client_certificate_costs_no_memory_once_its_connection_ends(
     )
     client_context = client_ssl_context(server.service.ca.certificate, certificate=holder, private_key=key)
     chains = sessions.SessionChains()
-    listener_context = server_ssl_context(server.service.listener_identity, [server.service.ca.certificate])
+    listener_context = server_ssl_context(server.service.listener_identity, server.service.ca.certificate)
 
     def handshake() -> None:
         to_server, to_client = ssl.MemoryBIO(), ssl.MemoryBIO()

@@ -308,8 +308,7 @@ class EstService:
         self.registrar.crl_url = self.crl_url  # the bound port is known now
 
     def _ssl_context(self) -> ssl.SSLContext:
-        anchors = [self.ca.certificate, *self.config.manufacturer_cas]
-        return server_ssl_context(self.listener_identity, anchors)
+        return server_ssl_context(self.listener_identity, self.ca.certificate, self.config.manufacturer_cas)
 
     async def stop(self) -> None:
         """Stop serving, stop the SRP worker, and finish pending saves, the ledger's included."""
@@ -331,7 +330,9 @@ class EstService:
         await self._save_ca(identity)  # raises OSError if it cannot be saved: the listener keeps the old one
         self._identity = identity
         if self._listener is not None:
-            await asyncio.to_thread(load_identity, self._listener.ssl_context, self._identity)
+            await asyncio.to_thread(
+                load_identity, self._listener.ssl_context, self._identity, self.ca.certificate
+            )
         _LOGGER.info("Re-issued the EST listener certificate for %s", ", ".join(names.all()))
         return True
 

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from custom_components.est_pairing.est.wire import EST_PATH
 from est_tools.appliance.client import EstClient
 
-from . import pin_exchange, repeats, two_openssls
+from . import instructions, pin_exchange, repeats, two_openssls
 from .loadgen import Endpoint
 from .measure import Target
 from .phases import LOOPS, Bench, Settings, pinned
@@ -70,6 +70,13 @@ def parser() -> argparse.ArgumentParser:
         "--pake",
         action="store_true",
         help="instead: the PIN exchange's (SRP-6a) CPU on the hub and the appliance, per pysrp backend",
+    )
+    root.add_argument(
+        "--instructions",
+        action="store_true",
+        help="instead: instructions per bare TLS request and per enrollment on each loop (--loops), "
+        f"under valgrind's callgrind, which the host's load does not move (--requests, "
+        f"{instructions.REQUESTS}; about 10 min)",
     )
     root.add_argument(
         "--repeats",
@@ -121,6 +128,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.pake:
         with pinned(_cpus(args.server_cpu)):
             pin_exchange.main(rounds=5 if args.quick else 20)
+        return 0
+    if args.instructions:
+        if missing := instructions.missing_tools():
+            raise SystemExit(
+                f"--instructions needs valgrind: {', '.join(missing)} not found (apt install valgrind)"
+            )
+        with tempfile.TemporaryDirectory(prefix="est-bench-") as temporary:
+            work_dir = args.work_dir or Path(temporary)
+            work_dir.mkdir(parents=True, exist_ok=True)
+            settings = settings_from(args, work_dir)
+            print(_preamble(args, settings), flush=True)
+            with pinned(settings.load_cpus):
+                Bench(settings).instructions(args.requests or instructions.REQUESTS)
         return 0
     if args.repeats:
         with tempfile.TemporaryDirectory(prefix="est-bench-") as temporary:

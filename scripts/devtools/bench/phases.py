@@ -22,6 +22,7 @@ from cryptography import x509
 
 from custom_components.est_pairing.est.wire import EST_PATH
 
+from . import instructions
 from .loadgen import Endpoint, LoadRun
 from .loop_lag import LoopLagProbe
 from .measure import Measurement, Target, measure, ms
@@ -365,6 +366,38 @@ class Bench:
         for concurrency in settings.sweep or (settings.concurrency,):
             self.results.sweep.append(self._measure(target, concurrency, settings.requests_at(concurrency)))
 
+    def instructions(self, requests: int) -> dict[str, float]:
+        """Instructions per bare TLS request and per enrollment on each loop, under callgrind.
+
+        Returns them by measurement name (``bare asyncio``, ``enroll uvloop``...), as printed.
+        """
+        settings, counts = self.settings, {}
+        data_dir = self._data_dir(10)
+        settings.say(
+            f"instructions per request under callgrind: {requests} requests at {instructions.CONCURRENCY} "
+            f"clients after {instructions.WARMUP} to warm up (each server takes a minute or two)"
+        )
+        for module in (_TRANSPORT_SERVER, _EST_SERVER):
+            for loop in _with_baseline(settings.loops) if module == _TRANSPORT_SERVER else settings.loops:
+                out = settings.work_dir / f"callgrind-{module.rsplit('.', 1)[-1]}-{loop}.out"
+                with self._server(module, data_dir, loop, wrapper=instructions.callgrind(out)) as target:
+                    assert target.server is not None  # noqa: S101 - _server always sets it
+                    self._load(target, instructions.CONCURRENCY, instructions.WARMUP)
+                    instructions.zero(target.server.pid)
+                    _, run = self._load(target, instructions.CONCURRENCY, requests)
+                    total = instructions.dump(target.server.pid, out)
+                if failed := sum(request.error is not None for request in run.requests):
+                    raise RuntimeError(f"{target.name}: {failed} of {len(run.requests)} requests failed")
+                counts[target.name] = total / len(run.requests)
+                baseline = counts.get(f"bare {BASELINE_LOOP}")
+                versus = (
+                    f" = {counts[target.name] / baseline:.2f}x bare {BASELINE_LOOP}"
+                    if baseline and target.name != f"bare {BASELINE_LOOP}"
+                    else ""
+                )
+                settings.say(f"  {target.name:14} {counts[target.name] / 1e6:5.2f} M instructions{versus}")
+        return counts
+
     # --- helpers ------------------------------------------------------------------------------------------
 
     def _data_dir(self, certificates: int) -> Path:
@@ -379,8 +412,13 @@ class Bench:
         return path
 
     @contextlib.contextmanager
-    def _server(self, module: str, data_dir: Path, loop: str = BASELINE_LOOP) -> Iterator[Target]:
-        """A server process over ``data_dir`` on event loop ``loop``, as a target to load."""
+    def _server(
+        self, module: str, data_dir: Path, loop: str = BASELINE_LOOP, wrapper: Sequence[str] = ()
+    ) -> Iterator[Target]:
+        """A server process over ``data_dir`` on event loop ``loop``, as a target to load.
+
+        ``wrapper``: a command to run it under (valgrind's), which may take minutes to start it.
+        """
         settings = self.settings
         if module == _EST_SERVER:
             args = ["serve", "--data-dir", str(data_dir), "--host", settings.host, "--port", "0"]
@@ -391,7 +429,14 @@ class Bench:
             args = ["--data-dir", str(data_dir), "--host", settings.host, "--port", "0"]
         args += ["--loop", loop]
         log = data_dir.parent / f"{data_dir.name}-{module.rsplit('.', 1)[-1]}-{loop}.log"
-        server: ServerProcess = start_server(module, args, log=log, cpus=settings.server_cpus)
+        server: ServerProcess = start_server(
+            module,
+            args,
+            log=log,
+            cpus=settings.server_cpus,
+            wrapper=wrapper,
+            start_timeout=600 if wrapper else 120,
+        )
         try:
             pem = (data_dir / "ca.pem").read_text()
             endpoint = Endpoint(server.host, server.port, pem)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 import os
 from pathlib import Path
@@ -52,18 +53,29 @@ class ServerProcess:
                 self.process.wait()
 
 
-def start_server(module: str, args: list[str], *, log: Path, cpus: set[int] | None) -> ServerProcess:
-    """Run ``python -m module args`` and wait for its ``listening on https://HOST:PORT`` line."""
+def start_server(
+    module: str,
+    args: list[str],
+    *,
+    log: Path,
+    cpus: set[int] | None,
+    wrapper: Sequence[str] = (),
+    start_timeout: float = 120,
+) -> ServerProcess:
+    """Run ``python -m module args`` and wait for its ``listening on https://HOST:PORT`` line.
+
+    ``wrapper``: a command that runs it (e.g. valgrind's), whose process id becomes the server's.
+    """
     with log.open("wb") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", module, *args],
+            [*wrapper, sys.executable, "-m", module, *args],
             stdout=output,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
     if cpus:
         os.sched_setaffinity(process.pid, cpus)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + start_timeout
     while time.monotonic() < deadline:
         if match := _LISTENING.search(log.read_text(errors="replace")):
             host = match.group(1).removeprefix("https://").strip("[]")
@@ -72,7 +84,7 @@ def start_server(module: str, args: list[str], *, log: Path, cpus: set[int] | No
             raise RuntimeError(f"{module} exited with {process.returncode}:\n{log.read_text()[-2000:]}")
         time.sleep(0.05)
     process.kill()
-    raise RuntimeError(f"{module} did not start listening within 120 s")
+    raise RuntimeError(f"{module} did not start listening within {start_timeout:g} s")
 
 
 def process_cpu_seconds(pid: int) -> float:

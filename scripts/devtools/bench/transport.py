@@ -47,7 +47,7 @@ async def serve(args: argparse.Namespace) -> None:
     )
     service = open_service(args.data_dir, config)
     await service.load()
-    context = await asyncio.to_thread(server_ssl_context, service.listener_identity, [service.ca.certificate])
+    context = await asyncio.to_thread(server_ssl_context, service.listener_identity, service.ca.certificate)
     app = web.Application()
     app.router.add_post(FIXED_PATH, _fixed_body)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)

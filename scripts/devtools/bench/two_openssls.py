@@ -51,7 +51,7 @@ class Handshakes:
     def __init__(self) -> None:
         ca = HouseholdCA.create("Experiment")
         identity = ListenerIdentity.issue(ca, ListenerNames.from_hosts([_HOST]), datetime.now(UTC))
-        self._server = server_ssl_context(identity, [ca.certificate])
+        self._server = server_ssl_context(identity, ca.certificate)
         self._client = client_ssl_context(ca.certificate)
 
     def run(self) -> ssl.SSLObject:
