@@ -339,15 +339,6 @@ class EnrollmentPolicy:
 
     # --- requests ---------------------------------------------------------------------------------
 
-    async def authorize(self, claim: Claim, request: CertificateRequest, address: str | None) -> Decision:
-        """Approve at once, keep waiting for the owner, or raise the reason to refuse.
-
-        :meth:`authenticate`, then :meth:`decide`: a caller with checks of its own between the two
-        calls them one by one.
-        """
-        await self.authenticate(claim, request)
-        return await self.decide(claim, request, address)
-
     async def authenticate(self, claim: Claim, request: CertificateRequest) -> None:
         """Raise AuthenticationRequired (401) or LockedOut (429) unless the claim's secret is right.
 
@@ -422,7 +413,10 @@ class EnrollmentPolicy:
                 del self._checking[identity]
 
     async def decide(self, claim: Claim, request: CertificateRequest, address: str | None) -> Decision:
-        """:meth:`authorize` for a claim :meth:`authenticate` accepted."""
+        """Approve at once, keep waiting for the owner, or raise the reason to refuse.
+
+        For a claim :meth:`authenticate` accepted; the caller may check more between the two.
+        """
         key = request.key_fingerprint
         self.check_key(key)
         registration = self._registrations.get(claim.appliance_id)
