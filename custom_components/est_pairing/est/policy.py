@@ -420,12 +420,12 @@ class EnrollmentPolicy:
         key = request.key_fingerprint
         self.check_key(key)
         registration = self._registrations.get(claim.appliance_id)
-        if registration is not None and registration.identity == claim.identity:
-            if registration.preregistered:
-                self._use_preregistration(registration, request)
-                return Approved(registration.appliance_id)
-            if key in registration.keys:
-                return Approved(registration.appliance_id)
+        if (
+            registration is not None
+            and registration.identity == claim.identity
+            and (approved := self._approve_registered(registration, request)) is not None
+        ):
+            return approved
         return await self._await_owner(claim, request, address, request_id_for(claim.identity, key))
 
     async def _await_owner(
@@ -488,21 +488,27 @@ class EnrollmentPolicy:
         pending.address = address
         return AwaitingOwner(pending, self.retry_after, new=False)
 
-    def _use_preregistration(self, registration: Registration, request: CertificateRequest) -> None:
-        """A pre-registration is used once: it becomes the approval of the first key that used it.
+    def _approve_registered(self, registration: Registration, request: CertificateRequest) -> Approved | None:
+        """Approve a key the registration covers, or None: the owner decides.
 
+        It covers the keys the owner approved, and any first key of a pre-registration. A
+        pre-registration is used once: it becomes the approval of the first key that used it.
         Decided here, before the certificate is signed, so that two keys sent at once cannot both
         pass; the same key asking again (its answer was lost) is approved as that key. A later key
         needs the owner (or renewal with the certificate). The appliance's request fills in what the
         owner did not type (model, manufacturer, serial number); what the owner typed stays.
         """
-        self._registrations[registration.appliance_id] = replace(
-            registration,
-            keys=frozenset({request.key_fingerprint}),
-            details=_merge(registration.details, request.details),
-            preregistered=False,
-        )
-        self._listener.approvals_changed()
+        if registration.preregistered:
+            self._registrations[registration.appliance_id] = replace(
+                registration,
+                keys=frozenset({request.key_fingerprint}),
+                details=_merge(registration.details, request.details),
+                preregistered=False,
+            )
+            self._listener.approvals_changed()
+        elif request.key_fingerprint not in registration.keys:
+            return None
+        return Approved(registration.appliance_id)
 
     def check_key(self, key_fingerprint: str) -> None:
         """Refuse a key whose certificate was revoked (re-enrollment uses this too)."""
@@ -618,12 +624,12 @@ class EnrollmentPolicy:
         key = request.key_fingerprint
         self.check_key(key)
         registration = self._registered_by_pin(appliance_id)
-        if registration is not None and registration.verifier == verifier:
-            if registration.preregistered:
-                self._use_preregistration(registration, request)
-                return Approved(appliance_id)
-            if key in registration.keys:
-                return Approved(appliance_id)
+        if (
+            registration is not None
+            and registration.verifier == verifier
+            and (approved := self._approve_registered(registration, request)) is not None
+        ):
+            return approved
         self._expire(self._clock())
         pending = self._pending.get(request_id_for(identity, key, exchange=True))
         if pending is None or pending.verifier is None or pending.verifier != verifier:
