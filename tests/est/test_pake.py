@@ -36,6 +36,7 @@ from custom_components.est_pairing.est.errors import (
     TooManyRequests,
 )
 from custom_components.est_pairing.est.limits import FREE_ATTEMPTS, PAKE_SESSION_TTL
+from custom_components.est_pairing.est.srp6a import b64
 from custom_components.est_pairing.est.srp_worker import SrpWorker
 from custom_components.est_pairing.est.status import status_for
 from custom_components.est_pairing.est.throttle import SecretThrottle
@@ -224,7 +225,7 @@ async def test_a_fake_hub_gets_m1_but_its_own_proof_and_ca_are_refused() -> None
     with pytest.raises(HubProofFailed, match="could not prove it knows this appliance's PIN"):
         appliance.confirm(pake.encode(pake.HubProof(fake_m2).to_dict()))
     with pytest.raises(RuntimeError, match="at its failed step"):  # nothing further: no CA
-        appliance.conclude(pake.encode({"ca": "AA==", "certificate": "AA==", "mac": _b64(bytes(64))}))
+        appliance.conclude(pake.encode({"ca": "AA==", "certificate": "AA==", "mac": b64(bytes(64))}))
 
 
 async def test_a_fake_hub_that_skips_its_proof_gets_nothing_pinned(
@@ -432,19 +433,15 @@ def test_the_appliance_takes_its_steps_in_order() -> None:
 # --- malformed messages -------------------------------------------------------------------------------
 
 
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
 def _start(**fields: Any) -> bytes:
     a_public = pow(srp6a.G, 99, srp6a.N).to_bytes(srp6a.N_BYTES, "big").lstrip(b"\0")
-    message = {"step": "start", "method": srp6a.METHOD, "id": "oven", "A": _b64(a_public), "csr": _b64(_CSR)}
+    message = {"step": "start", "method": srp6a.METHOD, "id": "oven", "A": b64(a_public), "csr": b64(_CSR)}
     return json.dumps({k: v for k, v in (message | fields).items() if v is not None}).encode()
 
 
 _CSR = make_csr()
 _N = srp6a.N.to_bytes(srp6a.N_BYTES, "big")
-_PROVE_63 = json.dumps({"step": "prove", "session": "s", "M1": _b64(bytes(63))}).encode()
+_PROVE_63 = json.dumps({"step": "prove", "session": "s", "M1": b64(bytes(63))}).encode()
 _N_PLUS_1 = (srp6a.N + 1).to_bytes(srp6a.N_BYTES, "big")
 
 
@@ -469,12 +466,12 @@ _N_PLUS_1 = (srp6a.N + 1).to_bytes(srp6a.N_BYTES, "big")
         (_start(A="!!!!"), "field 'A' is not valid base64"),
         (_start(A="Zm9vY"), "field 'A' is not valid base64 (truncated)"),
         (_start(A="äöü="), "field 'A' is not valid base64"),
-        (_start(A=_b64(b"\0\1")), "'A' starts with a zero byte"),
-        (_start(A=_b64(_N)), "'A' is zero modulo N"),
-        (_start(A=_b64(_N_PLUS_1)), "'A' is not reduced modulo N"),
-        (_start(A=_b64(b"\1" * 385)), "'A' must be at most 384 bytes"),
-        (_start(csr=_b64(b"\x04garbage")), "'csr' is not a DER PKCS#10 certificate request"),
-        (_start(csr=_b64(b"\x30\x03\x02\x01\x00")), "body is not a DER PKCS#10 certificate request"),
+        (_start(A=b64(b"\0\1")), "'A' starts with a zero byte"),
+        (_start(A=b64(_N)), "'A' is zero modulo N"),
+        (_start(A=b64(_N_PLUS_1)), "'A' is not reduced modulo N"),
+        (_start(A=b64(b"\1" * 385)), "'A' must be at most 384 bytes"),
+        (_start(csr=b64(b"\x04garbage")), "'csr' is not a DER PKCS#10 certificate request"),
+        (_start(csr=b64(b"\x30\x03\x02\x01\x00")), "body is not a DER PKCS#10 certificate request"),
         (_PROVE_63, "'M1' must be 64 bytes, not 63"),
         (b'{"step": "prove", "session": "", "M1": "AA=="}', "field 'session' must be a non-empty string"),
         (b'{"step": "prove", "session": "' + b"s" * 65 + b'", "M1": "AA=="}', "'session' is longer than 64"),
@@ -489,7 +486,7 @@ def test_a_malformed_message_gets_400_with_its_reason(body: bytes, reason: str) 
 
 
 def _challenge(**fields: Any) -> bytes:
-    message = {"session": "s1", "salt": _b64(b"\1" * 16), "B": _b64(b"\2" * 384)}
+    message = {"session": "s1", "salt": b64(b"\1" * 16), "B": b64(b"\2" * 384)}
     return json.dumps({k: v for k, v in (message | fields).items() if v is not None}).encode()
 
 
@@ -497,10 +494,10 @@ def _challenge(**fields: Any) -> bytes:
     ("body", "reason"),
     [
         (b"<html>", "the hub's challenge is not JSON"),
-        (_challenge(B=_b64(_N)), "'B' is zero modulo N"),
-        (_challenge(B=_b64(b"\0" + b"\2" * 383)), "'B' starts with a zero byte"),
-        (_challenge(salt=_b64(b"\0" * 16)), "the hub's salt starts with a zero byte"),
-        (_challenge(salt=_b64(b"\1" * 65)), "field 'salt' must be at most 64 bytes, not 65"),
+        (_challenge(B=b64(_N)), "'B' is zero modulo N"),
+        (_challenge(B=b64(b"\0" + b"\2" * 383)), "'B' starts with a zero byte"),
+        (_challenge(salt=b64(b"\0" * 16)), "the hub's salt starts with a zero byte"),
+        (_challenge(salt=b64(b"\1" * 65)), "field 'salt' must be at most 64 bytes, not 65"),
         (_challenge(session=None), "field 'session' is missing"),
     ],
 )
@@ -562,9 +559,9 @@ def test_the_verifier_record_round_trips_and_holds_no_pin(stored: verifiers.PinV
         ({"method": "sha256"}, "not a srp6a-sha512-3072 verifier"),
         ({"salt": None}, "needs appliance_id, salt and verifier"),
         ({"salt": "***"}, "are base64"),
-        ({"salt": _b64(b"\1" * 15)}, "salt is 16 bytes"),
-        ({"salt": _b64(b"\0" + b"\1" * 15)}, "the first one not zero"),
-        ({"verifier": _b64(b"\0\1")}, "'verifier' starts with a zero byte"),
+        ({"salt": b64(b"\1" * 15)}, "salt is 16 bytes"),
+        ({"salt": b64(b"\0" + b"\1" * 15)}, "the first one not zero"),
+        ({"verifier": b64(b"\0\1")}, "'verifier' starts with a zero byte"),
         ({"verifier": ""}, "'verifier' is empty"),
         ({"verifier": "AB=C"}, "are base64"),
     ],

@@ -40,7 +40,7 @@ from .errors import (
 )
 from .issuance import check_claimed_id
 from .limits import PAKE_SESSION_TTL, PAKE_SESSIONS_MAX, PAKE_SESSIONS_PER_ADDRESS
-from .srp6a import EPHEMERAL_BYTES, HASH_BYTES, METHOD
+from .srp6a import EPHEMERAL_BYTES, HASH_BYTES, METHOD, b64
 from .verifiers import PinVerifier, SrpWork, ThreadedSrp, number
 from .wire import decode_base64, load_csr
 
@@ -124,17 +124,17 @@ def encode(message: Mapping[str, Any]) -> bytes:
 
 def start_message(appliance_id: str, a_public: bytes, csr_der: bytes) -> dict[str, str]:
     """The appliance's first message."""
-    return {"step": "start", "method": METHOD, "id": appliance_id, "A": _b64(a_public), "csr": _b64(csr_der)}
+    return {"step": "start", "method": METHOD, "id": appliance_id, "A": b64(a_public), "csr": b64(csr_der)}
 
 
 def prove_message(session: str, proof: bytes) -> dict[str, str]:
     """The appliance's second message: its proof (M1)."""
-    return {"step": "prove", "session": session, "M1": _b64(proof)}
+    return {"step": "prove", "session": session, "M1": b64(proof)}
 
 
 def enroll_message(session: str, csr_mac: bytes) -> dict[str, str]:
     """The appliance's third message, once the hub proved itself: the MAC of its certificate request."""
-    return {"step": "enroll", "session": session, "csr_mac": _b64(csr_mac)}
+    return {"step": "enroll", "session": session, "csr_mac": b64(csr_mac)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +204,7 @@ class Challenge:
 
     def to_dict(self) -> dict[str, str]:
         """As sent."""
-        return {"session": self.session, "salt": _b64(self.salt), "B": _b64(self.b_public)}
+        return {"session": self.session, "salt": b64(self.salt), "B": b64(self.b_public)}
 
     @classmethod
     def parse(cls, body: bytes) -> Challenge:
@@ -225,7 +225,7 @@ class HubProof:
 
     def to_dict(self) -> dict[str, str]:
         """As sent."""
-        return {"M2": _b64(self.proof)}
+        return {"M2": b64(self.proof)}
 
     @classmethod
     def parse(cls, body: bytes) -> HubProof:
@@ -244,7 +244,7 @@ class FinalAnswer:
 
     def to_dict(self) -> dict[str, str]:
         """As sent."""
-        return {"ca": _b64(self.ca_der), "certificate": _b64(self.certificate_der), "mac": _b64(self.mac)}
+        return {"ca": b64(self.ca_der), "certificate": b64(self.certificate_der), "mac": b64(self.mac)}
 
     @classmethod
     def parse(cls, body: bytes) -> FinalAnswer:
@@ -318,10 +318,6 @@ def _binary(
     if max_size is not None and len(data) > max_size:
         raise error(f"field '{name}' must be at most {max_size} bytes, not {len(data)}")
     return data
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
 
 
 # --- the hub's side --------------------------------------------------------------------------------------
