@@ -517,7 +517,7 @@ class ApplianceSubentryFlow(ConfigSubentryFlow):
             return self.async_abort(reason="not_running")
         runtime: EstRuntime = entry.runtime_data
         errors: dict[str, str] = {}
-        placeholders: dict[str, str] = {}
+        placeholders = {"min_pin_length": str(MIN_PIN_LENGTH), "max_pin_length": str(MAX_SECRET_LENGTH)}
         if user_input is not None:
             appliance_id = user_input[CONF_APPLIANCE_ID].strip()
             name = (user_input.get(CONF_NAME) or "").strip() or None
