@@ -54,7 +54,7 @@ from .const import (
     SUBENTRY_APPLIANCE,
 )
 from .decisions import OwnerReview
-from .est.ca import household_ca_name
+from .est.ca import HOUSEHOLD_CA_SUFFIX, MAX_COMMON_NAME_BYTES, household_ca_name, household_name
 from .est.csr import ApplianceDetails, displayable
 from .est.errors import (
     Busy,
@@ -71,7 +71,6 @@ from .est.issuance import check_appliance_id
 from .est.limits import EXCHANGE_WAIT, MAX_SECRET_LENGTH
 from .est.policy import ExchangeFailure, ExchangeOutcome, PinGiven, Registration
 from .exceptions import AlreadyPaired
-from .household import MAX_HOUSEHOLD_NAME_BYTES, shorten_household_name, tidy_household_name
 from .runtime import hub_runtime
 
 if TYPE_CHECKING:
@@ -80,6 +79,8 @@ if TYPE_CHECKING:
 # CommonMark: backslash-escaped ASCII punctuation shows as itself ("\<img>" is text, not HTML)
 _MARKDOWN_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
 
+# The household's name, as the set-up form takes it, is no longer than the CA's name has room for.
+MAX_HOUSEHOLD_NAME_BYTES = MAX_COMMON_NAME_BYTES - len(HOUSEHOLD_CA_SUFFIX)
 CONF_FINGERPRINTS_MATCH = "fingerprints_match"
 CONF_USE_NEW_DETAILS = "use_new_details"
 SHORT_FINGERPRINT_GROUPS = 4
@@ -168,7 +169,7 @@ class EstPairingConfigFlow(ConfigFlow, domain=DOMAIN):
         self._abort_if_unique_id_configured()
         errors: dict[str, str] = {}
         if user_input is not None:
-            name = tidy_household_name(user_input[CONF_CA_NAME])
+            name = household_name(user_input[CONF_CA_NAME])  # a pasted line break as a space
             port = int(user_input[CONF_PORT])
             data: dict[str, Any] = {CONF_CA_NAME: name, CONF_PORT: port}
             suggested = dict(data)
@@ -187,7 +188,7 @@ class EstPairingConfigFlow(ConfigFlow, domain=DOMAIN):
                 port = await self.hass.async_add_executor_job(_a_free_port)
             # A home name too long for the CA's name is offered shortened.
             suggested = {
-                CONF_CA_NAME: shorten_household_name(self.hass.config.location_name),
+                CONF_CA_NAME: household_name(self.hass.config.location_name, MAX_HOUSEHOLD_NAME_BYTES),
                 CONF_PORT: port,
             }
         return self.async_show_form(
@@ -517,7 +518,7 @@ class ApplianceSubentryFlow(ConfigSubentryFlow):
             return self.async_abort(reason="not_running")
         runtime: EstRuntime = entry.runtime_data
         errors: dict[str, str] = {}
-        placeholders: dict[str, str] = {}
+        placeholders = {"min_pin_length": str(MIN_PIN_LENGTH), "max_pin_length": str(MAX_SECRET_LENGTH)}
         if user_input is not None:
             appliance_id = user_input[CONF_APPLIANCE_ID].strip()
             name = (user_input.get(CONF_NAME) or "").strip() or None

@@ -17,8 +17,10 @@ pytestmark = pytest.mark.slow  # the PIN exchange bench
 
 def test_an_exchange_costs_both_sides_cpu() -> None:
     for _, _, backend in pin_exchange.backends():
-        hub, appliance = pin_exchange.exchange(
-            backend, verifiers.PinVerifier.create("oven", "482913", backend), pin_exchange.Fixture()
+        hub, appliance = asyncio.run(
+            pin_exchange.exchange(
+                backend, verifiers.PinVerifier.create("oven", "482913", backend), pin_exchange.Fixture()
+            )
         )
         assert hub > 0
         assert appliance > 0

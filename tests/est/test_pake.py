@@ -36,6 +36,7 @@ from custom_components.est_pairing.est.errors import (
     TooManyRequests,
 )
 from custom_components.est_pairing.est.limits import FREE_ATTEMPTS, PAKE_SESSION_TTL
+from custom_components.est_pairing.est.srp6a import b64
 from custom_components.est_pairing.est.srp_worker import SrpWorker
 from custom_components.est_pairing.est.status import status_for
 from custom_components.est_pairing.est.throttle import SecretThrottle
@@ -99,7 +100,7 @@ class Wire:
         return body
 
 
-def pair(
+async def pair(
     hub: pake.HubExchanges,
     appliance: ApplianceExchange,
     verifier: verifiers.PinVerifier,
@@ -110,10 +111,10 @@ def pair(
     wire = wire or Wire([])
     start = pake.parse_request(wire.send(appliance.start()))
     assert isinstance(start, pake.StartRequest)
-    challenge = wire.send(hub.start(start, verifier, "192.0.2.7").to_dict())
+    challenge = wire.send((await hub.start(start, verifier, "192.0.2.7")).to_dict())
     prove = pake.parse_request(wire.send(appliance.answer(challenge)))
     assert isinstance(prove, pake.ProveRequest)
-    hub_proof = wire.send(hub.prove(hub.take(prove.session), prove).to_dict())
+    hub_proof = wire.send((await hub.prove(hub.take(prove.session), prove)).to_dict())
     enroll = pake.parse_request(wire.send(appliance.confirm(hub_proof)))
     assert isinstance(enroll, pake.EnrollRequest)
     success = hub.enroll(hub.take(enroll.session), enroll)
@@ -125,13 +126,13 @@ def pair(
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_the_appliance_pins_the_real_ca_and_gets_a_certificate_for_its_own_key(
+async def test_the_appliance_pins_the_real_ca_and_gets_a_certificate_for_its_own_key(
     backend: srp6a.SrpBackend, ca: HouseholdCA
 ) -> None:
     verifier = verifiers.PinVerifier.create("oven", PIN, backend)
     csr_der = make_csr()
-    hub = pake.HubExchanges(backend=backend)
-    paired = pair(hub, ApplianceExchange("oven", PIN, csr_der, backend=backend), verifier, ca)
+    hub = pake.HubExchanges(work=verifiers.ThreadedSrp(backend))
+    paired = await pair(hub, ApplianceExchange("oven", PIN, csr_der, backend=backend), verifier, ca)
     assert paired.ca == ca.certificate
     paired.certificate.verify_directly_issued_by(ca.certificate)
     assert paired.certificate.public_key() == x509.load_der_x509_csr(csr_der).public_key()
@@ -146,10 +147,10 @@ async def test_the_async_steps_pair_too(stored: verifiers.PinVerifier, ca: House
     appliance = ApplianceExchange("oven", PIN, make_csr())
     start = pake.parse_request(pake.encode(await appliance.start_async()))
     assert isinstance(start, pake.StartRequest)
-    challenge = await hub.start_async(start, stored, None)
+    challenge = await hub.start(start, stored, None)
     prove = pake.parse_request(pake.encode(await appliance.answer_async(pake.encode(challenge.to_dict()))))
     assert isinstance(prove, pake.ProveRequest)
-    hub_proof = await hub.prove_async(hub.take(prove.session), prove)
+    hub_proof = await hub.prove(hub.take(prove.session), prove)
     enroll = pake.parse_request(pake.encode(appliance.confirm(pake.encode(hub_proof.to_dict()))))
     assert isinstance(enroll, pake.EnrollRequest)
     success = hub.enroll(hub.take(enroll.session), enroll)
@@ -168,27 +169,27 @@ def test_the_offer_lists_the_method() -> None:
 # --- wrong PINs ----------------------------------------------------------------------------------------
 
 
-def start_and_answer(
+async def start_and_answer(
     hub: pake.HubExchanges, appliance: ApplianceExchange, verifier: verifiers.PinVerifier
 ) -> tuple[pake.ProveRequest, pake.PakeSession]:
     start = pake.parse_request(pake.encode(appliance.start()))
     assert isinstance(start, pake.StartRequest)
-    challenge = hub.start(start, verifier, "192.0.2.7")
+    challenge = await hub.start(start, verifier, "192.0.2.7")
     prove = pake.parse_request(pake.encode(appliance.answer(pake.encode(challenge.to_dict()))))
     assert isinstance(prove, pake.ProveRequest)
     return prove, hub.take(prove.session)
 
 
-def test_a_wrong_pin_on_the_appliance_is_refused_and_counted_until_the_lockout(
+async def test_a_wrong_pin_on_the_appliance_is_refused_and_counted_until_the_lockout(
     stored: verifiers.PinVerifier,
 ) -> None:
     hub = pake.HubExchanges()
     throttle = SecretThrottle(Clock())
     for _ in range(FREE_ATTEMPTS):
         throttle.check("id:oven")
-        prove, session = start_and_answer(hub, ApplianceExchange("oven", "000000", make_csr()), stored)
+        prove, session = await start_and_answer(hub, ApplianceExchange("oven", "000000", make_csr()), stored)
         with pytest.raises(PairingProofFailed, match="does not know the PIN") as refused:
-            hub.prove(session, prove)
+            await hub.prove(session, prove)
         assert status_for(refused.value) == 401
         throttle.failure(f"id:{session.appliance_id}")  # what the hub's caller does with the refusal
         with pytest.raises(ExchangeGone):  # a failed exchange cannot be tried again
@@ -197,24 +198,24 @@ def test_a_wrong_pin_on_the_appliance_is_refused_and_counted_until_the_lockout(
         throttle.check("id:oven")
 
 
-def test_a_pin_the_owner_mistyped_fails_the_exchange_at_the_hub(ca: HouseholdCA) -> None:
+async def test_a_pin_the_owner_mistyped_fails_the_exchange_at_the_hub(ca: HouseholdCA) -> None:
     typed = verifiers.PinVerifier.create("oven", "482931")  # the owner swapped two digits
     hub = pake.HubExchanges()
-    prove, session = start_and_answer(hub, ApplianceExchange("oven", PIN, make_csr()), typed)
+    prove, session = await start_and_answer(hub, ApplianceExchange("oven", PIN, make_csr()), typed)
     with pytest.raises(PairingProofFailed):
-        hub.prove(session, prove)
+        await hub.prove(session, prove)
 
 
-def test_a_fake_hub_gets_m1_but_its_own_proof_and_ca_are_refused() -> None:
+async def test_a_fake_hub_gets_m1_but_its_own_proof_and_ca_are_refused() -> None:
     """A fake hub does not have the verifier: whatever M2 it makes, the appliance stops there."""
     csr_der = make_csr()
     salt = bytes.fromhex("c1") * srp6a.SALT_BYTES
     guess = verifiers.PinVerifier("oven", salt, vector.verifier(salt, "oven", "123456"))  # its one guess
     fake = pake.HubExchanges(random_bytes=lambda n: vector.B_SECRET if n == 32 else bytes(n))
     appliance = ApplianceExchange("oven", PIN, csr_der, ephemeral=vector.A_SECRET)
-    prove, session = start_and_answer(fake, appliance, guess)
+    prove, session = await start_and_answer(fake, appliance, guess)
     with pytest.raises(PairingProofFailed):  # the fake cannot check M1 either
-        fake.prove(session, prove)
+        await fake.prove(session, prove)
     # Its best answer: M2 from the K its own verifier gives.
     values = vector.transcript(
         "oven", PIN, salt, vector.number(vector.A_SECRET), vector.number(vector.B_SECRET),
@@ -224,14 +225,14 @@ def test_a_fake_hub_gets_m1_but_its_own_proof_and_ca_are_refused() -> None:
     with pytest.raises(HubProofFailed, match="could not prove it knows this appliance's PIN"):
         appliance.confirm(pake.encode(pake.HubProof(fake_m2).to_dict()))
     with pytest.raises(RuntimeError, match="at its failed step"):  # nothing further: no CA
-        appliance.conclude(pake.encode({"ca": "AA==", "certificate": "AA==", "mac": _b64(bytes(64))}))
+        appliance.conclude(pake.encode({"ca": "AA==", "certificate": "AA==", "mac": b64(bytes(64))}))
 
 
-def test_a_fake_hub_that_skips_its_proof_gets_nothing_pinned(
+async def test_a_fake_hub_that_skips_its_proof_gets_nothing_pinned(
     stored: verifiers.PinVerifier, ca: HouseholdCA
 ) -> None:
     appliance = ApplianceExchange("oven", PIN, make_csr())
-    start_and_answer(pake.HubExchanges(), appliance, stored)
+    await start_and_answer(pake.HubExchanges(), appliance, stored)
     fake_answer = {"ca": base64.b64encode(ca.certificate.public_bytes(Encoding.DER)).decode(), "mac": "AA=="}
     with pytest.raises(ProtocolError, match="'M2' is missing"):
         appliance.confirm(pake.encode(fake_answer))
@@ -240,17 +241,19 @@ def test_a_fake_hub_that_skips_its_proof_gets_nothing_pinned(
 # --- relays ------------------------------------------------------------------------------------------
 
 
-def test_a_relay_that_swaps_in_its_own_request_gets_no_certificate(stored: verifiers.PinVerifier) -> None:
+async def test_a_relay_that_swaps_in_its_own_request_gets_no_certificate(
+    stored: verifiers.PinVerifier,
+) -> None:
     hub = pake.HubExchanges()
     appliance = ApplianceExchange("oven", PIN, make_csr())
     sent = appliance.start()
     relayed = sent | {"csr": base64.b64encode(make_csr()).decode()}  # the relay's own key, same id
     start = pake.parse_request(pake.encode(relayed))
     assert isinstance(start, pake.StartRequest)
-    challenge = hub.start(start, stored, "192.0.2.66")
+    challenge = await hub.start(start, stored, "192.0.2.66")
     prove = pake.parse_request(pake.encode(appliance.answer(pake.encode(challenge.to_dict()))))
     assert isinstance(prove, pake.ProveRequest)
-    hub_proof = hub.prove(hub.take(prove.session), prove)  # the appliance knows the PIN ...
+    hub_proof = await hub.prove(hub.take(prove.session), prove)  # the appliance knows the PIN ...
     enroll = pake.parse_request(pake.encode(appliance.confirm(pake.encode(hub_proof.to_dict()))))
     assert isinstance(enroll, pake.EnrollRequest)
     with pytest.raises(PairingProofFailed, match="not the one it started with") as refused:
@@ -259,7 +262,7 @@ def test_a_relay_that_swaps_in_its_own_request_gets_no_certificate(stored: verif
     assert len(hub) == 0
 
 
-def test_a_relay_that_swaps_in_its_own_ca_is_not_pinned(
+async def test_a_relay_that_swaps_in_its_own_ca_is_not_pinned(
     stored: verifiers.PinVerifier, ca: HouseholdCA
 ) -> None:
     relay_ca = HouseholdCA.create("Relay")
@@ -267,7 +270,7 @@ def test_a_relay_that_swaps_in_its_own_ca_is_not_pinned(
     appliance = ApplianceExchange("oven", PIN, make_csr())
     wire = Wire([])
     with pytest.raises(HubProofFailed, match="not the ones the PIN exchange authenticated"):
-        pair(hub, appliance, stored, ca, _SwapCa(wire.bodies, relay_ca))
+        await pair(hub, appliance, stored, ca, _SwapCa(wire.bodies, relay_ca))
 
 
 class _SwapCa(Wire):
@@ -288,11 +291,11 @@ class _SwapCa(Wire):
 # --- eavesdroppers -------------------------------------------------------------------------------------
 
 
-def test_the_transcript_holds_neither_the_pin_nor_a_hash_of_it(
+async def test_the_transcript_holds_neither_the_pin_nor_a_hash_of_it(
     stored: verifiers.PinVerifier, ca: HouseholdCA
 ) -> None:
     wire = Wire([])
-    pair(pake.HubExchanges(), ApplianceExchange("oven", PIN, make_csr()), stored, ca, wire)
+    await pair(pake.HubExchanges(), ApplianceExchange("oven", PIN, make_csr()), stored, ca, wire)
     assert len(wire.bodies) == 6
     seen = b"".join(wire.bodies)
     for body in wire.bodies:  # the binary fields too, decoded
@@ -329,10 +332,10 @@ def start_request(csr_der: bytes | None = None, appliance_id: str = "oven") -> p
     return start
 
 
-def test_an_exchange_expires(stored: verifiers.PinVerifier) -> None:
+async def test_an_exchange_expires(stored: verifiers.PinVerifier) -> None:
     clock = Clock()
     hub = pake.HubExchanges(clock=clock)
-    challenge = hub.start(start_request(), stored, None)
+    challenge = await hub.start(start_request(), stored, None)
     clock.now += PAKE_SESSION_TTL
     assert len(hub) == 0
     with pytest.raises(ExchangeGone, match="expired") as gone:
@@ -340,18 +343,18 @@ def test_an_exchange_expires(stored: verifiers.PinVerifier) -> None:
     assert status_for(gone.value) == 400
 
 
-def test_a_proven_exchange_expires_before_its_enroll_too(stored: verifiers.PinVerifier) -> None:
+async def test_a_proven_exchange_expires_before_its_enroll_too(stored: verifiers.PinVerifier) -> None:
     clock = Clock()
     hub = pake.HubExchanges(clock=clock)
     appliance = ApplianceExchange("oven", PIN, make_csr())
-    prove, session = start_and_answer(hub, appliance, stored)
-    hub.prove(session, prove)
+    prove, session = await start_and_answer(hub, appliance, stored)
+    await hub.prove(session, prove)
     clock.now += PAKE_SESSION_TTL
     with pytest.raises(ExchangeGone):
         hub.take(prove.session)
 
 
-def test_the_exchanges_are_bounded_overall_and_per_address(stored: verifiers.PinVerifier) -> None:
+async def test_the_exchanges_are_bounded_overall_and_per_address(stored: verifiers.PinVerifier) -> None:
     spent: list[int] = []
 
     def random_bytes(length: int) -> bytes:
@@ -359,15 +362,15 @@ def test_the_exchanges_are_bounded_overall_and_per_address(stored: verifiers.Pin
         return secrets.token_bytes(length)
 
     hub = pake.HubExchanges(capacity=3, per_address=2, random_bytes=random_bytes)
-    hub.start(start_request(), stored, "192.0.2.1")
-    hub.start(start_request(), stored, "192.0.2.1")
+    await hub.start(start_request(), stored, "192.0.2.1")
+    await hub.start(start_request(), stored, "192.0.2.1")
     with pytest.raises(TooManyRequests, match="from this address") as per_address:
-        hub.start(start_request(), stored, "192.0.2.1")
+        await hub.start(start_request(), stored, "192.0.2.1")
     assert status_for(per_address.value) == 429
-    hub.start(start_request(), stored, "192.0.2.2")
+    await hub.start(start_request(), stored, "192.0.2.2")
     spent.clear()
     with pytest.raises(Busy, match="too many PIN exchanges") as full:
-        hub.start(start_request(), stored, "192.0.2.3")
+        await hub.start(start_request(), stored, "192.0.2.3")
     assert status_for(full.value) == 503
     assert full.value.retry_after == PAKE_SESSION_TTL
     assert spent == []  # refused before any work
@@ -378,41 +381,43 @@ async def test_a_full_table_refuses_before_the_exponentiation_and_after_it(
     stored: verifiers.PinVerifier,
 ) -> None:
     hub = pake.HubExchanges(capacity=1)
-    await hub.start_async(start_request(), stored, None)
+    await hub.start(start_request(), stored, None)
     with pytest.raises(Busy):
-        await hub.start_async(start_request(), stored, None)
+        await hub.start(start_request(), stored, None)
 
 
-def test_a_new_start_for_the_same_request_replaces_the_earlier_exchange(
+async def test_a_new_start_for_the_same_request_replaces_the_earlier_exchange(
     stored: verifiers.PinVerifier,
 ) -> None:
     hub = pake.HubExchanges(capacity=1)
     csr_der = make_csr()
-    first = hub.start(start_request(csr_der), stored, "192.0.2.1")
-    second = hub.start(start_request(csr_der), stored, "192.0.2.1")  # the table is full, but it is the same
+    first = await hub.start(start_request(csr_der), stored, "192.0.2.1")
+    second = await hub.start(
+        start_request(csr_der), stored, "192.0.2.1"
+    )  # the table is full, but it is the same
     assert len(hub) == 1
     with pytest.raises(ExchangeGone):
         hub.take(first.session)
     assert hub.take(second.session).session_id == second.session
 
 
-def test_each_step_is_taken_once_and_in_order(stored: verifiers.PinVerifier) -> None:
+async def test_each_step_is_taken_once_and_in_order(stored: verifiers.PinVerifier) -> None:
     hub = pake.HubExchanges()
     appliance = ApplianceExchange("oven", PIN, make_csr())
-    prove, session = start_and_answer(hub, appliance, stored)
+    prove, session = await start_and_answer(hub, appliance, stored)
     with pytest.raises(ExchangeGone):
         hub.take(prove.session)  # taken already
     early = pake.EnrollRequest(session.session_id, bytes(64))
     with pytest.raises(MalformedRequest, match="send 'prove' first"):
         hub.enroll(session, early)
-    hub.prove(session, prove)
+    await hub.prove(session, prove)
     proven = hub.take(prove.session)
     with pytest.raises(MalformedRequest, match="proven already"):
-        hub.prove(proven, prove)
+        await hub.prove(proven, prove)
     with pytest.raises(ValueError, match="another session"):
         hub.enroll(proven, pake.EnrollRequest("another", bytes(64)))
     with pytest.raises(ValueError, match="another appliance's"):
-        hub.start(start_request(appliance_id="fridge"), stored, None)
+        await hub.start(start_request(appliance_id="fridge"), stored, None)
 
 
 def test_the_appliance_takes_its_steps_in_order() -> None:
@@ -428,19 +433,15 @@ def test_the_appliance_takes_its_steps_in_order() -> None:
 # --- malformed messages -------------------------------------------------------------------------------
 
 
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
 def _start(**fields: Any) -> bytes:
     a_public = pow(srp6a.G, 99, srp6a.N).to_bytes(srp6a.N_BYTES, "big").lstrip(b"\0")
-    message = {"step": "start", "method": srp6a.METHOD, "id": "oven", "A": _b64(a_public), "csr": _b64(_CSR)}
+    message = {"step": "start", "method": srp6a.METHOD, "id": "oven", "A": b64(a_public), "csr": b64(_CSR)}
     return json.dumps({k: v for k, v in (message | fields).items() if v is not None}).encode()
 
 
 _CSR = make_csr()
 _N = srp6a.N.to_bytes(srp6a.N_BYTES, "big")
-_PROVE_63 = json.dumps({"step": "prove", "session": "s", "M1": _b64(bytes(63))}).encode()
+_PROVE_63 = json.dumps({"step": "prove", "session": "s", "M1": b64(bytes(63))}).encode()
 _N_PLUS_1 = (srp6a.N + 1).to_bytes(srp6a.N_BYTES, "big")
 
 
@@ -465,12 +466,12 @@ _N_PLUS_1 = (srp6a.N + 1).to_bytes(srp6a.N_BYTES, "big")
         (_start(A="!!!!"), "field 'A' is not valid base64"),
         (_start(A="Zm9vY"), "field 'A' is not valid base64 (truncated)"),
         (_start(A="äöü="), "field 'A' is not valid base64"),
-        (_start(A=_b64(b"\0\1")), "'A' starts with a zero byte"),
-        (_start(A=_b64(_N)), "'A' is zero modulo N"),
-        (_start(A=_b64(_N_PLUS_1)), "'A' is not reduced modulo N"),
-        (_start(A=_b64(b"\1" * 385)), "'A' must be at most 384 bytes"),
-        (_start(csr=_b64(b"\x04garbage")), "'csr' is not a DER PKCS#10 certificate request"),
-        (_start(csr=_b64(b"\x30\x03\x02\x01\x00")), "body is not a DER PKCS#10 certificate request"),
+        (_start(A=b64(b"\0\1")), "'A' starts with a zero byte"),
+        (_start(A=b64(_N)), "'A' is zero modulo N"),
+        (_start(A=b64(_N_PLUS_1)), "'A' is not reduced modulo N"),
+        (_start(A=b64(b"\1" * 385)), "'A' must be at most 384 bytes"),
+        (_start(csr=b64(b"\x04garbage")), "'csr' is not a DER PKCS#10 certificate request"),
+        (_start(csr=b64(b"\x30\x03\x02\x01\x00")), "body is not a DER PKCS#10 certificate request"),
         (_PROVE_63, "'M1' must be 64 bytes, not 63"),
         (b'{"step": "prove", "session": "", "M1": "AA=="}', "field 'session' must be a non-empty string"),
         (b'{"step": "prove", "session": "' + b"s" * 65 + b'", "M1": "AA=="}', "'session' is longer than 64"),
@@ -485,7 +486,7 @@ def test_a_malformed_message_gets_400_with_its_reason(body: bytes, reason: str) 
 
 
 def _challenge(**fields: Any) -> bytes:
-    message = {"session": "s1", "salt": _b64(b"\1" * 16), "B": _b64(b"\2" * 384)}
+    message = {"session": "s1", "salt": b64(b"\1" * 16), "B": b64(b"\2" * 384)}
     return json.dumps({k: v for k, v in (message | fields).items() if v is not None}).encode()
 
 
@@ -493,10 +494,10 @@ def _challenge(**fields: Any) -> bytes:
     ("body", "reason"),
     [
         (b"<html>", "the hub's challenge is not JSON"),
-        (_challenge(B=_b64(_N)), "'B' is zero modulo N"),
-        (_challenge(B=_b64(b"\0" + b"\2" * 383)), "'B' starts with a zero byte"),
-        (_challenge(salt=_b64(b"\0" * 16)), "the hub's salt starts with a zero byte"),
-        (_challenge(salt=_b64(b"\1" * 65)), "field 'salt' must be at most 64 bytes, not 65"),
+        (_challenge(B=b64(_N)), "'B' is zero modulo N"),
+        (_challenge(B=b64(b"\0" + b"\2" * 383)), "'B' starts with a zero byte"),
+        (_challenge(salt=b64(b"\0" * 16)), "the hub's salt starts with a zero byte"),
+        (_challenge(salt=b64(b"\1" * 65)), "field 'salt' must be at most 64 bytes, not 65"),
         (_challenge(session=None), "field 'session' is missing"),
     ],
 )
@@ -509,13 +510,13 @@ def test_a_malformed_challenge_stops_the_appliance(body: bytes, reason: str) -> 
 
 
 @pytest.mark.parametrize("case", ["not DER", "another issuer", "another key"])
-def test_an_authenticated_but_unusable_answer_is_a_protocol_error(
+async def test_an_authenticated_but_unusable_answer_is_a_protocol_error(
     case: str, stored: verifiers.PinVerifier, ca: HouseholdCA
 ) -> None:
     hub = pake.HubExchanges()
     appliance = ApplianceExchange("oven", PIN, make_csr())
-    prove, session = start_and_answer(hub, appliance, stored)
-    hub_proof = hub.prove(session, prove)
+    prove, session = await start_and_answer(hub, appliance, stored)
+    hub_proof = await hub.prove(session, prove)
     enroll = pake.parse_request(pake.encode(appliance.confirm(pake.encode(hub_proof.to_dict()))))
     assert isinstance(enroll, pake.EnrollRequest)
     success = hub.enroll(hub.take(enroll.session), enroll)
@@ -558,9 +559,9 @@ def test_the_verifier_record_round_trips_and_holds_no_pin(stored: verifiers.PinV
         ({"method": "sha256"}, "not a srp6a-sha512-3072 verifier"),
         ({"salt": None}, "needs appliance_id, salt and verifier"),
         ({"salt": "***"}, "are base64"),
-        ({"salt": _b64(b"\1" * 15)}, "salt is 16 bytes"),
-        ({"salt": _b64(b"\0" + b"\1" * 15)}, "the first one not zero"),
-        ({"verifier": _b64(b"\0\1")}, "'verifier' starts with a zero byte"),
+        ({"salt": b64(b"\1" * 15)}, "salt is 16 bytes"),
+        ({"salt": b64(b"\0" + b"\1" * 15)}, "the first one not zero"),
+        ({"verifier": b64(b"\0\1")}, "'verifier' starts with a zero byte"),
         ({"verifier": ""}, "'verifier' is empty"),
         ({"verifier": "AB=C"}, "are base64"),
     ],
@@ -601,14 +602,14 @@ def test_a_salt_pysrp_makes_too_short_is_made_again() -> None:
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_pysrps_own_safety_check_backs_the_parser(
+async def test_pysrps_own_safety_check_backs_the_parser(
     backend: srp6a.SrpBackend, stored: verifiers.PinVerifier
 ) -> None:
     """An A the parser would refuse (A = N), handed to the hub directly, is refused by pysrp too."""
     start = start_request()
     unparsed = pake.StartRequest(start.appliance_id, _N, start.csr_der, start.request)
     with pytest.raises(MalformedRequest, match="zero modulo N"):
-        pake.HubExchanges(backend=backend).start(unparsed, stored, None)
+        await pake.HubExchanges(work=verifiers.ThreadedSrp(backend)).start(unparsed, stored, None)
 
 
 def test_the_pure_python_backend_takes_the_same_ephemeral_padded() -> None:

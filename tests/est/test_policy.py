@@ -40,6 +40,7 @@ from custom_components.est_pairing.est.policy import (
     Claim,
     Confirmation,
     CredentialKind,
+    Decision,
     EnrollmentPolicy,
     PendingEnrollment,
     PinGiven,
@@ -68,6 +69,14 @@ def request(appliance_id: str = "oven") -> CertificateRequest:
 
 def claim(appliance_id: str = "oven", secret: str = "123456") -> Claim:
     return Claim.from_basic(BasicCredentials(appliance_id, secret))
+
+
+async def ask(
+    policy: EnrollmentPolicy, claim: Claim, request: CertificateRequest, address: str | None
+) -> Decision:
+    """A request through the policy as the registrar makes it: authenticate, then decide."""
+    await policy.authenticate(claim, request)
+    return await policy.decide(claim, request, address)
 
 
 class Heard(PolicyListener):
@@ -122,9 +131,9 @@ async def test_unknown_appliance_waits_and_the_owner_is_told_once(
 ) -> None:
     seen = heard.added
     oven = request()
-    first = await policy.authorize(claim(), oven, "10.0.0.5")
+    first = await ask(policy, claim(), oven, "10.0.0.5")
     assert isinstance(first, AwaitingOwner) and first.new
-    second = await policy.authorize(claim(), oven, "10.0.0.6")
+    second = await ask(policy, claim(), oven, "10.0.0.6")
     assert isinstance(second, AwaitingOwner) and not second.new
     assert len(seen) == 1
     assert seen[0].address == "10.0.0.6"
@@ -133,19 +142,19 @@ async def test_unknown_appliance_waits_and_the_owner_is_told_once(
 
 async def test_approval_with_the_right_pin_then_issue(policy: EnrollmentPolicy) -> None:
     oven = request()
-    pending = await policy.authorize(claim(), oven, None)
+    pending = await ask(policy, claim(), oven, None)
     assert isinstance(pending, AwaitingOwner)
     registration = await policy.approve(pending.pending.request_id, pin=" 123456 ")
     assert isinstance(registration, Registration)
     assert registration.keys == {oven.key_fingerprint}
-    assert await policy.authorize(claim(), oven, None) == Approved("oven")
+    assert await ask(policy, claim(), oven, None) == Approved("oven")
     with pytest.raises(AuthenticationRequired):
-        await policy.authorize(claim(secret="654321"), oven, None)
+        await ask(policy, claim(secret="654321"), oven, None)
     assert policy.pending_requests() == []
 
 
 async def test_wrong_pins_typed_by_the_owner_stop_the_flow_and_lock(policy: EnrollmentPolicy) -> None:
-    pending = await policy.authorize(claim(), request(), None)
+    pending = await ask(policy, claim(), request(), None)
     assert isinstance(pending, AwaitingOwner)
     request_id = pending.pending.request_id
     for attempts_left in range(OWNER_PIN_ATTEMPTS - 1, 0, -1):
@@ -157,11 +166,11 @@ async def test_wrong_pins_typed_by_the_owner_stop_the_flow_and_lock(policy: Enro
     with pytest.raises(PendingRequestGone):
         await policy.approve(request_id, pin="123456")
     with pytest.raises(LockedOut):
-        await policy.authorize(claim(), request(), None)
+        await ask(policy, claim(), request(), None)
 
 
 async def test_pin_approval_needs_a_pin_from_the_appliance(policy: EnrollmentPolicy) -> None:
-    pending = await policy.authorize(claim(secret=""), request(), None)
+    pending = await ask(policy, claim(secret=""), request(), None)
     assert isinstance(pending, AwaitingOwner)
     with pytest.raises(NotAllowed, match="compare the fingerprints"):
         await policy.approve(pending.pending.request_id, pin="123456")
@@ -171,27 +180,25 @@ async def test_pin_approval_needs_a_pin_from_the_appliance(policy: EnrollmentPol
 
 async def test_rejection_is_remembered_for_that_key(policy: EnrollmentPolicy) -> None:
     oven = request()
-    pending = await policy.authorize(claim(), oven, None)
+    pending = await ask(policy, claim(), oven, None)
     assert isinstance(pending, AwaitingOwner)
     policy.reject(pending.pending.request_id)
     with pytest.raises(NotAllowed, match="rejected"):
-        await policy.authorize(claim(), oven, None)
-    assert isinstance(await policy.authorize(claim(), request(), None), AwaitingOwner)
+        await ask(policy, claim(), oven, None)
+    assert isinstance(await ask(policy, claim(), request(), None), AwaitingOwner)
 
 
 async def test_a_preregistration_admits_the_first_key_with_the_secret_only(policy: EnrollmentPolicy) -> None:
     await policy.preregister("oven", "123456")
     with pytest.raises(AuthenticationRequired):
-        await policy.authorize(claim(secret="1"), request(), None)
+        await ask(policy, claim(secret="1"), request(), None)
     first = request()
-    assert await policy.authorize(claim(), first, None) == Approved("oven")
-    assert await policy.authorize(claim(), first, None) == Approved("oven")  # its retry
+    assert await ask(policy, claim(), first, None) == Approved("oven")
+    assert await ask(policy, claim(), first, None) == Approved("oven")  # its retry
     registration = policy.registration("oven")
     assert registration is not None and not registration.preregistered
     assert registration.keys == {first.key_fingerprint}
-    assert isinstance(
-        await policy.authorize(claim(), request(), None), AwaitingOwner
-    )  # another key: the owner
+    assert isinstance(await ask(policy, claim(), request(), None), AwaitingOwner)  # another key: the owner
     with pytest.raises(NotAllowed, match="paired already"):
         await policy.preregister("oven", "123456")  # arming it again would admit that key unattended
     with pytest.raises(MalformedRequest):
@@ -204,7 +211,7 @@ async def test_a_new_id_is_one_dns_label(policy: EnrollmentPolicy, appliance_id:
     with pytest.raises(MalformedRequest, match=r"with no '\.'"):
         await policy.preregister(appliance_id, "123456")
     with pytest.raises(MalformedRequest, match=r"with no '\.'"):
-        await policy.authorize(claim(appliance_id), request(appliance_id), None)
+        await ask(policy, claim(appliance_id), request(appliance_id), None)
     assert policy.registrations() == [] and policy.pending_requests() == []
 
 
@@ -213,13 +220,13 @@ async def test_preregistering_an_appliance_that_waits_withdraws_its_request(
 ) -> None:
     """Its card under Discovered would otherwise outlive the enrollment the registration allows."""
     oven = request()
-    waiting = await policy.authorize(claim(), oven, None)
-    other = await policy.authorize(claim("fridge"), request("fridge"), None)
+    waiting = await ask(policy, claim(), oven, None)
+    other = await ask(policy, claim("fridge"), request("fridge"), None)
     assert isinstance(waiting, AwaitingOwner) and isinstance(other, AwaitingOwner)
     await policy.preregister("oven", "123456")
     assert [pending.request_id for pending in heard.removed] == [waiting.pending.request_id]
     assert [p.appliance_id for p in policy.pending_requests()] == ["fridge"]
-    assert await policy.authorize(claim(), oven, None) == Approved("oven")  # its retry, with the PIN
+    assert await ask(policy, claim(), oven, None) == Approved("oven")  # its retry, with the PIN
 
 
 async def test_a_preregistration_learns_what_the_appliance_says_about_itself(
@@ -229,12 +236,12 @@ async def test_a_preregistration_learns_what_the_appliance_says_about_itself(
     heard.changes = 0
     said = ApplianceDetails(name="OV oven", model="OV-200", manufacturer="Acme", serial_number="SN-42")
     oven = inspect_request(build_csr(ec.generate_private_key(ec.SECP256R1()), "oven", details=said))
-    assert await policy.authorize(claim(), oven, None) == Approved("oven")
+    assert await ask(policy, claim(), oven, None) == Approved("oven")
     registration = policy.registration("oven")
     assert registration is not None
     assert registration.details == ApplianceDetails("Kitchen oven", "OV-200", "Acme", "SN-42")  # owner's name
     assert heard.changes == 1
-    assert await policy.authorize(claim(), oven, None) == Approved("oven")  # its retry: no save
+    assert await ask(policy, claim(), oven, None) == Approved("oven")  # its retry: no save
     assert policy.registration("oven") == registration
     assert heard.changes == 1
 
@@ -244,8 +251,8 @@ async def test_revoked_keys_never_enroll_again(policy: EnrollmentPolicy) -> None
     oven = request()
     policy.remove("oven", [oven.key_fingerprint])
     with pytest.raises(CertificateRevoked):
-        await policy.authorize(claim(), oven, None)
-    assert isinstance(await policy.authorize(claim(), request(), None), AwaitingOwner)
+        await ask(policy, claim(), oven, None)
+    assert isinstance(await ask(policy, claim(), request(), None), AwaitingOwner)
 
 
 async def test_only_an_authenticated_claim_learns_that_its_key_was_revoked(policy: EnrollmentPolicy) -> None:
@@ -256,30 +263,30 @@ async def test_only_an_authenticated_claim_learns_that_its_key_was_revoked(polic
     policy.remove("oven", [oven.key_fingerprint])
     await policy.preregister("oven", "654321")
     with pytest.raises(AuthenticationRequired, match="wrong secret"):
-        await policy.authorize(claim(secret="123456"), oven, None)
+        await ask(policy, claim(secret="123456"), oven, None)
     with pytest.raises(CertificateRevoked):
-        await policy.authorize(claim(secret="654321"), oven, None)
+        await ask(policy, claim(secret="654321"), oven, None)
 
 
 async def test_pending_requests_are_bounded(policy: EnrollmentPolicy) -> None:
     for _ in range(PENDING_MAX_PER_IDENTITY):
-        await policy.authorize(claim(), request(), None)
+        await ask(policy, claim(), request(), None)
     with pytest.raises(TooManyRequests, match="this appliance id"):
-        await policy.authorize(claim(), request(), None)
+        await ask(policy, claim(), request(), None)
     for index in range(PENDING_MAX_PER_ADDRESS):
-        await policy.authorize(claim(f"a{index}"), request(f"a{index}"), "10.0.0.9")
+        await ask(policy, claim(f"a{index}"), request(f"a{index}"), "10.0.0.9")
     with pytest.raises(TooManyRequests, match="this address"):
-        await policy.authorize(claim("b"), request("b"), "10.0.0.9")
+        await ask(policy, claim("b"), request("b"), "10.0.0.9")
     for index in range(PENDING_MAX - len(policy.pending_requests())):
-        await policy.authorize(claim(f"c{index}"), request(f"c{index}"), f"10.0.1.{index}")
+        await ask(policy, claim(f"c{index}"), request(f"c{index}"), f"10.0.1.{index}")
     with pytest.raises(Busy, match="waiting for the owner"):  # overall: the server's bound, 503
-        await policy.authorize(claim("d"), request("d"), "10.0.2.1")
+        await ask(policy, claim("d"), request("d"), "10.0.2.1")
 
 
 async def test_pending_requests_expire_when_the_appliance_stops_asking(
     policy: EnrollmentPolicy, clock: Clock, heard: Heard
 ) -> None:
-    pending = await policy.authorize(claim(), request(), None)
+    pending = await ask(policy, claim(), request(), None)
     assert isinstance(pending, AwaitingOwner)
     clock.now += PENDING_IDLE_TTL + 1
     assert policy.pending_requests() == []
@@ -296,7 +303,7 @@ async def test_a_decision_drops_expired_requests(
     policy: EnrollmentPolicy, clock: Clock, heard: Heard
 ) -> None:
     """Approving one that expired meanwhile says it is gone, and the application hears it went."""
-    pending = await policy.authorize(claim(), request(), None)
+    pending = await ask(policy, claim(), request(), None)
     assert isinstance(pending, AwaitingOwner)
     clock.now += PENDING_IDLE_TTL + 1
     with pytest.raises(PendingRequestGone):
@@ -309,21 +316,21 @@ async def test_lockout_grows_and_ends_after_its_window(policy: EnrollmentPolicy,
     oven = request()
     for _ in range(FREE_ATTEMPTS):
         with pytest.raises(AuthenticationRequired):
-            await policy.authorize(claim(secret="000000"), oven, None)
+            await ask(policy, claim(secret="000000"), oven, None)
     with pytest.raises(LockedOut) as locked:
-        await policy.authorize(claim(), oven, None)
+        await ask(policy, claim(), oven, None)
     assert locked.value.retry_after == LOCKOUT_BASE
     for _ in range(10_000):  # hammering while locked is refused without extending the lockout
         with pytest.raises(LockedOut):
-            await policy.authorize(claim(secret="000000"), oven, None)
+            await ask(policy, claim(secret="000000"), oven, None)
     clock.now += LOCKOUT_BASE + 1
     with pytest.raises(AuthenticationRequired):
-        await policy.authorize(claim(secret="000001"), oven, None)
+        await ask(policy, claim(secret="000001"), oven, None)
     with pytest.raises(LockedOut) as longer:
-        await policy.authorize(claim(), oven, None)
+        await ask(policy, claim(), oven, None)
     assert longer.value.retry_after == 2 * LOCKOUT_BASE
     clock.now += 2 * LOCKOUT_BASE + 1
-    assert await policy.authorize(claim(), oven, None) == Approved("oven")
+    assert await ask(policy, claim(), oven, None) == Approved("oven")
 
 
 async def test_a_million_guesses_take_more_than_a_century(policy: EnrollmentPolicy, clock: Clock) -> None:
@@ -332,7 +339,7 @@ async def test_a_million_guesses_take_more_than_a_century(policy: EnrollmentPoli
     guesses, start = 0, clock.now
     while guesses < 200:
         try:
-            await policy.authorize(claim(secret=f"{guesses:06d}x"), oven, None)
+            await ask(policy, claim(secret=f"{guesses:06d}x"), oven, None)
         except LockedOut as locked:
             clock.now += locked.retry_after
         except AuthenticationRequired:
@@ -346,24 +353,24 @@ async def test_global_ceiling_on_wrong_secrets(policy: EnrollmentPolicy) -> None
     for index in range(60):
         await policy.preregister(f"a{index}", "123456")
         with pytest.raises(AuthenticationRequired):
-            await policy.authorize(claim(f"a{index}", "000000"), request(f"a{index}"), None)
+            await ask(policy, claim(f"a{index}", "000000"), request(f"a{index}"), None)
     await policy.preregister("oven", "123456")
     with pytest.raises(LockedOut, match="on this server"):
-        await policy.authorize(claim(), request(), None)
+        await ask(policy, claim(), request(), None)
 
 
 async def test_the_global_ceiling_does_not_keep_the_owner_from_approving_by_pin(
     policy: EnrollmentPolicy,
 ) -> None:
     fridge = request("fridge")
-    pending = await policy.authorize(claim("fridge", "777777"), fridge, None)
+    pending = await ask(policy, claim("fridge", "777777"), fridge, None)
     assert isinstance(pending, AwaitingOwner)
     for index in range(60):  # guessers on the LAN reach the ceiling meanwhile
         await policy.preregister(f"a{index}", "123456")
         with pytest.raises(AuthenticationRequired):
-            await policy.authorize(claim(f"a{index}", "000000"), request(f"a{index}"), None)
+            await ask(policy, claim(f"a{index}", "000000"), request(f"a{index}"), None)
     with pytest.raises(LockedOut, match="on this server"):
-        await policy.authorize(claim("fridge", "777777"), fridge, None)
+        await ask(policy, claim("fridge", "777777"), fridge, None)
     registration = await policy.approve(pending.pending.request_id, pin="777777")
     assert isinstance(registration, Registration)
     assert registration.keys == {fridge.key_fingerprint}
@@ -372,16 +379,16 @@ async def test_the_global_ceiling_does_not_keep_the_owner_from_approving_by_pin(
 async def test_export_and_restore_keep_decisions_but_not_secrets(policy: EnrollmentPolicy) -> None:
     await policy.preregister("oven", "123456")
     oven = request("fridge")
-    pending = await policy.authorize(claim("fridge", "777777"), oven, None)
+    pending = await ask(policy, claim("fridge", "777777"), oven, None)
     assert isinstance(pending, AwaitingOwner)
     policy.reject(pending.pending.request_id)
     state = policy.export()
     assert "123456" not in str(state) and "777777" not in str(state)
     restored = EnrollmentPolicy()
     restored.restore(state)
-    assert await restored.authorize(claim(), request(), None) == Approved("oven")
+    assert await ask(restored, claim(), request(), None) == Approved("oven")
     with pytest.raises(NotAllowed):
-        await restored.authorize(claim("fridge", "777777"), oven, None)
+        await ask(restored, claim("fridge", "777777"), oven, None)
 
 
 def test_secret_digests() -> None:
@@ -420,16 +427,16 @@ async def test_the_embedding_application_refuses_and_withdraws_without_deciding(
     policy: EnrollmentPolicy, heard: Heard
 ) -> None:
     oven = request()
-    pending = await policy.authorize(claim(), oven, None)
+    pending = await ask(policy, claim(), oven, None)
     assert isinstance(pending, AwaitingOwner)
     policy.withdraw(pending.pending.request_id)
     assert policy.pending_requests() == []
     heard.refused["id:oven"] = "the owner ignored it"
     with pytest.raises(NotAllowed, match="ignored it"):
-        await policy.authorize(claim(), oven, None)
-    assert isinstance(await policy.authorize(claim("fridge"), request("fridge"), None), AwaitingOwner)
+        await ask(policy, claim(), oven, None)
+    assert isinstance(await ask(policy, claim("fridge"), request("fridge"), None), AwaitingOwner)
     heard.refused.clear()
-    again = await policy.authorize(claim(), oven, None)  # withdrawn is not rejected: the same key may ask
+    again = await ask(policy, claim(), oven, None)  # withdrawn is not rejected: the same key may ask
     assert isinstance(again, AwaitingOwner)
     assert again.new
 
@@ -439,8 +446,8 @@ async def test_a_second_key_of_a_pin_paired_appliance_needs_its_pin_and_keeps_it
 ) -> None:
     """A stranger's key sent without a PIN, waiting next to the real one, must not replace its PIN."""
     real, stranger = request(), request()
-    waiting = await policy.authorize(claim(), real, None)
-    sneaking = await policy.authorize(claim(secret=""), stranger, None)  # before the owner approved oven
+    waiting = await ask(policy, claim(), real, None)
+    sneaking = await ask(policy, claim(secret=""), stranger, None)  # before the owner approved oven
     assert isinstance(waiting, AwaitingOwner) and isinstance(sneaking, AwaitingOwner)
     assert policy.review(sneaking.pending.request_id).confirmations == (
         Confirmation.FINGERPRINT,  # a first pairing, as things stand
@@ -456,10 +463,10 @@ async def test_a_second_key_of_a_pin_paired_appliance_needs_its_pin_and_keeps_it
     with pytest.raises(NotAllowed, match="sent no PIN"):
         await policy.approve(sneaking.pending.request_id, pin="123456")
     assert policy.registration("oven") == paired
-    assert await policy.authorize(claim(), real, None) == Approved("oven")  # the real oven keeps its PIN
+    assert await ask(policy, claim(), real, None) == Approved("oven")  # the real oven keeps its PIN
 
     new_key = request()  # the real oven with a new key (reset): its PIN, and the owner's
-    again = await policy.authorize(claim(), new_key, None)
+    again = await ask(policy, claim(), new_key, None)
     assert isinstance(again, AwaitingOwner)
     assert policy.review(again.pending.request_id).confirmations == (Confirmation.PIN,)
     with pytest.raises(ProofMismatch, match="approve its new key with the PIN"):
@@ -472,8 +479,8 @@ async def test_a_second_key_of_a_pin_paired_appliance_needs_its_pin_and_keeps_it
 
 
 async def test_the_typed_pin_must_be_the_one_the_appliance_was_paired_with(policy: EnrollmentPolicy) -> None:
-    first = await policy.authorize(claim(secret="123456"), request(), None)
-    other = await policy.authorize(claim(secret="777777"), request(), None)  # waiting beside it
+    first = await ask(policy, claim(secret="123456"), request(), None)
+    other = await ask(policy, claim(secret="777777"), request(), None)  # waiting beside it
     assert isinstance(first, AwaitingOwner) and isinstance(other, AwaitingOwner)
     await policy.approve(first.pending.request_id, pin="123456")
     with pytest.raises(WrongPin, match="the one oven was paired with"):
@@ -487,14 +494,14 @@ async def test_a_new_key_of_a_fingerprint_paired_appliance_keeps_its_details_unl
 ) -> None:
     said = ApplianceDetails(name="Oven", model="OV-200", serial_number="SN-42")
     oven = inspect_request(build_csr(ec.generate_private_key(ec.SECP256R1()), "oven", details=said))
-    first = await policy.authorize(claim(secret=""), oven, None)
+    first = await ask(policy, claim(secret=""), oven, None)
     assert isinstance(first, AwaitingOwner)
     paired = await policy.approve(first.pending.request_id)
     assert isinstance(paired, Registration)
     other = ApplianceDetails(name="Evil oven", model="X-1", serial_number="SN-666")
     for use_new_details, expected in ((False, paired.details), (True, other)):
         key = inspect_request(build_csr(ec.generate_private_key(ec.SECP256R1()), "oven", details=other))
-        waiting = await policy.authorize(claim(secret=""), key, None)
+        waiting = await ask(policy, claim(secret=""), key, None)
         assert isinstance(waiting, AwaitingOwner)
         review = policy.review(waiting.pending.request_id)
         assert review.confirmations == (Confirmation.FINGERPRINT,)
@@ -545,7 +552,7 @@ async def test_the_hub_keeps_a_verifier_of_the_pin_never_the_pin_nor_a_fast_dige
     counted: EnrollmentPolicy,
 ) -> None:
     await counted.preregister("oven", "123456")
-    waiting = await counted.authorize(claim("fridge", "777777"), request("fridge"), None)
+    waiting = await ask(counted, claim("fridge", "777777"), request("fridge"), None)
     assert isinstance(waiting, AwaitingOwner)
     await counted.approve(waiting.pending.request_id, pin="777777")
     state = counted.export()
@@ -564,10 +571,10 @@ async def test_repeated_requests_with_the_right_pin_cost_one_slow_check(
     await counted.preregister("oven", "123456")
     oven = request()
     for _ in range(5):
-        assert await counted.authorize(claim(), oven, None) == Approved("oven")
+        assert await ask(counted, claim(), oven, None) == Approved("oven")
     assert work.checks == 1
     with pytest.raises(AuthenticationRequired):
-        await counted.authorize(claim(secret="654321"), oven, None)
+        await ask(counted, claim(secret="654321"), oven, None)
     assert work.checks == 2
 
 
@@ -578,8 +585,7 @@ async def test_guesses_sent_at_once_are_checked_one_at_a_time(
     await counted.preregister("oven", "123456")
     work.gate = asyncio.Event()
     guesses = [
-        asyncio.create_task(counted.authorize(claim(secret=f"{guess:06}"), request(), None))
-        for guess in range(20)
+        asyncio.create_task(ask(counted, claim(secret=f"{guess:06}"), request(), None)) for guess in range(20)
     ]
     await asyncio.sleep(0.01)
     assert work.checks == 1  # the others wait their turn
@@ -593,15 +599,15 @@ async def test_guesses_sent_at_once_are_checked_one_at_a_time(
 async def test_a_request_approved_by_comparing_fingerprints_is_paired_with_the_pin_it_sent(
     policy: EnrollmentPolicy,
 ) -> None:
-    waiting = await policy.authorize(claim(secret="123456"), request(), None)
+    waiting = await ask(policy, claim(secret="123456"), request(), None)
     assert isinstance(waiting, AwaitingOwner)
     registration = await policy.approve(waiting.pending.request_id)
     assert isinstance(registration, Registration)
     assert registration.verifier is not None and registration.verifier.matches("123456")
-    another = await policy.authorize(claim(secret="123456"), request(), None)  # reset: a new key
+    another = await ask(policy, claim(secret="123456"), request(), None)  # reset: a new key
     assert isinstance(another, AwaitingOwner)
     with pytest.raises(AuthenticationRequired):
-        await policy.authorize(claim(secret="000000"), request(), None)
+        await ask(policy, claim(secret="000000"), request(), None)
 
 
 async def test_a_pin_digest_from_an_older_release_is_replaced_once_the_pin_proves_itself(
@@ -626,18 +632,18 @@ async def test_a_pin_digest_from_an_older_release_is_replaced_once_the_pin_prove
         }
     )
     with pytest.raises(AuthenticationRequired):
-        await policy.authorize(claim(secret="654321"), oven, None)
+        await ask(policy, claim(secret="654321"), oven, None)
     assert "secret_digest" in policy.export()["registrations"][0]  # kept as it was until then
     busy = policy.work
     policy.work = BusyWork()
-    assert await policy.authorize(claim(), oven, None) == Approved("oven")  # the worker is busy: next time
+    assert await ask(policy, claim(), oven, None) == Approved("oven")  # the worker is busy: next time
     assert "secret_digest" in policy.export()["registrations"][0]
     policy.work = busy
-    assert await policy.authorize(claim(), oven, None) == Approved("oven")
+    assert await ask(policy, claim(), oven, None) == Approved("oven")
     (saved,) = policy.export()["registrations"]
     assert "secret_digest" not in saved
     assert PinVerifier.from_dict(saved["verifier"]).matches("123456")
-    assert await policy.authorize(claim(), oven, None) == Approved("oven")
+    assert await ask(policy, claim(), oven, None) == Approved("oven")
 
 
 # --- the PIN exchange ----------------------------------------------------------------------------------

@@ -32,7 +32,8 @@ from custom_components.est_pairing.est.limits import (
     PENDING_MAX,
     PENDING_MAX_PER_ADDRESS,
 )
-from custom_components.est_pairing.est.policy import Claim, digest_secret
+from custom_components.est_pairing.est.policy import digest_secret
+from custom_components.est_pairing.est.registrar import Peer
 from custom_components.est_pairing.est.server import BUSY_WARNING_INTERVAL
 from est_tools.appliance.client import build_csr, client_ssl_context, renewal_csr
 
@@ -491,13 +492,11 @@ async def test_a_full_server_answers_503_and_warns_once_not_per_request(
 ) -> None:
     """The overall bound on waiting requests is the server's state, worth a warning; but any device
     on the LAN can provoke the 503 at will, so one warning per interval, not one per request."""
-    policy = server.service.policy
+    registrar = server.service.registrar
     for index in range(PENDING_MAX):  # from many addresses, as a crowd of appliances would
-        await policy.authorize(
-            Claim.from_basic(BasicCredentials(f"a{index}", "1")),
-            inspect_request(appliance(f"a{index}").csr),
-            f"10.0.{index // 200}.{index % 200}",
-        )
+        address = f"10.0.{index // 200}.{index % 200}"
+        credentials = BasicCredentials(f"a{index}", "1")
+        await registrar.enroll(Peer(address, credentials), appliance(f"a{index}").csr)
     listener = server.service._listener
     assert listener is not None
     limiter = listener.application.busy_warning

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import io
 import json
 import os
@@ -17,6 +16,7 @@ import srp
 
 from custom_components.est_pairing.est import srp6a
 from custom_components.est_pairing.est.errors import Busy, CAFailure
+from custom_components.est_pairing.est.srp6a import b64, from_b64
 from custom_components.est_pairing.est.srp_worker import SCRIPT, SrpWorker
 from custom_components.est_pairing.est.verifiers import PinVerifier
 
@@ -43,7 +43,7 @@ def test_the_script_runs_alone_on_the_standard_library_and_srp() -> None:
     """``python -I srp6a.py`` as the worker starts it: no package around it, only the path it is given."""
     record = PinVerifier.create("oven", PIN)
     srp_root = str(Path(srp.__file__).parents[1])
-    fields = {"id": "oven", "salt": _b64(record.salt), "verifier": _b64(record.verifier)}
+    fields = {"id": "oven", "salt": b64(record.salt), "verifier": b64(record.verifier)}
     lines = [
         {"path": [*sys.path[1:], srp_root], "backend": "srp._pysrp"},  # the pure-Python backend, too
         {"n": 1, "op": "matches", **fields, "pin": PIN},
@@ -109,7 +109,7 @@ def test_its_main_takes_the_path_and_backend_from_its_first_line(monkeypatch: py
     srp6a.main(stdin, stdout)
     assert sys.path == given
     answer = json.loads(stdout.getvalue())["ok"]
-    assert PinVerifier("oven", _bytes(answer["salt"]), _bytes(answer["verifier"])).matches(PIN)
+    assert PinVerifier("oven", from_b64(answer["salt"]), from_b64(answer["verifier"])).matches(PIN)
 
 
 async def test_it_stops_when_idle_and_starts_again_on_demand() -> None:
@@ -181,14 +181,6 @@ async def test_a_worker_that_cannot_start_says_so(monkeypatch: pytest.MonkeyPatc
     worker = SrpWorker()
     with pytest.raises(CAFailure, match="could not start the SRP worker"):
         await worker.make_verifier("oven", PIN)
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
-def _bytes(text: str) -> bytes:
-    return base64.b64decode(text)
 
 
 async def test_an_answer_it_cannot_read_stops_what_waits(

@@ -98,7 +98,7 @@ async def fake_hub(wiretap: Wiretap, *, offers_exchange: bool = False) -> AsyncI
                 return web.json_response(pake.offer())
             message = pake.parse_request(body)
             if isinstance(message, pake.StartRequest):
-                return web.json_response(exchanges.start(message, guess, None).to_dict())
+                return web.json_response((await exchanges.start(message, guess, None)).to_dict())
             return web.json_response({"M2": base64.b64encode(b"\1" * 64).decode()})
         if request.method == "POST" and "Authorization" not in request.headers:
             return web.Response(status=401, headers={"WWW-Authenticate": 'Basic realm="EST"'})

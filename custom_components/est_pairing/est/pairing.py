@@ -40,7 +40,7 @@ class PinPairing:
         decision = await self.registrar.exchange_verifier(start.appliance_id, start.request, address)
         if isinstance(decision, AwaitingOwner):
             return decision
-        return (await self.exchanges.start_async(start, decision, address)).to_dict()
+        return (await self.exchanges.start(start, decision, address)).to_dict()
 
     async def _prove(self, prove: ProveRequest) -> dict[str, str]:
         policy = self.registrar.policy
@@ -48,7 +48,7 @@ class PinPairing:
         async with policy.proving(appliance_id):  # refused here, the session stays open
             session = self.exchanges.take(prove.session)
             try:
-                hub_proof = await self.exchanges.prove_async(session, prove)
+                hub_proof = await self.exchanges.prove(session, prove)
             except PairingProofFailed:
                 policy.exchange_failed(appliance_id, session.request.key_fingerprint, session.verifier)
                 raise

@@ -10,8 +10,7 @@ side is ``est_tools.appliance.pake_client``.
 The arithmetic (the group, pysrp's calls) is ``srp6a``'s; what the hub keeps is a
 ``verifiers.PinVerifier``. Every step that raises a number to a secret power is slow (about 0.1-1 ms
 with pysrp's OpenSSL backend, 5-50 ms with its pure-Python one): :class:`HubExchanges` takes each
-step synchronously, or, in its ``*_async`` forms, through an ``SrpWork`` (the hub's SRP worker
-process), which keeps it off the event loop.
+step through an ``SrpWork`` (the hub's SRP worker process), which keeps it off the event loop.
 """
 
 from __future__ import annotations
@@ -29,7 +28,6 @@ from typing import Any, Final
 from cryptography.hazmat.primitives import hashes, hmac as crypto_hmac
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from . import srp6a
 from .csr import CertificateRequest, inspect_request
 from .errors import (
     EXCHANGE_GONE_MARK,
@@ -44,8 +42,8 @@ from .errors import (
 )
 from .issuance import check_claimed_id
 from .limits import PAKE_SESSION_TTL, PAKE_SESSIONS_MAX, PAKE_SESSIONS_PER_ADDRESS
-from .srp6a import EPHEMERAL_BYTES, HASH_BYTES, METHOD, SrpBackend
-from .verifiers import DEFAULT_BACKEND, PinVerifier, SrpWork, ThreadedSrp, number
+from .srp6a import EPHEMERAL_BYTES, HASH_BYTES, METHOD, b64
+from .verifiers import PinVerifier, SrpWork, ThreadedSrp, number
 from .wire import decode_base64, load_csr
 
 MDNS_TXT_KEY: Final = "pake"  # TXT pake=<method>[,<method>...]: the hub speaks the exchange
@@ -128,17 +126,17 @@ def encode(message: Mapping[str, Any]) -> bytes:
 
 def start_message(appliance_id: str, a_public: bytes, csr_der: bytes) -> dict[str, str]:
     """The appliance's first message."""
-    return {"step": "start", "method": METHOD, "id": appliance_id, "A": _b64(a_public), "csr": _b64(csr_der)}
+    return {"step": "start", "method": METHOD, "id": appliance_id, "A": b64(a_public), "csr": b64(csr_der)}
 
 
 def prove_message(session: str, proof: bytes) -> dict[str, str]:
     """The appliance's second message: its proof (M1)."""
-    return {"step": "prove", "session": session, "M1": _b64(proof)}
+    return {"step": "prove", "session": session, "M1": b64(proof)}
 
 
 def enroll_message(session: str, csr_mac: bytes) -> dict[str, str]:
     """The appliance's third message, once the hub proved itself: the MAC of its certificate request."""
-    return {"step": "enroll", "session": session, "csr_mac": _b64(csr_mac)}
+    return {"step": "enroll", "session": session, "csr_mac": b64(csr_mac)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +206,7 @@ class Challenge:
 
     def to_dict(self) -> dict[str, str]:
         """As sent."""
-        return {"session": self.session, "salt": _b64(self.salt), "B": _b64(self.b_public)}
+        return {"session": self.session, "salt": b64(self.salt), "B": b64(self.b_public)}
 
     @classmethod
     def parse(cls, body: bytes) -> Challenge:
@@ -229,7 +227,7 @@ class HubProof:
 
     def to_dict(self) -> dict[str, str]:
         """As sent."""
-        return {"M2": _b64(self.proof)}
+        return {"M2": b64(self.proof)}
 
     @classmethod
     def parse(cls, body: bytes) -> HubProof:
@@ -248,7 +246,7 @@ class FinalAnswer:
 
     def to_dict(self) -> dict[str, str]:
         """As sent."""
-        return {"ca": _b64(self.ca_der), "certificate": _b64(self.certificate_der), "mac": _b64(self.mac)}
+        return {"ca": b64(self.ca_der), "certificate": b64(self.certificate_der), "mac": b64(self.mac)}
 
     @classmethod
     def parse(cls, body: bytes) -> FinalAnswer:
@@ -324,10 +322,6 @@ def _binary(
     return data
 
 
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
 # --- the hub's side --------------------------------------------------------------------------------------
 
 
@@ -385,14 +379,13 @@ class HubExchanges:
     - enroll: :meth:`take`, then :meth:`enroll` checks the request's MAC (PairingProofFailed again)
       and gives the PakeSuccess from which the caller answers, once it issued the certificate.
 
-    The table is the event loop's: only the ``*_async`` methods' big-number work runs elsewhere, in
-    ``work`` (the hub's SRP worker process; threads on ``backend`` by default).
+    The table is the event loop's: only the big-number work runs elsewhere, in ``work`` (the hub's
+    SRP worker process; threads on pysrp's default backend if none is given).
     """
 
     def __init__(
         self,
         *,
-        backend: SrpBackend = DEFAULT_BACKEND,
         work: SrpWork | None = None,
         clock: Callable[[], float] = time.monotonic,
         random_bytes: Callable[[int], bytes] = secrets.token_bytes,
@@ -400,8 +393,7 @@ class HubExchanges:
         capacity: int = PAKE_SESSIONS_MAX,
         per_address: int = PAKE_SESSIONS_PER_ADDRESS,
     ) -> None:
-        self._backend = backend
-        self._work = work or ThreadedSrp(backend)
+        self._work = work or ThreadedSrp()
         self._clock = clock
         self._random_bytes = random_bytes
         self._ttl = ttl
@@ -413,23 +405,15 @@ class HubExchanges:
         self._expire()
         return len(self._sessions)
 
-    def start(self, start: StartRequest, verifier: PinVerifier, address: str | None) -> Challenge:
-        """Open an exchange and give its challenge (slow: one exponentiation)."""
+    async def start(self, start: StartRequest, verifier: PinVerifier, address: str | None) -> Challenge:
+        """Open an exchange and give its challenge (one exponentiation, by work; refused first if full)."""
         _check_verifier(start, verifier)
         self._check_room(start, address)
         b_secret = self._random_bytes(EPHEMERAL_BYTES)
         try:
-            b_public = srp6a.challenge(self._backend, *verifier.srp_record(), start.a_public, b_secret)
+            b_public = await self._work.challenge(verifier, start.a_public, b_secret)
         except ValueError as err:  # A is checked on parsing: pysrp's own safety check backs it
             raise MalformedRequest(str(err)) from None
-        return self._open(start, verifier, address, b_secret, b_public)
-
-    async def start_async(self, start: StartRequest, verifier: PinVerifier, address: str | None) -> Challenge:
-        """:meth:`start` with its exponentiation done by ``work`` (refused before it when full)."""
-        _check_verifier(start, verifier)
-        self._check_room(start, address)
-        b_secret = self._random_bytes(EPHEMERAL_BYTES)
-        b_public = await self._work.challenge(verifier, start.a_public, b_secret)
         self._check_room(start, address)  # others may have started meanwhile
         return self._open(start, verifier, address, b_secret, b_public)
 
@@ -452,17 +436,21 @@ class HubExchanges:
             )
         return session
 
-    def prove(self, session: PakeSession, prove: ProveRequest) -> HubProof:
-        """Check the appliance's M1; give M2, keep the exchange for its enroll (slow: 3 exponentiations)."""
-        _check_unproven(session, prove.session)
-        verifier, a_public, b_secret = _secrets(session)
-        outcome = srp6a.verify(self._backend, *verifier.srp_record(), a_public, b_secret, prove.proof)
-        return self._proven(session, outcome)
+    async def prove(self, session: PakeSession, prove: ProveRequest) -> HubProof:
+        """Check the appliance's M1; give M2, keep the exchange for its enroll (3 exponentiations, by work).
 
-    async def prove_async(self, session: PakeSession, prove: ProveRequest) -> HubProof:
-        """:meth:`prove` with its exponentiations done by ``work``."""
+        PairingProofFailed if M1 is wrong: the caller counts it like a wrong PIN.
+        """
         _check_unproven(session, prove.session)
-        return self._proven(session, await self._work.verify(*_secrets(session), prove.proof))
+        outcome = await self._work.verify(session.verifier, session.a_public, session.b_secret, prove.proof)
+        if outcome is None:
+            raise PairingProofFailed(
+                f"{PROOF_FAILED_MARK}: appliance {session.appliance_id} does not know the PIN the hub "
+                "has for it"
+            )
+        answer, session_key = outcome
+        self._sessions[session.session_id] = replace(session, keys=SessionKeys.derive(session_key))
+        return HubProof(answer)
 
     def enroll(self, session: PakeSession, enroll: EnrollRequest) -> PakeSuccess:
         """Check that the request is the one the exchange started with (fast: a MAC)."""
@@ -474,16 +462,6 @@ class HubExchanges:
                 f"{PROOF_FAILED_MARK}: the certificate request is not the one it started with"
             )
         return PakeSuccess(session, keys)
-
-    def _proven(self, session: PakeSession, outcome: tuple[bytes, bytes] | None) -> HubProof:
-        if outcome is None:
-            raise PairingProofFailed(
-                f"{PROOF_FAILED_MARK}: appliance {session.appliance_id} does not know the PIN the hub "
-                "has for it"
-            )
-        answer, session_key = outcome
-        self._sessions[session.session_id] = replace(session, keys=SessionKeys.derive(session_key))
-        return HubProof(answer)
 
     def _check_room(self, start: StartRequest, address: str | None) -> None:
         self._expire()
@@ -538,10 +516,6 @@ def _check_unproven(session: PakeSession, named: str) -> None:
     _check_named(session, named)
     if session.proven:
         raise MalformedRequest("this PIN exchange is proven already: send 'enroll'")
-
-
-def _secrets(session: PakeSession) -> tuple[PinVerifier, bytes, bytes]:
-    return session.verifier, session.a_public, session.b_secret
 
 
 def _same_request(session: PakeSession, start: StartRequest) -> bool:

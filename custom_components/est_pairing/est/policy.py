@@ -340,15 +340,6 @@ class EnrollmentPolicy:
 
     # --- requests ---------------------------------------------------------------------------------
 
-    async def authorize(self, claim: Claim, request: CertificateRequest, address: str | None) -> Decision:
-        """Approve at once, keep waiting for the owner, or raise the reason to refuse.
-
-        :meth:`authenticate`, then :meth:`decide`: a caller with checks of its own between the two
-        calls them one by one.
-        """
-        await self.authenticate(claim, request)
-        return await self.decide(claim, request, address)
-
     async def authenticate(self, claim: Claim, request: CertificateRequest) -> None:
         """Raise AuthenticationRequired (401) or LockedOut (429) unless the claim's secret is right.
 
@@ -423,16 +414,19 @@ class EnrollmentPolicy:
                 del self._checking[identity]
 
     async def decide(self, claim: Claim, request: CertificateRequest, address: str | None) -> Decision:
-        """:meth:`authorize` for a claim :meth:`authenticate` accepted."""
+        """Approve at once, keep waiting for the owner, or raise the reason to refuse.
+
+        For a claim :meth:`authenticate` accepted; the caller may check more between the two.
+        """
         key = request.key_fingerprint
         self.check_key(key)
         registration = self._registrations.get(claim.appliance_id)
-        if registration is not None and registration.identity == claim.identity:
-            if registration.preregistered:
-                self._use_preregistration(registration, request)
-                return Approved(registration.appliance_id)
-            if key in registration.keys:
-                return Approved(registration.appliance_id)
+        if (
+            registration is not None
+            and registration.identity == claim.identity
+            and (approved := self._approve_registered(registration, request)) is not None
+        ):
+            return approved
         return await self._await_owner(claim, request, address, request_id_for(claim.identity, key))
 
     async def _await_owner(
@@ -495,21 +489,27 @@ class EnrollmentPolicy:
         pending.address = address
         return AwaitingOwner(pending, self.retry_after, new=False)
 
-    def _use_preregistration(self, registration: Registration, request: CertificateRequest) -> None:
-        """A pre-registration is used once: it becomes the approval of the first key that used it.
+    def _approve_registered(self, registration: Registration, request: CertificateRequest) -> Approved | None:
+        """Approve a key the registration covers, or None: the owner decides.
 
+        It covers the keys the owner approved, and any first key of a pre-registration. A
+        pre-registration is used once: it becomes the approval of the first key that used it.
         Decided here, before the certificate is signed, so that two keys sent at once cannot both
         pass; the same key asking again (its answer was lost) is approved as that key. A later key
         needs the owner (or renewal with the certificate). The appliance's request fills in what the
         owner did not type (model, manufacturer, serial number); what the owner typed stays.
         """
-        self._registrations[registration.appliance_id] = replace(
-            registration,
-            keys=frozenset({request.key_fingerprint}),
-            details=_merge(registration.details, request.details),
-            preregistered=False,
-        )
-        self._listener.approvals_changed()
+        if registration.preregistered:
+            self._registrations[registration.appliance_id] = replace(
+                registration,
+                keys=frozenset({request.key_fingerprint}),
+                details=_merge(registration.details, request.details),
+                preregistered=False,
+            )
+            self._listener.approvals_changed()
+        elif request.key_fingerprint not in registration.keys:
+            return None
+        return Approved(registration.appliance_id)
 
     def check_key(self, key_fingerprint: str) -> None:
         """Refuse a key whose certificate was revoked (re-enrollment uses this too)."""
@@ -625,12 +625,12 @@ class EnrollmentPolicy:
         key = request.key_fingerprint
         self.check_key(key)
         registration = self._registered_by_pin(appliance_id)
-        if registration is not None and registration.verifier == verifier:
-            if registration.preregistered:
-                self._use_preregistration(registration, request)
-                return Approved(appliance_id)
-            if key in registration.keys:
-                return Approved(appliance_id)
+        if (
+            registration is not None
+            and registration.verifier == verifier
+            and (approved := self._approve_registered(registration, request)) is not None
+        ):
+            return approved
         self._expire(self._clock())
         pending = self._pending.get(request_id_for(identity, key, exchange=True))
         if pending is None or pending.verifier is None or pending.verifier != verifier:

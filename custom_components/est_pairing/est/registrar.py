@@ -172,16 +172,9 @@ class Registrar:
 
     async def enroll(self, peer: Peer, csr: x509.CertificateSigningRequest) -> Issued | AwaitingOwner:
         """Simpleenroll (§4.2.1): first enrollment, which the owner approves."""
-        request = inspect_request(csr)
-        claim = self._claim(peer)
-        await self.policy.authenticate(claim, request)  # a wrong secret is a 401 whatever it asks
-        grant = self.issuance.grant(request, claim.appliance_id)  # refuse before asking the owner
-        decision = await self.policy.decide(claim, request, peer.address)
-        if isinstance(decision, AwaitingOwner):
-            return decision
-        issued = await self._answer(request, grant, decision.appliance_id)
-        assert isinstance(issued, Issued)  # noqa: S101 - _answer without keygen
-        return issued
+        outcome = await self._first_enrollment(peer, csr, keygen=False)
+        assert not isinstance(outcome, IssuedWithKey)  # noqa: S101 - without keygen
+        return outcome
 
     async def reenroll(self, peer: Peer, csr: x509.CertificateSigningRequest) -> Issued:
         """Simplereenroll (§4.2.2): renew with the current certificate; rekey allowed.
@@ -268,21 +261,27 @@ class Registrar:
         confirmed by fingerprint has no secret, so it must enroll its own key (simpleenroll), and
         the owner's approval then covers the very key the certificate carries.
         """
+        outcome = await self._first_enrollment(peer, csr, keygen=True)
+        assert not isinstance(outcome, Issued)  # noqa: S101 - with keygen
+        return outcome
+
+    async def _first_enrollment(
+        self, peer: Peer, csr: x509.CertificateSigningRequest, *, keygen: bool
+    ) -> Outcome | AwaitingOwner:
+        """Enroll or serverkeygen: the same checks and decision; only where the key comes from differs."""
         request = inspect_request(csr)
         claim = self._claim(peer)
-        await self.policy.authenticate(claim, request)
-        if claim.kind is CredentialKind.FINGERPRINT:
+        await self.policy.authenticate(claim, request)  # a wrong secret is a 401 whatever it asks
+        if keygen and claim.kind is CredentialKind.FINGERPRINT:
             raise NotAllowed(
                 "server key generation needs a PIN, a pre-registration secret or a factory "
                 "certificate; without one the appliance must enroll its own key (simpleenroll)"
             )
-        grant = self.issuance.grant(request, claim.appliance_id)
+        grant = self.issuance.grant(request, claim.appliance_id)  # refuse before asking the owner
         decision = await self.policy.decide(claim, request, peer.address)
         if isinstance(decision, AwaitingOwner):
             return decision
-        generated = await self._answer(request, grant, decision.appliance_id, keygen=True)
-        assert isinstance(generated, IssuedWithKey)  # noqa: S101 - _answer with keygen
-        return generated
+        return await self._answer(request, grant, decision.appliance_id, keygen=keygen)
 
     # --- the PIN exchange (its messages and arithmetic are the server's, in ``pairing``) ---------------
 
@@ -415,19 +414,16 @@ class Registrar:
         answers.append(answer)
         outcome = None
         try:
-            if keygen:
+            private_key, public_key, key_fingerprint = None, request.public_key, request.key_fingerprint
+            if keygen:  # the request's key only proved possession: the certificate is for a new one
                 want_rsa = isinstance(request.public_key, rsa.RSAPublicKey)
                 private_key = await asyncio.to_thread(_generate_key, want_rsa=want_rsa)
                 public_key = private_key.public_key()
-                issued = await self._sign_and_record(
-                    public_key, public_key_fingerprint(public_key), grant, appliance_id, decided, renews, also
-                )
-                outcome = IssuedWithKey(issued, private_key)
-            else:
-                issued = await self._sign_and_record(
-                    request.public_key, request.key_fingerprint, grant, appliance_id, decided, renews, also
-                )
-                outcome = issued
+                key_fingerprint = public_key_fingerprint(public_key)
+            issued = await self._sign_and_record(
+                public_key, key_fingerprint, grant, appliance_id, decided, renews, also
+            )
+            outcome = issued if private_key is None else IssuedWithKey(issued, private_key)
             return outcome
         finally:
             if outcome is None and answer in answers:

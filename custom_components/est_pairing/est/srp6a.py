@@ -197,15 +197,15 @@ def _run(backend: SrpBackend, op: str, fields: dict[str, Any]) -> dict[str, Any]
         raise ValueError(f"unknown operation {op!r}")
     if op == "verifier":
         salt, verifier = make_verifier(backend, fields["id"], fields["pin"])
-        return {"salt": _b64(salt), "verifier": _b64(verifier)}
-    record = (fields["id"], _bytes(fields["salt"]), _bytes(fields["verifier"]))
+        return {"salt": b64(salt), "verifier": b64(verifier)}
+    record = (fields["id"], from_b64(fields["salt"]), from_b64(fields["verifier"]))
     if op == "matches":
         return {"matches": pin_matches(backend, *record, fields["pin"])}
-    exchange = (*record, _bytes(fields["A"]), _bytes(fields["b"]))
+    exchange = (*record, from_b64(fields["A"]), from_b64(fields["b"]))
     if op == "challenge":
-        return {"B": _b64(challenge(backend, *exchange))}
-    outcome = verify(backend, *exchange, _bytes(fields["M1"]))
-    return {"M2": None, "K": None} if outcome is None else {"M2": _b64(outcome[0]), "K": _b64(outcome[1])}
+        return {"B": b64(challenge(backend, *exchange))}
+    outcome = verify(backend, *exchange, from_b64(fields["M1"]))
+    return {"M2": None, "K": None} if outcome is None else {"M2": b64(outcome[0]), "K": b64(outcome[1])}
 
 
 def serve(backend: SrpBackend, requests: Iterable[str], answers: TextIO) -> None:
@@ -233,11 +233,13 @@ def main(stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> None:
     serve(backend, stdin, stdout)
 
 
-def _b64(data: bytes) -> str:
+def b64(data: bytes) -> str:
+    """Standard base64, padded: the binary fields of the worker's lines, and of the library's JSON."""
     return base64.b64encode(data).decode("ascii")
 
 
-def _bytes(text: str) -> bytes:
+def from_b64(text: str) -> bytes:
+    """What :func:`b64` made (binascii.Error, a ValueError, for anything else)."""
     return base64.b64decode(text, validate=True)
 
 

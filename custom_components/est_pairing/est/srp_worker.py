@@ -12,7 +12,6 @@ request starts another).
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 from dataclasses import dataclass
 import json
@@ -24,6 +23,7 @@ from typing import Any, Final
 from . import srp6a
 from .errors import Busy, CAFailure
 from .limits import SRP_WORKER_IDLE, SRP_WORKER_QUEUE, SRP_WORKER_TIMEOUT
+from .srp6a import b64, from_b64
 from .verifiers import PinVerifier
 
 _LOGGER = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ class SrpWorker:
     async def make_verifier(self, appliance_id: str, pin: str) -> PinVerifier:
         """See :class:`~.verifiers.SrpWork`."""
         answer = await self._call("verifier", id=appliance_id, pin=pin)
-        return PinVerifier(appliance_id, _bytes(answer["salt"]), _bytes(answer["verifier"]))
+        return PinVerifier(appliance_id, from_b64(answer["salt"]), from_b64(answer["verifier"]))
 
     async def pin_matches(self, verifier: PinVerifier, pin: str) -> bool:
         """See :class:`~.verifiers.SrpWork`."""
@@ -79,19 +79,19 @@ class SrpWorker:
 
     async def challenge(self, verifier: PinVerifier, a_public: bytes, b_secret: bytes) -> bytes:
         """See :class:`~.verifiers.SrpWork`."""
-        answer = await self._call("challenge", **_record(verifier), A=_b64(a_public), b=_b64(b_secret))
-        return _bytes(answer["B"])
+        answer = await self._call("challenge", **_record(verifier), A=b64(a_public), b=b64(b_secret))
+        return from_b64(answer["B"])
 
     async def verify(
         self, verifier: PinVerifier, a_public: bytes, b_secret: bytes, proof: bytes
     ) -> tuple[bytes, bytes] | None:
         """See :class:`~.verifiers.SrpWork`."""
         answer = await self._call(
-            "verify", **_record(verifier), A=_b64(a_public), b=_b64(b_secret), M1=_b64(proof)
+            "verify", **_record(verifier), A=b64(a_public), b=b64(b_secret), M1=b64(proof)
         )
         if answer["M2"] is None or answer["K"] is None:
             return None
-        return _bytes(answer["M2"]), _bytes(answer["K"])
+        return from_b64(answer["M2"]), from_b64(answer["K"])
 
     # --- the child --------------------------------------------------------------------------------
 
@@ -223,12 +223,4 @@ class SrpWorker:
 
 
 def _record(verifier: PinVerifier) -> dict[str, str]:
-    return {"id": verifier.appliance_id, "salt": _b64(verifier.salt), "verifier": _b64(verifier.verifier)}
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def _bytes(text: str) -> bytes:
-    return base64.b64decode(text, validate=True)
+    return {"id": verifier.appliance_id, "salt": b64(verifier.salt), "verifier": b64(verifier.verifier)}

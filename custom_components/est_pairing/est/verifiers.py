@@ -10,7 +10,6 @@ runs it in threads, for callers without a loop to protect (tests, benchmarks).
 from __future__ import annotations
 
 import asyncio
-import base64
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
@@ -21,7 +20,7 @@ from . import srp6a
 from .errors import MalformedRequest
 from .issuance import check_claimed_id
 from .limits import MAX_SECRET_LENGTH
-from .srp6a import METHOD, N_BYTES, SALT_BYTES, N, SrpBackend
+from .srp6a import METHOD, N_BYTES, SALT_BYTES, N, SrpBackend, b64, from_b64
 
 DEFAULT_BACKEND: Final[SrpBackend] = srp  # OpenSSL through ctypes where libssl.so loads, else pure Python
 
@@ -60,8 +59,8 @@ class PinVerifier:
         return {
             "method": METHOD,
             "appliance_id": self.appliance_id,
-            "salt": _b64(self.salt),
-            "verifier": _b64(self.verifier),
+            "salt": b64(self.salt),
+            "verifier": b64(self.verifier),
         }
 
     @classmethod
@@ -73,9 +72,7 @@ class PinVerifier:
         if not isinstance(appliance_id, str) or not isinstance(salt, str) or not isinstance(verifier, str):
             raise ValueError("a verifier record needs appliance_id, salt and verifier")  # noqa: TRY004
         try:
-            record = cls(
-                appliance_id, base64.b64decode(salt, validate=True), base64.b64decode(verifier, validate=True)
-            )
+            record = cls(appliance_id, from_b64(salt), from_b64(verifier))
         except ValueError:
             raise ValueError("a verifier record's salt and verifier are base64") from None
         if len(record.salt) != SALT_BYTES or not record.salt[0]:
@@ -157,7 +154,3 @@ class ThreadedSrp:
         return await asyncio.to_thread(
             srp6a.verify, self.backend, *verifier.srp_record(), a_public, b_secret, proof
         )
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")

@@ -1,13 +1,14 @@
 """What the PIN exchange (SRP-6a) costs the hub and the appliance, on each of pysrp's backends.
 
 For each backend that loads here (OpenSSL through ctypes where ``libssl.so`` is found, and pure
-Python, which is what a machine without it gets), in thread CPU time, medians over the rounds:
+Python, which is what a machine without it gets), in CPU time, medians over the rounds:
 
 - the hub's work per exchange: parsing the three messages (the request's signature check included),
-  the challenge, the proof check and the request's MAC; not the certificate it then issues;
+  the challenge, the proof check and the request's MAC; not the certificate it then issues (process
+  CPU time: its exponentiations run in a worker thread);
 - the appliance's work per exchange: A, M1, checking M2 and the answer's MAC, the certificate checks;
 - the owner's side: making the verifier from a typed PIN, and checking a PIN sent in HTTP Basic;
-- how long the hub's steps, run in the SRP worker process (their ``*_async`` forms), held up an event
+- how long the hub's steps, run in the SRP worker process, held up an event
   loop (a thread would not do: the pure-Python backend holds the GIL through each exponentiation);
 - the same for whole exchanges over the real listener, an appliance in another process asking: in the
   standalone server's service, and inside Home Assistant (the integration on its core), with the
@@ -98,38 +99,54 @@ class Fixture:
         ).public_bytes(Encoding.DER)
 
 
-def exchange(
+async def exchange(
     backend: srp6a.SrpBackend, verifier: verifiers.PinVerifier, fixture: Fixture
 ) -> tuple[float, float]:
-    """One whole exchange in this thread: (the hub's CPU seconds, the appliance's)."""
-    hub_exchanges = pake.HubExchanges(backend=backend)
+    """One whole exchange: (the hub's CPU seconds, the appliance's).
+
+    The appliance's steps in this thread (thread CPU time); the hub's with their exponentiations in
+    a worker thread, so in process CPU time (nothing else runs meanwhile).
+    """
+    hub_exchanges = pake.HubExchanges(work=verifiers.ThreadedSrp(backend))
     appliance = ApplianceExchange(_ID, PIN, fixture.csr_der, backend=backend)
     spent = {"hub": 0.0, "appliance": 0.0}
 
-    def timed[T](side: str, work: Callable[[], T]) -> T:
+    def timed[T](work: Callable[[], T]) -> T:
         started = time.thread_time()
         result = work()
-        spent[side] += time.thread_time() - started
+        spent["appliance"] += time.thread_time() - started
         return result
 
-    def hub_step(body: bytes) -> dict[str, Any]:
-        message = pake.parse_request(body)
-        if isinstance(message, pake.StartRequest):
-            return hub_exchanges.start(message, verifier, "192.0.2.7").to_dict()
-        session = hub_exchanges.take(message.session)
-        if isinstance(message, pake.ProveRequest):
-            return hub_exchanges.prove(session, message).to_dict()
-        success = hub_exchanges.enroll(session, message)
-        return success.final_answer(fixture.ca_der, fixture.certificate_der).to_dict()
+    async def hub_step(message: dict[str, str]) -> dict[str, Any]:
+        started = time.process_time()
+        answer = await _hub_answer(hub_exchanges, pake.parse_request(pake.encode(message)), verifier, fixture)
+        spent["hub"] += time.process_time() - started
+        return answer
 
-    start = timed("appliance", appliance.start)
-    challenge = timed("hub", lambda: hub_step(pake.encode(start)))
-    prove = timed("appliance", lambda: appliance.answer(pake.encode(challenge)))
-    hub_proof = timed("hub", lambda: hub_step(pake.encode(prove)))
-    enroll = timed("appliance", lambda: appliance.confirm(pake.encode(hub_proof)))
-    final = timed("hub", lambda: hub_step(pake.encode(enroll)))
-    timed("appliance", lambda: appliance.conclude(pake.encode(final)))
+    start = timed(appliance.start)
+    challenge = await hub_step(start)
+    prove = timed(lambda: appliance.answer(pake.encode(challenge)))
+    hub_proof = await hub_step(prove)
+    enroll = timed(lambda: appliance.confirm(pake.encode(hub_proof)))
+    final = await hub_step(enroll)
+    timed(lambda: appliance.conclude(pake.encode(final)))
     return spent["hub"], spent["appliance"]
+
+
+async def _hub_answer(
+    hub_exchanges: pake.HubExchanges,
+    message: pake.PakeRequest,
+    verifier: verifiers.PinVerifier,
+    fixture: Fixture,
+) -> dict[str, Any]:
+    """The hub's answer to one parsed message."""
+    if isinstance(message, pake.StartRequest):
+        return (await hub_exchanges.start(message, verifier, "192.0.2.7")).to_dict()
+    session = hub_exchanges.take(message.session)
+    if isinstance(message, pake.ProveRequest):
+        return (await hub_exchanges.prove(session, message)).to_dict()
+    success = hub_exchanges.enroll(session, message)
+    return success.final_answer(fixture.ca_der, fixture.certificate_der).to_dict()
 
 
 def cpu(work: Callable[[], object]) -> float:
@@ -152,12 +169,12 @@ async def loop_stall(
     hub_exchanges = pake.HubExchanges(work=worker)
     try:
         async with LoopLagProbe() as probe:
-            challenge = await hub_exchanges.start_async(start, verifier, None)
+            challenge = await hub_exchanges.start(start, verifier, None)
             await asyncio.sleep(0.01)  # the appliance's turn happens elsewhere
         during_start = probe.longest(exclude_cpu_wait=True)
         prove = _parse(appliance.answer(pake.encode(challenge.to_dict())), pake.ProveRequest)
         async with LoopLagProbe() as probe:
-            await hub_exchanges.prove_async(hub_exchanges.take(prove.session), prove)
+            await hub_exchanges.prove(hub_exchanges.take(prove.session), prove)
             await worker.pin_matches(verifier, PIN)
             await worker.make_verifier(_ID, PIN)
             await asyncio.sleep(0.01)
@@ -176,7 +193,7 @@ def _parse[T](message: dict[str, str], kind: type[T]) -> T:
 def measure(label: str, module: str, backend: srp6a.SrpBackend, rounds: int, fixture: Fixture) -> Costs:
     """Medians over ``rounds`` for one backend."""
     verifier = verifiers.PinVerifier.create(_ID, PIN, backend)
-    runs = [exchange(backend, verifier, fixture) for _ in range(rounds)]
+    runs = [asyncio.run(exchange(backend, verifier, fixture)) for _ in range(rounds)]
     return Costs(
         backend=label,
         hub=statistics.median(run[0] for run in runs),

@@ -8,16 +8,24 @@ Assistant's own test plugin mocks is mocked besides: zeroconf, and the network's
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+import contextlib
 from enum import Enum
 import json
 from pathlib import Path
 import socket
+from typing import Any
 from unittest.mock import MagicMock, patch
 
-from homeassistant.config_entries import ConfigEntryState
+from homeassistant.config_entries import (
+    ConfigEntriesFlowManager,
+    ConfigEntryState,
+    ConfigSubentryFlowManager,
+    OptionsFlowManager,
+)
 from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant, State
+from homeassistant.data_entry_flow import FlowManager, FlowResult
 from homeassistant.helpers import entity_registry as er
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
@@ -34,7 +42,7 @@ from custom_components.est_pairing.est.service import EstService
 from custom_components.est_pairing.runtime import EstRuntime
 from est_tools.appliance.client import EstClient
 
-from . import ANNOUNCE_ADDRESSES, ENTRY_ID
+from . import ANNOUNCE_ADDRESSES, ENTRY_ID, placeholders
 
 FIXTURES = Path(__file__).parent / "fixtures"
 # What an entity registry entry shows of an entity, in every supported release (newer ones add fields,
@@ -91,6 +99,50 @@ def loopback_only(socket_enabled: None) -> Iterator[None]:
         patch("custom_components.est_pairing.announcement.socket.gethostname", return_value="ha-test"),
     ):
         yield
+
+
+@pytest.fixture(autouse=True)
+def flow_placeholders_given() -> Iterator[None]:
+    """Every flow result a test gets gives each placeholder the strings it shows use.
+
+    The frontend formats them with the result's placeholders; one left out shows as ``{name}``.
+    Checked on what the flow managers hand back (to the tests as to the frontend).
+    """
+    managers = (ConfigEntriesFlowManager, OptionsFlowManager, ConfigSubentryFlowManager)
+    with contextlib.ExitStack() as stack:
+        for manager in managers:
+            for method in ("async_init", "async_configure"):
+                stack.enter_context(patch.object(manager, method, _checked(getattr(manager, method))))
+        yield
+
+
+def _checked[**P](call: Callable[P, Awaitable[Any]]) -> Callable[P, Awaitable[Any]]:
+    async def checked(*args: P.args, **kwargs: P.kwargs) -> Any:
+        result = await call(*args, **kwargs)
+        manager = args[0]
+        assert isinstance(manager, FlowManager)
+        if (section := _flow_translations(manager, result)) is not None:
+            lacking = placeholders.missing(section, result)
+            assert not lacking, f"{result['step_id'] if 'step_id' in result else result['type']}: {lacking}"
+        return result
+
+    return checked
+
+
+def _flow_translations(
+    manager: FlowManager[Any, Any, Any], result: FlowResult[Any, Any]
+) -> Mapping[str, Any] | None:
+    """The part of translations/en.json a result of this integration's flows is shown from."""
+    config_entries = manager.hass.config_entries
+    handler = result["handler"]
+    if isinstance(manager, ConfigSubentryFlowManager):
+        entry = config_entries.async_get_entry(handler[0])
+        subentries: Mapping[str, Any] = placeholders.TRANSLATIONS["config_subentries"]
+        return subentries[handler[1]] if entry is not None and entry.domain == DOMAIN else None
+    if isinstance(manager, OptionsFlowManager):
+        entry = config_entries.async_get_entry(handler)
+        return placeholders.TRANSLATIONS["options"] if entry is not None and entry.domain == DOMAIN else None
+    return placeholders.TRANSLATIONS["config"] if handler == DOMAIN else None
 
 
 def _plain(value: object) -> object:

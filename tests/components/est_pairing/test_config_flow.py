@@ -20,7 +20,7 @@ from homeassistant.config_entries import (
     ConfigEntryState,
 )
 from homeassistant.core import HomeAssistant
-from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.data_entry_flow import FlowResult, FlowResultType
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
@@ -46,6 +46,8 @@ from custom_components.est_pairing.est.tls import ListenerIdentity, ListenerName
 from custom_components.est_pairing.runtime import EstRuntime
 from est_tools.appliance.client import EstClient, build_csr
 from tests.est import forge
+
+from . import ENTRY_ID, placeholders
 
 
 def free_port() -> int:
@@ -294,6 +296,7 @@ async def test_preregister_flow_errors_then_success(
         (init_integration.entry_id, SUBENTRY_APPLIANCE), context={"source": SOURCE_USER}
     )
     assert result["type"] is FlowResultType.FORM
+    assert result["description_placeholders"] == {"min_pin_length": "6", "max_pin_length": "128"}
     for user_input, errors in (
         ({CONF_APPLIANCE_ID: "bad id!", CONF_PIN: "123456"}, {CONF_APPLIANCE_ID: "invalid_appliance_id"}),
         ({CONF_APPLIANCE_ID: "oven.local", CONF_PIN: "123456"}, {CONF_APPLIANCE_ID: "invalid_appliance_id"}),
@@ -330,6 +333,33 @@ async def test_preregister_flow_errors_then_success(
     )
     assert result["errors"] == {CONF_APPLIANCE_ID: "case_twin"}
     assert runtime.service.policy.registration("Oven") is None
+
+
+def test_a_flow_result_that_lacks_a_placeholder_its_strings_use_is_caught() -> None:
+    """What the autouse check (conftest) finds: the strings the frontend shows for a result, each filled."""
+    pre_register = placeholders.TRANSLATIONS["config_subentries"][SUBENTRY_APPLIANCE]
+    form = FlowResult(
+        flow_id="1",
+        handler=(ENTRY_ID, SUBENTRY_APPLIANCE),
+        type=FlowResultType.FORM,
+        step_id="user",
+        errors={CONF_PIN: "pin_too_short"},
+        description_placeholders={"max_pin_length": "128"},
+    )
+    assert placeholders.missing(pre_register, form) == {
+        "step.user.data_description.pin": {"min_pin_length"},
+        "error.pin_too_short": {"min_pin_length"},
+    }
+    approved = FlowResult(
+        flow_id="2",
+        handler=DOMAIN,
+        type=FlowResultType.ABORT,
+        reason="approved",
+        description_placeholders=None,
+    )
+    assert placeholders.missing(placeholders.TRANSLATIONS["config"], approved) == {"abort.approved": {"name"}}
+    approved["description_placeholders"] = {"name": "Oven"}
+    assert placeholders.missing(placeholders.TRANSLATIONS["config"], approved) == {}
 
 
 async def test_preregister_flow_with_a_busy_srp_worker_stores_nothing_and_can_retry(

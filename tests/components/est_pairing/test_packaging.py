@@ -23,6 +23,7 @@ import voluptuous as vol
 import yaml
 
 from custom_components.est_pairing import PLATFORMS, const
+from custom_components.est_pairing.est.limits import MAX_SECRET_LENGTH
 
 from . import hassfest_rules as hassfest
 
@@ -226,6 +227,12 @@ def test_services_yaml_and_translations() -> None:
             select = field_spec.get("selector", {}).get("select") or {}
             if "translation_key" in select:
                 assert _lookup(f"selector.{select['translation_key']}"), f"{service}.{field}"
+
+
+def test_the_pin_limits_an_action_states_are_the_ones_it_enforces() -> None:
+    """Actions take description placeholders only from Home Assistant 2025.11: the text states the limits."""
+    description = TRANSLATIONS["services"]["preregister_appliance"]["fields"]["pin"]["description"]
+    assert f"({const.MIN_PIN_LENGTH} to {MAX_SECRET_LENGTH} characters)" in description
 
 
 def registered_services() -> Iterator[str]:
