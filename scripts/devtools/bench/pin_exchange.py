@@ -58,7 +58,7 @@ class Costs:
     """One backend's figures, in seconds."""
 
     backend: str
-    hub: float  # thread CPU per exchange
+    hub: float  # CPU per exchange: the process's (its exponentiations run in a worker thread)
     appliance: float
     make_verifier: float
     basic_check: float
@@ -258,8 +258,8 @@ def main(rounds: int = 20, exchanges: int = 20, *, home_assistant: bool = True) 
     found = backends()
     results = [measure(label, module, backend, rounds, fixture) for label, module, backend in found]
     print(
-        f"PIN exchange ({srp6a.METHOD}): thread CPU, median of {rounds} rounds; the longest event-loop stall "
-        "while the hub's steps ran in the SRP worker process"
+        f"PIN exchange ({srp6a.METHOD}): the hub's process CPU and the appliance's thread CPU, median of "
+        f"{rounds} rounds; the longest event-loop stall while the hub's steps ran in the SRP worker process"
     )
     print(
         f"  {'backend':20s} {'hub/exchange':>13s} {'appliance':>10s} {'PIN->verifier':>14s} "
