@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from scripts.devtools.bench import instructions
 from scripts.devtools.bench.phases import Bench, Settings
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("line", ["totals: 6632621 1200", "summary: 6632621"])
@@ -30,11 +27,8 @@ def test_a_file_without_totals_is_refused(tmp_path: Path) -> None:
 
 @pytest.mark.slow  # two servers under valgrind: a minute or two
 @pytest.mark.skipif(bool(instructions.missing_tools()), reason="valgrind is not installed")
-def test_an_enrollment_costs_more_instructions_than_a_bare_request(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    library = ROOT / "custom_components" / "est_pairing"  # the servers run as scripts/bench runs them
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), str(library)]))
+@pytest.mark.usefixtures("bench_servers_path")
+def test_an_enrollment_costs_more_instructions_than_a_bare_request(tmp_path: Path) -> None:
     said: list[str] = []
     settings = Settings(
         host="127.0.0.1",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -11,14 +10,9 @@ from scripts.devtools.bench import repeats
 
 pytestmark = pytest.mark.slow  # a bench run against a real server
 
-ROOT = Path(__file__).resolve().parents[2]
 
-
-def test_repeated_requests_leave_the_ledger_as_it_was(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    library = ROOT / "custom_components" / "est_pairing"  # the server runs as scripts/bench runs it
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), str(library)]))
+@pytest.mark.usefixtures("bench_servers_path")
+def test_repeated_requests_leave_the_ledger_as_it_was(tmp_path: Path) -> None:
     said: list[str] = []
     result = repeats.run(tmp_path, "127.0.0.1", count=60, concurrency=4, cpus=None, say=said.append)
     assert result.before.certificates == result.warm.certificates == result.after.certificates == 3
