@@ -140,7 +140,9 @@ async def test_the_appliance_pins_the_real_ca_and_gets_a_certificate_for_its_own
     assert len(hub) == 0  # the finished exchange is gone
 
 
-async def test_the_steps_pair_with_the_srp_worker_process(stored: verifiers.PinVerifier, ca: HouseholdCA) -> None:
+async def test_the_steps_pair_with_the_srp_worker_process(
+    stored: verifiers.PinVerifier, ca: HouseholdCA
+) -> None:
     """The hub's steps in the SRP worker process, as the listener takes them."""
     worker = SrpWorker()
     hub = pake.HubExchanges(work=worker)
