@@ -169,8 +169,8 @@ def load_identity(
 
     The chain is given whole on purpose. Given the certificate alone, OpenSSL builds the chain for
     every handshake from the context's trust store, checking the certificate's signature each time
-    to send the same two certificates: 0.93 M instructions per handshake, a fifth of a bare TLS
-    request (callgrind, docs/performance.md).
+    to send the same two certificates: 0.93 M instructions per handshake, which would make a bare
+    TLS request (3.67 M) a quarter dearer (``scripts/bench --instructions``, docs/performance.md).
     """
     load_cert_chain(context, [identity.certificate, household_ca], identity.private_key)
 
