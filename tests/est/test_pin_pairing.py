@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import contextlib
 import json
 from pathlib import Path
+import time
 
 import aiohttp
 from cryptography import x509
@@ -16,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPri
 import pytest
 
 from custom_components.est_pairing.est import pake
+from custom_components.est_pairing.est.batching import WorkGroups
 from custom_components.est_pairing.est.errors import (
     EstError,
     ExchangeGone,
@@ -32,7 +34,9 @@ from custom_components.est_pairing.est.policy import (
     PinGiven,
     Registration,
 )
+from custom_components.est_pairing.est.server import EstApplication, EstListener
 from custom_components.est_pairing.est.service import ServiceListener
+from custom_components.est_pairing.est.tls import server_ssl_context
 from est_tools.appliance.client import Pending, build_csr, client_ssl_context, error_for
 from est_tools.appliance.exchange import PinExchangeClient
 from est_tools.appliance.pake_client import ApplianceExchange, Paired
@@ -155,6 +159,39 @@ async def test_a_preregistered_appliance_pairs_unattended_and_pins_the_hubs_ca(s
     other = await attempt(server, "oven", PIN, new_key())  # a PIN admits one key: another waits
     assert isinstance(other, Pending)
     assert len(server.service.ledger) == 1
+
+
+async def test_a_proof_goes_on_while_the_requests_that_carry_a_csr_or_a_signature_wait_for_their_group(
+    server: RunningServer, raw: Raw
+) -> None:
+    """The work groups hold CSR checks and signatures; a prove is the SRP worker's and is not held."""
+    service = server.service
+    application = EstApplication(service.registrar, work=service.srp)
+    context = server_ssl_context(service.listener_identity, service.ca.certificate)
+    listener = EstListener(application, host="127.0.0.1", port=0, ssl_context=context)
+    await listener.start()
+    try:
+        raw.url = f"https://127.0.0.1:{listener.port}{EST}/pake"
+        key = new_key()
+        exchange = ApplianceExchange("oven", PIN, csr_der(key))
+        status, _, challenge = await raw.post(exchange.start())
+        assert status == 200
+        hold = 2.0
+        application.work_groups = WorkGroups(gather=hold, idle_turn=0)  # a group goes on after `hold` only
+
+        started = time.monotonic()
+        status, _, hub_proof = await raw.post(exchange.answer(challenge))
+        assert status == 200
+        assert time.monotonic() - started < hold / 2
+
+        started = time.monotonic()
+        status, _, final = await raw.post(exchange.confirm(hub_proof))  # a signature: its group's turn
+        assert status == 200
+        assert time.monotonic() - started >= hold
+        paired = exchange.conclude(final)
+        assert (paired.ca, paired.certificate.public_key()) == (service.ca.certificate, key.public_key())
+    finally:
+        await listener.stop()
 
 
 async def test_an_unknown_appliance_waits_for_its_pin_then_pairs(

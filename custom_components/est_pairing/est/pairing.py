@@ -12,7 +12,15 @@ from __future__ import annotations
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from .errors import PairingProofFailed
-from .pake import EnrollRequest, HubExchanges, ProveRequest, StartRequest, parse_request
+from .pake import (
+    EnrollRequest,
+    HubExchanges,
+    PakeMessage,
+    ProveRequest,
+    StartMessage,
+    StartRequest,
+    check_start,
+)
 from .policy import AwaitingOwner
 from .registrar import Registrar
 from .verifiers import SrpWork
@@ -27,11 +35,10 @@ class PinPairing:
         self.registrar = registrar
         self.exchanges = exchanges or HubExchanges(work=work)
 
-    async def answer(self, body: bytes, address: str | None) -> dict[str, str] | AwaitingOwner:
+    async def answer(self, message: PakeMessage, address: str | None) -> dict[str, str] | AwaitingOwner:
         """The answer to one message (a JSON object to send), or AwaitingOwner (202); else an EstError."""
-        message = parse_request(body)
-        if isinstance(message, StartRequest):
-            return await self._start(message, address)
+        if isinstance(message, StartMessage):
+            return await self._start(check_start(message), address)
         if isinstance(message, ProveRequest):
             return await self._prove(message)
         return await self._enroll(message)

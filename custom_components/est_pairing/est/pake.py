@@ -140,6 +140,15 @@ def enroll_message(session: str, csr_mac: bytes) -> dict[str, str]:
 
 
 @dataclass(frozen=True, slots=True)
+class StartMessage:
+    """A start as read: who, its A, and its certificate request, not yet checked (:func:`check_start`)."""
+
+    appliance_id: str
+    a_public: bytes = field(repr=False)
+    csr_der: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class StartRequest:
     """A parsed start: who, its A, and its certificate request (signature checked)."""
 
@@ -166,10 +175,27 @@ class EnrollRequest:
 
 
 type PakeRequest = StartRequest | ProveRequest | EnrollRequest
+type PakeMessage = StartMessage | ProveRequest | EnrollRequest
 
 
 def parse_request(body: bytes) -> PakeRequest:
     """An appliance's message, or MalformedRequest saying what is wrong with it."""
+    message = parse_message(body)
+    return check_start(message) if isinstance(message, StartMessage) else message
+
+
+def check_start(start: StartMessage) -> StartRequest:
+    """A start whose certificate request is sound: its signature and what it asks checked."""
+    return StartRequest(
+        start.appliance_id, start.a_public, start.csr_der, inspect_request(load_csr(start.csr_der))
+    )
+
+
+def parse_message(body: bytes) -> PakeMessage:
+    """An appliance's message, its start's certificate request not yet checked (that is the costly part).
+
+    MalformedRequest says what is wrong with it.
+    """
     fields = _json_object(body, MalformedRequest, "request body")
     step = fields.get("step")
     if step == "start":
@@ -181,8 +207,7 @@ def parse_request(body: bytes) -> PakeRequest:
         csr_der = _binary(fields, "csr", MalformedRequest)
         if csr_der[:1] != b"\x30":
             raise MalformedRequest("'csr' is not a DER PKCS#10 certificate request")
-        request = inspect_request(load_csr(csr_der))
-        return StartRequest(appliance_id, a_public, csr_der, request)
+        return StartMessage(appliance_id, a_public, csr_der)
     if step == "prove":
         return ProveRequest(
             _text(fields, "session", MalformedRequest, max_length=MAX_SESSION_ID_LENGTH),

@@ -41,7 +41,14 @@ from .guard import ConnectionGuard
 from .limits import DEFAULT_CONNECTION_LIMITS, MAX_BODY_BYTES, ConnectionLimits
 from .lograte import OncePer
 from .pairing import PinPairing
-from .pake import MEDIA_TYPE as PAKE_MEDIA_TYPE, OPERATION as PAKE_OPERATION, encode, offer
+from .pake import (
+    MEDIA_TYPE as PAKE_MEDIA_TYPE,
+    OPERATION as PAKE_OPERATION,
+    ProveRequest,
+    encode,
+    offer,
+    parse_message,
+)
 from .policy import AwaitingOwner
 from .registrar import Issued, Peer, Registrar
 from .sessions import NO_CLIENT_CERTIFICATE, ClientChain
@@ -218,28 +225,36 @@ class EstApplication:
         return web.Response(body=body, headers={hdrs.CONTENT_TYPE: content_type})
 
     async def _read_message(self, request: web.BaseRequest, media: str, what: str) -> bytes:
-        """The request's body, sent as ``media`` and uncompressed, once its group's turn comes.
-
-        What the body carries is a CSR to check (a PIN exchange's start carries one too): the
-        work group checks them back to back, and the rest of the request's handling follows.
-        """
+        """The request's body, sent as ``media`` and uncompressed."""
         if media_type(request.headers.get(hdrs.CONTENT_TYPE)) != media:
             raise UnsupportedMediaType(f"send {what} as {media}")
         if request.headers.get(hdrs.CONTENT_ENCODING, "identity").strip().lower() != "identity":
             raise UnsupportedMediaType(f"send {what} uncompressed (no Content-Encoding)")
-        body = await _read_body(request, self.body_timeout)
-        await self.work_groups.wait_turn()
-        return body
+        return await _read_body(request, self.body_timeout)
 
     async def _read_csr(self, request: web.BaseRequest) -> x509.CertificateSigningRequest:
-        return load_csr(await self._read_message(request, PKCS10, "the certificate request"))
+        """The request's CSR, checked once its work group's turn comes.
+
+        The group checks its CSRs back to back, and each request's signature follows (batching).
+        """
+        body = await self._read_message(request, PKCS10, "the certificate request")
+        await self.work_groups.wait_turn()
+        return load_csr(body)
 
     async def _pake(self, request: web.BaseRequest, client_chain: ClientChain) -> web.Response:
-        """The PIN exchange: GET lists the methods offered, POST takes one message."""
+        """The PIN exchange: GET lists the methods offered, POST takes one message.
+
+        A start (its CSR to check) and an enroll (a certificate to sign) take their turn in a work
+        group, as the other requests that carry a CSR do; a prove is the SRP worker's and goes on.
+        """
         if request.method != hdrs.METH_POST:
             return _json(offer())
-        body = await self._read_message(request, PAKE_MEDIA_TYPE, "the PIN exchange's messages")
-        outcome = await self.pairing.answer(body, request.remote)
+        message = parse_message(
+            await self._read_message(request, PAKE_MEDIA_TYPE, "the PIN exchange's messages")
+        )
+        if not isinstance(message, ProveRequest):
+            await self.work_groups.wait_turn()
+        outcome = await self.pairing.answer(message, request.remote)
         if isinstance(outcome, AwaitingOwner):
             return _enrollment_response(outcome)
         return _json(outcome)
