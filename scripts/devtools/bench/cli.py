@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+import contextlib
 import dataclasses
 import json
 import os
@@ -134,34 +135,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise SystemExit(
                 f"--instructions needs valgrind: {', '.join(missing)} not found (apt install valgrind)"
             )
-        with tempfile.TemporaryDirectory(prefix="est-bench-") as temporary:
-            work_dir = args.work_dir or Path(temporary)
-            work_dir.mkdir(parents=True, exist_ok=True)
+        with _work_dir(args) as work_dir:
             settings = settings_from(args, work_dir)
             print(_preamble(args, settings), flush=True)
             with pinned(settings.load_cpus):
                 Bench(settings).instructions(args.requests or instructions.REQUESTS)
         return 0
     if args.repeats:
-        with tempfile.TemporaryDirectory(prefix="est-bench-") as temporary:
-            work_dir = args.work_dir or Path(temporary)
-            work_dir.mkdir(parents=True, exist_ok=True)
-            with pinned(_cpus(args.load_cpus)):
-                repeats.run(
-                    work_dir,
-                    "127.0.0.1",
-                    count=args.requests or 10_000,
-                    concurrency=args.concurrency,
-                    cpus=_cpus(args.server_cpu),
-                    say=print,
-                )
+        with _work_dir(args) as work_dir, pinned(_cpus(args.load_cpus)):
+            repeats.run(
+                work_dir,
+                "127.0.0.1",
+                count=args.requests or 10_000,
+                concurrency=args.concurrency,
+                cpus=_cpus(args.server_cpu),
+                say=print,
+            )
         return 0
     phases = {phase.strip() for phase in args.only.split(",") if phase.strip()}
     if unknown := phases - set(PHASES):
         raise SystemExit(f"unknown phase(s) {', '.join(sorted(unknown))}: choose from {', '.join(PHASES)}")
-    with tempfile.TemporaryDirectory(prefix="est-bench-") as temporary:
-        work_dir = args.work_dir or Path(temporary)
-        work_dir.mkdir(parents=True, exist_ok=True)
+    with _work_dir(args) as work_dir:
         settings = settings_from(args, work_dir)
         print(_preamble(args, settings), flush=True)
         bench = Bench(settings)
@@ -179,6 +173,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps(_plain(dataclasses.asdict(results)), indent=1) + "\n")
     return 0
+
+
+@contextlib.contextmanager
+def _work_dir(args: argparse.Namespace) -> Iterator[Path]:
+    """``--work-dir`` (made if missing, kept), else a temporary directory removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="est-bench-") as temporary:
+        work_dir: Path = args.work_dir or Path(temporary)
+        work_dir.mkdir(parents=True, exist_ok=True)
+        yield work_dir
 
 
 def _preamble(args: argparse.Namespace, settings: Settings) -> str:
