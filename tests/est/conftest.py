@@ -62,12 +62,17 @@ class RunningServer:
 
     async def presented_certificate(self) -> x509.Certificate:
         """The listener's certificate, as a TLS handshake that verifies it presents it."""
-        context = client_ssl_context(self.service.ca.certificate)
-        _, writer = await asyncio.open_connection("127.0.0.1", self.service.port, ssl=context)
-        der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
-        writer.close()
-        await writer.wait_closed()
-        return x509.load_der_x509_certificate(der)
+        return (await presented_chain(self.service))[0]
+
+
+async def presented_chain(service: EstService) -> list[x509.Certificate]:
+    """The certificates the listener sends, as sent (its own first), in a handshake that verifies them."""
+    context = client_ssl_context(service.ca.certificate)
+    _, writer = await asyncio.open_connection("127.0.0.1", service.port, ssl=context)
+    chain = writer.get_extra_info("ssl_object").get_unverified_chain()
+    writer.close()
+    await writer.wait_closed()
+    return [x509.load_der_x509_certificate(der) for der in chain]
 
 
 def make_service(

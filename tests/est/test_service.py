@@ -6,11 +6,7 @@ import asyncio
 import errno
 import logging
 from pathlib import Path
-import socket
-import ssl
 
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 import pytest
 
 from custom_components.est_pairing.est.service import EstService, ServiceConfig, ServiceListener
@@ -18,6 +14,8 @@ from custom_components.est_pairing.est.storage import Document, DocumentStore, J
 from custom_components.est_pairing.est.tls import ListenerNames
 from est_tools.standalone import cli
 from est_tools.standalone.cli import PemDirectoryStore
+
+from .conftest import presented_chain
 
 
 class MemoryStore:
@@ -156,30 +154,18 @@ async def test_a_renewed_listener_certificate_that_cannot_be_saved_is_not_used(t
     assert restarted.listener_identity.certificate == service.listener_identity.certificate
 
 
-def _presented_chain(port: int, ca: x509.Certificate) -> list[bytes]:
-    """The certificates the listener sends in a TLS handshake, as sent (DER)."""
-    context = ssl.create_default_context(cadata=ca.public_bytes(Encoding.PEM).decode())
-    context.check_hostname = False
-    with (
-        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
-        context.wrap_socket(raw) as tls,
-    ):
-        return list(tls.get_unverified_chain())
-
-
 async def test_the_listener_presents_its_certificate_then_the_household_ca(tmp_path: Path) -> None:
     """The chain is the one given, also after a re-issue (OpenSSL does not build one per handshake)."""
     service = hub(tmp_path)
     await service.load()
     await service.start()
     try:
-        ca = service.ca.certificate.public_bytes(Encoding.DER)
-        first = await asyncio.to_thread(_presented_chain, service.port, service.ca.certificate)
-        assert first == [service.listener_identity.certificate.public_bytes(Encoding.DER), ca]
+        first = await presented_chain(service)
+        assert first == [service.listener_identity.certificate, service.ca.certificate]
         wider = ListenerNames.from_hosts(["hub.local", "192.168.1.20", "127.0.0.1"])
         assert await service.update_names(wider)
-        renewed = await asyncio.to_thread(_presented_chain, service.port, service.ca.certificate)
-        assert renewed == [service.listener_identity.certificate.public_bytes(Encoding.DER), ca]
+        renewed = await presented_chain(service)
+        assert renewed == [service.listener_identity.certificate, service.ca.certificate]
         assert renewed[0] != first[0]
     finally:
         await service.stop()
