@@ -64,7 +64,11 @@ def certificate_status(record: CertificateRecord | None, now: datetime, renewal_
 def appliance_status(service: EstService, appliance_id: str, now: datetime, renewal_days: int) -> str:
     """The appliance's certificate status at ``now``."""
     record = service.ledger.latest(appliance_id)
-    if record is None and service.policy.registration(appliance_id) is None:
+    approved = service.policy.registration(appliance_id) is not None
+    if approved and record is not None and record.revoked:
+        # Every revocation withdraws the approval: this one came after it (paired again).
+        return "awaiting_enrollment"
+    if record is None and not approved:
         return "revoked"  # its approval was revoked before its first certificate
     return certificate_status(record, now, renewal_days)
 

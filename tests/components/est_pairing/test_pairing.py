@@ -385,6 +385,26 @@ async def test_revoking_before_the_first_certificate_shows_revoked(
     assert entity_state(hass, "_oven_certificate_status") == "awaiting_enrollment"
 
 
+async def test_an_appliance_approved_again_after_a_revocation_awaits_its_certificate(
+    hass: HomeAssistant, runtime: EstRuntime, appliance_client: EstClient
+) -> None:
+    """Its revoked certificate is no longer what it stands on: the new approval is."""
+    await paired_oven(hass, runtime, appliance_client)
+    await runtime.decisions.async_revoke("oven")
+    await hass.async_block_till_done()
+    assert entity_state(hass, "_oven_certificate_status") == "revoked"
+    new_key = key()
+    assert isinstance(await ask(hass, appliance_client, new_key), Pending)
+    (flow,) = flows(hass)
+    await hass.config_entries.flow.async_configure(flow["flow_id"], {"next_step_id": "pin"})
+    result = await hass.config_entries.flow.async_configure(flow["flow_id"], {"pin": "482913"})
+    assert result["type"] is FlowResultType.ABORT and result["reason"] == "approved"
+    await hass.async_block_till_done()
+    assert entity_state(hass, "_oven_certificate_status") == "awaiting_enrollment"
+    assert isinstance(await ask(hass, appliance_client, new_key), x509.Certificate)
+    assert entity_state(hass, "_oven_certificate_status") == "valid"
+
+
 async def test_pairing_a_revoked_appliance_again_keeps_its_details_unless_told(
     hass: HomeAssistant, init_integration: MockConfigEntry, runtime: EstRuntime, appliance_client: EstClient
 ) -> None:
