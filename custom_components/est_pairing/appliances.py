@@ -62,6 +62,8 @@ class Appliances:
         self.entry = entry
         self._service = service
         self._known: dict[str, str] = {}  # subentry id -> appliance id, as last synced
+        # Removed appliances not yet revoked: they stay marked, so that the next start revokes them.
+        self._unrevoked: set[str] = set()
 
     def subentry_for(self, appliance_id: str) -> ConfigSubentry | None:
         """The appliance's subentry, if it has one."""
@@ -171,6 +173,7 @@ class Appliances:
                     "Appliance %s was removed while the hub was stopped: revoking it", appliance_id
                 )
                 removed.append(appliance_id)
+        self._unrevoked.update(removed)
         # What a pre-registered appliance reported is saved at once, its subentry a second later.
         for subentry_id, appliance_id in appliance_subentries(self.entry).items():
             if appliance_id in registered:
@@ -191,8 +194,15 @@ class Appliances:
         current = appliance_subentries(self.entry)
         removed = [appliance_id for sid, appliance_id in self._known.items() if sid not in current]
         self._known = current
+        self._unrevoked.update(removed)
         self._mark()
         return removed
+
+    @callback
+    def revoked(self, appliance_id: str) -> None:
+        """A removed appliance's revocation is saved: it need not be revoked at the next start."""
+        self._unrevoked.discard(appliance_id)
+        self._mark()
 
     @callback
     def remove(self, appliance_id: str) -> None:
@@ -203,8 +213,11 @@ class Appliances:
 
     @callback
     def _mark(self) -> None:
-        """Note in the entry's data which appliances have a subentry (saved with the subentries)."""
-        appliances = sorted(set(appliance_subentries(self.entry).values()))
+        """Note in the entry's data which appliances have a subentry (saved with the subentries).
+
+        Removed ones whose revocation is not saved yet stay noted: the next start revokes them.
+        """
+        appliances = sorted(set(appliance_subentries(self.entry).values()) | self._unrevoked)
         if self.entry.data.get(CONF_APPLIANCES) != appliances:
             self.hass.config_entries.async_update_entry(
                 self.entry, data={**self.entry.data, CONF_APPLIANCES: appliances}

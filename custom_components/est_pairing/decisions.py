@@ -249,8 +249,14 @@ class Decisions:
         self.hass.loop.call_soon(self._appliances.remove, appliance_id)
 
     async def async_revoke_removed(self, appliance_id: str) -> None:
-        """Revoke an appliance whose subentry is gone; approvals that cannot be saved stop no other."""
+        """Revoke an appliance whose subentry is gone; approvals that cannot be saved stop no other.
+
+        Raises the library's error if the ledger cannot record the revocation. Until the revocation
+        is saved, the appliance stays marked in the entry: the next start revokes it again.
+        """
         try:
             await self.async_revoke(appliance_id)
         except NotSaved:  # revoked; the storage repair issue tells the owner, the next save retries
             _LOGGER.warning("Revoked %s, but the approvals could not be saved", appliance_id)
+            return
+        self._appliances.revoked(appliance_id)

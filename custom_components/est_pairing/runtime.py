@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+import logging
 
 from cryptography import x509
 from homeassistant.config_entries import ConfigEntry
@@ -35,11 +36,14 @@ from .const import (
 )
 from .coordinator import EstCoordinator
 from .decisions import Decisions
+from .est.errors import EstError
 from .est.ledger import CertificateRecord
 from .est.policy import ExchangeFailure, PendingEnrollment, Registration
 from .est.service import EstService, ServiceConfig, ServiceListener
 from .issues import approvals_saved, raise_issue
 from .store import DocumentStore, LedgerJournal
+
+_LOGGER = logging.getLogger(__name__)
 
 type EstConfigEntry = ConfigEntry[EstRuntime]
 
@@ -130,8 +134,15 @@ class EstRuntime(ServiceListener):
                 translation_placeholders={"error": str(err)},
             ) from err
         ir.async_delete_issue(self.hass, DOMAIN, ISSUE_STORAGE_UNWRITABLE)  # memory and disk agree again
-        for appliance_id in self.appliances.reconcile():
-            await self.decisions.async_revoke_removed(appliance_id)
+        try:
+            for appliance_id in self.appliances.reconcile():
+                await self.decisions.async_revoke_removed(appliance_id)
+        except EstError as err:  # the ledger cannot record it: no appliance the owner deleted runs on
+            raise ConfigEntryNotReady(
+                translation_domain=DOMAIN,
+                translation_key=ISSUE_STORAGE_UNWRITABLE,
+                translation_placeholders={"error": str(err)},
+            ) from err
         try:
             await self.service.start()
         except OSError as err:
@@ -183,7 +194,10 @@ class EstRuntime(ServiceListener):
         removed = self.appliances.sync()
         self.coordinator.push()  # each platform adds the entities of appliances new in the snapshot
         for appliance_id in removed:
-            await self.decisions.async_revoke_removed(appliance_id)
+            try:
+                await self.decisions.async_revoke_removed(appliance_id)
+            except EstError as err:  # still marked: the hub's next start revokes it
+                _LOGGER.warning("Could not revoke %s, whose entry was deleted: %s", appliance_id, err)
 
     # --- what the library tells (ServiceListener) ---------------------------------------------------
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+import errno
 import json
 from pathlib import Path
 from typing import Any
 from unittest.mock import patch
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
 from homeassistant.components.repairs import DOMAIN as REPAIRS_DOMAIN
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import CoreState, HomeAssistant
@@ -30,11 +32,12 @@ from custom_components.est_pairing.const import (
     REFRESH_INTERVAL,
 )
 from custom_components.est_pairing.diagnostics import async_get_config_entry_diagnostics
-from custom_components.est_pairing.est.storage import Event
+from custom_components.est_pairing.est.errors import CertificateRevoked
+from custom_components.est_pairing.est.storage import Event, JournalFile
 from custom_components.est_pairing.exceptions import NotSaved
 from custom_components.est_pairing.runtime import EstRuntime
 from custom_components.est_pairing.store import DocumentStore, LedgerJournal
-from est_tools.appliance.client import EstClient
+from est_tools.appliance.client import EstClient, renewal_csr
 from tests.est.polling import eventually
 
 from . import entity_state, paired_oven
@@ -51,6 +54,17 @@ def full_disk_for(*names: str) -> Iterator[None]:
         await write(store, *args)
 
     with patch.object(Store, "_async_write_data", full_disk):
+        yield
+
+
+@contextmanager
+def full_disk_for_the_ledger() -> Iterator[None]:
+    """Appends to the ledger's journal fail as on a full disk."""
+
+    def full_disk(_journal: JournalFile, _events: Sequence[Event]) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with patch.object(JournalFile, "append_sync", full_disk):
         yield
 
 
@@ -276,3 +290,47 @@ async def test_unloading_waits_for_the_ledgers_last_write(
     await hass.async_block_till_done()
     restarted: EstRuntime = init_integration.runtime_data
     assert restarted.service.ledger.get(certificate.serial_number) is not None
+
+
+async def assert_removed_and_revoked(
+    entry: MockConfigEntry, certificate: x509.Certificate, oven_key: ec.EllipticCurvePrivateKey
+) -> None:
+    """The appliance stays deleted, and its certificate cannot renew."""
+    assert entry.state is ConfigEntryState.LOADED
+    assert entry.subentries == {}
+    runtime: EstRuntime = entry.runtime_data
+    assert runtime.service.policy.registration("oven") is None
+    async with EstClient(
+        f"https://127.0.0.1:{runtime.service.port}", runtime.service.ca.certificate
+    ) as client:
+        with pytest.raises(CertificateRevoked):
+            await client.reenroll(renewal_csr(oven_key, certificate), certificate, oven_key)
+
+
+async def test_an_appliance_deleted_while_its_revocation_cannot_be_written_is_revoked_at_the_next_start(
+    hass: HomeAssistant, init_integration: MockConfigEntry, runtime: EstRuntime, appliance_client: EstClient
+) -> None:
+    certificate, oven_key = await paired_oven(hass, runtime, appliance_client)
+    (subentry_id,) = init_integration.subentries
+    with full_disk_for_the_ledger():
+        hass.config_entries.async_remove_subentry(init_integration, subentry_id)
+        await hass.async_block_till_done()
+    await reloaded(hass, init_integration)  # the disk has room again
+    await assert_removed_and_revoked(init_integration, certificate, oven_key)
+
+
+async def test_a_hub_that_cannot_write_the_revocation_of_an_appliance_deleted_meanwhile_retries(
+    hass: HomeAssistant, init_integration: MockConfigEntry, runtime: EstRuntime, appliance_client: EstClient
+) -> None:
+    certificate, oven_key = await paired_oven(hass, runtime, appliance_client)
+    assert await hass.config_entries.async_unload(init_integration.entry_id)
+    (subentry_id,) = init_integration.subentries
+    hass.config_entries.async_remove_subentry(init_integration, subentry_id)
+    await hass.async_block_till_done()
+    with full_disk_for_the_ledger():
+        await hass.config_entries.async_setup(init_integration.entry_id)
+        await hass.async_block_till_done()
+    assert init_integration.state is ConfigEntryState.SETUP_RETRY
+    assert "could not read or write its storage" in str(init_integration.reason)
+    await reloaded(hass, init_integration)  # the disk has room again
+    await assert_removed_and_revoked(init_integration, certificate, oven_key)
