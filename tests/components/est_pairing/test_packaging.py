@@ -260,6 +260,14 @@ def test_quality_scale_rules_are_done_or_exempt_with_a_reason() -> None:
         assert hassfest.status(value) in {"done", "exempt"}, rule
 
 
+def test_dependency_transparency_names_every_requirement() -> None:
+    """The rule's comment is where a reviewer looks for what the integration depends on."""
+    rules = yaml.safe_load((INTEGRATION / "quality_scale.yaml").read_text())["rules"]
+    comment = rules["dependency-transparency"]["comment"]
+    for requirement in MANIFEST["requirements"]:
+        assert Requirement(requirement).name in comment, requirement
+
+
 def _rules_done() -> set[str]:
     rules = yaml.safe_load((INTEGRATION / "quality_scale.yaml").read_text())["rules"]
     return {rule for rule, value in rules.items() if hassfest.status(value) == "done"}
