@@ -334,3 +334,19 @@ async def test_a_hub_that_cannot_write_the_revocation_of_an_appliance_deleted_me
     assert "could not read or write its storage" in str(init_integration.reason)
     await reloaded(hass, init_integration)  # the disk has room again
     await assert_removed_and_revoked(init_integration, certificate, oven_key)
+
+
+async def test_an_appliance_deleted_while_the_approvals_cannot_be_saved_stays_deleted(
+    hass: HomeAssistant, init_integration: MockConfigEntry, runtime: EstRuntime, appliance_client: EstClient
+) -> None:
+    """Its approval is still on disk when the hub next starts: it is revoked again, not added back."""
+    certificate, oven_key = await paired_oven(hass, runtime, appliance_client)
+    (subentry_id,) = init_integration.subentries
+    with full_disk_for("approvals"):
+        hass.config_entries.async_remove_subentry(init_integration, subentry_id)
+        await hass.async_block_till_done()
+        assert await hass.config_entries.async_unload(init_integration.entry_id)
+    assert runtime.service.policy_save_error is not None  # stopped with the approval still on disk
+    assert await hass.config_entries.async_setup(init_integration.entry_id)
+    await hass.async_block_till_done()
+    await assert_removed_and_revoked(init_integration, certificate, oven_key)
