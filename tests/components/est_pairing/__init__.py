@@ -6,13 +6,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import device_registry as dr, entity_registry as er
+import pytest
 
 from custom_components.est_pairing.const import DOMAIN
 from custom_components.est_pairing.est.credentials import BasicCredentials
 from custom_components.est_pairing.est.csr import ApplianceDetails
+from custom_components.est_pairing.est.errors import CertificateRevoked
 from custom_components.est_pairing.est.registrar import Issued, Peer
 from custom_components.est_pairing.runtime import EstRuntime
-from est_tools.appliance.client import EstClient, Pending, build_csr
+from est_tools.appliance.client import EstClient, Pending, build_csr, renewal_csr
 
 ENTRY_ID = "01JEST00HUB000000000000000"  # fixed: unique ids in entity snapshots contain it
 SNAPSHOT_TIME = "2026-01-15 10:00:00+00:00"  # when fixtures/household_ca.json was created
@@ -46,6 +48,16 @@ async def paired_oven(
     certificate = await ask(hass, client, oven_key)
     assert isinstance(certificate, x509.Certificate)
     return certificate, oven_key
+
+
+async def assert_renewal_refused(
+    runtime: EstRuntime, certificate: x509.Certificate, private_key: ec.EllipticCurvePrivateKey
+) -> None:
+    """The appliance's certificate, revoked, no longer renews at the hub's listener."""
+    url = f"https://127.0.0.1:{runtime.service.port}"
+    async with EstClient(url, runtime.service.ca.certificate) as client:
+        with pytest.raises(CertificateRevoked):
+            await client.reenroll(renewal_csr(private_key, certificate), certificate, private_key)
 
 
 async def with_two_appliances(hass: HomeAssistant, runtime: EstRuntime) -> None:

@@ -37,7 +37,7 @@ from custom_components.est_pairing.est.limits import PENDING_IDLE_TTL, PENDING_T
 from custom_components.est_pairing.runtime import EstRuntime
 from est_tools.appliance.client import EstClient, Pending, build_csr, renewal_csr
 
-from . import ask, device_for, entity_state, key, paired_oven
+from . import ask, assert_renewal_refused, device_for, entity_state, key, paired_oven
 
 
 def fingerprint(private_key: ec.EllipticCurvePrivateKey) -> str:
@@ -46,6 +46,14 @@ def fingerprint(private_key: ec.EllipticCurvePrivateKey) -> str:
 
 def flows(hass: HomeAssistant) -> list[ConfigFlowResult]:
     return list(hass.config_entries.flow.async_progress_by_handler(DOMAIN))
+
+
+async def approve_with_its_pin(hass: HomeAssistant) -> None:
+    """The owner opens the one card under Discovered and types the oven's PIN: approved."""
+    (flow,) = flows(hass)
+    await hass.config_entries.flow.async_configure(flow["flow_id"], {"next_step_id": "pin"})
+    result = await hass.config_entries.flow.async_configure(flow["flow_id"], {"pin": "482913"})
+    assert result["type"] is FlowResultType.ABORT and result["reason"] == "approved"
 
 
 def placeholders(result: ConfigFlowResult) -> Mapping[str, str]:
@@ -377,10 +385,7 @@ async def test_revoking_before_the_first_certificate_shows_revoked(
     # It now waits for the owner like any newcomer; approved again, it awaits its certificate again.
     assert isinstance(await ask(hass, appliance_client, key()), Pending)
     assert entity_state(hass, "_oven_certificate_status") == "revoked"
-    (flow,) = flows(hass)
-    await hass.config_entries.flow.async_configure(flow["flow_id"], {"next_step_id": "pin"})
-    result = await hass.config_entries.flow.async_configure(flow["flow_id"], {"pin": "482913"})
-    assert result["type"] is FlowResultType.ABORT and result["reason"] == "approved"
+    await approve_with_its_pin(hass)
     await hass.async_block_till_done()
     assert entity_state(hass, "_oven_certificate_status") == "awaiting_enrollment"
 
@@ -395,10 +400,7 @@ async def test_an_appliance_approved_again_after_a_revocation_awaits_its_certifi
     assert entity_state(hass, "_oven_certificate_status") == "revoked"
     new_key = key()
     assert isinstance(await ask(hass, appliance_client, new_key), Pending)
-    (flow,) = flows(hass)
-    await hass.config_entries.flow.async_configure(flow["flow_id"], {"next_step_id": "pin"})
-    result = await hass.config_entries.flow.async_configure(flow["flow_id"], {"pin": "482913"})
-    assert result["type"] is FlowResultType.ABORT and result["reason"] == "approved"
+    await approve_with_its_pin(hass)
     await hass.async_block_till_done()
     assert entity_state(hass, "_oven_certificate_status") == "awaiting_enrollment"
     assert isinstance(await ask(hass, appliance_client, new_key), x509.Certificate)
@@ -480,10 +482,7 @@ async def test_an_appliance_removed_while_the_hub_is_not_running_is_revoked_at_s
     assert record is not None
     assert record.revoked
     assert restarted.service.policy.registration("oven") is None
-    url = f"https://127.0.0.1:{restarted.service.port}"
-    async with EstClient(url, restarted.service.ca.certificate) as client:
-        with pytest.raises(CertificateRevoked):
-            await client.reenroll(renewal_csr(oven_key, certificate), certificate, oven_key)
+    await assert_renewal_refused(restarted, certificate, oven_key)
 
 
 async def test_an_appliance_approved_just_before_a_crash_is_added_again_not_revoked(

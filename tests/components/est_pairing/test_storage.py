@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 import errno
+from functools import partial
 import json
 from pathlib import Path
 from typing import Any
@@ -32,15 +33,14 @@ from custom_components.est_pairing.const import (
     REFRESH_INTERVAL,
 )
 from custom_components.est_pairing.diagnostics import async_get_config_entry_diagnostics
-from custom_components.est_pairing.est.errors import CertificateRevoked
 from custom_components.est_pairing.est.storage import Event, JournalFile
 from custom_components.est_pairing.exceptions import NotSaved
 from custom_components.est_pairing.runtime import EstRuntime
 from custom_components.est_pairing.store import DocumentStore, LedgerJournal
-from est_tools.appliance.client import EstClient, renewal_csr
+from est_tools.appliance.client import EstClient
 from tests.est.polling import eventually
 
-from . import entity_state, paired_oven
+from . import assert_renewal_refused, entity_state, paired_oven
 
 
 @contextmanager
@@ -300,22 +300,29 @@ async def assert_removed_and_revoked(
     assert entry.subentries == {}
     runtime: EstRuntime = entry.runtime_data
     assert runtime.service.policy.registration("oven") is None
-    async with EstClient(
-        f"https://127.0.0.1:{runtime.service.port}", runtime.service.ca.certificate
-    ) as client:
-        with pytest.raises(CertificateRevoked):
-            await client.reenroll(renewal_csr(oven_key, certificate), certificate, oven_key)
+    await assert_renewal_refused(runtime, certificate, oven_key)
 
 
-async def test_an_appliance_deleted_while_its_revocation_cannot_be_written_is_revoked_at_the_next_start(
-    hass: HomeAssistant, init_integration: MockConfigEntry, runtime: EstRuntime, appliance_client: EstClient
+@pytest.mark.parametrize(
+    "full_disk", [full_disk_for_the_ledger, partial(full_disk_for, "approvals")], ids=["ledger", "approvals"]
+)
+async def test_an_appliance_deleted_while_its_revocation_cannot_be_saved_stays_deleted(
+    hass: HomeAssistant,
+    init_integration: MockConfigEntry,
+    runtime: EstRuntime,
+    appliance_client: EstClient,
+    full_disk: Callable[[], AbstractContextManager[None]],
 ) -> None:
+    """Not revoked (the ledger), or its approval still on disk (the approvals), when the hub stops:
+    the next start revokes it, and does not add it back."""
     certificate, oven_key = await paired_oven(hass, runtime, appliance_client)
     (subentry_id,) = init_integration.subentries
-    with full_disk_for_the_ledger():
+    with full_disk():
         hass.config_entries.async_remove_subentry(init_integration, subentry_id)
         await hass.async_block_till_done()
-    await reloaded(hass, init_integration)  # the disk has room again
+        assert await hass.config_entries.async_unload(init_integration.entry_id)
+    assert await hass.config_entries.async_setup(init_integration.entry_id)  # the disk has room again
+    await hass.async_block_till_done()
     await assert_removed_and_revoked(init_integration, certificate, oven_key)
 
 
@@ -333,20 +340,4 @@ async def test_a_hub_that_cannot_write_the_revocation_of_an_appliance_deleted_me
     assert init_integration.state is ConfigEntryState.SETUP_RETRY
     assert "could not read or write its storage" in str(init_integration.reason)
     await reloaded(hass, init_integration)  # the disk has room again
-    await assert_removed_and_revoked(init_integration, certificate, oven_key)
-
-
-async def test_an_appliance_deleted_while_the_approvals_cannot_be_saved_stays_deleted(
-    hass: HomeAssistant, init_integration: MockConfigEntry, runtime: EstRuntime, appliance_client: EstClient
-) -> None:
-    """Its approval is still on disk when the hub next starts: it is revoked again, not added back."""
-    certificate, oven_key = await paired_oven(hass, runtime, appliance_client)
-    (subentry_id,) = init_integration.subentries
-    with full_disk_for("approvals"):
-        hass.config_entries.async_remove_subentry(init_integration, subentry_id)
-        await hass.async_block_till_done()
-        assert await hass.config_entries.async_unload(init_integration.entry_id)
-    assert runtime.service.policy_save_error is not None  # stopped with the approval still on disk
-    assert await hass.config_entries.async_setup(init_integration.entry_id)
-    await hass.async_block_till_done()
     await assert_removed_and_revoked(init_integration, certificate, oven_key)
