@@ -202,6 +202,7 @@ class EstPairingConfigFlow(ConfigFlow, domain=DOMAIN):
         """Move the EST listener to another port."""
         entry = self._get_reconfigure_entry()
         errors: dict[str, str] = {}
+        suggested_port = entry.data[CONF_PORT]
         if user_input is not None:
             port = int(user_input[CONF_PORT])
             if port == entry.data[CONF_PORT] or await self.hass.async_add_executor_job(_port_free, port):
@@ -209,12 +210,11 @@ class EstPairingConfigFlow(ConfigFlow, domain=DOMAIN):
                 if entry.state is not ConfigEntryState.LOADED:  # loaded entries reload on update
                     self.hass.config_entries.async_schedule_reload(entry.entry_id)
                 return self.async_abort(reason="reconfigure_successful")
-            errors[CONF_PORT] = "port_in_use"
+            errors[CONF_PORT] = "port_in_use"  # its text promises a free port: offer one, as set-up does
+            suggested_port = await self.hass.async_add_executor_job(_a_free_port)
         return self.async_show_form(
             step_id="reconfigure",
-            data_schema=self.add_suggested_values_to_schema(
-                RECONFIGURE_SCHEMA, user_input or {CONF_PORT: entry.data[CONF_PORT]}
-            ),
+            data_schema=self.add_suggested_values_to_schema(RECONFIGURE_SCHEMA, {CONF_PORT: suggested_port}),
             errors=errors,
         )
 

@@ -174,9 +174,11 @@ async def test_reconfigure_moves_the_listener(
     result = await init_integration.start_reconfigure_flow(hass)
     assert result["step_id"] == "reconfigure"
     result = await hass.config_entries.flow.async_configure(result["flow_id"], {CONF_PORT: taken_port})
-    assert result["errors"] == {CONF_PORT: "port_in_use"}
+    assert result["errors"] == {CONF_PORT: "port_in_use"}  # "...; a free one is suggested"
+    port = suggested(result, CONF_PORT)
+    assert isinstance(port, int)
+    assert port != taken_port
 
-    port = free_port()
     result = await hass.config_entries.flow.async_configure(result["flow_id"], {CONF_PORT: port})
     await hass.async_block_till_done()
     assert result["type"] is FlowResultType.ABORT
