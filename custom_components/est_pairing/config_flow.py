@@ -536,10 +536,10 @@ class ApplianceSubentryFlow(ConfigSubentryFlow):
                         await runtime.decisions.async_preregister(
                             appliance_id, user_input[CONF_PIN], name, add_subentry=False
                         )
-                    except AlreadyPaired:
-                        errors[CONF_APPLIANCE_ID] = "already_paired"
                     except NameTaken:
                         errors[CONF_APPLIANCE_ID] = "case_twin"
+                    except (AlreadyPaired, NotAllowed):  # NotAllowed: paired while its verifier was made
+                        errors[CONF_APPLIANCE_ID] = "already_paired"
                     except (Busy, CAFailure) as err:  # the SRP worker, busy or failing: nothing was stored
                         errors["base"] = "pin_check_unavailable"
                         placeholders["reason"] = str(err)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 import contextlib
 from datetime import UTC, datetime, timedelta
@@ -43,11 +44,12 @@ from custom_components.est_pairing.est.ca import HouseholdCA
 from custom_components.est_pairing.est.csr import ApplianceDetails
 from custom_components.est_pairing.est.fingerprints import format_fingerprint
 from custom_components.est_pairing.est.tls import ListenerIdentity, ListenerNames
+from custom_components.est_pairing.est.verifiers import PinVerifier
 from custom_components.est_pairing.runtime import EstRuntime
-from est_tools.appliance.client import EstClient, build_csr
+from est_tools.appliance.client import EstClient, Pending, build_csr
 from tests.est import forge
 
-from . import ENTRY_ID, placeholders
+from . import ENTRY_ID, ask, placeholders
 
 
 def free_port() -> int:
@@ -380,6 +382,41 @@ async def test_preregister_flow_with_a_busy_srp_worker_stores_nothing_and_can_re
     runtime.service.srp.queue = 32
     result = await hass.config_entries.subentries.async_configure(result["flow_id"], oven)
     assert result["type"] is FlowResultType.CREATE_ENTRY
+
+
+async def test_an_appliance_paired_while_its_pre_registration_is_stored_is_already_paired(
+    hass: HomeAssistant, init_integration: MockConfigEntry, appliance_client: EstClient
+) -> None:
+    """The owner approves its card while the pre-registration's verifier is being made."""
+    runtime: EstRuntime = init_integration.runtime_data
+    assert isinstance(await ask(hass, appliance_client, ec.generate_private_key(ec.SECP256R1())), Pending)
+    (pending,) = runtime.service.policy.pending_requests()
+    make_verifier = runtime.service.srp.make_verifier
+    making, approved = asyncio.Event(), asyncio.Event()
+
+    async def made_after_the_approval(appliance_id: str, pin: str) -> PinVerifier:
+        making.set()
+        await approved.wait()
+        return await make_verifier(appliance_id, pin)
+
+    result = await hass.config_entries.subentries.async_init(
+        (init_integration.entry_id, SUBENTRY_APPLIANCE), context={"source": SOURCE_USER}
+    )
+    with patch.object(runtime.service.srp, "make_verifier", made_after_the_approval):
+        submitted = hass.async_create_task(
+            hass.config_entries.subentries.async_configure(
+                result["flow_id"], {CONF_APPLIANCE_ID: "oven", CONF_PIN: "123456"}
+            )
+        )
+        await making.wait()
+        await runtime.decisions.async_approve(pending.request_id, pin=None)  # fingerprints compared
+        approved.set()
+        result = await submitted
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {CONF_APPLIANCE_ID: "already_paired"}
+    registration = runtime.service.policy.registration("oven")
+    assert registration is not None
+    assert not registration.preregistered
 
 
 async def test_preregister_flow_needs_a_running_hub(
