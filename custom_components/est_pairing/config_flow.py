@@ -389,9 +389,10 @@ class EstPairingConfigFlow(ConfigFlow, domain=DOMAIN):
         placeholders = self._placeholders(shown)
         request_id = self._discovery["request_id"]
         try:  # the request was there a moment ago (_review), but the appliance may be paired since
-            approved = await runtime.decisions.async_approve(
-                request_id, pin=pin, use_new_details=use_new_details
-            )
+            with runtime.decisions.deciding(self.flow_id):
+                approved = await runtime.decisions.async_approve(
+                    request_id, pin=pin, use_new_details=use_new_details
+                )
         except LockedOut:
             return self.async_abort(reason="locked_out")
         except PendingRequestGone:  # it went while the PIN was checked

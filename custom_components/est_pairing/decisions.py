@@ -7,6 +7,8 @@ what its dialogs show is worked out when they are shown, not when the request ar
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 import logging
 from typing import Any
@@ -81,6 +83,7 @@ class Decisions:
         self._service = service
         self._appliances = appliances
         self._stopping = False
+        self._deciding: set[str] = set()  # flows in a step that waits for the SRP worker
 
     # --- waiting requests -> discovery cards --------------------------------------------------------
 
@@ -138,6 +141,10 @@ class Decisions:
         )
         if not waiting:
             for flow in flows:
+                # A dialog in the middle of a step ends itself, saying why; aborted now, the owner
+                # would get an unknown flow instead.
+                if flow["flow_id"] in self._deciding:
+                    continue
                 if flow["step_id"] not in (STEP_EXCHANGE, STEP_EXCHANGE_DONE):
                     self.hass.config_entries.flow.async_abort(flow["flow_id"])
         elif not flows:  # another key of the same appliance id was waiting behind this one
@@ -177,6 +184,15 @@ class Decisions:
         if isinstance(outcome, Registration):
             self._appliances.ensure(outcome.appliance_id, outcome.details, update=use_new_details)
         return outcome
+
+    @contextmanager
+    def deciding(self, flow_id: str) -> Iterator[None]:
+        """While a dialog's step decides, a request that goes meanwhile leaves its flow to that step."""
+        self._deciding.add(flow_id)
+        try:
+            yield
+        finally:
+            self._deciding.discard(flow_id)
 
     def next_exchange(self, request_id: str) -> asyncio.Future[ExchangeOutcome]:
         """How the appliance's next PIN exchange ends, after :meth:`async_approve` gave its PIN."""

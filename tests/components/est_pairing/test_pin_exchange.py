@@ -5,7 +5,9 @@ The appliance is the reference appliance's exchange client (est_tools) over the 
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
+from unittest.mock import patch
 
 from cryptography.hazmat.primitives.serialization import Encoding
 from homeassistant.config_entries import ConfigFlowResult
@@ -18,6 +20,7 @@ from pytest_homeassistant_custom_component.common import async_fire_time_changed
 from custom_components.est_pairing.const import DOMAIN
 from custom_components.est_pairing.est.errors import LockedOut, PairingProofFailed, Rejected
 from custom_components.est_pairing.est.limits import EXCHANGE_WAIT, OWNER_PIN_ATTEMPTS
+from custom_components.est_pairing.est.verifiers import PinVerifier
 from custom_components.est_pairing.runtime import EstRuntime
 from est_tools.appliance.client import Pending, build_csr
 from est_tools.appliance.exchange import PinExchangeClient
@@ -230,3 +233,40 @@ async def test_a_pin_no_verifier_can_be_made_of_asks_again(
     (pending,) = runtime.service.policy.pending_requests()
     assert pending.verifier is None
     assert isinstance(await oven.exchange(), Pending)
+
+
+async def test_a_request_that_goes_while_its_proof_is_awaited_ends_the_dialog(
+    hass: HomeAssistant, runtime: EstRuntime, oven: Oven
+) -> None:
+    """Pre-registered meanwhile (by another owner, say): the wait ends, and says the request is gone."""
+    waiting = await type_pin(hass, PIN)
+    assert waiting["type"] is FlowResultType.SHOW_PROGRESS
+    await runtime.decisions.async_preregister("oven", PIN, "Kitchen oven")
+    done = await after_the_wait(hass, waiting["flow_id"])
+    assert (done["type"], done["reason"]) == (FlowResultType.ABORT, "request_gone")
+    assert isinstance(await oven.exchange(), Paired)  # the pre-registration pairs it
+
+
+async def test_a_request_that_goes_while_the_typed_pin_is_stored_ends_the_dialog(
+    hass: HomeAssistant, runtime: EstRuntime, oven: Oven
+) -> None:
+    """It goes while the PIN's verifier is made: nothing is stored, and the dialog says it is gone."""
+    (pending,) = runtime.service.policy.pending_requests()
+    make_verifier = runtime.service.srp.make_verifier
+    making, withdrawn = asyncio.Event(), asyncio.Event()
+
+    async def made_after_the_request_went(appliance_id: str, pin: str) -> PinVerifier:
+        making.set()
+        await withdrawn.wait()
+        return await make_verifier(appliance_id, pin)
+
+    await hass.config_entries.flow.async_configure(flow_id(hass), {"next_step_id": "pin"})
+    with patch.object(runtime.service.srp, "make_verifier", made_after_the_request_went):
+        typed = hass.async_create_task(type_pin(hass, PIN, from_menu=False))
+        await making.wait()
+        runtime.service.policy.withdraw(pending.request_id)
+        withdrawn.set()
+        result = await typed
+    assert (result["type"], result["reason"]) == (FlowResultType.ABORT, "request_gone")
+    assert runtime.service.policy.pending_requests() == []
+    assert isinstance(await oven.exchange(), Pending)  # it asks anew
