@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
+from unittest.mock import patch
+
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from homeassistant.core import HomeAssistant
@@ -13,6 +18,7 @@ from custom_components.est_pairing.est.credentials import BasicCredentials
 from custom_components.est_pairing.est.csr import ApplianceDetails
 from custom_components.est_pairing.est.errors import CertificateRevoked
 from custom_components.est_pairing.est.registrar import Issued, Peer
+from custom_components.est_pairing.est.verifiers import PinVerifier
 from custom_components.est_pairing.runtime import EstRuntime
 from est_tools.appliance.client import EstClient, Pending, build_csr, renewal_csr
 
@@ -58,6 +64,28 @@ async def assert_renewal_refused(
     async with EstClient(url, runtime.service.ca.certificate) as client:
         with pytest.raises(CertificateRevoked):
             await client.reenroll(renewal_csr(private_key, certificate), certificate, private_key)
+
+
+class HeldVerifier:
+    """The SRP worker's verifiers, each held back until released: what happens while one is made."""
+
+    def __init__(self, runtime: EstRuntime) -> None:
+        self.making = asyncio.Event()
+        self.released = asyncio.Event()
+        self._make = runtime.service.srp.make_verifier
+
+    async def make_verifier(self, appliance_id: str, pin: str) -> PinVerifier:
+        self.making.set()
+        await self.released.wait()
+        return await self._make(appliance_id, pin)
+
+
+@contextmanager
+def verifiers_held(runtime: EstRuntime) -> Iterator[HeldVerifier]:
+    """Hold the hub's verifiers back (release them with ``released.set()``)."""
+    held = HeldVerifier(runtime)
+    with patch.object(runtime.service.srp, "make_verifier", held.make_verifier):
+        yield held
 
 
 async def with_two_appliances(hass: HomeAssistant, runtime: EstRuntime) -> None:

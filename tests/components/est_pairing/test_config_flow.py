@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 import contextlib
 from datetime import UTC, datetime, timedelta
@@ -44,12 +43,11 @@ from custom_components.est_pairing.est.ca import HouseholdCA
 from custom_components.est_pairing.est.csr import ApplianceDetails
 from custom_components.est_pairing.est.fingerprints import format_fingerprint
 from custom_components.est_pairing.est.tls import ListenerIdentity, ListenerNames
-from custom_components.est_pairing.est.verifiers import PinVerifier
 from custom_components.est_pairing.runtime import EstRuntime
 from est_tools.appliance.client import EstClient, Pending, build_csr
 from tests.est import forge
 
-from . import ENTRY_ID, ask, placeholders
+from . import ENTRY_ID, ask, placeholders, verifiers_held
 
 
 def free_port() -> int:
@@ -391,26 +389,18 @@ async def test_an_appliance_paired_while_its_pre_registration_is_stored_is_alrea
     runtime: EstRuntime = init_integration.runtime_data
     assert isinstance(await ask(hass, appliance_client, ec.generate_private_key(ec.SECP256R1())), Pending)
     (pending,) = runtime.service.policy.pending_requests()
-    make_verifier = runtime.service.srp.make_verifier
-    making, approved = asyncio.Event(), asyncio.Event()
-
-    async def made_after_the_approval(appliance_id: str, pin: str) -> PinVerifier:
-        making.set()
-        await approved.wait()
-        return await make_verifier(appliance_id, pin)
-
     result = await hass.config_entries.subentries.async_init(
         (init_integration.entry_id, SUBENTRY_APPLIANCE), context={"source": SOURCE_USER}
     )
-    with patch.object(runtime.service.srp, "make_verifier", made_after_the_approval):
+    with verifiers_held(runtime) as held:
         submitted = hass.async_create_task(
             hass.config_entries.subentries.async_configure(
                 result["flow_id"], {CONF_APPLIANCE_ID: "oven", CONF_PIN: "123456"}
             )
         )
-        await making.wait()
+        await held.making.wait()
         await runtime.decisions.async_approve(pending.request_id, pin=None)  # fingerprints compared
-        approved.set()
+        held.released.set()
         result = await submitted
     assert result["type"] is FlowResultType.FORM
     assert result["errors"] == {CONF_APPLIANCE_ID: "already_paired"}

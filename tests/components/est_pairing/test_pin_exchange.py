@@ -5,9 +5,7 @@ The appliance is the reference appliance's exchange client (est_tools) over the 
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
-from unittest.mock import patch
 
 from cryptography.hazmat.primitives.serialization import Encoding
 from homeassistant.config_entries import ConfigFlowResult
@@ -20,13 +18,12 @@ from pytest_homeassistant_custom_component.common import async_fire_time_changed
 from custom_components.est_pairing.const import DOMAIN
 from custom_components.est_pairing.est.errors import LockedOut, PairingProofFailed, Rejected
 from custom_components.est_pairing.est.limits import EXCHANGE_WAIT, OWNER_PIN_ATTEMPTS
-from custom_components.est_pairing.est.verifiers import PinVerifier
 from custom_components.est_pairing.runtime import EstRuntime
 from est_tools.appliance.client import Pending, build_csr
 from est_tools.appliance.exchange import PinExchangeClient
 from est_tools.appliance.pake_client import ApplianceExchange, Paired
 
-from . import OVEN, device_for, entity_state, key
+from . import OVEN, device_for, entity_state, key, verifiers_held
 
 PIN = "482913"  # printed on the oven
 
@@ -252,20 +249,12 @@ async def test_a_request_that_goes_while_the_typed_pin_is_stored_ends_the_dialog
 ) -> None:
     """It goes while the PIN's verifier is made: nothing is stored, and the dialog says it is gone."""
     (pending,) = runtime.service.policy.pending_requests()
-    make_verifier = runtime.service.srp.make_verifier
-    making, withdrawn = asyncio.Event(), asyncio.Event()
-
-    async def made_after_the_request_went(appliance_id: str, pin: str) -> PinVerifier:
-        making.set()
-        await withdrawn.wait()
-        return await make_verifier(appliance_id, pin)
-
     await hass.config_entries.flow.async_configure(flow_id(hass), {"next_step_id": "pin"})
-    with patch.object(runtime.service.srp, "make_verifier", made_after_the_request_went):
+    with verifiers_held(runtime) as held:
         typed = hass.async_create_task(type_pin(hass, PIN, from_menu=False))
-        await making.wait()
+        await held.making.wait()
         runtime.service.policy.withdraw(pending.request_id)
-        withdrawn.set()
+        held.released.set()
         result = await typed
     assert (result["type"], result["reason"]) == (FlowResultType.ABORT, "request_gone")
     assert runtime.service.policy.pending_requests() == []
