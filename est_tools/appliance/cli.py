@@ -128,6 +128,15 @@ async def run(appliance: Appliance, *, once: bool) -> int:
     if task is None:
         raise RuntimeError("run() must run as an asyncio task")
     loop = asyncio.get_running_loop()
+    try:
+        await asyncio.to_thread(appliance.store.check_writable)
+    except OSError as err:
+        print(
+            f"appliance: failed: --state-dir {appliance.store.directory}: {err.strerror or err}",
+            file=sys.stderr,
+            flush=True,
+        )
+        return ExitCode.FAILED
     for signum in _STOP_SIGNALS:
         loop.add_signal_handler(signum, task.cancel)
     try:

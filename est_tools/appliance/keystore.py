@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+import tempfile
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -101,6 +102,16 @@ class KeyStore:
     def stored_at(self) -> datetime:
         """When the current certificate was stored (the clock for ``--renew-after``)."""
         return datetime.fromtimestamp(self.certificate_path.stat().st_mtime, UTC)
+
+    def check_writable(self) -> None:
+        """Create the directory if need be and write a scratch file in it; the OSError if that fails.
+
+        Run before the first request: a directory the appliance cannot keep its key in is found
+        before it asks anyone, not after it has pinned a CA or made a request it cannot follow up.
+        """
+        self._prepare()
+        with tempfile.TemporaryFile(dir=self.directory):
+            pass
 
     def _prepare(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -404,6 +404,19 @@ async def test_no_server_to_reach(tmp_path: Path, capsys: pytest.CaptureFixture[
     )
 
 
+async def test_a_state_directory_it_cannot_write_stops_it_before_it_asks_anyone(
+    server: RunningServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It would pin the hub's CA, or make a request, and then fail to keep what it got."""
+    (tmp_path / "file").write_text("")
+    state_dir = tmp_path / "file" / "oven"
+    run = await appliance(capsys, state_dir, "--id", "fridge", "--server", server.url)
+    assert run.code == ExitCode.FAILED
+    assert run.error == f"appliance: failed: --state-dir {state_dir}: Not a directory"
+    assert run.lines == []  # it neither trusted the CA nor asked for a certificate
+    assert server.service.policy.pending_requests() == []
+
+
 def pem(*certificates: x509.Certificate) -> bytes:
     return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certificates)
 
