@@ -234,7 +234,8 @@ def service_config(args: argparse.Namespace) -> ServiceConfig:
     elif not ListenerNames.from_hosts([args.host]).certified().all():
         raise SystemExit(
             f"--host {args.host}: the server's certificate names it on the home network only: give an"
-            f" address of a private range or loopback, or a name under {' or '.join(HOME_DOMAINS)}"
+            " address of a private range or loopback, or a name under "
+            + " or ".join(f".{domain}" for domain in HOME_DOMAINS)
         )
     return ServiceConfig(
         ca_name=args.name,
@@ -543,6 +544,17 @@ def _port(text: str) -> int:
     return port
 
 
+def _days(text: str) -> int:
+    """A certificate lifetime in whole days, or a usage error."""
+    try:
+        days = int(text)
+    except ValueError:
+        days = 0
+    if days < 1:
+        raise argparse.ArgumentTypeError("whole days, at least 1")
+    return days
+
+
 def _users_in(path: Path) -> list[str]:
     """The ID:SECRET lines of a users file (blank lines and '#' comments skipped)."""
     try:
@@ -618,7 +630,12 @@ def parser() -> argparse.ArgumentParser:
     serve_parser.add_argument(
         "--auto-approve", action="store_true", help="approve every well-formed request (test benches)"
     )
-    serve_parser.add_argument("--validity-days", type=int, default=365)
+    serve_parser.add_argument(
+        "--validity-days",
+        type=_days,
+        default=365,
+        help="appliance certificate lifetime (at most 825 days for one with serverAuth)",
+    )
     serve_parser.add_argument("--name", default="Standalone", help="the CA is '<name> Household CA'")
     serve_parser.add_argument("--label", action="append", default=[], help="an accepted EST label")
     serve_parser.add_argument(
@@ -654,8 +671,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "serve":
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        if args.validity_days < 1:
-            raise SystemExit("--validity-days must be at least 1")
         with exclusive(args.data_dir):
             asyncio.run(serve(args), loop_factory=loop_factory(args.loop))
         return 0

@@ -249,10 +249,12 @@ def test_certificates_name_the_crl_where_other_machines_reach_it(
 def test_a_host_the_certificate_cannot_name_is_refused(tmp_path: Path, host: str) -> None:
     """Clients could not verify the server there: the household CA names the home network only."""
     args = cli.parser().parse_args(["serve", "--data-dir", str(tmp_path), "--host", host])
-    with pytest.raises(
-        SystemExit, match=f"--host {host}: the server's certificate names it on the home network only"
-    ):
+    with pytest.raises(SystemExit) as refused:
         cli.service_config(args)
+    assert str(refused.value) == (
+        f"--host {host}: the server's certificate names it on the home network only: give an address"
+        " of a private range or loopback, or a name under .local or .home.arpa"
+    )
 
 
 async def test_an_issued_certificate_names_a_crl_its_holder_can_fetch(tmp_path: Path) -> None:
@@ -536,6 +538,17 @@ def test_a_port_outside_tcps_range_is_a_usage_error(port: str, capsys: pytest.Ca
         cli.parser().parse_args(["serve", "--port", port])
     assert exited.value.code == 2
     assert "a TCP port: 0 (any free one) to 65535" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("days", ["0", "-5", "1.5", "year"])
+def test_a_lifetime_below_a_day_is_a_usage_error(days: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A bad command line exits 2 (docs/standalone.md), like any other option argparse refuses."""
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["serve", "--data-dir", "unused", "--validity-days", days])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "est-server serve: error: argument --validity-days: whole days, at least 1"
+    )
 
 
 def test_manufacturer_cas_that_cannot_be_read_stop_serve_with_a_reason(tmp_path: Path) -> None:
