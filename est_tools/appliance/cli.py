@@ -13,7 +13,7 @@ Exit codes (one line on stderr says why):
     0  done (--once) or stopped by SIGINT/SIGTERM
     1  any other failure (the server broke the protocol, unreadable state directory)
     2  bad command line
-    3  no EST server found (mDNS) or reachable (--server)
+    3  no EST server found (mDNS), or none at --server (unreachable, or not answering as one)
     4  CA fingerprint mismatch (not the CA given or pinned)
     5  refused: the owner rejected this appliance, the server's policy forbids the request, or the
        server drops the TLS handshake with the factory certificate (it does not trust its issuer)
