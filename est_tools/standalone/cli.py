@@ -91,6 +91,8 @@ class PemDirectoryStore:
             path = self.directory / name
             if path.exists():
                 document.setdefault(section, {})[field] = path.read_text()
+        if "private_key" not in document.get("ca", {}):
+            raise ValueError("ca.pem is there but not ca.key: a damaged data directory, or not est-server's")
         if "listener" in document and not _is_pair(document["listener"]):
             _LOGGER.warning("The listener certificate and key do not match (a save was cut short)")
             del document["listener"]
@@ -155,12 +157,22 @@ async def serve(args: argparse.Namespace) -> None:
     """Run until SIGINT or SIGTERM, then say "stopped"; a refusal to start is a SystemExit."""
     data_dir: Path = args.data_dir
     service = open_service(data_dir, service_config(args), ConsoleListener())
-    await service.load()
+    await _load(service, data_dir)
     try:
         await _serve(service, args)
     finally:
         await service.stop()
     print("stopped", flush=True)  # only after serving: a supervisor reads it as a clean stop
+
+
+async def _load(service: EstService, data_dir: Path) -> None:
+    """Load the data directory (or create the CA in it); a one-line SystemExit when it will not do."""
+    try:
+        await service.load()
+    except OSError as err:  # the CA could not be saved: a read-only or full disk
+        raise SystemExit(f"--data-dir {data_dir}: {err.strerror or err}") from err
+    except (ValueError, TypeError) as err:  # a file in it is damaged, or not one est-server wrote
+        raise SystemExit(f"--data-dir {data_dir}: cannot load what it holds: {err}") from err
 
 
 async def _serve(service: EstService, args: argparse.Namespace) -> None:
@@ -481,7 +493,7 @@ async def _offline(data_dir: Path, request: dict[str, Any]) -> dict[str, Any]:
         return {"ok": False, "error": f"{data_dir} holds no household CA"}
     with exclusive(data_dir):
         service = open_service(data_dir, ServiceConfig(ca_name="-", port=0))
-        await service.load()
+        await _load(service, data_dir)
         try:
             return await _control_command(service, request)
         except (EstError, KeyError, ValueError) as err:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 import json
+import os
 from pathlib import Path
 import socket
 import stat
@@ -153,6 +154,32 @@ async def test_a_serve_that_refuses_to_start_says_why_in_one_line_and_never_stop
     assert "Traceback" not in stderr
     assert "s3cret" not in stderr
     assert stdout == ""  # neither "listening on" nor "stopped"
+
+
+@pytest.mark.parametrize(
+    ("key", "reason"),
+    [
+        (None, "ca.pem is there but not ca.key: a damaged data directory, or not est-server's"),
+        ("ca.key", "Unable to load PEM file"),
+    ],
+    ids=["a CA certificate without its key", "a key that is no key"],
+)
+async def test_a_data_directory_it_did_not_write_stops_serve_and_list_with_a_reason(
+    tmp_path: Path, key: str | None, reason: str
+) -> None:
+    """A ca.pem of another program's (the curl example writes one) is no household CA to start from."""
+    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    if key is not None:
+        (tmp_path / key).write_text("not a key\n")
+    for command in (["serve", "--port", "0"], ["list"]):
+        code, stdout, stderr = await est_server(*command, "--data-dir", tmp_path)
+        assert (code, stdout) == (1, "")
+        assert stderr.splitlines()[-1].startswith(
+            f"--data-dir {tmp_path}: cannot load what it holds: {reason}"
+        )
+        assert "Traceback" not in stderr
+    left = sorted(await asyncio.to_thread(os.listdir, tmp_path))  # nothing written over, nothing added
+    assert left == sorted(["ca.pem", "server.lock", *([key] if key else [])])
 
 
 async def test_a_user_given_again_at_restart_is_not_armed_again(tmp_path: Path) -> None:
