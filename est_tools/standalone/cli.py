@@ -629,7 +629,8 @@ def parser() -> argparse.ArgumentParser:
         default=[],
         type=Path,
         metavar="FILE",
-        help="pre-approve the appliances of a file, one ID:SECRET a line ('#' starts a comment)",
+        help="pre-approve the appliances of a file, one ID:SECRET a line (a line starting with '#' "
+        "is a comment)",
     )
     serve_parser.add_argument(
         "--client-ca",
