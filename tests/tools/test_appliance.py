@@ -447,6 +447,25 @@ async def test_a_state_directory_it_cannot_write_stops_it_before_it_asks_anyone(
     assert server.service.policy.pending_requests() == []
 
 
+@pytest.mark.parametrize(
+    ("damaged", "complaint"),
+    [
+        ("ca.pem", "is not a PEM certificate"),
+        ("certificate.pem", "is not a PEM certificate"),
+        ("key.pem", "is not an unencrypted PEM private key"),
+    ],
+)
+async def test_a_damaged_file_in_the_state_directory_is_named(
+    server: RunningServer, tmp_path: Path, capsys: pytest.CaptureFixture[str], damaged: str, complaint: str
+) -> None:
+    """Not cryptography's 'Could not deserialize key data ... [<OpenSSLError(...)>]' without a file name."""
+    (tmp_path / damaged).write_text("-----BEGIN GARBAGE-----\n")
+    run = await appliance(capsys, tmp_path, "--id", "fridge", "--server", server.url)
+    assert run.code == ExitCode.FAILED
+    assert run.error == f"appliance: failed: {tmp_path / damaged} {complaint} (a damaged state directory)"
+    assert (tmp_path / damaged).read_text() == "-----BEGIN GARBAGE-----\n"  # left for the owner to look at
+
+
 def pem(*certificates: x509.Certificate) -> bytes:
     return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certificates)
 
