@@ -4,8 +4,11 @@ exist, and the options they list for the two command lines are the options those
 from __future__ import annotations
 
 from collections.abc import Callable
+import os
 from pathlib import Path
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -92,3 +95,68 @@ def test_the_appliance_options_are_the_documented_ones(capsys: pytest.CaptureFix
     documented = {option for cells in _table_rows(section) for option in OPTION.findall(cells[0])}
     # --isolated is scripts/appliance's own (it enters the namespace), not the Python command line's.
     assert documented == _help_options(capsys, appliance_cli.main) | {"--isolated"}
+
+
+# The commands whose options the tests above do not read from a table: the Python module behind each
+# (its --help lists them), or for a shell script of its own, the script's text.
+HELPED = {
+    "scripts/develop": "scripts.devtools.develop",
+    "scripts/bench": "scripts.devtools.bench",
+    "scripts/abuse": "tests.est.abuse",
+}
+COMMAND = re.compile(r"`(scripts/[\w-]+)([^`\n]*)`|^(scripts/[\w-]+)([^#\n]*)", re.MULTILINE)
+
+
+def _documented_options() -> dict[str, set[str]]:
+    """The options the docs give each script, in inline code and in code blocks' command lines."""
+    options: dict[str, set[str]] = {}
+    for doc in DOCS:
+        for match in COMMAND.finditer(doc.read_text()):
+            script, arguments = (match[1], match[2]) if match[1] else (match[3], match[4])
+            found = re.findall(r"(?<![\w-])--[a-z][a-z-]*", arguments)
+            options.setdefault(script, set()).update(found)
+    return options
+
+
+def _accepted_options(script: str) -> set[str]:
+    if (module := HELPED.get(script)) is None:
+        return set(OPTION.findall((ROOT / script).read_text())) | {"--help"}
+    shown = subprocess.run(
+        [sys.executable, "-m", module, "--help"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    listed = re.findall(r"^ {2}(?:-\w, )?(--[a-z][a-z-]*)", shown.stdout, re.MULTILINE)
+    return set(listed)
+
+
+@pytest.mark.parametrize("script", sorted({*HELPED, "scripts/tls-audit"}))
+def test_the_options_the_docs_give_a_script_are_ones_it_takes(script: str) -> None:
+    documented = _documented_options().get(script, set())
+    assert documented, f"the docs give {script} no option: nothing checked"
+    assert sorted(documented - _accepted_options(script)) == []
+
+
+def test_the_develop_options_are_the_documented_ones() -> None:
+    section = _section((ROOT / "docs" / "development.md").read_text(), "## Set-up")
+    documented = {option for cells in _table_rows(section) for option in OPTION.findall(cells[0])}
+    assert documented == _accepted_options("scripts/develop") - {"--help"}
+
+
+def test_serve_defaults_are_the_documented_ones() -> None:
+    """What ``serve`` does when an option is left out is what the table's default column says."""
+    rows = _table_rows(_section(STANDALONE.read_text(), "### `serve`"))
+    defaults = {OPTION.findall(cells[0])[0]: cells[1].strip("`") for cells in rows[1:]}
+    args = standalone_cli.parser().parse_args(["serve", "--data-dir", "unused"])
+    config = standalone_cli.service_config(args)
+    assert defaults["--data-dir"] == "required"
+    assert config.bind_host == defaults["--host"]
+    assert config.port == int(defaults["--port"])
+    assert config.validity_days == int(defaults["--validity-days"])
+    assert config.ca_name == defaults["--name"]
+    assert list(config.labels) == [defaults["--label"]]
+    assert args.loop == defaults["--loop"]
+    assert (defaults["--auto-approve"], config.auto_approve) == ("off", False)

@@ -42,6 +42,7 @@ from custom_components.est_pairing.est.errors import (
     RequestTimeout,
     RetryLater,
     ServerNotFound,
+    UnknownResource,
 )
 from custom_components.est_pairing.est.fingerprints import (
     certificate_fingerprint,
@@ -52,6 +53,7 @@ from custom_components.est_pairing.est.fingerprints import (
 from custom_components.est_pairing.est.homenet import appliance_dns_name
 from custom_components.est_pairing.est.issuance import factory_appliance_id
 from custom_components.est_pairing.est.srp6a import METHOD
+from custom_components.est_pairing.est.wire import EST_PATH
 
 from .browse import EstServer, browse, candidate_servers
 from .client import EstClient, Pending, build_csr, client_ssl_context, renewal_csr
@@ -186,7 +188,7 @@ class Appliance:
             if offered:
                 return await self.pair(server, patient=patient)
             if not self.config.legacy_basic:
-                raise _not_offered(server)
+                raise await _without_exchange(server)
             self._report(
                 f"{server} does not offer the PIN exchange: sending the PIN in HTTP Basic "
                 "(--legacy-basic: a server that is not the household hub could learn it)"
@@ -351,7 +353,7 @@ class Appliance:
         if self._server is None:
             server, offered = await self._exchange_server()
             if not offered:
-                raise _not_offered(server)
+                raise await _without_exchange(server)
         async with (
             _reaching(server),
             PinExchangeClient(server.base_url, label=server.label, trust=self._ca) as client,
@@ -528,9 +530,12 @@ class Appliance:
             self._compare_hint(server, self._check_pinned(pinned))
             return pinned
         async with _reaching(server):
-            bootstrap = await EstClient.fetch_ca(
-                server.base_url, expected_fingerprint=self._expected, label=server.label
-            )
+            try:
+                bootstrap = await EstClient.fetch_ca(
+                    server.base_url, expected_fingerprint=self._expected, label=server.label
+                )
+            except (ProtocolError, UnknownResource) as err:  # a mistyped URL: another service, a label
+                raise _not_an_est_server(server, err) from None
         spaced = format_fingerprint(bootstrap.fingerprint)
         if bootstrap.verified_out_of_band:
             self._report(f"the server's CA matches the expected fingerprint (SHA-256 {spaced})")
@@ -571,10 +576,29 @@ class Appliance:
         return EstClient(server.base_url, ca, label=server.label)
 
 
-def _not_offered(server: EstServer) -> ExchangeNotOffered:
+async def _without_exchange(server: EstServer) -> EstError:
+    """Why a server that offers no PIN exchange is refused: an older hub, or no EST server at all.
+
+    A mistyped URL (another service, a label the hub does not have) offers no exchange either; one
+    provisional /cacerts tells it from a hub, which --legacy-basic could then reach.
+    """
+    try:
+        async with _reaching(server):
+            await EstClient.fetch_ca(server.base_url, label=server.label)
+    except (ProtocolError, UnknownResource) as err:
+        return _not_an_est_server(server, err)
+    except ServerNotFound as err:
+        return err
     return ExchangeNotOffered(
         f"{server} does not offer the PIN exchange, and this appliance sends its PIN no other way "
         "(an older hub: --legacy-basic allows HTTP Basic, which a server that is not the hub could read)"
+    )
+
+
+def _not_an_est_server(server: EstServer, err: EstError) -> ServerNotFound:
+    path = f"{EST_PATH}/{server.label}" if server.label else EST_PATH
+    return ServerNotFound(
+        f"{server.base_url} answers, but not as an EST server: GET {path}/cacerts gave {err}"
     )
 
 

@@ -13,7 +13,7 @@ Exit codes (one line on stderr says why):
     0  done (--once) or stopped by SIGINT/SIGTERM
     1  any other failure (the server broke the protocol, unreadable state directory)
     2  bad command line
-    3  no EST server found (mDNS) or reachable (--server)
+    3  no EST server found (mDNS), or none at --server (unreachable, or not answering as one)
     4  CA fingerprint mismatch (not the CA given or pinned)
     5  refused: the owner rejected this appliance, the server's policy forbids the request, or the
        server drops the TLS handshake with the factory certificate (it does not trust its issuer)
@@ -128,6 +128,15 @@ async def run(appliance: Appliance, *, once: bool) -> int:
     if task is None:
         raise RuntimeError("run() must run as an asyncio task")
     loop = asyncio.get_running_loop()
+    try:
+        await asyncio.to_thread(appliance.store.check_writable)
+    except OSError as err:
+        print(
+            f"appliance: failed: --state-dir {appliance.store.directory}: {err.strerror or err}",
+            file=sys.stderr,
+            flush=True,
+        )
+        return ExitCode.FAILED
     for signum in _STOP_SIGNALS:
         loop.add_signal_handler(signum, task.cancel)
     try:

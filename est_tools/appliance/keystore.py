@@ -15,8 +15,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+import tempfile
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -41,7 +43,7 @@ class KeyStore:
         """The CA pinned at bootstrap, if any."""
         if not self.ca_path.exists():
             return None
-        return x509.load_pem_x509_certificate(self.ca_path.read_bytes())
+        return _load_certificate(self.ca_path)
 
     def pin_ca(self, certificate: x509.Certificate) -> None:
         """Trust this CA from now on."""
@@ -71,7 +73,7 @@ class KeyStore:
         """The stored certificate and its key; None before the first enrollment."""
         if not self.certificate_path.exists():
             return None
-        certificate = x509.load_pem_x509_certificate(self.certificate_path.read_bytes())
+        certificate = _load_certificate(self.certificate_path)
         key = _load_key(self.key_path)
         if key is not None and key.public_key() == certificate.public_key():
             return certificate, key
@@ -102,14 +104,36 @@ class KeyStore:
         """When the current certificate was stored (the clock for ``--renew-after``)."""
         return datetime.fromtimestamp(self.certificate_path.stat().st_mtime, UTC)
 
+    def check_writable(self) -> None:
+        """Create the directory if need be and write a scratch file in it; the OSError if that fails.
+
+        Run before the first request: a directory the appliance cannot keep its key in is found
+        before it asks anyone, not after it has pinned a CA or made a request it cannot follow up.
+        """
+        self._prepare()
+        with tempfile.TemporaryFile(dir=self.directory):
+            pass
+
     def _prepare(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+
+def _load_certificate(path: Path) -> x509.Certificate:
+    try:
+        return x509.load_pem_x509_certificate(path.read_bytes())
+    except ValueError:
+        raise ValueError(f"{path} is not a PEM certificate (a damaged state directory)") from None
 
 
 def _load_key(path: Path) -> ec.EllipticCurvePrivateKey | None:
     if not path.exists():
         return None
-    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except (TypeError, ValueError, UnsupportedAlgorithm):  # TypeError: it is encrypted
+        raise ValueError(
+            f"{path} is not an unencrypted PEM private key (a damaged state directory)"
+        ) from None
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise TypeError(f"{path} is not an EC private key")
     return key

@@ -91,6 +91,8 @@ class PemDirectoryStore:
             path = self.directory / name
             if path.exists():
                 document.setdefault(section, {})[field] = path.read_text()
+        if "private_key" not in document.get("ca", {}):
+            raise ValueError("ca.pem is there but not ca.key: a damaged data directory, or not est-server's")
         if "listener" in document and not _is_pair(document["listener"]):
             _LOGGER.warning("The listener certificate and key do not match (a save was cut short)")
             del document["listener"]
@@ -155,12 +157,22 @@ async def serve(args: argparse.Namespace) -> None:
     """Run until SIGINT or SIGTERM, then say "stopped"; a refusal to start is a SystemExit."""
     data_dir: Path = args.data_dir
     service = open_service(data_dir, service_config(args), ConsoleListener())
-    await service.load()
+    await _load(service, data_dir)
     try:
         await _serve(service, args)
     finally:
         await service.stop()
     print("stopped", flush=True)  # only after serving: a supervisor reads it as a clean stop
+
+
+async def _load(service: EstService, data_dir: Path) -> None:
+    """Load the data directory (or create the CA in it); a one-line SystemExit when it will not do."""
+    try:
+        await service.load()
+    except OSError as err:  # the CA could not be saved: a read-only or full disk
+        raise SystemExit(f"--data-dir {data_dir}: {err.strerror or err}") from err
+    except (ValueError, TypeError) as err:  # a file in it is damaged, or not one est-server wrote
+        raise SystemExit(f"--data-dir {data_dir}: cannot load what it holds: {err}") from err
 
 
 async def _serve(service: EstService, args: argparse.Namespace) -> None:
@@ -234,7 +246,8 @@ def service_config(args: argparse.Namespace) -> ServiceConfig:
     elif not ListenerNames.from_hosts([args.host]).certified().all():
         raise SystemExit(
             f"--host {args.host}: the server's certificate names it on the home network only: give an"
-            f" address of a private range or loopback, or a name under {' or '.join(HOME_DOMAINS)}"
+            " address of a private range or loopback, or a name under "
+            + " or ".join(f".{domain}" for domain in HOME_DOMAINS)
         )
     return ServiceConfig(
         ca_name=args.name,
@@ -480,7 +493,7 @@ async def _offline(data_dir: Path, request: dict[str, Any]) -> dict[str, Any]:
         return {"ok": False, "error": f"{data_dir} holds no household CA"}
     with exclusive(data_dir):
         service = open_service(data_dir, ServiceConfig(ca_name="-", port=0))
-        await service.load()
+        await _load(service, data_dir)
         try:
             return await _control_command(service, request)
         except (EstError, KeyError, ValueError) as err:
@@ -541,6 +554,17 @@ def _port(text: str) -> int:
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError("a TCP port: 0 (any free one) to 65535")
     return port
+
+
+def _days(text: str) -> int:
+    """A certificate lifetime in whole days, or a usage error."""
+    try:
+        days = int(text)
+    except ValueError:
+        days = 0
+    if days < 1:
+        raise argparse.ArgumentTypeError("whole days, at least 1")
+    return days
 
 
 def _users_in(path: Path) -> list[str]:
@@ -605,7 +629,8 @@ def parser() -> argparse.ArgumentParser:
         default=[],
         type=Path,
         metavar="FILE",
-        help="pre-approve the appliances of a file, one ID:SECRET a line ('#' starts a comment)",
+        help="pre-approve the appliances of a file, one ID:SECRET a line (a line starting with '#' "
+        "is a comment)",
     )
     serve_parser.add_argument(
         "--client-ca",
@@ -618,7 +643,12 @@ def parser() -> argparse.ArgumentParser:
     serve_parser.add_argument(
         "--auto-approve", action="store_true", help="approve every well-formed request (test benches)"
     )
-    serve_parser.add_argument("--validity-days", type=int, default=365)
+    serve_parser.add_argument(
+        "--validity-days",
+        type=_days,
+        default=365,
+        help="appliance certificate lifetime (at most 825 days for one with serverAuth)",
+    )
     serve_parser.add_argument("--name", default="Standalone", help="the CA is '<name> Household CA'")
     serve_parser.add_argument("--label", action="append", default=[], help="an accepted EST label")
     serve_parser.add_argument(
@@ -654,8 +684,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "serve":
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        if args.validity_days < 1:
-            raise SystemExit("--validity-days must be at least 1")
         with exclusive(args.data_dir):
             asyncio.run(serve(args), loop_factory=loop_factory(args.loop))
         return 0

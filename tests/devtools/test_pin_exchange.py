@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from custom_components.est_pairing.est import verifiers
+from custom_components.est_pairing.est.errors import PairingProofFailed
 from scripts.devtools.bench import pin_exchange
 from scripts.devtools.bench.home_assistant import stalls_inside_home_assistant
 from scripts.devtools.bench.loadgen import LoadRun
@@ -24,6 +25,14 @@ def test_an_exchange_costs_both_sides_cpu() -> None:
         )
         assert hub > 0
         assert appliance > 0
+
+
+def test_the_timed_exchange_is_a_real_one_that_a_wrong_pin_fails() -> None:
+    """The figures are of exchanges that prove the PIN: one the hub holds another PIN for fails."""
+    for _, _, backend in pin_exchange.backends():
+        wrong = verifiers.PinVerifier.create("oven", "000000", backend)
+        with pytest.raises(PairingProofFailed):
+            asyncio.run(pin_exchange.exchange(backend, wrong, pin_exchange.Fixture()))
 
 
 def test_the_bench_prints_a_line_per_backend(capsys: pytest.CaptureFixture[str]) -> None:

@@ -16,6 +16,7 @@ import pytest
 from custom_components.est_pairing.est.ca import HouseholdCA
 from custom_components.est_pairing.est.storage import JournalFile
 
+from .abuse import __main__ as scripts_abuse
 from .abuse.cases import CASES, AbuseCase
 from .abuse.run import run_case
 from .abuse.target import Target
@@ -72,3 +73,16 @@ async def test_after_the_table_the_state_loads(standalone: ServerProcess, target
     assert len(serials) == len(set(serials)), "a serial number issued twice"
     assert await target.serves()
     assert standalone.alive()
+
+
+@pytest.mark.parametrize("ca", ["missing", "garbage"])
+def test_scripts_abuse_without_a_readable_ca_says_the_server_is_unusable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], ca: str
+) -> None:
+    """Exit 2 and one line naming the file (docs/reliability.md), not a traceback and exit 1."""
+    if ca == "garbage":
+        (tmp_path / "ca.pem").write_text("not a certificate\n")
+    code = scripts_abuse.main(["--url", "https://127.0.0.1:9", "--data-dir", str(tmp_path)])
+    assert code == 2
+    reason = "No such file or directory" if ca == "missing" else "not a PEM certificate"
+    assert capsys.readouterr().err == f"scripts/abuse: --ca {tmp_path / 'ca.pem'}: {reason}\n"

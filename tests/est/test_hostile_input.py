@@ -15,10 +15,12 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 import pytest
 
 from custom_components.est_pairing.est import wire
+from custom_components.est_pairing.est.credentials import BasicCredentials
 from custom_components.est_pairing.est.csr import ApplianceDetails, inspect_request
 from custom_components.est_pairing.est.errors import EstError
 from custom_components.est_pairing.est.issuance import IssuancePolicy
-from custom_components.est_pairing.est.policy import Claim
+from custom_components.est_pairing.est.limits import MAX_SECRET_LENGTH
+from custom_components.est_pairing.est.policy import Claim, CredentialKind
 
 from . import forge, rawhttp
 from .conftest import RunningServer
@@ -78,9 +80,10 @@ def bodies() -> st.SearchStrategy[bytes]:
 def test_any_body_parses_or_is_malformed(body: bytes) -> None:
     try:
         request = inspect_request(wire.load_csr(body))
-        IssuancePolicy(reserved_names=["homeassistant.local"]).grant(request, "oven")
+        grant = IssuancePolicy(reserved_names=["homeassistant.local"]).grant(request, "oven")
     except EstError:
-        pass
+        return  # refused with a reason (a 4xx): anything else escaping is a 500
+    assert grant.name.common_name == "oven"  # a body that passes is granted only the appliance's name
 
 
 @PARSERS
@@ -132,14 +135,35 @@ def test_the_reversed_lock_name_reads_as_it_is() -> None:
 
 
 @PARSERS
-@given(header=st.one_of(st.text(), st.binary().map(lambda b: "Basic " + base64.b64encode(b).decode())))
+@given(
+    header=st.one_of(
+        st.text(),
+        st.binary().map(lambda b: "Basic " + base64.b64encode(b).decode()),
+    )
+)
 def test_any_authorization_header_parses_or_is_refused(header: str) -> None:
     try:
         credentials = wire.parse_basic_authorization(header)
-        if credentials is not None:
-            Claim.from_basic(credentials)
+        claim = Claim.from_basic(credentials) if credentials is not None else None
     except EstError:
-        pass
+        return  # refused with a reason (a 401 or 400): anything else escaping is a 500
+    assert credentials is not None and claim is not None  # a header was given: never read as none
+    assert claim.appliance_id == credentials.username
+
+
+@PARSERS
+@given(
+    appliance_id=st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}", fullmatch=True),
+    secret=st.text(max_size=MAX_SECRET_LENGTH),
+)
+def test_basic_credentials_read_back_as_sent(appliance_id: str, secret: str) -> None:
+    """RFC 7617: the user id ends at the first ':'; the password may hold any character, ':' too."""
+    token = base64.b64encode(f"{appliance_id}:{secret}".encode()).decode()
+    credentials = wire.parse_basic_authorization(f"Basic {token}")
+    assert credentials == BasicCredentials(appliance_id, secret)
+    claim = Claim.from_basic(credentials)
+    assert (claim.appliance_id, claim.secret) == (appliance_id, secret)
+    assert claim.kind is (CredentialKind.PIN if secret else CredentialKind.FINGERPRINT)
 
 
 @PARSERS

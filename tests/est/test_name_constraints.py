@@ -23,7 +23,6 @@ from custom_components.est_pairing.est.tls import ListenerIdentity, ListenerName
 
 from .conftest import RunningServer
 
-NOW = datetime.now(UTC)
 OPENSSL = shutil.which("openssl")
 
 pytestmark = pytest.mark.skipif(OPENSSL is None, reason="needs the openssl command (Debian package openssl)")
@@ -55,24 +54,27 @@ def signed_by_the_ca_key(
 ) -> x509.Certificate:
     """Whatever names the caller wants, signed with the CA's key: what a thief of the key could make."""
     key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.now(UTC)  # not a time taken at import: the session's CA may be made minutes later
     return ca.issue_appliance_certificate(
         public_key=key.public_key(),
         name=IssuedName(common_name, dns_names, tuple(map(ipaddress.ip_address, addresses))),
         server_auth=True,
         serial_number=x509.random_serial_number(),
-        not_before=NOW - timedelta(minutes=1),
-        not_after=NOW + timedelta(days=30),
+        not_before=now - timedelta(minutes=1),
+        not_after=now + timedelta(days=30),
         crl_url=None,
     )
 
 
-def server_verifier(ca: HouseholdCA, name: str, at: datetime = NOW) -> x509.verification.ServerVerifier:
-    """As a browser reaching ``name`` would check, at ``at`` (NOW: when the certificates were made)."""
+def server_verifier(ca: HouseholdCA, name: str) -> x509.verification.ServerVerifier:
+    """As a browser reaching ``name`` would check, now."""
     try:
         subject: x509.DNSName | x509.IPAddress = x509.IPAddress(ipaddress.ip_address(name))
     except ValueError:
         subject = x509.DNSName(name)
-    return PolicyBuilder().store(Store([ca.certificate])).time(at).build_server_verifier(subject)
+    return (
+        PolicyBuilder().store(Store([ca.certificate])).time(datetime.now(UTC)).build_server_verifier(subject)
+    )
 
 
 @pytest.mark.parametrize(
@@ -133,7 +135,9 @@ def test_an_id_with_a_dot_and_no_dns_name_trips_openssl(ca: HouseholdCA, tmp_pat
 def test_the_ca_and_listener_names_never_look_like_host_names(name: str, tmp_path: Path) -> None:
     """The CA's CN ("<name> Household CA") and the listener's ("EST server") have a space in them."""
     ca = HouseholdCA.create(name)
-    listener = ListenerIdentity.issue(ca, ListenerNames.from_hosts(["127.0.0.1"]), NOW).certificate
+    listener = ListenerIdentity.issue(
+        ca, ListenerNames.from_hosts(["127.0.0.1"]), datetime.now(UTC)
+    ).certificate
     assert listener.subject.rfc4514_string() == "CN=EST server"
     assert openssl_verify(ca, listener, tmp_path).strip().endswith("OK")
     assert openssl_verify(ca, ca.certificate, tmp_path).strip().endswith("OK")
@@ -142,8 +146,7 @@ def test_the_ca_and_listener_names_never_look_like_host_names(name: str, tmp_pat
 async def test_the_real_listener_verifies_by_its_address(server: RunningServer, tmp_path: Path) -> None:
     """The certificate a TLS handshake presents, checked as a browser would, by 127.0.0.1."""
     presented = await server.presented_certificate()
-    now = datetime.now(UTC)  # the listener issued it just now, maybe minutes after NOW in a long run
-    assert server_verifier(server.service.ca, "127.0.0.1", now).verify(presented, [])[0] == presented
+    assert server_verifier(server.service.ca, "127.0.0.1").verify(presented, [])[0] == presented
     assert openssl_verify(server.service.ca, presented, tmp_path).strip().endswith("OK")
     with pytest.raises(VerificationError):
-        server_verifier(server.service.ca, "localhost", now).verify(presented, [])
+        server_verifier(server.service.ca, "localhost").verify(presented, [])

@@ -19,6 +19,7 @@ import sys
 import time
 from typing import Any
 
+from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -35,7 +36,7 @@ from est_tools.appliance.keystore import KeyStore
 from tests.est import forge
 from tests.est.conftest import RunningServer, make_service, oven_server
 from tests.est.manufacturer import LATER, Manufacturer
-from tests.est.scripted import ScriptedHub, Step, scripted_hub
+from tests.est.scripted import ScriptedHub, Step, scripted_hub, serving_tls
 
 pytestmark = pytest.mark.slow  # the reference appliance against real servers, waiting as it would
 
@@ -402,6 +403,67 @@ async def test_no_server_to_reach(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert run.error.startswith(
         f"appliance: no server: cannot reach the EST server at https://127.0.0.1:{port}"
     )
+
+
+@pytest.mark.parametrize("pin", [[], ["--pin", "123456"]], ids=["fingerprint", "PIN exchange"])
+async def test_a_server_url_that_is_no_est_server_is_no_server(
+    server: RunningServer, ca: HouseholdCA, tmp_path: Path, capsys: pytest.CaptureFixture[str], pin: list[str]
+) -> None:
+    """A mistyped --server (another HTTPS service, an unknown label) exits 3 and says what answered,
+    not "an older hub" (which would send the PIN in HTTP Basic with --legacy-basic)."""
+
+    async def a_web_page(_request: web.Request) -> web.Response:
+        return web.Response(text="It works!")
+
+    app = web.Application()
+    app.router.add_get("/{anything:.*}", a_web_page)
+    async with serving_tls(ca, app) as other_service:
+        run = await appliance(capsys, tmp_path / "a", "--id", "fridge", *pin, "--server", other_service)
+    assert run.code == ExitCode.NO_SERVER
+    assert run.error == (
+        f"appliance: no server: {other_service} answers, but not as an EST server: "
+        "GET /.well-known/est/cacerts gave expected application/pkcs7-mime, got text/plain"
+    )
+    label = f"{server.url}/.well-known/est/ovn"  # a label the server does not have
+    run = await appliance(capsys, tmp_path / "b", "--id", "fridge", *pin, "--server", label)
+    assert run.code == ExitCode.NO_SERVER
+    assert run.error == (
+        f"appliance: no server: {server.url} answers, but not as an EST server: "
+        "GET /.well-known/est/ovn/cacerts gave 404: unknown EST label"
+    )
+    assert not (tmp_path / "a" / "ca.pem").exists() and not (tmp_path / "b" / "ca.pem").exists()
+
+
+async def test_a_state_directory_it_cannot_write_stops_it_before_it_asks_anyone(
+    server: RunningServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It would pin the hub's CA, or make a request, and then fail to keep what it got."""
+    (tmp_path / "file").write_text("")
+    state_dir = tmp_path / "file" / "oven"
+    run = await appliance(capsys, state_dir, "--id", "fridge", "--server", server.url)
+    assert run.code == ExitCode.FAILED
+    assert run.error == f"appliance: failed: --state-dir {state_dir}: Not a directory"
+    assert run.lines == []  # it neither trusted the CA nor asked for a certificate
+    assert server.service.policy.pending_requests() == []
+
+
+@pytest.mark.parametrize(
+    ("damaged", "complaint"),
+    [
+        ("ca.pem", "is not a PEM certificate"),
+        ("certificate.pem", "is not a PEM certificate"),
+        ("key.pem", "is not an unencrypted PEM private key"),
+    ],
+)
+async def test_a_damaged_file_in_the_state_directory_is_named(
+    server: RunningServer, tmp_path: Path, capsys: pytest.CaptureFixture[str], damaged: str, complaint: str
+) -> None:
+    """Not cryptography's 'Could not deserialize key data ... [<OpenSSLError(...)>]' without a file name."""
+    (tmp_path / damaged).write_text("-----BEGIN GARBAGE-----\n")
+    run = await appliance(capsys, tmp_path, "--id", "fridge", "--server", server.url)
+    assert run.code == ExitCode.FAILED
+    assert run.error == f"appliance: failed: {tmp_path / damaged} {complaint} (a damaged state directory)"
+    assert (tmp_path / damaged).read_text() == "-----BEGIN GARBAGE-----\n"  # left for the owner to look at
 
 
 def pem(*certificates: x509.Certificate) -> bytes:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 import json
+import os
 from pathlib import Path
 import socket
 import stat
@@ -155,6 +156,32 @@ async def test_a_serve_that_refuses_to_start_says_why_in_one_line_and_never_stop
     assert stdout == ""  # neither "listening on" nor "stopped"
 
 
+@pytest.mark.parametrize(
+    ("key", "reason"),
+    [
+        (None, "ca.pem is there but not ca.key: a damaged data directory, or not est-server's"),
+        ("ca.key", "Unable to load PEM file"),
+    ],
+    ids=["a CA certificate without its key", "a key that is no key"],
+)
+async def test_a_data_directory_it_did_not_write_stops_serve_and_list_with_a_reason(
+    tmp_path: Path, key: str | None, reason: str
+) -> None:
+    """A ca.pem of another program's (the curl example writes one) is no household CA to start from."""
+    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    if key is not None:
+        (tmp_path / key).write_text("not a key\n")
+    for command in (["serve", "--port", "0"], ["list"]):
+        code, stdout, stderr = await est_server(*command, "--data-dir", tmp_path)
+        assert (code, stdout) == (1, "")
+        assert stderr.splitlines()[-1].startswith(
+            f"--data-dir {tmp_path}: cannot load what it holds: {reason}"
+        )
+        assert "Traceback" not in stderr
+    left = sorted(await asyncio.to_thread(os.listdir, tmp_path))  # nothing written over, nothing added
+    assert left == sorted(["ca.pem", "server.lock", *([key] if key else [])])
+
+
 async def test_a_user_given_again_at_restart_is_not_armed_again(tmp_path: Path) -> None:
     """``--user`` pre-registers an appliance once: a restart with the same list must not re-arm it."""
     serving = await start(tmp_path, "--user", "oven:123456", "--user", "fridge:654321")
@@ -249,10 +276,12 @@ def test_certificates_name_the_crl_where_other_machines_reach_it(
 def test_a_host_the_certificate_cannot_name_is_refused(tmp_path: Path, host: str) -> None:
     """Clients could not verify the server there: the household CA names the home network only."""
     args = cli.parser().parse_args(["serve", "--data-dir", str(tmp_path), "--host", host])
-    with pytest.raises(
-        SystemExit, match=f"--host {host}: the server's certificate names it on the home network only"
-    ):
+    with pytest.raises(SystemExit) as refused:
         cli.service_config(args)
+    assert str(refused.value) == (
+        f"--host {host}: the server's certificate names it on the home network only: give an address"
+        " of a private range or loopback, or a name under .local or .home.arpa"
+    )
 
 
 async def test_an_issued_certificate_names_a_crl_its_holder_can_fetch(tmp_path: Path) -> None:
@@ -536,6 +565,17 @@ def test_a_port_outside_tcps_range_is_a_usage_error(port: str, capsys: pytest.Ca
         cli.parser().parse_args(["serve", "--port", port])
     assert exited.value.code == 2
     assert "a TCP port: 0 (any free one) to 65535" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("days", ["0", "-5", "1.5", "year"])
+def test_a_lifetime_below_a_day_is_a_usage_error(days: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A bad command line exits 2 (docs/standalone.md), like any other option argparse refuses."""
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["serve", "--data-dir", "unused", "--validity-days", days])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "est-server serve: error: argument --validity-days: whole days, at least 1"
+    )
 
 
 def test_manufacturer_cas_that_cannot_be_read_stop_serve_with_a_reason(tmp_path: Path) -> None:

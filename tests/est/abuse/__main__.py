@@ -86,7 +86,13 @@ async def prepare(target: Target) -> None:
 
 
 async def run(args: argparse.Namespace, host: str, port: int, data_dir: Path) -> list[Verdict]:
-    ca = x509.load_pem_x509_certificate((args.ca or data_dir / "ca.pem").read_bytes())
+    ca_path = args.ca or data_dir / "ca.pem"
+    try:
+        ca = x509.load_pem_x509_certificate(ca_path.read_bytes())
+    except OSError as err:
+        raise Unusable(f"--ca {ca_path}: {err.strerror or err}") from None
+    except ValueError:
+        raise Unusable(f"--ca {ca_path}: not a PEM certificate") from None
     user, _, pin = args.user.partition(":")
     target = Target(host, port, ca, data_dir, user=user, pin=pin, reserved_name=args.reserved_name)
     await prepare(target)
