@@ -28,13 +28,6 @@ OPENSSL = shutil.which("openssl")
 pytestmark = pytest.mark.skipif(OPENSSL is None, reason="needs the openssl command (Debian package openssl)")
 
 
-@pytest.fixture(scope="module")
-def ca() -> HouseholdCA:
-    """A household CA valid at NOW: the session's is made when first used, in a long run over 5 minutes
-    (its backdating) after NOW, and would not be valid yet at NOW."""
-    return HouseholdCA.create("Test", now=NOW)
-
-
 def openssl_verify(ca: HouseholdCA, certificate: x509.Certificate, directory: Path) -> str:
     """``openssl verify -CAfile`` output; OpenSSL applies name constraints by default."""
     (directory / "ca.pem").write_bytes(ca.certificate_pem)
