@@ -36,7 +36,7 @@ from typing import IO, Any, ClassVar
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from custom_components.est_pairing.est.errors import EstError
+from custom_components.est_pairing.est.errors import EstError, HouseholdCAMissing
 from custom_components.est_pairing.est.fingerprints import format_fingerprint
 from custom_components.est_pairing.est.homenet import HOME_DOMAINS, MDNS_SUFFIX
 from custom_components.est_pairing.est.limits import EXCHANGE_WAIT
@@ -171,6 +171,8 @@ async def _load(service: EstService, data_dir: Path) -> None:
         await service.load()
     except OSError as err:  # the CA could not be saved: a read-only or full disk
         raise SystemExit(f"--data-dir {data_dir}: {err.strerror or err}") from err
+    except HouseholdCAMissing as err:  # never a new CA beside the certificates of the old one
+        raise SystemExit(f"--data-dir {data_dir}: {err}") from err
     except (ValueError, TypeError) as err:  # a file in it is damaged, or not one est-server wrote
         raise SystemExit(f"--data-dir {data_dir}: cannot load what it holds: {err}") from err
 

@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from custom_components.est_pairing.est.errors import HouseholdCAMissing
 from custom_components.est_pairing.est.service import EstService, ServiceConfig, ServiceListener
 from custom_components.est_pairing.est.storage import Document, DocumentStore, JournalFile, JsonFileStore
 from custom_components.est_pairing.est.tls import ListenerNames
 from est_tools.standalone import cli
 from est_tools.standalone.cli import PemDirectoryStore
 
+from . import forge
 from .conftest import presented_chain
 
 
@@ -267,3 +269,34 @@ async def test_a_re_issued_listener_certificate_that_cannot_be_saved_at_start_is
     assert not await moved.load()  # starts
     assert moved.ca.fingerprint == first.ca.fingerprint
     assert "192.168.1.20" in moved.listener_identity.names().all()
+
+
+@pytest.mark.parametrize("left", ["approvals", "ledger"])
+async def test_a_household_ca_that_is_gone_is_not_replaced_while_what_it_made_is_there(
+    tmp_path: Path, left: str
+) -> None:
+    """A new CA would quietly cut off every paired appliance: load() refuses and creates nothing."""
+    first = hub(tmp_path)
+    await first.load()
+    if left == "approvals":
+        await first.policy.preregister("oven", "482913")
+        await first.flush(check=True)
+    else:
+        await first.ledger.record_issued(
+            forge.issued_by(first.ca, forge.new_key().public_key(), not_before=first.now()), "oven"
+        )
+        (tmp_path / "approvals.json").unlink(missing_ok=True)
+    await first.stop()
+    for name in ("ca.pem", "ca.key", "listener.pem", "listener.key"):
+        (tmp_path / name).unlink()  # set aside as damaged, or left out of a restore
+    with pytest.raises(HouseholdCAMissing, match="restore it from a backup"):
+        await hub(tmp_path).load()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix in {".pem", ".key"}) == []
+    assert await PemDirectoryStore(tmp_path).load() is None
+
+
+async def test_a_household_ca_is_made_where_nothing_was_made_before(tmp_path: Path) -> None:
+    """An empty ledger and no approvals (a first start, or a start over): a new CA, saved."""
+    (tmp_path / "ledger.jsonl").write_bytes(b"")
+    assert await hub(tmp_path).load()
+    assert (tmp_path / "ca.pem").exists()

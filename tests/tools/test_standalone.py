@@ -182,6 +182,19 @@ async def test_a_data_directory_it_did_not_write_stops_serve_and_list_with_a_rea
     assert left == sorted(["ca.pem", "server.lock", *([key] if key else [])])
 
 
+async def test_a_data_directory_that_lost_its_ca_is_not_given_a_new_one(tmp_path: Path) -> None:
+    """Approvals made under a CA that is gone (a restore that left it out): serve stops, creates nothing."""
+    serving = await start(tmp_path, "--user", "oven:123456")
+    await serving.stop()
+    for name in ("ca.pem", "ca.key", "listener.pem", "listener.key"):
+        (tmp_path / name).unlink()
+    code, stdout, stderr = await est_server("serve", "--port", "0", "--data-dir", tmp_path)
+    assert (code, stdout) == (1, "")
+    assert stderr.splitlines()[-1].startswith(f"--data-dir {tmp_path}: the household CA is missing")
+    assert "Traceback" not in stderr
+    assert not (tmp_path / "ca.pem").exists()
+
+
 async def test_a_user_given_again_at_restart_is_not_armed_again(tmp_path: Path) -> None:
     """``--user`` pre-registers an appliance once: a restart with the same list must not re-arm it."""
     serving = await start(tmp_path, "--user", "oven:123456", "--user", "fridge:654321")

@@ -116,6 +116,14 @@ class CAFailure(EstError):
     """The CA could not complete an operation that was valid (storage, signing)."""
 
 
+class HouseholdCAMissing(EstError):
+    """The household CA is gone while certificates or approvals made under it remain.
+
+    A new CA would quietly take the household's trust away from every paired appliance: the owner
+    restores the CA from a backup, or starts the household again on purpose.
+    """
+
+
 # --- client-side outcomes that have no server-side twin ---
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from cryptography import x509
 
 from .ca import CurveName, HouseholdCA
+from .errors import HouseholdCAMissing
 from .issuance import IssuancePolicy
 from .ledger import Ledger, LedgerListener
 from .limits import DEFAULT_CONNECTION_LIMITS, DEFAULT_VALIDITY_DAYS, ConnectionLimits
@@ -162,8 +163,19 @@ class EstService:
         return datetime.fromtimestamp(self._clock(), UTC)
 
     async def load(self) -> bool:
-        """Load or create everything; True when the CA was created now."""
+        """Load or create everything; True when the CA was created now.
+
+        Raises HouseholdCAMissing, and creates nothing, when the CA's document is gone (a damaged
+        file set aside, say) while the ledger or the approvals are not.
+        """
         document = await self._ca_store.load()
+        policy_document = await self._policy_store.load()
+        await self.ledger.load()
+        if document is None and (policy_document is not None or len(self.ledger)):
+            raise HouseholdCAMissing(
+                "the household CA is missing, but the certificates or approvals made under it are not: "
+                "restore it from a backup (a new CA would cut off every paired appliance)"
+            )
         created = document is None
         if document is None:
             self._ca = await asyncio.to_thread(
@@ -187,9 +199,8 @@ class EstService:
                 _LOGGER.warning(
                     "Could not save the re-issued EST listener certificate (%s); using it anyway", err
                 )
-        self.policy.restore(await self._policy_store.load() or {})
+        self.policy.restore(policy_document or {})
         self._restored = True
-        await self.ledger.load()
         self._registrar = Registrar(
             ca=self._ca,
             ledger=self.ledger,
