@@ -38,6 +38,7 @@ ISSUE_PORT_UNAVAILABLE: Final = "port_unavailable"
 ISSUE_CA_EXPIRING: Final = "ca_expiring"
 ISSUE_LISTENER_NAMES: Final = "listener_names"
 ISSUE_STORAGE_UNWRITABLE: Final = "storage_unwritable"
+ISSUE_CA_MISSING: Final = "ca_missing"
 CA_EXPIRY_WARNING: Final = timedelta(days=365)
 
 # How often certificate states (valid -> expiring -> expired) and the network names are re-checked

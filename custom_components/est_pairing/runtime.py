@@ -15,7 +15,7 @@ import logging
 from cryptography import x509
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import Event, HomeAssistant, callback
-from homeassistant.exceptions import ConfigEntryNotReady
+from homeassistant.exceptions import ConfigEntryError, ConfigEntryNotReady
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.util import dt as dt_util
 
@@ -30,13 +30,14 @@ from .const import (
     DEFAULT_RENEWAL_DAYS,
     DEFAULT_VALIDITY_DAYS,
     DOMAIN,
+    ISSUE_CA_MISSING,
     ISSUE_LISTENER_NAMES,
     ISSUE_PORT_UNAVAILABLE,
     ISSUE_STORAGE_UNWRITABLE,
 )
 from .coordinator import EstCoordinator
 from .decisions import Decisions
-from .est.errors import EstError
+from .est.errors import EstError, HouseholdCAMissing
 from .est.ledger import CertificateRecord
 from .est.policy import ExchangeFailure, PendingEnrollment, Registration
 from .est.service import EstService, ServiceConfig, ServiceListener
@@ -127,12 +128,16 @@ class EstRuntime(ServiceListener):
         self.service.issuance.reserved_names = names.all()
         try:
             await self.service.load()  # creates the household CA on first start (the library logs it)
+        except HouseholdCAMissing as err:  # retrying cannot help: the owner restores a backup
+            raise_issue(self.hass, ISSUE_CA_MISSING, ir.IssueSeverity.CRITICAL)
+            raise ConfigEntryError(translation_domain=DOMAIN, translation_key=ISSUE_CA_MISSING) from err
         except OSError as err:  # a CA that was not saved is not used: nothing is issued under it
             raise ConfigEntryNotReady(
                 translation_domain=DOMAIN,
                 translation_key=ISSUE_STORAGE_UNWRITABLE,
                 translation_placeholders={"error": str(err)},
             ) from err
+        ir.async_delete_issue(self.hass, DOMAIN, ISSUE_CA_MISSING)  # restored from a backup
         ir.async_delete_issue(self.hass, DOMAIN, ISSUE_STORAGE_UNWRITABLE)  # memory and disk agree again
         try:
             for appliance_id in self.appliances.reconcile():

@@ -28,6 +28,7 @@ from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
 from custom_components.est_pairing.const import (
     DOMAIN,
+    ISSUE_CA_MISSING,
     ISSUE_LISTENER_NAMES,
     ISSUE_STORAGE_UNWRITABLE,
     REFRESH_INTERVAL,
@@ -104,6 +105,34 @@ async def test_a_household_ca_home_assistant_cannot_save_is_not_used(
     runtime = await reloaded(hass, mock_config_entry)  # the disk has room again when it retries
     saved = x509.load_pem_x509_certificate(hass_storage[f"{prefix}.ca"]["data"]["ca"]["certificate"].encode())
     assert saved == runtime.service.ca.certificate
+
+
+async def test_a_household_ca_gone_from_storage_is_not_replaced_until_restored(
+    hass: HomeAssistant,
+    init_integration: MockConfigEntry,
+    runtime: EstRuntime,
+    appliance_client: EstClient,
+    hass_storage: dict[str, Any],
+) -> None:
+    """Home Assistant sets a damaged file aside and loads nothing: a new CA would cut off the oven."""
+    await paired_oven(hass, runtime, appliance_client)
+    fingerprint = runtime.service.ca.fingerprint
+    assert await hass.config_entries.async_unload(init_integration.entry_id)
+    ca_key = f"{DOMAIN}.{init_integration.entry_id}.ca"
+    set_aside = hass_storage.pop(ca_key)
+    assert not await hass.config_entries.async_setup(init_integration.entry_id)
+    await hass.async_block_till_done()
+    assert init_integration.state is ConfigEntryState.SETUP_ERROR  # no retries: the owner must act
+    assert "household CA is missing" in (init_integration.reason or "")
+    assert ca_key not in hass_storage  # nothing created in its place
+    issue = ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_CA_MISSING)
+    assert issue is not None
+    assert issue.severity is ir.IssueSeverity.CRITICAL
+    hass_storage[ca_key] = set_aside  # restored from a backup
+    restored = await reloaded(hass, init_integration)
+    assert init_integration.state is ConfigEntryState.LOADED
+    assert restored.service.ca.fingerprint == fingerprint
+    assert ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_CA_MISSING) is None
 
 
 async def test_approvals_home_assistant_cannot_save_raise_a_repair_issue_until_saved(
