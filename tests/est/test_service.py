@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from custom_components.est_pairing.est import wire
 from custom_components.est_pairing.est.service import EstService, ServiceConfig, ServiceListener
 from custom_components.est_pairing.est.storage import Document, DocumentStore, JournalFile, JsonFileStore
 from custom_components.est_pairing.est.tls import ListenerNames
 from est_tools.standalone import cli
 from est_tools.standalone.cli import PemDirectoryStore
 
+from . import forge, rawhttp
 from .conftest import presented_chain
 
 
@@ -251,6 +253,47 @@ async def test_a_revocation_whose_approvals_cannot_be_saved_is_refused_as_unsave
     disk.full = False
     await service.stop()  # a last try
     assert "oven" not in str(await disk.load())
+
+
+async def _enroll_oven(service: EstService, pin: str) -> rawhttp.RawResponse:
+    """A first enrollment of ``oven`` with a new key and ``pin``, over TLS to the running listener."""
+    headers = {"Content-Type": wire.PKCS10, "Authorization": wire.basic_authorization("oven", pin)}
+    body = forge.body(forge.build(forge.new_key(), "oven"))
+    request = rawhttp.http_request("POST", "/.well-known/est/simpleenroll", headers=headers, body=body)
+    context = rawhttp.tls_context(service.ca.certificate_pem)
+    answer = await rawhttp.exchange(service.port, request, tls=context)
+    assert answer is not None
+    return answer
+
+
+async def test_a_pre_registration_admits_one_key_even_when_its_use_cannot_be_saved(tmp_path: Path) -> None:
+    """Using a pre-registration is saved before its certificate is answered, else not answered.
+
+    Answered first, a crash (or a full disk) would leave the pre-registration unused on disk, and
+    after a restart it would admit a second key, unattended.
+    """
+    disk = FullDisk(JsonFileStore(tmp_path / "approvals.json"))
+    disk.full = False
+    service = hub(tmp_path, policy_store=disk)
+    await service.load()
+    await service.policy.preregister("oven", "482913")
+    await service.flush(check=True)
+    await service.start()
+    disk.full = True
+    try:
+        first = await _enroll_oven(service, "482913")
+    finally:
+        await service.stop()  # its last try to save fails too: what is on disk is what a crash leaves
+    assert (first.status, first.reason_given) == (500, "the approvals could not be saved; nothing was issued")
+    assert service.ledger.for_appliance("oven") == []
+    restarted = hub(tmp_path)
+    await restarted.load()
+    await restarted.start()
+    try:
+        assert (await _enroll_oven(restarted, "482913")).status == 200  # the one key it admits
+        assert (await _enroll_oven(restarted, "482913")).status == 202  # another waits for the owner
+    finally:
+        await restarted.stop()
 
 
 async def test_a_re_issued_listener_certificate_that_cannot_be_saved_at_start_is_used(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ certificate go back.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 import math
@@ -127,6 +127,7 @@ class Registrar:
         manufacturer_cas: Sequence[x509.Certificate] = (),
         crl_url: str | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        approvals_saved: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.ca = ca
         self.ledger = ledger
@@ -135,6 +136,9 @@ class Registrar:
         self.manufacturer_cas = tuple(manufacturer_cas)
         self.crl_url = crl_url
         self._now = now
+        # Awaited before a certificate is issued on an approval: the approvals the host application
+        # stores must say what the policy decided (a pre-registration used, say) before the answer.
+        self._approvals_saved = approvals_saved or _nothing_to_save
         self._crl: _SignedCRL | None = None
         # Appliance id -> revocations begun, and those still being written: a request decided before
         # a revocation, or while one is written, gets no certificate (see _sign_and_record).
@@ -281,6 +285,7 @@ class Registrar:
         decision = await self.policy.decide(claim, request, peer.address)
         if isinstance(decision, AwaitingOwner):
             return decision
+        await self._approvals_saved()
         return await self._answer(request, grant, decision.appliance_id, keygen=keygen)
 
     # --- the PIN exchange (its messages and arithmetic are the server's, in ``pairing``) ---------------
@@ -305,6 +310,7 @@ class Registrar:
         """
         grant = self.issuance.grant(request, appliance_id)
         decision = self.policy.approve_exchanged(appliance_id, request, verifier)
+        await self._approvals_saved()
         issued = await self._answer(request, grant, decision.appliance_id)
         assert isinstance(issued, Issued)  # noqa: S101 - _answer without keygen
         return issued
@@ -517,6 +523,10 @@ class Registrar:
             if self.ledger.reserve_serial(serial):
                 return serial
         raise CAFailure("could not draw an unused serial number")
+
+
+async def _nothing_to_save() -> None:
+    """The approvals of a registrar whose host application keeps none."""
 
 
 def _generate_key(*, want_rsa: bool) -> CertificateIssuerPrivateKeyTypes:
