@@ -49,6 +49,25 @@ class FullDisk:
         await self.store.save(document)
 
 
+class SlowDisk:
+    """A real file store whose saves wait while ``held`` is clear; ``waiting`` is set once one does."""
+
+    def __init__(self, store: JsonFileStore) -> None:
+        self.store = store
+        self.held = asyncio.Event()
+        self.held.set()
+        self.waiting = asyncio.Event()
+
+    async def load(self) -> Document | None:
+        return await self.store.load()
+
+    async def save(self, document: Document) -> None:
+        if not self.held.is_set():
+            self.waiting.set()
+            await self.held.wait()
+        await self.store.save(document)
+
+
 class Saves(ServiceListener):
     """What the service told about saving the approvals."""
 
@@ -294,6 +313,29 @@ async def test_a_pre_registration_admits_one_key_even_when_its_use_cannot_be_sav
         assert (await _enroll_oven(restarted, "482913")).status == 202  # another waits for the owner
     finally:
         await restarted.stop()
+
+
+async def test_an_appliance_revoked_while_its_approval_is_saved_gets_no_certificate(tmp_path: Path) -> None:
+    disk = SlowDisk(JsonFileStore(tmp_path / "approvals.json"))
+    service = hub(tmp_path, policy_store=disk)
+    await service.load()
+    await service.policy.preregister("oven", "482913")
+    await service.flush(check=True)
+    await service.start()
+    try:
+        disk.held.clear()
+        enrollment = asyncio.create_task(_enroll_oven(service, "482913"))
+        await asyncio.wait_for(disk.waiting.wait(), 10)  # the pre-registration's use is being saved
+        await service.registrar.revoke_appliance("oven")  # the owner removes the appliance meanwhile
+        disk.held.set()
+        answer = await enrollment
+    finally:
+        await service.stop()
+    assert (answer.status, answer.reason_given) == (
+        403,
+        "the appliance was revoked while this request was handled",
+    )
+    assert service.ledger.for_appliance("oven") == []
 
 
 async def test_a_re_issued_listener_certificate_that_cannot_be_saved_at_start_is_used(tmp_path: Path) -> None:

@@ -285,7 +285,7 @@ class Registrar:
         decision = await self.policy.decide(claim, request, peer.address)
         if isinstance(decision, AwaitingOwner):
             return decision
-        await self._approvals_saved()
+        await self._save_approvals(decision.appliance_id)
         return await self._answer(request, grant, decision.appliance_id, keygen=keygen)
 
     # --- the PIN exchange (its messages and arithmetic are the server's, in ``pairing``) ---------------
@@ -310,7 +310,7 @@ class Registrar:
         """
         grant = self.issuance.grant(request, appliance_id)
         decision = self.policy.approve_exchanged(appliance_id, request, verifier)
-        await self._approvals_saved()
+        await self._save_approvals(decision.appliance_id)
         issued = await self._answer(request, grant, decision.appliance_id)
         assert isinstance(issued, Issued)  # noqa: S101 - _answer without keygen
         return issued
@@ -373,6 +373,16 @@ class Registrar:
                 "authenticate with the appliance id and PIN (HTTP Basic) or a factory certificate"
             )
         return Claim.from_basic(peer.credentials)
+
+    async def _save_approvals(self, appliance_id: str) -> None:
+        """The host application's save of what the policy just decided for the appliance, awaited.
+
+        The owner may revoke the appliance while it is saved: then no certificate (see _answer).
+        """
+        decided = self._revocation_mark(appliance_id)
+        await self._approvals_saved()
+        if self._revoked_since(appliance_id, decided):
+            raise CertificateRevoked("the appliance was revoked while this request was handled")
 
     def _revocation_mark(self, appliance_id: str) -> int:
         """How many revocations of the appliance had begun when a request was decided."""
