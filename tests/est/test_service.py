@@ -96,6 +96,15 @@ def hub(
     )
 
 
+async def hub_with_oven(tmp_path: Path, policy_store: DocumentStore) -> EstService:
+    """A loaded service with ``oven`` pre-registered (PIN 482913), its approvals saved."""
+    service = hub(tmp_path, policy_store=policy_store)
+    await service.load()
+    await service.policy.preregister("oven", "482913")
+    await service.flush(check=True)
+    return service
+
+
 async def test_a_household_ca_that_cannot_be_saved_is_not_used(tmp_path: Path) -> None:
     """Certificates issued under a CA lost at the next start would be worthless: load() fails instead."""
     disk = FullDisk(PemDirectoryStore(tmp_path))
@@ -258,10 +267,7 @@ async def test_a_revocation_whose_approvals_cannot_be_saved_is_refused_as_unsave
     """The control command says so (the revocation took effect), and stopping tries once more."""
     disk = FullDisk(JsonFileStore(tmp_path / "approvals.json"))
     disk.full = False
-    service = hub(tmp_path, policy_store=disk)
-    await service.load()
-    await service.policy.preregister("oven", "482913")
-    await service.flush(check=True)
+    service = await hub_with_oven(tmp_path, disk)
     disk.full = True
     with pytest.raises(ValueError, match=r"revoked 0 certificate\(s\), but the approvals could not be saved"):
         await cli._control_command(service, {"command": "revoke", "appliance": "oven"})
@@ -293,10 +299,7 @@ async def test_a_pre_registration_admits_one_key_even_when_its_use_cannot_be_sav
     """
     disk = FullDisk(JsonFileStore(tmp_path / "approvals.json"))
     disk.full = False
-    service = hub(tmp_path, policy_store=disk)
-    await service.load()
-    await service.policy.preregister("oven", "482913")
-    await service.flush(check=True)
+    service = await hub_with_oven(tmp_path, disk)
     await service.start()
     disk.full = True
     try:
@@ -317,10 +320,7 @@ async def test_a_pre_registration_admits_one_key_even_when_its_use_cannot_be_sav
 
 async def test_an_appliance_revoked_while_its_approval_is_saved_gets_no_certificate(tmp_path: Path) -> None:
     disk = SlowDisk(JsonFileStore(tmp_path / "approvals.json"))
-    service = hub(tmp_path, policy_store=disk)
-    await service.load()
-    await service.policy.preregister("oven", "482913")
-    await service.flush(check=True)
+    service = await hub_with_oven(tmp_path, disk)
     await service.start()
     try:
         disk.held.clear()
