@@ -46,26 +46,32 @@ def openssl_verify(ca: HouseholdCA, certificate: x509.Certificate, directory: Pa
 def signed_by_the_ca_key(
     ca: HouseholdCA, common_name: str, dns_names: tuple[str, ...] = (), addresses: tuple[str, ...] = ()
 ) -> x509.Certificate:
-    """Whatever names the caller wants, signed with the CA's key: what a thief of the key could make."""
+    """Whatever names the caller wants, signed with the CA's key: what a thief of the key could make.
+
+    Valid from a minute ago: the session's CA may have been made minutes after this module's NOW.
+    """
     key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.now(UTC)
     return ca.issue_appliance_certificate(
         public_key=key.public_key(),
         name=IssuedName(common_name, dns_names, tuple(map(ipaddress.ip_address, addresses))),
         server_auth=True,
         serial_number=x509.random_serial_number(),
-        not_before=NOW - timedelta(minutes=1),
-        not_after=NOW + timedelta(days=30),
+        not_before=now - timedelta(minutes=1),
+        not_after=now + timedelta(days=30),
         crl_url=None,
     )
 
 
-def server_verifier(ca: HouseholdCA, name: str, at: datetime = NOW) -> x509.verification.ServerVerifier:
-    """As a browser reaching ``name`` would check, at ``at`` (NOW: when the certificates were made)."""
+def server_verifier(ca: HouseholdCA, name: str) -> x509.verification.ServerVerifier:
+    """As a browser reaching ``name`` would check, now."""
     try:
         subject: x509.DNSName | x509.IPAddress = x509.IPAddress(ipaddress.ip_address(name))
     except ValueError:
         subject = x509.DNSName(name)
-    return PolicyBuilder().store(Store([ca.certificate])).time(at).build_server_verifier(subject)
+    return (
+        PolicyBuilder().store(Store([ca.certificate])).time(datetime.now(UTC)).build_server_verifier(subject)
+    )
 
 
 @pytest.mark.parametrize(
@@ -135,8 +141,7 @@ def test_the_ca_and_listener_names_never_look_like_host_names(name: str, tmp_pat
 async def test_the_real_listener_verifies_by_its_address(server: RunningServer, tmp_path: Path) -> None:
     """The certificate a TLS handshake presents, checked as a browser would, by 127.0.0.1."""
     presented = await server.presented_certificate()
-    now = datetime.now(UTC)  # the listener issued it just now, maybe minutes after NOW in a long run
-    assert server_verifier(server.service.ca, "127.0.0.1", now).verify(presented, [])[0] == presented
+    assert server_verifier(server.service.ca, "127.0.0.1").verify(presented, [])[0] == presented
     assert openssl_verify(server.service.ca, presented, tmp_path).strip().endswith("OK")
     with pytest.raises(VerificationError):
-        server_verifier(server.service.ca, "localhost", now).verify(presented, [])
+        server_verifier(server.service.ca, "localhost").verify(presented, [])
