@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 import math
+import secrets
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -20,13 +21,14 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 from cryptography.x509.oid import NameOID
 from pyasn1.codec.der import decoder, encoder
 from pyasn1.type import char, univ
-from pyasn1_modules import rfc2986, rfc5280
+from pyasn1_modules import rfc2986, rfc3279, rfc5280
 
 from custom_components.est_pairing.est import wire
 from custom_components.est_pairing.est.ca import HouseholdCA, IssuedName
 
 _ECDSA_WITH_SHA256 = bytes.fromhex("300a06082a8648ce3d040302")  # AlgorithmIdentifier, no parameters
 _RSA_WITH_SHA256 = bytes.fromhex("300d06092a864886f70d01010b0500")  # sha256WithRSAEncryption, NULL
+_DSA_WITH_SHA256 = bytes.fromhex("300b0609608648016503040302")  # id-dsa-with-sha256, no parameters
 
 
 NO_ATTRIBUTES = x509.Name([])  # a subject with nothing after the CN
@@ -153,6 +155,32 @@ def with_common_name_der(key: ec.EllipticCurvePrivateKey, value: bytes) -> bytes
 def with_curve(key: ec.EllipticCurvePrivateKey, oid: str) -> bytes:
     """A signed CSR whose EC key claims to be on the curve ``oid`` (one no library knows, say)."""
     return _edited(key, "curve", univ.ObjectIdentifier(oid))
+
+
+def dsa_signed(modulus_bits: int, common_name: str = "oven") -> bytes:
+    """A CSR with a DSA key whose modulus has ``modulus_bits`` bits, DSA-signed with SHA-256.
+
+    Made up, as an attacker would: p, g and y random, r and s in range, none of it checked before
+    the signature's arithmetic, which costs what the modulus's size makes it cost.
+    """
+    info, _ = decoder.decode(
+        request_info(x509.load_der_x509_csr(build(new_key(), common_name))),
+        asn1Spec=rfc2986.CertificationRequestInfo(),
+    )
+    random = secrets.SystemRandom()
+    q = random.getrandbits(256) | 1 << 255 | 1
+    parameters = rfc3279.Dss_Parms()
+    parameters["p"] = random.getrandbits(modulus_bits) | 1 << (modulus_bits - 1) | 1
+    parameters["q"] = q
+    parameters["g"] = random.getrandbits(modulus_bits - 8) | 1
+    key_info = info["subjectPKInfo"]
+    key_info["algorithm"]["algorithm"] = rfc3279.id_dsa
+    key_info["algorithm"]["parameters"] = univ.Any(encoder.encode(parameters))
+    y = univ.Integer(random.getrandbits(modulus_bits - 8) | 1)
+    key_info["subjectPublicKey"] = univ.BitString.fromOctetString(encoder.encode(y))
+    signature = rfc3279.Dss_Sig_Value()
+    signature["r"], signature["s"] = q - 5, q - 7
+    return tlv(0x30, encoder.encode(info) + _DSA_WITH_SHA256 + tlv(0x03, b"\x00" + encoder.encode(signature)))
 
 
 def with_version(key: ec.EllipticCurvePrivateKey, version: int) -> bytes:

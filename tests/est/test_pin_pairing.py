@@ -161,6 +161,25 @@ async def test_a_preregistered_appliance_pairs_unattended_and_pins_the_hubs_ca(s
     assert len(server.service.ledger) == 1
 
 
+async def test_an_exchange_that_uses_a_pre_registration_is_answered_once_that_is_saved(
+    server: RunningServer,
+) -> None:
+    """Answered first, a crash would leave the pre-registration unused on disk, to admit another key."""
+    await server.service.flush(check=True)
+    approvals = server.data_dir / "policy.json"
+    approvals.unlink()
+    approvals.mkdir()  # a path the approvals cannot be written to, whoever runs the test
+    key = new_key()
+    with pytest.raises(EstError, match=r"^500: the approvals could not be saved; nothing was issued$"):
+        await attempt(server, "oven", PIN, key)
+    assert server.service.ledger.for_appliance("oven") == []
+    approvals.rmdir()
+    paired = await attempt(server, "oven", PIN, key)  # the appliance tries again: saved, then answered
+    assert isinstance(paired, Paired)
+    (saved,) = json.loads(approvals.read_text())["registrations"]
+    assert (saved["appliance_id"], saved["preregistered"]) == ("oven", False)
+
+
 async def test_a_proof_goes_on_while_the_requests_that_carry_a_csr_or_a_signature_wait_for_their_group(
     server: RunningServer, raw: Raw
 ) -> None:

@@ -398,6 +398,40 @@ async def test_wrong_pin_is_401_and_locks_out_after_free_attempts(call: Call) ->
     assert LOCKOUT_BASE - 10 <= int(locked.headers["Retry-After"]) <= LOCKOUT_BASE  # the first lockout
 
 
+async def test_a_twin_repeating_its_own_secret_does_not_forgive_wrong_pins(
+    server: RunningServer, call: Call
+) -> None:
+    """A request waiting under an appliance's id proves only the secret it chose itself.
+
+    One left waiting before the appliance was paired (twins may wait side by side) is retried with
+    that secret; were each retry to forgive the wrong PINs counted against the id, its sender could
+    guess the appliance's PIN between retries without ever being locked out.
+    """
+    twin = appliance("fridge")
+    assert (
+        await call("POST", f"{EST}/simpleenroll", body=twin.body, auth=("fridge", "000000"))
+    ).status == 202
+    fridge = appliance("fridge")
+    assert (
+        await call("POST", f"{EST}/simpleenroll", body=fridge.body, auth=("fridge", "424242"))
+    ).status == 202
+    (pending,) = [
+        p
+        for p in server.service.policy.pending_requests()
+        if p.key_fingerprint == inspect_request(fridge.csr).key_fingerprint
+    ]
+    await server.service.policy.approve(pending.request_id, pin="424242")
+    guesser = appliance("fridge")
+    for guess in range(FREE_ATTEMPTS):
+        if guess:  # between two guesses the twin asks again, with its own secret
+            retry = await call("POST", f"{EST}/simpleenroll", body=twin.body, auth=("fridge", "000000"))
+            assert retry.status == 202
+        answer = await call("POST", f"{EST}/simpleenroll", body=guesser.body, auth=("fridge", f"{guess:06d}"))
+        assert_refusal(answer, 401, "wrong secret")
+    locked = await call("POST", f"{EST}/simpleenroll", body=guesser.body, auth=("fridge", "999999"))
+    assert_refusal(locked, 429, "locked")
+
+
 @pytest.mark.parametrize(
     ("operation", "credentials", "common_name", "status", "reason"),
     [

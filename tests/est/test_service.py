@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from custom_components.est_pairing.est import wire
 from custom_components.est_pairing.est.errors import HouseholdCAMissing
 from custom_components.est_pairing.est.service import EstService, ServiceConfig, ServiceListener
 from custom_components.est_pairing.est.storage import Document, DocumentStore, JournalFile, JsonFileStore
@@ -17,7 +18,7 @@ from custom_components.est_pairing.est.tls import ListenerNames
 from est_tools.standalone import cli
 from est_tools.standalone.cli import PemDirectoryStore
 
-from . import forge
+from . import forge, rawhttp
 from .conftest import presented_chain
 
 
@@ -50,6 +51,25 @@ class FullDisk:
         await self.store.save(document)
 
 
+class SlowDisk:
+    """A real file store whose saves wait while ``held`` is clear; ``waiting`` is set once one does."""
+
+    def __init__(self, store: JsonFileStore) -> None:
+        self.store = store
+        self.held = asyncio.Event()
+        self.held.set()
+        self.waiting = asyncio.Event()
+
+    async def load(self) -> Document | None:
+        return await self.store.load()
+
+    async def save(self, document: Document) -> None:
+        if not self.held.is_set():
+            self.waiting.set()
+            await self.held.wait()
+        await self.store.save(document)
+
+
 class Saves(ServiceListener):
     """What the service told about saving the approvals."""
 
@@ -76,6 +96,15 @@ def hub(
         ledger_journal=JournalFile(tmp_path / "ledger.jsonl"),
         listener=listener,
     )
+
+
+async def hub_with_oven(tmp_path: Path, policy_store: DocumentStore) -> EstService:
+    """A loaded service with ``oven`` pre-registered (PIN 482913), its approvals saved."""
+    service = hub(tmp_path, policy_store=policy_store)
+    await service.load()
+    await service.policy.preregister("oven", "482913")
+    await service.flush(check=True)
+    return service
 
 
 async def test_a_household_ca_that_cannot_be_saved_is_not_used(tmp_path: Path) -> None:
@@ -240,10 +269,7 @@ async def test_a_revocation_whose_approvals_cannot_be_saved_is_refused_as_unsave
     """The control command says so (the revocation took effect), and stopping tries once more."""
     disk = FullDisk(JsonFileStore(tmp_path / "approvals.json"))
     disk.full = False
-    service = hub(tmp_path, policy_store=disk)
-    await service.load()
-    await service.policy.preregister("oven", "482913")
-    await service.flush(check=True)
+    service = await hub_with_oven(tmp_path, disk)
     disk.full = True
     with pytest.raises(ValueError, match=r"revoked 0 certificate\(s\), but the approvals could not be saved"):
         await cli._control_command(service, {"command": "revoke", "appliance": "oven"})
@@ -254,6 +280,64 @@ async def test_a_revocation_whose_approvals_cannot_be_saved_is_refused_as_unsave
     disk.full = False
     await service.stop()  # a last try
     assert "oven" not in str(await disk.load())
+
+
+async def _enroll_oven(service: EstService, pin: str) -> rawhttp.RawResponse:
+    """A first enrollment of ``oven`` with a new key and ``pin``, over TLS to the running listener."""
+    headers = {"Content-Type": wire.PKCS10, "Authorization": wire.basic_authorization("oven", pin)}
+    body = forge.body(forge.build(forge.new_key(), "oven"))
+    request = rawhttp.http_request("POST", "/.well-known/est/simpleenroll", headers=headers, body=body)
+    context = rawhttp.tls_context(service.ca.certificate_pem)
+    answer = await rawhttp.exchange(service.port, request, tls=context)
+    assert answer is not None
+    return answer
+
+
+async def test_a_pre_registration_admits_one_key_even_when_its_use_cannot_be_saved(tmp_path: Path) -> None:
+    """Using a pre-registration is saved before its certificate is answered, else not answered.
+
+    Answered first, a crash (or a full disk) would leave the pre-registration unused on disk, and
+    after a restart it would admit a second key, unattended.
+    """
+    disk = FullDisk(JsonFileStore(tmp_path / "approvals.json"))
+    disk.full = False
+    service = await hub_with_oven(tmp_path, disk)
+    await service.start()
+    disk.full = True
+    try:
+        first = await _enroll_oven(service, "482913")
+    finally:
+        await service.stop()  # its last try to save fails too: what is on disk is what a crash leaves
+    assert (first.status, first.reason_given) == (500, "the approvals could not be saved; nothing was issued")
+    assert service.ledger.for_appliance("oven") == []
+    restarted = hub(tmp_path)
+    await restarted.load()
+    await restarted.start()
+    try:
+        assert (await _enroll_oven(restarted, "482913")).status == 200  # the one key it admits
+        assert (await _enroll_oven(restarted, "482913")).status == 202  # another waits for the owner
+    finally:
+        await restarted.stop()
+
+
+async def test_an_appliance_revoked_while_its_approval_is_saved_gets_no_certificate(tmp_path: Path) -> None:
+    disk = SlowDisk(JsonFileStore(tmp_path / "approvals.json"))
+    service = await hub_with_oven(tmp_path, disk)
+    await service.start()
+    try:
+        disk.held.clear()
+        enrollment = asyncio.create_task(_enroll_oven(service, "482913"))
+        await asyncio.wait_for(disk.waiting.wait(), 10)  # the pre-registration's use is being saved
+        await service.registrar.revoke_appliance("oven")  # the owner removes the appliance meanwhile
+        disk.held.set()
+        answer = await enrollment
+    finally:
+        await service.stop()
+    assert (answer.status, answer.reason_given) == (
+        403,
+        "the appliance was revoked while this request was handled",
+    )
+    assert service.ledger.for_appliance("oven") == []
 
 
 async def test_a_re_issued_listener_certificate_that_cannot_be_saved_at_start_is_used(tmp_path: Path) -> None:

@@ -92,7 +92,7 @@ def inspect_request(csr: x509.CertificateSigningRequest) -> CertificateRequest:
         public_key = csr.public_key()
     except (ValueError, TypeError, NotImplementedError, UnsupportedAlgorithm):
         raise MalformedRequest("certificate request key type is not supported") from None
-    key_description = _check_key(public_key)
+    key_description = check_key(public_key)
     try:
         subject = csr.subject  # parsed lazily: undecodable strings and unknown string types raise here
     except (ValueError, TypeError, KeyError):
@@ -139,8 +139,7 @@ def check_rsa_key(public_key: rsa.RSAPublicKey) -> None:
     """Refuse RSA keys outside the accepted sizes, or with an exponent that makes checking costly.
 
     Checking a signature costs one modular squaring per bit of the exponent: 17 for 65537, 3,071 for
-    the largest exponent a 3072-bit key can have (4.5 ms of event loop per request). Called before
-    the signature of an RSA-signed request is checked, and again when any request is inspected.
+    the largest exponent a 3072-bit key can have (4.5 ms of event loop per request).
     """
     if not MIN_RSA_BITS <= public_key.key_size <= MAX_RSA_BITS:
         raise MalformedRequest(
@@ -153,7 +152,13 @@ def check_rsa_key(public_key: rsa.RSAPublicKey) -> None:
         )
 
 
-def _check_key(public_key: CertificatePublicKeyTypes) -> str:
+def check_key(public_key: CertificatePublicKeyTypes) -> str:
+    """Refuse a key no policy accepts; its description if accepted.
+
+    Called before the signature of a request signed otherwise than with ECDSA or Ed25519 is checked
+    (the check's cost grows with the key: an RSA exponent, or a DSA modulus of 10,000 bits that costs
+    16 ms of event loop, for a key refused anyway), and again when any request is inspected.
+    """
     description = describe_key(public_key)
     if isinstance(public_key, ec.EllipticCurvePublicKey):
         if public_key.curve.name not in _ACCEPTED_CURVES:

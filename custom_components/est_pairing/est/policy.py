@@ -354,7 +354,7 @@ class EnrollmentPolicy:
         if request_id in self._pending:
             self._expire(self._clock())  # an expired request keeps no secret
             if (pending := self._pending.get(request_id)) is not None:
-                self._check_secret(claim, pending.secret_digest)
+                self._check_secret(claim, pending.secret_digest, forgives=False)
                 return
         registration = self._registrations.get(claim.appliance_id)
         if registration is not None and registration.identity == claim.identity:
@@ -518,13 +518,18 @@ class EnrollmentPolicy:
                 "this key's certificate was revoked; the appliance needs a new key and the owner's approval"
             )
 
-    def _check_secret(self, claim: Claim, digest: str | None) -> None:
-        """The claim's secret against a digest (None: no secret), in constant time."""
+    def _check_secret(self, claim: Claim, digest: str | None, *, forgives: bool = True) -> None:
+        """The claim's secret against a digest (None: no secret), in constant time.
+
+        A right one forgives the identity's wrong secrets only if it is one the hub keeps for the
+        appliance (``forgives``): a waiting request's own was chosen by whoever sent it, and its
+        retries must not undo a lockout earned guessing the appliance's PIN.
+        """
         if claim.kind is CredentialKind.FACTORY and digest is None:
             return
         if not secret_matches(claim.secret, digest):
             self._wrong_secret(claim)
-        if digest is not None:
+        if digest is not None and forgives:
             self.throttle.success(claim.identity)
 
     def _wrong_secret(self, claim: Claim) -> NoReturn:

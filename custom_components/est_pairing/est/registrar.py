@@ -9,7 +9,7 @@ certificate go back.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 import math
@@ -127,6 +127,7 @@ class Registrar:
         manufacturer_cas: Sequence[x509.Certificate] = (),
         crl_url: str | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        approvals_saved: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.ca = ca
         self.ledger = ledger
@@ -135,6 +136,9 @@ class Registrar:
         self.manufacturer_cas = tuple(manufacturer_cas)
         self.crl_url = crl_url
         self._now = now
+        # Awaited before a certificate is issued on an approval: the approvals the host application
+        # stores must say what the policy decided (a pre-registration used, say) before the answer.
+        self._approvals_saved = approvals_saved or _nothing_to_save
         self._crl: _SignedCRL | None = None
         # Appliance id -> revocations begun, and those still being written: a request decided before
         # a revocation, or while one is written, gets no certificate (see _sign_and_record).
@@ -281,6 +285,7 @@ class Registrar:
         decision = await self.policy.decide(claim, request, peer.address)
         if isinstance(decision, AwaitingOwner):
             return decision
+        await self._save_approvals(decision.appliance_id)
         return await self._answer(request, grant, decision.appliance_id, keygen=keygen)
 
     # --- the PIN exchange (its messages and arithmetic are the server's, in ``pairing``) ---------------
@@ -305,6 +310,7 @@ class Registrar:
         """
         grant = self.issuance.grant(request, appliance_id)
         decision = self.policy.approve_exchanged(appliance_id, request, verifier)
+        await self._save_approvals(decision.appliance_id)
         issued = await self._answer(request, grant, decision.appliance_id)
         assert isinstance(issued, Issued)  # noqa: S101 - _answer without keygen
         return issued
@@ -367,6 +373,16 @@ class Registrar:
                 "authenticate with the appliance id and PIN (HTTP Basic) or a factory certificate"
             )
         return Claim.from_basic(peer.credentials)
+
+    async def _save_approvals(self, appliance_id: str) -> None:
+        """The host application's save of what the policy just decided for the appliance, awaited.
+
+        The owner may revoke the appliance while it is saved: then no certificate (see _answer).
+        """
+        decided = self._revocation_mark(appliance_id)
+        await self._approvals_saved()
+        if self._revoked_since(appliance_id, decided):
+            raise CertificateRevoked("the appliance was revoked while this request was handled")
 
     def _revocation_mark(self, appliance_id: str) -> int:
         """How many revocations of the appliance had begun when a request was decided."""
@@ -517,6 +533,10 @@ class Registrar:
             if self.ledger.reserve_serial(serial):
                 return serial
         raise CAFailure("could not draw an unused serial number")
+
+
+async def _nothing_to_save() -> None:
+    """The approvals of a registrar whose host application keeps none."""
 
 
 def _generate_key(*, want_rsa: bool) -> CertificateIssuerPrivateKeyTypes:

@@ -19,7 +19,7 @@ from typing import Any
 from cryptography import x509
 
 from .ca import CurveName, HouseholdCA
-from .errors import HouseholdCAMissing
+from .errors import CAFailure, HouseholdCAMissing
 from .issuance import IssuancePolicy
 from .ledger import Ledger, LedgerListener
 from .limits import DEFAULT_CONNECTION_LIMITS, DEFAULT_VALIDITY_DAYS, ConnectionLimits
@@ -209,6 +209,7 @@ class EstService:
             manufacturer_cas=self.config.manufacturer_cas,
             crl_url=self.crl_url,
             now=self.now,
+            approvals_saved=self._approvals_saved_before_issuing,
         )
         return document is None
 
@@ -281,6 +282,18 @@ class EstService:
         if self.policy_save_error is not None:
             with contextlib.suppress(OSError):
                 await self.save_policy()
+
+    async def _approvals_saved_before_issuing(self) -> None:
+        """The approvals on disk say what the policy decided, before a certificate is answered on it.
+
+        A request may change them (it uses a pre-registration, or an exchange approves it); answered
+        first, a crash before the save would leave the pre-registration unused on disk, to admit
+        another key after the restart. CAFailure (500) if they cannot be saved: nothing is issued.
+        """
+        await self.flush()
+        await self.catch_up_policy_save()
+        if self.policy_save_error is not None:
+            raise CAFailure("the approvals could not be saved; nothing was issued")
 
     def _policy_saved(self, error: OSError | None) -> None:
         self.policy_save_error = error

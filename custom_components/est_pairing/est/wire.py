@@ -15,7 +15,6 @@ from typing import Final
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
 from cryptography.x509.oid import SignatureAlgorithmOID
 from pyasn1.codec.der import decoder as der_decoder, encoder as der_encoder
@@ -24,7 +23,7 @@ from pyasn1.type import univ
 from pyasn1_modules import rfc7030
 
 from .credentials import BasicCredentials
-from .csr import CsrAttribute, check_rsa_key
+from .csr import CsrAttribute, check_key
 from .errors import AuthenticationRequired, MalformedRequest, ProtocolError
 
 EST_PATH = "/.well-known/est"
@@ -127,11 +126,12 @@ def load_csr(body: bytes) -> x509.CertificateSigningRequest:
 
 
 def _refuse_costly_check(csr: x509.CertificateSigningRequest) -> None:
-    """Refuse, before checking its signature, an RSA key that would make the check slow.
+    """Refuse, before checking its signature, a key that would make the check slow, or is refused anyway.
 
-    Only an RSA signature makes the check run the key's exponent: an ECDSA or EdDSA signature with
-    an RSA key is refused on the mismatch before any arithmetic. Those requests, which are nearly
-    all, are spared parsing their key here (the request inspection parses it).
+    Only an RSA or DSA signature makes the check run arithmetic whose cost the key sets (an RSA
+    exponent, a DSA modulus): an ECDSA or EdDSA signature with such a key is refused on the mismatch
+    before any arithmetic. Those requests, which are nearly all, are spared parsing their key here
+    (the request inspection parses it).
     """
     if csr.signature_algorithm_oid in _NO_RSA_ARITHMETIC:
         return
@@ -139,8 +139,7 @@ def _refuse_costly_check(csr: x509.CertificateSigningRequest) -> None:
         public_key = csr.public_key()
     except (ValueError, TypeError, NotImplementedError, UnsupportedAlgorithm):
         return  # the signature check reports what is wrong with it
-    if isinstance(public_key, rsa.RSAPublicKey):
-        check_rsa_key(public_key)
+    check_key(public_key)
 
 
 # --- certs-only PKCS#7 (§4.1.3) ----------------------------------------------------------------------

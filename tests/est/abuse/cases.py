@@ -221,6 +221,11 @@ async def _rsa_huge_exponent_ecdsa_signature(t: Target) -> Answer:
     return await t.enroll(forge.body(forge.sign_info(forge.request_info(costly), forge.new_key())))
 
 
+@case("DSA key with a 10,000-bit modulus (slow to check)", 400, "key type DSAPublicKey is not supported")
+async def _dsa_huge_modulus(t: Target) -> Answer:
+    return await t.enroll(forge.body(forge.dsa_signed(10_000, t.user)))
+
+
 @case("unknown curve", 400, "unsupported key or signature algorithm")
 async def _unknown_curve(t: Target) -> Answer:
     return await t.enroll(forge.body(forge.with_curve(forge.new_key(), "1.2.3.4.5")))
