@@ -129,8 +129,7 @@ async def test_a_household_ca_gone_from_storage_is_not_replaced_until_restored(
     assert issue is not None
     assert issue.severity is ir.IssueSeverity.CRITICAL
     hass_storage[ca_key] = set_aside  # restored from a backup
-    restored = await reloaded(hass, init_integration)
-    assert init_integration.state is ConfigEntryState.LOADED
+    restored = await reloaded(hass, init_integration)  # set up again
     assert restored.service.ca.fingerprint == fingerprint
     assert ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_CA_MISSING) is None
 
