@@ -376,8 +376,8 @@ async def test_a_household_ca_that_is_gone_is_not_replaced_while_what_it_made_is
         (tmp_path / name).unlink()  # set aside as damaged, or left out of a restore
     with pytest.raises(HouseholdCAMissing, match="restore it from a backup"):
         await hub(tmp_path).load()
-    left = sorted(await asyncio.to_thread(os.listdir, tmp_path))
-    assert [name for name in left if name.endswith((".pem", ".key"))] == []
+    files = sorted(await asyncio.to_thread(os.listdir, tmp_path))
+    assert [name for name in files if name.endswith((".pem", ".key"))] == []
     assert await PemDirectoryStore(tmp_path).load() is None
 
 
