@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 import time
 from typing import Any
@@ -20,6 +21,8 @@ from custom_components.est_pairing.est.tls import ListenerNames
 from est_tools.appliance.client import EstClient, client_ssl_context
 
 _DECISIONS: set[asyncio.Task[Any]] = set()
+
+SESSION_START = datetime.now(UTC)  # imported before the test modules of this directory
 
 
 def soon(decision: Coroutine[Any, Any, Any]) -> None:
@@ -36,8 +39,12 @@ def allow_loopback_sockets(socket_enabled: None) -> None:
 
 @pytest.fixture(scope="session")
 def ca() -> HouseholdCA:
-    """One household CA for the whole session (key generation is the slow part)."""
-    return HouseholdCA.create("Test")
+    """One household CA for the whole session (key generation is the slow part).
+
+    Valid from before any test module's import: several fix their clock then, and the session's CA
+    may be made many minutes later in a long run.
+    """
+    return HouseholdCA.create("Test", now=SESSION_START)
 
 
 @pytest.fixture(scope="session")
