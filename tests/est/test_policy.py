@@ -391,6 +391,22 @@ async def test_export_and_restore_keep_decisions_but_not_secrets(policy: Enrollm
         await ask(restored, claim("fridge", "777777"), oven, None)
 
 
+async def test_a_flood_of_made_up_identities_keeps_a_registered_appliances_wrong_pins(
+    policy: EnrollmentPolicy, clock: Clock
+) -> None:
+    """Filling the throttle's table must not wipe the count of the PIN someone is guessing."""
+    await policy.preregister("oven", "482913")
+    for _ in range(FREE_ATTEMPTS - 1):
+        policy.throttle.failure("id:oven")
+    for index in range(MAX_TRACKED + 10):  # ids nobody registered, one a second (under the ceiling)
+        policy.throttle.failure(f"id:a{index}")
+        clock.now += 1.0
+    assert len(policy.throttle) <= MAX_TRACKED + 1  # still bounded: only oven is kept beyond it
+    policy.throttle.failure("id:oven")  # the last free attempt
+    with pytest.raises(LockedOut, match="for this appliance"):
+        policy.throttle.check("id:oven", server_wide=False)
+
+
 def test_secret_digests() -> None:
     digest = digest_secret("123456")
     assert secret_matches("123456", digest)

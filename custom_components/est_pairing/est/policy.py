@@ -324,7 +324,7 @@ class EnrollmentPolicy:
         # needs the owner's PIN, or a pre-registration's, to prove).
         self.auto_approve = auto_approve
         self.retry_after = RETRY_AFTER_PENDING  # seconds a waiting appliance is told to wait
-        self.throttle = SecretThrottle(clock)
+        self.throttle = SecretThrottle(clock, keeps=self._holds_secret_for)
         self.work: SrpWork = work or ThreadedSrp()  # the service gives it its SRP worker process
         self._registrations: dict[str, Registration] = {}
         self._pending: dict[str, PendingEnrollment] = {}
@@ -517,6 +517,12 @@ class EnrollmentPolicy:
             raise CertificateRevoked(
                 "this key's certificate was revoked; the appliance needs a new key and the owner's approval"
             )
+
+    def _holds_secret_for(self, identity: str) -> bool:
+        """Whether the identity is a registered appliance's (its PIN is what a guesser is after)."""
+        appliance_id = identity.removeprefix("id:")
+        registration = self._registrations.get(appliance_id)
+        return registration is not None and registration.identity == identity
 
     def _check_secret(self, claim: Claim, digest: str | None, *, forgives: bool = True) -> None:
         """The claim's secret against a digest (None: no secret), in constant time.

@@ -35,13 +35,19 @@ class SecretThrottle:
     being counted, so a lockout ends when its window passes, however hard it was hammered.
     """
 
-    def __init__(self, clock: Callable[[], float]) -> None:
+    def __init__(self, clock: Callable[[], float], *, keeps: Callable[[str], bool] = lambda _: False) -> None:
+        """A throttle on ``clock``; ``keeps`` names identities whose count is never dropped.
+
+        Those the hub holds a secret for, a set the owner bounds: flooding the table with made-up
+        identities must not wipe the count of a PIN someone is guessing.
+        """
         self._clock = clock
+        self._keeps = keeps
         self._records: dict[str, _Record] = {}
         self._recent: deque[float] = deque(maxlen=GLOBAL_FAILURES_PER_MINUTE)
 
     def __len__(self) -> int:
-        """Identities with wrong secrets on record (bounded: quiet, unlocked ones are dropped)."""
+        """Identities with wrong secrets on record (bounded: quiet, unlocked, unkept ones are dropped)."""
         return len(self._records)
 
     def check(self, identity: str, *, server_wide: bool = True) -> None:
@@ -99,7 +105,11 @@ class SecretThrottle:
         if len(self._records) <= MAX_TRACKED:
             return
         for identity, record in list(self._records.items()):
-            if record.locked_until <= now and now - record.last_failure > _WINDOW:
+            if (
+                record.locked_until <= now
+                and now - record.last_failure > _WINDOW
+                and not self._keeps(identity)
+            ):
                 del self._records[identity]
 
 
