@@ -135,7 +135,7 @@ def describe_key(public_key: CertificatePublicKeyTypes) -> str:
     return type(public_key).__name__
 
 
-def check_rsa_key(public_key: rsa.RSAPublicKey) -> None:
+def _check_rsa_key(public_key: rsa.RSAPublicKey) -> None:
     """Refuse RSA keys outside the accepted sizes, or with an exponent that makes checking costly.
 
     Checking a signature costs one modular squaring per bit of the exponent: 17 for 65537, 3,071 for
@@ -166,7 +166,7 @@ def check_key(public_key: CertificatePublicKeyTypes) -> str:
                 f"certificate request key uses curve {public_key.curve.name}; use P-256 or P-384"
             )
     elif isinstance(public_key, rsa.RSAPublicKey):
-        check_rsa_key(public_key)
+        _check_rsa_key(public_key)
     elif not isinstance(public_key, ed25519.Ed25519PublicKey):
         raise MalformedRequest(f"certificate request key type {description} is not supported")
     return description

@@ -62,6 +62,7 @@ from .throttle import SecretThrottle
 from .verifiers import PinVerifier, SrpWork, ThreadedSrp, check_pin
 
 _LOGGER = logging.getLogger(__name__)
+_ID_PREFIX = "id:"  # the identity of a claim by appliance id (see _identity)
 STATE_VERSION = 2  # 2: registrations hold an SRP verifier ("verifier"), not a PIN digest ("secret_digest")
 
 
@@ -520,8 +521,7 @@ class EnrollmentPolicy:
 
     def _holds_secret_for(self, identity: str) -> bool:
         """Whether the identity is a registered appliance's (its PIN is what a guesser is after)."""
-        appliance_id = identity.removeprefix("id:")
-        registration = self._registrations.get(appliance_id)
+        registration = self._registrations.get(identity.removeprefix(_ID_PREFIX))
         return registration is not None and registration.identity == identity
 
     def _check_secret(self, claim: Claim, digest: str | None, *, forgives: bool = True) -> None:
@@ -1091,7 +1091,7 @@ def _tell(waiting: list[asyncio.Future[ExchangeOutcome]], outcome: ExchangeOutco
 
 def _identity(appliance_id: str) -> str:
     """The identity of a claim by appliance id and PIN (HTTP Basic, or the PIN exchange)."""
-    return f"id:{appliance_id}"
+    return f"{_ID_PREFIX}{appliance_id}"
 
 
 def _expired(pending: PendingEnrollment, now: float) -> bool:

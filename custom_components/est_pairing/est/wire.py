@@ -97,8 +97,8 @@ def _pem_payload(text: bytes, *, what: str) -> bytes:
     return payload
 
 
-# Signature algorithms whose check never involves RSA arithmetic, whatever the request's key.
-_NO_RSA_ARITHMETIC: Final = frozenset(
+# Signature algorithms whose check costs the same whatever the request's key (no RSA or DSA arithmetic).
+_COST_NOT_SET_BY_KEY: Final = frozenset(
     {
         SignatureAlgorithmOID.ECDSA_WITH_SHA256,
         SignatureAlgorithmOID.ECDSA_WITH_SHA384,
@@ -133,7 +133,7 @@ def _refuse_costly_check(csr: x509.CertificateSigningRequest) -> None:
     before any arithmetic. Those requests, which are nearly all, are spared parsing their key here
     (the request inspection parses it).
     """
-    if csr.signature_algorithm_oid in _NO_RSA_ARITHMETIC:
+    if csr.signature_algorithm_oid in _COST_NOT_SET_BY_KEY:
         return
     try:
         public_key = csr.public_key()
