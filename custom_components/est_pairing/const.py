@@ -42,4 +42,4 @@ ISSUE_CA_MISSING: Final = "ca_missing"
 CA_EXPIRY_WARNING: Final = timedelta(days=365)
 
 # How often certificate states (valid -> expiring -> expired) and the network names are re-checked
-REFRESH_INTERVAL: Final = timedelta(hours=1)
+UPKEEP_INTERVAL: Final = timedelta(hours=1)

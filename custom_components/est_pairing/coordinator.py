@@ -1,7 +1,7 @@
 """One immutable snapshot of the hub for the entities, pushed on every change the library reports.
 
 Entities read only the snapshot. It is built by reading the library, which changes nothing; the
-hourly refresh first does the hub's upkeep (the steps that do change things), then builds one.
+hourly upkeep (the steps that do change things) runs on its own timer and pushes one after it.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from homeassistant.util import dt as dt_util
 
 from .announcement import Announcement
 from .appliances import appliance_subentries
-from .const import DOMAIN, REFRESH_INTERVAL
+from .const import DOMAIN
 from .est.ledger import CertificateRecord
 from .est.service import EstService
 from .issues import check_ca_expiry
@@ -74,12 +74,14 @@ def appliance_status(service: EstService, appliance_id: str, now: datetime, rene
 
 
 class EstCoordinator(DataUpdateCoordinator[HubSnapshot]):
-    """Holds the hub's snapshot: pushed when the library reports a change, refreshed every hour.
+    """Holds the hub's snapshot: pushed when the library reports a change, and after the upkeep.
 
-    The refresh does the upkeep first: it re-checks Home Assistant's names and addresses (and the
-    announcement), saves approvals a full disk held back, warns of the CA's expiry, and expires
-    requests nobody decided (their cards close). A push restarts the hour, as Home Assistant's
-    coordinators do.
+    The upkeep (:meth:`async_upkeep`, hourly) re-checks Home Assistant's names and addresses (the
+    announcement, and renews the listener's certificate before its end), saves approvals a full
+    disk held back, warns of the CA's expiry, and expires requests nobody decided (their cards
+    close). It has a timer of its own rather than the coordinator's refresh, which every push
+    restarts: a stream of changes (any device on the LAN can make one, by asking for a certificate)
+    would put it off for as long as it lasts.
     """
 
     config_entry: ConfigEntry
@@ -97,7 +99,7 @@ class EstCoordinator(DataUpdateCoordinator[HubSnapshot]):
             _LOGGER,
             config_entry=entry,
             name=DOMAIN,
-            update_interval=REFRESH_INTERVAL,
+            update_interval=None,  # pushed; the upkeep has its own timer
             always_update=False,  # an hour that changed nothing writes no state
         )
         self._service = service
@@ -105,12 +107,20 @@ class EstCoordinator(DataUpdateCoordinator[HubSnapshot]):
         self._renewal_days = renewal_days
 
     async def _async_update_data(self) -> HubSnapshot:
-        """The upkeep, then a new snapshot."""
+        """The upkeep, then a new snapshot (the first refresh, at set-up)."""
+        await self._upkeep()
+        return self.snapshot()
+
+    async def async_upkeep(self, _now: datetime | None = None) -> None:
+        """The hourly upkeep (a time-interval listener), then the entities show the hub as it is."""
+        await self._upkeep()
+        self.push()
+
+    async def _upkeep(self) -> None:
         await self._announcement.async_check_names()
         await self._service.catch_up_policy_save()  # still failing: the repair issue stays
         check_ca_expiry(self.hass, self._service.ca)
         self._service.policy.expire_pending()  # the listener hears, and closes their cards
-        return self.snapshot()
 
     def snapshot(self) -> HubSnapshot:
         """The hub as it is now (reading it changes nothing)."""

@@ -17,6 +17,7 @@ from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.exceptions import ConfigEntryError, ConfigEntryNotReady
 from homeassistant.helpers import issue_registry as ir
+from homeassistant.helpers.event import async_track_time_interval
 from homeassistant.util import dt as dt_util
 
 from .announcement import Announcement
@@ -34,6 +35,7 @@ from .const import (
     ISSUE_LISTENER_NAMES,
     ISSUE_PORT_UNAVAILABLE,
     ISSUE_STORAGE_UNWRITABLE,
+    UPKEEP_INTERVAL,
 )
 from .coordinator import EstCoordinator
 from .decisions import Decisions
@@ -168,8 +170,11 @@ class EstRuntime(ServiceListener):
         await self.announcement.async_announce(names)
         self.appliances.remember()
         await self.coordinator.async_config_entry_first_refresh()
-        # The hourly refresh is the hub's upkeep too: it goes on with every entity disabled.
-        self._unsubscribers.append(self.coordinator.async_add_listener(lambda: None))
+        self._unsubscribers.append(
+            async_track_time_interval(
+                self.hass, self.coordinator.async_upkeep, UPKEEP_INTERVAL, name="est_pairing upkeep"
+            )
+        )
 
     async def async_shutdown(self, _event: Event) -> None:
         """Home Assistant stops: stop as an unload would, which waits for pending approval saves."""

@@ -11,7 +11,7 @@ from homeassistant.util import dt as dt_util
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 
-from custom_components.est_pairing.const import DOMAIN, REFRESH_INTERVAL
+from custom_components.est_pairing.const import DOMAIN, UPKEEP_INTERVAL
 from custom_components.est_pairing.diagnostics import async_get_config_entry_diagnostics
 from custom_components.est_pairing.est.limits import PENDING_IDLE_TTL
 from custom_components.est_pairing.runtime import EstRuntime
@@ -53,7 +53,7 @@ async def test_reading_the_hub_changes_nothing(
     await hass.async_block_till_done()
     assert cards(hass) == 1
 
-    async_fire_time_changed(hass, dt_util.utcnow() + REFRESH_INTERVAL)
+    async_fire_time_changed(hass, dt_util.utcnow() + UPKEEP_INTERVAL)
     await hass.async_block_till_done(wait_background_tasks=True)
     assert cards(hass) == 0
     assert entity_state(hass, "_pending_requests") == "0"
@@ -67,7 +67,7 @@ async def test_the_hourly_upkeep_runs_without_entities(
     assert isinstance(await ask(hass, appliance_client, key()), Pending)
     assert cards(hass) == 1
     freezer.tick(timedelta(seconds=PENDING_IDLE_TTL + 1))
-    async_fire_time_changed(hass, dt_util.utcnow() + REFRESH_INTERVAL)
+    async_fire_time_changed(hass, dt_util.utcnow() + UPKEEP_INTERVAL)
     await hass.async_block_till_done(wait_background_tasks=True)
     assert cards(hass) == 0
     assert runtime.coordinator.data.pending_requests == 0
@@ -82,3 +82,28 @@ async def test_a_new_appliance_gets_its_entities_from_the_snapshot(
     (oven,) = runtime.coordinator.data.appliances.values()
     assert (oven.appliance_id, oven.status, oven.expires) == ("oven", "awaiting_enrollment", None)
     assert entity_state(hass, "_oven_certificate_status") == "awaiting_enrollment"
+
+
+async def test_a_stream_of_changes_does_not_put_off_the_upkeep(
+    hass: HomeAssistant,
+    init_integration: MockConfigEntry,
+    runtime: EstRuntime,
+    appliance_client: EstClient,
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    """A change every 40 minutes, each a new snapshot pushed, and the upkeep still runs every hour.
+
+    Any device on the LAN can make such changes (it asks for a certificate); the upkeep also renews
+    the listener's certificate and warns of the CA's end.
+    """
+    assert isinstance(await ask(hass, appliance_client, key()), Pending)
+    assert cards(hass) == 1
+    for minutes in (40, 80, 120):  # the upkeep is due at 60 and 120
+        freezer.tick(timedelta(minutes=40))
+        async_fire_time_changed(hass)
+        await hass.async_block_till_done(wait_background_tasks=True)
+        await runtime.decisions.async_preregister(f"oven{minutes}", "482913", None)
+        await hass.async_block_till_done()
+        assert entity_state(hass, f"_oven{minutes}_certificate_status") == "awaiting_enrollment"  # pushed
+    assert cards(hass) == 0  # the request, idle since the start, expired in an upkeep
+    assert entity_state(hass, "_pending_requests") == "0"

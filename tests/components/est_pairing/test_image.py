@@ -22,7 +22,7 @@ from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 from syrupy.assertion import SnapshotAssertion
 import zxingcpp
 
-from custom_components.est_pairing.const import DOMAIN, REFRESH_INTERVAL
+from custom_components.est_pairing.const import DOMAIN, UPKEEP_INTERVAL
 from custom_components.est_pairing.runtime import EstRuntime
 
 from . import SNAPSHOT_TIME
@@ -98,7 +98,7 @@ async def test_a_new_address_redraws_it(
 ) -> None:
     before, drawn_before = state_of(hass, QR_CODE), await picture(hass_client)
     with patch("homeassistant.components.network.async_get_announce_addresses", return_value=["192.168.7.7"]):
-        async_fire_time_changed(hass, dt_util.utcnow() + REFRESH_INTERVAL)
+        async_fire_time_changed(hass, dt_util.utcnow() + UPKEEP_INTERVAL)
         await hass.async_block_till_done(wait_background_tasks=True)
         assert state_of(hass, QR_CODE) == before  # not yet: the certificate does not cover it (a repair)
         await runtime.async_reissue_listener_certificate()  # the repair's fix

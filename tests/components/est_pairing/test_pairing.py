@@ -24,7 +24,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry, async_
 from pytest_homeassistant_custom_component.typing import WebSocketGenerator
 
 from custom_components.est_pairing import async_remove_config_entry_device
-from custom_components.est_pairing.const import CONF_APPLIANCE_ID, CONF_APPLIANCES, DOMAIN, REFRESH_INTERVAL
+from custom_components.est_pairing.const import CONF_APPLIANCE_ID, CONF_APPLIANCES, DOMAIN, UPKEEP_INTERVAL
 from custom_components.est_pairing.est.csr import ApplianceDetails
 from custom_components.est_pairing.est.errors import (
     CertificateRevoked,
@@ -262,7 +262,7 @@ async def test_flows_close_when_their_request_expires_or_the_hub_unloads(
     async with EstClient(url, runtime.service.ca.certificate) as client:
         await ask(hass, client, key())
         assert len(flows(hass)) == 1
-        freezer.tick(timedelta(seconds=PENDING_TTL) + REFRESH_INTERVAL)
+        freezer.tick(timedelta(seconds=PENDING_TTL) + UPKEEP_INTERVAL)
         async_fire_time_changed(hass)
         await hass.async_block_till_done(wait_background_tasks=True)
         assert flows(hass) == []

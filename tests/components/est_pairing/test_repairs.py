@@ -13,7 +13,7 @@ from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
-from custom_components.est_pairing.const import DOMAIN, ISSUE_LISTENER_NAMES, REFRESH_INTERVAL
+from custom_components.est_pairing.const import DOMAIN, ISSUE_LISTENER_NAMES, UPKEEP_INTERVAL
 from custom_components.est_pairing.runtime import EstRuntime
 
 NEW_ADDRESSES = ["192.168.7.7"]
@@ -26,7 +26,7 @@ async def test_listener_names_issue_and_its_fix(
 ) -> None:
     assert await async_setup_component(hass, REPAIRS_DOMAIN, {})
     with patch("homeassistant.components.network.async_get_announce_addresses", return_value=NEW_ADDRESSES):
-        async_fire_time_changed(hass, dt_util.utcnow() + REFRESH_INTERVAL)
+        async_fire_time_changed(hass, dt_util.utcnow() + UPKEEP_INTERVAL)
         await hass.async_block_till_done(wait_background_tasks=True)
         issue = ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_LISTENER_NAMES)
         assert issue is not None
@@ -53,7 +53,7 @@ async def test_listener_names_issue_and_its_fix(
 
 async def _refresh(hass: HomeAssistant, times: int = 1) -> None:
     for _ in range(times):
-        async_fire_time_changed(hass, dt_util.utcnow() + REFRESH_INTERVAL)
+        async_fire_time_changed(hass, dt_util.utcnow() + UPKEEP_INTERVAL)
         await hass.async_block_till_done(wait_background_tasks=True)
 
 

@@ -31,7 +31,7 @@ from custom_components.est_pairing.const import (
     ISSUE_CA_MISSING,
     ISSUE_LISTENER_NAMES,
     ISSUE_STORAGE_UNWRITABLE,
-    REFRESH_INTERVAL,
+    UPKEEP_INTERVAL,
 )
 from custom_components.est_pairing.diagnostics import async_get_config_entry_diagnostics
 from custom_components.est_pairing.est.storage import Event, JournalFile
@@ -148,10 +148,10 @@ async def test_approvals_home_assistant_cannot_save_raise_a_repair_issue_until_s
         diagnostics = await async_get_config_entry_diagnostics(hass, init_integration)
         assert diagnostics["approvals"]["saved"] is False
         assert "could not write" in diagnostics["approvals"]["save_error"]
-        async_fire_time_changed(hass, dt_util.utcnow() + REFRESH_INTERVAL)  # tries again, still full
+        async_fire_time_changed(hass, dt_util.utcnow() + UPKEEP_INTERVAL)  # tries again, still full
         await hass.async_block_till_done(wait_background_tasks=True)
         assert ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_STORAGE_UNWRITABLE) is not None
-    async_fire_time_changed(hass, dt_util.utcnow() + 2 * REFRESH_INTERVAL)  # the owner freed some space
+    async_fire_time_changed(hass, dt_util.utcnow() + 2 * UPKEEP_INTERVAL)  # the owner freed some space
     await hass.async_block_till_done(wait_background_tasks=True)
     assert ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_STORAGE_UNWRITABLE) is None
     assert (await async_get_config_entry_diagnostics(hass, init_integration))["approvals"]["saved"] is True
@@ -229,7 +229,7 @@ async def test_a_listener_certificate_home_assistant_cannot_save_is_not_used(
         patch("homeassistant.components.network.async_get_announce_addresses", return_value=["192.168.7.7"]),
         full_disk_for("ca"),
     ):
-        async_fire_time_changed(hass, dt_util.utcnow() + REFRESH_INTERVAL)
+        async_fire_time_changed(hass, dt_util.utcnow() + UPKEEP_INTERVAL)
         await hass.async_block_till_done(wait_background_tasks=True)
         response = await client.post(
             "/api/repairs/issues/fix", json={"handler": DOMAIN, "issue_id": ISSUE_LISTENER_NAMES}
