@@ -86,9 +86,16 @@ async def _async_entry_updated(hass: HomeAssistant, entry: EstConfigEntry) -> No
 
 
 async def async_remove_entry(hass: HomeAssistant, entry: EstConfigEntry) -> None:
-    """Deleting the hub deletes the household CA, approvals and ledger from .storage, and its issues."""
+    """Deleting the hub deletes the household CA, approvals and ledger from .storage, and its issues.
+
+    The appliances the owner ignored are forgotten too (entries of this domain, one per appliance):
+    a hub added again starts over with a new CA, and would otherwise refuse them unasked.
+    """
     for issue_id in ISSUES:
         ir.async_delete_issue(hass, DOMAIN, issue_id)
+    for ignored in hass.config_entries.async_entries(DOMAIN, include_ignore=True):
+        if ignored.source == SOURCE_IGNORE:
+            await hass.config_entries.async_remove(ignored.entry_id)
     await DocumentStore(hass, entry.entry_id, "ca").remove()
     await DocumentStore(hass, entry.entry_id, "approvals").remove()
     await LedgerJournal(hass, entry.entry_id).remove()

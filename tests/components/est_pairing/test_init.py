@@ -15,6 +15,7 @@ from freezegun.api import FrozenDateTimeFactory
 from homeassistant.config_entries import SOURCE_IGNORE, ConfigEntry, ConfigEntryDisabler, ConfigEntryState
 from homeassistant.const import EVENT_HOMEASSISTANT_STOP
 from homeassistant.core import HomeAssistant
+from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.storage import Store
 from homeassistant.util import dt as dt_util
@@ -226,6 +227,21 @@ async def test_state_lives_in_private_stores_and_leaves_with_the_entry(
     await hass.async_block_till_done()
     assert not [key for key in hass_storage if key.startswith(prefix)]
     assert not journal.exists()
+
+
+async def test_deleting_the_hub_forgets_the_appliances_the_owner_ignored(
+    hass: HomeAssistant, init_integration: MockConfigEntry
+) -> None:
+    """A hub added again starts over (a new CA, no approvals): it does not refuse appliances unasked."""
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_IGNORE}, data={"unique_id": "id:oven", "title": "Kitchen oven"}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert len(hass.config_entries.async_entries(DOMAIN, include_ignore=True)) == 2
+
+    assert await hass.config_entries.async_remove(init_integration.entry_id)
+    await hass.async_block_till_done()
+    assert hass.config_entries.async_entries(DOMAIN, include_ignore=True) == []
 
 
 async def test_port_in_use_is_a_repair_issue_and_setup_retries(
