@@ -204,13 +204,14 @@ def issued_by(
     lifetime: timedelta = timedelta(days=365),
     crl_url: str | None = None,
     key_fingerprint: str | None = None,
+    serial_number: int | None = None,
 ) -> x509.Certificate:
     """An appliance certificate from the household CA, as the registrar has it issued."""
     return ca.issue_appliance_certificate(
         public_key=public_key,
         name=IssuedName(common_name, dns_names),
         server_auth=server_auth,
-        serial_number=x509.random_serial_number(),
+        serial_number=serial_number or x509.random_serial_number(),
         not_before=not_before,
         not_after=not_before + lifetime,
         crl_url=crl_url,
