@@ -737,6 +737,15 @@ async def test_weak_key_is_refused(call: Call) -> None:
     assert_refusal(answer, 400, "RSA")
 
 
+async def test_a_request_signed_with_sha1_is_400_naming_the_algorithm(
+    server: RunningServer, call: Call
+) -> None:
+    body = wire.encode_base64(forge.openssl_signed(appliance().key, "sha1"))
+    answer = await call("POST", f"{EST}/simpleenroll", body=body, auth=("oven", "123456"))
+    assert_refusal(answer, 400, "certificate request is signed with SHA-1, which is not accepted")
+    assert len(server.service.ledger) == 0
+
+
 # --- re-enrollment ----------------------------------------------------------------------------------
 
 
