@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 import math
 import secrets
+import subprocess
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -152,6 +153,14 @@ def with_common_name_der(key: ec.EllipticCurvePrivateKey, value: bytes) -> bytes
     return _edited(key, "common_name", univ.Any(value))
 
 
+def with_signature_algorithm(oid: str) -> bytes:
+    """A CSR for ``oven`` signed with ECDSA over SHA-256, but claiming the signature algorithm ``oid``."""
+    info = request_info(x509.load_der_x509_csr(build(new_key())))
+    signature = new_key().sign(info, ec.ECDSA(hashes.SHA256()))
+    algorithm = tlv(0x30, encoder.encode(univ.ObjectIdentifier(oid)))
+    return tlv(0x30, info + algorithm + tlv(0x03, b"\x00" + signature))
+
+
 def with_curve(key: ec.EllipticCurvePrivateKey, oid: str) -> bytes:
     """A signed CSR whose EC key claims to be on the curve ``oid`` (one no library knows, say)."""
     return _edited(key, "curve", univ.ObjectIdentifier(oid))
@@ -183,6 +192,19 @@ def dsa_signed(modulus_bits: int, common_name: str = "oven") -> bytes:
     return tlv(0x30, encoder.encode(info) + _DSA_WITH_SHA256 + tlv(0x03, b"\x00" + encoder.encode(signature)))
 
 
+def openssl_signed(key: CertificateIssuerPrivateKeyTypes, digest: str, *options: str) -> bytes:
+    """A CSR for ``oven`` (DER) made by ``openssl req`` with ``-<digest>`` and ``options``.
+
+    ``cryptography`` refuses to sign with SHA-1 or MD5; OpenSSL still does, as old appliances may.
+    """
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    command = ["openssl", "req", "-new", "-key", "/dev/stdin", "-subj", "/CN=oven", f"-{digest}"]
+    made = subprocess.run([*command, *options, "-outform", "DER"], input=pem, capture_output=True, check=True)
+    return made.stdout
+
+
 def with_version(key: ec.EllipticCurvePrivateKey, version: int) -> bytes:
     """A signed CSR with a version other than v1 (0)."""
     return _edited(key, "version", version)
@@ -204,13 +226,14 @@ def issued_by(
     lifetime: timedelta = timedelta(days=365),
     crl_url: str | None = None,
     key_fingerprint: str | None = None,
+    serial_number: int | None = None,
 ) -> x509.Certificate:
     """An appliance certificate from the household CA, as the registrar has it issued."""
     return ca.issue_appliance_certificate(
         public_key=public_key,
         name=IssuedName(common_name, dns_names),
         server_auth=server_auth,
-        serial_number=x509.random_serial_number(),
+        serial_number=serial_number or x509.random_serial_number(),
         not_before=not_before,
         not_after=not_before + lifetime,
         crl_url=crl_url,

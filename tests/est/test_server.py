@@ -6,6 +6,7 @@ import asyncio
 import base64
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 import gzip
 import logging
 from pathlib import Path
@@ -25,7 +26,7 @@ import pytest
 from custom_components.est_pairing.est import server as server_module, wire
 from custom_components.est_pairing.est.credentials import BasicCredentials
 from custom_components.est_pairing.est.csr import inspect_request
-from custom_components.est_pairing.est.errors import NameTaken
+from custom_components.est_pairing.est.errors import CertificateRevoked, NameTaken
 from custom_components.est_pairing.est.limits import (
     FREE_ATTEMPTS,
     LOCKOUT_BASE,
@@ -38,7 +39,7 @@ from custom_components.est_pairing.est.registrar import Peer
 from custom_components.est_pairing.est.server import BUSY_WARNING_INTERVAL
 from est_tools.appliance.client import build_csr, client_ssl_context, renewal_csr
 
-from . import rawhttp
+from . import forge, rawhttp
 from .conftest import RunningServer, oven_server
 from .loops import on_each_loop
 from .polling import eventually
@@ -736,6 +737,15 @@ async def test_weak_key_is_refused(call: Call) -> None:
     assert_refusal(answer, 400, "RSA")
 
 
+async def test_a_request_signed_with_sha1_is_400_naming_the_algorithm(
+    server: RunningServer, call: Call
+) -> None:
+    body = wire.encode_base64(forge.openssl_signed(appliance().key, "sha1"))
+    answer = await call("POST", f"{EST}/simpleenroll", body=body, auth=("oven", "123456"))
+    assert_refusal(answer, 400, "certificate request is signed with SHA-1, which is not accepted")
+    assert len(server.service.ledger) == 0
+
+
 # --- re-enrollment ----------------------------------------------------------------------------------
 
 
@@ -835,6 +845,42 @@ async def test_reenroll_refusals(server: RunningServer, call: Call) -> None:
     )
     crl = x509.load_der_x509_crl((await call("GET", "/crl")).body)
     assert crl.get_revoked_certificate_by_serial_number(certificate.serial_number) is not None
+
+
+async def test_a_household_certificate_on_simpleenroll_is_told_what_is_wrong_with_it(
+    server: RunningServer, call: Call
+) -> None:
+    """Only a valid certificate is sent to simplereenroll: an unknown, expired or revoked one cannot renew
+    either, and the appliance pairs again without it."""
+    certificate, key = await enrolled(call)
+    now = datetime.now(UTC)
+    unknown = forge.issued_by(server.service.ca, key.public_key(), not_before=now - timedelta(minutes=5))
+    expired = forge.issued_by(
+        server.service.ca,
+        key.public_key(),
+        not_before=now - timedelta(days=30),
+        lifetime=timedelta(days=29),
+        serial_number=certificate.serial_number,
+    )
+    fresh = appliance().body
+    for presented, reason in [(unknown, "not in this CA's ledger"), (expired, "has expired")]:
+        answer = await call("POST", f"{EST}/simpleenroll", body=fresh, tls=(presented, key))
+        assert_refusal(answer, 403, reason)
+        assert "connect without it" in answer.text
+        assert "simplereenroll" not in answer.text
+
+    await server.service.registrar.revoke_appliance("oven")
+    for operation in ("simpleenroll", "serverkeygen"):
+        answer = await call("POST", f"{EST}/{operation}", body=fresh, tls=(certificate, key))
+        assert_refusal(answer, 403, "the presented certificate has been revoked")
+        assert "connect without it" in answer.text
+        assert "simplereenroll" not in answer.text
+    # The reference appliance reads it as a revocation (it discards its key and certificate).
+    client_ssl = client_ssl_context(server.service.ca.certificate, certificate=certificate, private_key=key)
+    async with server.client() as client:
+        with pytest.raises(CertificateRevoked):
+            await client.simpleenroll(appliance().csr, client_ssl=client_ssl)
+    assert len(server.service.ledger) == 1
 
 
 @pytest.mark.parametrize("authorization", ["Bearer x", "Basic %%%", wire.basic_authorization("oven", "0")])

@@ -7,6 +7,7 @@ import base64
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import NameOID
 import pytest
 
@@ -191,6 +192,59 @@ def test_an_rsa_signature_over_a_key_that_is_not_rsa_is_refused() -> None:
     ec_request = x509.load_der_x509_csr(forge.build(forge.new_key()))
     with pytest.raises(MalformedRequest, match="signature does not verify"):
         wire.load_csr(forge.sign_info_rsa(forge.request_info(ec_request), signer))
+
+
+def _key(kind: str) -> CertificateIssuerPrivateKeyTypes:
+    return forge.new_key() if kind == "ec" else rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+_PSS = ("-sigopt", "rsa_padding_mode:pss")
+
+
+@pytest.mark.parametrize(
+    ("kind", "digest", "options", "named"),
+    [
+        ("ec", "sha1", (), "SHA-1"),  # ecdsa-with-SHA1
+        ("rsa", "sha1", (), "SHA-1"),  # sha1WithRSAEncryption
+        ("rsa", "sha1", _PSS, "SHA-1"),  # RSASSA-PSS over SHA-1
+        ("rsa", "md5", (), "MD5"),  # md5WithRSAEncryption
+        ("ec", "sha224", (), "SHA-224"),
+    ],
+)
+def test_a_request_signed_with_a_weak_hash_is_refused_naming_it(
+    kind: str, digest: str, options: tuple[str, ...], named: str
+) -> None:
+    """Its signature may well verify: the algorithm is what is refused, before any arithmetic."""
+    der = forge.openssl_signed(_key(kind), digest, *options)
+    reason = f"signed with {named}, which is not accepted; sign it with .* SHA-256 or stronger"
+    with pytest.raises(MalformedRequest, match=reason):
+        wire.load_csr(der)
+    broken = bytearray(der)
+    broken[-5] ^= 0x01  # had the signature been checked first, "does not verify" would be the reason
+    with pytest.raises(MalformedRequest, match=reason):
+        wire.load_csr(bytes(broken))
+
+
+def test_a_signature_algorithm_nobody_knows_is_refused_as_unsupported() -> None:
+    with pytest.raises(MalformedRequest, match=r"signed with an unsupported algorithm \(1\.2\.3\.4\)"):
+        wire.load_csr(forge.with_signature_algorithm("1.2.3.4"))
+
+
+@pytest.mark.parametrize(
+    ("kind", "digest", "options"),
+    [
+        ("ec", "sha256", ()),
+        ("ec", "sha384", ()),
+        ("ec", "sha512", ()),
+        ("ec", "sha3-256", ()),
+        ("rsa", "sha256", ()),
+        ("rsa", "sha512", _PSS),
+    ],
+)
+def test_a_request_signed_with_sha256_or_stronger_is_accepted(
+    kind: str, digest: str, options: tuple[str, ...]
+) -> None:
+    assert wire.load_csr(forge.openssl_signed(_key(kind), digest, *options)).is_signature_valid
 
 
 def test_certs_only_round_trip(certificate: x509.Certificate) -> None:

@@ -13,10 +13,13 @@ MAX_LABEL_LENGTH: Final = 64
 MAX_APPLIANCE_ID_LENGTH: Final = 63  # one DNS label (RFC 1035)
 MAX_SECRET_LENGTH: Final = 128
 
-# Keys the issuance policy accepts
+# Keys the issuance policy accepts, and what their requests may be signed with
 MIN_RSA_BITS: Final = 2048
 MAX_RSA_BITS: Final = 8192
 MAX_RSA_EXPONENT_BITS: Final = 32  # 65537 is 17 bits; a huge exponent makes each signature check slow
+# A request's signature hash ("SHA-256 or stronger"): SHA-1, MD5 and SHA-224 are refused before the
+# signature is checked; Ed25519 signs without a separate hash.
+MIN_SIGNATURE_HASH_BITS: Final = 256
 
 # Connections (seconds)
 TLS_HANDSHAKE_TIMEOUT: Final = 10.0

@@ -25,7 +25,14 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 from .ca import HouseholdCA
 from .credentials import BasicCredentials
 from .csr import CertificateRequest, CsrAttribute, inspect_request
-from .errors import AuthenticationRequired, CAFailure, CertificateRevoked, NotAllowed, TooManyRequests
+from .errors import (
+    AuthenticationRequired,
+    CAFailure,
+    CertificateExpired,
+    CertificateRevoked,
+    NotAllowed,
+    TooManyRequests,
+)
 from .fingerprints import public_key_fingerprint
 from .issuance import Grant, IssuancePolicy
 from .ledger import CertificateRecord, Ledger, Supersession
@@ -37,6 +44,8 @@ _BACKDATE = timedelta(minutes=5)
 _SECP256R1 = x509.ObjectIdentifier("1.2.840.10045.3.1.7")
 _ECDSA_WITH_SHA256 = x509.ObjectIdentifier("1.2.840.10045.4.3.2")
 _CRL_SECONDS_BITS = 40
+# What a first enrollment presenting a household certificate that cannot renew is told to do instead.
+_PAIR_AGAIN = "; to pair again, connect without it and enroll a new key with the PIN or factory certificate"
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,14 +206,8 @@ class Registrar:
         current = peer.certificate_chain[0]
         if not self.ca.issued(current):
             raise NotAllowed("re-enrollment needs a certificate issued by this household CA")
-        record = self.ledger.get(current.serial_number)
-        if record is None:
-            raise NotAllowed("the presented certificate is not in this CA's ledger")
-        if record.revoked:
-            raise CertificateRevoked("the presented certificate has been revoked")
         now = self._now()
-        if not current.not_valid_before_utc <= now < current.not_valid_after_utc:
-            raise NotAllowed("the presented certificate has expired; enroll again")
+        record = self._valid_record(current, now)
         self.policy.check_key(request.key_fingerprint)
         grant = self.issuance.grant_renewal(request, current)
         also: tuple[int, ...] = ()
@@ -350,6 +353,8 @@ class Registrar:
         if peer.certificate_chain:
             leaf = peer.certificate_chain[0]
             if self.ca.issued(leaf):
+                # Renewing is the advice only for a certificate that can renew.
+                self._valid_record(leaf, self._now(), advice=_PAIR_AGAIN)
                 raise NotAllowed("already enrolled: renew with simplereenroll")
             if not peer.chain_complete:
                 raise AuthenticationRequired(
@@ -373,6 +378,23 @@ class Registrar:
                 "authenticate with the appliance id and PIN (HTTP Basic) or a factory certificate"
             )
         return Claim.from_basic(peer.credentials)
+
+    def _valid_record(
+        self, certificate: x509.Certificate, now: datetime, *, advice: str = ""
+    ) -> CertificateRecord:
+        """The ledger record of a certificate this CA issued, if it is valid now.
+
+        If not, the refusal says why (a re-enrollment's as it always did; a first enrollment adds
+        ``advice``): only a valid certificate can renew.
+        """
+        record = self.ledger.get(certificate.serial_number)
+        if record is None:
+            raise NotAllowed(f"the presented certificate is not in this CA's ledger{advice}")
+        if record.revoked:
+            raise CertificateRevoked(f"the presented certificate has been revoked{advice}")
+        if not certificate.not_valid_before_utc <= now < certificate.not_valid_after_utc:
+            raise CertificateExpired(f"the presented certificate has expired{advice or '; enroll again'}")
+        return record
 
     async def _save_approvals(self, appliance_id: str) -> None:
         """The host application's save of what the policy just decided for the appliance, awaited.

@@ -25,6 +25,7 @@ from pyasn1_modules import rfc7030
 from .credentials import BasicCredentials
 from .csr import CsrAttribute, check_key
 from .errors import AuthenticationRequired, MalformedRequest, ProtocolError
+from .limits import MIN_SIGNATURE_HASH_BITS
 
 EST_PATH = "/.well-known/est"
 CRL_PATH = "/crl"  # not part of RFC 7030: where the household CA publishes its CRL
@@ -115,6 +116,7 @@ def load_csr(body: bytes) -> x509.CertificateSigningRequest:
         csr = x509.load_der_x509_csr(der)
     except (ValueError, x509.InvalidVersion):
         raise MalformedRequest("body is not a DER PKCS#10 certificate request") from None
+    _refuse_signature_algorithm(csr)
     _refuse_costly_check(csr)
     try:
         valid = csr.is_signature_valid
@@ -123,6 +125,30 @@ def load_csr(body: bytes) -> x509.CertificateSigningRequest:
     if not valid:
         raise MalformedRequest("certificate request signature does not verify")
     return csr
+
+
+_SIGN_WITH = "sign it with ECDSA, RSA or Ed25519, and SHA-256 or stronger"
+
+
+def _refuse_signature_algorithm(csr: x509.CertificateSigningRequest) -> None:
+    """Refuse, naming it, a signature algorithm nobody knows or a hash under MIN_SIGNATURE_HASH_BITS.
+
+    Before the signature is checked, which would only say it does not verify: it may well verify,
+    the algorithm is what is refused.
+    """
+    try:
+        algorithm = csr.signature_hash_algorithm
+    except UnsupportedAlgorithm:  # its OID, or the hash in its parameters (RSASSA-PSS); parsed at load
+        oid = csr.signature_algorithm_oid.dotted_string
+        raise MalformedRequest(
+            f"certificate request is signed with an unsupported algorithm ({oid}); {_SIGN_WITH}"
+        ) from None
+    if algorithm is None or algorithm.digest_size * 8 >= MIN_SIGNATURE_HASH_BITS:
+        return
+    name = algorithm.name.upper()  # MD5, SHA1, SHA224, SHA3-224
+    if name.startswith("SHA") and name[3:].isdigit():
+        name = f"SHA-{name[3:]}"
+    raise MalformedRequest(f"certificate request is signed with {name}, which is not accepted; {_SIGN_WITH}")
 
 
 def _refuse_costly_check(csr: x509.CertificateSigningRequest) -> None:
