@@ -12,6 +12,7 @@ import socket
 from homeassistant.components import network, zeroconf
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import issue_registry as ir
+from zeroconf import Error as ZeroconfError
 from zeroconf.asyncio import AsyncServiceInfo
 
 from .const import DOMAIN, ISSUE_LISTENER_NAMES
@@ -104,7 +105,10 @@ class Announcement:
         if announced is not None and set(announced.parsed_addresses()) != set(_announced_addresses(names)):
             # Announce where Home Assistant is now: while the listener-names issue is open, appliances
             # that check the certificate for <host>.local, which it still covers, reach it there.
-            await self.async_announce(names)
+            try:
+                await self.async_announce(names)
+            except ZeroconfError as err:  # the old announcement stays; the next check tries again
+                _LOGGER.warning("Could not announce the EST server at its new addresses: %r", err)
 
     async def async_reissue(self) -> None:
         """Cover the current names and addresses again (the repair issue's fix), and announce them."""

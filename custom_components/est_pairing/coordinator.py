@@ -117,10 +117,11 @@ class EstCoordinator(DataUpdateCoordinator[HubSnapshot]):
         self.push()
 
     async def _upkeep(self) -> None:
-        await self._announcement.async_check_names()
+        # The hub's own steps first: the names check talks to the network and zeroconf.
         await self._service.catch_up_policy_save()  # still failing: the repair issue stays
         check_ca_expiry(self.hass, self._service.ca)
         self._service.policy.expire_pending()  # the listener hears, and closes their cards
+        await self._announcement.async_check_names()
 
     def snapshot(self) -> HubSnapshot:
         """The hub as it is now (reading it changes nothing)."""

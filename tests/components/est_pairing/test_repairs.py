@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from unittest.mock import MagicMock, patch
 
+from freezegun.api import FrozenDateTimeFactory
 from homeassistant.components.repairs import DOMAIN as REPAIRS_DOMAIN
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.translation import async_get_translations
 from homeassistant.setup import async_setup_component
 from homeassistant.util import dt as dt_util
+import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
+from zeroconf import NonUniqueNameException
 
 from custom_components.est_pairing.const import DOMAIN, ISSUE_LISTENER_NAMES, UPKEEP_INTERVAL
+from custom_components.est_pairing.est.limits import PENDING_IDLE_TTL
 from custom_components.est_pairing.runtime import EstRuntime
+from est_tools.appliance.client import EstClient, Pending
+
+from . import ask, key
 
 NEW_ADDRESSES = ["192.168.7.7"]
 
@@ -99,3 +107,25 @@ async def test_the_issue_goes_when_a_restart_covered_the_new_addresses(
         reloaded: EstRuntime = init_integration.runtime_data
         assert "192.168.7.7" in reloaded.service.listener_identity.names().all()
         assert ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_LISTENER_NAMES) is None
+
+
+async def test_an_announcement_zeroconf_refuses_is_tried_again_and_the_upkeep_goes_on(
+    hass: HomeAssistant,
+    runtime: EstRuntime,
+    zeroconf: MagicMock,
+    appliance_client: EstClient,
+    freezer: FrozenDateTimeFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Zeroconf refusing the new addresses leaves the old announcement, and the rest of the upkeep runs."""
+    assert isinstance(await ask(hass, appliance_client, key()), Pending)
+    freezer.tick(timedelta(seconds=PENDING_IDLE_TTL + 1))
+    zeroconf.async_update_service.side_effect = NonUniqueNameException
+    with patch("homeassistant.components.network.async_get_announce_addresses", return_value=NEW_ADDRESSES):
+        await _refresh(hass)
+        assert "Could not announce the EST server at its new addresses" in caplog.text
+        assert not hass.config_entries.flow.async_progress_by_handler(DOMAIN)  # the request expired
+        zeroconf.async_update_service.side_effect = None
+        await _refresh(hass)
+    assert zeroconf.async_update_service.await_count == 2  # tried again
+    assert zeroconf.async_update_service.await_args.args[0].parsed_addresses() == NEW_ADDRESSES
