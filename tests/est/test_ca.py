@@ -240,6 +240,20 @@ def test_crl_entries_without_a_known_reason_carry_no_reason_code(ca: HouseholdCA
     assert reasons == {1: [], 2: [x509.CRLReason(x509.ReasonFlags.cessation_of_operation)]}
 
 
+def test_a_crl_is_never_dated_before_a_revocation_it_lists(ca: HouseholdCA) -> None:
+    """thisUpdate is backdated five minutes for slow clocks, but not to before its newest entry."""
+    older = RevokedCertificate(1, NOW - timedelta(hours=1), x509.ReasonFlags.superseded)
+    crl = ca.sign_crl([older], crl_number=9, now=NOW)
+    assert crl.last_update_utc == NOW.replace(microsecond=0) - timedelta(minutes=5)
+
+    just_now = RevokedCertificate(
+        2, NOW.replace(microsecond=0) - timedelta(seconds=30), x509.ReasonFlags.unspecified
+    )
+    crl = ca.sign_crl([older, just_now], crl_number=10, now=NOW)
+    assert all(entry.revocation_date_utc <= crl.last_update_utc for entry in crl)
+    assert crl.last_update_utc == just_now.revoked_at
+
+
 def test_listener_certificate(ca: HouseholdCA) -> None:
     names = ListenerNames.from_hosts(
         [

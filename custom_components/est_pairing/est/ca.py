@@ -285,11 +285,17 @@ class HouseholdCA:
     def sign_crl(
         self, revoked: Iterable[RevokedCertificate], *, crl_number: int, now: datetime
     ) -> x509.CertificateRevocationList:
-        """A CRL over every revoked certificate, valid for a week (re-signed before then)."""
+        """A CRL over every revoked certificate, valid for a week (re-signed before then).
+
+        Its thisUpdate is backdated for clocks that run behind, but never to before a revocation it
+        lists: a CRL reports what was known at thisUpdate.
+        """
+        revoked = list(revoked)
+        this_update = min(now, max([now - _BACKDATE, *(entry.revoked_at for entry in revoked)]))
         builder = (
             x509.CertificateRevocationListBuilder()
             .issuer_name(self.certificate.subject)
-            .last_update(now - _BACKDATE)
+            .last_update(this_update)
             .next_update(now + timedelta(days=CRL_VALIDITY_DAYS))
             .add_extension(x509.CRLNumber(crl_number), critical=False)
             .add_extension(self._aki, critical=False)
