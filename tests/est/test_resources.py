@@ -121,11 +121,6 @@ def busy_count(server: RunningServer) -> int:
     return sum(connection.busy for connection in guard(server)._open)
 
 
-def answered_count(server: RunningServer) -> int:
-    """Connections closing after their answer, waiting for the peer's close_notify."""
-    return sum(connection.answered for connection in guard(server)._open)
-
-
 async def assert_still_serving(server: RunningServer) -> None:
     answer = await rawhttp.exchange(
         server.service.port, rawhttp.http_request("GET", f"{EST}/cacerts"), tls=tls(server)
@@ -179,9 +174,9 @@ async def test_the_end_of_each_tls_handshake_is_acknowledged_at_once(
     acknowledged: list[object] = []
     acknowledge = listener_guard._acknowledge_now
 
-    def spy(transport: asyncio.BaseTransport) -> None:
-        acknowledge(transport)
-        acknowledged.append(transport.get_extra_info("peername"))  # the TCP transport: the client's end
+    def spy(sock: socket.socket) -> None:
+        acknowledge(sock)
+        acknowledged.append(sock.getpeername())  # the connection's own socket: the client's end
 
     monkeypatch.setattr(listener_guard, "_acknowledge_now", spy)
     async with rawhttp.connect(server.service.port, tls=tls(server)) as connection:
@@ -265,6 +260,27 @@ async def test_at_the_cap_the_longest_idle_connection_makes_room(server: Running
 
 
 @on_each_loop(small_server)
+async def test_at_the_cap_a_connection_that_was_answered_makes_room_before_one_in_its_handshake(
+    server: RunningServer,
+) -> None:
+    """A client keeping its connection alive after an answer reconnects; one in its handshake got nothing."""
+    port, context = server.service.port, tls(server)
+    async with contextlib.AsyncExitStack() as stack:
+        handshaking = [await stack.enter_async_context(rawhttp.connect(port, tls=None)) for _ in range(2)]
+        served = [await stack.enter_async_context(rawhttp.connect(port, tls=context)) for _ in range(2)]
+        for connection in served:
+            await connection.send(rawhttp.http_request("GET", f"{EST}/cacerts"))
+            answer = await connection.response()
+            assert answer is not None and answer.status == 200
+        answer = await rawhttp.exchange(port, rawhttp.http_request("GET", f"{EST}/cacerts"), tls=context)
+        assert answer is not None and answer.status == 200
+        assert await served[0].closed_by_server(within=SLACK)  # answered longest ago
+        assert not await served[1].closed_by_server(within=0.2)
+        for connection in handshaking:
+            assert not await connection.closed_by_server(within=0.2)
+
+
+@on_each_loop(small_server)
 async def test_at_the_cap_requests_in_progress_are_never_closed(server: RunningServer) -> None:
     port, context = server.service.port, tls(server)
     headers = {"Content-Type": wire.PKCS10, "Content-Length": "8"}
@@ -287,7 +303,7 @@ async def test_at_the_cap_requests_in_progress_are_never_closed(server: RunningS
 
 def answered_and_left_open(port: int, context: ssl.SSLContext) -> ssl.SSLSocket:
     """A blocking TLS client that reads one answer (``Connection: close``) and then neither reads
-    nor closes: the server's close_notify goes unanswered, so the server's side stays closing."""
+    nor closes: the server's close_notify goes unanswered."""
     client = context.wrap_socket(socket.create_connection((rawhttp.HOST, port)), server_hostname=rawhttp.HOST)
     client.settimeout(10)
     client.sendall(rawhttp.http_request("GET", f"{EST}/cacerts", headers={"Connection": "close"}))
@@ -307,24 +323,26 @@ def answered_and_left_open(port: int, context: ssl.SSLContext) -> ssl.SSLSocket:
 
 
 @on_each_loop(small_server)
-async def test_at_the_cap_connections_closing_after_their_answer_make_room_first(
+async def test_a_connection_that_got_its_last_answer_holds_no_place_at_the_cap(
     server: RunningServer,
 ) -> None:
-    """Clients busy with the answer they got hold their connection open a moment: at the cap those
-    connections, which have nothing more to send, are closed before any waiting for its handshake."""
+    """A client busy with the answer it got (``Connection: close``) that neither reads nor closes does
+    not keep its connection at the server: it sent its close_notify and closed, so at the cap the
+    connections waiting for their handshake are not the ones that make room."""
     port, context = server.service.port, tls(server)
     async with contextlib.AsyncExitStack() as stack:
         handshaking = [await stack.enter_async_context(rawhttp.connect(port, tls=None)) for _ in range(2)]
         answered = [await asyncio.to_thread(answered_and_left_open, port, context) for _ in range(2)]
         for client in answered:
             stack.callback(client.close)
-        # The server has sent its close_notify and waits for ours:
-        await eventually(lambda: answered_count(server) == 2, "two connections closing after their answer")
-        assert server_sockets(os.getpid(), port) == 4  # the cap is full: two closing, two handshaking
-        for _ in range(2):
+            client.settimeout(5)
+            assert client.recv(4096) == b""  # the server's close_notify, then its end of the connection
+        await eventually(lambda: len(guard(server)) == 2, "only the two in their handshake counted")
+        assert server_sockets(os.getpid(), port) == 2
+        for _ in range(2):  # the cap (4) has room for both without closing anything
             answer = await rawhttp.exchange(port, rawhttp.http_request("GET", f"{EST}/cacerts"), tls=context)
             assert answer is not None and answer.status == 200
-        for connection in handshaking:  # older, but still waiting for their handshake: kept
+        for connection in handshaking:
             assert not await connection.closed_by_server(within=0.2)
 
 

@@ -2,9 +2,10 @@
 
 An event loop's own TLS server tells the application about a connection only once its handshake is
 done, so a cap counted there does not bound connections stuck in their handshake: each holds a socket
-and a few hundred KB of TLS buffers. The guard therefore accepts plain TCP, counts it at once, and
-performs the handshake itself (``loop.start_tls``, public asyncio API that uvloop implements too)
-before handing the connection to aiohttp's HTTP protocol.
+and TLS buffers. The guard therefore accepts plain TCP on the listening sockets (the loop's
+``add_reader``, public API that uvloop implements too), counts each connection at once, and performs
+the handshake itself before handing the connection, over a :class:`~.tlsstream.TlsTransport`, to
+aiohttp's HTTP protocol.
 """
 
 from __future__ import annotations
@@ -12,19 +13,25 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 import contextlib
+import errno
 import logging
 import socket
 import ssl
-from typing import Final, cast
+from typing import Any, Final
 
 from .limits import ConnectionLimits
 from .lograte import OncePer
 from .sessions import NO_CLIENT_CERTIFICATE, SessionChains
+from .tlsstream import TlsHandshake, TlsTransport
 
 _LOGGER = logging.getLogger(__name__)
 
 CAP_WARNING_INTERVAL: Final = 600.0  # seconds between warnings that the connection cap was reached
 _TCP_QUICKACK: Final = getattr(socket, "TCP_QUICKACK", None)  # Linux only
+_ACCEPT_BATCH: Final = 64  # connections accepted per readiness of a listening socket, at most
+# Out of descriptors or memory: accepting again at once would spin; asyncio's servers wait a second.
+_ACCEPT_BACKOFF: Final = 1.0
+_OUT_OF_RESOURCES: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
 class ConnectionGuard:
@@ -34,12 +41,12 @@ class ConnectionGuard:
     request headers within ``header_timeout`` (and within ``keepalive_timeout + header_timeout`` of
     its previous response): aiohttp alone waits forever for headers that trickle in byte by byte.
 
-    At the cap, a connection closing after its last answer, with nothing left to send, is closed
-    first (its peer has the answer and only owes the TLS close_notify, which a busy or careless
-    client sends late or never). Then the connection that has waited longest without a request in
-    progress (in its handshake, or idle between requests): a flood of idle connections cannot lock
-    out an appliance that is about to send its request. Only when every connection is busy with a
-    request is the newcomer turned away.
+    A connection that has sent its last answer closes (its close_notify sent, the peer's not waited
+    for). At the cap, one closing that way is closed first (its peer has its answer), then one idle
+    after an answer (a client that keeps connections alive reconnects), then the one that has waited
+    longest in its handshake: a flood of idle connections cannot lock out an appliance that is about
+    to send its request. Only when every connection is busy with a request is the newcomer turned
+    away.
     """
 
     def __init__(self, limits: ConnectionLimits, ssl_context: ssl.SSLContext) -> None:
@@ -47,7 +54,6 @@ class ConnectionGuard:
         self.ssl_context = ssl_context
         self._open: dict[_GuardedConnection, None] = {}  # least recently busy first
         self._by_transport: dict[asyncio.BaseTransport, _GuardedConnection] = {}  # by its TLS transport
-        self._handshakes: set[asyncio.Task[None]] = set()
         self._at_cap = False
         self.cap_warning = OncePer(CAP_WARNING_INTERVAL)
         self._cap_warned = False  # whether reaching the cap this time was warned about
@@ -56,9 +62,37 @@ class ConnectionGuard:
     def __len__(self) -> int:
         return len(self._open)
 
-    def wrap(self, handler_factory: Callable[[], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
-        """A protocol factory for a plain TCP server, around aiohttp's request handler factory."""
-        return lambda: _GuardedConnection(self, handler_factory)
+    def serve(
+        self, listener: socket.socket, handler_factory: Callable[[], asyncio.Protocol]
+    ) -> Callable[[], None]:
+        """Accept on a listening, non-blocking socket; returns what stops accepting there."""
+        loop = asyncio.get_running_loop()
+        fd = listener.fileno()
+        resume: asyncio.TimerHandle | None = None
+
+        def accept() -> None:
+            nonlocal resume
+            for _ in range(_ACCEPT_BATCH):
+                try:
+                    sock, address = listener.accept()
+                except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                    return
+                except OSError as err:
+                    if err.errno not in _OUT_OF_RESOURCES:
+                        raise
+                    _LOGGER.warning("EST listener cannot accept connections for now: %s", err)
+                    loop.remove_reader(fd)
+                    resume = loop.call_later(_ACCEPT_BACKOFF, loop.add_reader, fd, accept)
+                    return
+                _GuardedConnection(self, loop, sock, address, handler_factory).start()
+
+        def stop() -> None:
+            if resume is not None:
+                resume.cancel()
+            loop.remove_reader(fd)
+
+        loop.add_reader(fd, accept)
+        return stop
 
     def request_started(self, transport: asyncio.BaseTransport | None) -> _GuardedConnection | None:
         """A request on the connection of this TLS ``transport`` is handled: its header clock stops.
@@ -74,33 +108,25 @@ class ConnectionGuard:
     def request_finished(self, connection: _GuardedConnection) -> None:
         """The request was answered: the connection has until its next request's headers."""
         connection.busy = False
+        connection.served = True
         if connection in self._open:  # still open: it moves to the end, as the most recently busy
             del self._open[connection]
             self._open[connection] = None
         connection.arm(self.limits.keepalive_timeout + self.limits.header_timeout)
 
-    async def close(self) -> None:
-        """Abort every connection and wait for handshakes in progress to give up (listener stop)."""
+    def close(self) -> None:
+        """Abort every connection, those in their handshake included (the listener stops)."""
         for connection in list(self._open):
             connection.abort()
-        if self._handshakes:
-            await asyncio.wait(self._handshakes)
-
-    def _handshake_started(self, task: asyncio.Task[None]) -> None:
-        self._handshakes.add(task)
-        task.add_done_callback(self._handshakes.discard)
 
     def _admit(self, connection: _GuardedConnection) -> bool:
         if len(self._open) >= self.limits.max_connections:
-            # One that has its answer loses nothing by being closed: not worth a warning.
-            victim = next((c for c in self._open if c.answered), None)
+            victim = self._victim()
+            if not self._at_cap:
+                self._at_cap = True
+                self._reached_cap()
             if victim is None:
-                victim = next((c for c in self._open if not c.busy), None)
-                if not self._at_cap:
-                    self._at_cap = True
-                    self._reached_cap()
-                if victim is None:
-                    return False
+                return False
             self._release(victim)
             victim.abort()
         elif self._at_cap and len(self._open) < self.limits.max_connections // 2:
@@ -109,6 +135,15 @@ class ConnectionGuard:
             _LOGGER.log(level, "EST listener back under half its connection cap")
         self._open[connection] = None
         return True
+
+    def _victim(self) -> _GuardedConnection | None:
+        """The connection that makes room at the cap (see the class's description), if any may."""
+        idle = [connection for connection in self._open if not connection.busy]  # oldest first
+        return (
+            next((connection for connection in idle if connection.closing), None)
+            or next((connection for connection in idle if connection.served), None)
+            or next(iter(idle), None)
+        )
 
     def _reached_cap(self) -> None:
         # Any device on the LAN can fill the cap, let the count fall and fill it again at will: a
@@ -126,93 +161,69 @@ class ConnectionGuard:
 
     def _release(self, connection: _GuardedConnection) -> None:
         self._open.pop(connection, None)
-        if connection.handler is not None and connection._transport is not None:
-            self._by_transport.pop(connection._transport, None)
+        if connection.transport is not None:
+            self._by_transport.pop(connection.transport, None)
 
 
-class _GuardedConnection(asyncio.Protocol):
-    """One accepted TCP connection: upgraded to TLS here, then delegated to aiohttp's request handler."""
+class _GuardedConnection:
+    """One accepted TCP connection: its TLS handshake, then its transport to aiohttp's request handler."""
 
-    def __init__(self, guard: ConnectionGuard, handler_factory: Callable[[], asyncio.Protocol]) -> None:
+    def __init__(
+        self,
+        guard: ConnectionGuard,
+        loop: asyncio.AbstractEventLoop,
+        sock: socket.socket,
+        address: Any,
+        handler_factory: Callable[[], asyncio.Protocol],
+    ) -> None:
         self._guard = guard
+        self._loop = loop
+        self._sock = sock
+        self._address = address  # the peer's, as accept gave it
         self._handler_factory = handler_factory
-        self.handler: asyncio.Protocol | None = None  # aiohttp's, once the handshake is done
+        self._handshake: TlsHandshake | None = None
+        self.transport: TlsTransport | None = None  # once the handshake is done
         self.busy = False  # a request is being handled
-        self._transport: asyncio.Transport | None = None  # plain TCP, then TLS
-        self._tcp: asyncio.Transport | None = None  # the TCP transport under the TLS one
+        self.served = False  # a request was answered
         self.client_chain = NO_CLIENT_CERTIFICATE
-        self._early: list[bytes] = []  # decrypted before the handler was attached
-        self._eof = False
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
 
-    # --- asyncio.Protocol: first for the TCP connection, then (via start_tls) for the TLS one ---------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        transport = cast("asyncio.Transport", transport)  # a TCP server's transports are stream transports
-        self._transport = self._tcp = transport
+    def start(self) -> None:
+        """Count the connection (or turn it away at the cap) and begin its handshake."""
         if not self._guard._admit(self):
             self._closed = True
-            transport.abort()
+            self._sock.close()
             return
-        # Started eagerly: start_tls installs its TLS layer before this method returns. uvloop starts
-        # reading once connection_made returns whatever the protocol asked (pause_reading is a no-op
-        # before then): a task started later would find the ClientHello handed to this plain protocol.
-        task = asyncio.Task(
-            self._start_tls(transport),
-            loop=asyncio.get_running_loop(),
-            name="est tls handshake",
-            eager_start=True,
-        )
-        if not task.done():
-            self._guard._handshake_started(task)
-
-    def data_received(self, data: bytes) -> None:
-        if self.handler is not None:
-            self.handler.data_received(data)
-        elif not self._closed:
-            self._early.append(data)
-
-    def eof_received(self) -> bool | None:
-        if self.handler is not None:
-            return self.handler.eof_received()
-        self._eof = True
-        return None
-
-    def pause_writing(self) -> None:
-        if self.handler is not None:
-            self.handler.pause_writing()
-
-    def resume_writing(self) -> None:
-        if self.handler is not None:
-            self.handler.resume_writing()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._finish()
-        if self.handler is not None:
-            self.handler.connection_lost(exc)
+        try:
+            self._sock.setblocking(False)
+            # Answers go out as they are written: no wait for the acknowledgement of an earlier part.
+            self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            handshake = self._handshake = TlsHandshake(
+                self._loop, self._sock, self._guard.ssl_context, self._handshake_done, self._handshake_failed
+            )
+        except OSError as err:  # the peer left already
+            _LOGGER.debug("EST listener: connection lost before its TLS handshake: %s", err)
+            self._sock.close()
+            self._finish()
+            return
+        self.arm(self._guard.limits.tls_handshake_timeout)
+        handshake.start()
 
     # --- the guard's side ---------------------------------------------------------------------------
 
     @property
-    def answered(self) -> bool:
-        """Closing after its answer, every byte of it handed to the kernel: aborting it loses nothing."""
-        transport = self._transport
-        return (
-            self.handler is not None
-            and not self.busy
-            and transport is not None
-            and transport.is_closing()
-            and transport.get_write_buffer_size() == 0
-            and (self._tcp is None or self._tcp.get_write_buffer_size() == 0)
-        )
+    def closing(self) -> bool:
+        """Closing after its last answer (nothing more is read): aborting it loses nothing once sent."""
+        transport = self.transport
+        return transport is not None and transport.is_closing() and not transport.get_write_buffer_size()
 
     def arm(self, delay: float) -> None:
         """Close the connection unless its next request starts within ``delay`` seconds."""
         self.disarm()
         if self._closed:  # lost while its request was handled: nothing left to close
             return
-        self._timer = asyncio.get_running_loop().call_later(delay, self.abort)
+        self._timer = self._loop.call_later(delay, self.abort)
 
     def disarm(self) -> None:
         """A request is being handled: no header deadline."""
@@ -223,50 +234,36 @@ class _GuardedConnection(asyncio.Protocol):
     def abort(self) -> None:
         """Close at once: no TLS close_notify to wait for from a peer that stalls."""
         self.disarm()
-        if self._transport is not None:
-            self._transport.abort()
+        if self._handshake is not None:
+            self._handshake.abort()
+            self._handshake = None
+            self._finish()
+        elif self.transport is not None:
+            self.transport.abort()  # its end calls _finish
 
-    async def _start_tls(self, transport: asyncio.Transport) -> None:
-        if self._closed or transport.is_closing():  # evicted before the handshake began
-            self._finish()
-            return
-        try:
-            tls = await asyncio.get_running_loop().start_tls(
-                transport,
-                self,
-                self._guard.ssl_context,
-                server_side=True,
-                ssl_handshake_timeout=self._guard.limits.tls_handshake_timeout,
-            )
-        except OSError as err:  # failed or timed out (ssl.SSLError is an OSError); the socket is closed
-            _LOGGER.debug("EST listener: TLS handshake failed: %s", err)
-            self._finish()
-            return
-        if tls is None or self._closed:  # the peer left during the handshake
-            self._finish()
-            return
-        self._transport = tls
-        _acknowledge_now(transport)
-        if isinstance(ssl_object := tls.get_extra_info("ssl_object"), ssl.SSLObject):
-            self.client_chain = self._guard.sessions.chain_for(ssl_object)
-        handler = self.handler = self._handler_factory()
-        self._guard._attached(self, tls)
-        handler.connection_made(tls)
+    def _handshake_failed(self, error: Exception | None) -> None:
+        _LOGGER.debug("EST listener: TLS handshake failed: %s", error)
+        self._handshake = None
+        self._finish()
+
+    def _handshake_done(self, tls: ssl.SSLSocket) -> None:
+        self._handshake = None
+        _acknowledge_now(tls)
+        self.client_chain = self._guard.sessions.chain_for(tls)
+        transport = self.transport = TlsTransport(
+            self._loop, tls, self._handler_factory(), self._finish, peername=self._address
+        )
+        self._guard._attached(self, transport)
         self.arm(self._guard.limits.header_timeout)
-        early, self._early = self._early, []
-        for data in early:
-            handler.data_received(data)
-        if self._eof:
-            handler.eof_received()
+        transport.start()
 
     def _finish(self) -> None:
         self.disarm()
         self._closed = True
-        self._early.clear()
         self._guard._release(self)
 
 
-def _acknowledge_now(transport: asyncio.BaseTransport) -> None:
+def _acknowledge_now(sock: socket.socket) -> None:
     """Acknowledge the client's last handshake flight at once instead of up to 40 ms later.
 
     In TLS 1.3 the client speaks last (its Finished), and the server, sending no session tickets,
@@ -277,7 +274,5 @@ def _acknowledge_now(transport: asyncio.BaseTransport) -> None:
     """
     if _TCP_QUICKACK is None:
         return
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):  # the peer may have gone already
-            sock.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)
+    with contextlib.suppress(OSError):  # the peer may have gone already
+        sock.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)

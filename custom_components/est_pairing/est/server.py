@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 import inspect
 import logging
+import socket
 import ssl
 from typing import Any, Final
 from urllib.parse import unquote
@@ -484,9 +485,9 @@ def _handler_options(limits: ConnectionLimits) -> dict[str, Any]:
 class EstListener:
     """Runs an :class:`EstApplication` on its own HTTPS port.
 
-    Plain TCP is accepted by the event loop's own server (``loop.create_server``), counted and
-    upgraded to TLS by the :class:`ConnectionGuard`, and handed to aiohttp's documented low-level
-    HTTP server (``web.Server``), whose handler is :meth:`EstApplication.handle`.
+    Plain TCP is accepted on the listener's own sockets, counted and upgraded to TLS by the
+    :class:`ConnectionGuard`, and handed to aiohttp's documented low-level HTTP server
+    (``web.Server``), whose handler is :meth:`EstApplication.handle`.
     """
 
     def __init__(
@@ -504,14 +505,14 @@ class EstListener:
         self._host = host
         self._port = port
         self.ssl_context = ssl_context  # replacing its certificate affects new handshakes
-        self._server: asyncio.Server | None = None  # uvloop's is not one, but has what is used here
+        self._sockets: list[socket.socket] = []
+        self._stop_accepting: list[Callable[[], None]] = []
         self._http: web.Server | None = None
 
     @property
     def port(self) -> int:
         """The bound port (useful when started on port 0)."""
-        sockets = self._server.sockets if self._server is not None else ()
-        return int(sockets[0].getsockname()[1]) if sockets else self._port
+        return int(self._sockets[0].getsockname()[1]) if self._sockets else self._port
 
     async def start(self) -> None:
         """Bind and serve. Raises OSError when the port cannot be bound."""
@@ -530,9 +531,8 @@ class EstListener:
                 aiohttp_version,
             )
             factory = http
-        self._server = await loop.create_server(
-            self.guard.wrap(factory), self._host, self._port, backlog=_BACKLOG, reuse_address=True
-        )
+        self._sockets = await _listening_sockets(self._host, self._port)
+        self._stop_accepting = [self.guard.serve(sock, factory) for sock in self._sockets]
         self._http = http
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
@@ -547,9 +547,40 @@ class EstListener:
 
     async def stop(self) -> None:
         """Stop listening; let requests in progress finish (2 s at most); close every connection."""
-        server, http, self._server, self._http = self._server, self._http, None, None
-        if server is not None:
-            server.close()
+        http, self._http = self._http, None
+        stops, self._stop_accepting = self._stop_accepting, []
+        sockets, self._sockets = self._sockets, []
+        for stop in stops:
+            stop()
+        for sock in sockets:
+            sock.close()
         if http is not None:
             await http.shutdown(_SHUTDOWN_TIMEOUT)
-        await self.guard.close()  # what aiohttp does not know yet: connections in their handshake
+        self.guard.close()  # what aiohttp does not know yet: connections in their handshake
+
+
+async def _listening_sockets(host: str | None, port: int) -> list[socket.socket]:
+    """Listening sockets on every address of ``host`` (every interface for None), as asyncio binds them.
+
+    One socket per address (IPv6 ones only for IPv6), each with SO_REUSEADDR. Raises OSError when an
+    address cannot be bound, closing those bound before it.
+    """
+    infos = await asyncio.get_running_loop().getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, protocol, _name, address in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, protocol)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen(_BACKLOG)
+            sock.setblocking(False)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
