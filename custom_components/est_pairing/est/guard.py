@@ -196,9 +196,7 @@ class _GuardedConnection:
             self._sock.close()
             return
         try:
-            self._sock.setblocking(False)
-            # Answers go out as they are written: no wait for the acknowledgement of an earlier part.
-            self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._sock.setblocking(False)  # aiohttp's protocol sets TCP_NODELAY once it is connected
             handshake = self._handshake = TlsHandshake(
                 self._loop, self._sock, self._guard.ssl_context, self._handshake_done, self._handshake_failed
             )
