@@ -60,8 +60,12 @@ class TlsHandshake:
         self._waiting_to_write = False
 
     def start(self) -> None:
-        """Take the first step now: the client's hello has usually arrived by the time it is accepted."""
-        self._step()
+        """Wait for the client's hello: each step runs when the socket is ready, in a callback of its own.
+
+        Not at once: a listening socket's readiness accepts many connections in one callback, and
+        their handshakes there would hold the event loop for all of them.
+        """
+        self._wait(read=True, write=False)
 
     def _step(self) -> None:
         tls = self._tls
@@ -188,10 +192,8 @@ class TlsTransport(asyncio.Transport):
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         """Send ``data`` (what the socket does not take now is buffered, the protocol paused past 64 KiB)."""
-        if not data or self._lost:
-            return
-        if self._closing and not self._buffer:
-            return  # closed: asyncio's transports drop writes after close too
+        if not data or self._closing:
+            return  # after close: asyncio's TLS transports drop such writes too
         if self._buffer:
             self._buffer += data
         else:
