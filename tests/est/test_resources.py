@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import gc
 import logging
 import os
 from pathlib import Path
@@ -188,6 +189,39 @@ async def test_the_end_of_each_tls_handshake_is_acknowledged_at_once(
         assert answer is not None
         assert answer.status == 200
     assert acknowledged == [client]
+
+
+@on_each_loop(limited_server)
+async def test_a_closed_connection_leaves_nothing_for_the_garbage_collector(server: RunningServer) -> None:
+    """Each connection's objects go when it closes: a reference cycle would hold its TLS state (OpenSSL's
+    buffers) until a collection, and make collections, which stall the loop, come more often."""
+    context = tls(server)
+    for _ in range(3):
+        assert await rawhttp.exchange(
+            server.service.port, rawhttp.http_request("GET", f"{EST}/cacerts"), tls=context
+        )
+    await eventually(lambda: len(guard(server)) == 0, "every connection gone")
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        for _ in range(20):
+            answer = await rawhttp.exchange(
+                server.service.port, rawhttp.http_request("GET", f"{EST}/cacerts"), tls=context
+            )
+            assert answer is not None and answer.status == 200
+        await eventually(lambda: len(guard(server)) == 0, "every connection gone")
+        gc.collect()
+        left = {type(item).__name__ for item in gc.garbage} & {
+            "TlsTransport",
+            "TlsHandshake",
+            "_GuardedConnection",
+            "SSLSocket",
+            "RequestHandler",
+        }
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    assert left == set()
 
 
 @on_each_loop(limited_server)

@@ -329,11 +329,12 @@ class TlsTransport(asyncio.Transport):
             with contextlib.suppress(*_FAILED, ValueError):
                 self._tls.unwrap()
         self._tls.close()
+        on_lost, self._on_lost = self._on_lost, None  # no cycle with its owner left for the GC
         try:
             self._protocol.connection_lost(error)
         finally:
-            if self._on_lost is not None:
-                self._on_lost()
+            if on_lost is not None:
+                on_lost()
 
 
 def _address(read: Callable[[], Any]) -> Any:
