@@ -140,6 +140,7 @@ class TlsTransport(asyncio.Transport):
         self._writing = False  # a writer callback is registered
         self._write_paused = False  # the protocol was asked to pause writing
         self._closing = False
+        self._aborting = False  # aborted: the end is scheduled
         self._lost = False
 
     def start(self) -> None:
@@ -309,11 +310,22 @@ class TlsTransport(asyncio.Transport):
                 self._loop.remove_reader(self._fd)
 
     def _force_close(self, error: Exception | None) -> None:
-        if self._lost:
+        """Stop reading and writing now; the protocol hears of it at the next turn.
+
+        As from asyncio's transports: never from inside its own call to :meth:`write` or :meth:`abort`.
+        """
+        if self._lost or self._aborting:
             return
+        self._aborting = True
         self._closing = True
         self._buffer.clear()
         self._stop_reading()
+        if self._writing:
+            self._loop.remove_writer(self._fd)
+            self._writing = False
+        self._loop.call_soon(self._finish_aborted, error)
+
+    def _finish_aborted(self, error: Exception | None) -> None:
         self._finish(error, notify=False)
 
     def _finish(self, error: Exception | None, *, notify: bool = True) -> None:
