@@ -5,9 +5,11 @@ each costs the server is mostly their TLS. asyncio's own TLS layer (``loop.start
 over memory buffers and moves every record through Python: a 256 KiB buffer per connection and a
 dozen Python calls per read. Here OpenSSL reads and writes the socket itself (``SSLSocket.recv`` and
 ``send`` are single C calls) and the loop only says when the socket is ready (``add_reader``,
-``add_writer``: public API, on asyncio's loop and on uvloop). Measured with ``scripts/bench``'s bare
-request (aiohttp's handler on each transport, a fresh TLS 1.3 connection per request), it costs the
-server a quarter less CPU on asyncio's loop and a tenth less on uvloop than ``start_tls``.
+``add_writer``: public API, on asyncio's loop and on uvloop). Served with aiohttp's handler over each
+(``scripts/bench``'s bare request and load, a fresh TLS 1.3 connection per request), a prototype of
+this transport cost the server a quarter less CPU than ``start_tls`` on asyncio's loop and a tenth
+less on uvloop; ``scripts/bench --only limits`` shows what it does for an enrollment
+(docs/performance.md).
 
 :class:`TlsHandshake` runs the server side of a handshake on an accepted socket; :class:`TlsTransport`
 then carries the connection for an ``asyncio.Protocol`` (aiohttp's request handler). Closing sends a
