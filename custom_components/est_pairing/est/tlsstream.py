@@ -58,7 +58,6 @@ class TlsHandshake:
         self._fd = self._tls.fileno()
         self._done = done
         self._failed = failed
-        self._waiting_to_read = False
         self._waiting_to_write = False
 
     def start(self) -> None:
@@ -67,7 +66,7 @@ class TlsHandshake:
         Not at once: a listening socket's readiness accepts many connections in one callback, and
         their handshakes there would hold the event loop for all of them.
         """
-        self._wait(read=True, write=False)
+        self._loop.add_reader(self._fd, self._step)
 
     def _step(self) -> None:
         tls = self._tls
@@ -76,10 +75,10 @@ class TlsHandshake:
         try:
             tls.do_handshake()
         except ssl.SSLWantReadError:
-            self._wait(read=True, write=False)
+            self._want_write(False)
             return
         except ssl.SSLWantWriteError:
-            self._wait(read=True, write=True)
+            self._want_write(True)
             return
         except _FAILED as err:
             self._finish()
@@ -89,24 +88,18 @@ class TlsHandshake:
         self._finish()
         self._done(tls)
 
-    def _wait(self, *, read: bool, write: bool) -> None:
-        if read and not self._waiting_to_read:
-            self._loop.add_reader(self._fd, self._step)
-        self._waiting_to_read = read
-        if write != self._waiting_to_write:
-            if write:
+    def _want_write(self, wanted: bool) -> None:
+        """Step when the socket is writable too (OpenSSL has a flight the socket did not take), or not."""
+        if wanted != self._waiting_to_write:
+            if wanted:
                 self._loop.add_writer(self._fd, self._step)
             else:
                 self._loop.remove_writer(self._fd)
-            self._waiting_to_write = write
+            self._waiting_to_write = wanted
 
     def _finish(self) -> None:
-        if self._waiting_to_read:
-            self._loop.remove_reader(self._fd)
-            self._waiting_to_read = False
-        if self._waiting_to_write:
-            self._loop.remove_writer(self._fd)
-            self._waiting_to_write = False
+        self._loop.remove_reader(self._fd)  # registered from start on
+        self._want_write(False)
         self._tls = None
 
     def abort(self) -> None:
@@ -243,7 +236,6 @@ class TlsTransport(asyncio.Transport):
 
     def abort(self) -> None:
         """Close at once: the buffer is dropped and no close_notify is sent."""
-        self._closing = True
         self._force_close(None)
 
     # --- readiness ---------------------------------------------------------------------------------
@@ -333,10 +325,7 @@ class TlsTransport(asyncio.Transport):
     def _finish(self, error: Exception | None, *, notify: bool = True) -> None:
         if self._lost:
             return
-        self._lost = True
-        if self._writing:
-            self._loop.remove_writer(self._fd)
-            self._writing = False
+        self._lost = True  # no writer is registered by now: the buffer drained, or an abort removed it
         if notify:
             # The close_notify, if the socket takes it now: after the answer nothing more is read, so
             # the peer's close_notify is not waited for.
