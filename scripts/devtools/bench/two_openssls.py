@@ -10,7 +10,9 @@ work of about a TLS handshake's length:
 - a TLS handshake through the ``ssl`` module, with the server's own TLS settings and a listener
   certificate from a household CA (both sides in this process, over memory buffers);
 - pure Python of the same length (touches little memory);
-- ``cryptography``'s own key exchange, signatures and a CSR check (the same library as the check).
+- ``cryptography``'s own key exchange, signatures and a CSR check (the same library as the check);
+- the same TLS handshake in ``cryptography``'s OpenSSL, through pyOpenSSL, where it is installed
+  (``one_openssl``): what one OpenSSL for both would do.
 
 If the check is slower only after the handshake, that points to the other OpenSSL evicting its
 code and tables from the processor's caches, not any work of that length.
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+import importlib.util
 import ssl
 import statistics
 import time
@@ -119,6 +122,10 @@ def main(rounds: int = 3) -> None:
         "cryptography's own signatures and a CSR check": lambda: cryptography_only(bodies[0]),
         "a TLS handshake, both sides (the ssl module's OpenSSL)": handshakes.run,
     }
+    if importlib.util.find_spec("OpenSSL") is not None:
+        from .one_openssl import SameLibraryHandshakes  # pyOpenSSL is optional
+
+        before["the same handshake in cryptography's OpenSSL (pyOpenSSL)"] = SameLibraryHandshakes().run
     figures: dict[str, list[tuple[float, float]]] = {label: [] for label in before}
     for _ in range(rounds):
         for label, work in before.items():
