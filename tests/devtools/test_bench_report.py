@@ -92,3 +92,25 @@ def test_a_stall_says_whether_it_counted_enrollments_or_pairings() -> None:
     enrolling, pairing = (line for line in summary if line.startswith("stall: "))
     assert enrolling.endswith("typical enrollment    0.6 ms  (200 enrollments, 0 errors)")
     assert pairing.endswith("typical pairing    1.8 ms  (5 pairings, 0 errors)")
+
+
+def test_the_bare_request_run_busy_is_shown_beside_each_enrollment_and_not_judged() -> None:
+    bare = [measured("bare", 700, 0.6)] * 3
+    results = Results(
+        bare={"asyncio": bare},
+        bare_busy=[measured("bare", 1250, cpu) for cpu in (0.5, 0.52, 0.48)],
+        enroll={
+            "asyncio": [measured("enroll", 1300, 0.75)] * 3,
+            "uvloop": [measured("enroll", 1300, 0.7)] * 3,
+        },
+    )
+    verdicts = judge(results, 32)
+    summary = report(results, verdicts, 32)
+    assert "bare TLS request (asyncio), c=64:" in summary
+    assert "against the bare request (asyncio) at c=64, 1250/s (0.500 ms): 1.50x" in summary
+    assert "(0.500 ms): 1.40x" in summary  # uvloop's enrollment
+    # the verdict stays the issue's: against the bare request at c=32 (0.75 / 0.6 = 1.25x)
+    (cpu,) = [v for v in verdicts if v.name.startswith("server CPU per enrollment (asyncio)")]
+    assert cpu.measured.startswith("0.750 / 0.600 ms = 1.25x")
+    assert cpu.met is True
+    assert len(verdicts) == len(judge(Results(bare={"asyncio": bare}, enroll=results.enroll), 32))

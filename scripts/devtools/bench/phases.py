@@ -112,6 +112,9 @@ class Results:
     machine: Machine | None = None
     crypto_limit: float | None = None
     bare: dict[str, list[Measurement]] = field(default_factory=dict)  # by loop: the bare TLS request
+    # The bare TLS request on the baseline loop with twice the clients: at about the rate an enrollment
+    # runs at (with the target's clients it waits for delayed acknowledgements, its server half idle).
+    bare_busy: list[Measurement] = field(default_factory=list)
     enroll: dict[str, list[Measurement]] = field(default_factory=dict)  # by loop: est-server
     sweep: list[Measurement] = field(default_factory=list)
     scaling: dict[str, dict[int, list[Measurement]]] = field(default_factory=dict)  # by loop, size
@@ -200,12 +203,14 @@ class Bench:
                 est[loop] = servers.enter_context(self._server(_EST_SERVER, data_dirs[loop], loop))
             c = settings.concurrency
             say(
-                f"bare TLS request ({', '.join(loops)}) and enrollment ({', '.join(settings.loops)}), c={c}: "
+                f"bare TLS request ({', '.join(loops)}) and enrollment ({', '.join(settings.loops)}), c={c}, "
+                f"and the bare request ({BASELINE_LOOP}) at c={2 * c}: "
                 f"{settings.rounds} round(s) of {settings.requests}"
             )
             for _ in range(settings.rounds):
                 for loop, target in bare.items():
                     results.bare.setdefault(loop, []).append(self._measure(target, c, settings.requests))
+                results.bare_busy.append(self._measure(bare[BASELINE_LOOP], 2 * c, settings.requests))
                 for loop, target in est.items():
                     results.enroll.setdefault(loop, []).append(self._measure(target, c, settings.requests))
             if settings.sweep:
