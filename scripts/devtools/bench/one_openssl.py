@@ -16,8 +16,9 @@ from OpenSSL import SSL, crypto
 from custom_components.est_pairing.est.ca import HouseholdCA
 from custom_components.est_pairing.est.tls import ListenerIdentity, ListenerNames
 
+from .two_openssls import complete_handshake
+
 _HOST = "127.0.0.1"
-_FLIGHTS = 8  # rounds of messages a TLS 1.2 or 1.3 handshake needs, with room to spare
 _BIO_READ = 1 << 16
 
 
@@ -50,19 +51,13 @@ class SameLibraryHandshakes:
         server, client = SSL.Connection(self._server, None), SSL.Connection(self._client, None)
         server.set_accept_state()
         client.set_connect_state()
-        for _ in range(_FLIGHTS):
-            finished = 0
-            for side in (client, server):
-                try:
-                    side.do_handshake()
-                    finished += 1
-                except SSL.WantReadError:
-                    pass
+
+        def exchange() -> None:
             _pass_on(client, server)
             _pass_on(server, client)
-            if finished == 2:
-                return server
-        raise RuntimeError("the in-memory TLS handshake (pyOpenSSL) did not finish")
+
+        complete_handshake((client, server), SSL.WantReadError, exchange)
+        return server
 
 
 def _trust(context: SSL.Context, certificate: x509.Certificate) -> None:

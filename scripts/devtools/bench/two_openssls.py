@@ -27,6 +27,7 @@ import importlib.util
 import ssl
 import statistics
 import time
+from typing import Protocol
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
@@ -62,19 +63,38 @@ class Handshakes:
         client_in, client_out, server_in, server_out = (ssl.MemoryBIO() for _ in range(4))
         client = self._client.wrap_bio(client_in, client_out, server_hostname=_HOST)
         server = self._server.wrap_bio(server_in, server_out, server_side=True)
-        for _ in range(_FLIGHTS):
-            finished = 0
-            for side in (client, server):
-                try:
-                    side.do_handshake()
-                    finished += 1
-                except ssl.SSLWantReadError:
-                    pass
+
+        def exchange() -> None:
             server_in.write(client_out.read())
             client_in.write(server_out.read())
-            if finished == 2:
-                return server
-        raise RuntimeError("the in-memory TLS handshake did not finish")
+
+        complete_handshake((client, server), ssl.SSLWantReadError, exchange)
+        return server
+
+
+class HandshakeSide(Protocol):
+    """One side of an in-memory TLS handshake (``ssl.SSLObject``, pyOpenSSL's ``Connection``)."""
+
+    def do_handshake(self) -> None:
+        """Take the handshake as far as the bytes received allow."""
+
+
+def complete_handshake(
+    sides: Sequence[HandshakeSide], want_read: type[Exception], exchange: Callable[[], None]
+) -> None:
+    """Step both sides until both finish, ``exchange`` passing each one's flight to the other."""
+    for _ in range(_FLIGHTS):
+        finished = 0
+        for side in sides:
+            try:
+                side.do_handshake()
+                finished += 1
+            except want_read:
+                pass
+        exchange()
+        if finished == len(sides):
+            return
+    raise RuntimeError("the in-memory TLS handshake did not finish")
 
 
 def pure_python(loops: int = 12_000) -> int:
