@@ -142,3 +142,43 @@ async def _peer_sends_then_closes(ca: HouseholdCA) -> None:
         assert await asyncio.wait_for(protocol.lost, 10) is None
         assert bytes(protocol.received) == b"x" * 50_000
         assert transport.is_closing()
+
+
+@pytest.mark.parametrize("loop", list(LOOPS))
+@pytest.mark.parametrize("abort", [False, True])
+def test_an_abort_right_after_a_close_sends_no_close_notify(loop: str, abort: bool, ca: HouseholdCA) -> None:
+    """close() ends with a close_notify; abort() in the same turn ends the connection without one."""
+    run_on(loop, _close_then_maybe_abort(ca, abort=abort))
+
+
+async def _close_then_maybe_abort(ca: HouseholdCA, *, abort: bool) -> None:
+    async with one_connection(ca) as (port, handshaken):
+        connected = threading.Event()
+        ending = asyncio.ensure_future(asyncio.to_thread(_how_it_ends, port, ca, connected))
+        protocol = Recorder()
+        transport = TlsTransport(asyncio.get_running_loop(), await handshaken, protocol)
+        transport.start()
+        await asyncio.to_thread(connected.wait, 10)
+        transport.write(b"answer")
+        transport.close()
+        if abort:
+            transport.abort()
+        assert await asyncio.wait_for(protocol.lost, 10) is None
+        received, end = await asyncio.wait_for(ending, 10)
+        assert received == b"answer"  # the socket took it before the close or the abort
+        assert end == ("cut off without a close_notify" if abort else "close_notify")
+
+
+def _how_it_ends(port: int, ca: HouseholdCA, connected: threading.Event) -> tuple[bytes, str]:
+    """What the peer reads, and whether the server's last word was a close_notify."""
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    context = client_context(ca)
+    with context.wrap_socket(raw, server_hostname="127.0.0.1", suppress_ragged_eofs=False) as client:
+        connected.set()
+        data = bytearray()
+        try:
+            while chunk := client.recv(65536):
+                data += chunk
+        except ssl.SSLEOFError:
+            return bytes(data), "cut off without a close_notify"
+        return bytes(data), "close_notify"

@@ -326,7 +326,7 @@ class TlsTransport(asyncio.Transport):
         if self._lost:
             return
         self._lost = True  # no writer is registered by now: the buffer drained, or an abort removed it
-        if notify:
+        if notify and not self._aborting:  # an abort since the close() that scheduled this: none
             # The close_notify, if the socket takes it now: after the answer nothing more is read, so
             # the peer's close_notify is not waited for.
             with contextlib.suppress(*_FAILED, ValueError):
