@@ -436,6 +436,8 @@ async def test_a_certificate_renews_once_and_a_renewed_one_not_at_once(
     assert hub.valid() == [second.serial_number, third.serial_number]
     assert hub.crl_reasons() == {first.serial_number: x509.ReasonFlags.superseded}
     assert len(hub.ledger) == 3
+    with pytest.raises(CertificateRevoked, match="revoked: newer ones superseded it"):
+        await hub.renew(first, second_key)  # an appliance that lost both newer ones hears why
 
 
 async def test_a_hundred_renewals_leave_two_valid_certificates(tmp_path: Path, ca: HouseholdCA) -> None:

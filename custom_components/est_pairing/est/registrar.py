@@ -391,7 +391,9 @@ class Registrar:
         if record is None:
             raise NotAllowed(f"the presented certificate is not in this CA's ledger{advice}")
         if record.revoked:
-            raise CertificateRevoked(f"the presented certificate has been revoked{advice}")
+            superseded = record.revocation_reason == x509.ReasonFlags.superseded.value
+            why = ": newer ones superseded it" if superseded else ""
+            raise CertificateRevoked(f"the presented certificate has been revoked{why}{advice}")
         if not certificate.not_valid_before_utc <= now < certificate.not_valid_after_utc:
             raise CertificateExpired(f"the presented certificate has expired{advice or '; enroll again'}")
         return record
