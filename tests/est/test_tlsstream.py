@@ -72,6 +72,14 @@ async def one_connection(ca: HouseholdCA) -> AsyncIterator[tuple[int, asyncio.Fu
         listener.close()
 
 
+async def started(handshaken: asyncio.Future[ssl.SSLSocket]) -> tuple[Recorder, TlsTransport]:
+    """A transport over the handshaken connection, started, and what it tells its protocol."""
+    protocol = Recorder()
+    transport = TlsTransport(asyncio.get_running_loop(), await handshaken, protocol)
+    transport.start()
+    return protocol, transport
+
+
 def client_context(ca: HouseholdCA) -> ssl.SSLContext:
     """A client that trusts the household CA."""
     return ssl.create_default_context(cadata=ca.certificate_pem.decode())
@@ -89,9 +97,7 @@ async def _unread_then_read(ca: HouseholdCA) -> None:
     async with one_connection(ca) as (port, handshaken):
         may_read = threading.Event()
         received = asyncio.ensure_future(asyncio.to_thread(_read_to_the_end, port, ca, may_read))
-        protocol = Recorder()
-        transport = TlsTransport(asyncio.get_running_loop(), await handshaken, protocol)
-        transport.start()
+        protocol, transport = await started(handshaken)
         payload = os.urandom(PAYLOAD)
         transport.write(payload[:1000])
         transport.writelines([payload[1000:5000], payload[5000:]])
@@ -125,9 +131,7 @@ def test_what_the_peer_sends_reaches_the_protocol_and_its_end_closes(loop: str, 
 async def _peer_sends_then_closes(ca: HouseholdCA) -> None:
     async with one_connection(ca) as (port, handshaken):
         _reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_context(ca))
-        protocol = Recorder()
-        transport = TlsTransport(asyncio.get_running_loop(), await handshaken, protocol)
-        transport.start()
+        protocol, transport = await started(handshaken)
         assert transport.get_extra_info("peername") == writer.get_extra_info("sockname")
         assert transport.get_extra_info("sockname") == writer.get_extra_info("peername")
         assert transport.get_extra_info("ssl_object").version() == "TLSv1.3"
@@ -155,9 +159,7 @@ async def _close_then_maybe_abort(ca: HouseholdCA, *, abort: bool) -> None:
     async with one_connection(ca) as (port, handshaken):
         connected = threading.Event()
         ending = asyncio.ensure_future(asyncio.to_thread(_how_it_ends, port, ca, connected))
-        protocol = Recorder()
-        transport = TlsTransport(asyncio.get_running_loop(), await handshaken, protocol)
-        transport.start()
+        protocol, transport = await started(handshaken)
         await asyncio.to_thread(connected.wait, 10)
         transport.write(b"answer")
         transport.close()
