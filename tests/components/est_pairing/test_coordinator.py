@@ -85,11 +85,7 @@ async def test_a_new_appliance_gets_its_entities_from_the_snapshot(
 
 
 async def test_a_stream_of_changes_does_not_put_off_the_upkeep(
-    hass: HomeAssistant,
-    init_integration: MockConfigEntry,
-    runtime: EstRuntime,
-    appliance_client: EstClient,
-    freezer: FrozenDateTimeFactory,
+    hass: HomeAssistant, runtime: EstRuntime, appliance_client: EstClient, freezer: FrozenDateTimeFactory
 ) -> None:
     """A change every 40 minutes, each a new snapshot pushed, and the upkeep still runs every hour.
 
