@@ -317,16 +317,13 @@ class TlsTransport(asyncio.Transport):
         if self._writing:
             self._loop.remove_writer(self._fd)
             self._writing = False
-        self._loop.call_soon(self._finish_aborted, error)
+        self._loop.call_soon(self._finish, error)
 
-    def _finish_aborted(self, error: Exception | None) -> None:
-        self._finish(error, notify=False)
-
-    def _finish(self, error: Exception | None, *, notify: bool = True) -> None:
+    def _finish(self, error: Exception | None) -> None:
         if self._lost:
             return
         self._lost = True  # no writer is registered by now: the buffer drained, or an abort removed it
-        if notify and not self._aborting:  # an abort since the close() that scheduled this: none
+        if not self._aborting:  # aborted, even after the close() that scheduled this: no close_notify
             # The close_notify, if the socket takes it now: after the answer nothing more is read, so
             # the peer's close_notify is not waited for.
             with contextlib.suppress(*_FAILED, ValueError):
