@@ -8,17 +8,11 @@ require; ``scripts/bench --two-openssls`` leaves this part out where it is not i
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from cryptography import x509
 from OpenSSL import SSL, crypto
 
-from custom_components.est_pairing.est.ca import HouseholdCA
-from custom_components.est_pairing.est.tls import ListenerIdentity, ListenerNames
+from .two_openssls import complete_handshake, experiment_identity
 
-from .two_openssls import complete_handshake
-
-_HOST = "127.0.0.1"
 _BIO_READ = 1 << 16
 
 
@@ -31,8 +25,7 @@ class SameLibraryHandshakes:
     """
 
     def __init__(self) -> None:
-        ca = HouseholdCA.create("Experiment")
-        identity = ListenerIdentity.issue(ca, ListenerNames.from_hosts([_HOST]), datetime.now(UTC))
+        ca, identity = experiment_identity()
         server = SSL.Context(SSL.TLS_SERVER_METHOD)
         server.set_min_proto_version(SSL.TLS1_2_VERSION)
         server.set_options(SSL.OP_NO_TICKET | SSL.OP_NO_COMPRESSION)

@@ -53,8 +53,7 @@ class Handshakes:
     """
 
     def __init__(self) -> None:
-        ca = HouseholdCA.create("Experiment")
-        identity = ListenerIdentity.issue(ca, ListenerNames.from_hosts([_HOST]), datetime.now(UTC))
+        ca, identity = experiment_identity()
         self._server = server_ssl_context(identity, ca.certificate)
         self._client = client_ssl_context(ca.certificate)
 
@@ -70,6 +69,12 @@ class Handshakes:
 
         complete_handshake((client, server), ssl.SSLWantReadError, exchange)
         return server
+
+
+def experiment_identity() -> tuple[HouseholdCA, ListenerIdentity]:
+    """A household CA, and a listener certificate and key from it for the experiment's address."""
+    ca = HouseholdCA.create("Experiment")
+    return ca, ListenerIdentity.issue(ca, ListenerNames.from_hosts([_HOST]), datetime.now(UTC))
 
 
 class HandshakeSide(Protocol):
